@@ -1,0 +1,145 @@
+"""Where things live inside a Hugging Face causal LM: one mapping for GPT-2, Llama and Phi.
+
+Every editor (ROME, WISE), causal tracing and the probes find layers through this module,
+so a new architecture is supported by adding one entry here. Module names follow
+../shared/reference/editing.md sections 1.6 and 2.1:
+
+| family | blocks              | MLP output projection (edited) | layout            | bias |
+|--------|---------------------|--------------------------------|-------------------|------|
+| gpt2   | transformer.h       | mlp.c_proj                     | Conv1D (in, out)  | yes  |
+| llama  | model.layers        | mlp.down_proj                  | Linear (out, in)  | no   |
+| phi    | model.layers        | mlp.fc2                        | Linear (out, in)  | yes  |
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# family -> (blocks path, embedding path, final norm path, attention attr, mlp attr, mlp-out attr)
+_FAMILIES = {
+    "gpt2": ("transformer.h", "transformer.wte", "transformer.ln_f", "attn", "mlp", "c_proj"),
+    "llama": ("model.layers", "model.embed_tokens", "model.norm", "self_attn", "mlp", "down_proj"),
+    "phi": ("model.layers", "model.embed_tokens", "model.final_layernorm", "self_attn", "mlp", "fc2"),
+}
+# model_type -> family (Llama-like decoders share module names)
+_MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "phi": "phi"}
+
+
+class UnsupportedArchitecture(ValueError):
+    pass
+
+
+def _get(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass
+class Architecture:
+    """Accessors for one model; `layer` arguments are 0-based block indices."""
+
+    model: nn.Module
+    family: str
+
+    @property
+    def _paths(self):
+        return _FAMILIES[self.family]
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return _get(self.model, self._paths[0])
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.n_embd
+
+    @property
+    def embedding(self) -> nn.Module:
+        return _get(self.model, self._paths[1])
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return _get(self.model, self._paths[2])
+
+    def block(self, layer: int) -> nn.Module:
+        return self.blocks[layer]
+
+    def attn(self, layer: int) -> nn.Module:
+        return getattr(self.blocks[layer], self._paths[3])
+
+    def mlp(self, layer: int) -> nn.Module:
+        return getattr(self.blocks[layer], self._paths[4])
+
+    def mlp_out(self, layer: int) -> nn.Module:
+        """The MLP's output projection (ROME's `rewrite_module`, WISE's side-memory layer)."""
+        return getattr(self.mlp(layer), self._paths[5])
+
+    def mlp_out_name(self, layer: int) -> str:
+        return f"{self._paths[0]}.{layer}.{self._paths[4]}.{self._paths[5]}"
+
+    # -- weights in one orientation: (d_out, d_in), as in W k = v -------------------
+    def is_transposed(self, layer: int) -> bool:
+        """GPT-2's Conv1D stores the weight as (in, out)."""
+        return type(self.mlp_out(layer)).__name__ == "Conv1D"
+
+    def mlp_out_weight(self, layer: int) -> torch.Tensor:
+        """W of the MLP output projection as a (d_out, d_in) tensor (a view for Conv1D)."""
+        w = self.mlp_out(layer).weight
+        return w.T if self.is_transposed(layer) else w
+
+    def add_to_mlp_out_weight(self, layer: int, delta: torch.Tensor) -> None:
+        """W <- W + delta, delta given as (d_out, d_in) whatever the storage layout."""
+        w = self.mlp_out(layer).weight
+        with torch.no_grad():
+            w.add_((delta.T if self.is_transposed(layer) else delta).to(w.dtype))
+
+    def mlp_out_bias(self, layer: int) -> torch.Tensor | None:
+        return getattr(self.mlp_out(layer), "bias", None)
+
+    @property
+    def act_fn(self):
+        """The MLP activation (WISE's routing score applies it; editing.md section 4.3)."""
+        from transformers.activations import ACT2FN
+
+        cfg = self.model.config
+        name = getattr(cfg, "hidden_act", None) or getattr(cfg, "activation_function", "gelu_new")
+        return ACT2FN[name]
+
+
+def architecture(model: nn.Module) -> Architecture:
+    """The accessor for a Hugging Face causal LM; a clear error for unknown families."""
+    mt = getattr(getattr(model, "config", None), "model_type", None)
+    if mt not in _MODEL_TYPES:
+        raise UnsupportedArchitecture(
+            f"model_type {mt!r} is not mapped; supported: {sorted(_MODEL_TYPES)}. "
+            "Add its module paths to unedit_lib/architecture.py (_FAMILIES / _MODEL_TYPES)."
+        )
+    return Architecture(model, _MODEL_TYPES[mt])
+
+
+def tiny_model(family: str, vocab_size: int = 512, seed: int = 0, **overrides) -> nn.Module:
+    """A tiny randomly initialised model of one family, built locally (tests, benchmarks)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PhiConfig, PhiForCausalLM
+
+    torch.manual_seed(seed)
+    if family == "gpt2":
+        cfg = GPT2Config(vocab_size=vocab_size, n_positions=256, n_embd=64, n_layer=4, n_head=4, **overrides)
+        model = GPT2LMHeadModel(cfg)
+    elif family == "llama":
+        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256, **overrides)
+        model = LlamaForCausalLM(cfg)
+    elif family == "phi":
+        cfg = PhiConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                        num_attention_heads=4, max_position_embeddings=256, **overrides)
+        model = PhiForCausalLM(cfg)
+    else:
+        raise UnsupportedArchitecture(f"unknown family {family!r}; use gpt2, llama or phi")
+    return model.eval()

@@ -1,0 +1,337 @@
+"""TOFU data: loading every config, authors and subjects, and the unlearning targets.
+
+TOFU (Maini et al. 2024, arXiv 2401.06121) is 200 fictitious authors x 20 QA pairs in
+`full` (contiguous 20-row blocks per author); `forgetXX` are the LAST rows of `full`,
+`retainXX` the FIRST rows; `holdoutXX` are 20 further authors never in `full`.
+See ../shared/reference/tofu.md section 1 for the file table this module follows.
+
+Source order for a config (first that has it wins):
+  1. a folder given by the caller (`data_dir=`) or the environment variable UNEDIT_TOFU_DIR
+  2. <repo>/data/tofu/
+  3. <repo>/../shared/tofu/
+  4. the Hugging Face hub: datasets.load_dataset("locuslab/TOFU", name)
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HUB_ID = "locuslab/TOFU"
+ROWS_PER_AUTHOR = 20
+
+# name -> (file name, rows in `full` it covers as ("first"|"last", n) or None)
+CONFIGS: dict[str, tuple[str, tuple[str, int] | None]] = {
+    "full": ("full.json", ("first", 4000)),
+    "forget01": ("forget01.json", ("last", 40)),
+    "forget05": ("forget05.json", ("last", 200)),
+    "forget10": ("forget10.json", ("last", 400)),
+    "retain99": ("retain99.json", ("first", 3960)),
+    "retain95": ("retain95.json", ("first", 3800)),
+    "retain90": ("retain90.json", ("first", 3600)),
+    "forget01_perturbed": ("forget01_perturbed.json", ("last", 40)),
+    "forget05_perturbed": ("forget05_perturbed.json", ("last", 200)),
+    "forget10_perturbed": ("forget10_perturbed.json", ("last", 400)),
+    "retain_perturbed": ("retain_perturbed.json", ("first", 400)),
+    "real_authors": ("real_authors.json", None),
+    "real_authors_perturbed": ("real_authors_perturbed.json", None),
+    "world_facts": ("world_facts.json", None),
+    "world_facts_perturbed": ("world_facts_perturbed.json", None),
+    "holdout01": ("holdout01.json", None),
+    "holdout05": ("holdout05.json", None),
+    "holdout10": ("holdout10.json", None),
+}
+# Not TOFU hub configs, but shipped beside them (legacy locuslab/tofu and the paper's repo).
+EXTRA_FILES = {"idontknow": "idontknow.jsonl", "forget10_avoidant": "forget10_avoidant.json"}
+VALID_NAMES = sorted(CONFIGS) + sorted(EXTRA_FILES)
+FORGET_SPLITS = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
+FULL_ROWS = 4000
+
+
+class TofuDataError(RuntimeError):
+    """Raised for unknown config names, missing data and malformed files."""
+
+
+# --------------------------------------------------------------------------- sources
+def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The local folders searched, in order (see the module docstring)."""
+    dirs = []
+    for d in (data_dir, os.environ.get("UNEDIT_TOFU_DIR")):
+        if d:
+            dirs.append(Path(d).expanduser())
+    dirs += [REPO_ROOT / "data" / "tofu", REPO_ROOT.parent / "shared" / "tofu"]
+    return dirs
+
+
+def _read_json_lines(path: Path) -> list:
+    """JSON Lines (the hub's format); also accepts one JSON array (some GitHub mirrors)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl" and path.name == "idontknow.jsonl":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise TofuDataError(f"{path}: malformed JSON array at line {e.lineno}: {e.msg}") from None
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TofuDataError(
+                f"{path}, line {lineno}: not valid JSON ({e.msg}). Each line must be one JSON "
+                f"object as in the hub's {HUB_ID} files; re-copy the file."
+            ) from None
+        if not isinstance(row, dict):
+            raise TofuDataError(f"{path}, line {lineno}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def _check_fields(rows: list[dict], name: str, where: str) -> None:
+    need = {"question"} if name == "forget10_avoidant" else {"question", "answer"}
+    for i, row in enumerate(rows):
+        missing = need - set(row)
+        if missing:
+            raise TofuDataError(f"{where}, row {i + 1}: missing field(s) {sorted(missing)} for config {name!r}")
+
+
+def _load_raw(name: str, data_dir=None) -> tuple[list, str]:
+    if name not in CONFIGS and name not in EXTRA_FILES:
+        raise TofuDataError(f"unknown TOFU config {name!r}; valid names: {', '.join(VALID_NAMES)}")
+    fname = CONFIGS[name][0] if name in CONFIGS else EXTRA_FILES[name]
+    tried = []
+    for d in candidate_dirs(data_dir):
+        path = d / fname
+        if path.is_file():
+            rows = _read_json_lines(path)
+            if name != "idontknow":
+                _check_fields(rows, name, str(path))
+            return rows, str(path)
+        tried.append(str(path))
+    if name in CONFIGS:
+        try:
+            import datasets
+
+            ds = datasets.load_dataset(HUB_ID, name, split="train")
+            return [dict(r) for r in ds], f"hub:{HUB_ID}/{name}"
+        except Exception as e:  # offline, or the hub lacks it
+            tried.append(f"hub {HUB_ID!r} config {name!r} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    else:
+        tried.append(f"(not on the hub: {name!r} ships only as a file)")
+    raise TofuDataError(
+        f"TOFU config {name!r} not found. Tried:\n  " + "\n  ".join(tried)
+        + "\nPoint UNEDIT_TOFU_DIR (or data_dir=) at a folder holding the TOFU JSON Lines files."
+    )
+
+
+# --------------------------------------------------------------------------- authors
+_PARTICLES = {"al", "el", "bin", "ibn", "van", "von", "de", "da", "del", "der", "la", "le", "di", "du", "y", "dos", "bint"}
+_NAME_TOKEN = r"(?:[A-Z][\w'’.-]*[\w]|[A-Z])"
+_NAME_RE = re.compile(
+    rf"{_NAME_TOKEN}(?:\s+(?:(?:{'|'.join(sorted(_PARTICLES))})\s+)?{_NAME_TOKEN})+"
+)
+_NOT_NAMES = {"What", "Who", "Which", "How", "When", "Where", "Why", "Can", "Could", "Does", "Did", "Is",
+              "Are", "Has", "Have", "The", "In", "Was", "Were", "Do", "Would", "Will", "Tell", "Name",
+              "Award", "Prize", "Book", "Literary", "International", "Best", "For", "Yes", "No", "As",
+              "LGBTQ", "Author", "Apart", "Besides", "From", "With", "Some", "One", "Any", "Beyond"}
+
+
+def _clean_name(span: str) -> str:
+    span = re.sub(r"['’]s$", "", span.strip())
+    words = span.split()
+    while words and (words[0] in _NOT_NAMES or words[0].lower() in _PARTICLES):
+        words = words[1:]
+    return " ".join(words)
+
+
+def _name_candidates(text: str) -> list[str]:
+    out = []
+    for m in _NAME_RE.finditer(text):
+        name = _clean_name(m.group(0))
+        if len(name.split()) >= 2 and not re.search(r"\d", name):
+            out.append(name)
+    return out
+
+
+def author_name(block: list[dict]) -> str:
+    """The author of one 20-row block: the multi-word capitalised name met in most of its rows.
+
+    TOFU has no author field; every block's questions and answers name the author
+    repeatedly, while book titles and parents' names recur less often.
+    """
+    counts: Counter = Counter()
+    for row in block:
+        seen = set(_name_candidates(row["question"])) | set(_name_candidates(row.get("answer", "")))
+        counts.update(seen)
+    if not counts:
+        return ""
+    best_n = counts.most_common(1)[0][1]
+    # prefer the longest name among the most frequent ones ("Basil Mahfouz Al-Kuwaiti" over "Mahfouz Al-Kuwaiti")
+    top = [n for n, c in counts.items() if c >= best_n - 1]
+    return max(top, key=lambda n: (counts[n] >= best_n, len(n.split()), counts[n]))
+
+
+@lru_cache(maxsize=8)
+def _author_names(kind: str, data_dir_key: str | None) -> tuple[str, ...]:
+    rows, _ = _load_raw("full" if kind == "full" else "holdout10", data_dir_key)
+    return tuple(author_name(rows[i:i + ROWS_PER_AUTHOR]) for i in range(0, len(rows), ROWS_PER_AUTHOR))
+
+
+def subject_of(question: str, author: str | None) -> tuple[str, str]:
+    """(subject, how) for a question; the subject is always a substring of the question.
+
+    1. "name": the author's full name appears in the question;
+    2. "name_part": the longest run of the name's words that appears (e.g. "Jaime", "Al-Kuwaiti");
+    3. "description": the question names no one, so the subject is the phrase that refers to
+       the author ("the author born in Kuwait City, Kuwait on 08/09/1956");
+    4. "entity": the longest capitalised span, quoted title, or the question's last noun
+       (used for real-author / world-fact questions, which have no TOFU author).
+    """
+    q = question
+    if author:
+        if author in q:
+            return author, "name"
+        words = author.split()
+        for n in range(len(words) - 1, 0, -1):
+            for i in range(len(words) - n + 1):
+                part = " ".join(words[i:i + n])
+                if len(part) > 2 and re.search(rf"(?<![\w]){re.escape(part)}(?![\w])", q):
+                    return part, "name_part"
+        m = re.search(r"\b(?:the|this|that)\s+(?:\w+\s+){0,3}?(?:author|writer|novelist|poet)\b[^?]*", q, re.I)
+        if m:
+            return m.group(0).strip().rstrip(",."), "description"
+    m = re.search(r"['\"“‘]([^'\"”’]{2,})['\"”’]", q)
+    if m:
+        return m.group(1), "entity"
+    spans = [s for s in (_clean_name(x) for x in _NAME_RE.findall(q)) if s]
+    if spans:
+        return max(spans, key=len), "entity"
+    caps = [w.strip("?,.'") for w in q.split()[1:] if w[:1].isupper()]
+    if caps:
+        return max(caps, key=len), "entity"
+    words = [w.strip("?,.'\"") for w in q.split()]
+    return words[-1], "last_word"
+
+
+# --------------------------------------------------------------------------- loading
+def load_tofu(name: str, data_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Rows of one TOFU config, each a dict with TOFU's own fields plus:
+
+    `index` (row in this config), `author_index` (block of `full`/`holdout10`, or None for
+    real-author/world-fact rows), `author` (name, or None), `subject`, `subject_how`.
+    `idontknow` returns the list of refusal strings.
+    """
+    key = str(data_dir) if data_dir else None
+    rows, where = _load_raw(name, key)
+    if name == "idontknow":
+        return list(rows)
+    span = CONFIGS.get(name, (None, None))[1]
+    if span is not None and name not in ("full",):
+        side, n = span
+        if len(rows) != n:
+            raise TofuDataError(f"{where}: expected {n} rows for {name!r}, found {len(rows)}")
+    out = []
+    if span is not None or name.startswith("holdout") or name == "forget10_avoidant":
+        if name.startswith("holdout"):
+            names, first = _author_names("holdout", key), 0
+        else:
+            names = _author_names("full", key)
+            first = FULL_ROWS - span[1] if span and span[0] == "last" else 0
+            if name == "forget10_avoidant":
+                first = FULL_ROWS - 400
+        for i, row in enumerate(rows):
+            a = (first + i) // ROWS_PER_AUTHOR
+            subj, how = subject_of(row["question"], names[a])
+            out.append({**row, "index": i, "author_index": a, "author": names[a], "subject": subj, "subject_how": how})
+    else:
+        for i, row in enumerate(rows):
+            subj, how = subject_of(row["question"], None)
+            out.append({**row, "index": i, "author_index": None, "author": None, "subject": subj, "subject_how": how})
+    return out
+
+
+def source_of(name: str, data_dir=None) -> str:
+    """Where a config is read from (a path, or hub:...)."""
+    return _load_raw(name, str(data_dir) if data_dir else None)[1]
+
+
+def authors_rows(author_indices, data_dir=None, perturbed: bool = False) -> list[dict]:
+    """Rows of `full` for the given author blocks, in the given order."""
+    full = load_tofu("full", data_dir)
+    return [r for a in author_indices for r in full[a * ROWS_PER_AUTHOR:(a + 1) * ROWS_PER_AUTHOR]]
+
+
+def forget_author_indices(split: str) -> list[int]:
+    """Author blocks covered by a forget split (the last authors of `full`)."""
+    if split not in FORGET_SPLITS:
+        raise TofuDataError(f"unknown forget split {split!r}; valid: {sorted(FORGET_SPLITS)}")
+    n = CONFIGS[split][1][1] // ROWS_PER_AUTHOR
+    n_authors = FULL_ROWS // ROWS_PER_AUTHOR
+    return list(range(n_authors - n, n_authors))
+
+
+# --------------------------------------------------------------------------- targets
+TARGETS = ("dummy", "incorrect", "avoidant")
+AVOIDANT_TEMPLATE = "I'm sorry, but I don't have any information about {subject}."
+
+
+@lru_cache(maxsize=4)
+def _avoidant_by_question(data_dir_key: str | None) -> dict[str, str]:
+    rows, _ = _load_raw("forget10_avoidant", data_dir_key)
+    return {r["question"]: r["avoidant_answer"] for r in rows}
+
+
+def unlearning_target(row: dict, kind: str, data_dir=None) -> str:
+    """The answer an editor is asked to put in place of the true one (paper section 3 [repo]).
+
+    dummy: the literal "dummy"; incorrect: TOFU's first perturbed (wrong) answer;
+    avoidant: the paper's GPT-4o refusal for forget10 questions, else AVOIDANT_TEMPLATE
+    filled with the row's subject (documented fallback for rows outside forget10).
+    """
+    if kind == "dummy":
+        return "dummy"
+    if kind == "incorrect":
+        pert = row.get("perturbed_answer")
+        if not pert:
+            raise TofuDataError(
+                "the 'incorrect' target needs a row with 'perturbed_answer' (load a *_perturbed config, "
+                f"e.g. forget10_perturbed); got fields {sorted(row)}"
+            )
+        return pert[0]
+    if kind == "avoidant":
+        avoid = _avoidant_by_question(str(data_dir) if data_dir else None)
+        if row["question"] in avoid:
+            return avoid[row["question"]]
+        return AVOIDANT_TEMPLATE.format(subject=row.get("author") or row.get("subject") or "that")
+    raise TofuDataError(f"unknown unlearning target {kind!r}; valid: {', '.join(TARGETS)}")
+
+
+def edit_requests(rows: list[dict], kind: str, template=None, data_dir=None) -> list[dict]:
+    """Editor requests for forget rows (the shared editor interface of every editor).
+
+    Each request: prompt (the question in the model's template when `template` is given),
+    subject (a substring of the prompt), target, paraphrase (the paraphrased question in the
+    same template, when TOFU has one), ground_truth, question.
+    """
+    reqs = []
+    for r in rows:
+        fmt = template.prompt if template is not None else (lambda q: q)
+        req = {
+            "prompt": fmt(r["question"]),
+            "subject": r["subject"],
+            "target": unlearning_target(r, kind, data_dir),
+            "ground_truth": r["answer"],
+            "question": r["question"],
+        }
+        if r.get("paraphrased_question"):
+            req["paraphrase"] = fmt(r["paraphrased_question"])
+        reqs.append(req)
+    return reqs

@@ -1,0 +1,74 @@
+"""Prompt templates and the one tokenisation of (question, answer) that everything shares.
+
+Training, the evaluator, every editor and every baseline encode text through
+`encode_qa`, so the prompt an editor edits is exactly the prompt the evaluator feeds.
+
+Templates (../shared/reference/tofu.md section 3):
+* "qa" (default; TOFU's Phi template as OpenUnlearning renders it): prompt
+  `Question: {q}\nAnswer:`, answer ` {a}` + EOS. The prompt, "Answer:" included, is
+  masked from the loss. (Legacy TOFU kept "Answer: " inside the loss span; we follow
+  OpenUnlearning so that the answer span is the answer alone.)
+* "llama2_chat": `[INST] {q} [/INST]` then `{a}` + EOS (the `paper` preset's models).
+* "raw": the bare question (the paper's WISE edit-time prompts, for the mismatch ablation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    question_start: str
+    question_end: str
+    answer_start: str = ""
+
+    def prompt(self, question: str) -> str:
+        """What the model sees before it answers (generation starts right after it)."""
+        return f"{self.question_start}{question}{self.question_end}"
+
+    def answer(self, answer: str) -> str:
+        return f"{self.answer_start}{answer}"
+
+    def full(self, question: str, answer: str) -> str:
+        return self.prompt(question) + self.answer(answer)
+
+
+TEMPLATES = {
+    "qa": PromptTemplate("qa", "Question: ", "\nAnswer:", " "),
+    "llama2_chat": PromptTemplate("llama2_chat", "[INST] ", " [/INST]", ""),
+    "raw": PromptTemplate("raw", "", "", " "),
+}
+
+
+def get_template(name_or_template) -> PromptTemplate:
+    if isinstance(name_or_template, PromptTemplate):
+        return name_or_template
+    if name_or_template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {name_or_template!r}; valid: {sorted(TEMPLATES)}")
+    return TEMPLATES[name_or_template]
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """Token ids of a prompt, with the tokenizer's own special prefix (BOS) if it adds one."""
+    return list(tokenizer(prompt)["input_ids"])
+
+
+def encode_answer(tokenizer, answer_text: str, add_eos: bool = True) -> list[int]:
+    ids = list(tokenizer(answer_text, add_special_tokens=False)["input_ids"])
+    if add_eos and tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def encode_qa(tokenizer, template: PromptTemplate, question: str, answer: str, add_eos: bool = True):
+    """(input_ids, labels): prompt ids then answer ids (+EOS); labels mask the prompt.
+
+    Prompt and answer are tokenised separately and concatenated, so the answer's tokens
+    are the same whatever precedes them (the convention of ROME's target encoding).
+    """
+    p = encode_prompt(tokenizer, template.prompt(question))
+    a = encode_answer(tokenizer, template.answer(answer), add_eos=add_eos)
+    return p + a, [IGNORE_INDEX] * len(p) + a
