@@ -130,7 +130,8 @@ def tiny_model(family: str, vocab_size: int = 512, seed: int = 0, **overrides) -
 
     torch.manual_seed(seed)
     if family == "gpt2":
-        cfg = GPT2Config(vocab_size=vocab_size, n_positions=256, n_embd=64, n_layer=4, n_head=4, **overrides)
+        cfg = GPT2Config(vocab_size=vocab_size, n_positions=256, n_embd=64, n_layer=4, n_head=4,
+                         bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1, **overrides)
         model = GPT2LMHeadModel(cfg)
     elif family == "llama":
         cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
