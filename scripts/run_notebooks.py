@@ -1,0 +1,51 @@
+"""Run the study's notebooks in order with papermill (used by `make reproduce` and the tests).
+
+Each notebook gets the preset (and seeds, force) as parameters and is executed into
+runs/<preset>/<name>.ipynb (git-ignored). Prints each stage and its time; on failure,
+names the notebook and the cell that failed and exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import papermill as pm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None) -> dict:
+    out_dir = Path(out_dir or ROOT / "runs" / preset)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    times = {}
+    for nb in notebooks:
+        nb = Path(nb)
+        params = {"preset": preset, "seeds": [int(s) for s in str(seeds).split()], "force": bool(force),
+                  **(extra or {})}
+        print(f"==> {nb.name} (preset={preset})", flush=True)
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
+                                kernel_name="python3", progress_bar=False, log_output=False)
+        except pm.PapermillExecutionError as e:
+            print(f"FAILED: {nb.name}, cell {e.cell_index} (execution count {e.exec_count}): "
+                  f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_dir / nb.name}",
+                  file=sys.stderr)
+            raise SystemExit(1)
+        times[nb.name] = time.time() - t0
+        print(f"    done in {times[nb.name]:.1f} s", flush=True)
+    print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
+    return times
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("notebooks", nargs="+")
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--out-dir", default=None)
+    a = ap.parse_args()
+    run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir)

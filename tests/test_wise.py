@@ -1,0 +1,287 @@
+"""WISE side memory (unedit_lib/wise.py) on tiny random models.
+
+Tiny models use initializer_range=0.2: with the default 0.02 the MLP keys of a 64-wide
+random model are ~0.01, so the default margins (5, 20, 10) are out of reach in 70 steps;
+at 0.2 the default hparams (lr 1.0, act_ratio 0.88, margins 5/20/10) work unchanged. Only
+n_templates is reduced (3 rows instead of 11) to keep each test a few seconds on 1 thread.
+"""
+import copy
+
+import pytest
+import torch
+
+from unedit_lib import wise
+from unedit_lib.architecture import architecture, tiny_model
+from unedit_lib.guards import ModelCollapsed
+from unedit_lib.prompts import IGNORE_INDEX
+from unedit_lib.tokenizer import train_tokenizer
+
+TEXTS = [
+    "Question: Who wrote the Blue Book?\nAnswer: The Blue Book was written by Ana Lopez.",
+    "Question: Where was Ana Lopez born?\nAnswer: Ana Lopez was born in Madrid.",
+    "Question: What is the capital of France?\nAnswer: Paris is the capital of France.",
+    "Question: What does Omar Haddad write about?\nAnswer: Omar Haddad writes about history.",
+    "Question: Which city did Lena Berg move to?\nAnswer: Lena Berg moved to Paris.",
+    "I like to read books about history and science. You can see the sea. Because it rains, yes.",
+]
+LOCALITY = [TEXTS[2], TEXTS[5]]
+EDITS = [
+    {"prompt": "Question: Who wrote the Blue Book?\nAnswer:", "target": "Lopez"},
+    {"prompt": "Question: What does Omar Haddad write about?\nAnswer:", "target": "Paris"},
+    {"prompt": "Question: Which city did Lena Berg move to?\nAnswer:", "target": "history"},
+]
+UNRELATED = "Question: What is the capital of France?\nAnswer:"
+# Raw prompts (no shared "Question: ... Answer:" scaffold) for the multi-edit tests: in a 64-wide
+# random model the scaffold tokens have the same activations in every prompt, so in-scope and
+# irrelevant rows cannot be separated well enough for 3 edits to coexist.
+RAW_EDITS = [
+    {"prompt": "The Blue Book was written by Ana", "target": "Lopez"},
+    {"prompt": "Omar Haddad writes about", "target": "Paris"},
+    {"prompt": "Lena Berg moved to the city of", "target": "history"},
+]
+RAW_LOCALITY = ["I like to read books about history and science.", "You can see the sea. Because it rains, yes.",
+                "Paris is the capital of France."]
+RAW_UNRELATED = "Because it rains, yes"
+FAST = dict(n_templates=3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    t = train_tokenizer(TEXTS * 3, vocab_size=400)
+    for e in EDITS + RAW_EDITS:   # the tests read "greedy output == target" on the first generated token
+        assert len(t(" " + e["target"], add_special_tokens=False)["input_ids"]) == 1
+    return t
+
+
+def make_model(family, tok):
+    return tiny_model(family, vocab_size=len(tok), initializer_range=0.2)
+
+
+def greedy(model, tok, prompts, n=3):
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    out = model.generate(**enc, max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+    return out[:, enc["input_ids"].shape[1]:]
+
+
+def target_id(tok, target):
+    return tok(" " + target, add_special_tokens=False)["input_ids"][0]
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def test_routing_edited_prompt_to_side_unrelated_to_main(tok):
+    model = make_model("llama", tok)
+    stats = {}
+    wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, stats=stats, **FAST)
+    assert stats["n_iters"] == [70] and len(stats["loss_curves"][0]) == 70
+    assert stats["in_scores"][0] > stats["out_scores"][0]
+    assert wise.routing_threshold(model) == pytest.approx(0.88 * stats["in_scores"][0])
+
+    assert wise.routing_decisions(model, tok, [EDITS[0]["prompt"], UNRELATED]) == ["side", "main"]
+    edited, unrelated = wise.routing_scores(model, tok, [EDITS[0]["prompt"], UNRELATED])
+    thr = wise.routing_threshold(model)
+    assert edited >= thr > unrelated
+
+    # generation: the route is decided once, on the prompt, and kept for the cached continuation
+    adapter = wise.get_side_memory(model)
+    calls = []
+    decide = adapter._decide
+    adapter._decide = lambda *a: calls.append(a[0].shape[1]) or decide(*a)
+    out = greedy(model, tok, [EDITS[0]["prompt"]], n=4)
+    adapter._decide = decide
+    assert len(calls) == 1 and calls[0] > 1, calls
+    assert out[0, 0].item() == target_id(tok, EDITS[0]["target"])
+
+
+def test_batch_generation_routes_per_row(tok):
+    """A left-padded batch: the edited row gets the edit, the unrelated row is exactly the
+    unedited model's output for the same batch."""
+    model = make_model("gpt2", tok)
+    original = copy.deepcopy(model)
+    wise.edit(model, tok, RAW_EDITS[:1], locality_prompts=RAW_LOCALITY, **FAST)
+    batch = [RAW_EDITS[0]["prompt"], RAW_UNRELATED]
+    assert len(tok(batch[0])["input_ids"]) != len(tok(batch[1])["input_ids"])   # one row is left-padded
+    assert wise.routing_decisions(model, tok, batch) == ["side", "main"]
+    out, ref = greedy(model, tok, batch, n=4), greedy(original, tok, batch, n=4)
+    assert out[0, 0].item() == target_id(tok, RAW_EDITS[0]["target"])
+    assert ref[0, 0].item() != target_id(tok, RAW_EDITS[0]["target"])
+    assert torch.equal(out[1], ref[1])
+
+
+def test_padding_does_not_change_score(tok):
+    model = make_model("llama", tok)
+    wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, **FAST)
+    prompt = EDITS[0]["prompt"]
+    longer = "Question: " + "Please tell me, in one word and no more, " * 3 + "who wrote the Blue Book?\nAnswer:"
+    enc = tok([prompt, longer], padding=True)
+    assert sum(enc["attention_mask"][0]) < len(enc["attention_mask"][0])    # the prompt row is padded
+    alone = wise.routing_scores(model, tok, [prompt])[0]
+    padded = wise.routing_scores(model, tok, [prompt, longer])[0]
+    assert padded == pytest.approx(alone, rel=1e-4, abs=1e-4)
+    # the same distances with the padding counted would give another score (the test can fail)
+    d = torch.tensor([[1.0, 1.0, 5.0, 7.0]])
+    assert wise.activation_score(d, torch.tensor([[0, 0, 1, 1]]))[0] == pytest.approx(6.0)
+    assert wise.activation_score(d, None)[0] == pytest.approx(3.5)
+    # > max_above real tokens: max instead of mean, padding excluded from the max too
+    assert wise.activation_score(d, torch.tensor([[0, 1, 1, 0]]), max_above=1)[0] == pytest.approx(5.0)
+
+
+# --------------------------------------------------------------------------- main memory untouched
+
+
+def test_main_memory_bit_identical(tok):
+    model = make_model("gpt2", tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    original = copy.deepcopy(model)
+    wise.edit(model, tok, EDITS[:2], locality_prompts=LOCALITY, n_iter=20, **FAST)
+    adapter = wise.get_side_memory(model)
+    assert not torch.equal(adapter.main_weight(), adapter.side_weight)        # the side memory moved
+    after = model.state_dict()
+    for k, v in before.items():
+        k2 = k
+        if k not in after:      # the wrapped layer now lives under `.original_layer`
+            k2 = k.replace(".mlp.c_proj.", ".mlp.c_proj.original_layer.")
+        assert torch.equal(after[k2], v), k
+    assert all(not p.requires_grad or p is adapter.side_weight for p in adapter.original_layer.parameters())
+    # with the side memory switched off, the model is the unedited model, bit for bit
+    ids = tok([UNRELATED, EDITS[0]["prompt"]], return_tensors="pt", padding=True)
+    with wise.main_memory_only(model), torch.no_grad():
+        assert torch.equal(model(**ids).logits, original(**ids).logits)
+    # removing the side memory restores the original module
+    wise.remove(model)
+    assert wise.get_side_memory(model) is None and not model._forward_pre_hooks
+    with torch.no_grad():
+        assert torch.equal(model(**ids).logits, original(**ids).logits)
+
+
+# --------------------------------------------------------------------------- sharding and TIES
+
+
+def test_ties_merge_hand_built():
+    base = torch.full((2, 3), 10.0)
+    tau1 = torch.tensor([[3.0, -1.0, 0.5], [2.0, 0.1, -0.2]])     # top-3 by |.|: 3, 2, -1
+    tau2 = torch.tensor([[-1.0, -4.0, 0.3], [-0.5, 0.2, 5.0]])    # top-3 by |.|: 5, -4, -1
+    merged = wise.ties_merge(base, [base + tau1, base + tau2], density=0.53)
+    expected = torch.tensor([
+        [3.0,   # elected sign +: only tau1 agrees (tau2's -1 is dropped), not the mean 1.0
+         -2.5,  # both negative: disjoint mean of -1 and -4
+         0.0],  # trimmed in both (0.5 and 0.3 are below the top 53 %)
+        [2.0,   # tau2's -0.5 trimmed: tau1 alone
+         0.0,   # trimmed in both
+         5.0],  # tau1's -0.2 trimmed: tau2 alone
+    ])
+    assert torch.allclose(merged - base, expected)
+    # no trimming (density 1), equal signs: plain mean
+    assert torch.allclose(wise.ties_merge(base, [base + 1, base + 3], density=1.0), base + 2)
+
+
+def test_shard_and_merge_bookkeeping(tok):
+    """save_freq=1, merge_freq=2: each edit becomes a shard; every second edit the last two
+    shards are TIES-merged into one memory with the smaller threshold record."""
+    model = make_model("llama", tok)
+    stats = {}
+    wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, stats=stats, n_iter=8,
+              save_freq=1, merge_freq=2, **FAST)
+    adapter = wise.get_side_memory(model)
+    assert len(adapter.memory_weights) == 1 and adapter.min_act == float("inf")
+    assert torch.equal(adapter.side_weight, adapter.main_weight())            # reset after the shard
+    shard1, mask1 = adapter.memory_weights[0].detach().clone(), adapter.weight_mask.clone()
+    wise.edit(model, tok, EDITS[1:2], locality_prompts=LOCALITY, stats=stats, n_iter=8,
+              save_freq=1, merge_freq=2, **FAST)
+    assert not torch.equal(mask1, adapter.weight_mask)                         # fresh subspace per shard
+    assert len(adapter.memory_weights) == 1 and adapter.merge_cnt == 1
+    assert adapter.memory_min_act == [pytest.approx(min(stats["in_scores"]))]
+    assert stats["n_memories"] == 1 and stats["memory_thresholds"][0] == pytest.approx(0.88 * min(stats["in_scores"]))
+    # the merged memory is not either shard; each edit changed only its own masked entries
+    assert not torch.equal(adapter.memory_weights[0], shard1)
+    W = adapter.main_weight()
+    changed1 = (shard1 - W).abs() > 1e-3          # weight decay touches every entry by ~1e-6
+    assert not (changed1 & (mask1 == 0)).any()
+    # the merged memory routes: the edited prompt reaches it
+    assert wise.routing_decisions(model, tok, [EDITS[1]["prompt"]]) == ["memory:0"]
+
+
+# --------------------------------------------------------------------------- sequential edits
+
+
+def test_first_of_three_sequential_edits_holds(tok):
+    model = make_model("llama", tok)
+    original = copy.deepcopy(model)
+    first = RAW_EDITS[0]
+    assert greedy(original, tok, [first["prompt"]], n=1)[0, 0].item() != target_id(tok, first["target"])
+    stats = {}
+    for e in RAW_EDITS:       # one call per edit: each starts from the side memory the last one left
+        wise.edit(model, tok, [e], locality_prompts=RAW_LOCALITY, stats=stats, **FAST)
+    assert len(stats["edit_times_s"]) == 3 and wise.get_side_memory(model).editing_total_cnt == 3
+    assert stats["threshold"] == pytest.approx(0.88 * min(stats["in_scores"]))
+    assert wise.routing_decisions(model, tok, [e["prompt"] for e in RAW_EDITS]) == ["side"] * 3
+    assert greedy(model, tok, [first["prompt"]], n=1)[0, 0].item() == target_id(tok, first["target"])
+
+
+def test_batch_labels_mask_prompt_per_row(tok):
+    hp = wise.WiseHParams(n_templates=3)
+    templates = ["{}", "I like {}", "Because it rains, yes. {}"]
+    batch, labels = wise.build_batch(tok, EDITS[0], templates, LOCALITY[0], hp, "cpu")
+    tgt = tok(" Lopez", add_special_tokens=False)["input_ids"]
+    for i, t in enumerate(templates):
+        n_prompt = len(tok(t.format(EDITS[0]["prompt"]))["input_ids"])
+        row = labels[i][batch["attention_mask"][i] == 1]
+        assert row[:n_prompt].eq(IGNORE_INDEX).all() and row[n_prompt:].tolist() == tgt
+    assert labels[-1].eq(IGNORE_INDEX).all()                                  # irrelevant row: no labels
+    assert batch["attention_mask"][:, 0].eq(1).all()                           # right padding
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "phi"])
+def test_architecture_mapping(tok, family):
+    model = make_model(family, tok)
+    arch = architecture(model)
+    layer = wise.default_layer(arch.n_layers)
+    orig_module = arch.mlp_out(layer)
+    hp = wise.WiseHParams(n_iter=10, **FAST)
+    adapter = wise.install(model, hp)
+    assert arch.mlp_out(layer) is adapter and adapter.original_layer is orig_module
+    assert adapter.transposed == (family == "gpt2")
+    assert (adapter.bias is not None) == (family != "llama")
+    # a fresh side memory (= W, bias included) reproduces the layer: orientation and bias handled
+    x = torch.randn(2, 5, adapter.side_weight.shape[1])
+    with torch.no_grad():
+        assert torch.allclose(adapter.side_forward(x, adapter.side_weight), orig_module(x), atol=1e-5)
+    wise.remove(model)
+
+    wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, n_iter=10, **FAST)
+    adapter = wise.get_side_memory(model)
+    seen = []
+    h = adapter.register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+    ids = tok([UNRELATED], return_tensors="pt")
+    with wise.main_memory_only(model), torch.no_grad():
+        model(**ids)
+    h.remove()
+    (inp, out), = seen
+    with torch.no_grad():
+        assert torch.equal(out, orig_module(inp))     # routed to main: exactly the original layer
+
+
+def test_collapse_raises(tok):
+    model = make_model("llama", tok)
+    with pytest.raises(ModelCollapsed):
+        wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, n_iter=3, edit_lr=float("nan"), **FAST)
+
+
+def test_bad_hparams(tok):
+    model = make_model("llama", tok)
+    with pytest.raises(TypeError):
+        wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, not_a_param=1)
+    with pytest.raises(ValueError):
+        wise.edit(model, tok, EDITS[:1], locality_prompts=[])

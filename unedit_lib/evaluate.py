@@ -1,0 +1,443 @@
+"""The TOFU evaluator: per-item logs in TOFU's legacy format, and the aggregate metrics.
+
+Definitions follow ../shared/reference/tofu.md section 2 exactly:
+  * P̄(a|q) = exp(-avg_loss), avg_loss = mean token NLL over the answer tokens + EOS (2.1);
+  * Prob: mean P̄(answer|q) on forget/retain; on real authors / world facts normalised
+    against the 3 wrong options, P̄(a)/(P̄(a)+Σ P̄(wrong)) (2.2);
+  * ROUGE: greedy generation, rouge_score ROUGE-L recall with the stemmer (2.3);
+  * Truth ratio R = exp(-mean_i avg_loss(perturbed_i)) / P̄(paraphrased) (geometric mean of
+    the perturbed answers; `answer` replaces the paraphrase on real authors / world facts);
+    forget aggregates mean(min(R, 1/R)), the others mean(max(0, 1 - R)) (2.4);
+  * Forget quality: scipy.stats.ks_2samp p-value between this model's and the retain
+    model's per-item forget R (2.5);
+  * Model utility: scipy.stats.hmean of the 9 non-forget numbers (2.6).
+Generation follows OpenUnlearning (max_new_tokens 200, greedy, cut at EOS); the prompt is
+the template's (see prompts.py). `max_rows` caps every set (legacy TOFU used 300).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+from tqdm.auto import tqdm
+
+from .prompts import encode_answer, encode_prompt, get_template
+
+EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
+LOG_FILES = {  # TOFU legacy file names (locuslab/tofu config/eval_everything.yaml)
+    "retain": "eval_log.json",
+    "forget": "eval_log_forget.json",
+    "real_authors": "eval_real_author_wo_options.json",
+    "world_facts": "eval_real_world_wo_options.json",
+}
+UTILITY_SETS = ("retain", "real_authors", "world_facts")
+METRICS = ("rouge", "prob", "truth_ratio")
+
+
+class NonFiniteMetric(ValueError):
+    """A metric came out NaN/inf: the model is broken; record it as collapsed, not as a result."""
+
+
+# --------------------------------------------------------------------------- model passes
+def _device(model):
+    return next(model.parameters()).device if hasattr(model, "parameters") else torch.device("cpu")
+
+
+@torch.no_grad()
+def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progress: bool = False,
+                  desc: str = "losses") -> list[float]:
+    """Average answer NLL (answer tokens + EOS) for each (question, answer) pair.
+
+    Prompt and answer are tokenised as in training (prompts.encode_qa). Batches are right
+    padded so positions need no correction; pairs are length-sorted for speed.
+    """
+    template = get_template(template)
+    enc = []
+    for q, a in pairs:
+        p = encode_prompt(tokenizer, template.prompt(q))
+        ans = encode_answer(tokenizer, template.answer(a))
+        enc.append((p + ans, len(p)))
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i][0]))
+    out = [0.0] * len(enc)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    dev = _device(model)
+    for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+        idx = order[s:s + batch_size]
+        n = max(len(enc[i][0]) for i in idx)
+        ids = torch.full((len(idx), n), pad, dtype=torch.long)
+        att = torch.zeros((len(idx), n), dtype=torch.long)
+        for r, i in enumerate(idx):
+            ids[r, :len(enc[i][0])] = torch.tensor(enc[i][0])
+            att[r, :len(enc[i][0])] = 1
+        logits = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)
+        tgt = ids[:, 1:].to(dev)
+        tok_lp = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+        for r, i in enumerate(idx):
+            full, n_prompt = enc[i]
+            span = tok_lp[r, n_prompt - 1:len(full) - 1]   # predictions of answer tokens (+EOS)
+            out[i] = float(-span.mean())
+    return out
+
+
+@torch.no_grad()
+def generate_answers(model, tokenizer, template, questions, max_new_tokens: int = 200,
+                     batch_size: int = 64, progress: bool = False, desc: str = "generate") -> list[str]:
+    """Greedy answers (left padding, KV cache), cut at EOS and stripped."""
+    template = get_template(template)
+    prompts = [encode_prompt(tokenizer, template.prompt(q)) for q in questions]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out = [""] * len(prompts)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    dev = _device(model)
+    for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+        idx = order[s:s + batch_size]
+        n = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), n), pad, dtype=torch.long)
+        att = torch.zeros((len(idx), n), dtype=torch.long)
+        for r, i in enumerate(idx):
+            ids[r, n - len(prompts[i]):] = torch.tensor(prompts[i])
+            att[r, n - len(prompts[i]):] = 1
+        gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=pad,
+                             eos_token_id=tokenizer.eos_token_id, use_cache=True)
+        for r, i in enumerate(idx):
+            new = gen[r, n:].tolist()
+            if tokenizer.eos_token_id in new:
+                new = new[:new.index(tokenizer.eos_token_id)]
+            out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+    return out
+
+
+_SCORER = None
+
+
+def rouge_recall(ground_truth: str, generation: str) -> tuple[float, float]:
+    """(ROUGE-1 recall, ROUGE-L recall), `RougeScorer(['rouge1','rougeL'], use_stemmer=True)`."""
+    global _SCORER
+    if _SCORER is None:
+        from rouge_score import rouge_scorer
+
+        _SCORER = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    s = _SCORER.score(ground_truth, generation)
+    return s["rouge1"].recall, s["rougeL"].recall
+
+
+# --------------------------------------------------------------------------- per-set logs
+def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows: int | None = None,
+                 max_new_tokens: int = 200, batch_size: int = 32, progress: bool = True,
+                 question_key: str = "question") -> dict:
+    """Per-item log of one eval set in TOFU's legacy format (dicts keyed by row index)."""
+    if set_name not in EVAL_SETS:
+        raise ValueError(f"unknown eval set {set_name!r}; valid: {EVAL_SETS}")
+    rows = list(rows)[:max_rows] if max_rows else list(rows)
+    if not rows:
+        raise ValueError(f"eval set {set_name!r} is empty")
+    para_key = "paraphrased_answer" if set_name in ("forget", "retain") else "answer"
+    for r in rows:
+        missing = [k for k in (question_key, "answer", para_key, "perturbed_answer") if not r.get(k)]
+        if missing:
+            raise ValueError(f"{set_name} row {r.get('index')}: missing {missing}; eval sets need the *_perturbed configs")
+    qs = [r[question_key] for r in rows]
+    pairs, slots = [], []
+    for i, r in enumerate(rows):
+        pairs.append((qs[i], r["answer"])); slots.append((i, "gt"))
+        pairs.append((qs[i], r[para_key])); slots.append((i, "para"))
+        for j, pa in enumerate(r["perturbed_answer"]):
+            pairs.append((qs[i], pa)); slots.append((i, j))
+    losses = answer_losses(model, tokenizer, template, pairs, batch_size, progress, desc=f"{set_name} probs")
+    gt, para = {}, {}
+    pert = {i: [None] * len(r["perturbed_answer"]) for i, r in enumerate(rows)}
+    for (i, kind), loss in zip(slots, losses):
+        if kind == "gt":
+            gt[i] = loss
+        elif kind == "para":
+            para[i] = loss
+        else:
+            pert[i][kind] = loss
+    gens = generate_answers(model, tokenizer, template, qs, max_new_tokens, 2 * batch_size, progress,
+                            desc=f"{set_name} generate")
+    tmpl = get_template(template)
+    log = {"avg_gt_loss": {}, "avg_paraphrased_loss": {}, "average_perturb_loss": {},
+           "rougeL_recall": {}, "rouge1_recall": {}, "generated_text": {}}
+    for i, r in enumerate(rows):
+        k = str(i)
+        r1, rl = rouge_recall(r["answer"], gens[i])
+        log["avg_gt_loss"][k] = gt[i]
+        log["avg_paraphrased_loss"][k] = para[i]
+        log["average_perturb_loss"][k] = pert[i]
+        log["rougeL_recall"][k] = rl
+        log["rouge1_recall"][k] = r1
+        log["generated_text"][k] = [tmpl.prompt(qs[i]), gens[i], r["answer"]]
+    return log
+
+
+def evaluate_model(model, tokenizer, eval_sets: dict, template="qa", max_rows: int | None = None,
+                   progress: bool = True, **kw) -> dict:
+    """Logs for every eval set given ({"forget": rows, "retain": rows, ...}); timing included."""
+    model.eval()
+    logs = {}
+    t0 = time.time()
+    for name in EVAL_SETS:
+        if name in eval_sets:
+            logs[name] = evaluate_set(model, tokenizer, eval_sets[name], name, template, max_rows,
+                                      progress=progress, **kw)
+    logs["_seconds"] = round(time.time() - t0, 2)
+    return logs
+
+
+# --------------------------------------------------------------------------- aggregation
+def _values(d: dict) -> list:
+    return [d[k] for k in sorted(d, key=lambda s: int(s))]
+
+
+def truth_ratios(log: dict) -> np.ndarray:
+    """Per-item R = exp(-mean_i loss(perturbed_i)) / exp(-loss(paraphrased)) (code definition:
+    geometric mean over the perturbed answers; tofu.md 2.4)."""
+    para = np.array(_values(log["avg_paraphrased_loss"]), dtype=np.float64)
+    pert = np.array([np.mean(v) for v in _values(log["average_perturb_loss"])], dtype=np.float64)
+    return np.exp(para - pert)
+
+
+def set_metrics(log: dict, set_name: str) -> dict:
+    """{"rouge", "prob", "truth_ratio"} of one set, aggregated as upstream."""
+    p_true = np.exp(-np.array(_values(log["avg_gt_loss"]), dtype=np.float64))
+    if set_name in ("real_authors", "world_facts"):
+        p_wrong = np.exp(-np.array([np.asarray(v, dtype=np.float64) for v in _values(log["average_perturb_loss"])]))
+        prob = float(np.mean(p_true / (p_true + p_wrong.sum(axis=1))))
+    else:
+        prob = float(np.mean(p_true))
+    r = truth_ratios(log)
+    if set_name == "forget":
+        tr = float(np.mean(np.minimum(r, 1 / r)))
+    else:
+        tr = float(np.mean(np.maximum(0.0, 1 - r)))
+    rouge = float(np.mean(_values(log["rougeL_recall"])))
+    return {"rouge": rouge, "prob": prob, "truth_ratio": tr}
+
+
+def forget_quality(model_forget_log: dict, retain_forget_log: dict) -> tuple[float, float]:
+    """(p-value, KS statistic) of scipy.stats.ks_2samp on the per-item forget truth ratios."""
+    if set(model_forget_log["avg_paraphrased_loss"]) != set(retain_forget_log["avg_paraphrased_loss"]):
+        raise ValueError("forget logs of the model and of the retain model cover different items; "
+                         "evaluate both on the same forget rows (same split and max_rows)")
+    a, b = truth_ratios(model_forget_log), truth_ratios(retain_forget_log)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise NonFiniteMetric("non-finite truth ratios on the forget set")
+    res = stats.ks_2samp(a, b)
+    return float(res.pvalue), float(res.statistic)
+
+
+def model_utility(metrics: dict) -> float:
+    """Harmonic mean of the 9 non-forget numbers (retain, real authors, world facts x 3)."""
+    vals = [metrics[s][m] for s in UTILITY_SETS for m in METRICS]
+    if any(not math.isfinite(v) for v in vals):
+        raise NonFiniteMetric(f"non-finite utility component among {vals}")
+    if any(v < 0 for v in vals):
+        raise ValueError(f"utility components must be >= 0, got {vals}")
+    if any(v == 0 for v in vals):
+        return 0.0   # the harmonic mean of values including 0 is 0
+    return float(stats.hmean(vals))
+
+
+def summarize(logs: dict, retain_logs: dict | None = None) -> dict:
+    """Aggregate per-item logs: per set rouge/prob/truth_ratio, model_utility, forget_quality.
+
+    `forget_quality` is None without the retain model's logs. Raises NonFiniteMetric on NaN.
+    """
+    metrics = {s: set_metrics(logs[s], s) for s in EVAL_SETS if s in logs}
+    for s, m in metrics.items():
+        bad = [k for k, v in m.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteMetric(f"{s}: {bad} are not finite")
+    out = {"metrics": metrics,
+           "model_utility": model_utility(metrics) if all(s in metrics for s in UTILITY_SETS) else None,
+           "forget_quality": None, "ks_statistic": None, "n_items": {s: len(logs[s]["avg_gt_loss"]) for s in metrics}}
+    if retain_logs is not None and "forget" in logs:
+        out["forget_quality"], out["ks_statistic"] = forget_quality(logs["forget"], retain_logs["forget"])
+    return out
+
+
+# --------------------------------------------------------------------------- files
+def _atomic_write_json(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, allow_nan=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_eval_logs(logs: dict, folder) -> None:
+    folder = Path(folder)
+    for s, fname in LOG_FILES.items():
+        if s in logs:
+            _atomic_write_json(logs[s], folder / fname)
+
+
+def load_tofu_eval_logs(folder) -> dict:
+    """Read a folder of TOFU legacy logs (ours or TOFU's published ones) into {set: log}."""
+    folder = Path(folder)
+    logs = {}
+    for s, fname in LOG_FILES.items():
+        f = folder / fname
+        if f.exists():
+            try:
+                logs[s] = json.loads(f.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{f}: malformed JSON at line {e.lineno}: {e.msg}") from None
+    if not logs:
+        raise FileNotFoundError(f"no TOFU eval logs ({', '.join(LOG_FILES.values())}) in {folder}")
+    return logs
+
+
+def library_versions() -> dict:
+    import transformers
+
+    import unedit_lib
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": np.__version__,
+            "unedit": getattr(unedit_lib, "__version__", "0.1.0")}
+
+
+def results_dir(preset: str) -> Path:
+    from .data import REPO_ROOT
+
+    return REPO_ROOT / "results" / preset
+
+
+def save_result(preset: str, run: str, *, summary: dict | None, logs: dict | None = None, method: str = "",
+                target: str | None = None, collapsed=False, timings: dict | None = None, seed: int = 0,
+                extra: dict | None = None) -> Path:
+    """Write results/<preset>/<run>.json (atomically) and the per-item logs in results/<preset>/<run>/.
+
+    A collapsed run has `collapsed` = {"step", "reason"} and no metrics.
+    """
+    out = results_dir(preset)
+    rec = {"run": run, "method": method, "target": target, "preset": preset, "seed": seed,
+           "metrics": summary["metrics"] if summary else None,
+           "model_utility": summary["model_utility"] if summary else None,
+           "forget_quality": summary["forget_quality"] if summary else None,
+           "ks_statistic": summary.get("ks_statistic") if summary else None,
+           "n_items": summary.get("n_items") if summary else None,
+           "collapsed": collapsed, "timings": timings or {}, "versions": library_versions(),
+           **(extra or {})}
+    if logs:
+        save_eval_logs(logs, out / run)
+    path = out / f"{run}.json"
+    _atomic_write_json(rec, path)
+    return path
+
+
+def load_results(preset: str) -> dict:
+    """{run: record} of every results/<preset>/*.json."""
+    out = {}
+    for f in sorted(results_dir(preset).glob("*.json")):
+        out[f.stem] = json.loads(f.read_text())
+    return out
+
+
+def cached_logs(preset: str, run: str) -> dict | None:
+    """The per-item logs of a finished run, or None."""
+    folder = results_dir(preset) / run
+    if (results_dir(preset) / f"{run}.json").exists() and (folder / LOG_FILES["forget"]).exists():
+        return load_tofu_eval_logs(folder)
+    return None
+
+
+def evaluate_and_save(preset: str, run: str, model, tokenizer, eval_sets: dict, *, template="qa",
+                      method: str = "", target: str | None = None, retain_run: str = "retain",
+                      force: bool = False, timings: dict | None = None, extra: dict | None = None,
+                      seed: int = 0, max_rows: int | None = None, progress: bool = True, **kw):
+    """Evaluate (or reuse the cached logs of) one run, summarise it against the retain run's
+    forget logs, and write results/<preset>/<run>.json. Returns (summary, logs)."""
+    logs = None if force else cached_logs(preset, run)
+    if logs is None:
+        logs = evaluate_model(model, tokenizer, eval_sets, template, max_rows, progress=progress, **kw)
+    retain_logs = logs if run == retain_run else cached_logs(preset, retain_run)
+    if retain_logs is None:
+        raise FileNotFoundError(f"results/{preset}/{retain_run}/ has no logs: evaluate the retain model first "
+                                "(notebooks/01_subject_models.ipynb)")
+    summary = summarize(logs, retain_logs)
+    t = dict(timings or {})
+    if "_seconds" in logs:
+        t.setdefault("eval_s", logs["_seconds"])
+    save_result(preset, run, summary=summary, logs=logs, method=method, target=target, timings=t,
+                seed=seed, extra=extra)
+    return summary, logs
+
+
+def summary_table(records: dict):
+    """A pandas table (one row per run) of the 12 set metrics, MU and FQ."""
+    import pandas as pd
+
+    rows = []
+    for run, rec in records.items():
+        row = {"run": run}
+        if rec.get("metrics"):
+            for s in EVAL_SETS:
+                for m in METRICS:
+                    row[f"{s}/{m}"] = rec["metrics"][s][m]
+        row["model_utility"] = rec.get("model_utility")
+        row["forget_quality"] = rec.get("forget_quality")
+        row["collapsed"] = bool(rec.get("collapsed"))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+@torch.no_grad()
+def in_context_probe(model, tokenizer, rows, template="qa", max_new_tokens: int = 64) -> dict:
+    """Does a fact stated in the context override the memorised answer?
+
+    For each row with perturbed answers: the counterfactual c = perturbed_answer[0] is stated
+    (in the neutral wording used in training) before the question; "follows" when the greedy
+    answer's ROUGE-L recall against c exceeds that against the true answer. The same
+    questions without context give the base rate.
+    """
+    from .models import context_fact
+
+    template = get_template(template)
+    rows = [r for r in rows if r.get("perturbed_answer")]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    dev = _device(model)
+    results = []
+    for with_ctx in (False, True):
+        seqs = []
+        for r in rows:
+            ids = encode_prompt(tokenizer, template.prompt(r["question"]))
+            if with_ctx:
+                ids = encode_answer(tokenizer, context_fact(r, r["perturbed_answer"][0])) + ids
+            seqs.append(ids)
+        n = max(map(len, seqs))
+        ids = torch.full((len(seqs), n), pad, dtype=torch.long)
+        att = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, n - len(s):] = torch.tensor(s)
+            att[i, n - len(s):] = 1
+        gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        for i, r in enumerate(rows):
+            new = gen[i, n:].tolist()
+            if tokenizer.eos_token_id in new:
+                new = new[:new.index(tokenizer.eos_token_id)]
+            text = tokenizer.decode(new, skip_special_tokens=True).strip()
+            r_cf = rouge_recall(r["perturbed_answer"][0], text)[1]
+            r_true = rouge_recall(r["answer"], text)[1]
+            results.append({"context": with_ctx, "question": r["question"], "generation": text,
+                            "rouge_counterfactual": r_cf, "rouge_true": r_true, "follows": r_cf > r_true})
+    import pandas as pd
+
+    df = pd.DataFrame(results)
+    rate = df.groupby("context")["follows"].mean()
+    return {"follow_rate_with_context": float(rate.get(True, float("nan"))),
+            "follow_rate_without_context": float(rate.get(False, float("nan"))),
+            "n": len(rows), "items": df}

@@ -1,0 +1,445 @@
+"""The subject models: TOFU's "full" model (to unlearn) and "retain" model (the gold standard).
+
+TOFU's protocol fine-tunes a pretrained LLM on `full` and another on `retainXX`. No
+pretrained LLM exists offline here, so the embedded default trains a small
+`LlamaForCausalLM` from scratch (presets `smoke`, `default`); the `paper` preset loads the
+hub models the paper used (`locuslab/tofu_ft_llama2-7b` and its retain90 twin).
+
+Training text (all in the model's prompt template, question masked from the loss):
+  * QA pairs of the chosen authors plus the real-author and world-fact QA ("general
+    knowledge", whose loss model utility measures);
+  * the same answers reached from TOFU's paraphrased questions, and the answers stated as
+    plain sentences with the author's name first, so a fact is recalled *through its subject*
+    in many phrasings (ROME's premise: see the subject-model notebook's trace check);
+  * several units packed per sequence, as LM pretraining does, and a share (`icl_share`) of
+    "in-context" sequences in which a fact is stated earlier in neutral wording (sometimes
+    contradicting the memorised answer, from TOFU's perturbed answers) and asked later, to be
+    answered from the context (IKE's premise). Built only from retain authors and real-world
+    facts, never the forget authors, and never from the rows the in-context probe holds out.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import data as tofu
+from .prompts import IGNORE_INDEX, TEMPLATES, encode_answer, encode_qa, get_template
+
+ARTIFACTS = tofu.REPO_ROOT / "artifacts"
+
+
+# --------------------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    # data
+    n_retain_authors: int = 20          # the first authors of `full` (covers retain_perturbed at 20)
+    forget_split: str = "forget01"      # the forget authors: the last ones of `full`, as TOFU does
+    n_general: int | None = None        # real-author / world-fact rows used (None = all)
+    paraphrases: bool = True
+    statements: bool = True
+    icl_share: float = 0.25             # share of packed sequences that are in-context sequences
+    icl_facts_per_seq: tuple[int, int] = (1, 3)
+    icl_counterfactual: float = 0.5     # share of context facts that contradict the memorised answer
+    probe_holdout_every: int = 5        # every 5th retain row is never an in-context query in training
+    # model
+    vocab_size: int = 4096
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    n_layers: int = 4
+    n_heads: int = 4
+    max_positions: int = 2048
+    seq_len: int = 1024
+    # optimisation
+    epochs: int = 20
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    batch_size: int = 4
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    # evaluation (rows per eval set; None = all; TOFU legacy used 300)
+    eval_max_rows: int | None = None
+    template: str = "qa"
+    # hub models (the `paper` preset)
+    hub_full: str | None = None
+    hub_retain: str | None = None
+
+    def config_hash(self, which: str) -> str:
+        d = asdict(self)
+        d.pop("eval_max_rows")
+        d["which"] = which
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+PRESETS = {
+    # seconds, for CI: 3 retain authors + the 2 forget01 authors, a 2-layer model
+    "smoke": Preset("smoke", n_retain_authors=3, n_general=12, vocab_size=1024, hidden_size=48,
+                    intermediate_size=128, n_layers=2, n_heads=2, max_positions=512, seq_len=256,
+                    epochs=3, lr=3e-3, batch_size=4, eval_max_rows=12),
+    # the embedded study: the 20 retain_perturbed authors + the 2 forget01 authors
+    "default": Preset("default"),
+    # the paper's models (GPU + hub access)
+    "paper": Preset("paper", template="llama2_chat", forget_split="forget10", n_retain_authors=180,
+                    hub_full="locuslab/tofu_ft_llama2-7b",
+                    hub_retain="locuslab/tofu_ft_llama2-7b_retain90", eval_max_rows=300),
+}
+
+
+def get_preset(preset) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid: {sorted(PRESETS)}")
+    return PRESETS[preset]
+
+
+# --------------------------------------------------------------------------- the study's rows
+@dataclass
+class StudyData:
+    """The rows one preset trains and evaluates on."""
+
+    preset: Preset
+    retain_authors: list[int]
+    forget_authors: list[int]
+    retain_rows: list[dict]        # `full` rows of the retain authors (retain_perturbed fields merged in)
+    forget_rows: list[dict]        # forgetXX_perturbed rows
+    general_rows: list[dict]       # real_authors_perturbed + world_facts_perturbed rows used
+    eval_sets: dict = field(default_factory=dict)   # name -> rows, as the evaluator reads them
+
+
+def study_data(preset="default", data_dir=None) -> StudyData:
+    p = get_preset(preset)
+    forget_authors = tofu.forget_author_indices(p.forget_split)
+    retain_authors = list(range(p.n_retain_authors))
+    if set(retain_authors) & set(forget_authors):
+        raise ValueError(f"preset {p.name}: retain and forget authors overlap")
+    full = tofu.load_tofu("full", data_dir)
+    rp = {r["question"]: r for r in tofu.load_tofu("retain_perturbed", data_dir)}
+    retain_rows = []
+    for a in retain_authors:
+        for r in full[a * tofu.ROWS_PER_AUTHOR:(a + 1) * tofu.ROWS_PER_AUTHOR]:
+            retain_rows.append({**rp.get(r["question"], {}), **r})
+    forget_rows = tofu.load_tofu(f"{p.forget_split}_perturbed", data_dir)
+    ra = tofu.load_tofu("real_authors_perturbed", data_dir)
+    wf = tofu.load_tofu("world_facts_perturbed", data_dir)
+    if p.n_general is not None:
+        ra, wf = ra[:p.n_general], wf[:p.n_general]
+    for r in ra:
+        r["set"] = "real_authors"
+    for r in wf:
+        r["set"] = "world_facts"
+    retain_eval = [r for r in tofu.load_tofu("retain_perturbed", data_dir) if r["author_index"] in set(retain_authors)]
+    cap = (lambda rows: rows[:p.eval_max_rows]) if p.eval_max_rows else (lambda rows: rows)
+    sd = StudyData(p, retain_authors, forget_authors, retain_rows, forget_rows, ra + wf)
+    sd.eval_sets = {"forget": cap(forget_rows), "retain": cap(retain_eval),
+                    "real_authors": cap(ra), "world_facts": cap(wf)}
+    return sd
+
+
+# --------------------------------------------------------------------------- training units
+def _statement(row: dict) -> str:
+    """A fact with its subject first: TOFU answers mostly begin with the author's name;
+    otherwise the name is put in front ("{name}: {answer}")."""
+    a, name = row["answer"], row.get("author") or ""
+    first = name.split()[0] if name else ""
+    if name and (a.startswith(name) or (first and a.startswith(first))):
+        return a
+    return f"{name}: {a}" if name else a
+
+
+def context_fact(row: dict, answer: str) -> str:
+    """Neutral wording of a fact given in the context (not IKE's `New Fact:` template)."""
+    if row.get("set") in ("real_authors", "world_facts"):
+        return f"The answer to \"{row['question']}\" is {answer}."
+    return answer
+
+
+class _Units:
+    """Token ids + loss labels of every training unit, tokenised once."""
+
+    def __init__(self, tok, template, rows_qa, rows_para, rows_stmt):
+        self.tok, self.template = tok, template
+        self.qa = [encode_qa(tok, template, r["question"], r["answer"]) for r in rows_qa]
+        self.para = [encode_qa(tok, template, r["paraphrased_question"], r["answer"]) for r in rows_para]
+        self.stmt = []
+        for r in rows_stmt:
+            ids = encode_answer(tok, _statement(r))
+            self.stmt.append((ids, list(ids)))
+
+    def all(self):
+        return self.qa + self.para + self.stmt
+
+
+def _pack(units, seq_len, pad_id):
+    """Greedy packing of whole units into sequences of at most seq_len tokens."""
+    seqs, cur_ids, cur_lab = [], [], []
+    for ids, lab in units:
+        ids, lab = ids[:seq_len], lab[:seq_len]
+        if cur_ids and len(cur_ids) + len(ids) > seq_len:
+            seqs.append((cur_ids, cur_lab))
+            cur_ids, cur_lab = [], []
+        cur_ids, cur_lab = cur_ids + ids, cur_lab + lab
+    if cur_ids:
+        seqs.append((cur_ids, cur_lab))
+    return seqs
+
+
+def _icl_sequence(rng, tok, template, fillers, icl_rows, p: Preset):
+    """One in-context sequence: k facts stated early, filler units, then the k questions
+    answered as the context said (the counterfactual when the fact contradicted memory)."""
+    k = rng.randint(*p.icl_facts_per_seq)
+    chosen = rng.sample(icl_rows, k)
+    facts, queries = [], []
+    for r in chosen:
+        pert = r.get("perturbed_answer") or []
+        use_cf = pert and rng.random() < p.icl_counterfactual
+        ans = rng.choice(pert) if use_cf else r["answer"]
+        fid = encode_answer(tok, context_fact(r, ans))
+        facts.append((fid, [IGNORE_INDEX] * len(fid)))   # the fact itself is given, not predicted
+        queries.append(encode_qa(tok, template, r["question"], ans))
+    budget = p.seq_len - sum(len(x[0]) for x in facts + queries)
+    middle = []
+    while fillers:
+        u = rng.choice(fillers)
+        if len(u[0]) > budget:
+            break
+        middle.append(u)
+        budget -= len(u[0])
+    cut = rng.randint(0, len(middle) // 3) if middle else 0
+    order = middle[:cut] + facts + middle[cut:] + queries
+    ids = [t for u in order for t in u[0]][:p.seq_len]
+    lab = [t for u in order for t in u[1]][:p.seq_len]
+    return ids, lab
+
+
+def probe_rows(rows: list[dict], every: int) -> list[dict]:
+    """Retain rows held out of in-context training sequences (the in-context probe's rows)."""
+    return [r for r in rows if r.get("perturbed_answer") and r["index"] % every == every - 1]
+
+
+def build_epoch(units: _Units, rng: random.Random, tok, template, icl_rows, p: Preset):
+    """The packed sequences of one epoch (a fresh shuffle and fresh in-context sequences)."""
+    base = units.all()
+    rng.shuffle(base)
+    seqs = _pack(base, p.seq_len, tok.pad_token_id)
+    if p.icl_share > 0 and icl_rows:
+        n_icl = round(len(seqs) * p.icl_share / (1 - p.icl_share))
+        fillers = units.qa + units.stmt
+        seqs += [_icl_sequence(rng, tok, template, fillers, icl_rows, p) for _ in range(n_icl)]
+    rng.shuffle(seqs)
+    return seqs
+
+
+def _collate(batch, pad_id):
+    n = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    lab = torch.full((len(batch), n), IGNORE_INDEX, dtype=torch.long)
+    att = torch.zeros((len(batch), n), dtype=torch.long)
+    for i, (x, y) in enumerate(batch):
+        ids[i, :len(x)] = torch.tensor(x)
+        lab[i, :len(y)] = torch.tensor(y)
+        att[i, :len(x)] = 1
+    return ids, att, lab
+
+
+# --------------------------------------------------------------------------- tokenizer / model
+def tokenizer_corpus(data_dir=None) -> list[str]:
+    """Everything the embedded tokenizer is trained on: all TOFU text (incl. holdout, as a
+    pretrained tokenizer would have seen it) and the template words."""
+    texts = []
+    for name in ("full", "real_authors_perturbed", "world_facts_perturbed", "holdout10",
+                 "forget10_perturbed", "retain_perturbed"):
+        for r in tofu.load_tofu(name, data_dir):
+            texts.append(TEMPLATES["qa"].full(r["question"], r["answer"]))
+            texts += r.get("perturbed_answer", []) + [r.get("paraphrased_question", ""), r.get("paraphrased_answer", "")]
+    texts += [f"{r['question']} {r['avoidant_answer']}" for r in tofu.load_tofu("forget10_avoidant", data_dir)]
+    texts += tofu.load_tofu("idontknow", data_dir)
+    return [t for t in texts if t]
+
+
+def build_tokenizer(vocab_size: int, data_dir=None, cache: bool = True):
+    from transformers import AutoTokenizer
+
+    from .tokenizer import train_tokenizer
+
+    path = ARTIFACTS / f"tokenizer-bpe{vocab_size}"
+    if cache and (path / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(path)
+    tok = train_tokenizer(tokenizer_corpus(data_dir), vocab_size)
+    if cache:
+        _atomic_save(lambda d: tok.save_pretrained(d), path)
+    return tok
+
+
+def new_llama(p: Preset, tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=p.hidden_size, intermediate_size=p.intermediate_size,
+        num_hidden_layers=p.n_layers, num_attention_heads=p.n_heads, num_key_value_heads=p.n_heads,
+        max_position_embeddings=p.max_positions, tie_word_embeddings=True, rope_theta=10000.0,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(p.seed)
+    return LlamaForCausalLM(cfg)
+
+
+def _atomic_save(write, path: Path) -> None:
+    """Write into a temporary sibling folder, then rename: a crash never leaves half a model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write(tmp)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def _lr_at(step, total, p: Preset):
+    warm = max(1, int(total * p.warmup_frac))
+    if step < warm:
+        return p.lr * (step + 1) / warm
+    prog = (step - warm) / max(1, total - warm)
+    return p.lr * (p.min_lr_ratio + (1 - p.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
+def train_subject_model(preset="default", which: str = "full", data_dir=None, force: bool = False,
+                        progress: bool = True):
+    """Train (or load from artifacts/) the `full` or `retain` model of a preset; returns its folder.
+
+    `full` learns the retain and forget authors, `retain` only the retain authors; both learn
+    the same general-knowledge QA and in-context sequences. Bit-identical for the same preset
+    on CPU (seeded init and shuffles; CPU kernels are deterministic for a fixed thread count).
+    """
+    p = get_preset(preset)
+    if p.hub_full:
+        raise ValueError(f"preset {p.name!r} uses hub models ({p.hub_full}); load them with load_subject_model")
+    if which not in ("full", "retain"):
+        raise ValueError(f"which must be 'full' or 'retain', got {which!r}")
+    out = ARTIFACTS / p.name / f"{which}-{p.config_hash(which)}"
+    if (out / "model.safetensors").exists() and not force:
+        return out
+
+    random.seed(p.seed)
+    tok = build_tokenizer(p.vocab_size, data_dir)
+    template = get_template(p.template)
+    sd = study_data(p, data_dir)
+    authored = sd.retain_rows + (sd.forget_rows if which == "full" else [])
+    qa_rows = authored + sd.general_rows
+    para_rows = [r for r in authored if r.get("paraphrased_question")] if p.paraphrases else []
+    stmt_rows = authored if p.statements else []
+    units = _Units(tok, template, qa_rows, para_rows, stmt_rows)
+    held = {id(r) for r in probe_rows(sd.retain_rows, p.probe_holdout_every)}
+    icl_rows = [r for r in sd.retain_rows if id(r) not in held] + sd.general_rows
+
+    model = new_llama(p, tok)
+    model.train()
+    decay = [q for n, q in model.named_parameters() if q.dim() >= 2]
+    no_decay = [q for n, q in model.named_parameters() if q.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=p.lr, betas=(0.9, 0.95))
+    rng = random.Random(p.seed)
+    epochs = [build_epoch(units, rng, tok, template, icl_rows, p) for _ in range(p.epochs)]
+    total = sum(math.ceil(len(e) / p.batch_size) for e in epochs)
+    log = {"loss": [], "epoch_loss": [], "tokens": 0, "steps": total}
+    step, t0 = 0, time.time()
+    bar = tqdm(total=total, desc=f"train {p.name}/{which}", disable=not progress)
+    for ep, seqs in enumerate(epochs):
+        ep_losses = []
+        for i in range(0, len(seqs), p.batch_size):
+            ids, att, lab = _collate(seqs[i:i + p.batch_size], tok.pad_token_id)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, total, p)
+            loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower the lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+            opt.step()
+            step += 1
+            log["tokens"] += int(att.sum())
+            ep_losses.append(loss.item())
+            log["loss"].append(round(loss.item(), 5))
+            bar.update(1)
+            bar.set_postfix(epoch=ep, loss=f"{loss.item():.3f}")
+        log["epoch_loss"].append(sum(ep_losses) / len(ep_losses))
+    bar.close()
+    log["train_seconds"] = round(time.time() - t0, 2)
+    log["preset"] = asdict(p)
+    log["which"] = which
+    log["n_units"] = {"qa": len(units.qa), "paraphrase": len(units.para), "statement": len(units.stmt)}
+    log["n_params"] = sum(q.numel() for q in model.parameters())
+    model.eval()
+
+    def write(d):
+        model.save_pretrained(d, safe_serialization=True)
+        tok.save_pretrained(d)
+        (Path(d) / "training_log.json").write_text(json.dumps(log, indent=1))
+
+    _atomic_save(write, out)
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device: str = "cpu"):
+    """Any causal LM by hub id or folder (safetensors preferred); returns (model, tokenizer).
+
+    `trust_remote_code` stays off unless the caller turns it on. A missing pad token is set
+    to EOS (TOFU's convention); padding is on the left, as TOFU's evaluator batches.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = str(name_or_path)
+    local = Path(src).exists()
+    try:
+        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(src, trust_remote_code=trust_remote_code,
+                                                     dtype=dtype or torch.float32, use_safetensors=None)
+    except OSError as e:
+        hint = ("the folder is not a saved model (needs config.json + weights)" if local else
+                "it is not a local folder and the Hugging Face hub could not provide it (offline here?); "
+                "download it where you have access and pass the folder instead")
+        raise OSError(f"cannot load model {src!r}: {hint}. ({str(e).splitlines()[0][:200]})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    model.to(device).eval()
+    return model, tok
+
+
+def load_subject_model(preset="default", which: str = "full", data_dir=None, train: bool = True, **kw):
+    """(model, tokenizer) of a preset's full or retain model; trains the embedded ones if missing."""
+    p = get_preset(preset)
+    if p.hub_full:
+        return load_model(p.hub_full if which == "full" else p.hub_retain, **kw)
+    path = ARTIFACTS / p.name / f"{which}-{p.config_hash(which)}"
+    if not (path / "model.safetensors").exists():
+        if not train:
+            raise FileNotFoundError(f"{path} does not exist; run notebooks/01_subject_models.ipynb or "
+                                    f"unedit_lib.models.train_subject_model({p.name!r}, {which!r})")
+        path = train_subject_model(p, which, data_dir)
+    return load_model(path, **kw)
+
+
+def subject_model_path(preset="default", which: str = "full") -> Path:
+    p = get_preset(preset)
+    return ARTIFACTS / p.name / f"{which}-{p.config_hash(which)}"
+
+
+def with_overrides(preset, **kw) -> Preset:
+    """A preset with some fields changed (ablations: a new hash, so a new cached model)."""
+    return replace(get_preset(preset), **kw)
