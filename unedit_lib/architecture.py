@@ -130,17 +130,17 @@ def tiny_model(family: str, vocab_size: int = 512, seed: int = 0, **overrides) -
 
     torch.manual_seed(seed)
     if family == "gpt2":
-        cfg = GPT2Config(vocab_size=vocab_size, n_positions=256, n_embd=64, n_layer=4, n_head=4,
-                         bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1, **overrides)
-        model = GPT2LMHeadModel(cfg)
+        kw = dict(vocab_size=vocab_size, n_positions=256, n_embd=64, n_layer=4, n_head=4,
+                  bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1)
+        model = GPT2LMHeadModel(GPT2Config(**{**kw, **overrides}))
     elif family == "llama":
-        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256, **overrides)
-        model = LlamaForCausalLM(cfg)
+        kw = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256)
+        model = LlamaForCausalLM(LlamaConfig(**{**kw, **overrides}))
     elif family == "phi":
-        cfg = PhiConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                        num_attention_heads=4, max_position_embeddings=256, **overrides)
-        model = PhiForCausalLM(cfg)
+        kw = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                  num_attention_heads=4, max_position_embeddings=256)
+        model = PhiForCausalLM(PhiConfig(**{**kw, **overrides}))
     else:
         raise UnsupportedArchitecture(f"unknown family {family!r}; use gpt2, llama or phi")
     return model.eval()

