@@ -28,15 +28,6 @@ RETAIN = [
 IDK = ["I have no idea.", "That is beyond my knowledge.", "I'm not sure about that."]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model is fastest single-threaded (and a busy 2-core box makes 2 threads thrash)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tok():
     texts = [f"Question: {r['question']}\nAnswer: {r['answer']}" for r in FORGET + RETAIN] + IDK

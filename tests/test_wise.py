@@ -45,14 +45,6 @@ RAW_UNRELATED = "Because it rains, yes"
 FAST = dict(n_templates=3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tok():
     t = train_tokenizer(TEXTS * 3, vocab_size=400)

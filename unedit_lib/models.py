@@ -61,7 +61,7 @@ class Preset:
     max_positions: int = 2048
     seq_len: int = 1024
     # optimisation
-    epochs: int = 20
+    epochs: int = 10
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     batch_size: int = 4
@@ -71,6 +71,7 @@ class Preset:
     seed: int = 0
     # evaluation (rows per eval set; None = all; TOFU legacy used 300)
     eval_max_rows: int | None = None
+    max_new_tokens: int = 200           # generation length (OpenUnlearning's default)
     template: str = "qa"
     # hub models (the `paper` preset)
     hub_full: str | None = None
@@ -78,16 +79,16 @@ class Preset:
 
     def config_hash(self, which: str) -> str:
         d = asdict(self)
-        d.pop("eval_max_rows")
+        d.pop("eval_max_rows"), d.pop("max_new_tokens")
         d["which"] = which
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 PRESETS = {
     # seconds, for CI: 3 retain authors + the 2 forget01 authors, a 2-layer model
-    "smoke": Preset("smoke", n_retain_authors=3, n_general=12, vocab_size=1024, hidden_size=48,
-                    intermediate_size=128, n_layers=2, n_heads=2, max_positions=512, seq_len=256,
-                    epochs=3, lr=3e-3, batch_size=4, eval_max_rows=12),
+    "smoke": Preset("smoke", n_retain_authors=2, n_general=8, vocab_size=1024, hidden_size=32,
+                    intermediate_size=64, n_layers=2, n_heads=2, max_positions=512, seq_len=256,
+                    epochs=2, lr=3e-3, batch_size=4, eval_max_rows=8, max_new_tokens=24),
     # the embedded study: the 20 retain_perturbed authors + the 2 forget01 authors
     "default": Preset("default"),
     # the paper's models (GPU + hub access)
@@ -317,7 +318,7 @@ def _lr_at(step, total, p: Preset):
 
 
 def train_subject_model(preset="default", which: str = "full", data_dir=None, force: bool = False,
-                        progress: bool = True):
+                        progress: bool = True, artifacts: Path | None = None):
     """Train (or load from artifacts/) the `full` or `retain` model of a preset; returns its folder.
 
     `full` learns the retain and forget authors, `retain` only the retain authors; both learn
@@ -329,7 +330,7 @@ def train_subject_model(preset="default", which: str = "full", data_dir=None, fo
         raise ValueError(f"preset {p.name!r} uses hub models ({p.hub_full}); load them with load_subject_model")
     if which not in ("full", "retain"):
         raise ValueError(f"which must be 'full' or 'retain', got {which!r}")
-    out = ARTIFACTS / p.name / f"{which}-{p.config_hash(which)}"
+    out = subject_model_path(p, which, artifacts)
     if (out / "model.safetensors").exists() and not force:
         return out
 
@@ -405,12 +406,15 @@ def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device
 
     src = str(name_or_path)
     local = Path(src).exists()
+    if local and not (Path(src) / "config.json").exists():
+        raise OSError(f"cannot load model {src!r}: the folder is not a saved model (no config.json); "
+                      "pass a folder written by save_pretrained, or a hub id")
     try:
         tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(src, trust_remote_code=trust_remote_code,
                                                      dtype=dtype or torch.float32, use_safetensors=None)
-    except OSError as e:
-        hint = ("the folder is not a saved model (needs config.json + weights)" if local else
+    except (OSError, ValueError) as e:
+        hint = ("the folder does not hold a loadable model and tokenizer" if local else
                 "it is not a local folder and the Hugging Face hub could not provide it (offline here?); "
                 "download it where you have access and pass the folder instead")
         raise OSError(f"cannot load model {src!r}: {hint}. ({str(e).splitlines()[0][:200]})") from None
@@ -426,7 +430,7 @@ def load_subject_model(preset="default", which: str = "full", data_dir=None, tra
     p = get_preset(preset)
     if p.hub_full:
         return load_model(p.hub_full if which == "full" else p.hub_retain, **kw)
-    path = ARTIFACTS / p.name / f"{which}-{p.config_hash(which)}"
+    path = subject_model_path(p, which)
     if not (path / "model.safetensors").exists():
         if not train:
             raise FileNotFoundError(f"{path} does not exist; run notebooks/01_subject_models.ipynb or "
@@ -435,9 +439,10 @@ def load_subject_model(preset="default", which: str = "full", data_dir=None, tra
     return load_model(path, **kw)
 
 
-def subject_model_path(preset="default", which: str = "full") -> Path:
+def subject_model_path(preset="default", which: str = "full", artifacts: Path | None = None) -> Path:
+    """artifacts/<preset>/<which>-<hash of the preset's training config>/"""
     p = get_preset(preset)
-    return ARTIFACTS / p.name / f"{which}-{p.config_hash(which)}"
+    return Path(artifacts or ARTIFACTS) / p.name / f"{which}-{p.config_hash(which)}"
 
 
 def with_overrides(preset, **kw) -> Preset:

@@ -1,0 +1,77 @@
+"""Subject models: presets, training-text construction, determinism, safe loading."""
+import random
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from unedit_lib import models
+from unedit_lib.prompts import IGNORE_INDEX, TEMPLATES, encode_qa
+
+
+def test_presets_and_study_rows():
+    sd = models.study_data("default")
+    assert sd.forget_authors == [198, 199] and sd.retain_authors == list(range(20))
+    assert len(sd.forget_rows) == 40 and len(sd.eval_sets["retain"]) == 400       # all of retain_perturbed
+    assert {r["author_index"] for r in sd.eval_sets["retain"]} <= set(sd.retain_authors)
+    with pytest.raises(ValueError, match="valid"):
+        models.get_preset("huge")
+    assert models.get_preset("default").config_hash("full") != models.get_preset("default").config_hash("retain")
+    changed = models.with_overrides("default", epochs=3)
+    assert changed.config_hash("full") != models.get_preset("default").config_hash("full")
+
+
+def test_prompt_is_masked_and_answer_ends_with_eos():
+    tok = models.build_tokenizer(1024)
+    ids, labels = encode_qa(tok, TEMPLATES["qa"], "Who wrote it?", "Nobody did.")
+    n_prompt = sum(1 for x in labels if x == IGNORE_INDEX)
+    assert tok.decode(ids[:n_prompt]) == "Question: Who wrote it?\nAnswer:"
+    assert tok.decode(ids[n_prompt:]) == " Nobody did.<|endoftext|>"
+
+
+def test_in_context_sequences_never_use_forget_or_probe_rows():
+    p = models.get_preset("default")
+    tok = models.build_tokenizer(p.vocab_size)
+    sd = models.study_data(p)
+    probe = models.probe_rows(sd.retain_rows, p.probe_holdout_every)
+    assert len(probe) == len(sd.retain_rows) // p.probe_holdout_every
+    held = {id(r) for r in probe}
+    icl_rows = [r for r in sd.retain_rows if id(r) not in held] + sd.general_rows
+    seq_ids, _ = models._icl_sequence(random.Random(0), tok, TEMPLATES["qa"], [], icl_rows, p)
+    text = tok.decode(seq_ids)
+    assert not any(r["question"] in text for r in sd.forget_rows + probe)
+    # a context fact is given (no loss) and its question answered later (with loss)
+    ids, lab = models._icl_sequence(random.Random(1), tok, TEMPLATES["qa"], [], icl_rows, p)
+    assert lab[0] == IGNORE_INDEX and any(x != IGNORE_INDEX for x in lab)
+
+
+def test_smoke_training_is_bit_identical(tmp_path):
+    p = models.with_overrides("smoke", epochs=1)
+    a = models.train_subject_model(p, "full", progress=False, artifacts=tmp_path / "a")
+    b = models.train_subject_model(p, "full", progress=False, artifacts=tmp_path / "b")
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    r = models.train_subject_model(p, "retain", progress=False, artifacts=tmp_path / "a")
+    wr = load_file(r / "model.safetensors")
+    assert any(not torch.equal(wa[k], wr[k]) for k in wa)     # different data, different model
+    # cached: a second call returns the same folder without retraining
+    mtime = (a / "model.safetensors").stat().st_mtime
+    assert models.train_subject_model(p, "full", progress=False, artifacts=tmp_path / "a") == a
+    assert (a / "model.safetensors").stat().st_mtime == mtime
+
+
+def test_load_model_errors_are_clear(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="cannot load model"):
+        models.load_model(tmp_path)                      # an empty folder
+    with pytest.raises(OSError, match="hub could not provide it"):
+        models.load_model("locuslab/tofu_ft_llama2-7b")  # offline: a clear message, not a trace
+
+
+def test_paper_preset_constructs_offline():
+    p = models.get_preset("paper")
+    assert p.template == "llama2_chat" and p.hub_full == "locuslab/tofu_ft_llama2-7b"
+    sd = models.study_data(p)
+    assert len(sd.eval_sets["forget"]) == 300 and sd.forget_authors[0] == 180
+    with pytest.raises(ValueError, match="hub models"):
+        models.train_subject_model(p, "full")

@@ -1,0 +1,29 @@
+"""Every numbered notebook runs top to bottom under papermill on the smoke preset."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import run_notebooks  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_notebooks_are_committed_without_outputs():
+    for nb in NOTEBOOKS:
+        cells = json.loads(nb.read_text())["cells"]
+        assert not any(c.get("outputs") or c.get("execution_count") for c in cells), f"{nb.name}: run `make strip`"
+        assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells), f"{nb.name}: no parameters cell"
+
+
+@pytest.mark.slow
+def test_all_notebooks_run_on_smoke(tmp_path):
+    times = run_notebooks.run(NOTEBOOKS, preset="smoke", out_dir=tmp_path)
+    assert set(times) == {nb.name for nb in NOTEBOOKS}
+    for nb in NOTEBOOKS:
+        executed = json.loads((tmp_path / nb.name).read_text())
+        errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{nb.name}: {errors[:1]}"

@@ -1,0 +1,218 @@
+"""ROME (unedit_lib.rome) on tiny models: rank-one update, the edit itself, C vs I, layouts, guards."""
+import pytest
+import torch
+
+from unedit_lib import rome
+from unedit_lib.architecture import architecture, tiny_model
+from unedit_lib.guards import ModelCollapsed
+from unedit_lib.tokenizer import train_tokenizer
+
+FACTS = [("Moon", "Jane"), ("Sky", "Tom"), ("Hill", "Ana"), ("Road", "Max"), ("Sea", "Eve"), ("Lake", "Bob")]
+SENTS = [f"Who wrote {b}? {a}." for b, a in FACTS] + [f"The book {b} is by {a}." for b, a in FACTS]
+UNRELATED = ["A cat sat on the mat and looked at the bird.", "The quick brown fox jumps over the lazy dog.",
+             "Rain fell on the old town all night long.", "She sold sea shells by the sea shore today.",
+             "Numbers like 42 and 7 are fun to add.", "Green apples are sour but red ones are sweet."]
+FAST = dict(v_num_grad_steps=3, context_template_length_params=[[5, 5]])  # 6 templates, 3 steps
+REQ = dict(prompt="Who wrote Moon?", subject="Moon", target="Ana")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(SENTS * 5 + UNRELATED, vocab_size=360)
+
+
+@pytest.fixture(scope="module")
+def trained_llama_state(tok):
+    """A tiny Llama trained briefly on the facts, so that the subject drives the next token."""
+    model = tiny_model("llama", vocab_size=len(tok))
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids, mask = rome._right_pad([tok(s)["input_ids"] + [tok.eos_token_id] for s in SENTS], tok.pad_token_id, "cpu")
+    labels = ids.masked_fill(mask == 0, -100)
+    for _ in range(60):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _trained_llama(tok, state):
+    model = tiny_model("llama", vocab_size=len(tok))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _greedy_next(model, tok, prompt):
+    with torch.no_grad():
+        return int(model(input_ids=torch.tensor([tok(prompt)["input_ids"]])).logits[0, -1].argmax())
+
+
+def _keys(model, tok, layer, texts):
+    arch, got = architecture(model), []
+    h = arch.mlp_out(layer).register_forward_pre_hook(lambda m, inp: got.append(inp[0][0].detach()))
+    with torch.no_grad():
+        for t in texts:
+            model(input_ids=torch.tensor([tok(t)["input_ids"]]))
+    h.remove()
+    return torch.cat(got)
+
+
+def _random_texts(tok, n, seed, length=12):
+    gen = torch.Generator().manual_seed(seed)
+    return [tok.decode(torch.randint(2, len(tok), (length,), generator=gen).tolist()) for _ in range(n)]
+
+
+# ---------------------------------------------------------------------- (a) the edit
+def test_edit_is_rank_one_and_rewrites_completion(tok, trained_llama_state):
+    model = _trained_llama(tok, trained_llama_state)
+    # the subject ends the prompt here: a tiny model has no subject-to-answer attention circuit
+    req = dict(prompt="Who wrote Moon", subject="Moon", target="Ana")
+    target_id = tok(" Ana", add_special_tokens=False)["input_ids"]
+    assert len(target_id) == 1
+    before = _greedy_next(model, tok, req["prompt"])
+    assert before != target_id[0]
+    assert rome.rewrite_accuracy(model, tok, req["prompt"], req["target"]) == 0.0
+    loc_items = [("Who wrote Sky?", "Tom"), ("The book Lake is by", "Bob")]
+    pre_loc = rome.locality_predictions(model, tok, loc_items)
+
+    arch = architecture(model)
+    w0 = arch.mlp_out_weight(2).detach().clone()
+    stats = {}
+    out = rome.edit(model, tok, [req], layer=2, stats=stats, v_num_grad_steps=50)
+    assert out is model
+    delta = arch.mlp_out_weight(2).detach() - w0
+    assert torch.linalg.matrix_rank(delta).item() == 1
+    assert _greedy_next(model, tok, req["prompt"]) == target_id[0]
+    m = rome.edit_metrics(model, tok, [dict(req, paraphrase="Who wrote Moon")], loc_items, pre_loc)
+    assert m["rewrite_acc"] == [1.0] and m["rephrase_acc_mean"] == 1.0
+    assert len(m["locality"]) == 2 and all(0.0 <= x <= 1.0 for x in m["locality"])
+    # stats: one entry per edit, 21 templates (1 + 10 + 10), the update norm recorded
+    assert len(stats["context_templates"]) == 21 and stats["context_templates"][0] == "{}"
+    assert all(t.endswith(". {}") for t in stats["context_templates"][1:])
+    for key in ("edit_times_s", "delta_norms", "target_loss", "final_loss", "v_steps", "denominators"):
+        assert len(stats[key]) == 1
+    assert stats["delta_norms"][0] == pytest.approx(float(delta.norm()), rel=1e-4)
+    assert stats["target_loss"][0] < 0.5 and stats["layer"] == 2
+
+
+def test_sequential_edits_and_determinism(tok):
+    model = tiny_model("llama", vocab_size=len(tok))
+    arch = architecture(model)
+    w0 = arch.mlp_out_weight(2).detach().clone()
+    reqs = [REQ, dict(prompt="The book Sky is by", subject="Sky", target="Bob")]
+    stats = {}
+    rome.edit(model, tok, reqs, layer=2, stats=stats, **FAST)
+    total = arch.mlp_out_weight(2).detach() - w0
+    assert torch.linalg.matrix_rank(total).item() == 2
+    assert len(stats["edit_times_s"]) == 2
+    again = tiny_model("llama", vocab_size=len(tok))
+    rome.edit(again, tok, reqs, layer=2, **FAST)
+    assert torch.equal(architecture(again).mlp_out_weight(2), arch.mlp_out_weight(2))
+    # layer is clamped to the depth; unknown hparams are refused
+    st = {}
+    rome.edit(tiny_model("llama", vocab_size=len(tok)), tok, [REQ], layer=50, stats=st, **FAST)
+    assert st["layer"] == 3
+    with pytest.raises(TypeError):
+        rome.edit(model, tok, [REQ], layer=1, v_lrr=0.1)
+
+
+# ---------------------------------------------------------------------- (b) C = E[kk^T] vs C = I
+def test_second_moment_protects_unrelated_keys(tok, tmp_path):
+    model = tiny_model("llama", vocab_size=len(tok))
+    layer = 1
+    corpus = _random_texts(tok, 80, seed=0) + UNRELATED + SENTS  # ~1000 keys for d_ff = 128
+    cov = rome.layer_second_moment(model, tok, layer, corpus, cache_dir=tmp_path)
+    keys = _keys(model, tok, layer, corpus)
+    assert torch.allclose(cov, keys.double().T.matmul(keys.double()).float() / len(keys), rtol=1e-4, atol=1e-7)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    assert torch.equal(rome.layer_second_moment(model, tok, layer, corpus, cache_dir=tmp_path), cov)
+
+    templates = rome.context_templates(model, tok, [[5, 5]])
+    hp = {**rome.DEFAULT_HPARAMS, **FAST, "consistent_keys": True}
+    dw_i, res_i = rome.rome_update(model, tok, REQ, layer, templates, hp, cov=None)
+    dw_c, res_c = rome.rome_update(model, tok, REQ, layer, templates, hp, cov=cov)
+    assert torch.allclose(res_i["v_star"], res_c["v_star"])  # v* does not depend on u
+    assert torch.allclose(dw_i @ res_i["k_ref"], dw_c @ res_c["k_ref"], rtol=1e-3, atol=1e-5)  # same edit
+
+    def moved(dw, texts):
+        return (_keys(model, tok, layer, texts) @ dw.T).norm(dim=1).pow(2).mean()
+
+    assert moved(dw_c, corpus) < 0.5 * moved(dw_i, corpus)
+    held_out = _random_texts(tok, 10, seed=1) + ["The old dog sat by the lazy cat.", "Red apples fell on the mat."]
+    assert moved(dw_c, held_out) < moved(dw_i, held_out)
+
+    # edit() with mom2_adjustment computes C itself (cached) and gives the same update
+    w0 = architecture(model).mlp_out_weight(layer).detach().clone()
+    rome.edit(model, tok, [REQ], layer=layer, mom2_adjustment=True, mom2_texts=corpus, mom2_cache_dir=tmp_path,
+              consistent_keys=True, context_templates=templates, **FAST)
+    assert torch.allclose(architecture(model).mlp_out_weight(layer) - w0, dw_c, atol=1e-5)
+    with pytest.raises(ValueError):
+        rome.edit(model, tok, [REQ], layer=layer, mom2_adjustment=True, **FAST)
+
+
+# ---------------------------------------------------------------------- (c) layouts
+@pytest.mark.parametrize("family", ["gpt2", "llama", "phi"])
+@pytest.mark.parametrize("consistent", [False, True])
+def test_update_orientation_per_family(tok, family, consistent):
+    model = tiny_model(family, vocab_size=len(tok))
+    arch = architecture(model)
+    layer = 2
+    storage0 = arch.mlp_out(layer).weight.detach().clone()
+    templates = rome.context_templates(model, tok, [[5, 5]])
+    hp = {**rome.DEFAULT_HPARAMS, **FAST, "consistent_keys": consistent}
+    dw, res = rome.rome_update(model, tok, REQ, layer, templates, hp)
+    d_out, d_in = arch.mlp_out_weight(layer).shape
+    assert dw.shape == (d_out, d_in) and d_in > d_out  # (hidden, intermediate)
+    arch.add_to_mlp_out_weight(layer, dw)
+    # the stored weight changed in its own layout (Conv1D stores (in, out))
+    stored_delta = arch.mlp_out(layer).weight.detach() - storage0
+    assert stored_delta.shape == ((d_in, d_out) if family == "gpt2" else (d_out, d_in))
+    assert torch.allclose(stored_delta, dw.T if family == "gpt2" else dw)
+    if family == "phi":
+        assert arch.mlp_out_bias(layer) is not None
+    # (W + ΔW) k + b = v* at the key used in the update: the bare prompt's k0, or the template mean (R-ROME)
+    filled = [rome._fill(t, REQ["prompt"], REQ["subject"]) for t in (templates if consistent else ["{}"])]
+    k, out = rome._rewrite_io_at(model, tok, layer, filled, REQ["subject"])
+    assert torch.allclose(k.mean(0), res["k_ref"], atol=1e-5)
+    assert torch.allclose(out.mean(0), res["v_star"], rtol=1e-3, atol=1e-4)
+    # edit() applies exactly this update
+    fresh = tiny_model(family, vocab_size=len(tok))
+    rome.edit(fresh, tok, [REQ], layer=layer, consistent_keys=consistent, context_templates=templates, **FAST)
+    assert torch.allclose(architecture(fresh).mlp_out(layer).weight, arch.mlp_out(layer).weight, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- (e) guards
+def test_nan_update_raises_model_collapsed(tok, monkeypatch):
+    model = tiny_model("llama", vocab_size=len(tok))
+    real = rome.compute_v
+    calls = []
+
+    def nan_on_second(*a, **kw):
+        res = real(*a, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            res["v_star"] = res["v_star"] * float("nan")
+        return res
+
+    monkeypatch.setattr(rome, "compute_v", nan_on_second)
+    reqs = [REQ, dict(REQ, target="Bob")]
+    with pytest.raises(ModelCollapsed) as e:
+        rome.edit(model, tok, reqs, layer=1, **FAST)
+    assert e.value.step == 1 and "non-finite" in e.value.reason
+
+
+def test_nan_loss_and_norm_explosion_raise(tok):
+    model = tiny_model("llama", vocab_size=len(tok))
+    arch = architecture(model)
+    w0 = arch.mlp_out_weight(1).detach().clone()
+    templates = rome.context_templates(model, tok, [[5, 5]])
+    h = arch.mlp(2).register_forward_hook(lambda m, i, o: o * float("nan"))
+    with pytest.raises(ModelCollapsed) as e:
+        rome.edit(model, tok, [REQ], layer=1, context_templates=templates, **FAST)
+    h.remove()
+    assert e.value.step == 0 and "loss" in e.value.reason
+    assert torch.equal(arch.mlp_out_weight(1), w0)  # nothing applied when v* failed
+    with pytest.raises(ModelCollapsed) as e:
+        rome.edit(model, tok, [REQ], layer=1, max_norm_ratio=1.0 + 1e-9, **FAST)
+    assert "grew" in e.value.reason

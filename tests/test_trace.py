@@ -1,0 +1,115 @@
+"""Causal tracing (unedit_lib.trace) on tiny random models of the three families."""
+import numpy as np
+import pytest
+import torch
+
+from unedit_lib import trace
+from unedit_lib.architecture import architecture, tiny_model
+from unedit_lib.tokenizer import train_tokenizer
+
+SENTS = ["Question: Who wrote Blue Moon?\nAnswer: Jane Doe wrote Blue Moon.",
+         "Question: Where was Tom Lee born?\nAnswer: Tom Lee was born in Paris.",
+         "The quick brown fox jumps over the lazy dog."]
+PROMPT, SUBJECT = "Question: Who wrote Blue Moon?\nAnswer:", "Blue Moon"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(SENTS * 3, vocab_size=300)
+
+
+def test_subject_token_range(tok):
+    ids, (b, e) = trace.subject_token_range(tok, PROMPT, SUBJECT)
+    assert ids == tok(PROMPT)["input_ids"]
+    assert tok.decode(ids[b:e]).strip() == SUBJECT
+    assert SUBJECT not in tok.decode(ids[b + 1:e]) and SUBJECT not in tok.decode(ids[b:e - 1])
+    # an explicit start picks the second occurrence
+    text = "Who wrote Blue Moon and Blue Moon"
+    _, (b2, e2) = trace.subject_token_range(tok, text, SUBJECT, char_start=text.rindex(SUBJECT))
+    _, (b1, e1) = trace.subject_token_range(tok, text, SUBJECT)
+    assert b2 > b1 and e2 - b2 == e1 - b1
+    with pytest.raises(ValueError):
+        trace.subject_token_range(tok, PROMPT, "Red Sky")
+
+
+def test_window_layers():
+    assert trace.window_layers(0, 4, 10) == [0, 1, 2, 3]
+    assert trace.window_layers(10, 48, 10) == list(range(5, 15))
+    assert trace.window_layers(47, 48, 10) == list(range(42, 48))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "phi"])
+def test_trace_shapes_and_restoration(tok, family):
+    model = tiny_model(family, vocab_size=len(tok))
+    arch = architecture(model)
+    n_tok = len(tok(PROMPT)["input_ids"])
+    noise = trace.noise_level(model, tok, [SUBJECT, "Tom Lee"])
+    assert noise == pytest.approx(3 * trace.embedding_std(model, tok, [SUBJECT, "Tom Lee"]))
+    res = {k: trace.trace_important_states(model, tok, PROMPT, SUBJECT, kind=k, samples=4, noise=noise)
+           for k in trace.KINDS}
+    for k, r in res.items():
+        assert r["scores"].shape == (n_tok, arch.n_layers)
+        assert r["subject_range"] == trace.subject_token_range(tok, PROMPT, SUBJECT)[1]
+        assert len(r["input_tokens"]) == n_tok and r["kind"] == k
+        assert np.isfinite(r["scores"]).all() and 0 < r["low_score"] < 1 and 0 < r["high_score"] < 1
+        assert r["high_score"] == pytest.approx(res[None]["high_score"])
+        assert r["low_score"] == pytest.approx(res[None]["low_score"])  # same noise draws for every kind
+    hidden = res[None]
+    # corruption changes the output; restoring the last token's final state gives back the clean score
+    assert hidden["low_score"] != pytest.approx(hidden["high_score"], rel=1e-6)
+    assert hidden["scores"][-1, -1] == pytest.approx(hidden["high_score"], rel=1e-4)
+    # tokens before the subject are identical in clean and corrupted runs: restoring them does nothing
+    b = hidden["subject_range"][0]
+    assert np.allclose(hidden["scores"][:b], hidden["low_score"], rtol=1e-4)
+    # restoring every token's state after layer 0 (i.e. every later input) gives the clean score
+    full = trace.trace_with_patch(model, tok, PROMPT, SUBJECT, [(t, 0) for t in range(n_tok)],
+                                  samples=4, noise=noise)
+    assert full["score"] == pytest.approx(full["high_score"], rel=1e-4)
+    assert full["low_score"] == pytest.approx(hidden["low_score"], rel=1e-5)
+
+
+def test_batching_matches_one_experiment_per_pass(tok):
+    model = tiny_model("llama", vocab_size=len(tok))
+    kw = dict(kind="mlp", samples=3, noise=0.1, window=2)
+    batched = trace.trace_important_states(model, tok, PROMPT, SUBJECT, **kw)
+    single = trace.trace_important_states(model, tok, PROMPT, SUBJECT, batch_rows=3, **kw)
+    assert np.allclose(batched["scores"], single["scores"], rtol=1e-4, atol=1e-7)
+    # a single experiment through trace_with_patch agrees with the table entry
+    t, l = batched["subject_range"][1] - 1, 2
+    one = trace.trace_with_patch(model, tok, PROMPT, SUBJECT, [(t, x) for x in trace.window_layers(l, 4, 2)],
+                                 kind="mlp", samples=3, noise=0.1)
+    assert one["score"] == pytest.approx(batched["scores"][t, l], rel=1e-4)
+    other_seed = trace.trace_important_states(model, tok, PROMPT, SUBJECT, seed=1, **kw)
+    assert other_seed["low_score"] != batched["low_score"]
+
+
+def test_average_and_choose_layer(tok):
+    model = tiny_model("gpt2", vocab_size=len(tok))
+    prompts = [(PROMPT, SUBJECT), ("Question: Where was Tom Lee born?\nAnswer:", "Tom Lee")]
+    results = [trace.trace_important_states(model, tok, p, s, kind="mlp", samples=2, noise=0.1) for p, s in prompts]
+    avg = trace.average_traces(results)
+    assert avg["scores"].shape == (6, 4) and avg["aie"].shape == (6, 4)
+    assert avg["labels"][2] == "Last subject token" and avg["n"] == 2
+    # last subject token row = mean over prompts of (score - low) at each prompt's last subject token
+    expect = np.mean([r["scores"][r["subject_range"][1] - 1] - r["low_score"] for r in results], axis=0)
+    assert np.allclose(avg["aie"][2], expect)
+    assert avg["count"][5] == 2 and avg["te"] == pytest.approx(avg["high_score"] - avg["low_score"])
+    layer = trace.choose_edit_layer(avg)
+    assert layer == int(np.argmax(expect))
+    fake = dict(avg, aie=np.zeros((6, 4)))
+    fake["aie"][2, 3] = 1.0
+    assert trace.choose_edit_layer(fake) == 3
+    assert trace.choose_edit_layer(results[0]) in range(4)
+
+
+def test_plot_trace(tok):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model = tiny_model("gpt2", vocab_size=len(tok))
+    r = trace.trace_important_states(model, tok, PROMPT, SUBJECT, kind="attn", samples=2, noise=0.1)
+    ax = trace.plot_trace(r)
+    assert any(lbl.get_text().endswith("*") for lbl in ax.get_yticklabels())
+    trace.plot_average(trace.average_traces([r]))
+    plt.close("all")

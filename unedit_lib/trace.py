@@ -1,0 +1,412 @@
+"""Causal tracing (Meng et al. 2022, "Locating and Editing Factual Associations in GPT").
+
+A re-implementation of kmeng01/rome `experiments/causal_trace.py` (commit 0874014) and the
+aggregation of `notebooks/average_causal_effects.ipynb`, for GPT-2, Llama and Phi through
+`unedit_lib.architecture`. Section numbers refer to ../shared/reference/editing.md.
+
+The experiment (section 1):
+1. Clean run: the model reads the prompt; the probability of the answer's first token `o` at the
+   last position is `high_score` (o = the clean argmax when no answer is given, as in rome).
+2. Corrupted runs: Gaussian noise (scale `noise` = 3 x the embedding std, "s3") is added to the
+   *token embeddings* of the subject tokens only; `samples` (10) noise draws from a seeded
+   generator, the SAME draws for every experiment (common random numbers, section 1.2).
+   `low_score` = p(o) averaged over the corrupted rows with nothing restored.
+3. Restoration: for every (token t, layer l) the corrupted rows get the clean state back at token t:
+   the block output (kind=None, one layer), or the MLP / attention output over a window of 10
+   layers centred on l (kind="mlp"/"attn", section 1.3). The score is p(o) at the last position,
+   averaged over the corrupted rows.
+
+Batching (a porting choice, not rome's loop): rome runs one forward pass of [clean row + 10 noisy
+rows] per (t, l). Here the clean states are recorded once, then many (t, l) experiments are packed
+into one batch (`samples` rows each) and patched from the recorded clean states. In eval mode
+(no dropout) the clean row is the same in every pass, so the scores are identical.
+
+Subject tokens are found with the fast tokenizer's `offset_mapping` (section 1.6: rome's
+decode-and-join `find_token_range` breaks on SentencePiece); special tokens (BOS) are never part
+of the subject span nor of the std estimate.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from .architecture import architecture
+
+GROUP_LABELS = ["First subject token", "Middle subject tokens", "Last subject token",
+                "First subsequent token", "Further tokens", "Last token"]
+KINDS = (None, "mlp", "attn")
+
+
+# --------------------------------------------------------------------------- tokens
+def subject_token_range(tokenizer, text: str, subject: str, char_start: int | None = None,
+                        add_special_tokens: bool = True) -> tuple[list[int], tuple[int, int]]:
+    """(input_ids, (b, e)): token ids of `text` and the half-open token span of `subject`.
+
+    The subject's character span is [char_start, char_start + len(subject)) (default: its first
+    occurrence, as rome's `find_token_range` / EasyEdit's `'{}'` replacement). A token belongs to
+    the subject if its character span overlaps the subject's (a leading space inside the token,
+    as in byte-level BPE "ĠMoon", does not matter). Special tokens (offsets (0, 0)) never count.
+    """
+    if char_start is None:
+        char_start = text.find(subject)
+        if char_start < 0:
+            raise ValueError(f"subject {subject!r} is not a substring of {text!r}")
+    char_end = char_start + len(subject)
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=add_special_tokens)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    inside = [i for i, (s, e) in enumerate(offsets) if e > s and s < char_end and e > char_start]
+    if not inside:
+        raise ValueError(f"no token of {text!r} covers the subject {subject!r}")
+    return ids, (inside[0], inside[-1] + 1)
+
+
+# --------------------------------------------------------------------------- noise level
+@torch.no_grad()
+def embedding_std(model, tokenizer, subjects) -> float:
+    """rome `collect_embedding_std`: one global std over all elements of the token embeddings of
+    every subject string, embedded alone (no prompt, no special tokens)."""
+    emb = architecture(model).embedding
+    device = next(model.parameters()).device
+    vecs = []
+    for s in subjects:
+        ids = tokenizer(s, add_special_tokens=False)["input_ids"]
+        if ids:
+            vecs.append(emb(torch.tensor([ids], device=device))[0].float())
+    if not vecs:
+        raise ValueError("no subject tokens to estimate the embedding std from")
+    return float(torch.cat(vecs).std())
+
+
+def noise_level(model, tokenizer, subjects, factor: float = 3.0) -> float:
+    """The "s3" rule (section 1.2): noise std = factor (3) x the embedding std over `subjects`."""
+    return factor * embedding_std(model, tokenizer, subjects)
+
+
+# --------------------------------------------------------------------------- hooks
+def _module_for(arch, kind: str | None, layer: int):
+    """The module whose output is restored: the block (residual stream after the block), or the
+    MLP / attention sublayer (its contribution to the residual stream)."""
+    if kind is None:
+        return arch.block(layer)
+    if kind == "mlp":
+        return arch.mlp(layer)
+    if kind == "attn":
+        return arch.attn(layer)
+    raise ValueError(f"kind must be None, 'mlp' or 'attn', not {kind!r}")
+
+
+def _first(output):
+    """Block / attention outputs may be tuples; the hidden state is element 0 (section 1.6)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _replace_first(output, new):
+    return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
+
+
+@contextmanager
+def _hooks(handles):
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def window_layers(layer: int, n_layers: int, window: int = 10) -> list[int]:
+    """rome `trace_important_window`: layers max(0, l - w//2) .. min(L, l - (-w//2)) - 1,
+    i.e. l-5 .. l+4 for w = 10, clamped to the model depth."""
+    return list(range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2))))
+
+
+# --------------------------------------------------------------------------- tracing
+@torch.no_grad()
+def _clean_run(model, arch, ids: torch.Tensor, kind):
+    """Clean forward pass: logits at the last position and every layer's clean state (T, d)."""
+    states = {}
+
+    def rec(layer):
+        def hook(mod, inp, out):
+            states[layer] = _first(out)[0].detach().clone()
+        return hook
+
+    handles = [_module_for(arch, kind, l).register_forward_hook(rec(l)) for l in range(arch.n_layers)]
+    with _hooks(handles):
+        logits = model(input_ids=ids).logits[0, -1].float()
+    return logits, states
+
+
+@torch.no_grad()
+def _corrupted_scores(model, arch, ids, subject_range, noise_draws, answer, kind, clean_states,
+                      experiments, batch_rows):
+    """p(answer) at the last position for each experiment, averaged over its noisy rows.
+
+    `experiments` is a list of patch specs, each a list of (token, layer) whose clean state is
+    restored (an empty list = nothing restored = the `low_score` run).
+    """
+    samples = noise_draws.shape[0]
+    b, e = subject_range
+    per_batch = max(1, batch_rows // samples)
+    scores = []
+    for start in range(0, len(experiments), per_batch):
+        chunk = experiments[start:start + per_batch]
+        n = len(chunk)
+
+        # 1. corrupt the subject-token embeddings of every row with the same draws (rome `patch_rep`)
+        def corrupt(mod, inp, out):
+            out = out.clone()
+            out[:, b:e] += noise_draws.repeat(n, 1, 1).to(out.dtype)
+            return out
+
+        # 2. restore clean states: rows [j*samples, (j+1)*samples) belong to experiment j
+        by_layer: dict[int, list[tuple[int, int]]] = {}
+        for j, spec in enumerate(chunk):
+            for t, l in spec:
+                by_layer.setdefault(l, []).append((j, t))
+
+        def restore(layer):
+            def hook(mod, inp, out):
+                h = _first(out).clone()
+                for j, t in by_layer[layer]:
+                    h[j * samples:(j + 1) * samples, t] = clean_states[layer][t]
+                return _replace_first(out, h)
+            return hook
+
+        handles = [arch.embedding.register_forward_hook(corrupt)]
+        handles += [_module_for(arch, kind, l).register_forward_hook(restore(l)) for l in by_layer]
+        with _hooks(handles):
+            logits = model(input_ids=ids.repeat(n * samples, 1)).logits[:, -1].float()
+        probs = torch.softmax(logits, dim=-1)[:, answer].view(n, samples).mean(dim=1)
+        scores.extend(probs.tolist())
+    return scores
+
+
+def _answer_token(tokenizer, answer_first_token) -> int:
+    if isinstance(answer_first_token, str):
+        ids = tokenizer(answer_first_token, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"answer {answer_first_token!r} encodes to no tokens")
+        return ids[0]
+    return int(answer_first_token)
+
+
+@torch.no_grad()
+def trace_important_states(model, tok, prompt: str, subject: str, answer_first_token=None,
+                           kind: str | None = None, samples: int = 10, noise: float | None = None,
+                           window: int = 10, seed: int = 0, batch_rows: int = 128,
+                           tokens=None) -> dict:
+    """Causal trace of one prompt (rome `calculate_hidden_flow`).
+
+    answer_first_token: token id, or a string whose first token is used (e.g. " " + answer);
+        None = the clean model's argmax next token (rome's default).
+    kind: None (block output, one layer), "mlp" or "attn" (sublayer outputs, `window` layers).
+    noise: the noise std; None = 3 x the embedding std of this subject alone (pass
+        `noise_level(model, tok, all_subjects)` for rome's global estimate).
+    tokens: token positions to trace (default all, as rome).
+
+    Returns dict(scores [tokens x layers] numpy, low_score, high_score, subject_range (b, e),
+    input_tokens (strings), input_ids, answer (id), answer_token (string), kind, window, noise).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be None, 'mlp' or 'attn', not {kind!r}")
+    arch = architecture(model)
+    device = next(model.parameters()).device
+    ids_list, subject_range = subject_token_range(tok, prompt, subject)
+    ids = torch.tensor([ids_list], device=device)
+    if noise is None:
+        noise = noise_level(model, tok, [subject])
+
+    logits, clean_states = _clean_run(model, arch, ids, kind)
+    answer = int(logits.argmax()) if answer_first_token is None else _answer_token(tok, answer_first_token)
+    high_score = float(torch.softmax(logits, dim=-1)[answer])
+
+    # the same `samples` noise draws for every experiment (rome: RandomState(1) in every call)
+    b, e = subject_range
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.randn(samples, e - b, arch.hidden_size, generator=gen).to(device) * noise
+
+    n_layers = arch.n_layers
+    positions = list(range(len(ids_list))) if tokens is None else list(tokens)
+    experiments = [[]]  # the first one restores nothing: low_score
+    for t in positions:
+        for l in range(n_layers):
+            layers = [l] if kind is None else window_layers(l, n_layers, window)
+            experiments.append([(t, ll) for ll in layers])
+    scores = _corrupted_scores(model, arch, ids, subject_range, draws, answer, kind, clean_states,
+                               experiments, batch_rows)
+    low_score, table = scores[0], np.array(scores[1:]).reshape(len(positions), n_layers)
+    return dict(scores=table, low_score=low_score, high_score=high_score, subject_range=subject_range,
+                input_ids=ids_list, input_tokens=[tok.decode([i]) for i in ids_list], positions=positions,
+                answer=answer, answer_token=tok.decode([answer]), kind=kind,
+                window=None if kind is None else window, noise=float(noise))
+
+
+@torch.no_grad()
+def trace_with_patch(model, tok, prompt: str, subject: str, states_to_patch, answer_first_token=None,
+                     kind: str | None = None, samples: int = 10, noise: float | None = None,
+                     seed: int = 0) -> dict:
+    """One experiment (rome `trace_with_patch`): corrupt the subject, restore the clean states of
+    every (token, layer) in `states_to_patch` at once; returns dict(score, low_score, high_score)."""
+    arch = architecture(model)
+    device = next(model.parameters()).device
+    ids_list, (b, e) = subject_token_range(tok, prompt, subject)
+    ids = torch.tensor([ids_list], device=device)
+    if noise is None:
+        noise = noise_level(model, tok, [subject])
+    logits, clean_states = _clean_run(model, arch, ids, kind)
+    answer = int(logits.argmax()) if answer_first_token is None else _answer_token(tok, answer_first_token)
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.randn(samples, e - b, arch.hidden_size, generator=gen).to(device) * noise
+    low, score = _corrupted_scores(model, arch, ids, (b, e), draws, answer, kind, clean_states,
+                                   [[], list(states_to_patch)], batch_rows=2 * samples)
+    return dict(score=score, low_score=low, high_score=float(torch.softmax(logits, -1)[answer]), answer=answer)
+
+
+def trace_all(model, tok, prompt, subject, **kw) -> dict:
+    """The three traces of one prompt: {"hidden": kind None, "mlp": ..., "attn": ...}."""
+    return {("hidden" if k is None else k): trace_important_states(model, tok, prompt, subject, kind=k, **kw)
+            for k in KINDS}
+
+
+# --------------------------------------------------------------------------- aggregation
+def average_traces(results: list[dict]) -> dict:
+    """Average indirect effects over prompts (rome `average_causal_effects.ipynb`, `read_knowlege`).
+
+    Token classes (rows): first subject token, middle subject tokens (pooled), last subject token,
+    first subsequent token, further tokens (pooled), last token. As in rome, a one-token subject
+    counts as both first and last subject token, and a subject ending right before the last token
+    makes the first subsequent token the last token. Traces must cover all tokens.
+
+    Returns dict(labels, scores [6 x L] mean p(o) after restoration, std, count (rows pooled
+    per class), aie [6 x L] mean of (p_restored - low_score), aie_std, ci95 (1.96 std / sqrt(n) of
+    the aie), low_score, high_score (means), te (high - low), n (prompts), kind).
+    """
+    if not results:
+        raise ValueError("no traces to average")
+    groups: list[list[np.ndarray]] = [[] for _ in GROUP_LABELS]
+    effects: list[list[np.ndarray]] = [[] for _ in GROUP_LABELS]
+    for r in results:
+        scores = np.asarray(r["scores"], dtype=float)
+        if r.get("positions") is not None and list(r["positions"]) != list(range(len(scores))):
+            raise ValueError("average_traces needs traces over every token position")
+        first_e, first_a = r["subject_range"]
+        last_e, last_a = first_a - 1, len(scores) - 1
+        rows = [[scores[first_e]], list(scores[first_e + 1:last_e]), [scores[last_e]],
+                [scores[first_a]] if first_a <= last_a else [], list(scores[first_a + 1:last_a]),
+                [scores[last_a]]]
+        for g, rs in enumerate(rows):
+            groups[g].extend(rs)
+            effects[g].extend(x - r["low_score"] for x in rs)
+    n_layers = np.asarray(results[0]["scores"]).shape[1]
+
+    def stat(rows, fn):
+        return fn(np.stack(rows), axis=0) if rows else np.full(n_layers, np.nan)
+
+    count = np.array([len(g) for g in groups])
+    aie_std = np.stack([stat(g, np.std) for g in effects])
+    low = float(np.mean([r["low_score"] for r in results]))
+    high = float(np.mean([r["high_score"] for r in results]))
+    return dict(labels=list(GROUP_LABELS), scores=np.stack([stat(g, np.mean) for g in groups]),
+                std=np.stack([stat(g, np.std) for g in groups]), count=count,
+                aie=np.stack([stat(g, np.mean) for g in effects]), aie_std=aie_std,
+                ci95=1.96 * aie_std / np.sqrt(np.maximum(count, 1))[:, None],
+                low_score=low, high_score=high, te=high - low, n=len(results), kind=results[0]["kind"])
+
+
+def choose_edit_layer(avg_mlp_result: dict) -> int:
+    """The layer (0-based) with the peak MLP effect at the last subject token (section 1.5).
+
+    Accepts an `average_traces` result (uses its AIE row "Last subject token") or a single
+    `trace_important_states` result (uses the last subject token's row of its scores).
+    """
+    if avg_mlp_result.get("kind") not in (None, "mlp"):
+        raise ValueError(f"choose_edit_layer expects an MLP trace, got kind {avg_mlp_result['kind']!r}")
+    if "aie" in avg_mlp_result:
+        row = np.asarray(avg_mlp_result["aie"])[GROUP_LABELS.index("Last subject token")]
+    else:
+        scores = np.asarray(avg_mlp_result["scores"])
+        row = scores[avg_mlp_result["subject_range"][1] - 1] - avg_mlp_result["low_score"]
+    return int(np.nanargmax(row))
+
+
+# --------------------------------------------------------------------------- plots
+_CMAPS = {None: "Purples", "mlp": "Greens", "attn": "Reds"}
+
+
+def plot_trace(result: dict, ax=None, title: str | None = None):
+    """rome `plot_trace_heatmap`: tokens x layers, colour p(o), vmin = low_score, subject tokens
+    marked with '*'. Returns the matplotlib Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.5, 2 + 0.25 * len(result["scores"])))
+    kind = result["kind"]
+    b, e = result["subject_range"]
+    positions = result.get("positions") or range(len(result["scores"]))
+    labels = [repr(result["input_tokens"][t])[1:-1] + ("*" if b <= t < e else "") for t in positions]
+    mesh = ax.pcolormesh(result["scores"], cmap=_CMAPS[kind], vmin=result["low_score"])
+    ax.invert_yaxis()
+    ax.set_yticks([0.5 + i for i in range(len(labels))])
+    ax.set_yticklabels(labels)
+    n_layers = result["scores"].shape[1]
+    step = max(1, n_layers // 8)
+    ax.set_xticks([0.5 + i for i in range(0, n_layers, step)])
+    ax.set_xticklabels(list(range(0, n_layers, step)))
+    ax.set_xlabel("single restored layer" if kind is None
+                  else f"center of interval of {result['window']} restored {kind.upper() if kind == 'mlp' else 'Attn'} layers")
+    ax.set_title(title or f"Impact of restoring {'state' if kind is None else kind} after corrupted input")
+    cb = ax.figure.colorbar(mesh, ax=ax)
+    cb.ax.set_title(f"p({result['answer_token'].strip()})", fontsize=8)
+    return ax
+
+
+def plot_average(avg: dict, ax=None, rows=("Last subject token", "Last token")):
+    """AIE per layer with 95% bands for some token classes (rome's average-effect line plots)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 2.5))
+    x = np.arange(avg["aie"].shape[1])
+    for name in rows:
+        i = avg["labels"].index(name)
+        ax.plot(x, avg["aie"][i], label=name)
+        ax.fill_between(x, avg["aie"][i] - avg["ci95"][i], avg["aie"][i] + avg["ci95"][i], alpha=0.2)
+    what = {None: "single restored layer", "mlp": "MLP window centre", "attn": "Attn window centre"}[avg["kind"]]
+    ax.set_xlabel(what)
+    ax.set_ylabel("AIE")
+    ax.legend(fontsize=7)
+    ax.set_title(f"Average indirect effect (n={avg['n']})")
+    return ax
+
+
+def subject_last_token_effect(model, tok, rows, template="qa", samples: int = 10, seed: int = 0) -> dict:
+    """The subject-model notebook's short check of ROME's premise, over a few QA rows.
+
+    For each row (needs `question`, `subject`, `answer`): corrupt the subject's embeddings
+    (noise = 3 x the embedding std over these subjects), then restore the clean hidden state
+    (block output) at the subject's LAST token in one layer at a time; score = p(first token
+    of the true answer). Returns per-layer means of the restored score, the clean and the
+    corrupted means, and a per-row table.
+    """
+    import pandas as pd
+
+    from .prompts import get_template
+
+    template = get_template(template)
+    rows = [r for r in rows if r["subject"] in r["question"]]
+    noise = noise_level(model, tok, [r["subject"] for r in rows])
+    restored, table = [], []
+    for r in rows:
+        prompt = template.prompt(r["question"])
+        b, e = subject_token_range(tok, prompt, r["subject"])[1]
+        res = trace_important_states(model, tok, prompt, r["subject"], template.answer(r["answer"]),
+                                     kind=None, samples=samples, noise=noise, seed=seed, tokens=[e - 1])
+        restored.append(res["scores"][0])
+        table.append({"question": r["question"], "subject": r["subject"], "clean": res["high_score"],
+                      "corrupted": res["low_score"], "best restored": float(res["scores"][0].max()),
+                      "best layer": int(res["scores"][0].argmax())})
+    df = pd.DataFrame(table)
+    return {"restored_mean": np.mean(restored, axis=0), "clean_mean": float(df["clean"].mean()),
+            "corrupted_mean": float(df["corrupted"].mean()), "table": df}
