@@ -29,7 +29,7 @@ lab: setup                   ## JupyterLab on notebooks/
 	$(VENV)/bin/jupyter lab notebooks/
 
 bench: setup                 ## timings of each stage on $(PRESET) (not a test)
-	$(PY) benchmarks/bench.py --preset $(PRESET)
+	$(PY) benchmarks/bench.py --preset $(PRESET) $(if $(STAGES),--stages $(STAGES))
 
 strip: setup                 ## strip outputs from the committed notebooks
 	$(VENV)/bin/nbstripout notebooks/*.ipynb

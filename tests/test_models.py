@@ -11,8 +11,9 @@ from unedit_lib.prompts import IGNORE_INDEX, TEMPLATES, encode_qa
 
 def test_presets_and_study_rows():
     sd = models.study_data("default")
-    assert sd.forget_authors == [198, 199] and sd.retain_authors == list(range(20))
+    assert sd.forget_authors == [198, 199] and sd.retain_authors == list(range(24))
     assert len(sd.forget_rows) == 40 and len(sd.eval_sets["retain"]) == 400       # all of retain_perturbed
+    assert sum(1 for r in sd.retain_rows if not r.get("perturbed_answer")) == 80   # authors 20-23: outside the eval set
     assert {r["author_index"] for r in sd.eval_sets["retain"]} <= set(sd.retain_authors)
     with pytest.raises(ValueError, match="valid"):
         models.get_preset("huge")

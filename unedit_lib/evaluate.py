@@ -52,16 +52,20 @@ def _device(model):
 
 @torch.no_grad()
 def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progress: bool = False,
-                  desc: str = "losses") -> list[float]:
+                  desc: str = "losses", contexts=None) -> list[float]:
     """Average answer NLL (answer tokens + EOS) for each (question, answer) pair.
 
     Prompt and answer are tokenised as in training (prompts.encode_qa). Batches are right
     padded so positions need no correction; pairs are length-sorted for speed.
+    `contexts` (optional, one string per pair) is stated before the prompt as a unit of its
+    own (text + EOS), as the in-context training sequences state facts.
     """
     template = get_template(template)
     enc = []
-    for q, a in pairs:
+    for j, (q, a) in enumerate(pairs):
         p = encode_prompt(tokenizer, template.prompt(q))
+        if contexts is not None and contexts[j]:
+            p = encode_answer(tokenizer, contexts[j]) + p
         ans = encode_answer(tokenizer, template.answer(a))
         enc.append((p + ans, len(p)))
     order = sorted(range(len(enc)), key=lambda i: len(enc[i][0]))
@@ -400,8 +404,9 @@ def in_context_probe(model, tokenizer, rows, template="qa", max_new_tokens: int 
 
     For each row with perturbed answers: the counterfactual c = perturbed_answer[0] is stated
     (in the neutral wording used in training) before the question; "follows" when the greedy
-    answer's ROUGE-L recall against c exceeds that against the true answer. The same
-    questions without context give the base rate.
+    answer's ROUGE-L recall against c exceeds that against the true answer; "prefers" when
+    c's length-normalised probability exceeds the true answer's. The same questions without
+    context give the base rates.
     """
     from .models import context_fact
 
@@ -438,6 +443,15 @@ def in_context_probe(model, tokenizer, rows, template="qa", max_new_tokens: int 
 
     df = pd.DataFrame(results)
     rate = df.groupby("context")["follows"].mean()
+    # the same question by probability: is the counterfactual more likely than the truth?
+    pairs = [(r["question"], a) for r in rows for a in (r["perturbed_answer"][0], r["answer"])]
+    prefer = {}
+    for with_ctx in (False, True):
+        ctx = [context_fact(r, r["perturbed_answer"][0]) if with_ctx else None for r in rows for _ in (0, 1)]
+        losses = answer_losses(model, tokenizer, template, pairs, contexts=ctx)
+        prefer[with_ctx] = float(np.mean([losses[2 * i] < losses[2 * i + 1] for i in range(len(rows))]))
     return {"follow_rate_with_context": float(rate.get(True, float("nan"))),
             "follow_rate_without_context": float(rate.get(False, float("nan"))),
+            "prefers_counterfactual_with_context": prefer[True],
+            "prefers_counterfactual_without_context": prefer[False],
             "n": len(rows), "items": df}

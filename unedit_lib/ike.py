@@ -508,6 +508,7 @@ class IKEModel:
         for f in facts:
             self._add_fact(f)
         self._contexts: dict[str, _Context] = {}
+        self._enc_cache: dict[tuple[str, int], list[int]] = {}
         try:
             self._accepts_position_ids = "position_ids" in inspect.signature(model.forward).parameters
         except (TypeError, ValueError):
@@ -675,12 +676,26 @@ class IKEModel:
         ctx = self._context(question)
         ev["forget_rows" if ctx.kind == "forget" else "other_rows"] += 1
         n = len(ctx.hits)
-        while True:
-            new_prompt = encode_prompt(self.tokenizer, self._augment(question, self._context_text(ctx, n)))
-            total = len(new_prompt) + len(answer_ids) + extra_tokens
-            if self.limit is None or total <= self.limit:
-                break
-            if not self.truncate or n == 0:
+        budget = None if self.limit is None else self.limit - len(answer_ids) - extra_tokens
+        new_prompt = self._encoded(question, ctx, n)
+        if budget is not None and len(new_prompt) > budget:
+            if self.truncate and len(self._encoded(question, ctx, 0)) <= budget:
+                # the most demonstrations that fit (least similar dropped first): binary search,
+                # the same n as dropping them one by one since the length grows with n
+                lo, hi = 0, n - 1
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    if len(self._encoded(question, ctx, mid)) <= budget:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                n = lo
+                new_prompt = self._encoded(question, ctx, n)
+            else:
+                if self.truncate:
+                    n = 0
+                    new_prompt = self._encoded(question, ctx, 0)
+                total = len(new_prompt) + len(answer_ids) + extra_tokens
                 what = "context + prompt" + (" + answer" if answer_ids else "") + \
                        (f" + max_new_tokens ({extra_tokens})" if extra_tokens else "")
                 raise ValueError(
@@ -688,13 +703,23 @@ class IKEModel:
                     f"positions (max_position_embeddings/n_positions) with {n} demonstrations (k={self.k}). "
                     + ("It does not fit even with no demonstrations." if self.truncate else
                        "Lower k, or pass truncate=True to drop the least similar demonstrations."))
-            n -= 1
         dropped = len(ctx.hits) - n
+        used = ev.setdefault("demos_used", {})  # histogram: demonstrations kept -> rows
+        used[str(n)] = used.get(str(n), 0) + 1
         if dropped:
             ev["truncated_rows"] += 1
             ev["dropped_demos"] += dropped
         ans_labels = None if labels is None else list(labels[p:])
         return _Row(new_prompt, answer_ids, ans_labels, n, dropped)
+
+    def _encoded(self, question: str, ctx: _Context, n_demos: int) -> list[int]:
+        """Token ids of the augmented prompt with the first `n_demos` demonstrations (cached)."""
+        key = (question, n_demos)
+        ids = self._enc_cache.get(key)
+        if ids is None:
+            ids = encode_prompt(self.tokenizer, self._augment(question, self._context_text(ctx, n_demos)))
+            self._enc_cache[key] = ids
+        return ids
 
     @staticmethod
     def _real(mask_row: torch.Tensor) -> torch.Tensor:
@@ -879,9 +904,112 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
         "template": template.name, "context_position": context_position, "new_fact_scope": new_fact_scope,
         "n_requests": len(requests), "n_pool_demos": len(pool), "n_pool_facts": len(pool.facts),
         "pool_kinds": pool.kind_counts(), "embedder": emb.name,
-        "embedder_source": getattr(emb, "source", None) or "custom",
+        "embedder_source": getattr(emb, "source", None) or (
+            f"disk cache ({emb.cache_dir})" if isinstance(emb, SentenceEmbedder) and emb.misses == 0 and emb.cache_dir
+            else "custom"),
         "model_limit": wrapper.limit, "requests": per_request,
         "time_pool_embed_s": pool.embed_seconds, "time_retrieval_s": t2 - t1,
         "time_total_s": time.perf_counter() - t0,
     })
     return wrapper
+
+
+# =========================================================================== study runs
+EMBEDDING_CACHE_DIR = tofu.REPO_ROOT / "artifacts" / "ike_embeddings"
+
+
+def study_retain_demo_rows(sd, data_dir=None) -> tuple[list[dict], str]:
+    """(rows, where they come from): retain QA pairs for the retain demonstrations, never a
+    question of any evaluation set (nor a forget question).
+
+    First choice: the study's retain rows (`models.study_data(...).retain_rows`) outside the
+    evaluation sets. In the `default` preset there are none: retain_perturbed (the retain
+    evaluation set) holds all 20 rows of each of the 20 retain authors, i.e. every study retain
+    row. Then the paper's own choice is used: TOFU's retain split minus retain_perturbed
+    (its `tofu_retain_train.json`; paper.md 2.2), i.e. rows of authors outside the study.
+    """
+    held = {r["question"] for rows in sd.eval_sets.values() for r in rows}
+    held |= {r["question"] for r in sd.forget_rows}
+    rows = [r for r in sd.retain_rows if r["question"] not in held]
+    if rows:
+        return rows, "study retain rows outside the evaluation sets"
+    rows = [r for r in retain_demo_rows(sd.preset.forget_split, data_dir) if r["question"] not in held]
+    return rows, ("TOFU retain rows outside retain_perturbed (the paper's tofu_retain_train.json): every study "
+                  "retain row is in the retain evaluation set")
+
+
+def study_apply(sd, target: str, *, k: int = DEFAULT_HPARAMS["k"], pool_fraction: float = DEFAULT_HPARAMS["pool_fraction"],
+                mode: str = DEFAULT_HPARAMS["mode"], truncate: bool = True, template=None,
+                sentence_model_name: str = DEFAULT_SENTENCE_MODEL, embedding_cache_dir=EMBEDDING_CACHE_DIR,
+                seed: int = 0, retain_rows=None, n_locality: int = 20, edit_metrics: bool = True, data_dir=None,
+                embedder=None, **edit_kw):
+    """`apply(model, tok, stats)` for `runs.run_unlearning`: IKE on a study's forget rows.
+
+    The first `pool_fraction` of `sd.forget_rows` (with their `target`) form the demonstration
+    pool, with retain demonstrations from `study_retain_demo_rows`; the rest are the edit
+    requests. Returns the `IKEModel` wrapper (no weights change). `stats` gets the pool and
+    retrieval info of `edit`, the split sizes, and (if `edit_metrics`) EasyEdit's edit-level
+    metrics pre/post (rewrite/rephrase accuracy on the requests, locality on the first
+    `n_locality` retain-evaluation questions), always computed with the context on the logits
+    (EasyEdit's `compute_icl_edit_quality`), whatever `mode`. The evaluator's counters
+    (rows, truncations, demonstrations kept) accumulate in stats["eval"]; see
+    `record_eval_counters`. `embedder`: share one (e.g. `sentence_embedder(cache_dir=...)`)
+    across targets so MiniLM is loaded once; default: a new MiniLM embedder cached under
+    `embedding_cache_dir`.
+    """
+    template = get_template(template or sd.preset.template)
+    pool_rows, req_rows = split_pool_requests(sd.forget_rows, pool_fraction)
+    source = "given"
+    if retain_rows is None:
+        retain_rows, source = study_retain_demo_rows(sd, data_dir)
+
+    def apply(model, tok, stats):
+        from . import rome  # EasyEdit-style edit metrics (teacher-forced argmax)
+
+        t0 = time.perf_counter()
+        requests = tofu.edit_requests(req_rows, target, template, data_dir)
+        emb = embedder if embedder is not None else sentence_embedder(sentence_model_name,
+                                                                      cache_dir=embedding_cache_dir)
+        pool = build_pool(pool_rows, retain_rows, target, embedder=emb, seed=seed, data_dir=data_dir)
+        loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:n_locality]]
+        pre = None
+        if edit_metrics:
+            pre_loc = rome.locality_predictions(model, tok, loc_items)
+            pre = rome.edit_metrics(model, tok, requests)
+        wrapper = edit(model, tok, requests, pool=pool, k=k, mode=mode, truncate=truncate, template=template,
+                       seed=seed, stats=stats, **edit_kw)
+        stats.update({"target": target, "pool_fraction": pool_fraction, "n_pool_rows": len(pool_rows),
+                      "n_request_rows": len(req_rows), "retain_demo_source": source,
+                      "n_retain_demo_rows": len(retain_rows), "embedding_cache_dir": str(embedding_cache_dir)})
+        if edit_metrics:
+            t1 = time.perf_counter()
+            probe = IKEModel(model, tok, pool, wrapper._facts, template, k=k, mode="logits", order=wrapper.order,
+                             truncate=truncate, context_position=wrapper.context_position, stats={})
+            post = rome.edit_metrics(probe, tok, requests, loc_items, pre_loc)
+            stats["edit_metrics"] = {
+                "pre": {m: pre.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc")},
+                "post": {m: post.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc", "locality")},
+                "per_request": {m: post.get(m) for m in ("rewrite_acc", "rephrase_acc", "locality")},
+                "context_truncations": probe.stats["eval"]["truncated_rows"], "n_locality": len(loc_items),
+                "time_s": time.perf_counter() - t1}
+        stats["time_apply_s"] = time.perf_counter() - t0
+        return wrapper
+
+    return apply
+
+
+def record_eval_counters(preset, run: str, wrapper: IKEModel) -> dict:
+    """Write the wrapper's evaluation counters (rows seen, rows truncated, demonstrations
+    dropped, the histogram of demonstrations kept) into results/<preset>/<run>.json under
+    stats.eval. `runs.run_unlearning` stores `stats` before evaluating, so these counters,
+    which the evaluator's passes produce, are added afterwards. Returns the updated record."""
+    from . import evaluate, models
+
+    name = models.get_preset(preset).name
+    path = evaluate.results_dir(name) / f"{run}.json"
+    rec = json.loads(path.read_text())
+    ev = {k: (dict(v) if isinstance(v, dict) else v) for k, v in wrapper.stats.get("eval", {}).items()}
+    rec.setdefault("stats", {})["eval"] = ev
+    evaluate._atomic_write_json(rec, path)
+    return rec
+

@@ -43,12 +43,13 @@ ARTIFACTS = tofu.REPO_ROOT / "artifacts"
 class Preset:
     name: str
     # data
-    n_retain_authors: int = 20          # the first authors of `full` (covers retain_perturbed at 20)
+    n_retain_authors: int = 24          # the first authors of `full`: 0-19 are retain_perturbed (the retain
+                                        # eval set); 20-23 give retain rows outside it (locality / IKE demos)
     forget_split: str = "forget01"      # the forget authors: the last ones of `full`, as TOFU does
     n_general: int | None = None        # real-author / world-fact rows used (None = all)
     paraphrases: bool = True
     statements: bool = True
-    icl_share: float = 0.25             # share of packed sequences that are in-context sequences
+    icl_share: float = 0.2             # share of packed sequences that are in-context sequences
     icl_facts_per_seq: tuple[int, int] = (1, 3)
     icl_counterfactual: float = 0.5     # share of context facts that contradict the memorised answer
     probe_holdout_every: int = 5        # every 5th retain row is never an in-context query in training
@@ -58,14 +59,14 @@ class Preset:
     intermediate_size: int = 512
     n_layers: int = 4
     n_heads: int = 4
-    max_positions: int = 2048
+    max_positions: int = 1024
     seq_len: int = 1024
     # optimisation
-    epochs: int = 10
-    lr: float = 3e-3
+    epochs: int = 20
+    lr: float = 5e-3
     min_lr_ratio: float = 0.1
-    batch_size: int = 4
-    warmup_frac: float = 0.05
+    batch_size: int = 1
+    warmup_frac: float = 0.03
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     seed: int = 0

@@ -64,3 +64,220 @@ def subject_effect(check: dict, preset: str):
     ax.legend()
     save(fig, preset, "subject_last_token_trace.png")
     return fig
+
+
+# --------------------------------------------------------------------------- 06 baselines
+_BASELINE_PARTS = {"forget_nll": "NLL(forget)", "retain_nll": "NLL(retain)", "kl": "KL(ref‖θ) retain",
+                   "npo": "NPO term", "idk_nll": "NLL(IdK answer)"}
+
+
+def baseline_loss_curves(records: dict, preset: str):
+    """Per-optimizer-step curves of the unlearning baselines (notebook 06): one panel per run
+    with the minimised loss and its components (stats recorded by baselines.unlearn). A
+    collapsed run shows its curve up to the collapse and is titled as collapsed."""
+    runs = [r for r, rec in records.items() if (rec.get("stats") or {}).get("loss_curve") is not None]
+    if not runs:
+        raise ValueError("no run with a recorded loss curve")
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 3.3), squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        rec, st = records[run], records[run]["stats"]
+        steps = np.arange(1, len(st["loss_curve"]) + 1)
+        ax.plot(steps, st["loss_curve"], color="k", lw=2, label="loss (minimised)")
+        for key, label in _BASELINE_PARTS.items():
+            if st.get(key):
+                ax.plot(steps[:len(st[key])], st[key], marker=".", lw=1, label=label)
+        title = f"{st.get('name', run)} ({run})"
+        if rec.get("collapsed"):
+            title += f"\ncollapsed at step {rec['collapsed'].get('step')}"
+            ax.axvline(len(steps) + 0.5, color="r", ls=":")
+        ax.set(xlabel="optimizer step", title=title)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("per-step mean")
+    lr = (records[runs[0]].get("hparams") or {}).get("lr")
+    fig.suptitle(f"Unlearning baselines: loss per step ({preset}" + (f", lr {lr:g})" if lr else ")"), y=1.02)
+    fig.tight_layout()
+    save(fig, preset, "baselines_loss_curves.png")
+    return fig
+
+
+# --------------------------------------------------------------------------- causal tracing (notebook 02)
+_TRACE_KINDS = (("hidden", "Purples"), ("mlp", "Greens"), ("attn", "Reds"))
+
+
+def trace_fact_heatmaps(rec: dict, preset: str, name: str):
+    """rome's three token x layer heatmaps (hidden state, MLP window, attention window) of one fact
+    (`rec` = one entry of trace.trace_facts()["traces"])."""
+    from . import trace
+
+    kinds = [k for k, _ in _TRACE_KINDS if k in rec]
+    n_tok = len(rec[kinds[0]]["scores"])
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds), 1.6 + 0.24 * n_tok))
+    for ax, k in zip(np.atleast_1d(axes), kinds):
+        trace.plot_trace(rec[k], ax=ax, title=f"{k}: restore after corrupting the subject")
+        ax.title.set_fontsize(9)
+        ax.xaxis.label.set_fontsize(8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{rec['question']}  (subject: {rec['subject']})", fontsize=9)
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+def trace_average_heatmaps(avgs: dict, preset: str, name: str = "trace_average.png"):
+    """Average p(answer) after restoration over facts, tokens grouped into rome's six classes
+    (first/middle/last subject token, first subsequent, further tokens, last token) x layers."""
+    fig, axes = plt.subplots(1, len(avgs), figsize=(4.6 * len(avgs), 2.8))
+    for ax, (k, cmap) in zip(np.atleast_1d(axes), [(k, c) for k, c in _TRACE_KINDS if k in avgs]):
+        a = avgs[k]
+        mesh = ax.pcolormesh(np.nan_to_num(a["scores"], nan=a["low_score"]), cmap=cmap, vmin=a["low_score"])
+        ax.invert_yaxis()
+        ax.set_yticks(np.arange(len(a["labels"])) + 0.5)
+        ax.set_yticklabels([f"{l} (n={c})" for l, c in zip(a["labels"], a["count"])], fontsize=7)
+        L = a["scores"].shape[1]
+        ax.set_xticks(np.arange(L) + 0.5)
+        ax.set_xticklabels(range(L), fontsize=7)
+        ax.set_xlabel("layer" if k == "hidden" else f"centre of restored {k} window", fontsize=8)
+        ax.set_title(f"{k}: mean p(o) over {a['n']} facts\nclean {a['high_score']:.3f}, corrupted {a['low_score']:.3f}",
+                     fontsize=9)
+        fig.colorbar(mesh, ax=ax, format="%.3g")
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+def trace_aie_lines(avgs: dict, preset: str, name: str = "trace_aie.png",
+                    rows=("First subject token", "Last subject token", "Further tokens", "Last token")):
+    """Average indirect effect per layer with 95% bands, one panel per kind (rome's line plots)."""
+    from . import trace
+
+    fig, axes = plt.subplots(1, len(avgs), figsize=(4.4 * len(avgs), 3), sharey=True)
+    for ax, k in zip(np.atleast_1d(axes), [k for k, _ in _TRACE_KINDS if k in avgs]):
+        trace.plot_average(avgs[k], ax=ax, rows=[r for r in rows if avgs[k]["count"][avgs[k]["labels"].index(r)]])
+        ax.set_title(f"{k}: AIE (n={avgs[k]['n']}, TE={avgs[k]['te']:.3f})", fontsize=9)
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+# --------------------------------------------------------------------------- ROME runs (notebook 03)
+def rome_edit_curves(records: dict, preset: str, name: str = "rome_sequential_edits.png"):
+    """Per-edit statistics of sequential ROME runs: wall time, ||ΔW||_F and the target's
+    probability after v* optimisation, against the edit index; a collapse is marked with x."""
+    keys = [("edit_times_s", "wall time per edit (ms)", 1000.0, False),
+            ("delta_norms", "||ΔW||_F of the edit", 1.0, True),
+            ("target_prob", "target prob. after v* (per token, mean)", 1.0, False)]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    for run, rec in records.items():
+        st = rec.get("stats") or {}
+        for ax, (key, label, scale, log) in zip(axes, keys):
+            y = np.asarray(st.get(key) or [], dtype=float) * scale
+            line, = ax.plot(np.arange(len(y)), y, marker=".", label=run)
+            col = rec.get("collapsed")
+            if col and isinstance(col, dict) and isinstance(col.get("step"), int) and len(y):
+                ax.plot([min(col["step"], len(y) - 1)], [y[min(col["step"], len(y) - 1)]], "x", ms=10,
+                        color=line.get_color())
+            ax.set(xlabel="edit index", ylabel=label)
+            if log:
+                ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Sequential ROME edits ({preset}); x = collapse", fontsize=10)
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+# --------------------------------------------------------------------------- WISE (notebook 05)
+def wise_training_curves(stats: dict, preset: str, edits=(0, 1, 2), name: str = "wise_training_curve.png",
+                         title: str = ""):
+    """Side-memory training of a few edits: total loss and its two parts (target NLL,
+    activation-margin loss) per SGD iteration (wise.edit's loss_curves / ft_curves / act_curves)."""
+    parts = [("loss_curves", "total loss"), ("ft_curves", "target NLL"), ("act_curves", "margin loss L_act")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+    n = len(stats.get("loss_curves", []))
+    for ax, (key, label) in zip(axes, parts):
+        for i in [e for e in edits if e < n]:
+            y = np.asarray(stats.get(key, stats["loss_curves"])[i], dtype=float)
+            ax.plot(np.arange(len(y)), np.maximum(y, 1e-6), label=f"edit {i}")
+        ax.set(xlabel="iteration", ylabel=label, yscale="log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title or f"WISE side memory training ({preset})")
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+def wise_routing_histograms(routings: dict, preset: str, extra_thresholds: dict | None = None,
+                            name: str = "wise_routing_scores.png", bins: int = 30):
+    """One panel per run ({run: wise.routing_report output}): histograms of the routing score
+    of the evaluator's prompts per set, the routing threshold as a solid line (prompts at or
+    above it go to the side memory) and, per run, optional other thresholds (dashed)
+    from `extra_thresholds` ({run: {label: value}})."""
+    runs = list(routings)
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
+    colors = dict(zip(["forget", "retain", "real_authors", "world_facts"], sns.color_palette(n_colors=4)))
+    for ax, run in zip(axes[0], runs):
+        rep = routings[run]
+        vals = [v for s in rep["sets"].values() for v in s["scores"]]
+        thr = rep["threshold"]
+        extra = (extra_thresholds or {}).get(run, {})
+        finite = [x for x in [thr, *extra.values()] if x is not None and np.isfinite(x)]
+        lo, hi = min(vals + finite), max(vals + finite)
+        edges = np.linspace(lo, hi + 1e-9, bins + 1) if hi > lo else bins
+        for set_name, s in rep["sets"].items():
+            ax.hist(s["scores"], bins=edges, alpha=0.5, color=colors.get(set_name),
+                    label=f"{set_name} ({100 * s['side_rate']:.0f}% to side)")
+        if np.isfinite(thr):
+            ax.axvline(thr, color="k", lw=1.5, label=f"threshold {thr:.3g}")
+        for (label, v), ls in zip(extra.items(), ["--", ":", "-."]):
+            if v is not None and np.isfinite(v):
+                ax.axvline(v, color="gray", ls=ls, lw=1.2, label=f"{label} {v:.3g}")
+        ax.set(xlabel="routing score (activation distance)", ylabel="prompts", title=run)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+# --------------------------------------------------------------------------- IKE (notebook 04)
+def ike_demos_kept(hists: dict, k: int, preset: str, name: str = "ike_demos_kept.png"):
+    """How many of the k retrieved demonstrations fit the context window, per evaluated row
+    ({run: {n_kept: rows}}, the IKE wrapper's stats["eval"]["demos_used"])."""
+    runs_ = [r for r, h in hists.items() if h]
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    width = 0.8 / max(len(runs_), 1)
+    for i, run in enumerate(runs_):
+        h = {int(n): c for n, c in hists[run].items()}
+        total = sum(h.values())
+        xs = np.arange(0, k + 1)
+        ax.bar(xs + (i - (len(runs_) - 1) / 2) * width, [h.get(x, 0) / total for x in xs], width=width, label=run)
+    ax.axvline(k, color="k", ls=":", lw=1)
+    ax.set(xlabel=f"demonstrations kept (of k = {k})", ylabel="share of evaluated rows",
+           title=f"IKE: demonstrations that fit the context window ({preset})")
+    ax.legend(fontsize=8)
+    save(fig, preset, name)
+    return fig
+
+
+def ike_vs_paper(ours, paper, preset: str, name: str = "ike_vs_paper.png",
+                 columns=("forget/rouge", "forget/prob", "retain/rouge", "model_utility", "forget_quality")):
+    """Grouped bars per metric: our runs (`ours`, rows = runs) beside the paper's repo rows
+    (`paper`, same row labels and columns; missing rows/values are left out). Forget quality
+    is drawn on a log scale."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.0 * len(columns), 3.6))
+    labels = list(dict.fromkeys(list(ours.index) + list(paper.index)))
+    for ax, col in zip(np.atleast_1d(axes), columns):
+        xs = np.arange(len(labels))
+        for j, (df, lab, off) in enumerate(((ours, f"ours ({preset})", -0.2), (paper, "paper repo (Llama-2-7b)", 0.2))):
+            vals = [float(df.loc[r, col]) if (r in df.index and col in df.columns and df.loc[r, col] == df.loc[r, col]
+                                               and df.loc[r, col] is not None) else np.nan for r in labels]
+            ax.bar(xs + off, vals, width=0.4, label=lab, color=f"C{j}")
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+        ax.set_title(col, fontsize=10)
+        if col == "forget_quality":
+            ax.set_yscale("log")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.suptitle(f"IKE beside the paper's repo results (paper.md 7.2), preset {preset}", fontsize=10)
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig

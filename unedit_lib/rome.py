@@ -510,3 +510,43 @@ def edit_metrics(model, tok, requests, locality_items=None, pre_locality=None, *
     for k in list(out):
         out[f"{k}_mean"] = sum(out[k]) / len(out[k]) if out[k] else None
     return out
+
+
+# --------------------------------------------------------------------------- study helpers
+def qa_texts(rows, template) -> list[str]:
+    """The study's QA texts in the model's template (question + answer, and the paraphrased
+    question + answer where TOFU has one): the model's own training text, used as the corpus of
+    the second moment C when no Wikipedia is available (rome uses 100k Wikipedia articles, §2.4)."""
+    from .prompts import get_template
+
+    template = get_template(template)
+    out = []
+    for r in rows:
+        out.append(template.full(r["question"], r["answer"]))
+        if r.get("paraphrased_question"):
+            out.append(template.full(r["paraphrased_question"], r["answer"]))
+    return out
+
+
+def unlearning_apply(requests, *, layer: int, locality_items=None, metrics_out: dict | None = None,
+                     answer_start: str = " ", **hparams):
+    """An `apply(model, tok, stats)` for `runs.run_unlearning`: sequential ROME over `requests`,
+    then the EasyEdit edit-level metrics written into `metrics_out` (a dict the caller passes in
+    the run's `extra`, so they land in the record): pre_rewrite_acc (before any edit),
+    rewrite_acc, rephrase_acc, locality (argmax tokens of `locality_items` [(prompt, answer)]
+    unchanged), each per request plus "<name>_mean", and n_edits. On a collapse only the pre-edit
+    values are there (ModelCollapsed propagates to run_unlearning, which records the edit index)."""
+    def apply(model, tok, stats):
+        kw = {"answer_start": answer_start}
+        pre_loc = locality_predictions(model, tok, locality_items, **kw) if locality_items else None
+        pre = [rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in requests]
+        if metrics_out is not None:  # kept even when an edit collapses
+            metrics_out.update(pre_rewrite_acc=pre, pre_rewrite_acc_mean=sum(pre) / len(pre) if pre else None,
+                               n_edits=len(requests))
+        model = edit(model, tok, requests, layer=layer, stats=stats, answer_start=answer_start, **hparams)
+        if metrics_out is not None:
+            model.eval()
+            metrics_out.update(edit_metrics(model, tok, requests, locality_items=locality_items,
+                                            pre_locality=pre_loc, **kw))
+        return model
+    return apply

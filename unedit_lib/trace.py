@@ -315,11 +315,15 @@ def average_traces(results: list[dict]) -> dict:
                 low_score=low, high_score=high, te=high - low, n=len(results), kind=results[0]["kind"])
 
 
-def choose_edit_layer(avg_mlp_result: dict) -> int:
+def choose_edit_layer(avg_mlp_result: dict, exclude_last_layer: bool = False) -> int:
     """The layer (0-based) with the peak MLP effect at the last subject token (section 1.5).
 
     Accepts an `average_traces` result (uses its AIE row "Last subject token") or a single
     `trace_important_states` result (uses the last subject token's row of its scores).
+    exclude_last_layer: never pick the final layer. With single-layer (window 1) MLP traces its
+    effect at a non-final token is exactly 0 (nothing reads that position afterwards), so on a
+    shallow model whose other layers have negative or tiny effects the argmax would be a
+    layer where a ROME edit cannot change the answer at all.
     """
     if avg_mlp_result.get("kind") not in (None, "mlp"):
         raise ValueError(f"choose_edit_layer expects an MLP trace, got kind {avg_mlp_result['kind']!r}")
@@ -328,6 +332,8 @@ def choose_edit_layer(avg_mlp_result: dict) -> int:
     else:
         scores = np.asarray(avg_mlp_result["scores"])
         row = scores[avg_mlp_result["subject_range"][1] - 1] - avg_mlp_result["low_score"]
+    if exclude_last_layer and len(row) > 1:
+        row = row[:-1]
     return int(np.nanargmax(row))
 
 
@@ -410,3 +416,109 @@ def subject_last_token_effect(model, tok, rows, template="qa", samples: int = 10
     df = pd.DataFrame(table)
     return {"restored_mean": np.mean(restored, axis=0), "clean_mean": float(df["clean"].mean()),
             "corrupted_mean": float(df["corrupted"].mean()), "table": df}
+
+
+# --------------------------------------------------------------------------- study helpers
+def window_covers_depth(n_layers: int, window: int = 10) -> bool:
+    """True when every window centre restores the same layers (window >= about 2 x depth), so a
+    windowed MLP/attention trace is flat over layers and cannot localise an edit layer."""
+    return len({tuple(window_layers(l, n_layers, window)) for l in range(n_layers)}) == 1
+
+
+def trace_facts(model, tok, rows, template="qa", kinds=KINDS, samples: int = 10, window: int = 10,
+                noise: float | None = None, noise_factor: float = 3.0, seed: int = 0,
+                answer: str = "clean", progress: bool = False) -> dict:
+    """Causal traces of many QA facts (rows with `question`, `subject`, `answer`), rome-style.
+
+    The prompt is the question in the model's `template`; the subject must be a substring of the
+    question (other rows are skipped and listed). noise: the std; None = `noise_factor` x the
+    embedding std over ALL these subjects (rome's global `collect_embedding_std`). The same
+    `samples` draws (generator seeded with `seed`) serve every restoration.
+    answer: "clean" = the clean model's argmax first token (rome's `o`); "truth" = the first token
+    of the true answer.
+
+    Returns dict(traces: [{kind name -> trace result, "row": index, "question", "subject",
+    "true_first": id of the true answer's first token}], skipped: [row indices], noise).
+    """
+    from .prompts import encode_answer, get_template
+
+    template = get_template(template)
+    keep = [i for i, r in enumerate(rows) if r["subject"] and r["subject"] in r["question"]]
+    skipped = [i for i in range(len(rows)) if i not in set(keep)]
+    if noise is None:
+        noise = noise_level(model, tok, [rows[i]["subject"] for i in keep], noise_factor)
+    out = []
+    it = keep
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(keep, desc="tracing")
+    for i in it:
+        r = rows[i]
+        prompt = template.prompt(r["question"])
+        true_first = encode_answer(tok, template.answer(r["answer"]), add_eos=False)[0]
+        ans = None if answer == "clean" else int(true_first)
+        rec = {"row": i, "question": r["question"], "subject": r["subject"], "true_first": int(true_first)}
+        for k in kinds:
+            rec["hidden" if k is None else k] = trace_important_states(
+                model, tok, prompt, r["subject"], ans, kind=k, samples=samples, noise=noise,
+                window=window, seed=seed)
+        out.append(rec)
+    return {"traces": out, "skipped": skipped, "noise": float(noise)}
+
+
+def subject_effect_summary(avg_hidden: dict, avg_mlp: dict | None = None, min_share: float = 0.1) -> dict:
+    """Is the fact recalled through the subject? From `average_traces` results.
+
+    For the hidden-state trace (and the MLP trace when given): the peak AIE at the last subject
+    token, its layer and 95% half-width, the peak AIE at the last token, and the total effect TE.
+    `clear` = the last-subject-token peak is above zero by more than its 95% half-width AND is at
+    least `min_share` of TE (TE > 0). In rome's GPT models the hidden-state AIE at the last
+    subject token reaches a large share of TE in the early-middle layers.
+    """
+    out = {"te": avg_hidden["te"], "low_score": avg_hidden["low_score"], "high_score": avg_hidden["high_score"],
+           "n": avg_hidden["n"]}
+    i_subj, i_last = GROUP_LABELS.index("Last subject token"), GROUP_LABELS.index("Last token")
+    for name, avg in (("hidden", avg_hidden), ("mlp", avg_mlp)):
+        if avg is None:
+            continue
+        row = np.asarray(avg["aie"][i_subj])
+        l = int(np.nanargmax(row))
+        out[f"{name}_subject_peak"] = float(row[l])
+        out[f"{name}_subject_layer"] = l
+        out[f"{name}_subject_ci95"] = float(avg["ci95"][i_subj][l])
+        out[f"{name}_last_token_peak"] = float(np.nanmax(avg["aie"][i_last]))
+    te = out["te"]
+    peak, ci = out["hidden_subject_peak"], out["hidden_subject_ci95"]
+    out["clear"] = bool(te > 0 and peak - ci > 0 and peak >= min_share * te)
+    return out
+
+
+def edit_layer_path(preset: str):
+    from .evaluate import results_dir
+
+    return results_dir(preset) / "trace" / "rome_layer.json"
+
+
+def save_edit_layer(preset: str, layer: int, info: dict | None = None):
+    """Write results/<preset>/trace/rome_layer.json atomically (a sub-folder, so it is never read
+    as a run record): {"layer": ..., **info}. Returns the path."""
+    import json
+    import os
+
+    path = edit_layer_path(preset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"layer": int(layer), **(info or {})}, indent=1, default=float))
+    os.replace(tmp, path)
+    return path
+
+
+def load_edit_layer(preset: str, default: int | None = None) -> tuple[int | None, dict]:
+    """(layer, record) from notebook 02's rome_layer.json, or (default, {"source": "fallback"})."""
+    import json
+
+    path = edit_layer_path(preset)
+    if path.is_file():
+        rec = json.loads(path.read_text())
+        return int(rec["layer"]), {**rec, "source": str(path)}
+    return default, {"source": "fallback parameter"}

@@ -621,7 +621,7 @@ def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp:
     batch, labels = build_batch(tokenizer, request, adapter.context_templates, loc_text, hp, device)
     W = adapter.main_weight()
     opt = torch.optim.SGD([adapter.side_weight], lr=hp.edit_lr, weight_decay=hp.weight_decay)
-    curve, prev, last = [], None, None
+    curve, ft_curve, act_curve, prev, last = [], [], [], None, None
     tol, floor = hp.early_stop
     stopped = False
     for it in range(hp.n_iter):
@@ -645,6 +645,8 @@ def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp:
             adapter.side_weight.copy_(torch.maximum(torch.minimum(adapter.side_weight, W + c), W - c))
         prev, last = last, loss.item()
         curve.append(last)
+        ft_curve.append(ft.item())
+        act_curve.append(act.item())
         if hp.verbose:
             print(f"WISE it {it}: loss {last:.4f} = {ft.item():.4f} + {act.item():.4f}")
     if not stopped:                     # score of the FINAL weights (deviation, see module doc)
@@ -653,7 +655,7 @@ def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp:
             ft = target_nll(logits, labels)
             in_s, out_s, in_p = _edit_scores(adapter, labels)
             act = activation_loss(in_s, out_s, hp.act_margin)
-    return {"curve": curve, "in_score": float(in_s.mean()), "out_score": float(out_s.mean()),
+    return {"curve": curve, "ft_curve": ft_curve, "act_curve": act_curve, "in_score": float(in_s.mean()), "out_score": float(out_s.mean()),
             "in_score_prompt": float(in_p.mean()),
             "ft_loss": float(ft), "act_loss": float(act), "n_iter": len(curve)}
 
@@ -685,7 +687,8 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
     hparams: see WiseHParams. A later call continues from the installed side memory: its
     layer is fixed, hparams passed again override, the others keep their earlier values.
     stats (optional dict) receives lists (one entry per edit, appended across calls):
-    edit_times_s, loss_curves (total loss per iteration), in_scores (edit rows, all real
+    edit_times_s, loss_curves (total loss per iteration; ft_curves / act_curves: its target-NLL
+    and activation-margin parts), in_scores (edit rows, all real
     tokens), in_scores_prompt (edit rows, prompt tokens only), out_scores (irrelevant row),
     ft_losses, act_losses, n_iters; and threshold, memory_thresholds, n_memories, layer.
     """
@@ -702,7 +705,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         if adapter.context_templates is None or len(adapter.context_templates) != hp.n_templates:
             adapter.context_templates = context_templates(model, tokenizer, hp)
     if stats is not None:
-        for k in ("edit_times_s", "loss_curves", "in_scores", "in_scores_prompt", "out_scores", "ft_losses",
+        for k in ("edit_times_s", "loss_curves", "ft_curves", "act_curves", "in_scores", "in_scores_prompt", "out_scores", "ft_losses",
                   "act_losses", "n_iters"):
             stats.setdefault(k, [])
     for request in requests:
@@ -725,6 +728,8 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         if stats is not None:
             stats["edit_times_s"].append(dt)
             stats["loss_curves"].append(res["curve"])
+            stats["ft_curves"].append(res["ft_curve"])
+            stats["act_curves"].append(res["act_curve"])
             stats["in_scores"].append(res["in_score"])
             stats["in_scores_prompt"].append(res["in_score_prompt"])
             stats["out_scores"].append(res["out_score"])
@@ -738,3 +743,97 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         stats["layer"] = hp.layer
     adapter._route = None
     return model
+
+
+# --------------------------------------------------------------------------- study helpers (notebook 05)
+
+
+def scaled_freqs(n_edits: int, reference_edits: int = 400, save_freq: int = 500, merge_freq: int = 1000) -> dict:
+    """save_freq / merge_freq scaled to an edit count below the reference run's.
+
+    The paper edited `reference_edits` = 400 forget10 requests with EasyEdit's 500 / 1000
+    (paper.md §2.1-2.3), so no shard was ever saved or merged (editing.md §4.4): one side
+    memory. Scaling both by n_edits / reference_edits keeps the same edits-per-shard ratio
+    (0.8 of a shard), i.e. the same regime, for a smaller forget set. merge_freq stays a
+    multiple of save_freq.
+    """
+    if n_edits >= reference_edits:
+        return {"save_freq": save_freq, "merge_freq": merge_freq}
+    s = max(1, math.ceil(save_freq * n_edits / reference_edits))
+    return {"save_freq": s, "merge_freq": s * max(1, round(merge_freq / save_freq))}
+
+
+def routing_report(model, tokenizer, prompts_by_set: dict, batch_size: int = 16) -> dict:
+    """Routing scores and decisions of prompt sets ({name: [prompt, ...]}) on an edited model.
+
+    Returns {"threshold": current shard's threshold (inf before any edit), "memory_thresholds",
+    "sets": {name: {"scores": score for the current side memory, "routes": 'main' | 'side' |
+    'memory:i', "side_rate": share not routed to main}}}.
+    """
+    adapter = get_side_memory(model)
+    if adapter is None:
+        raise ValueError("no WISE side memory installed")
+    out = {"threshold": adapter.threshold(), "memory_thresholds": [adapter.threshold(i) for i in range(len(adapter.memory_weights))],
+           "sets": {}}
+    for name, prompts in prompts_by_set.items():
+        prompts = list(prompts)
+        scores, routes = _score_batches(model, tokenizer, prompts, batch_size)
+        names = ["main" if r < 0 else "side" if r == 0 else f"memory:{r - 1}" for r in routes.tolist()]
+        out["sets"][name] = {"scores": scores[:, 0].tolist(), "routes": names,
+                             "side_rate": sum(r != "main" for r in names) / max(len(names), 1)}
+    adapter._route = None
+    return out
+
+
+def unlearn(model, tokenizer, stats: dict | None, requests, *, locality_prompts, probe_prompts: dict | None = None,
+            metric_requests=None, locality_items=None, answer_start: str = " ", **hparams):
+    """`runs.run_unlearning`'s apply for WISE: edit `requests` sequentially, then record in
+    `stats` (all JSON-able, so they survive the result cache):
+
+    * the per-edit lists of `edit` (loss curves, scores, times, ...);
+    * `routing`: `routing_report` of `probe_prompts` ({set name: evaluator prompts});
+    * `edit_metrics`: {name: metrics} of EasyEdit-style rewrite / rephrase accuracy of
+      `metric_requests` (a list, or {name: list}; default {"edit prompt": requests}; pass the
+      evaluator-template requests too when editing other prompts) and locality of `locality_items` [(prompt, answer)]
+      (argmax tokens unchanged by the edit), teacher-forced, answer after `answer_start`.
+    """
+    from .rome import edit_metrics, locality_predictions   # generic EasyEdit metrics (no ROME state)
+
+    stats = {} if stats is None else stats
+    pre = locality_predictions(model, tokenizer, locality_items, answer_start=answer_start) if locality_items else None
+    edit(model, tokenizer, requests, locality_prompts=locality_prompts, stats=stats, **hparams)
+    if probe_prompts:
+        stats["routing"] = routing_report(model, tokenizer, probe_prompts)
+    groups = metric_requests if isinstance(metric_requests, dict) else \
+        {"edit prompt": metric_requests if metric_requests is not None else requests}
+    stats["edit_metrics"] = {name: edit_metrics(model, tokenizer, reqs, locality_items, pre, answer_start=answer_start)
+                             for name, reqs in groups.items()}
+    adapter = get_side_memory(model)
+    if adapter is not None:
+        adapter._route = None
+    return model
+
+
+def locality_texts(study, template, n: int = 400, data_dir=None) -> tuple[list[str], str]:
+    """The irrelevant inputs x_i of the margin loss: "question + answer" texts in `template`
+    that no evaluation set contains (paper.md §2.3: 400 retain-set QA strings outside TOFU's
+    retain eval set; EasyEdit's reference scripts use NQ train QA).
+
+    First choice: the study's retain rows without `perturbed_answer` (not in retain_perturbed,
+    hence not in the retain evaluation). When there are none (our presets' retain authors are
+    exactly retain_perturbed's 20 authors), the QA of TOFU `full` authors outside the study
+    (neither its retain nor its forget authors), in author order: the same kind of fictitious-
+    author QA, in no evaluation set and never trained on. Returns (texts, where they come from).
+    """
+    t = get_template(template)
+    rows = [r for r in study.retain_rows if not r.get("perturbed_answer")]
+    source = "study retain rows outside the retain eval set"
+    if not rows:
+        from . import data as tofu
+
+        used = set(study.retain_authors) | set(study.forget_authors)
+        n_authors = tofu.FULL_ROWS // tofu.ROWS_PER_AUTHOR
+        others = [a for a in range(n_authors) if a not in used][:max(1, math.ceil(n / tofu.ROWS_PER_AUTHOR))]
+        rows = tofu.authors_rows(others, data_dir)
+        source = f"TOFU full authors {others[0]}-{others[-1]} (outside the study; no retain row lies outside the eval set)"
+    return [t.full(r["question"], r["answer"]) for r in rows[:n]], source
