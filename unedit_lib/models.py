@@ -128,11 +128,12 @@ def study_data(preset="default", data_dir=None) -> StudyData:
     if set(retain_authors) & set(forget_authors):
         raise ValueError(f"preset {p.name}: retain and forget authors overlap")
     full = tofu.load_tofu("full", data_dir)
-    rp = {r["question"]: r for r in tofu.load_tofu("retain_perturbed", data_dir)}
+    rp = tofu.load_tofu("retain_perturbed", data_dir)   # = rows 0..399 of full, same order
     retain_rows = []
     for a in retain_authors:
-        for r in full[a * tofu.ROWS_PER_AUTHOR:(a + 1) * tofu.ROWS_PER_AUTHOR]:
-            retain_rows.append({**rp.get(r["question"], {}), **r})
+        for i in range(a * tofu.ROWS_PER_AUTHOR, (a + 1) * tofu.ROWS_PER_AUTHOR):
+            # matched by row, not by question: "What is the full name of the author?" is asked twice
+            retain_rows.append({**rp[i], **full[i]} if i < len(rp) else dict(full[i]))
     forget_rows = tofu.load_tofu(f"{p.forget_split}_perturbed", data_dir)
     ra = tofu.load_tofu("real_authors_perturbed", data_dir)
     wf = tofu.load_tofu("world_facts_perturbed", data_dir)
