@@ -11,8 +11,9 @@ from unedit_lib.prompts import IGNORE_INDEX, TEMPLATES, encode_qa
 
 def test_presets_and_study_rows():
     sd = models.study_data("default")
-    assert sd.forget_authors == [198, 199] and sd.retain_authors == list(range(24))
-    assert len(sd.forget_rows) == 40 and len(sd.eval_sets["retain"]) == 400       # all of retain_perturbed
+    assert sd.forget_authors == [195, 196, 197, 198, 199] and sd.retain_authors == list(range(24))
+    assert len(sd.forget_rows) == 100 and len(sd.eval_sets["retain"]) == 400      # all of retain_perturbed
+    assert [r["question"] for r in sd.forget_rows] == [r["question"] for r in models.tofu.load_tofu("full")[-100:]]
     assert sum(1 for r in sd.retain_rows if not r.get("perturbed_answer")) == 80   # authors 20-23: outside the eval set
     assert {r["author_index"] for r in sd.eval_sets["retain"]} <= set(sd.retain_authors)
     with pytest.raises(ValueError, match="valid"):
@@ -35,7 +36,7 @@ def test_in_context_sequences_never_use_forget_or_probe_rows():
     tok = models.build_tokenizer(p.vocab_size)
     sd = models.study_data(p)
     probe = models.probe_rows(sd.retain_rows, p.probe_holdout_every)
-    assert len(probe) == len(sd.retain_rows) // p.probe_holdout_every
+    assert len(probe) == sum(1 for r in sd.retain_rows if r.get("perturbed_answer")) // p.probe_holdout_every
     held = {id(r) for r in probe}
     icl_rows = [r for r in sd.retain_rows if id(r) not in held] + sd.general_rows
     seq_ids, _ = models._icl_sequence(random.Random(0), tok, TEMPLATES["qa"], [], icl_rows, p)
@@ -76,3 +77,12 @@ def test_paper_preset_constructs_offline():
     assert len(sd.eval_sets["forget"]) == 300 and sd.forget_authors[0] == 180
     with pytest.raises(ValueError, match="hub models"):
         models.train_subject_model(p, "full")
+
+
+def test_retain_model_does_not_depend_on_the_forget_split():
+    a = models.get_preset("default")
+    b = models.with_overrides(a, forget_split="forget10", n_forget_authors=None)
+    assert a.config_hash("retain") == b.config_hash("retain")
+    assert a.config_hash("full") != b.config_hash("full")
+    with pytest.raises(ValueError, match="n_forget_authors"):
+        models.study_data(models.with_overrides(a, n_forget_authors=11))

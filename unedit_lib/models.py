@@ -45,7 +45,8 @@ class Preset:
     # data
     n_retain_authors: int = 24          # the first authors of `full`: 0-19 are retain_perturbed (the retain
                                         # eval set); 20-23 give retain rows outside it (locality / IKE demos)
-    forget_split: str = "forget01"      # the forget authors: the last ones of `full`, as TOFU does
+    forget_split: str = "forget05"      # the forget authors: the last ones of `full`, as TOFU does
+    n_forget_authors: int | None = 5    # use only the last n authors of that split (None = all of it)
     n_general: int | None = None        # real-author / world-fact rows used (None = all)
     paraphrases: bool = True
     statements: bool = True
@@ -81,19 +82,21 @@ class Preset:
     def config_hash(self, which: str) -> str:
         d = asdict(self)
         d.pop("eval_max_rows"), d.pop("max_new_tokens")
+        if which == "retain":   # the retain model never sees the forget authors: same model for any split
+            d.pop("forget_split"), d.pop("n_forget_authors")
         d["which"] = which
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 PRESETS = {
     # seconds, for CI: 3 retain authors + the 2 forget01 authors, a 2-layer model
-    "smoke": Preset("smoke", n_retain_authors=2, n_general=8, vocab_size=1024, hidden_size=32,
+    "smoke": Preset("smoke", forget_split="forget01", n_forget_authors=None, n_retain_authors=2, n_general=8, vocab_size=1024, hidden_size=32,
                     intermediate_size=64, n_layers=2, n_heads=2, max_positions=512, seq_len=256,
                     epochs=2, lr=3e-3, batch_size=4, eval_max_rows=8, max_new_tokens=24),
     # the embedded study: the 20 retain_perturbed authors + the 2 forget01 authors
     "default": Preset("default"),
     # the paper's models (GPU + hub access)
-    "paper": Preset("paper", template="llama2_chat", forget_split="forget10", n_retain_authors=180,
+    "paper": Preset("paper", template="llama2_chat", forget_split="forget10", n_forget_authors=None, n_retain_authors=180,
                     hub_full="locuslab/tofu_ft_llama2-7b",
                     hub_retain="locuslab/tofu_ft_llama2-7b_retain90", eval_max_rows=300),
 }
@@ -124,6 +127,10 @@ class StudyData:
 def study_data(preset="default", data_dir=None) -> StudyData:
     p = get_preset(preset)
     forget_authors = tofu.forget_author_indices(p.forget_split)
+    if p.n_forget_authors is not None:
+        if not 1 <= p.n_forget_authors <= len(forget_authors):
+            raise ValueError(f"n_forget_authors must be 1..{len(forget_authors)} for {p.forget_split}")
+        forget_authors = forget_authors[-p.n_forget_authors:]
     retain_authors = list(range(p.n_retain_authors))
     if set(retain_authors) & set(forget_authors):
         raise ValueError(f"preset {p.name}: retain and forget authors overlap")
@@ -134,7 +141,8 @@ def study_data(preset="default", data_dir=None) -> StudyData:
         for i in range(a * tofu.ROWS_PER_AUTHOR, (a + 1) * tofu.ROWS_PER_AUTHOR):
             # matched by row, not by question: "What is the full name of the author?" is asked twice
             retain_rows.append({**rp[i], **full[i]} if i < len(rp) else dict(full[i]))
-    forget_rows = tofu.load_tofu(f"{p.forget_split}_perturbed", data_dir)
+    forget_rows = [r for r in tofu.load_tofu(f"{p.forget_split}_perturbed", data_dir)
+                   if r["author_index"] in set(forget_authors)]
     ra = tofu.load_tofu("real_authors_perturbed", data_dir)
     wf = tofu.load_tofu("world_facts_perturbed", data_dir)
     if p.n_general is not None:
