@@ -462,7 +462,7 @@ def run_baseline(preset, method: str, *, seed: int = 0, data_dir=None, force: bo
     `<method>` (e.g. a learning-rate variant; the seed suffix is still added). Returns
     (record, model-or-None).
     """
-    from . import models, runs
+    from . import evaluate, models, runs
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
@@ -473,7 +473,7 @@ def run_baseline(preset, method: str, *, seed: int = 0, data_dir=None, force: bo
     recorded = {k: v for k, v in hp.items() if k != "progress"}
     run = runs.run_name(run or method, seed)
     cached = runs.load_result(p.name, run)
-    if cached is not None and cached.get("hparams") != runs._jsonable(recorded):
+    if cached is not None and cached.get("hparams") != evaluate.to_jsonable(recorded):
         force = True
     sd = models.study_data(p, data_dir)
     idk = None

@@ -303,6 +303,33 @@ def load_tofu_eval_logs(folder) -> dict:
     return logs
 
 
+def to_jsonable(obj):
+    """Keep what JSON can hold (floats, ints, strings, lists, dicts); non-finite floats become
+    None; tensors and other objects are dropped."""
+    import math
+
+    if isinstance(obj, dict):
+        pairs = ((str(k), to_jsonable(v)) for k, v in obj.items())
+        return {k: v for k, v in pairs if v is not _DROP}
+    if isinstance(obj, (list, tuple)):
+        return [x for x in (to_jsonable(v) for v in obj) if x is not _DROP]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return to_jsonable(obj.item())
+    except ImportError:
+        pass
+    return _DROP
+
+
+_DROP = object()
+
+
 def library_versions() -> dict:
     import transformers
 
@@ -334,7 +361,7 @@ def save_result(preset: str, run: str, *, summary: dict | None, logs: dict | Non
            "ks_statistic": summary.get("ks_statistic") if summary else None,
            "n_items": summary.get("n_items") if summary else None,
            "collapsed": collapsed, "timings": timings or {}, "versions": library_versions(),
-           **(extra or {})}
+           **to_jsonable(extra or {})}
     if logs:
         save_eval_logs(logs, out / run)
     path = out / f"{run}.json"

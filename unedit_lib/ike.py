@@ -952,9 +952,9 @@ def study_apply(sd, target: str, *, k: int = DEFAULT_HPARAMS["k"], pool_fraction
     metrics pre/post (rewrite/rephrase accuracy on the requests, locality on the first
     `n_locality` retain-evaluation questions), always computed with the context on the logits
     (EasyEdit's `compute_icl_edit_quality`), whatever `mode`. The evaluator's counters
-    (rows, truncations, demonstrations kept) accumulate in stats["eval"]; see
-    `record_eval_counters`. `embedder`: share one (e.g. `sentence_embedder(cache_dir=...)`)
-    across targets so MiniLM is loaded once; default: a new MiniLM embedder cached under
+    (rows, truncations, demonstrations kept) accumulate in stats["eval"] while the wrapper is
+    evaluated (runs.run_unlearning writes stats after evaluation). `embedder`: share one
+    (e.g. `sentence_embedder(cache_dir=...)`) across targets so MiniLM is loaded once; default: a new MiniLM embedder cached under
     `embedding_cache_dir`.
     """
     template = get_template(template or sd.preset.template)
@@ -996,20 +996,4 @@ def study_apply(sd, target: str, *, k: int = DEFAULT_HPARAMS["k"], pool_fraction
         return wrapper
 
     return apply
-
-
-def record_eval_counters(preset, run: str, wrapper: IKEModel) -> dict:
-    """Write the wrapper's evaluation counters (rows seen, rows truncated, demonstrations
-    dropped, the histogram of demonstrations kept) into results/<preset>/<run>.json under
-    stats.eval. `runs.run_unlearning` stores `stats` before evaluating, so these counters,
-    which the evaluator's passes produce, are added afterwards. Returns the updated record."""
-    from . import evaluate, models
-
-    name = models.get_preset(preset).name
-    path = evaluate.results_dir(name) / f"{run}.json"
-    rec = json.loads(path.read_text())
-    ev = {k: (dict(v) if isinstance(v, dict) else v) for k, v in wrapper.stats.get("eval", {}).items()}
-    rec.setdefault("stats", {})["eval"] = ev
-    evaluate._atomic_write_json(rec, path)
-    return rec
 

@@ -31,8 +31,9 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     """apply(model, tokenizer, stats) -> unlearned model (may be a wrapper, e.g. IKE's).
 
     Returns (record, model-or-None); `model` is None when the cached result was reused or
-    the run collapsed. `stats` (filled by `apply`) is stored in the record as `stats`
-    (lists of per-edit / per-step values), with `timings.unlearn_s` the wall time of `apply`.
+    the run collapsed. `stats` (filled by `apply`, and by a wrapper during evaluation) is
+    stored in the record as `stats` when the record is written, after evaluation; with
+    `timings.unlearn_s` the wall time of `apply`.
     """
     p = models.get_preset(preset)
     cached = None if force else load_result(p.name, run)
@@ -47,42 +48,16 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         model = apply(model, tok, stats)
     except ModelCollapsed as e:
         evaluate.save_result(p.name, run, summary=None, method=method, target=target, collapsed=e.as_record(),
-                             timings={"unlearn_s": time.perf_counter() - t0}, seed=seed, extra=_jsonable(info))
+                             timings={"unlearn_s": time.perf_counter() - t0}, seed=seed, extra=info)
         return load_result(p.name, run), None
     timings = {"unlearn_s": time.perf_counter() - t0}
     try:
         evaluate.evaluate_and_save(p.name, run, model, tok, sd.eval_sets, template=p.template, method=method,
                                    target=target, force=True, timings=timings, seed=seed,
-                                   extra=_jsonable(info), max_new_tokens=p.max_new_tokens, progress=progress)
+                                   extra=info, max_new_tokens=p.max_new_tokens, progress=progress)
     except evaluate.NonFiniteMetric as e:
         evaluate.save_result(p.name, run, summary=None, method=method, target=target,
                              collapsed={"step": "evaluation", "reason": str(e)}, timings=timings, seed=seed,
-                             extra=_jsonable(info))
+                             extra=info)
         return load_result(p.name, run), None
     return load_result(p.name, run), model
-
-
-def _jsonable(obj):
-    """Keep what JSON can hold (floats, ints, strings, lists, dicts); drop tensors and the like."""
-    import math
-
-    if isinstance(obj, dict):
-        pairs = ((str(k), _jsonable(v)) for k, v in obj.items())
-        return {k: v for k, v in pairs if v is not _DROP}
-    if isinstance(obj, (list, tuple)):
-        return [x for x in (_jsonable(v) for v in obj) if x is not _DROP]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return _jsonable(obj.item())
-    except ImportError:
-        pass
-    return _DROP
-
-
-_DROP = object()
