@@ -60,6 +60,7 @@ def subject_effect(check: dict, preset: str):
     ax.plot(layers, check["restored_mean"], marker="o", label="restore subject's last token")
     ax.axhline(check["clean_mean"], color="g", ls="--", label="clean")
     ax.axhline(check["corrupted_mean"], color="r", ls=":", label="subject corrupted")
+    ax.set_xticks(layers)
     ax.set(xlabel="layer", ylabel="p(first answer token)", title=f"Subject last-token restoration ({preset})")
     ax.legend()
     save(fig, preset, "subject_last_token_trace.png")
