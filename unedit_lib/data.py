@@ -263,7 +263,7 @@ def source_of(name: str, data_dir=None) -> str:
     return _load_raw(name, str(data_dir) if data_dir else None)[1]
 
 
-def authors_rows(author_indices, data_dir=None, perturbed: bool = False) -> list[dict]:
+def authors_rows(author_indices, data_dir=None) -> list[dict]:
     """Rows of `full` for the given author blocks, in the given order."""
     full = load_tofu("full", data_dir)
     return [r for a in author_indices for r in full[a * ROWS_PER_AUTHOR:(a + 1) * ROWS_PER_AUTHOR]]

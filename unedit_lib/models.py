@@ -193,7 +193,7 @@ class _Units:
         return self.qa + self.para + self.stmt
 
 
-def _pack(units, seq_len, pad_id):
+def _pack(units, seq_len):
     """Greedy packing of whole units into sequences of at most seq_len tokens."""
     seqs, cur_ids, cur_lab = [], [], []
     for ids, lab in units:
@@ -244,7 +244,7 @@ def build_epoch(units: _Units, rng: random.Random, tok, template, icl_rows, p: P
     """The packed sequences of one epoch (a fresh shuffle and fresh in-context sequences)."""
     base = units.all()
     rng.shuffle(base)
-    seqs = _pack(base, p.seq_len, tok.pad_token_id)
+    seqs = _pack(base, p.seq_len)
     if p.icl_share > 0 and icl_rows:
         n_icl = round(len(seqs) * p.icl_share / (1 - p.icl_share))
         fillers = units.qa + units.stmt
