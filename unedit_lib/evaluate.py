@@ -28,7 +28,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-from .prompts import encode_answer, encode_prompt, get_template
+from .prompts import encode_answer, encode_prompt, get_template, pad_id
 
 EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
 LOG_FILES = {  # TOFU legacy file names (locuslab/tofu config/eval_everything.yaml)
@@ -70,7 +70,7 @@ def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progr
         enc.append((p + ans, len(p)))
     order = sorted(range(len(enc)), key=lambda i: len(enc[i][0]))
     out = [0.0] * len(enc)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     dev = _device(model)
     for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
         idx = order[s:s + batch_size]
@@ -99,7 +99,7 @@ def generate_answers(model, tokenizer, template, questions, max_new_tokens: int 
     prompts = [encode_prompt(tokenizer, template.prompt(q)) for q in questions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out = [""] * len(prompts)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     dev = _device(model)
     for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
         idx = order[s:s + batch_size]
@@ -439,7 +439,7 @@ def in_context_probe(model, tokenizer, rows, template="qa", max_new_tokens: int 
 
     template = get_template(template)
     rows = [r for r in rows if r.get("perturbed_answer")]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     dev = _device(model)
     results = []
     for with_ctx in (False, True):

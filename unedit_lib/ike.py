@@ -94,7 +94,7 @@ import numpy as np
 import torch
 
 from . import data as tofu
-from .prompts import IGNORE_INDEX, TEMPLATES, PromptTemplate, encode_prompt, get_template
+from .prompts import IGNORE_INDEX, TEMPLATES, PromptTemplate, encode_prompt, get_template, pad_id
 
 EDITOR_NAME = "IKE"
 DEFAULT_SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -736,10 +736,7 @@ class IKEModel:
         return ids, mask
 
     def _pad_id(self) -> int:
-        for v in (getattr(self.tokenizer, "pad_token_id", None), getattr(self.tokenizer, "eos_token_id", None)):
-            if v is not None:
-                return int(v)
-        return 0
+        return pad_id(self.tokenizer)
 
     def _rows(self, input_ids, attention_mask, labels=None, whole_is_prompt=False, extra_tokens=0):
         if attention_mask is None:

@@ -51,6 +51,14 @@ def get_template(name_or_template) -> PromptTemplate:
     return TEMPLATES[name_or_template]
 
 
+def pad_id(tokenizer) -> int:
+    """The id batches are padded with: the pad token, else EOS (TOFU's convention), else 0."""
+    for i in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if i is not None:
+            return int(i)
+    return 0
+
+
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
     """Token ids of a prompt, with the tokenizer's own special prefix (BOS) if it adds one."""
     return list(tokenizer(prompt)["input_ids"])

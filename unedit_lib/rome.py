@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from .architecture import architecture
 from .guards import ModelCollapsed, check_health
-from .prompts import encode_answer, encode_prompt
+from .prompts import encode_answer, encode_prompt, pad_id
 from .trace import subject_token_range
 
 # EasyEdit hparams/ROME/llama-7b.yaml (§6), as keyword defaults of `edit`.
@@ -81,13 +81,6 @@ KL_PROMPT = "{} is a"  # the "essence" prompt (§2.5)
 # --------------------------------------------------------------------------- utilities
 def _device(model):
     return next(model.parameters()).device
-
-
-def _pad_id(tok) -> int:
-    for i in (tok.pad_token_id, tok.eos_token_id):
-        if i is not None:
-            return int(i)
-    return 0
 
 
 def _right_pad(rows: list[list[int]], pad_id: int, device):
@@ -136,7 +129,7 @@ def _rewrite_io_at(model, tok, layer, texts_and_starts, subject, fact_token="sub
         ids, idx = lookup_index(tok, text, subject, start, fact_token)
         rows.append(ids)
         idxs.append(idx)
-    ids, mask = _right_pad(rows, _pad_id(tok), _device(model))
+    ids, mask = _right_pad(rows, pad_id(tok), _device(model))
     got = {}
 
     def hook(mod, inp, out):
@@ -169,7 +162,7 @@ def _sample(model, tok, start: str, n: int, max_len: int, gen: torch.Generator, 
             nxt = int(top.indices[i, picks[i]])
             if nxt == tok.eos_token_id:
                 done[i] = True
-            rows[i].append(nxt if not done[i] else _pad_id(tok))
+            rows[i].append(nxt if not done[i] else pad_id(tok))
     outs = []
     for r in rows:
         gen_part = r[len(prefix):]
@@ -249,7 +242,7 @@ def layer_second_moment(model, tok, layer: int, texts, *, n_samples: int | None 
     h = arch.mlp_out(layer).register_forward_pre_hook(hook)
     try:
         for i in range(0, len(enc), batch_size):
-            ids, mask = _right_pad(enc[i:i + batch_size], _pad_id(tok), device)
+            ids, mask = _right_pad(enc[i:i + batch_size], pad_id(tok), device)
             try:
                 model(input_ids=ids, attention_mask=mask)
             except _Stop:
@@ -308,7 +301,7 @@ def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: d
     lookups.append(kl_idx)
     n_rw = len(templates)
 
-    ids, mask = _right_pad(rows, _pad_id(tok), device)
+    ids, mask = _right_pad(rows, pad_id(tok), device)
     labels = torch.full_like(ids, -100)
     for i, (first, tgt) in enumerate(label_rows):
         labels[i, first:first + n_t] = torch.tensor(tgt, device=device)
