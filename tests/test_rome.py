@@ -79,7 +79,9 @@ def test_edit_is_rank_one_and_rewrites_completion(tok, trained_llama_state):
     arch = architecture(model)
     w0 = arch.mlp_out_weight(2).detach().clone()
     stats = {}
-    out = rome.edit(model, tok, [req], layer=2, stats=stats, v_num_grad_steps=50)
+    # clamp 8, not 4: on this tiny model the clamp binds at 4 (||δ|| = 4 ||target_init||) and leaves
+    # the bare prompt's target a near tie; the rank-one algebra is what this test checks
+    out = rome.edit(model, tok, [req], layer=2, stats=stats, v_num_grad_steps=50, clamp_norm_factor=8.0)
     assert out is model
     delta = arch.mlp_out_weight(2).detach() - w0
     assert torch.linalg.matrix_rank(delta).item() == 1
