@@ -277,3 +277,25 @@ def test_bad_hparams(tok):
         wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, not_a_param=1)
     with pytest.raises(ValueError):
         wise.edit(model, tok, EDITS[:1], locality_prompts=[])
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "phi"])
+@pytest.mark.parametrize("layer", [1, 3])
+def test_tail_forward_equals_full_forward(tok, family, layer):
+    """The edit's loss from the side memory's input on (blocks above it re-run with their
+    captured arguments) is the full forward's, for a middle and the last layer."""
+    model = make_model(family, tok)
+    hp = wise.WiseHParams(layer=layer, **FAST)
+    adapter = wise.install(model, hp)
+    adapter.context_templates = ["{}", "I like {}", "Because it rains, yes. {}"]
+    batch, labels = wise.build_batch(tok, EDITS[0], adapter.context_templates, LOCALITY[0], hp, "cpu")
+    with wise._editing(model, adapter):
+        fwd = wise._EditForward(model, adapter, batch, labels)
+        assert fwd.exact
+        with torch.no_grad():
+            adapter.side_weight.add_(0.05 * torch.randn_like(adapter.side_weight))  # a trained side memory
+        tail = fwd.target_nll()
+        full = wise.target_nll(model(**batch, use_cache=False).logits, labels)
+        assert torch.allclose(tail, full, rtol=1e-5, atol=1e-5)
+        tail.backward()                       # the gradient reaches the side memory
+        assert adapter.side_weight.grad is not None and adapter.side_weight.grad.abs().sum() > 0

@@ -144,3 +144,18 @@ def tiny_model(family: str, vocab_size: int = 512, seed: int = 0, **overrides) -
     else:
         raise UnsupportedArchitecture(f"unknown family {family!r}; use gpt2, llama or phi")
     return model.eval()
+
+
+def logits_at(model, keep: torch.Tensor, **inputs) -> torch.Tensor:
+    """Logits at the positions where `keep` ((batch, seq) bool) is True, as an (n, vocab) tensor
+    in row-major order: the LM head runs on those positions only (transformers'
+    `logits_to_keep` with a boolean mask), which matters when a loss reads a few positions of
+    long rows. Models without that argument get full logits, sliced: the same numbers."""
+    keep = keep.to(torch.bool)
+    try:
+        logits = model(**inputs, logits_to_keep=keep).logits
+        if logits.dim() == 2 and logits.shape[0] == int(keep.sum()):
+            return logits
+    except TypeError:
+        pass
+    return model(**inputs).logits[keep]

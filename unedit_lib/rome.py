@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .architecture import architecture
+from .architecture import architecture, logits_at
 from .guards import ModelCollapsed, check_health
 from .prompts import encode_answer, encode_prompt, pad_id
 from .trace import subject_token_range
@@ -307,7 +307,13 @@ def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: d
         labels[i, first:first + n_t] = torch.tensor(tgt, device=device)
     at_lookup = torch.zeros(ids.shape, device=device)
     at_lookup[torch.arange(len(rows)), lookups] = 1.0
-    label_mask = (labels != -100).float()
+    # the loss reads the target positions of the rewriting rows and the KL row's lookup position
+    # only: the LM head runs there alone (architecture.logits_at; the same numbers, less work)
+    keep = labels != -100
+    keep[n_rw, kl_idx] = True
+    keep_rows, keep_pos = keep.nonzero(as_tuple=True)
+    is_target = keep_rows < n_rw
+    target_rows, target_tokens = keep_rows[is_target], labels[keep_rows[is_target], keep_pos[is_target]]
 
     d_out = arch.mlp_out_weight(layer).shape[0]
     delta = torch.zeros(d_out, device=device, requires_grad=True)
@@ -328,15 +334,15 @@ def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: d
     try:
         for it in range(hp["v_num_grad_steps"]):
             opt.zero_grad()
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            logits = logits_at(model, keep, input_ids=ids, attention_mask=mask).float()
             log_probs = torch.log_softmax(logits, dim=-1)
             # NLL per target token, then averaged over the templates (rows)
             # labels[i, p] is the token that the logits at position p must predict
-            tok_lp = log_probs[:n_rw].gather(2, labels[:n_rw].clamp(min=0).unsqueeze(2)).squeeze(2)
-            nll_each = -(tok_lp * label_mask[:n_rw]).sum(1) / n_t
+            tok_lp = log_probs[is_target].gather(1, target_tokens.unsqueeze(1)).squeeze(1)
+            nll_each = -torch.zeros(n_rw, device=device).index_add(0, target_rows, tok_lp) / n_t
             nll = nll_each.mean()
             # KL(P_current || P_initial) on the essence row at its lookup position
-            kl_lp = torch.log_softmax(logits[n_rw, kl_idx], dim=-1).unsqueeze(0)
+            kl_lp = log_probs[~is_target]
             if kl_init is None:
                 kl_init = kl_lp.detach().clone()
             kl = hp["kl_factor"] * F.kl_div(kl_init, kl_lp, log_target=True, reduction="batchmean")

@@ -56,9 +56,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .architecture import architecture
+from .architecture import architecture, logits_at
 from .guards import ModelCollapsed, check_health
-from .prompts import IGNORE_INDEX, encode_prompt, get_template
+from .prompts import IGNORE_INDEX, encode_prompt, get_template, pad_id
 
 # --------------------------------------------------------------------------- hyperparameters
 
@@ -263,6 +263,7 @@ class SideMemoryLayer(nn.Module):
         self._route: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None      # (B, 1 + n_memories) of the last decision
         self._edit_outputs = None
+        self._edit_input = None
 
     # -- weights ---------------------------------------------------------------------------
     def main_weight(self) -> torch.Tensor:
@@ -302,6 +303,7 @@ class SideMemoryLayer(nn.Module):
             # training (§4.3): every row, the irrelevant one included, goes through the side memory
             side = self.side_forward(x, self.side_weight)
             self._edit_outputs = (main.detach(), side, self._mask_for(x))
+            self._edit_input = x.detach()
             return side.to(main.dtype)
         return self._route_forward(x, main)
 
@@ -507,7 +509,7 @@ def context_templates(model, tokenizer, hp: WiseHParams) -> list[str]:
     templates = ["{}"]
     if hp.n_templates > 1:
         device = next(model.parameters()).device
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = pad_id(tokenizer)
         # one padded batch of seeds as EasyEdit; one seed at a time if the tokenizer cannot pad
         groups = [list(hp.template_seeds)] if tokenizer.pad_token_id is not None else [[s] for s in hp.template_seeds]
         with main_memory_only(model):
@@ -548,7 +550,7 @@ def build_batch(tokenizer, request: dict, templates: list[str], loc_text: str, h
     rows.append(loc)
     labels.append([IGNORE_INDEX] * len(loc))
     T = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     input_ids = torch.tensor([r + [pad] * (T - len(r)) for r in rows])
     attn = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows])
     lab = torch.tensor([l + [IGNORE_INDEX] * (T - len(l)) for l in labels])
@@ -597,6 +599,7 @@ def _editing(model, adapter):
     finally:
         adapter.editing = False
         adapter._edit_outputs = None
+        adapter._edit_input = None
         adapter._route = None
         for p, f in flags:
             p.requires_grad_(f)
@@ -616,6 +619,74 @@ def _edit_scores(adapter, labels):
     return s[:-1], s[-1:], prompt_only.detach()
 
 
+class _EditForward:
+    """The loss forward of one edit, computed from the side memory's input on.
+
+    While an edit trains only the side memory changes, so the input x of the edited projection,
+    the residual stream around its output and the arguments of the blocks above it are the
+    same at every iteration. They are captured by one full forward; each iteration then
+    recomputes the side output, the blocks above (none when the side memory sits in the last
+    block, as in the embedded default), the final norm and the LM head at the target positions
+    only. In eval mode this is the full forward's arithmetic, reordered; the first tail forward
+    is compared with the full one and any disagreement falls back to full forwards (an
+    architecture whose head does more than norm + LM head, say).
+    """
+
+    def __init__(self, model, adapter: SideMemoryLayer, batch: dict, labels: torch.Tensor):
+        self.model, self.adapter, self.batch = model, adapter, batch
+        self.mask = batch["attention_mask"]
+        self.keep = torch.zeros_like(labels, dtype=torch.bool)      # logits that predict a target token
+        self.keep[:-1, :-1] = labels[:-1, 1:] != IGNORE_INDEX
+        self.targets = labels[:, 1:][self.keep[:, :-1]]
+        self.rows = self.keep.nonzero(as_tuple=True)[0]
+        self.n_rows = labels.shape[0] - 1
+        arch = architecture(model)
+        layer = adapter.hparams.layer
+        got, handles = {}, []
+
+        def block_out(mod, args, out):
+            got["h"] = (out[0] if isinstance(out, tuple) else out).detach()
+
+        handles.append(arch.block(layer).register_forward_hook(block_out))
+        self.tail = [arch.block(i) for i in range(layer + 1, arch.n_layers)]
+        if self.tail:
+            def next_in(mod, args, kwargs):
+                got["args"], got["kwargs"] = args[1:], kwargs
+            handles.append(self.tail[0].register_forward_pre_hook(next_in, with_kwargs=True))
+        try:
+            with torch.no_grad():
+                full = logits_at(model, self.keep, **batch, use_cache=False).float()
+        finally:
+            for h in handles:
+                h.remove()
+        main, side, _ = adapter._edit_outputs
+        self.x, self.main = adapter._edit_input, main.detach()
+        self.residual = got["h"] - side.detach().to(got["h"].dtype)  # block output minus the projection's
+        self.args, self.kwargs = got.get("args", ()), got.get("kwargs", {})
+        self.norm, self.head = arch.final_norm, model.get_output_embeddings()
+        with torch.no_grad():
+            tail = self._tail_logits()
+        self.exact = tail.shape == full.shape and torch.allclose(tail, full, rtol=1e-4, atol=1e-4)
+
+    def _tail_logits(self) -> torch.Tensor:
+        side = self.adapter.side_forward(self.x, self.adapter.side_weight)
+        self.adapter._edit_outputs = (self.main, side, self.mask)
+        h = self.residual + side.to(self.residual.dtype)
+        for block in self.tail:
+            out = block(h, *self.args, **self.kwargs)
+            h = out[0] if isinstance(out, tuple) else out
+        return self.head(self.norm(h)[self.keep]).float()
+
+    def target_nll(self) -> torch.Tensor:
+        """`target_nll` of the batch (same definition), from the tail or a full forward."""
+        logits = self._tail_logits() if self.exact else \
+            logits_at(self.model, self.keep, **self.batch, use_cache=False).float()
+        tok = F.cross_entropy(logits, self.targets, reduction="none")
+        per_row = torch.zeros(self.n_rows, device=tok.device).index_add(0, self.rows, tok)
+        count = torch.zeros(self.n_rows, device=tok.device).index_add(0, self.rows, torch.ones_like(tok))
+        return (per_row / count.clamp(min=1)).mean()
+
+
 def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp: WiseHParams):
     device = adapter.side_weight.device
     batch, labels = build_batch(tokenizer, request, adapter.context_templates, loc_text, hp, device)
@@ -624,9 +695,9 @@ def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp:
     curve, ft_curve, act_curve, prev, last = [], [], [], None, None
     tol, floor = hp.early_stop
     stopped = False
+    fwd = _EditForward(model, adapter, batch, labels)
     for it in range(hp.n_iter):
-        logits = model(**batch, use_cache=False).logits
-        ft = target_nll(logits, labels)
+        ft = fwd.target_nll()
         in_s, out_s, in_p = _edit_scores(adapter, labels)
         act = activation_loss(in_s, out_s, hp.act_margin)
         loss = ft + act
@@ -651,12 +722,11 @@ def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp:
             print(f"WISE it {it}: loss {last:.4f} = {ft.item():.4f} + {act.item():.4f}")
     if not stopped:                     # score of the FINAL weights (deviation, see module doc)
         with torch.no_grad():
-            logits = model(**batch, use_cache=False).logits
-            ft = target_nll(logits, labels)
+            ft = fwd.target_nll()
             in_s, out_s, in_p = _edit_scores(adapter, labels)
             act = activation_loss(in_s, out_s, hp.act_margin)
     return {"curve": curve, "ft_curve": ft_curve, "act_curve": act_curve, "in_score": float(in_s.mean()), "out_score": float(out_s.mean()),
-            "in_score_prompt": float(in_p.mean()),
+            "in_score_prompt": float(in_p.mean()), "tail_forward": fwd.exact,
             "ft_loss": float(ft), "act_loss": float(act), "n_iter": len(curve)}
 
 
@@ -706,7 +776,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
             adapter.context_templates = context_templates(model, tokenizer, hp)
     if stats is not None:
         for k in ("edit_times_s", "loss_curves", "ft_curves", "act_curves", "in_scores", "in_scores_prompt", "out_scores", "ft_losses",
-                  "act_losses", "n_iters"):
+                  "act_losses", "n_iters", "tail_forward"):
             stats.setdefault(k, [])
     for request in requests:
         step = adapter.editing_total_cnt
@@ -736,6 +806,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
             stats["ft_losses"].append(res["ft_loss"])
             stats["act_losses"].append(res["act_loss"])
             stats["n_iters"].append(res["n_iter"])
+            stats["tail_forward"].append(res["tail_forward"])
     if stats is not None:
         stats["threshold"] = adapter.threshold()
         stats["memory_thresholds"] = [adapter.threshold(i) for i in range(len(adapter.memory_weights))]
@@ -837,3 +908,69 @@ def locality_texts(study, template, n: int = 400, data_dir=None) -> tuple[list[s
         rows = tofu.authors_rows(others, data_dir)
         source = f"TOFU full authors {others[0]}-{others[-1]} (outside the study; no retain row lies outside the eval set)"
     return [t.full(r["question"], r["answer"]) for r in rows[:n]], source
+
+
+# --------------------------------------------------------------------------- saving a side memory
+
+
+def save_side_memory(model, folder) -> None:
+    """Write the installed side memory (current and stored memories, threshold records,
+    hparams, context templates) to `folder` as side_memory.safetensors + side_memory.json;
+    the main memory is the base model's own weights and is not written."""
+    import json
+    import os
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    adapter = get_side_memory(model)
+    if adapter is None:
+        raise ValueError("no WISE side memory installed")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"side_weight": adapter.side_weight.detach().contiguous()}
+    for i, w in enumerate(adapter.memory_weights):
+        tensors[f"memory_{i}"] = w.detach().contiguous()
+    if adapter.weight_mask is not None:
+        tensors["weight_mask"] = adapter.weight_mask.contiguous()
+    hp = {f.name: getattr(adapter.hparams, f.name) for f in fields(WiseHParams)}
+    hp["template"] = get_template(hp["template"]).name if hp["template"] is not None else None
+    state = {"hparams": hp, "memory_min_act": adapter.memory_min_act, "min_act": adapter.min_act,
+             "editing_total_cnt": adapter.editing_total_cnt, "merge_cnt": adapter.merge_cnt,
+             "context_templates": adapter.context_templates}
+    tmp = folder / f".side_memory.tmp{os.getpid()}"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, folder / "side_memory.safetensors")
+    tmp = folder / f".side_memory.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(state, allow_nan=True))
+    os.replace(tmp, folder / "side_memory.json")
+
+
+def load_side_memory(model, folder):
+    """Install the side memory saved by `save_side_memory` on `model` (the unedited base
+    model); returns the model."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / "side_memory.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no saved WISE side memory (side_memory.json)")
+    state = json.loads((folder / "side_memory.json").read_text())
+    tensors = load_file(str(folder / "side_memory.safetensors"))
+    hp = dict(state["hparams"])
+    hp["act_margin"], hp["template_lengths"] = tuple(hp["act_margin"]), tuple(hp["template_lengths"])
+    hp["template_seeds"], hp["early_stop"] = tuple(hp["template_seeds"]), tuple(hp["early_stop"])
+    adapter = install(model, WiseHParams(**hp))
+    with torch.no_grad():
+        adapter.side_weight.copy_(tensors["side_weight"])
+    n = sum(1 for k in tensors if k.startswith("memory_"))
+    adapter.memory_weights = nn.ParameterList([nn.Parameter(tensors[f"memory_{i}"], requires_grad=False)
+                                               for i in range(n)])
+    adapter.weight_mask = tensors.get("weight_mask")
+    adapter.memory_min_act = list(state["memory_min_act"])
+    adapter.min_act = float(state["min_act"])
+    adapter.editing_total_cnt, adapter.merge_cnt = state["editing_total_cnt"], state["merge_cnt"]
+    adapter.context_templates = state["context_templates"]
+    return model
