@@ -374,3 +374,16 @@ def test_wrapper_surface_and_errors(tok, model, pool):
     # the template is inferred from the requests (prompt vs raw question)
     chat = TEMPLATES["llama2_chat"]
     assert ike.edit(model, tok, _requests(FACTS[:1], chat), pool=pool).template is chat
+
+
+def test_saved_wrapper_rebuilds_the_same_contexts(tok, model, pool, tmp_path):
+    w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2, template="qa")
+    ike.save_wrapper(w, tmp_path)
+    back = ike.load_wrapper(model, tok, tmp_path, embedder=bow_embedder())
+    for q in (FACTS[0]["question"], FACTS[1]["question"], OTHER_Q):
+        assert back.augment_prompt(QA.prompt(q)) == w.augment_prompt(QA.prompt(q))
+    assert (back.k, back.mode, back.template.name) == (2, "logits", "qa")
+    # another template (robustness attacks): the same facts, parsed with the new template
+    raw = w.rewrap(template="raw")
+    assert raw.template.name == "raw" and raw.fact_for(FACTS[0]["question"]) == w.fact_for(FACTS[0]["question"])
+    assert FACTS[0]["question"] in raw.augment_prompt(FACTS[0]["question"])

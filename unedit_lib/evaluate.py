@@ -28,6 +28,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from .architecture import logits_at
 from .prompts import encode_answer, encode_prompt, get_template, pad_id
 
 EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
@@ -51,12 +52,15 @@ def _device(model):
 
 
 @torch.no_grad()
-def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progress: bool = False,
-                  desc: str = "losses", contexts=None) -> list[float]:
-    """Average answer NLL (answer tokens + EOS) for each (question, answer) pair.
+def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 32, progress: bool = False,
+                          desc: str = "losses", contexts=None) -> list[list[float]]:
+    """Log-probability of every answer token (answer tokens + EOS) for each (question, answer) pair.
 
     Prompt and answer are tokenised as in training (prompts.encode_qa). Batches are right
-    padded so positions need no correction; pairs are length-sorted for speed.
+    padded so positions need no correction; pairs are sorted by prompt length and then by
+    prompt, so a question's answers sit side by side in a batch (a wrapper such as IKE's
+    computes their shared context once), and by answer length within a prompt. The LM head
+    runs on the answer positions only (`architecture.logits_at`).
     `contexts` (optional, one string per pair) is stated before the prompt as a unit of its
     own (text + EOS), as the in-context training sequences state facts.
     """
@@ -68,8 +72,8 @@ def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progr
             p = encode_answer(tokenizer, contexts[j]) + p
         ans = encode_answer(tokenizer, template.answer(a))
         enc.append((p + ans, len(p)))
-    order = sorted(range(len(enc)), key=lambda i: len(enc[i][0]))
-    out = [0.0] * len(enc)
+    order = sorted(range(len(enc)), key=lambda i: (enc[i][1], enc[i][0][:enc[i][1]], len(enc[i][0])))
+    out: list[list[float]] = [[] for _ in enc]
     pad = pad_id(tokenizer)
     dev = _device(model)
     for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
@@ -80,15 +84,25 @@ def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progr
         for r, i in enumerate(idx):
             ids[r, :len(enc[i][0])] = torch.tensor(enc[i][0])
             att[r, :len(enc[i][0])] = 1
-        logits = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        tgt = ids[:, 1:].to(dev)
-        tok_lp = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+        keep = torch.zeros((len(idx), n), dtype=torch.bool)   # positions that predict an answer token (+EOS)
+        tgt = torch.zeros((len(idx), n), dtype=torch.long)
         for r, i in enumerate(idx):
             full, n_prompt = enc[i]
-            span = tok_lp[r, n_prompt - 1:len(full) - 1]   # predictions of answer tokens (+EOS)
-            out[i] = float(-span.mean())
+            keep[r, n_prompt - 1:len(full) - 1] = True
+            tgt[r, n_prompt - 1:len(full) - 1] = torch.tensor(full[n_prompt:])
+        logits = logits_at(model, keep.to(dev), input_ids=ids.to(dev), attention_mask=att.to(dev)).float()
+        tok_lp = torch.log_softmax(logits, dim=-1).gather(-1, tgt[keep].to(dev).unsqueeze(-1)).squeeze(-1)
+        for r, chunk in zip(idx, torch.split(tok_lp.cpu(), keep.sum(1).tolist())):
+            out[r] = chunk.tolist()
     return out
+
+
+def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progress: bool = False,
+                  desc: str = "losses", contexts=None) -> list[float]:
+    """Average answer NLL (answer tokens + EOS) for each (question, answer) pair
+    (`answer_token_logprobs`, averaged): -log P̄(a|q), tofu.md 2.1."""
+    lps = answer_token_logprobs(model, tokenizer, template, pairs, batch_size, progress, desc, contexts)
+    return [-float(np.mean(lp)) for lp in lps]
 
 
 @torch.no_grad()
@@ -341,9 +355,9 @@ def library_versions() -> dict:
 
 
 def results_dir(preset: str) -> Path:
-    from .data import REPO_ROOT
+    from .data import output_dir
 
-    return REPO_ROOT / "results" / preset
+    return output_dir("results") / preset
 
 
 def save_result(preset: str, run: str, *, summary: dict | None, logs: dict | None = None, method: str = "",
@@ -370,10 +384,13 @@ def save_result(preset: str, run: str, *, summary: dict | None, logs: dict | Non
 
 
 def load_results(preset: str) -> dict:
-    """{run: record} of every results/<preset>/*.json."""
+    """{run: record} of every run record in results/<preset>/*.json (files that are not run
+    records, such as notebook 08's robustness.json, are left out)."""
     out = {}
     for f in sorted(results_dir(preset).glob("*.json")):
-        out[f.stem] = json.loads(f.read_text())
+        rec = json.loads(f.read_text())
+        if isinstance(rec, dict) and rec.get("run") == f.stem and "metrics" in rec:
+            out[f.stem] = rec
     return out
 
 

