@@ -12,7 +12,10 @@ from unedit_lib.prompts import IGNORE_INDEX, TEMPLATES, encode_qa
 def test_presets_and_study_rows():
     sd = models.study_data("default")
     assert sd.forget_authors == [195, 196, 197, 198, 199] and sd.retain_authors == list(range(24))
-    assert len(sd.forget_rows) == 100 and len(sd.eval_sets["retain"]) == 400      # all of retain_perturbed
+    assert len(sd.forget_rows) == 100 and len(sd.eval_sets["forget"]) == 100
+    # TOFU legacy's / the paper's 300-row cap: the first 300 rows of retain_perturbed, whole RA and WF
+    assert [r["index"] for r in sd.eval_sets["retain"]] == list(range(300))
+    assert len(sd.eval_sets["real_authors"]) == 100 and len(sd.eval_sets["world_facts"]) == 117
     assert [r["question"] for r in sd.forget_rows] == [r["question"] for r in models.tofu.load_tofu("full")[-100:]]
     assert sum(1 for r in sd.retain_rows if not r.get("perturbed_answer")) == 80   # authors 20-23: outside the eval set
     assert {r["author_index"] for r in sd.eval_sets["retain"]} <= set(sd.retain_authors)
@@ -64,6 +67,7 @@ def test_smoke_training_is_bit_identical(tmp_path):
 
 def test_load_model_errors_are_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)   # read at import: set it there too
     with pytest.raises(OSError, match="cannot load model"):
         models.load_model(tmp_path)                      # an empty folder
     with pytest.raises(OSError, match="hub could not provide it"):

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import data as tofu
 from .prompts import IGNORE_INDEX, TEMPLATES, encode_answer, encode_qa, get_template
 
-ARTIFACTS = tofu.REPO_ROOT / "artifacts"
+ARTIFACTS = tofu.output_dir("artifacts")
 
 
 # --------------------------------------------------------------------------- presets
@@ -50,7 +50,8 @@ class Preset:
     n_general: int | None = None        # real-author / world-fact rows used (None = all)
     paraphrases: bool = True
     statements: bool = True
-    icl_share: float = 0.2             # share of packed sequences that are in-context sequences
+    icl_share: float = 0.1             # share of packed sequences that are in-context sequences (0.2 trained
+                                        # no better in-context following (probe: 0 of 80) at 11% more compute)
     icl_facts_per_seq: tuple[int, int] = (1, 3)
     icl_counterfactual: float = 0.5     # share of context facts that contradict the memorised answer
     probe_holdout_every: int = 5        # every 5th retain row is never an in-context query in training
@@ -70,6 +71,7 @@ class Preset:
     warmup_frac: float = 0.03
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    bf16_autocast: bool = True          # matmuls in bfloat16 on CPU (fp32 weights and losses): ~15% faster here
     seed: int = 0
     # evaluation (rows per eval set; None = all; TOFU legacy used 300)
     eval_max_rows: int | None = None
@@ -93,8 +95,10 @@ PRESETS = {
     "smoke": Preset("smoke", forget_split="forget01", n_forget_authors=None, n_retain_authors=2, n_general=8, vocab_size=1024, hidden_size=32,
                     intermediate_size=64, n_layers=2, n_heads=2, max_positions=512, seq_len=256,
                     epochs=2, lr=3e-3, batch_size=4, eval_max_rows=8, max_new_tokens=24),
-    # the embedded study: the 20 retain_perturbed authors + the 2 forget01 authors
-    "default": Preset("default"),
+    # the embedded study: 24 retain authors (0-19 = retain_perturbed) + the last 5 authors of forget05;
+    # each eval set capped at its first 300 rows as TOFU's legacy evaluation and the paper (ds_size 300):
+    # the retain set is the first 300 rows of retain_perturbed, the other three sets are whole
+    "default": Preset("default", eval_max_rows=300),
     # the paper's models (GPU + hub access)
     "paper": Preset("paper", template="llama2_chat", forget_split="forget10", n_forget_authors=None, n_retain_authors=180,
                     hub_full="locuslab/tofu_ft_llama2-7b",
@@ -374,7 +378,8 @@ def train_subject_model(preset="default", which: str = "full", data_dir=None, fo
             ids, att, lab = _collate(seqs[i:i + p.batch_size], tok.pad_token_id)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total, p)
-            loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p.bf16_autocast):
+                loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower the lr")
             opt.zero_grad(set_to_none=True)
@@ -406,13 +411,23 @@ def train_subject_model(preset="default", which: str = "full", data_dir=None, fo
 
 
 # --------------------------------------------------------------------------- loading
-def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device: str = "cpu"):
+def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device: str | None = None):
     """Any causal LM by hub id or folder (safetensors preferred); returns (model, tokenizer).
 
     `trust_remote_code` stays off unless the caller turns it on. A missing pad token is set
     to EOS (TOFU's convention); padding is on the left, as TOFU's evaluator batches.
+    `device` / `dtype` default to the environment variables UNEDIT_DEVICE (else "cpu") and
+    UNEDIT_DTYPE (else float32), so a whole notebook run moves to a GPU with
+    `UNEDIT_DEVICE=cuda` (the `paper` preset's Llama-2-7b needs one).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or os.environ.get("UNEDIT_DEVICE", "cpu")
+    if dtype is None and os.environ.get("UNEDIT_DTYPE"):
+        name = os.environ["UNEDIT_DTYPE"]
+        dtype = getattr(torch, name, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"UNEDIT_DTYPE={name!r} is not a torch dtype (e.g. float32, bfloat16, float16)")
 
     src = str(name_or_path)
     local = Path(src).exists()
