@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .guards import ModelCollapsed, check_health, weight_norms
-from .prompts import IGNORE_INDEX, encode_qa, get_template
+from .prompts import IGNORE_INDEX, encode_qa, get_template, pad_id
 
 METHODS = ("ga", "gd", "kl", "idk", "npo")
 METHOD_NAMES = {"ga": "GradAscent", "gd": "GradDiff", "kl": "KL", "idk": "IdK", "npo": "NPO"}
@@ -83,16 +83,6 @@ DEFAULTS = dict(
 
 
 # --------------------------------------------------------------------------- batching
-def pad_id_of(tokenizer) -> int:
-    """The padding id: the tokenizer's pad token, falling back to EOS."""
-    pid = tokenizer.pad_token_id
-    if pid is None:
-        pid = tokenizer.eos_token_id
-    if pid is None:
-        raise ValueError("tokenizer has neither a pad nor an eos token to pad with")
-    return pid
-
-
 def encode_example(tokenizer, template, question: str, answer: str, max_length: int | None = None):
     """(input_ids, labels) for one QA pair via prompts.encode_qa, truncated to max_length."""
     ids, labels = encode_qa(tokenizer, get_template(template), question, answer)
@@ -101,13 +91,13 @@ def encode_example(tokenizer, template, question: str, answer: str, max_length: 
     return ids, labels
 
 
-def collate(examples, pad_id: int, device=None) -> dict:
+def collate(examples, pad: int, device=None) -> dict:
     """Right-pad a list of (input_ids, labels) into model inputs; labels are −100 on padding."""
     width = max(len(ids) for ids, _ in examples)
     input_ids, labels, mask = [], [], []
     for ids, lab in examples:
         n = width - len(ids)
-        input_ids.append(list(ids) + [pad_id] * n)
+        input_ids.append(list(ids) + [pad] * n)
         labels.append(list(lab) + [IGNORE_INDEX] * n)
         mask.append([1] * len(ids) + [0] * n)
     out = {
@@ -125,7 +115,7 @@ def make_batch(tokenizer, template, forget_rows, retain_rows=None, idk_answers_f
     `retain_rows` are paired position-wise with `forget_rows`; `idk_answers_for_rows`, when
     given, holds one refusal per forget row and yields the "idk" part (forget question + refusal).
     """
-    pad = pad_id_of(tokenizer)
+    pad = pad_id(tokenizer)
     enc = lambda q, a: encode_example(tokenizer, template, q, a, max_length)  # noqa: E731
     batch = {"forget": collate([enc(r["question"], r["answer"]) for r in forget_rows], pad, device)}
     if retain_rows:
