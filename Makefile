@@ -9,7 +9,7 @@ SEEDS   ?= 0
 FORCE   ?= 0
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: setup test reproduce lab bench strip clean-runs
+.PHONY: setup test reproduce readme lab bench strip clean-runs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,17 @@ setup: $(VENV)/.installed   ## build .venv and install the package (editable, wi
 test: setup                  ## unit tests and a papermill run of every notebook on the smoke preset
 	$(PY) -m pytest
 
-reproduce: setup             ## run notebooks 00.. in order into runs/$(PRESET)/ (FORCE=1 redoes cached work)
+reproduce: setup             ## notebooks 00.. in order into runs/$(PRESET)/ (FORCE=1 redoes cached work), then the README's results (default preset)
 	$(PY) scripts/run_notebooks.py --preset $(PRESET) --seeds "$(SEEDS)" $(if $(filter 1,$(FORCE)),--force) $(NOTEBOOKS)
+	$(if $(filter default,$(PRESET)),$(PY) scripts/write_readme_results.py --preset $(PRESET) --seeds "$(SEEDS)")
+
+readme: setup                ## write the results tables into README.md from results/$(PRESET)/ (no re-run)
+	$(PY) scripts/write_readme_results.py --preset $(PRESET) --seeds "$(SEEDS)"
 
 lab: setup                   ## JupyterLab on notebooks/
 	$(VENV)/bin/jupyter lab notebooks/
 
-bench: setup                 ## timings of each stage on $(PRESET) (not a test)
+bench: setup                 ## timings of each stage on $(PRESET) (not a test); STAGES=reproduce times the whole study afresh
 	$(PY) benchmarks/bench.py --preset $(PRESET) $(if $(STAGES),--stages $(STAGES))
 
 strip: setup                 ## strip outputs from the committed notebooks

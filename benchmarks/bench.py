@@ -1,25 +1,48 @@
 """Stage timings of the study on one preset (a benchmark that prints, not a test).
 
-    python benchmarks/bench.py --preset default [--stages tokenizer,train,eval]
+    python benchmarks/bench.py --preset default [--stages tokenizer,train,eval,...]
 
-Stages (comma-separated, --stages): tokenizer, train, recorded, eval, rome, wise.
-train: trains the full and the retain model from scratch into a temporary folder (the
-cached artifacts are not touched) and prints each one's wall time. recorded: the wall
-times that the cached models' own training logs recorded (no retraining). rome / wise: sequential
-edits of --n-edits forget questions (dummy target) on the cached full model with the
-editor's reference hyperparameters; prints the median ms per edit. eval: one evaluation of
-the full model on all four TOFU sets. Budgets from the issues are printed beside each time.
+Stages (comma-separated, --stages; default: tokenizer,train,eval,rome,wise,recorded):
+* tokenizer: trains the BPE tokenizer on the TOFU text (not cached);
+* train: trains the full and the retain model from scratch into a temporary folder (the
+  cached artifacts are not touched) and prints each one's wall time (budget: 600 s for both);
+* eval: one evaluation of the full model on all four TOFU sets (budget: 60 s);
+* rome / wise: --n-edits sequential edits (dummy and avoidant targets) on the cached full model
+  with the notebooks' settings for the preset; prints the median ms per edit;
+* recorded: what earlier runs recorded, nothing re-run: the cached models' training times,
+  each notebook's time in the last `make reproduce` (runs/<preset>/stage_times.json, budget
+  1800 s for notebooks 00-07, the whole study on default), the per-run unlearning times and ms
+  per edit in results/<preset>/, and notebook 08's attack time per model;
+* reproduce: the whole study (every notebook, training included) afresh in a scratch folder
+  (artifacts, results, figures and executed notebooks redirected with UNEDIT_*_DIR, so the
+  committed results stay as they are), then the same report as `recorded` for that run.
+  About half an hour on the default preset.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from unedit_lib import evaluate, models
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from unedit_lib import evaluate, models  # noqa: E402
+
+STUDY_BUDGET_S = 1800     # issue: the default study end to end (notebooks 00-07) <= 30 minutes
+TRAIN_BUDGET_S = 600      # both subject models <= 10 minutes
+EVAL_BUDGET_S = 60        # one evaluation of a default model <= 60 s
+# the editors' settings that notebooks 03 / 05 use for each preset (their parameter cells)
+ROME_SETTINGS = {"default": dict(context_template_length_params=((5, 5),)),
+                 "smoke": dict(context_template_length_params=((5, 5),), v_num_grad_steps=8)}
+WISE_SETTINGS = {"smoke": dict(n_iter=8, n_templates=3)}
 
 
 def _stage(name, fn, budget=None):
@@ -27,71 +50,126 @@ def _stage(name, fn, budget=None):
     out = fn()
     dt = time.perf_counter() - t0
     note = f"  (budget {budget:.0f} s: {'ok' if dt <= budget else 'OVER'})" if budget else ""
-    print(f"{name:<40s} {dt:8.1f} s{note}", flush=True)
+    print(f"{name:<44s} {dt:8.1f} s{note}", flush=True)
     return out, dt
+
+
+def _line(name, secs, note=""):
+    print(f"{name:<44s} {secs:8.1f} s{note}", flush=True)
+
+
+def recorded(p, runs_dir: Path | None = None):
+    """Print what the last runs recorded (no computation)."""
+    from unedit_lib import report, robustness
+    from unedit_lib.data import output_dir
+
+    for which in ("full", "retain"):
+        log = models.subject_model_path(p, which) / "training_log.json"
+        if log.exists():
+            _line(f"recorded: train {which} model", json.loads(log.read_text())["train_seconds"])
+        else:
+            print(f"recorded: no cached {which} model for {p.name}")
+    times = (runs_dir or output_dir("runs") / p.name) / "stage_times.json"
+    if times.exists():
+        rec = json.loads(times.read_text())
+        study = 0.0
+        for nb, secs in rec["stages_s"].items():
+            _line(f"recorded: notebook {nb}", secs)
+            if not nb.startswith("08"):
+                study += secs
+        budget = f"  (budget {STUDY_BUDGET_S} s: {'ok' if study <= STUDY_BUDGET_S else 'OVER'})" if p.name == "default" else ""
+        _line("recorded: notebooks 00-07 (the study)", study, budget)
+        _line("recorded: all notebooks run", rec["total_s"],
+              f"  ({rec['finished']}, seeds {rec['seeds']}{', force' if rec['force'] else ''})")
+        if not rec.get("force"):
+            print("  note: a run without FORCE reuses cached models and results; "
+                  "`make bench STAGES=reproduce` times everything afresh")
+    else:
+        print(f"recorded: no {times} (run `make reproduce`)")
+    records = evaluate.load_results(p.name)
+    if records:
+        t = report.main_table(records)
+        for run, row in t.iterrows():
+            if run in ("full", "retain"):
+                continue
+            ms = f", median {row['ms_per_edit']:.0f} ms per edit" if row["ms_per_edit"] == row["ms_per_edit"] else ""
+            _line(f"recorded: unlearn {run}", row["unlearn_s"], ms)
+    rob = robustness.load_summary(p.name)
+    if rob:
+        total = sum(r["timings"]["total_s"] for r in rob.values() if isinstance(r, dict) and "timings" in r)
+        _line(f"recorded: robustness attacks ({sum(1 for r in rob.values() if isinstance(r, dict) and 'timings' in r)} models)", total)
+
+
+def reproduce_afresh(p):
+    """The whole study from scratch in a scratch folder; then `recorded` for it."""
+    scratch = Path(tempfile.mkdtemp(prefix="unedit-bench-study-"))
+    env = dict(os.environ)
+    for kind in ("artifacts", "results", "figures", "runs"):
+        env[f"UNEDIT_{kind.upper()}_DIR"] = str(scratch / kind)
+    notebooks = sorted(str(n) for n in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    print(f"reproduce: the whole study afresh in {scratch} (committed results untouched)", flush=True)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--preset", p.name, *notebooks],
+                   env=env, check=True)
+    _line("reproduce: every notebook, from scratch", time.perf_counter() - t0)
+    code = ("import sys; sys.path.insert(0, %r); from benchmarks.bench import recorded; "
+            "from unedit_lib import models; recorded(models.get_preset(%r))" % (str(ROOT), p.name))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default")
-    ap.add_argument("--stages", default="tokenizer,train,eval,rome,wise")
+    ap.add_argument("--stages", default="tokenizer,train,eval,rome,wise,recorded")
     ap.add_argument("--n-edits", type=int, default=10)
     a = ap.parse_args()
     stages = set(a.stages.split(","))
     p = models.get_preset(a.preset)
-    print(f"preset {p.name}: torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"preset {p.name}: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     tmp = Path(tempfile.mkdtemp(prefix="unedit-bench-"))
     if "tokenizer" in stages:
         _stage("tokenizer (BPE on TOFU text)", lambda: models.build_tokenizer(p.vocab_size, cache=False))
     paths = {}
-    if "recorded" in stages:
-        import json
-
-        for which in ("full", "retain"):
-            log = models.subject_model_path(p, which) / "training_log.json"
-            if log.exists():
-                secs = json.loads(log.read_text())["train_seconds"]
-                print(f"{'recorded: train ' + which + ' model':<40s} {secs:8.1f} s")
-            else:
-                print(f"recorded: no cached {which} model for {p.name}")
     if "train" in stages:
         total = 0.0
         for which in ("full", "retain"):
             paths[which], dt = _stage(f"train {which} model", lambda w=which: models.train_subject_model(
                 p, w, progress=False, artifacts=tmp, force=True))
             total += dt
-        print(f"{'train both models':<40s} {total:8.1f} s  (budget 600 s: {'ok' if total <= 600 else 'OVER'})")
+        _line("train both models", total, f"  (budget {TRAIN_BUDGET_S} s: {'ok' if total <= TRAIN_BUDGET_S else 'OVER'})")
     if "eval" in stages:
         model, tok = models.load_model(paths["full"]) if "full" in paths else models.load_subject_model(p, "full")
         sd = models.study_data(p)
         _stage("evaluate full model (4 TOFU sets)", lambda: evaluate.evaluate_model(
-            model, tok, sd.eval_sets, p.template, progress=False, max_new_tokens=p.max_new_tokens), budget=60)
-
-
+            model, tok, sd.eval_sets, p.template, progress=False, max_new_tokens=p.max_new_tokens), budget=EVAL_BUDGET_S)
     for editor in ("rome", "wise"):
         if editor in stages:
-            _bench_editor(editor, p, a.n_edits)
+            for target in ("dummy", "avoidant"):
+                _bench_editor(editor, p, a.n_edits, target)
+    if "recorded" in stages:
+        recorded(p)
+    if "reproduce" in stages:
+        reproduce_afresh(p)
 
 
-def _bench_editor(editor: str, p, n_edits: int):
-    import statistics
-
+def _bench_editor(editor: str, p, n_edits: int, target: str):
     from unedit_lib import data, prompts, rome, trace, wise
 
     sd = models.study_data(p)
     model, tok = models.load_subject_model(p, "full")
-    reqs = data.edit_requests(sd.forget_rows[:n_edits], "dummy", prompts.get_template(p.template))
+    tmpl = prompts.get_template(p.template)
+    reqs = data.edit_requests(sd.forget_rows[:n_edits], target, tmpl)
     stats: dict = {}
     t0 = time.perf_counter()
     if editor == "rome":
         layer, _ = trace.load_edit_layer(p.name, default=max(0, p.n_layers // 4))   # notebook 02's choice
-        rome.edit(model, tok, reqs, layer=layer, stats=stats)
+        rome.edit(model, tok, reqs, layer=layer, stats=stats, **ROME_SETTINGS.get(p.name, {}))
     else:
-        loc, _ = wise.locality_texts(sd, prompts.get_template(p.template), 50)
-        wise.edit(model, tok, reqs, locality_prompts=loc, stats=stats)
+        loc, _ = wise.locality_texts(sd, tmpl, 400)
+        wise.edit(model, tok, reqs, locality_prompts=loc, stats=stats, template=tmpl, **WISE_SETTINGS.get(p.name, {}))
     total = time.perf_counter() - t0
     ms = 1000 * statistics.median(stats["edit_times_s"])
-    print(f"{editor + f' ({n_edits} sequential edits)':<40s} {total:8.1f} s   median {ms:.0f} ms per edit")
+    _line(f"{editor} {target} ({n_edits} sequential edits)", total, f"   median {ms:.0f} ms per edit")
 
 
 if __name__ == "__main__":

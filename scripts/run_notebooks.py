@@ -1,12 +1,18 @@
 """Run the study's notebooks in order with papermill (used by `make reproduce` and the tests).
 
 Each notebook gets the preset (and seeds, force) as parameters and is executed into
-runs/<preset>/<name>.ipynb (git-ignored). Prints each stage and its time; on failure,
-names the notebook and the cell that failed and exits non-zero.
+runs/<preset>/<name>.ipynb (git-ignored). Prints each stage and its time, and writes them to
+runs/<preset>/stage_times.json (what `make bench STAGES=recorded` prints); on failure, names
+the notebook and the cell that failed and exits non-zero. Finished work is cached by the
+library (models under artifacts/, results under results/), so a second run is quick;
+`--force` redoes it.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -14,17 +20,26 @@ from pathlib import Path
 import papermill as pm
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from unedit_lib.data import output_dir  # noqa: E402
+
+
+def _write_times(path: Path, record: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
 
 
 def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None) -> dict:
-    out_dir = Path(out_dir or ROOT / "runs" / preset)
+    out_dir = Path(out_dir or output_dir("runs") / preset)
     out_dir.mkdir(parents=True, exist_ok=True)
     times = {}
+    seed_list = [int(s) for s in str(seeds).split()]
+    t_all = time.time()
     for nb in notebooks:
         nb = Path(nb)
-        params = {"preset": preset, "seeds": [int(s) for s in str(seeds).split()], "force": bool(force),
-                  **(extra or {})}
-        print(f"==> {nb.name} (preset={preset})", flush=True)
+        params = {"preset": preset, "seeds": seed_list, "force": bool(force), **(extra or {})}
+        print(f"==> {nb.name} (preset={preset}, seeds={seed_list}{', force' if force else ''})", flush=True)
         t0 = time.time()
         try:
             pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
@@ -36,7 +51,11 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
             raise SystemExit(1)
         times[nb.name] = time.time() - t0
         print(f"    done in {times[nb.name]:.1f} s", flush=True)
-    print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
+    total = time.time() - t_all
+    print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")
+    _write_times(out_dir / "stage_times.json", {
+        "preset": preset, "seeds": seed_list, "force": bool(force), "stages_s": times, "total_s": total,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"})
     return times
 
 

@@ -1,7 +1,8 @@
 """Figures of the study (matplotlib/seaborn), saved as PNG.
 
 The `default` preset writes into figures/ (committed, shown by the README); every other
-preset writes into runs/<preset>/figures/ so that test runs never overwrite them.
+preset writes into runs/<preset>/figures/ so that test runs never overwrite them
+(`data.output_dir` moves both).
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .data import REPO_ROOT  # noqa: E402
+from .data import output_dir  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 
 
 def figure_path(preset: str, name: str) -> Path:
-    folder = REPO_ROOT / "figures" if preset == "default" else REPO_ROOT / "runs" / preset / "figures"
+    folder = output_dir("figures") if preset == "default" else output_dir("runs") / preset / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
 
@@ -279,6 +280,164 @@ def ike_vs_paper(ours, paper, preset: str, name: str = "ike_vs_paper.png",
             ax.set_yscale("log")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.suptitle(f"IKE beside the paper's repo results (paper.md 7.2), preset {preset}", fontsize=10)
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+# --------------------------------------------------------------------------- the study (notebook 07)
+_FAMILY_COLORS = {"subject model": "k", "ROME": "C0", "R-ROME": "C9", "IKE": "C1", "WISE": "C2"}
+_TARGET_MARKERS = {"dummy": "o", "incorrect": "s", "avoidant": "^", None: "D"}
+
+
+def _family(row) -> str:
+    m = str(row.get("method") or "")
+    return m if m in _FAMILY_COLORS else "baseline"
+
+
+def fq_vs_mu(table, preset: str, name: str = "fq_vs_mu.png", fq_floor: float = 1e-60):
+    """Forget quality (log x) against model utility for every run of `report.main_table`, the
+    full and retain models as anchors (stars); colour = editor family (baselines grey), marker =
+    target; error bars = sample sd over seeds; collapsed runs are listed under the plot."""
+    fig, ax = plt.subplots(figsize=(8.5, 5.6))
+    collapsed = []
+    for run, row in table.iterrows():
+        fq, mu = row.get("forget_quality"), row.get("model_utility")
+        if fq is None or mu is None or not np.isfinite(fq) or not np.isfinite(mu):
+            collapsed.append(run)
+            continue
+        x = max(fq, fq_floor)
+        fam = _family(row)
+        if run in ("full", "retain"):
+            ax.scatter([x], [mu], marker="*", s=260, color="k" if run == "full" else "gold", edgecolor="k", zorder=5)
+        else:
+            ax.scatter([x], [mu], marker=_TARGET_MARKERS.get(row.get("target"), "D"), s=60, zorder=4,
+                       color=_FAMILY_COLORS.get(fam, "0.45"), edgecolor="k", linewidth=0.5)
+        xerr, yerr = row.get("forget_quality sd"), row.get("model_utility sd")
+        if yerr is not None and np.isfinite(yerr):
+            ax.errorbar([x], [mu], yerr=[yerr], color="0.5", lw=0.8, capsize=2, zorder=3)
+        if xerr is not None and np.isfinite(xerr):
+            ax.errorbar([x], [mu], xerr=[[min(xerr, x * 0.99)], [xerr]], color="0.5", lw=0.8, capsize=2, zorder=3)
+        ax.annotate(run, (x, mu), xytext=(4, 3), textcoords="offset points", fontsize=7.5)
+    ax.axvline(0.05, color="0.6", ls="--", lw=1)
+    ax.text(0.05, ax.get_ylim()[0], " FQ = 0.05", fontsize=7, color="0.4", va="bottom")
+    ax.set(xscale="log", xlabel="forget quality (KS p-value vs the retain model; log)", ylabel="model utility",
+           title=f"Forgetting against utility, every run ({preset}); top right is best")
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], marker="*", ls="", color="k", ms=12, label="full model"),
+               Line2D([], [], marker="*", ls="", color="gold", mec="k", ms=12, label="retain model")]
+    handles += [Line2D([], [], marker="o", ls="", color=c, ms=7, label=f) for f, c in _FAMILY_COLORS.items()
+                if f != "subject model"]
+    handles += [Line2D([], [], marker="o", ls="", color="0.45", ms=7, label="unlearning baseline")]
+    handles += [Line2D([], [], marker=m, ls="", color="w", mec="k", ms=7, label=f"target: {t}")
+                for t, m in _TARGET_MARKERS.items() if t]
+    ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.9)
+    if collapsed:
+        fig.text(0.01, -0.02, "collapsed (no metrics): " + ", ".join(collapsed), fontsize=8)
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+def per_set_bars(table, preset: str, name: str = "per_set_bars.png"):
+    """ROUGE / Prob / Truth Ratio on each TOFU set, one bar per run (seed means, sd as error
+    bars), the full and retain models first; collapsed runs are left empty."""
+    sets = ["forget", "retain", "real_authors", "world_facts"]
+    metrics = [("rouge", "ROUGE-L recall"), ("prob", "Prob."), ("truth_ratio", "Truth Ratio")]
+    runs_ = list(table.index)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(9, 0.62 * len(runs_) + 2), 8.5), sharex=True)
+    xs = np.arange(len(runs_))
+    width = 0.8 / len(sets)
+    colors = dict(zip(sets, sns.color_palette(n_colors=4)))
+    for ax, (m, label) in zip(axes, metrics):
+        for i, s in enumerate(sets):
+            vals = table[f"{s}/{m}"].astype(float).to_numpy()
+            sd_col = f"{s}/{m} sd"
+            err = table[sd_col].astype(float).to_numpy() if sd_col in table.columns else None
+            ax.bar(xs + (i - 1.5) * width, vals, width=width, color=colors[s], label=s.replace("_", " "),
+                   yerr=err, error_kw={"lw": 0.7, "capsize": 1.5})
+        ax.set(ylabel=label, ylim=(0, 1.05))
+    axes[0].legend(ncol=4, fontsize=8, loc="upper right")
+    axes[-1].set_xticks(xs)
+    axes[-1].set_xticklabels(runs_, rotation=45, ha="right", fontsize=8)
+    fig.suptitle(f"TOFU metrics per set and run ({preset}); forget: lower ROUGE/Prob = more forgotten, "
+                 "TR near the retain model's = better", fontsize=10)
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+def forget_answers(examples: list[dict], preset: str, name: str = "forget_answers.png", width: int = 110):
+    """A few forget questions with each run's greedy answer beside the truth.
+
+    examples: [{"question", "truth", "answers": {run: text}}] (report.forget_examples)."""
+    import textwrap
+
+    lines = []
+    for ex in examples:
+        lines.append(("Q: " + ex["question"], "bold"))
+        lines.append(("   truth: " + textwrap.shorten(ex["truth"], width), "italic"))
+        for run, text in ex["answers"].items():
+            lines.append((f"   {run:>16}: " + textwrap.shorten(text or "(empty)", width), "normal"))
+        lines.append(("", "normal"))
+    fig, ax = plt.subplots(figsize=(13, 0.19 * len(lines) + 0.6))
+    ax.axis("off")
+    for i, (text, style) in enumerate(lines):
+        ax.text(0, 1 - i / max(len(lines), 1), text, family="monospace", fontsize=7.5, va="top",
+                fontweight="bold" if style == "bold" else "normal",
+                fontstyle="italic" if style == "italic" else "normal", transform=ax.transAxes)
+    ax.set_title(f"Greedy answers to forget questions ({preset})", loc="left", fontsize=10)
+    save(fig, preset, name)
+    return fig
+
+
+# --------------------------------------------------------------------------- robustness (notebook 08)
+def robustness_recovery(table, preset: str, name: str = "robustness_recovery.png"):
+    """Forget ROUGE per run under each attack (robustness.summary_table): the plain question,
+    the best attack without forget data, and the held-out rows before / after relearning."""
+    from .robustness import RESURFACING
+
+    runs_ = list(table.index)
+    best = [max(table.loc[r, f"ROUGE: {a}"] for a in RESURFACING) for r in runs_]
+    series = [("question", table["ROUGE: question"].to_numpy(), "C7"),
+              ("best prompt / retain fine-tune", np.asarray(best), "C1"),
+              ("held-out rows, before relearning", table["ROUGE: relearn before"].to_numpy(), "C0"),
+              ("held-out rows, after relearning on 10%", table["ROUGE: relearn after"].to_numpy(), "C3")]
+    fig, ax = plt.subplots(figsize=(max(9, 0.6 * len(runs_) + 2), 4.2))
+    xs = np.arange(len(runs_))
+    w = 0.8 / len(series)
+    for i, (label, vals, c) in enumerate(series):
+        ax.bar(xs + (i - 1.5) * w, vals, width=w, label=label, color=c)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(runs_, rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel="forget ROUGE-L recall", ylim=(0, 1.05),
+           title=f"Does the forgotten answer come back? ({preset}; full and retain models first)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    save(fig, preset, name)
+    return fig
+
+
+def probe_by_layer(results: dict, preset: str, name: str = "robustness_probe_layers.png"):
+    """Linear-probe and logit-lens accuracy of the forget answers' next tokens per layer, per
+    run (robustness.probe_layers); the full and retain models drawn thick."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    chance = None
+    for run, r in results.items():
+        pr = (r or {}).get("probe") or {}
+        if not pr.get("layers"):
+            continue
+        style = dict(lw=3, color="k") if run == "full" else dict(lw=3, color="gold") if run == "retain" else dict(lw=1.2)
+        for ax, key in zip(axes, ("linear_probe", "logit_lens")):
+            ax.plot(pr["layers"], pr[key], marker=".", label=run, **style)
+        chance = pr["chance"]
+    for ax, title in zip(axes, ("linear probe trained on retain authors", "logit lens")):
+        if chance is not None:
+            ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance (most frequent token)")
+        ax.set(xlabel="layer (0 = embeddings)", title=title)
+    axes[0].set_ylabel("top-1 accuracy on forget answers")
+    axes[1].legend(fontsize=7, ncol=2, loc="best")
+    fig.suptitle(f"Is the forgotten answer still decodable inside the model? ({preset})", fontsize=10)
     fig.tight_layout()
     save(fig, preset, name)
     return fig
