@@ -1,0 +1,85 @@
+"""The attacks of unedit_lib/robustness.py on small models trained on TOFU's smoke authors."""
+import copy
+
+import pytest
+import torch
+
+from unedit_lib import baselines, data, evaluate, models, robustness
+from unedit_lib.prompts import TEMPLATES
+
+
+@pytest.fixture(scope="module")
+def study():
+    return models.study_data("smoke")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The smoke recipe trained longer (15 epochs, ~15 s; cached under artifacts/) so that the
+    full model has memorised its forget authors and the retain model has not."""
+    p = models.with_overrides("smoke", epochs=15, name="smoke")
+    out = {}
+    for which in ("full", "retain"):
+        path = models.train_subject_model(p, which, progress=False)
+        out[which] = models.load_model(path)
+    return out
+
+
+def test_paraphrase_attack_asks_the_paraphrased_questions(study, monkeypatch):
+    asked = []
+
+    def fake_losses(model, tok, template, pairs, *a, **k):
+        asked.extend(q for q, _ in pairs)
+        return [1.0] * len(pairs)
+
+    monkeypatch.setattr(evaluate, "answer_losses", fake_losses)
+    monkeypatch.setattr(evaluate, "generate_answers", lambda m, t, tpl, qs, n: ["x"] * len(qs))
+    rows = study.eval_sets["forget"]
+    out = robustness.paraphrase_attack(None, None, rows)
+    assert asked == [r["paraphrased_question"] for r in rows] and out["n"] == len(rows)
+
+
+def test_attack_templates(study):
+    t = robustness.attack_templates(study.retain_rows, "qa", n_few_shot=3, seed=0)
+    q = "Who is the author?"
+    assert t["raw_template"].prompt(q) == q
+    assert t["insist"].prompt(q) == f"Question: {robustness.INSIST}{q}\nAnswer:"
+    few = t["few_shot"].prompt(q)
+    assert few.count("Question: ") == 4 and few.endswith(TEMPLATES["qa"].prompt(q))
+    assert few == robustness.attack_templates(study.retain_rows, "qa", 3, seed=0)["few_shot"].prompt(q)   # seeded
+
+
+def test_relearning_brings_back_what_gradient_ascent_removed(trained, study):
+    model, tok = trained["full"]
+    model = copy.deepcopy(model)
+    baselines.unlearn(model, tok, "ga", study.forget_rows, study.retain_rows, template="qa", lr=1e-3, epochs=5,
+                      batch_size=8, grad_accum=1, progress=False)
+    res = robustness.relearn_attack(model, tok, study.forget_rows, "qa", every=10, steps=10, lr=1e-3, max_new_tokens=24)
+    assert res["n_train"] == 4 and res["n_held"] == 36
+    assert res["after"]["prob"] > 2 * res["before"]["prob"]
+
+
+def test_fine_tuning_attacks_work_on_a_copy(trained, study):
+    model, tok = trained["full"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = robustness.persistence_attack(model, tok, study.eval_sets["forget"], study.retain_rows, "qa", n_rows=8,
+                                        steps=3, max_new_tokens=8)
+    assert len(res["losses"]) == 3 and res["n_rows"] == 8
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_probing_decodes_the_full_models_answers_above_chance(trained, study):
+    full = robustness.probe_layers(*trained["full"], study.forget_rows, study.retain_rows)
+    ret = robustness.probe_layers(*trained["retain"], study.forget_rows, study.retain_rows)
+    assert len(full["linear_probe"]) == len(full["logit_lens"]) == models.get_preset("smoke").n_layers + 1
+    assert max(full["linear_probe"]) > full["chance"] + 0.05
+    assert full["logit_lens"][-1] > ret["logit_lens"][-1] + 0.1     # the full model knows the forget answers
+
+
+def test_membership_inference_and_privleak(trained, study):
+    assert len(robustness.holdout_for(study)) == len(study.eval_sets["forget"])
+    holdout = data.load_tofu("holdout01")                               # as many rows as forget01
+    full = robustness.membership_inference(*trained["full"], study.forget_rows, holdout)
+    assert full["min_k_auc"] > 0.7 and full["loss_auc"] > 0.7            # memorised rows look like members
+    assert robustness.privleak(0.5, 0.5) == 0 and robustness.privleak(1.0, 0.5) == -100
+    assert robustness.min_k_score([-5.0, -1.0, -0.1, -0.2, -3.0], 0.4) == pytest.approx(4.0)
