@@ -307,7 +307,7 @@ def markdown_table(table, columns=README_COLUMNS) -> str:
         cells = [_md_number(row[k], row.get(f"{k} sd")) for k, _ in columns]
         ms = row.get("ms_per_edit")
         lines.append(f"| {run}{' (collapsed ' + row['collapsed'] + ')' if row.get('collapsed') else ''} | "
-                     + " | ".join(cells) + f" | {_md_number(ms) if ms == ms else '–'} |")
+                     + " | ".join(cells) + f" | {f'{ms:.0f}' if ms == ms else '–'} |")
     return "\n".join(lines)
 
 

@@ -398,7 +398,7 @@ def summary_table(results: dict):
 RESURFACING = ("paraphrase", "raw_template", "insist", "few_shot", "persistence")
 
 
-def verdicts(results: dict, table=None) -> list[dict]:
+def verdicts(results: dict, table=None, utility: dict | None = None, min_gap: float = 0.1) -> list[dict]:
     """Per unlearned run: does the knowledge come back, and is it still inside?
 
     * recovered without the forget data: the best of the paraphrase / prompt attacks and the
@@ -408,7 +408,10 @@ def verdicts(results: dict, table=None) -> list[dict]:
       ROUGE at least 0.1 more than it raises the retain model's (which never knew them);
     * still decodable: the best layer's linear-probe accuracy on the forget answers is closer to
       the full model's than to the retain model's.
-    "hidden" when any holds, "removed" when none does."""
+    "hidden" when any holds, "removed" when none does, and "not forgotten" when the run's own
+    forget ROUGE is within `min_gap` (0.1) of the full model's: there is nothing to recover.
+    `utility` ({run: MU / MU(full)}, optional) is reported beside, since a destroyed model
+    "removes" everything."""
     t = summary_table(results) if table is None else table
     if "full" not in t.index or "retain" not in t.index:
         return []
@@ -420,6 +423,7 @@ def verdicts(results: dict, table=None) -> list[dict]:
             continue
         r = t.loc[run]
         gap = full["ROUGE: question"] - r["ROUGE: question"]
+        forgotten = gap >= min_gap
         best_name = max(RESURFACING, key=lambda a: r[f"ROUGE: {a}"] - r["ROUGE: question"])
         best = r[f"ROUGE: {best_name}"] - r["ROUGE: question"]
         resurfaces = bool(gap > 0.05 and best >= 0.5 * gap)
@@ -436,30 +440,41 @@ def verdicts(results: dict, table=None) -> list[dict]:
                     "recovered by relearning": relearned,
                     "probe acc. (best layer)": None if decodable is None else float(probe),
                     "still decodable (probe)": decodable,
-                    "verdict": "hidden" if (resurfaces or relearned or decodable) else "removed"})
+                    "MU / MU(full)": None if utility is None else utility.get(run),
+                    "verdict": "not forgotten" if not forgotten else
+                               "hidden" if (resurfaces or relearned or decodable) else "removed"})
     return out
 
 
-def markdown_summary(results: dict) -> str:
-    """The README's robustness table: per run, the verdict and its evidence."""
+def utility_of(records: dict) -> dict:
+    """{run: MU / MU(full)} from the study's result records (evaluate.load_results)."""
+    mu_full = (records.get("full") or {}).get("model_utility")
+    return {run: rec["model_utility"] / mu_full for run, rec in records.items()
+            if mu_full and rec.get("model_utility") is not None}
+
+
+def markdown_summary(results: dict, records: dict | None = None) -> str:
+    """The README's robustness table: per run, the verdict and its evidence (`records`, the
+    study's result records, add MU as a fraction of the full model's)."""
     t = summary_table(results)
-    v = verdicts(results, t)
+    v = verdicts(results, t, utility_of(records) if records else None)
     if not v:
         return "_robustness results need the full and retain models' rows_"
     full, ret = t.loc["full"], t.loc["retain"]
     gain_retain = v[0]["retain model's relearn gain"]
-    lines = [f"| run | forget ROUGE | best attack without forget data (ROUGE gain) | relearning gain "
+    lines = [f"| run | MU / MU(full) | forget ROUGE | best attack without forget data (ROUGE gain) | relearning gain "
              f"(retain model: {gain_retain:+.2f}) | "
              f"probe acc., best layer (full {full['probe: best layer']:.2f}, retain {ret['probe: best layer']:.2f}) | "
-             "MIA Min-K AUC | PrivLeak | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"MIA Min-K AUC (full {full['MIA Min-K AUC']:.2f}, retain {ret['MIA Min-K AUC']:.2f}) | PrivLeak | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for item in v:
         r = t.loc[item["run"]]
         probe = item["probe acc. (best layer)"]
         probe_s = "n/a (IKE: weights unchanged)" if probe is None else f"{probe:.2f}"
         leak = r["PrivLeak"]
         leak_s = "–" if leak is None or (isinstance(leak, float) and math.isnan(leak)) else f"{leak:.0f}"
-        lines.append(f"| {item['run']} | {item['forget ROUGE (question)']:.3f} | "
+        mu = item["MU / MU(full)"]
+        lines.append(f"| {item['run']} | {'–' if mu is None else f'{mu:.2f}'} | {item['forget ROUGE (question)']:.3f} | "
                      f"{item['best attack without forget data']} ({item['its ROUGE gain']:+.2f}) | "
                      f"{item['relearn gain']:+.2f} | {probe_s} | {r['MIA Min-K AUC']:.2f} | {leak_s} | "
                      f"**{item['verdict']}** |")
