@@ -1065,7 +1065,8 @@ def study_apply(sd, target: str, *, k: int = DEFAULT_HPARAMS["k"], pool_fraction
                        seed=seed, stats=stats, **edit_kw)
         stats.update({"target": target, "pool_fraction": pool_fraction, "n_pool_rows": len(pool_rows),
                       "n_request_rows": len(req_rows), "retain_demo_source": source,
-                      "n_retain_demo_rows": len(retain_rows), "embedding_cache_dir": str(embedding_cache_dir)})
+                      "n_retain_demo_rows": len(retain_rows),
+                      "embedding_cache_dir": tofu.display_path(embedding_cache_dir)})
         if edit_metrics:
             t1 = time.perf_counter()
             probe = IKEModel(model, tok, pool, wrapper._facts, template, k=k, mode="logits", order=wrapper.order,

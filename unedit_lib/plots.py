@@ -298,9 +298,13 @@ def _family(row) -> str:
 def fq_vs_mu(table, preset: str, name: str = "fq_vs_mu.png", fq_floor: float = 1e-60):
     """Forget quality (log x) against model utility for every run of `report.main_table`, the
     full and retain models as anchors (stars); colour = editor family (baselines grey), marker =
-    target; error bars = sample sd over seeds; collapsed runs are listed under the plot."""
-    fig, ax = plt.subplots(figsize=(8.5, 5.6))
-    collapsed = []
+    target; error bars = sample sd over seeds. Runs are numbered, with the key beside the plot;
+    runs that sit on the same spot (KS p-values on 100 rows take few distinct values) share one
+    label. Collapsed runs are listed under the key."""
+    from matplotlib.lines import Line2D
+
+    fig, (ax, key_ax) = plt.subplots(1, 2, figsize=(11, 5.6), gridspec_kw={"width_ratios": [3.2, 1]})
+    collapsed, points, keys = [], [], []
     for run, row in table.iterrows():
         fq, mu = row.get("forget_quality"), row.get("model_utility")
         if fq is None or mu is None or not np.isfinite(fq) or not np.isfinite(mu):
@@ -318,22 +322,38 @@ def fq_vs_mu(table, preset: str, name: str = "fq_vs_mu.png", fq_floor: float = 1
             ax.errorbar([x], [mu], yerr=[yerr], color="0.5", lw=0.8, capsize=2, zorder=3)
         if xerr is not None and np.isfinite(xerr):
             ax.errorbar([x], [mu], xerr=[[min(xerr, x * 0.99)], [xerr]], color="0.5", lw=0.8, capsize=2, zorder=3)
-        ax.annotate(run, (x, mu), xytext=(4, 3), textcoords="offset points", fontsize=7.5)
+        keys.append(run)
+        points.append((len(keys), np.log10(x), mu))
+    groups: list[list] = []                      # runs on (nearly) the same spot share a label
+    for p in points:
+        for g in groups:
+            if abs(g[0][1] - p[1]) < 0.12 and abs(g[0][2] - p[2]) < 0.02:
+                g.append(p)
+                break
+        else:
+            groups.append([p])
+    for g in groups:
+        ax.annotate(",".join(str(n) for n, _, _ in g), (10 ** g[0][1], g[0][2]), xytext=(5, 4),
+                    textcoords="offset points", fontsize=8)
     ax.axvline(0.05, color="0.6", ls="--", lw=1)
     ax.text(0.05, ax.get_ylim()[0], " FQ = 0.05", fontsize=7, color="0.4", va="bottom")
     ax.set(xscale="log", xlabel="forget quality (KS p-value vs the retain model; log)", ylabel="model utility",
            title=f"Forgetting against utility, every run ({preset}); top right is best")
-    from matplotlib.lines import Line2D
+    fams = {_family(table.loc[r]) for r in keys}
     handles = [Line2D([], [], marker="*", ls="", color="k", ms=12, label="full model"),
                Line2D([], [], marker="*", ls="", color="gold", mec="k", ms=12, label="retain model")]
     handles += [Line2D([], [], marker="o", ls="", color=c, ms=7, label=f) for f, c in _FAMILY_COLORS.items()
-                if f != "subject model"]
-    handles += [Line2D([], [], marker="o", ls="", color="0.45", ms=7, label="unlearning baseline")]
+                if f != "subject model" and f in fams]
+    if "baseline" in fams:
+        handles += [Line2D([], [], marker="D", ls="", color="0.45", ms=7, label="unlearning baseline")]
     handles += [Line2D([], [], marker=m, ls="", color="w", mec="k", ms=7, label=f"target: {t}")
                 for t, m in _TARGET_MARKERS.items() if t]
-    ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.9)
+    ax.legend(handles=handles, fontsize=7, loc="lower center", framealpha=0.9, ncol=2)
+    key_ax.axis("off")
+    lines = [f"{i:>2}  {run}" for i, run in enumerate(keys, 1)]
     if collapsed:
-        fig.text(0.01, -0.02, "collapsed (no metrics): " + ", ".join(collapsed), fontsize=8)
+        lines += ["", "collapsed (no metrics):"] + [f"    {r}" for r in collapsed]
+    key_ax.text(0, 1, "\n".join(lines), family="monospace", fontsize=8.5, va="top", transform=key_ax.transAxes)
     fig.tight_layout()
     save(fig, preset, name)
     return fig
@@ -422,11 +442,12 @@ def probe_by_layer(results: dict, preset: str, name: str = "robustness_probe_lay
     """Linear-probe and logit-lens accuracy of the forget answers' next tokens per layer, per
     run (robustness.probe_layers); the full and retain models drawn thick."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-    chance = None
+    chance, layers = None, []
     for run, r in results.items():
-        pr = (r or {}).get("probe") or {}
+        pr = (r.get("probe") or {}) if isinstance(r, dict) else {}
         if not pr.get("layers"):
             continue
+        layers = pr["layers"]
         style = dict(lw=3, color="k") if run == "full" else dict(lw=3, color="gold") if run == "retain" else dict(lw=1.2)
         for ax, key in zip(axes, ("linear_probe", "logit_lens")):
             ax.plot(pr["layers"], pr[key], marker=".", label=run, **style)
@@ -435,6 +456,8 @@ def probe_by_layer(results: dict, preset: str, name: str = "robustness_probe_lay
         if chance is not None:
             ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance (most frequent token)")
         ax.set(xlabel="layer (0 = embeddings)", title=title)
+        if layers:
+            ax.set_xticks(layers)
     axes[0].set_ylabel("top-1 accuracy on forget answers")
     axes[1].legend(fontsize=7, ncol=2, loc="best")
     fig.suptitle(f"Is the forgotten answer still decodable inside the model? ({preset})", fontsize=10)

@@ -86,7 +86,7 @@ def _with_template(model, template):
 def forget_scores(model, tok, rows, template="qa", question_key: str = "question",
                   max_new_tokens: int = 200) -> dict:
     """Mean ROUGE-L recall of the greedy answer and mean P̄(answer | question) on `rows`,
-    with `question_key` as the question and `template` as the prompt (per item as lists too)."""
+    with `question_key` as the question and `template` as the prompt (and the first answers)."""
     template = get_template(template)
     m = _with_template(model, template)
     qs = [r[question_key] for r in rows]

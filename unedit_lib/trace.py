@@ -520,5 +520,7 @@ def load_edit_layer(preset: str, default: int | None = None) -> tuple[int | None
     path = edit_layer_path(preset)
     if path.is_file():
         rec = json.loads(path.read_text())
-        return int(rec["layer"]), {**rec, "source": str(path)}
+        from .data import display_path
+
+        return int(rec["layer"]), {**rec, "source": display_path(path)}
     return default, {"source": "fallback parameter"}
