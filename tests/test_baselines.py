@@ -214,7 +214,7 @@ def test_unlearn_idk_draws_answers_from_list(tok, memorised, monkeypatch):
 # ------------------------------------------------------------------ the training loop
 def test_unlearn_ga_raises_forget_nll(tok, memorised):
     model = copy.deepcopy(memorised)
-    f0, r0 = _nll(model, tok, FORGET), _nll(model, tok, RETAIN)
+    f0 = _nll(model, tok, FORGET)
     stats = {}
     out = B.unlearn(model, tok, "ga", FORGET, RETAIN, template="qa", stats=stats, lr=1e-3, epochs=4,
                     batch_size=2, grad_accum=1, warmup_epochs=0, progress=False)

@@ -1,7 +1,6 @@
 """Causal tracing (unedit_lib.trace) on tiny random models of the three families."""
 import numpy as np
 import pytest
-import torch
 
 from unedit_lib import trace
 from unedit_lib.architecture import architecture, tiny_model

@@ -428,18 +428,17 @@ def summary_table(records: dict):
     """A pandas table (one row per run) of the 12 set metrics, MU and FQ."""
     import pandas as pd
 
-    rows = []
-    for run, rec in records.items():
-        row = {"run": run}
-        if rec.get("metrics"):
-            for s in EVAL_SETS:
-                for m in METRICS:
-                    row[f"{s}/{m}"] = rec["metrics"][s][m]
-        row["model_utility"] = rec.get("model_utility")
-        row["forget_quality"] = rec.get("forget_quality")
-        row["collapsed"] = bool(rec.get("collapsed"))
-        rows.append(row)
+    rows = [{"run": run, **flat_metrics(rec), "collapsed": bool(rec.get("collapsed"))} for run, rec in records.items()]
     return pd.DataFrame(rows).set_index("run")
+
+
+def flat_metrics(rec: dict) -> dict:
+    """One result record's numbers: the 12 "set/metric" values, model_utility and
+    forget_quality (None where the run collapsed)."""
+    out = {f"{s}/{m}": rec["metrics"][s][m] if rec.get("metrics") else None for s in EVAL_SETS for m in METRICS}
+    out["model_utility"] = rec.get("model_utility")
+    out["forget_quality"] = rec.get("forget_quality")
+    return out
 
 
 @torch.no_grad()

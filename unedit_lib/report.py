@@ -20,7 +20,7 @@ import re
 import numpy as np
 
 from . import reference
-from .evaluate import EVAL_SETS, METRICS
+from .evaluate import EVAL_SETS, METRICS, flat_metrics
 
 SET_METRICS = [f"{s}/{m}" for s in EVAL_SETS for m in METRICS]
 NUMBERS = SET_METRICS + ["model_utility", "forget_quality"]
@@ -33,18 +33,6 @@ def split_seed(run: str) -> tuple[str, int]:
     """`rome-dummy-s2` -> ("rome-dummy", 2); `rome-dummy` -> ("rome-dummy", 0) (runs.run_name's inverse)."""
     m = _SEED.match(run)
     return (m["base"], int(m["seed"])) if m else (run, 0)
-
-
-def _flat(rec: dict) -> dict:
-    """The numbers of one record: the 12 set metrics, MU, FQ (None when collapsed)."""
-    out = {k: None for k in NUMBERS}
-    if rec.get("metrics"):
-        for s in EVAL_SETS:
-            for m in METRICS:
-                out[f"{s}/{m}"] = rec["metrics"][s][m]
-    out["model_utility"] = rec.get("model_utility")
-    out["forget_quality"] = rec.get("forget_quality")
-    return out
 
 
 def edit_ms(rec: dict) -> float | None:
@@ -88,7 +76,7 @@ def main_table(records: dict, seeds=None):
         ok = [r for r in recs if not r.get("collapsed")]
         row = {"run": base, "method": recs[0].get("method"), "target": recs[0].get("target"),
                "n_seeds": len(recs)}
-        flats = [_flat(r) for r in ok]
+        flats = [flat_metrics(r) for r in ok]
         for k in NUMBERS:
             vals = [f[k] for f in flats if f[k] is not None]
             row[k] = float(np.mean(vals)) if vals else math.nan

@@ -317,7 +317,6 @@ class SideMemoryLayer(nn.Module):
             outs.append(o)
             scores.append(activation_score(token_distances(main, o, self.act_fn), mask, hp.infer_max_above))
         scores = torch.stack(scores, -1)                                   # (B, 1 + M)
-        B = x.shape[0]
         route = torch.where(scores[:, 0] < self.threshold(), -1, 0).long()
         best = scores[:, 0].clone()
         for i in range(len(self.memory_weights)):
