@@ -307,8 +307,11 @@ def test_forward_loss_and_logits_equal_base_on_prefixed_input(tok, model, pool, 
     model = model if family == "llama" else tiny_model("gpt2", vocab_size=len(tok), seed=0)
     stats = {}
     w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, stats=stats)
+    # the first and last rows share a question (one context computed once for both, answers of
+    # different lengths on top of its cache)
     rows = [(FACTS[0]["question"], FACTS[0]["answer"]), (OTHER_Q, "Jane Austen."),
-            (FACTS[1]["paraphrased_question"], FACTS[1]["answer"])]
+            (FACTS[1]["paraphrased_question"], FACTS[1]["answer"]),
+            (FACTS[0]["question"], "Not in Kuwait City but somewhere far away, in a small village.")]
     enc = [encode_qa(tok, QA, q, a) for q, a in rows]
     ids, mask = _left_pad([e[0] for e in enc], tok.pad_token_id)
     labels, _ = _left_pad([e[1] for e in enc], IGNORE_INDEX)
@@ -341,8 +344,8 @@ def test_forward_loss_and_logits_equal_base_on_prefixed_input(tok, model, pool, 
             plain = model(torch.tensor([enc[b][0]]), labels=torch.tensor([enc[b][1]])).loss.item()
         assert abs(plain - ref.loss.item()) > 1e-4
     assert out.loss.item() == pytest.approx(total_nll / total_n, rel=1e-4)
-    ev = stats["eval"]  # two forward calls of 3 rows each
-    assert ev["rows_forward"] == 6 and ev["forget_rows"] == 4 and ev["other_rows"] == 2
+    ev = stats["eval"]  # two forward calls of 4 rows each
+    assert ev["rows_forward"] == 8 and ev["forget_rows"] == 6 and ev["other_rows"] == 2
     assert ev["roundtrip_mismatch"] == 0 and ev["truncated_rows"] == 0
 
 

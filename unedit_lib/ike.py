@@ -839,7 +839,7 @@ class IKEModel:
         for key, members in groups.items():
             prompt = torch.tensor([list(key)], dtype=torch.long, device=dev)
             n_orig = [len(real_pos[b]) - len(rows[b].answer_ids) for b in members]   # original prompt lengths
-            keep = max(1, max(n_orig))
+            keep = min(max(1, max(n_orig)), prompt.shape[1])
             cache = DynamicCache(config=self.model.config)
             out = self.model(input_ids=prompt, use_cache=True, logits_to_keep=keep, **{self._cache_kw: cache})
             head = out.logits[0]                                                  # the prompt's last `keep` positions
