@@ -112,3 +112,17 @@ def test_plot_trace(tok):
     assert any(lbl.get_text().endswith("*") for lbl in ax.get_yticklabels())
     trace.plot_average(trace.average_traces([r]))
     plt.close("all")
+
+
+def test_cached_traces_are_reused(tok, tmp_path, monkeypatch):
+    model = tiny_model("llama", vocab_size=len(tok), seed=0)
+    rows = [{"question": "Who wrote Blue Moon?", "subject": "Blue Moon", "answer": "Jane Doe wrote Blue Moon."}]
+    kw = dict(kinds=(None,), samples=2, window=2)
+    fresh = trace.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, **kw)
+    monkeypatch.setattr(trace, "trace_facts", lambda *a, **k: pytest.fail("recomputed instead of reused"))
+    again = trace.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, **kw)
+    a, b = fresh["traces"][0]["hidden"], again["traces"][0]["hidden"]
+    assert np.array_equal(a["scores"], b["scores"]) and a["subject_range"] == b["subject_range"]
+    assert again["noise"] == fresh["noise"]
+    with pytest.raises(pytest.fail.Exception):      # force recomputes
+        trace.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, force=True, **kw)

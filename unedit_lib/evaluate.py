@@ -419,6 +419,10 @@ def evaluate_and_save(preset: str, run: str, model, tokenizer, eval_sets: dict, 
     t = dict(timings or {})
     if "_seconds" in logs:
         t.setdefault("eval_s", logs["_seconds"])
+    else:   # cached logs: keep the evaluation time the record already holds
+        old = results_dir(preset) / f"{run}.json"
+        if old.exists():
+            t = {**json.loads(old.read_text()).get("timings", {}), **t}
     save_result(preset, run, summary=summary, logs=logs, method=method, target=target, timings=t,
                 seed=seed, extra=extra)
     return summary, logs

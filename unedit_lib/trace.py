@@ -466,6 +466,37 @@ def trace_facts(model, tok, rows, template="qa", kinds=KINDS, samples: int = 10,
     return {"traces": out, "skipped": skipped, "noise": float(noise)}
 
 
+def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force: bool = False, **kw) -> dict:
+    """`trace_facts`, cached as JSON under `cache_dir` (keyed by the model's name or folder, the
+    rows' questions and subjects, the template and every setting), so that a second run of the
+    tracing notebook reuses its traces; `force` recomputes them."""
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    if cache_dir is None:
+        return trace_facts(model, tok, rows, template, **kw)
+    key = json.dumps({"model": str(getattr(model.config, "_name_or_path", "")),
+                      "rows": [(r["question"], r["subject"], r["answer"]) for r in rows],
+                      "template": str(template), **{k: str(v) for k, v in sorted(kw.items())}}, sort_keys=True)
+    path = Path(cache_dir) / f"traces-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
+    if path.is_file() and not force:
+        res = json.loads(path.read_text())
+        for rec in res["traces"]:
+            for v in rec.values():
+                if isinstance(v, dict) and "scores" in v:
+                    v["scores"] = np.asarray(v["scores"])
+                    v["subject_range"] = tuple(v["subject_range"])
+        return res
+    res = trace_facts(model, tok, rows, template, **kw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(res, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    os.replace(tmp, path)
+    return res
+
+
 def subject_effect_summary(avg_hidden: dict, avg_mlp: dict | None = None, min_share: float = 0.1) -> dict:
     """Is the fact recalled through the subject? From `average_traces` results.
 
