@@ -10,7 +10,6 @@ library (models under artifacts/, results under results/), so a second run is qu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -22,12 +21,7 @@ import papermill as pm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from unedit_lib.data import output_dir  # noqa: E402
-
-
-def _write_times(path: Path, record: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+from unedit_lib.evaluate import write_json  # noqa: E402
 
 
 def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None) -> dict:
@@ -53,9 +47,9 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
         print(f"    done in {times[nb.name]:.1f} s", flush=True)
     total = time.time() - t_all
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")
-    _write_times(out_dir / "stage_times.json", {
+    write_json({
         "preset": preset, "seeds": seed_list, "force": bool(force), "stages_s": times, "total_s": total,
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"})
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}, out_dir / "stage_times.json")
     return times
 
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-_OUTPUTS = {"artifacts": "artifacts", "results": "results", "figures": "figures", "runs": "runs"}
+_OUTPUTS = ("artifacts", "results", "figures", "runs")
 
 
 def display_path(path) -> str:
@@ -42,7 +42,9 @@ def output_dir(kind: str) -> Path:
     if kind not in _OUTPUTS:
         raise ValueError(f"unknown output kind {kind!r}; valid: {sorted(_OUTPUTS)}")
     env = os.environ.get(f"UNEDIT_{kind.upper()}_DIR")
-    return Path(env) if env else REPO_ROOT / _OUTPUTS[kind]
+    return Path(env) if env else REPO_ROOT / kind
+
+
 HUB_ID = "locuslab/TOFU"
 ROWS_PER_AUTHOR = 20
 

@@ -284,11 +284,14 @@ def summarize(logs: dict, retain_logs: dict | None = None) -> dict:
 
 
 # --------------------------------------------------------------------------- files
-def _atomic_write_json(obj, path: Path) -> None:
+def write_json(obj, path, **dump_kw) -> None:
+    """Write JSON atomically (a temporary sibling, fsynced, renamed into place): a crash never
+    leaves half a file. `dump_kw` overrides json.dump's indent=1, allow_nan=False."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, allow_nan=False)
+        json.dump(obj, f, **{"indent": 1, "allow_nan": False, **dump_kw})
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -298,7 +301,7 @@ def save_eval_logs(logs: dict, folder) -> None:
     folder = Path(folder)
     for s, fname in LOG_FILES.items():
         if s in logs:
-            _atomic_write_json(logs[s], folder / fname)
+            write_json(logs[s], folder / fname)
 
 
 def load_tofu_eval_logs(folder) -> dict:
@@ -379,7 +382,7 @@ def save_result(preset: str, run: str, *, summary: dict | None, logs: dict | Non
     if logs:
         save_eval_logs(logs, out / run)
     path = out / f"{run}.json"
-    _atomic_write_json(rec, path)
+    write_json(rec, path)
     return path
 
 

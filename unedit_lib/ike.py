@@ -1098,11 +1098,9 @@ def save_wrapper(wrapper: IKEModel, folder) -> None:
         "pool_facts": [[f.question, f.target, f.paraphrased_question] for f in wrapper.pool.facts],
         "facts": [[f.question, f.target, f.paraphrased_question] for f in wrapper._facts],
     }
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".ike.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, folder / "ike.json")
+    from .evaluate import write_json
+
+    write_json(state, Path(folder) / "ike.json")
 
 
 def load_wrapper(model, tokenizer, folder, embedder=None, stats: dict | None = None) -> IKEModel:

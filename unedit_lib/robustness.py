@@ -37,7 +37,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
 import time
 
@@ -349,11 +348,7 @@ def load_summary(preset: str) -> dict | None:
 
 def save_summary(preset: str, results: dict) -> None:
     """results/<preset>/robustness.json, keyed by run name, written atomically."""
-    path = results_path(preset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(evaluate.to_jsonable(results), indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    evaluate.write_json(evaluate.to_jsonable(results), results_path(preset))
 
 
 def add_privleak(results: dict) -> dict:

@@ -108,15 +108,14 @@ def _cached(p, run: str) -> dict | None:
 
 
 def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, data_dir=None,
-                   force: bool = False, seed: int = 0, extra: dict | None = None, progress: bool = True,
-                   save_model: bool = True):
+                   force: bool = False, seed: int = 0, extra: dict | None = None, progress: bool = True):
     """apply(model, tokenizer, stats) -> unlearned model (may be a wrapper, e.g. IKE's).
 
     Returns (record, model-or-None); `model` is None when the cached result was reused or
     the run collapsed. `stats` (filled by `apply`, and by a wrapper during evaluation) is
     stored in the record as `stats` when the record is written, after evaluation; with
     `timings.unlearn_s` the wall time of `apply`. The record names the full model it started
-    from (`subject_model`); `save_model` keeps the unlearned model (see `save_unlearned`).
+    from (`subject_model`); the unlearned model is kept (`save_unlearned`): a cached result needs it.
     """
     p = models.get_preset(preset)
     cached = None if force else _cached(p, run)
@@ -145,6 +144,5 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
                              collapsed={"step": "evaluation", "reason": str(e)}, timings=timings, seed=seed,
                              extra=info)
         return load_result(p.name, run), None
-    if save_model:
-        save_unlearned(p, run, model, tok)
+    save_unlearned(p, run, model, tok)
     return load_result(p.name, run), model

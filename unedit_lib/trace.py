@@ -472,8 +472,9 @@ def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force
     tracing notebook reuses its traces; `force` recomputes them."""
     import hashlib
     import json
-    import os
     from pathlib import Path
+
+    from .evaluate import write_json
 
     if cache_dir is None:
         return trace_facts(model, tok, rows, template, **kw)
@@ -490,10 +491,7 @@ def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force
                     v["subject_range"] = tuple(v["subject_range"])
         return res
     res = trace_facts(model, tok, rows, template, **kw)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(res, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-    os.replace(tmp, path)
+    write_json(res, path, indent=None, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
     return res
 
 

@@ -916,11 +916,12 @@ def save_side_memory(model, folder) -> None:
     """Write the installed side memory (current and stored memories, threshold records,
     hparams, context templates) to `folder` as side_memory.safetensors + side_memory.json;
     the main memory is the base model's own weights and is not written."""
-    import json
     import os
     from pathlib import Path
 
     from safetensors.torch import save_file
+
+    from .evaluate import write_json
 
     adapter = get_side_memory(model)
     if adapter is None:
@@ -940,9 +941,7 @@ def save_side_memory(model, folder) -> None:
     tmp = folder / f".side_memory.tmp{os.getpid()}"
     save_file(tensors, str(tmp))
     os.replace(tmp, folder / "side_memory.safetensors")
-    tmp = folder / f".side_memory.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(state, allow_nan=True))
-    os.replace(tmp, folder / "side_memory.json")
+    write_json(state, folder / "side_memory.json", allow_nan=True)   # min_act is inf before any edit
 
 
 def load_side_memory(model, folder):
