@@ -20,12 +20,12 @@ import papermill as pm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from unedit_lib.data import output_dir  # noqa: E402
-from unedit_lib.evaluate import write_json  # noqa: E402
+from unedit_lib.paths import runs_dir  # noqa: E402
+from unedit_lib.store import write_json  # noqa: E402
 
 
 def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None) -> dict:
-    out_dir = Path(out_dir or output_dir("runs") / preset)
+    out_dir = Path(out_dir or runs_dir(preset))
     out_dir.mkdir(parents=True, exist_ok=True)
     times = {}
     seed_list = [int(s) for s in str(seeds).split()]

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from unedit_lib import evaluate as ev
+from unedit_lib import store
 
 
 def _log(gt, para, pert, rouge):
@@ -86,18 +87,13 @@ def test_rouge_recall_is_rouge_l_recall_with_stemmer():
     assert ev.rouge_recall("running dogs", "run dog")[1] == pytest.approx(1.0)   # stemmer
 
 
-def test_logs_roundtrip_and_atomic_result(tmp_path, monkeypatch):
+def test_logs_roundtrip(tmp_path):
     log = _log([0.1], [0.3], [[1.0]], [0.9])
-    ev.save_eval_logs({"forget": log, "retain": log}, tmp_path / "logs")
-    back = ev.load_tofu_eval_logs(tmp_path / "logs")
+    store.save_eval_logs({"forget": log, "retain": log}, tmp_path / "logs")
+    back = store.load_eval_logs(tmp_path / "logs")
     assert back["forget"] == log and (tmp_path / "logs" / "eval_log_forget.json").exists()
     with pytest.raises(FileNotFoundError):
-        ev.load_tofu_eval_logs(tmp_path / "nothing")
-    monkeypatch.setattr(ev, "results_dir", lambda preset: tmp_path / "results" / preset)
-    summ = ev.summarize({s: log for s in ev.EVAL_SETS})
-    p = ev.save_result("smoke", "x", summary=summ, method="test")
-    assert p.exists() and not list(p.parent.glob(".*tmp*"))
-    assert ev.load_results("smoke")["x"]["model_utility"] == pytest.approx(summ["model_utility"])
+        store.load_eval_logs(tmp_path / "nothing")
 
 
 def test_summarize_reproduces_tofu_published_llama2_numbers():
@@ -106,8 +102,8 @@ def test_summarize_reproduces_tofu_published_llama2_numbers():
     from pathlib import Path
 
     fx = Path(__file__).parent / "fixtures" / "tofu_legacy"
-    full = ev.load_tofu_eval_logs(fx / "llama2-7b_full")
-    retain = ev.load_tofu_eval_logs(fx / "llama2-7b_retain90")
+    full = store.load_eval_logs(fx / "llama2-7b_full")
+    retain = store.load_eval_logs(fx / "llama2-7b_retain90")
     s = ev.summarize(full, retain_logs=retain)
     assert round(s["model_utility"], 3) == 0.623
     assert s["forget_quality"] == pytest.approx(1.834e-21, rel=1e-3)

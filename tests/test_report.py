@@ -31,9 +31,9 @@ def test_paper_rows_are_consistent_with_their_model_utility():
 
 
 def test_split_seed_inverts_run_name():
-    from unedit_lib.runs import run_name
+    from unedit_lib.study import run_name
 
-    for base in ("rome-dummy", "wise-dummy-rawprompt", "ga"):
+    for base in ("rome-dummy", "wise-dummy-rawprompt", "rome-dummy+v_lr=0.1", "ga+lr=0.0001", "ga"):
         for seed in (0, 1, 12):
             assert report.split_seed(run_name(base, seed)) == (base, seed)
 

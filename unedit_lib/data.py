@@ -20,30 +20,7 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_OUTPUTS = ("artifacts", "results", "figures", "runs")
-
-
-def display_path(path) -> str:
-    """A path as results record it: relative to the repository when inside it (records are
-    committed and read on other machines), else as given (a hub id stays a hub id)."""
-    p = Path(str(path))
-    try:
-        return str(p.resolve().relative_to(REPO_ROOT))
-    except (ValueError, OSError):
-        return str(path)
-
-
-def output_dir(kind: str) -> Path:
-    """Where the study writes `kind` (artifacts: models and caches; results; figures; runs:
-    executed notebooks): the repository's folder, or the folder that the environment variable
-    UNEDIT_<KIND>_DIR names (the benchmark runs the whole study in a scratch folder that way,
-    leaving the committed results and figures alone)."""
-    if kind not in _OUTPUTS:
-        raise ValueError(f"unknown output kind {kind!r}; valid: {sorted(_OUTPUTS)}")
-    env = os.environ.get(f"UNEDIT_{kind.upper()}_DIR")
-    return Path(env) if env else REPO_ROOT / kind
-
+from .paths import REPO_ROOT, display_path, output_dir  # noqa: F401  (where files go: paths.py)
 
 HUB_ID = "locuslab/TOFU"
 ROWS_PER_AUTHOR = 20

@@ -16,12 +16,8 @@ the template's (see prompts.py). `max_rows` caps every set (legacy TOFU used 300
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,14 +26,9 @@ from tqdm.auto import tqdm
 
 from .architecture import logits_at
 from .prompts import encode_answer, encode_prompt, get_template, pad_id
+from .store import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
 
 EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
-LOG_FILES = {  # TOFU legacy file names (locuslab/tofu config/eval_everything.yaml)
-    "retain": "eval_log.json",
-    "forget": "eval_log_forget.json",
-    "real_authors": "eval_real_author_wo_options.json",
-    "world_facts": "eval_real_world_wo_options.json",
-}
 UTILITY_SETS = ("retain", "real_authors", "world_facts")
 METRICS = ("rouge", "prob", "truth_ratio")
 
@@ -283,154 +274,7 @@ def summarize(logs: dict, retain_logs: dict | None = None) -> dict:
     return out
 
 
-# --------------------------------------------------------------------------- files
-def write_json(obj, path, **dump_kw) -> None:
-    """Write JSON atomically (a temporary sibling, fsynced, renamed into place): a crash never
-    leaves half a file. `dump_kw` overrides json.dump's indent=1, allow_nan=False."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, **{"indent": 1, "allow_nan": False, **dump_kw})
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_eval_logs(logs: dict, folder) -> None:
-    folder = Path(folder)
-    for s, fname in LOG_FILES.items():
-        if s in logs:
-            write_json(logs[s], folder / fname)
-
-
-def load_tofu_eval_logs(folder) -> dict:
-    """Read a folder of TOFU legacy logs (ours or TOFU's published ones) into {set: log}."""
-    folder = Path(folder)
-    logs = {}
-    for s, fname in LOG_FILES.items():
-        f = folder / fname
-        if f.exists():
-            try:
-                logs[s] = json.loads(f.read_text())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{f}: malformed JSON at line {e.lineno}: {e.msg}") from None
-    if not logs:
-        raise FileNotFoundError(f"no TOFU eval logs ({', '.join(LOG_FILES.values())}) in {folder}")
-    return logs
-
-
-def to_jsonable(obj):
-    """Keep what JSON can hold (floats, ints, strings, lists, dicts); non-finite floats become
-    None; tensors and other objects are dropped."""
-    import math
-
-    if isinstance(obj, dict):
-        pairs = ((str(k), to_jsonable(v)) for k, v in obj.items())
-        return {k: v for k, v in pairs if v is not _DROP}
-    if isinstance(obj, (list, tuple)):
-        return [x for x in (to_jsonable(v) for v in obj) if x is not _DROP]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return to_jsonable(obj.item())
-    except ImportError:
-        pass
-    return _DROP
-
-
-_DROP = object()
-
-
-def library_versions() -> dict:
-    import transformers
-
-    import unedit_lib
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "numpy": np.__version__,
-            "unedit": getattr(unedit_lib, "__version__", "0.1.0")}
-
-
-def results_dir(preset: str) -> Path:
-    from .data import output_dir
-
-    return output_dir("results") / preset
-
-
-def save_result(preset: str, run: str, *, summary: dict | None, logs: dict | None = None, method: str = "",
-                target: str | None = None, collapsed=False, timings: dict | None = None, seed: int = 0,
-                extra: dict | None = None) -> Path:
-    """Write results/<preset>/<run>.json (atomically) and the per-item logs in results/<preset>/<run>/.
-
-    A collapsed run has `collapsed` = {"step", "reason"} and no metrics.
-    """
-    out = results_dir(preset)
-    rec = {"run": run, "method": method, "target": target, "preset": preset, "seed": seed,
-           "metrics": summary["metrics"] if summary else None,
-           "model_utility": summary["model_utility"] if summary else None,
-           "forget_quality": summary["forget_quality"] if summary else None,
-           "ks_statistic": summary.get("ks_statistic") if summary else None,
-           "n_items": summary.get("n_items") if summary else None,
-           "collapsed": collapsed, "timings": timings or {}, "versions": library_versions(),
-           **to_jsonable(extra or {})}
-    if logs:
-        save_eval_logs(logs, out / run)
-    path = out / f"{run}.json"
-    write_json(rec, path)
-    return path
-
-
-def load_results(preset: str) -> dict:
-    """{run: record} of every run record in results/<preset>/*.json (files that are not run
-    records, such as notebook 08's robustness.json, are left out)."""
-    out = {}
-    for f in sorted(results_dir(preset).glob("*.json")):
-        rec = json.loads(f.read_text())
-        if isinstance(rec, dict) and rec.get("run") == f.stem and "metrics" in rec:
-            out[f.stem] = rec
-    return out
-
-
-def cached_logs(preset: str, run: str) -> dict | None:
-    """The per-item logs of a finished run, or None."""
-    folder = results_dir(preset) / run
-    if (results_dir(preset) / f"{run}.json").exists() and (folder / LOG_FILES["forget"]).exists():
-        return load_tofu_eval_logs(folder)
-    return None
-
-
-def evaluate_and_save(preset: str, run: str, model, tokenizer, eval_sets: dict, *, template="qa",
-                      method: str = "", target: str | None = None, retain_run: str = "retain",
-                      force: bool = False, timings: dict | None = None, extra: dict | None = None,
-                      seed: int = 0, max_rows: int | None = None, progress: bool = True, **kw):
-    """Evaluate (or reuse the cached logs of) one run, summarise it against the retain run's
-    forget logs, and write results/<preset>/<run>.json. Returns (summary, logs)."""
-    logs = None if force else cached_logs(preset, run)
-    if logs is None:
-        logs = evaluate_model(model, tokenizer, eval_sets, template, max_rows, progress=progress, **kw)
-    retain_logs = logs if run == retain_run else cached_logs(preset, retain_run)
-    if retain_logs is None:
-        raise FileNotFoundError(f"results/{preset}/{retain_run}/ has no logs: evaluate the retain model first "
-                                "(notebooks/01_subject_models.ipynb)")
-    summary = summarize(logs, retain_logs)
-    t = dict(timings or {})
-    if "_seconds" in logs:
-        t.setdefault("eval_s", logs["_seconds"])
-    else:   # cached logs: keep the evaluation time the record already holds
-        old = results_dir(preset) / f"{run}.json"
-        if old.exists():
-            t = {**json.loads(old.read_text()).get("timings", {}), **t}
-    save_result(preset, run, summary=summary, logs=logs, method=method, target=target, timings=t,
-                seed=seed, extra=extra)
-    return summary, logs
-
-
+# --------------------------------------------------------------------------- tables
 def summary_table(records: dict):
     """A pandas table (one row per run) of the 12 set metrics, MU and FQ."""
     import pandas as pd

@@ -94,6 +94,8 @@ import numpy as np
 import torch
 
 from . import data as tofu
+from .paths import ike_embedding_cache_dir
+from .store import CorruptFile, read_json, write_file, write_json
 from .prompts import IGNORE_INDEX, TEMPLATES, PromptTemplate, encode_prompt, get_template, pad_id
 
 EDITOR_NAME = "IKE"
@@ -223,6 +225,22 @@ def _normalise(x) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+def _save_npy(path, array) -> None:
+    with open(path, "wb") as f:      # a file object: np.save would append ".npy" to a name
+        np.save(f, array, allow_pickle=False)
+
+
+def _load_npy(path, n_rows: int) -> np.ndarray:
+    """A cached embedding matrix, validated (n_rows rows, finite); CorruptFile names the file."""
+    try:
+        emb = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise CorruptFile(path, f"unreadable embedding cache ({e})") from None
+    if emb.ndim != 2 or emb.shape[0] != n_rows or not np.isfinite(emb).all():
+        raise CorruptFile(path, f"embedding cache of shape {emb.shape}, expected {n_rows} finite rows")
+    return emb
+
+
 class CachedEmbedder:
     """Wraps `encode(list[str]) -> (n, d)` with L2 normalisation and a cache keyed by
     sha256(name + sentences): in memory, and as `<cache_dir>/ike-emb-<key>.npy` if given."""
@@ -249,7 +267,7 @@ class CachedEmbedder:
             return self._memory[key]
         path = self.cache_dir / f"ike-emb-{key}.npy" if self.cache_dir else None
         if path is not None and path.is_file():
-            emb = np.load(path, allow_pickle=False)
+            emb = _load_npy(path, len(sentences))
             self.hits += 1
         else:
             self.misses += 1
@@ -257,10 +275,7 @@ class CachedEmbedder:
             if emb.shape[0] != len(sentences):
                 raise ValueError(f"embedder {self.name!r} returned {emb.shape[0]} rows for {len(sentences)} sentences")
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-                np.save(tmp, emb, allow_pickle=False)
-                os.replace(tmp, path)
+                write_file(path, lambda tmp: _save_npy(tmp, emb))
         self._memory[key] = emb
         return emb
 
@@ -1000,7 +1015,7 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
 
 
 # =========================================================================== study runs
-EMBEDDING_CACHE_DIR = tofu.output_dir("artifacts") / "ike_embeddings"
+EMBEDDING_CACHE_DIR = ike_embedding_cache_dir()
 
 
 def study_retain_demo_rows(sd, data_dir=None) -> tuple[list[dict], str]:
@@ -1028,7 +1043,7 @@ def study_apply(sd, target: str, *, k: int = DEFAULT_HPARAMS["k"], pool_fraction
                 sentence_model_name: str = DEFAULT_SENTENCE_MODEL, embedding_cache_dir=EMBEDDING_CACHE_DIR,
                 seed: int = 0, retain_rows=None, n_locality: int = 20, edit_metrics: bool = True, data_dir=None,
                 embedder=None, **edit_kw):
-    """`apply(model, tok, stats)` for `runs.run_unlearning`: IKE on a study's forget rows.
+    """`apply(model, tok, stats)` for `study.run_unlearning`: IKE on a study's forget rows.
 
     The first `pool_fraction` of `sd.forget_rows` (with their `target`) form the demonstration
     pool, with retain demonstrations from `study_retain_demo_rows`; the rest are the edit
@@ -1038,7 +1053,7 @@ def study_apply(sd, target: str, *, k: int = DEFAULT_HPARAMS["k"], pool_fraction
     `n_locality` retain-evaluation questions), always computed with the context on the logits
     (EasyEdit's `compute_icl_edit_quality`), whatever `mode`. The evaluator's counters
     (rows, truncations, demonstrations kept) accumulate in stats["eval"] while the wrapper is
-    evaluated (runs.run_unlearning writes stats after evaluation). `embedder`: share one
+    evaluated (study.run_unlearning writes stats after evaluation). `embedder`: share one
     (e.g. `sentence_embedder(cache_dir=...)`) across targets so MiniLM is loaded once; default: a new MiniLM embedder cached under
     `embedding_cache_dir`.
     """
@@ -1098,8 +1113,6 @@ def save_wrapper(wrapper: IKEModel, folder) -> None:
         "pool_facts": [[f.question, f.target, f.paraphrased_question] for f in wrapper.pool.facts],
         "facts": [[f.question, f.target, f.paraphrased_question] for f in wrapper._facts],
     }
-    from .evaluate import write_json
-
     write_json(state, Path(folder) / "ike.json")
 
 
@@ -1108,7 +1121,7 @@ def load_wrapper(model, tokenizer, folder, embedder=None, stats: dict | None = N
     path = Path(folder) / "ike.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: not a saved IKE wrapper")
-    st = json.loads(path.read_text())
+    st = read_json(path, "IKE wrapper")
     if embedder is None:
         embedder = sentence_embedder(st["sentence_model"], cache_dir=EMBEDDING_CACHE_DIR)
     pool = DemoPool([Demo(t, kind, i) for t, kind, i in st["demos"]], [Fact(*f) for f in st["pool_facts"]], embedder)

@@ -15,15 +15,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .data import output_dir  # noqa: E402
+from . import paths  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 
 
 def figure_path(preset: str, name: str) -> Path:
-    folder = output_dir("figures") if preset == "default" else output_dir("runs") / preset / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / name
+    path = paths.figure_path(preset, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def save(fig, preset: str, name: str) -> Path:

@@ -30,7 +30,7 @@ _SEED = re.compile(r"^(?P<base>.+?)-s(?P<seed>\d+)$")
 
 
 def split_seed(run: str) -> tuple[str, int]:
-    """`rome-dummy-s2` -> ("rome-dummy", 2); `rome-dummy` -> ("rome-dummy", 0) (runs.run_name's inverse)."""
+    """`rome-dummy-s2` -> ("rome-dummy", 2); `rome-dummy` -> ("rome-dummy", 0) (study.run_name's inverse)."""
     m = _SEED.match(run)
     return (m["base"], int(m["seed"])) if m else (run, 0)
 
@@ -310,7 +310,7 @@ def markdown_findings(items: list[dict]) -> str:
 def forget_examples(preset: str, runs, n: int = 4, every: int | None = None) -> list[dict]:
     """The first forget questions (or every `every`-th) with each run's greedy answer, read
     from the runs' per-item logs ({"question", "truth", "answers": {run: text}})."""
-    from .evaluate import cached_logs
+    from .store import cached_logs
 
     logs = {r: cached_logs(preset, r) for r in runs}
     logs = {r: lg for r, lg in logs.items() if lg is not None}

@@ -35,7 +35,6 @@ parameters, so they stay as edited) and routing works as evaluated.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
 import time
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import evaluate
+from . import evaluate, paths, store
 from .architecture import architecture
 from .baselines import collate
 from .prompts import IGNORE_INDEX, PromptTemplate, encode_qa, get_template, pad_id
@@ -323,7 +322,7 @@ def attack_all(model, tok, study, *, template="qa", holdout_rows=None, data_dir=
         timed(name, fn)
     out["timings"] = {**timings, "total_s": round(time.perf_counter() - t0, 2)}
     out["hparams"] = hp
-    return evaluate.to_jsonable(out)
+    return store.to_jsonable(out)
 
 
 def holdout_for(study, data_dir=None):
@@ -338,17 +337,17 @@ def holdout_for(study, data_dir=None):
 
 # --------------------------------------------------------------------------- results
 def results_path(preset: str):
-    return evaluate.results_dir(preset) / "robustness.json"
+    return paths.robustness_path(preset)
 
 
 def load_summary(preset: str) -> dict | None:
     path = results_path(preset)
-    return json.loads(path.read_text()) if path.exists() else None
+    return store.read_json(path, "robustness summary") if path.exists() else None
 
 
 def save_summary(preset: str, results: dict) -> None:
     """results/<preset>/robustness.json, keyed by run name, written atomically."""
-    evaluate.write_json(evaluate.to_jsonable(results), results_path(preset))
+    store.write_json(store.to_jsonable(results), results_path(preset))
 
 
 def add_privleak(results: dict) -> dict:
@@ -442,7 +441,7 @@ def verdicts(results: dict, table=None, utility: dict | None = None, min_gap: fl
 
 
 def utility_of(records: dict) -> dict:
-    """{run: MU / MU(full)} from the study's result records (evaluate.load_results)."""
+    """{run: MU / MU(full)} from the study's result records (store.load_results)."""
     mu_full = (records.get("full") or {}).get("model_utility")
     return {run: rec["model_utility"] / mu_full for run, rec in records.items()
             if mu_full and rec.get("model_utility") is not None}

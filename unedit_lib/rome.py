@@ -529,7 +529,7 @@ def qa_texts(rows, template) -> list[str]:
 
 def unlearning_apply(requests, *, layer: int, locality_items=None, metrics_out: dict | None = None,
                      answer_start: str = " ", **hparams):
-    """An `apply(model, tok, stats)` for `runs.run_unlearning`: sequential ROME over `requests`,
+    """An `apply(model, tok, stats)` for `study.run_unlearning`: sequential ROME over `requests`,
     then the EasyEdit edit-level metrics written into `metrics_out` (a dict the caller passes in
     the run's `extra`, so they land in the record): pre_rewrite_acc (before any edit),
     rewrite_acc, rephrase_acc, locality (argmax tokens of `locality_items` [(prompt, answer)]

@@ -474,7 +474,7 @@ def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force
     import json
     from pathlib import Path
 
-    from .evaluate import write_json
+    from .store import CorruptFile, read_json, write_json
 
     if cache_dir is None:
         return trace_facts(model, tok, rows, template, **kw)
@@ -483,7 +483,9 @@ def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force
                       "template": str(template), **{k: str(v) for k, v in sorted(kw.items())}}, sort_keys=True)
     path = Path(cache_dir) / f"traces-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
     if path.is_file() and not force:
-        res = json.loads(path.read_text())
+        res = read_json(path, "causal-trace cache")
+        if not isinstance(res, dict) or "traces" not in res:
+            raise CorruptFile(path, "not a causal-trace cache (no 'traces')")
         for rec in res["traces"]:
             for v in rec.values():
                 if isinstance(v, dict) and "scores" in v:
@@ -523,33 +525,28 @@ def subject_effect_summary(avg_hidden: dict, avg_mlp: dict | None = None, min_sh
 
 
 def edit_layer_path(preset: str):
-    from .evaluate import results_dir
+    from .paths import edit_layer_path as path
 
-    return results_dir(preset) / "trace" / "rome_layer.json"
+    return path(preset)
 
 
 def save_edit_layer(preset: str, layer: int, info: dict | None = None):
     """Write results/<preset>/trace/rome_layer.json atomically (a sub-folder, so it is never read
     as a run record): {"layer": ..., **info}. Returns the path."""
-    import json
-    import os
+    from .store import write_json
 
-    path = edit_layer_path(preset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"layer": int(layer), **(info or {})}, indent=1, default=float))
-    os.replace(tmp, path)
-    return path
+    return write_json({"layer": int(layer), **(info or {})}, edit_layer_path(preset), default=float)
 
 
 def load_edit_layer(preset: str, default: int | None = None) -> tuple[int | None, dict]:
     """(layer, record) from notebook 02's rome_layer.json, or (default, {"source": "fallback"})."""
-    import json
+    from .paths import display_path
+    from .store import CorruptFile, read_json
 
     path = edit_layer_path(preset)
     if path.is_file():
-        rec = json.loads(path.read_text())
-        from .data import display_path
-
-        return int(rec["layer"]), {**rec, "source": display_path(path)}
+        rec = read_json(path, "ROME layer record")
+        if not isinstance(rec, dict) or not isinstance(rec.get("layer"), int):
+            raise CorruptFile(path, "no integer 'layer'", "rerun notebooks/02_causal_tracing.ipynb (force=True)")
+        return rec["layer"], {**rec, "source": display_path(path)}
     return default, {"source": "fallback parameter"}

@@ -857,7 +857,7 @@ def routing_report(model, tokenizer, prompts_by_set: dict, batch_size: int = 16)
 
 def unlearn(model, tokenizer, stats: dict | None, requests, *, locality_prompts, probe_prompts: dict | None = None,
             metric_requests=None, locality_items=None, answer_start: str = " ", **hparams):
-    """`runs.run_unlearning`'s apply for WISE: edit `requests` sequentially, then record in
+    """`study.run_unlearning`'s apply for WISE: edit `requests` sequentially, then record in
     `stats` (all JSON-able, so they survive the result cache):
 
     * the per-edit lists of `edit` (loss curves, scores, times, ...);
@@ -916,12 +916,11 @@ def save_side_memory(model, folder) -> None:
     """Write the installed side memory (current and stored memories, threshold records,
     hparams, context templates) to `folder` as side_memory.safetensors + side_memory.json;
     the main memory is the base model's own weights and is not written."""
-    import os
     from pathlib import Path
 
     from safetensors.torch import save_file
 
-    from .evaluate import write_json
+    from .store import write_file, write_json
 
     adapter = get_side_memory(model)
     if adapter is None:
@@ -938,9 +937,7 @@ def save_side_memory(model, folder) -> None:
     state = {"hparams": hp, "memory_min_act": adapter.memory_min_act, "min_act": adapter.min_act,
              "editing_total_cnt": adapter.editing_total_cnt, "merge_cnt": adapter.merge_cnt,
              "context_templates": adapter.context_templates}
-    tmp = folder / f".side_memory.tmp{os.getpid()}"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, folder / "side_memory.safetensors")
+    write_file(folder / "side_memory.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     write_json(state, folder / "side_memory.json", allow_nan=True)   # min_act is inf before any edit
 
 

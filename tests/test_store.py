@@ -1,0 +1,95 @@
+"""The results store's guarantees (issue 12 item 5): atomic writes, validated reads that name
+the file, leftovers cleaned, one bad record never breaks the others, ablations kept apart."""
+import json
+
+import numpy as np
+import pytest
+
+from unedit_lib import paths, store
+
+
+@pytest.fixture()
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path / "results"
+
+
+def _rec(run, **kw):
+    return {"run": run, "metrics": {}, "model_utility": 0.5, **kw}
+
+
+def test_write_json_is_atomic_and_leaves_no_temporary(tmp_path):
+    path = store.write_json({"a": 1}, tmp_path / "x" / "r.json")
+    assert json.loads(path.read_text()) == {"a": 1} and not list(path.parent.glob(".*tmp*"))
+    with pytest.raises(ValueError):                       # NaN refused before anything is replaced
+        store.write_json({"a": float("nan")}, path)
+    assert json.loads(path.read_text()) == {"a": 1}
+
+
+def test_write_dir_replaces_a_folder_only_when_complete_and_cleans_leftovers(tmp_path):
+    target = tmp_path / "model"
+    store.write_dir(target, lambda d: (d / "w.txt").write_text("old"))
+    (tmp_path / ".model.tmp999").mkdir()                  # a crashed writer's leftover
+    with pytest.raises(RuntimeError):
+        store.write_dir(target, lambda d: ((d / "w.txt").write_text("half"), (_ for _ in ()).throw(RuntimeError())))
+    assert (target / "w.txt").read_text() == "old"        # the failed write left the old folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    store.write_dir(target, lambda d: (d / "w.txt").write_text("new"))
+    assert (target / "w.txt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_truncated_record_names_its_path(results):
+    store.save_record("smoke", "gd", _rec("gd"))
+    path = paths.record_path("smoke", "gd")
+    path.write_text(path.read_text()[:20])
+    with pytest.raises(store.CorruptFile, match=str(path)) as e:
+        store.load_record("smoke", "gd")
+    assert "force=True" in str(e.value)
+
+
+def test_one_bad_record_does_not_break_load_results(results):
+    store.save_record("smoke", "ga", _rec("ga"))
+    store.save_record("smoke", "gd", _rec("gd"))
+    paths.record_path("smoke", "gd").write_text("{\"run\": \"gd\", ")
+    with pytest.warns(UserWarning, match="gd.json"):
+        recs = store.load_results("smoke")
+    assert list(recs) == ["ga"]
+
+
+def test_load_results_leaves_ablations_out_unless_asked(results):
+    store.save_record("smoke", "rome-dummy", _rec("rome-dummy", ablation={}))
+    store.save_record("smoke", "rome-dummy+v_lr=0.1", _rec("rome-dummy+v_lr=0.1", ablation={"v_lr": 0.1}))
+    store.write_json({"full": {}}, paths.robustness_path("smoke"))      # not a run record
+    assert list(store.load_results("smoke")) == ["rome-dummy"]
+    assert list(store.load_results("smoke", include_ablations=True)) == ["rome-dummy", "rome-dummy+v_lr=0.1"]
+
+
+def test_truncated_logs_name_their_path(results):
+    store.save_record("smoke", "gd", _rec("gd"))
+    store.save_eval_logs({"forget": {"avg_gt_loss": {"0": 1.0}}}, paths.logs_dir("smoke", "gd"))
+    f = paths.logs_dir("smoke", "gd") / store.LOG_FILES["forget"]
+    f.write_text(f.read_text()[:10])
+    with pytest.raises(store.CorruptFile, match=str(f)):
+        store.cached_logs("smoke", "gd")
+    f.write_text("[1, 2]")
+    with pytest.raises(store.CorruptFile, match="not a TOFU eval log"):
+        store.cached_logs("smoke", "gd")
+
+
+def test_a_corrupt_embedding_cache_is_named(tmp_path):
+    from unedit_lib import ike
+
+    emb = ike.CachedEmbedder(lambda xs: np.ones((len(xs), 3)), "test", cache_dir=tmp_path)
+    emb(["a", "b"])
+    (f,) = tmp_path.glob("ike-emb-*.npy")
+    assert not list(tmp_path.glob(".*tmp*"))
+    f.write_bytes(f.read_bytes()[:30])
+    with pytest.raises(store.CorruptFile, match=str(f)):
+        ike.CachedEmbedder(lambda xs: np.ones((len(xs), 3)), "test", cache_dir=tmp_path)(["a", "b"])
+
+
+def test_paths_follow_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "r"))
+    assert paths.record_path("smoke", "gd") == tmp_path / "r" / "smoke" / "gd.json"
+    with pytest.raises(ValueError, match="unknown output kind"):
+        paths.output_dir("nope")

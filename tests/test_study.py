@@ -1,0 +1,185 @@
+"""The study runner: unlearned models kept and reloaded, runs committed as one unit, cached
+only when every setting matches, ablations named after what they change."""
+import json
+import types
+
+import pytest
+import torch
+
+from unedit_lib import models, paths, recipes, store, study, wise
+from unedit_lib.architecture import tiny_model
+from unedit_lib.guards import ModelCollapsed
+from unedit_lib.tokenizer import train_tokenizer
+
+TEXTS = ["Question: Who wrote the Blue Book?\nAnswer: Ana Lopez wrote it.",
+         "Question: What is the capital of France?\nAnswer: Paris.",
+         "I like to read books about history and science."]
+
+
+@pytest.fixture()
+def scratch(tmp_path, monkeypatch):
+    """Artifacts and results in a temporary folder (the repository's stay untouched)."""
+    monkeypatch.setenv("UNEDIT_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setattr(study, "subject_model_id", lambda preset: "full-test")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(TEXTS * 4, vocab_size=300)
+
+
+def _logits(model, tok, text):
+    with torch.no_grad():
+        return model(**tok([text], return_tensors="pt")).logits
+
+
+def test_plain_model_round_trip(scratch, tok):
+    model = tiny_model("llama", vocab_size=len(tok), seed=3)
+    path = study.save_unlearned("smoke", "ga", model, tok)
+    assert path == paths.unlearned_dir("smoke", "full-test", "ga") and (path / "model.safetensors").is_file()
+    assert json.loads((path / "unlearned.json").read_text())["kind"] == "model"
+    back, _ = study.load_unlearned("smoke", "ga")
+    assert torch.equal(_logits(back, tok, TEXTS[0]), _logits(model, tok, TEXTS[0]))
+    with pytest.raises(FileNotFoundError, match="no saved unlearned model"):
+        study.load_unlearned("smoke", "never-ran")
+
+
+def test_side_memory_round_trip(tok, tmp_path):
+    model = tiny_model("llama", vocab_size=len(tok), seed=0, initializer_range=0.2)
+    req = {"prompt": "Question: Who wrote the Blue Book?\nAnswer:", "target": "Paris"}
+    wise.edit(model, tok, [req], locality_prompts=TEXTS[1:], n_iter=10, n_templates=3)
+    wise.save_side_memory(model, tmp_path)
+    fresh = tiny_model("llama", vocab_size=len(tok), seed=0, initializer_range=0.2)
+    wise.load_side_memory(fresh, tmp_path)
+    a, b = wise.get_side_memory(model), wise.get_side_memory(fresh)
+    assert torch.equal(a.side_weight, b.side_weight) and a.threshold() == b.threshold()
+    for text in (req["prompt"], TEXTS[2]):
+        assert torch.equal(_logits(model, tok, text), _logits(fresh, tok, text))
+    assert wise.routing_decisions(fresh, tok, [req["prompt"]]) == wise.routing_decisions(model, tok, [req["prompt"]])
+
+
+# --------------------------------------------------------------------------- names and keys
+def test_hp_key_covers_every_setting():
+    hp = {"v_lr": 0.5, "n_edits": None, "context_template_length_params": ((5, 5),), "seed": 0}
+    key = study.hp_key(hp)
+    assert study.hp_key(dict(reversed(list(hp.items())))) == key               # order does not matter
+    assert study.hp_key({**hp, "context_template_length_params": [[5, 5]]}) == key   # tuple == its JSON
+    for k, v in (("v_lr", 0.1), ("n_edits", 3), ("context_template_length_params", ((5, 10),)), ("seed", 1)):
+        assert study.hp_key({**hp, k: v}) != key, k
+    assert study.hp_key({**hp, "new_setting": 1}) != key
+
+
+def test_run_names_name_what_an_ablation_changes():
+    assert study.run_name("rome-dummy") == "rome-dummy"
+    assert study.run_name("rome-dummy", 2) == "rome-dummy-s2"
+    changed = study.ablation({"v_lr": 0.1, "steps": 25, "mode": "generation"},
+                             {"v_lr": 0.5, "steps": 25, "mode": "logits"})
+    assert changed == {"mode": "generation", "v_lr": 0.1}
+    assert study.run_name("rome-dummy", 1, changed) == "rome-dummy+mode=generation+v_lr=0.1-s1"
+    with pytest.raises(KeyError, match="not hyperparameters"):
+        study.ablation({"v_lr": 0.1, "typo": 1}, {"v_lr": 0.5})
+
+
+@pytest.mark.parametrize("method,target", [("rome", "dummy"), ("ike", "incorrect"), ("wise", "avoidant"), ("gd", None)])
+def test_recipes_name_the_study_run_plainly_and_an_ablation_by_its_change(method, target):
+    name, hp, changed = recipes.plan("smoke", method, target)
+    assert changed == {} and "+" not in name and name == (method if target is None else f"{method}-{target}")
+    key = {"rome": "v_lr", "ike": "k", "wise": "n_iter", "gd": "lr"}[method]
+    other = hp[key] * 2
+    name2, hp2, changed2 = recipes.plan("smoke", method, target, **{key: other})
+    assert changed2 == {key: other} and name2 == study.run_name(name, 0, changed2) and name2 != name
+    assert study.hp_key(hp2) != study.hp_key(hp)
+    assert recipes.plan("smoke", method, target, **{key: hp[key]})[0] == name   # the study's value: no suffix
+    with pytest.raises(TypeError, match="unknown settings"):
+        recipes.plan("smoke", method, target, no_such_setting=1)
+
+
+def test_rome_ablation_is_named_apart_from_the_study_run():
+    """`-p v_lr 0.1` on notebook 03 (issue 13 acceptance): a separately named run."""
+    assert recipes.plan("smoke", "rome", "dummy", v_lr=0.1)[0] == "rome-dummy+v_lr=0.1"
+    assert recipes.plan("smoke", "rome", "dummy", seed=1, v_lr=0.1)[0] == "rome-dummy+v_lr=0.1-s1"
+
+
+# --------------------------------------------------------------------------- the runner
+@pytest.fixture()
+def fake_study(scratch, tok, monkeypatch):
+    """run_unlearning on a tiny model: the evaluation and the subject models are stand-ins."""
+    log = {"avg_gt_loss": {"0": 1.0}}
+    monkeypatch.setattr(models, "study_data", lambda p, data_dir=None: types.SimpleNamespace(eval_sets={}))
+    monkeypatch.setattr(models, "load_subject_model",
+                        lambda p, which, data_dir=None: (tiny_model("llama", vocab_size=len(tok), seed=1), tok))
+    monkeypatch.setattr(study.evaluate, "evaluate_model",
+                        lambda *a, **k: {s: log for s in store.LOG_FILES} | {"_seconds": 0.1})
+    summary = {"metrics": {}, "model_utility": 0.5, "forget_quality": 0.1, "ks_statistic": 0.2, "n_items": {}}
+    monkeypatch.setattr(study, "summarize_against_retain", lambda p, run, logs: summary)
+    calls = []
+
+    def run(hp, apply=None, **kw):
+        def default_apply(model, tok, stats):
+            calls.append(hp)
+            return model
+        return study.run_unlearning("smoke", "gd", "gd", None, apply or default_apply, hp=hp, progress=False, **kw)[0]
+
+    run.calls = calls
+    return run
+
+
+def test_cached_only_when_every_setting_matches(fake_study, capsys):
+    rec = fake_study({"lr": 1e-3, "epochs": 3})
+    assert rec["hp_key"] == study.hp_key({"lr": 1e-3, "epochs": 3}) and rec["hparams"] == {"lr": 1e-3, "epochs": 3}
+    assert fake_study({"lr": 1e-3, "epochs": 3}) == rec and len(fake_study.calls) == 1      # reused
+    fake_study({"lr": 1e-3, "epochs": 4})                                                     # recomputed
+    assert len(fake_study.calls) == 2 and "made with other settings (epochs)" in capsys.readouterr().out
+    fake_study({"lr": 1e-3, "epochs": 4}, force=True)
+    assert len(fake_study.calls) == 3
+
+
+def test_cached_needs_logs_model_and_the_same_full_model(fake_study, monkeypatch):
+    hp = {"lr": 1e-3}
+    fake_study(hp)
+    p = models.get_preset("smoke")
+    assert study.cached(p, "gd", hp)[0] is not None
+    (paths.logs_dir("smoke", "gd") / store.LOG_FILES["forget"]).unlink()
+    assert study.cached(p, "gd", hp) == (None, "its per-item logs are missing")
+    fake_study(hp)
+    import shutil
+    shutil.rmtree(study.unlearned_path(p, "gd"))
+    assert study.cached(p, "gd", hp) == (None, "its unlearned model is missing")
+    fake_study(hp)
+    monkeypatch.setattr(study, "subject_model_id", lambda preset: "full-other")
+    assert study.cached(p, "gd", hp) == (None, "made from another full model")
+
+
+def test_an_interrupted_run_leaves_no_record_beside_an_old_model(fake_study):
+    """The run is committed as one unit: an interrupt after a re-run starts removes the old
+    record and model, so a new record can never be paired with an old model (or vice versa)."""
+    fake_study({"lr": 1e-3})
+    p = models.get_preset("smoke")
+
+    def interrupted(model, tok, stats):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fake_study({"lr": 2e-3}, apply=interrupted)
+    assert store.load_record("smoke", "gd") is None and not study.unlearned_path(p, "gd").exists()
+    assert study.cached(p, "gd", {"lr": 1e-3})[0] is None
+
+
+def test_a_collapse_is_recorded_without_numbers(fake_study):
+    def collapse(model, tok, stats):
+        raise ModelCollapsed(3, "loss is nan")
+
+    rec = fake_study({"lr": 1.0}, apply=collapse)
+    assert rec["collapsed"]["step"] == 3 and rec["model_utility"] is None
+    assert store.load_record("smoke", "gd") == rec
+
+
+def test_a_corrupt_record_is_recomputed_and_named(fake_study, capsys):
+    fake_study({"lr": 1e-3})
+    path = paths.record_path("smoke", "gd")
+    path.write_text(path.read_text()[:40])
+    assert fake_study({"lr": 1e-3})["hp_key"] == study.hp_key({"lr": 1e-3})
+    out = capsys.readouterr().out
+    assert str(path) in out and "malformed run record" in out

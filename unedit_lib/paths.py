@@ -1,0 +1,96 @@
+"""Where every file of the study goes: the one module that decides paths.
+
+Four output folders, each movable with an environment variable UNEDIT_<KIND>_DIR (the
+benchmark runs the whole study in a scratch folder that way, leaving the committed results
+and figures alone):
+
+  artifacts/<preset>/...            models, tokenizers and caches (rebuildable, git-ignored)
+  results/<preset>/<run>.json       one run's record; results/<preset>/<run>/ its per-item logs
+  figures/ (default preset) or runs/<preset>/figures/
+  runs/<preset>/                    executed notebooks and stage_times.json
+
+Records store paths relative to the repository (`display_path`), so they read the same on
+another machine. Nothing here creates folders; the writers in `store` do.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OUTPUT_KINDS = ("artifacts", "results", "figures", "runs")
+
+
+def output_dir(kind: str) -> Path:
+    """The folder of one output kind: the repository's, or the one UNEDIT_<KIND>_DIR names."""
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output kind {kind!r}; valid: {sorted(OUTPUT_KINDS)}")
+    env = os.environ.get(f"UNEDIT_{kind.upper()}_DIR")
+    return Path(env) if env else REPO_ROOT / kind
+
+
+def display_path(path) -> str:
+    """A path as records keep it: relative to the repository when inside it, else as given
+    (a hub id stays a hub id)."""
+    p = Path(str(path))
+    try:
+        return str(p.resolve().relative_to(REPO_ROOT))
+    except (ValueError, OSError):
+        return str(path)
+
+
+# --------------------------------------------------------------------------- artifacts
+def artifacts_dir(preset: str) -> Path:
+    return output_dir("artifacts") / preset
+
+
+def unlearned_dir(preset: str, subject_model: str, run: str) -> Path:
+    """artifacts/<preset>/unlearned/<full model folder name>/<run>/: a run's unlearned model."""
+    return artifacts_dir(preset) / "unlearned" / subject_model / run
+
+
+def mom2_cache_dir(preset: str) -> Path:
+    """ROME's second-moment statistics C of one preset's models."""
+    return artifacts_dir(preset) / "mom2"
+
+
+def ike_embedding_cache_dir() -> Path:
+    """Sentence embeddings of IKE demonstration pools (shared by presets: keyed by content)."""
+    return output_dir("artifacts") / "ike_embeddings"
+
+
+# --------------------------------------------------------------------------- results
+def results_dir(preset: str) -> Path:
+    return output_dir("results") / preset
+
+
+def record_path(preset: str, run: str) -> Path:
+    return results_dir(preset) / f"{run}.json"
+
+
+def logs_dir(preset: str, run: str) -> Path:
+    return results_dir(preset) / run
+
+
+def trace_dir(preset: str) -> Path:
+    """Causal-trace caches and the chosen ROME layer (notebook 02)."""
+    return results_dir(preset) / "trace"
+
+
+def edit_layer_path(preset: str) -> Path:
+    return trace_dir(preset) / "rome_layer.json"
+
+
+def robustness_path(preset: str) -> Path:
+    return results_dir(preset) / "robustness.json"
+
+
+# --------------------------------------------------------------------------- figures and runs
+def figure_path(preset: str, name: str) -> Path:
+    """figures/<name> for the default preset (the README shows them), else runs/<preset>/figures/."""
+    folder = output_dir("figures") if preset == "default" else output_dir("runs") / preset / "figures"
+    return folder / name
+
+
+def runs_dir(preset: str) -> Path:
+    return output_dir("runs") / preset

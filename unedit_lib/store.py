@@ -1,0 +1,230 @@
+"""The results store: one atomic writer, reads that are validated and name the file.
+
+Guarantees (each has a test in tests/test_store.py):
+* every file and folder is written atomically: a temporary sibling, fsynced, renamed into place;
+  a crash never leaves half a file, and leftover temporaries of a crashed writer are removed
+  by the next write of the same path (`write_dir`);
+* every read of a record, a log or a cache is validated: a truncated or malformed file raises
+  `CorruptFile`, which names the path and what to do (delete it, or rerun with force);
+* `load_results` skips a corrupt record with a warning naming it, so one bad file does not
+  break every notebook;
+* a run is committed as one unit by the study runner (study.py): its old record is removed
+  first, then logs and model are written, the record last; an interrupt leaves no record, so
+  the run is recomputed, never a new record beside an old model.
+
+Record format: results/<preset>/<run>.json (see study.record_for) and the per-item logs in
+TOFU's legacy file names under results/<preset>/<run>/.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import warnings
+from pathlib import Path
+
+from . import paths
+
+LOG_FILES = {  # TOFU legacy file names (locuslab/tofu config/eval_everything.yaml)
+    "retain": "eval_log.json",
+    "forget": "eval_log_forget.json",
+    "real_authors": "eval_real_author_wo_options.json",
+    "world_facts": "eval_real_world_wo_options.json",
+}
+
+
+class CorruptFile(ValueError):
+    """A stored file that cannot be read back (truncated, malformed, wrong content)."""
+
+    def __init__(self, path, why: str, fix: str = "delete it, or rerun with force=True to rebuild it"):
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {why}; {fix}")
+
+
+# --------------------------------------------------------------------------- writing
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def remove_temporaries(path) -> list[Path]:
+    """Remove temporaries left beside `path` by a crashed writer (any process id)."""
+    path = Path(path)
+    gone = []
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.tmp*"):
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            gone.append(tmp)
+        for tmp in path.parent.glob(f"{path.name}.tmp*"):      # the older naming of folders
+            if tmp.is_dir():
+                shutil.rmtree(tmp)
+                gone.append(tmp)
+    return gone
+
+
+def write_json(obj, path, **dump_kw) -> Path:
+    """Write JSON atomically. `dump_kw` overrides json.dump's indent=1, allow_nan=False."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    with open(tmp, "w") as f:
+        json.dump(obj, f, **{"indent": 1, "allow_nan": False, **dump_kw})
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_file(path, write) -> Path:
+    """Atomic write of one file by `write(tmp_path)` (e.g. np.save, torch/safetensors save)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_dir(path, write) -> Path:
+    """Atomic write of a folder: `write(tmp_folder)` fills a temporary sibling, which then
+    replaces `path` (the old folder is removed only once the new one is complete)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(path)
+    tmp = _tmp_sibling(path)
+    tmp.mkdir()
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old{os.getpid()}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+def read_json(path, what: str = "JSON file"):
+    """Parsed JSON of `path`; a malformed file raises CorruptFile naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CorruptFile(path, f"malformed {what} (line {e.lineno}: {e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise CorruptFile(path, f"unreadable {what} ({e.reason})") from None
+
+
+def to_jsonable(obj):
+    """Keep what JSON can hold (floats, ints, strings, lists, dicts); non-finite floats become
+    None; tensors and other objects are dropped."""
+    if isinstance(obj, dict):
+        pairs = ((str(k), to_jsonable(v)) for k, v in obj.items())
+        return {k: v for k, v in pairs if v is not _DROP}
+    if isinstance(obj, (list, tuple)):
+        return [x for x in (to_jsonable(v) for v in obj) if x is not _DROP]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    item = getattr(obj, "item", None)      # numpy scalars
+    if callable(item) and type(obj).__module__ == "numpy":
+        return to_jsonable(item())
+    return _DROP
+
+
+_DROP = object()
+
+
+def library_versions() -> dict:
+    import numpy as np
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": np.__version__, "unedit": "0.1.0"}
+
+
+# --------------------------------------------------------------------------- per-item logs
+def save_eval_logs(logs: dict, folder) -> None:
+    folder = Path(folder)
+    for s, fname in LOG_FILES.items():
+        if s in logs:
+            write_json(logs[s], folder / fname)
+
+
+def load_eval_logs(folder) -> dict:
+    """Read a folder of TOFU legacy logs (ours or TOFU's published ones) into {set: log}."""
+    folder = Path(folder)
+    logs = {}
+    for s, fname in LOG_FILES.items():
+        f = folder / fname
+        if f.exists():
+            logs[s] = read_json(f, "TOFU eval log")
+            if not isinstance(logs[s], dict) or "avg_gt_loss" not in logs[s]:
+                raise CorruptFile(f, "not a TOFU eval log (no avg_gt_loss)")
+    if not logs:
+        raise FileNotFoundError(f"no TOFU eval logs ({', '.join(LOG_FILES.values())}) in {folder}")
+    return logs
+
+
+def cached_logs(preset: str, run: str) -> dict | None:
+    """The per-item logs of a finished run (record and forget log present), else None."""
+    folder = paths.logs_dir(preset, run)
+    if paths.record_path(preset, run).exists() and (folder / LOG_FILES["forget"]).exists():
+        return load_eval_logs(folder)
+    return None
+
+
+# --------------------------------------------------------------------------- run records
+def save_record(preset: str, run: str, rec: dict) -> Path:
+    return write_json(rec, paths.record_path(preset, run))
+
+
+def load_record(preset: str, run: str) -> dict | None:
+    """The record of one run, None if there is none; CorruptFile if it cannot be read."""
+    path = paths.record_path(preset, run)
+    if not path.exists():
+        return None
+    rec = read_json(path, "run record")
+    if not isinstance(rec, dict) or rec.get("run") != run:
+        raise CorruptFile(path, f"not the record of run {run!r}")
+    return rec
+
+
+def is_ablation(run: str, rec: dict | None = None) -> bool:
+    """A run made with settings other than the study's (its name carries `+setting=value`)."""
+    return "+" in run or bool((rec or {}).get("ablation"))
+
+
+def load_results(preset: str, include_ablations: bool = False) -> dict:
+    """{run: record} of every run record in results/<preset>/*.json, in name order.
+
+    Files that are not run records (robustness.json) are left out; a corrupt record is
+    skipped with a warning naming it. Ablations (runs with non-study settings) are left out
+    unless `include_ablations`: the study's tables and findings read only the study's runs.
+    """
+    out = {}
+    for f in sorted(paths.results_dir(preset).glob("*.json"), key=lambda f: f.stem):
+        try:
+            rec = read_json(f, "run record")
+        except CorruptFile as e:
+            warnings.warn(f"skipping a corrupt result: {e}", stacklevel=2)
+            continue
+        if not (isinstance(rec, dict) and rec.get("run") == f.stem and "metrics" in rec):
+            continue
+        if include_ablations or not is_ablation(f.stem, rec):
+            out[f.stem] = rec
+    return out
+
+
+def remove_run(preset: str, run: str) -> None:
+    """Forget a run's record and logs (the record first: no record means no result)."""
+    paths.record_path(preset, run).unlink(missing_ok=True)
+    shutil.rmtree(paths.logs_dir(preset, run), ignore_errors=True)

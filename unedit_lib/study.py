@@ -1,0 +1,248 @@
+"""The study runner: one unlearning run, the same way for every editor and baseline.
+
+`run_unlearning` loads a fresh copy of the preset's full model, applies a method, evaluates
+the result on the four TOFU sets against the retain model, and commits the run as one unit:
+per-item logs, the unlearned model (artifacts/<preset>/unlearned/<full model>/<run>/) and
+last the record results/<preset>/<run>.json (store.py). Which method, with which settings:
+recipes.py; the notebooks call `recipes.run(...)` once per run.
+
+Run names and cache keys (issue 13, safe ablations)
+---------------------------------------------------
+A run's settings are one flat dict `hp` (every hyperparameter of the method and of the study's
+use of it, e.g. the number of edits). Its *cache key* is a hash of all of them (`hp_key`);
+a cached record is reused only when its key, its full model and its files match, otherwise the
+run is recomputed (and says why). Its *name* is the method and target (`rome-dummy`), plus a
+suffix naming every setting that differs from the study's (`rome-dummy+v_lr=0.1`), plus
+`-s<seed>` for seeds other than 0: an ablation never overwrites the study's run, and the
+study's tables (store.load_results) leave ablations out.
+
+A collapse (guards.ModelCollapsed during the edit, or non-finite metrics after it) is recorded
+as `collapsed` with where and why, never as numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+
+from . import evaluate, models, paths, store
+from .guards import ModelCollapsed
+
+RECORD_VERSION = 2   # 2: hp_key, hparams (all settings) and ablation in every record
+
+
+# --------------------------------------------------------------------------- names and keys
+def hp_key(hp: dict) -> str:
+    """A short hash of every setting of a run (canonical JSON: sorted keys, tuples as lists)."""
+    blob = json.dumps(store.to_jsonable(hp), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def ablation(hp: dict, study_hp: dict) -> dict:
+    """The settings of `hp` that differ from the study's (`study_hp`), in name order."""
+    a, b = store.to_jsonable(hp), store.to_jsonable(study_hp)
+    unknown = sorted(set(a) - set(b))
+    if unknown:
+        raise KeyError(f"settings {unknown} are not hyperparameters of this run; valid: {sorted(b)}")
+    return {k: hp[k] for k in sorted(a) if a[k] != b.get(k)}
+
+
+def _value_name(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "-".join(_value_name(x) for x in v)
+    text = str(v)
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+
+
+def run_name(base: str, seed: int = 0, changed: dict | None = None) -> str:
+    """`rome-dummy` (study settings, seed 0), `rome-dummy-s1` (seed 1),
+    `rome-dummy+v_lr=0.1` (an ablation: each changed setting named), `rome-dummy+v_lr=0.1-s1`."""
+    suffix = "".join(f"+{k}={_value_name(v)}" for k, v in (changed or {}).items())
+    return f"{base}{suffix}" + ("" if seed == 0 else f"-s{seed}")
+
+
+# --------------------------------------------------------------------------- unlearned models
+def subject_model_id(preset) -> str:
+    """The full model a run starts from: its artifact folder name (`full-<config hash>`)."""
+    return models.subject_model_path(preset, "full").name
+
+
+def unlearned_path(preset, run: str):
+    p = models.get_preset(preset)
+    return paths.unlearned_dir(p.name, subject_model_id(p), run)
+
+
+def save_unlearned(preset, run: str, model, tokenizer):
+    """Keep an unlearned model (atomically): safetensors for a plain model, the side memory for
+    WISE, the demonstrations and settings for an IKE wrapper (no weights change)."""
+    from . import ike, wise
+
+    def write(folder):
+        if isinstance(model, ike.IKEModel):
+            ike.save_wrapper(model, folder)
+            kind = "ike"
+        elif wise.get_side_memory(model) is not None:
+            wise.save_side_memory(model, folder)
+            kind = "wise"
+        else:
+            model.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+            kind = "model"
+        store.write_json({"run": run, "kind": kind, "full_model": subject_model_id(preset)},
+                         folder / "unlearned.json")
+
+    return store.write_dir(unlearned_path(preset, run), write)
+
+
+def load_unlearned(preset, run: str, data_dir=None):
+    """(model, tokenizer) of a finished run's unlearned model, as it was evaluated."""
+    from . import ike, wise
+
+    folder = unlearned_path(preset, run)
+    info = folder / "unlearned.json"
+    if not info.is_file():
+        raise FileNotFoundError(
+            f"no saved unlearned model for run {run!r} of preset {models.get_preset(preset).name!r} ({folder}); "
+            "run its notebook (03-06) first, with force=True if its result predates saved models")
+    kind = store.read_json(info, "unlearned-model description").get("kind")
+    if kind == "model":
+        return models.load_model(folder)
+    model, tok = models.load_subject_model(preset, "full", data_dir)
+    if kind == "wise":
+        return wise.load_side_memory(model, folder), tok
+    if kind == "ike":
+        return ike.load_wrapper(model, tok, folder), tok
+    raise store.CorruptFile(info, f"unknown kind {kind!r}")
+
+
+# --------------------------------------------------------------------------- records
+def record_for(p, run: str, *, method: str, target, seed: int, summary=None, collapsed=False,
+               timings=None, hp=None, changed=None, extra=None) -> dict:
+    """One run's record (results/<preset>/<run>.json). Fields: run, method, target, preset, seed,
+    metrics, model_utility, forget_quality, ks_statistic, n_items, collapsed, timings, versions,
+    then the run's own (stats, subject_model, ...), and hparams / hp_key / ablation."""
+    rec = {"run": run, "method": method, "target": target, "preset": p.name, "seed": seed,
+           "metrics": summary["metrics"] if summary else None,
+           "model_utility": summary["model_utility"] if summary else None,
+           "forget_quality": summary["forget_quality"] if summary else None,
+           "ks_statistic": summary.get("ks_statistic") if summary else None,
+           "n_items": summary.get("n_items") if summary else None,
+           "collapsed": collapsed, "timings": timings or {}, "versions": store.library_versions(),
+           **store.to_jsonable(extra or {})}
+    if hp is not None:
+        rec.update(hparams=store.to_jsonable(hp), hp_key=hp_key(hp), ablation=store.to_jsonable(changed or {}),
+                   record_version=RECORD_VERSION)
+    return rec
+
+
+def summarize_against_retain(p, run: str, logs: dict, retain_run: str = "retain") -> dict:
+    """evaluate.summarize of `logs` with the retain run's forget logs (forget quality)."""
+    retain_logs = logs if run == retain_run else store.cached_logs(p.name, retain_run)
+    if retain_logs is None:
+        raise FileNotFoundError(f"{paths.logs_dir(p.name, retain_run)} has no logs: evaluate the retain model "
+                                "first (notebooks/01_subject_models.ipynb)")
+    return evaluate.summarize(logs, retain_logs)
+
+
+def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool = False, extra=None,
+                           data_dir=None, progress: bool = True) -> dict:
+    """Evaluate (or reuse the logs of) the full or retain model ("subject model" records; the
+    retain model first: the others' forget quality needs its logs). Returns its record."""
+    p = models.get_preset(preset)
+    sd = models.study_data(p, data_dir)
+    logs = None if force else store.cached_logs(p.name, which)
+    timings = {}
+    if logs is None:
+        logs = evaluate.evaluate_model(model, tokenizer, sd.eval_sets, p.template, progress=progress,
+                                       max_new_tokens=p.max_new_tokens)
+        timings["eval_s"] = logs["_seconds"]
+    else:     # cached logs: keep the evaluation time the record holds
+        timings = (store.load_record(p.name, which) or {}).get("timings", {})
+    summary = summarize_against_retain(p, which, logs)
+    store.save_eval_logs(logs, paths.logs_dir(p.name, which))
+    rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
+                     extra=extra)
+    store.save_record(p.name, which, rec)
+    return rec
+
+
+# --------------------------------------------------------------------------- the runner
+def cached(p, run: str, hp: dict | None) -> tuple[dict | None, str]:
+    """(record, "") when a finished result of this run can be reused as it is, else (None, why)."""
+    try:
+        rec = store.load_record(p.name, run)
+    except store.CorruptFile as e:
+        return None, str(e)
+    if rec is None:
+        return None, "no result yet"
+    if rec.get("subject_model") not in (None, subject_model_id(p)):
+        return None, "made from another full model"
+    if hp is not None and rec.get("hp_key") != hp_key(hp):
+        old = rec.get("hparams") or {}
+        diff = sorted(k for k in set(old) | set(store.to_jsonable(hp))
+                      if old.get(k) != store.to_jsonable(hp).get(k)) if old else ["(record has no hp_key)"]
+        return None, f"made with other settings ({', '.join(diff)})"
+    if rec.get("collapsed"):
+        return rec, ""
+    try:
+        logs = store.cached_logs(p.name, run)
+    except store.CorruptFile as e:
+        return None, str(e)
+    if logs is None:
+        return None, "its per-item logs are missing"
+    if not (unlearned_path(p, run) / "unlearned.json").is_file():
+        return None, "its unlearned model is missing"
+    return rec, ""
+
+
+def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, hp: dict | None = None,
+                   changed: dict | None = None, data_dir=None, force: bool = False, seed: int = 0,
+                   extra: dict | None = None, progress: bool = True):
+    """apply(model, tokenizer, stats) -> unlearned model (may be a wrapper, e.g. IKE's).
+
+    Returns (record, model-or-None); `model` is None when the cached result was reused or the
+    run collapsed. `hp` (all settings; `changed`: those that differ from the study's) gives the
+    cache key. `stats` (filled by `apply`, and by a wrapper during evaluation) is stored in the
+    record after evaluation; `timings.unlearn_s` is the wall time of `apply`.
+    """
+    p = models.get_preset(preset)
+    if not force:
+        rec, why = cached(p, run, hp)
+        if rec is not None:
+            return rec, None
+        if why != "no result yet":
+            print(f"{run}: recomputing, the cached result cannot be reused: {why}")
+    store.remove_run(p.name, run)                        # an interrupt from here on leaves no record
+    shutil.rmtree(unlearned_path(p, run), ignore_errors=True)
+    sd = models.study_data(p, data_dir)
+    model, tok = models.load_subject_model(p, "full", data_dir)
+    stats: dict = {}
+    info = {"stats": stats, "subject_model": subject_model_id(p), **(extra or {})}
+    common = dict(method=method, target=target, seed=seed, hp=hp, changed=changed)
+    t0 = time.perf_counter()
+    try:
+        model = apply(model, tok, stats)
+    except ModelCollapsed as e:
+        rec = record_for(p, run, collapsed=e.as_record(), timings={"unlearn_s": time.perf_counter() - t0},
+                         extra=info, **common)
+        store.save_record(p.name, run, rec)
+        return rec, None
+    timings = {"unlearn_s": time.perf_counter() - t0}
+    logs = evaluate.evaluate_model(model, tok, sd.eval_sets, p.template, progress=progress,
+                                   max_new_tokens=p.max_new_tokens)
+    timings["eval_s"] = logs["_seconds"]
+    try:
+        summary = summarize_against_retain(p, run, logs)
+    except evaluate.NonFiniteMetric as e:
+        rec = record_for(p, run, collapsed={"step": "evaluation", "reason": str(e)}, timings=timings,
+                         extra=info, **common)
+        store.save_record(p.name, run, rec)
+        return rec, None
+    store.save_eval_logs(logs, paths.logs_dir(p.name, run))
+    save_unlearned(p, run, model, tok)
+    rec = record_for(p, run, summary=summary, timings=timings, extra=info, **common)
+    store.save_record(p.name, run, rec)                  # last: the record commits the run
+    return rec, model
