@@ -20,11 +20,16 @@ import papermill as pm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from unedit_lib.models import get_preset  # noqa: E402
 from unedit_lib.paths import runs_dir  # noqa: E402
 from unedit_lib.store import write_json  # noqa: E402
 
 
 def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None) -> dict:
+    try:
+        get_preset(preset)                 # an unknown preset fails here, before any notebook runs
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"FAILED before any notebook: {e}")
     out_dir = Path(out_dir or runs_dir(preset))
     out_dir.mkdir(parents=True, exist_ok=True)
     times = {}
@@ -43,6 +48,10 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
                   f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_dir / nb.name}",
                   file=sys.stderr)
             raise SystemExit(1)
+        except Exception as e:             # the kernel died (memory, a crash) or could not start
+            print(f"FAILED: {nb.name}, {_running_cell(out_dir / nb.name)}: {type(e).__name__}: {e}\n"
+                  f"  executed copy so far: {out_dir / nb.name}", file=sys.stderr)
+            raise SystemExit(1)
         times[nb.name] = time.time() - t0
         print(f"    done in {times[nb.name]:.1f} s", flush=True)
     total = time.time() - t_all
@@ -51,6 +60,21 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
         "preset": preset, "seeds": seed_list, "force": bool(force), "stages_s": times, "total_s": total,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}, out_dir / "stage_times.json")
     return times
+
+
+def _running_cell(executed) -> str:
+    """Which cell was running when the kernel died: the first code cell without a finished
+    execution in the executed copy papermill saved."""
+    try:
+        import json
+
+        cells = json.loads(Path(executed).read_text())["cells"]
+        for i, c in enumerate(cells):
+            if c["cell_type"] == "code" and c.get("metadata", {}).get("papermill", {}).get("status") != "completed":
+                return f"cell {i}"
+    except Exception:
+        pass
+    return "cell unknown (the kernel died)"
 
 
 if __name__ == "__main__":

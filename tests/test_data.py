@@ -82,7 +82,11 @@ def test_user_folder_wins_and_missing_names_every_place(tmp_path, monkeypatch):
     (tmp_path / "real_authors.json").write_text(json.dumps(row) + "\n")
     monkeypatch.setenv("UNEDIT_TOFU_DIR", str(tmp_path))
     assert tofu.load_tofu("real_authors")[0]["answer"] == "Me"
+    # the given folder is the only source: a config it lacks is an error naming it (no fall-through)
+    with pytest.raises(tofu.TofuDataError, match=str(tmp_path / "world_facts.json")):
+        tofu.load_tofu("world_facts")
     # a name that exists nowhere local, with the hub unreachable: one error naming every place
+    monkeypatch.delenv("UNEDIT_TOFU_DIR")
     monkeypatch.setattr(tofu, "candidate_dirs", lambda d=None: [tmp_path / "a", tmp_path / "b"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -90,3 +94,16 @@ def test_user_folder_wins_and_missing_names_every_place(tmp_path, monkeypatch):
         tofu.load_tofu("holdout05")
     msg = str(e.value)
     assert str(tmp_path / "a" / "holdout05.json") in msg and str(tmp_path / "b") in msg and "hub" in msg
+
+
+def test_given_folder_must_exist_and_full_must_be_whole(tmp_path, monkeypatch):
+    monkeypatch.delenv("UNEDIT_TOFU_DIR", raising=False)
+    with pytest.raises(tofu.TofuDataError, match="does not exist"):
+        tofu.load_tofu("full", data_dir=tmp_path / "typo")
+    row = {"question": "Who?", "answer": "Me"}
+    (tmp_path / "full.json").write_text((json.dumps(row) + "\n") * 30)
+    (tmp_path / "forget01.json").write_text((json.dumps(row) + "\n") * 40)
+    with pytest.raises(tofu.TofuDataError, match="expected 4000 rows"):
+        tofu.load_tofu("full", data_dir=tmp_path)
+    with pytest.raises(tofu.TofuDataError, match="expected 4000 rows"):   # not an IndexError
+        tofu.load_tofu("forget01", data_dir=tmp_path)

@@ -279,7 +279,7 @@ def _batch_prompts(tok, prompts):
 
 @pytest.mark.parametrize("mode", ["logits", "generation"])
 def test_generation_equals_base_on_prefixed_prompt(tok, model, pool, mode):
-    w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=2, mode=mode)
+    w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=2, mode=mode, prompt_format="question_only")
     prompts = [QA.prompt(FACTS[0]["question"]), QA.prompt(OTHER_Q), QA.prompt(FACTS[1]["paraphrased_question"])]
     ids, mask = _batch_prompts(tok, prompts)
     out = w.generate(ids, mask, max_new_tokens=6, do_sample=False)
@@ -306,7 +306,7 @@ def test_forward_loss_and_logits_equal_base_on_prefixed_input(tok, model, pool, 
     # gpt2 has absolute positions: left padding must not shift them (position ids from the mask)
     model = model if family == "llama" else tiny_model("gpt2", vocab_size=len(tok), seed=0)
     stats = {}
-    w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, stats=stats)
+    w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, stats=stats, prompt_format="question_only")
     # the first and last rows share a question (one context computed once for both, answers of
     # different lengths on top of its cache)
     rows = [(FACTS[0]["question"], FACTS[0]["answer"]), (OTHER_Q, "Jane Austen."),
@@ -380,13 +380,40 @@ def test_wrapper_surface_and_errors(tok, model, pool):
 
 
 def test_saved_wrapper_rebuilds_the_same_contexts(tok, model, pool, tmp_path):
-    w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2, template="qa")
+    w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2, template="qa", answers={OTHER_Q: "Paris."})
     ike.save_wrapper(w, tmp_path)
     back = ike.load_wrapper(model, tok, tmp_path, embedder=bow_embedder())
     for q in (FACTS[0]["question"], FACTS[1]["question"], OTHER_Q):
         assert back.augment_prompt(QA.prompt(q)) == w.augment_prompt(QA.prompt(q))
-    assert (back.k, back.mode, back.template.name) == (2, "logits", "qa")
+    assert (back.k, back.mode, back.template.name, back.prompt_format) == (2, "logits", "qa", "paper")
+    assert back.augment_prompt(QA.prompt(OTHER_Q)).endswith(OTHER_Q + " Paris.\nAnswer:")
     # another template (robustness attacks): the same facts, parsed with the new template
     raw = w.rewrap(template="raw")
     assert raw.template.name == "raw" and raw.fact_for(FACTS[0]["question"]) == w.fact_for(FACTS[0]["question"])
     assert FACTS[0]["question"] in raw.augment_prompt(FACTS[0]["question"])
+
+
+def test_paper_prompt_format_puts_the_answer_after_the_question(tok, model, pool):
+    """shariqahn/EasyEdit data/icl_data.py (c30a1c9): a forget question becomes
+    "...New Fact: {q} {t}\\nPrompt: {question} {t}", any other question "...Prompt: {question} {answer}"."""
+    f = FACTS[0]
+    answers = {OTHER_Q: "Paris."}
+    stats = {}
+    w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2, answers=answers, stats=stats)
+    assert w.prompt_format == "paper" and stats["prompt_format"] == "paper"
+    for q in (f["question"], f["paraphrased_question"]):
+        p = QA.prompt(q)
+        assert w.augment_prompt(p) == QA.prompt(w.prefix_for(p) + q + " dummy")
+        assert w.prefix_for(p).endswith(f"New Fact: {f['question']} dummy\nPrompt: ")
+    p = QA.prompt(OTHER_Q)
+    assert w.augment_prompt(p) == QA.prompt(w.prefix_for(p) + OTHER_Q + " Paris.")
+    unknown = QA.prompt("Who painted the Blue Door?")
+    assert w.augment_prompt(unknown) == QA.prompt(w.prefix_for(unknown) + "Who painted the Blue Door?")
+    ids = encode_prompt(tok, unknown)
+    w.generate(input_ids=torch.tensor([ids]), max_new_tokens=2, do_sample=False)
+    assert w.stats["eval"]["no_answer_after_question"] == 1
+    plain = w.rewrap()
+    plain.prompt_format = "question_only"
+    assert plain.augment_prompt(p) == QA.prompt(w.prefix_for(p) + OTHER_Q)
+    with pytest.raises(ValueError, match="prompt_format"):
+        ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, prompt_format="paper_v2")

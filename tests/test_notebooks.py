@@ -27,3 +27,24 @@ def test_all_notebooks_run_on_smoke(tmp_path):
         executed = json.loads((tmp_path / nb.name).read_text())
         errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, f"{nb.name}: {errors[:1]}"
+
+
+def test_unknown_preset_fails_before_any_notebook(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="unknown preset 'smok'"):
+        run_notebooks.run(NOTEBOOKS, preset="smok", out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_crashed_kernel_is_named_with_its_cell(tmp_path, capsys):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("preset = 'smoke'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("import os\nos._exit(1)   # the kernel dies")]
+    path = tmp_path / "crash.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(SystemExit):
+        run_notebooks.run([path], preset="smoke", out_dir=tmp_path / "out")
+    err = capsys.readouterr().err
+    assert "FAILED: crash.ipynb" in err

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from unedit_lib import edit_metrics as em
 from unedit_lib import rome
 from unedit_lib.architecture import architecture, tiny_model
 from unedit_lib.guards import ModelCollapsed
@@ -72,9 +73,9 @@ def test_edit_is_rank_one_and_rewrites_completion(tok, trained_llama_state):
     assert len(target_id) == 1
     before = _greedy_next(model, tok, req["prompt"])
     assert before != target_id[0]
-    assert rome.rewrite_accuracy(model, tok, req["prompt"], req["target"]) == 0.0
+    assert em.rewrite_accuracy(model, tok, req["prompt"], req["target"]) == 0.0
     loc_items = [("Who wrote Sky?", "Tom"), ("The book Lake is by", "Bob")]
-    pre_loc = rome.locality_predictions(model, tok, loc_items)
+    pre_loc = em.locality_predictions(model, tok, loc_items)
 
     arch = architecture(model)
     w0 = arch.mlp_out_weight(2).detach().clone()
@@ -86,7 +87,7 @@ def test_edit_is_rank_one_and_rewrites_completion(tok, trained_llama_state):
     delta = arch.mlp_out_weight(2).detach() - w0
     assert torch.linalg.matrix_rank(delta).item() == 1
     assert _greedy_next(model, tok, req["prompt"]) == target_id[0]
-    m = rome.edit_metrics(model, tok, [dict(req, paraphrase="Who wrote Moon")], loc_items, pre_loc)
+    m = em.edit_metrics(model, tok, [dict(req, paraphrase="Who wrote Moon")], loc_items, pre_loc)
     assert m["rewrite_acc"] == [1.0] and m["rephrase_acc_mean"] == 1.0
     assert len(m["locality"]) == 2 and all(0.0 <= x <= 1.0 for x in m["locality"])
     # stats: one entry per edit, 21 templates (1 + 10 + 10), the update norm recorded

@@ -410,6 +410,18 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
     return model
 
 
+# --------------------------------------------------------------------------- entry point
+def apply(model, tokenizer, requests, hp: dict, stats: dict | None = None, *, method: str, retain_rows, template,
+          idk_answers=None):
+    """The methods' common entry point: unlearn the forget rows `requests` with `method` and
+    hyperparameters `hp` (DEFAULTS names); retain rows for the methods that use them.
+    Returns (model, stats)."""
+    stats = {} if stats is None else stats
+    model = unlearn(model, tokenizer, method, requests, retain_rows, template=template, idk_answers=idk_answers,
+                    stats=stats, **hp)
+    return model, stats
+
+
 # --------------------------------------------------------------------------- the study's runs
 # Per-preset settings of the study's baseline runs (notebooks/06_baselines.ipynb). Everything not
 # listed is a TOFU default (DEFAULTS: 10 epochs, wd 0.01, warmup 1 epoch, effective batch 32 =

@@ -5,8 +5,10 @@ TOFU (Maini et al. 2024, arXiv 2401.06121) is 200 fictitious authors x 20 QA pai
 `retainXX` the FIRST rows; `holdoutXX` are 20 further authors never in `full`.
 See ../shared/reference/tofu.md section 1 for the file table this module follows.
 
-Source order for a config (first that has it wins):
-  1. a folder given by the caller (`data_dir=`) or the environment variable UNEDIT_TOFU_DIR
+Source of a config: a folder given by the caller (`data_dir=`) or the environment variable
+UNEDIT_TOFU_DIR is the only one read; it must exist and hold the file (an error names what is
+missing; no silent fall-through to another source). Otherwise, the first that has it of:
+  1. (the given folder, see above)
   2. <repo>/data/tofu/
   3. <repo>/../shared/tofu/
   4. the Hugging Face hub: datasets.load_dataset("locuslab/TOFU", name)
@@ -59,7 +61,8 @@ class TofuDataError(RuntimeError):
 
 # --------------------------------------------------------------------------- sources
 def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The local folders searched, in order (see the module docstring)."""
+    """The local folders searched, in order (see the module docstring). A folder given by
+    `data_dir=` or UNEDIT_TOFU_DIR is the only one read (`_load_raw`): it must hold every file."""
     dirs = []
     for d in (data_dir, os.environ.get("UNEDIT_TOFU_DIR")):
         if d:
@@ -108,6 +111,21 @@ def _load_raw(name: str, data_dir=None) -> tuple[list, str]:
     if name not in CONFIGS and name not in EXTRA_FILES:
         raise TofuDataError(f"unknown TOFU config {name!r}; valid names: {', '.join(VALID_NAMES)}")
     fname = CONFIGS[name][0] if name in CONFIGS else EXTRA_FILES[name]
+    explicit = data_dir or os.environ.get("UNEDIT_TOFU_DIR")
+    if explicit:       # a folder the user named: every config from it, never a silent fall-through
+        folder = Path(explicit).expanduser()
+        how = "data_dir=" if data_dir else "UNEDIT_TOFU_DIR"
+        if not folder.is_dir():
+            raise TofuDataError(f"TOFU folder {folder} (given by {how}) does not exist; fix the path, or leave "
+                                f"{how} unset to use the default search order")
+        path = folder / fname
+        if not path.is_file():
+            raise TofuDataError(f"{path} does not exist: the TOFU folder given by {how} must hold every config "
+                                f"the study reads ({fname!r} for {name!r}); copy it there, or leave {how} unset")
+        rows = _read_json_lines(path)
+        if name != "idontknow":
+            _check_fields(rows, name, str(path))
+        return rows, str(path)
     tried = []
     for d in candidate_dirs(data_dir):
         path = d / fname
@@ -182,7 +200,10 @@ def author_name(block: list[dict]) -> str:
 
 @lru_cache(maxsize=8)
 def _author_names(kind: str, data_dir_key: str | None) -> tuple[str, ...]:
-    rows, _ = _load_raw("full" if kind == "full" else "holdout10", data_dir_key)
+    rows, where = _load_raw("full" if kind == "full" else "holdout10", data_dir_key)
+    if kind == "full" and len(rows) != FULL_ROWS:
+        raise TofuDataError(f"{where}: expected {FULL_ROWS} rows for 'full' (200 authors x {ROWS_PER_AUTHOR}), "
+                            f"found {len(rows)}; re-copy the file")
     return tuple(author_name(rows[i:i + ROWS_PER_AUTHOR]) for i in range(0, len(rows), ROWS_PER_AUTHOR))
 
 
@@ -239,6 +260,8 @@ def load_tofu(name: str, data_dir: str | os.PathLike | None = None) -> list[dict
         side, n = span
         if len(rows) != n:
             raise TofuDataError(f"{where}: expected {n} rows for {name!r}, found {len(rows)}")
+    if name == "full" and len(rows) != FULL_ROWS:
+        raise TofuDataError(f"{where}: expected {FULL_ROWS} rows for 'full', found {len(rows)}; re-copy the file")
     out = []
     if span is not None or name.startswith("holdout") or name == "forget10_avoidant":
         if name.startswith("holdout"):

@@ -39,9 +39,15 @@ Pipeline
    question *inside* the prompt template, `template.prompt(context + question)`, because the
    paper replaced TOFU's `question` field with the augmented text and TOFU's evaluator then
    wrapped it in `[INST] ... [/INST]`. "before" puts it before the whole templated prompt.
-   Not copied: the paper's icl_data.py also appended " {target}" (forget) or " {answer}"
-   (other sets) after the question inside the prompt; that leaks the answer into the prompt
-   and is not what paper.md 2.2 describes.
+   The question itself (`prompt_format`): "paper" (default) as the paper's `data/icl_data.py`
+   (shariqahn/EasyEdit, its last version, commit c30a1c9) built every evaluated question: the
+   question followed by " {target}" for a forget question, and by " {answer}" (the row's own
+   answer, `answers=`) for any other question, i.e. the prompt reads
+   "...New Fact: {q_fact} {t}\nPrompt: {question} {t}". It puts the expected answer inside
+   the prompt (for the other sets, the true answer) and is what the paper's IKE numbers were
+   measured with. "question_only" (our earlier default, an ablation now) ends the prompt with
+   the question, as EasyEdit's own IKE evaluation (`compute_icl_edit_quality`) and paper.md 2.2
+   describe it; the edit-level metrics always use that one (EasyEdit's).
 
 The wrapper returned by `edit()`
 --------------------------------
@@ -113,7 +119,9 @@ DEFAULT_HPARAMS = {
     "mode": "logits",
     "new_fact_scope": "forget",
     "context_position": "inside",
+    "prompt_format": "paper",
 }
+PROMPT_FORMATS = ("paper", "question_only")
 
 
 # =========================================================================== demonstrations
@@ -501,13 +509,16 @@ class IKEModel:
 
     def __init__(self, model, tokenizer, pool: DemoPool, facts: Sequence[Fact], template, *, k: int = 16,
                  mode: str = "logits", order: str = "most_similar_first", truncate: bool = False,
-                 context_position: str = "inside", stats: dict | None = None):
+                 context_position: str = "inside", prompt_format: str = "paper", answers: dict | None = None,
+                 stats: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         if context_position not in ("inside", "before"):
             raise ValueError(f"context_position must be 'inside' or 'before', got {context_position!r}")
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         self.model = model
@@ -519,10 +530,13 @@ class IKEModel:
         self.order = order
         self.truncate = truncate
         self.context_position = context_position
+        self.prompt_format = prompt_format
+        self.answers = {q.strip(): a for q, a in (answers or {}).items()}   # question -> its answer (paper format)
         self.limit = _model_limit(model.config)
         self.stats = stats if stats is not None else {}
         self.stats.setdefault("eval", {"rows_forward": 0, "rows_generate": 0, "forget_rows": 0, "other_rows": 0,
-                                       "truncated_rows": 0, "dropped_demos": 0, "roundtrip_mismatch": 0})
+                                       "truncated_rows": 0, "dropped_demos": 0, "roundtrip_mismatch": 0,
+                                       "no_answer_after_question": 0})
         self._facts: list[Fact] = []
         self._fact_by_question: dict[str, int] = {}
         for f in facts:
@@ -570,7 +584,7 @@ class IKEModel:
         return IKEModel(self.model if model is None else model, self.tokenizer, self.pool, self._facts,
                         self.template if template is None else template, k=self.k, mode=self.mode,
                         order=self.order, truncate=self.truncate, context_position=self.context_position,
-                        stats=stats)
+                        prompt_format=self.prompt_format, answers=self.answers, stats=stats)
 
     # -- facts and contexts ---------------------------------------------------
     def _add_fact(self, f: Fact) -> None:
@@ -636,7 +650,19 @@ class IKEModel:
             hits = list(reversed(hits))
         return "".join(self.pool.demos[h.index].text for h in hits) + ctx.fact_line
 
+    def answer_after(self, question: str) -> str | None:
+        """What the paper's format puts after the question: the fact's target for a forget
+        question, the row's answer for another known question, else None (nothing is put)."""
+        f = self.fact_for(question)
+        if f is not None:
+            return f.target
+        return self.answers.get(question.strip())
+
     def _augment(self, question: str, context: str) -> str:
+        if self.prompt_format == "paper":
+            after = self.answer_after(question)
+            if after is not None:
+                question = f"{question} {after}"     # icl_data.py: f'{x} {target_new}' / f'{x} {answer}'
         if self.context_position == "inside":
             return self.template.prompt(context + question)
         return context + self.template.prompt(question)
@@ -706,6 +732,8 @@ class IKEModel:
         ev = self.stats["eval"]
         ctx = self._context(question)
         ev["forget_rows" if ctx.kind == "forget" else "other_rows"] += 1
+        if self.prompt_format == "paper" and self.answer_after(question) is None:
+            ev["no_answer_after_question"] += 1
         n = len(ctx.hits)
         budget = None if self.limit is None else self.limit - len(answer_ids) - extra_tokens
         new_prompt = self._encoded(question, ctx, n)
@@ -945,9 +973,9 @@ def _request_fact(req: dict, template: PromptTemplate) -> Fact:
 
 def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode: str = "logits",
          stats: dict | None = None, template=None, order: str = "most_similar_first", truncate: bool = False,
-         new_fact_scope: str = "forget", context_position: str = "inside", embedder=None,
-         retain_rows=None, target=None, seed: int = 0, sentence_model_name: str | None = None,
-         embedding_cache_dir=None, **hparams) -> IKEModel:
+         new_fact_scope: str = "forget", context_position: str = "inside", prompt_format: str = "paper",
+         answers: dict | None = None, embedder=None, retain_rows=None, target=None, seed: int = 0,
+         sentence_model_name: str | None = None, embedding_cache_dir=None, **hparams) -> IKEModel:
     """IKE "edit": no weights change; returns an `IKEModel` wrapper (see the module docstring).
 
     requests: `data.edit_requests(...)` dicts (raw `question`, `target`, templated `prompt`
@@ -959,8 +987,10 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
       template: the evaluator's prompt template (name or PromptTemplate); None -> inferred
       from the requests' `prompt` vs `question`, else "qa". new_fact_scope: "forget" (requests
       and pool facts get their New Fact line, as the paper did for all forget10 questions) or
-      "requests". stats: filled with pool/retrieval info, neighbours per request, timings; the
-      wrapper keeps adding evaluation counters under stats["eval"].
+      "requests". prompt_format: "paper" (the question followed by its fact's target, or by
+      its answer from `answers` {question: answer} for other questions, as the paper's
+      icl_data.py) or "question_only". stats: filled with pool/retrieval info, neighbours per
+      request, timings; the wrapper keeps adding evaluation counters under stats["eval"].
     """
     t0 = time.perf_counter()
     if hparams:
@@ -985,7 +1015,8 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
         facts += pool.facts
     stats = stats if stats is not None else {}
     wrapper = IKEModel(model, tokenizer, pool, facts, template, k=k, mode=mode, order=order,
-                       truncate=truncate, context_position=context_position, stats=stats)
+                       truncate=truncate, context_position=context_position, prompt_format=prompt_format,
+                       answers=answers, stats=stats)
     _ = pool.embeddings  # embed the pool now (timed)
     t1 = time.perf_counter()
     req_facts = facts[:len(requests)]
@@ -1002,6 +1033,7 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
     stats.update({
         "editor": EDITOR_NAME, "k": k, "mode": mode, "order": order, "truncate": truncate,
         "template": template.name, "context_position": context_position, "new_fact_scope": new_fact_scope,
+        "prompt_format": prompt_format, "n_answers_known": len(wrapper.answers),
         "n_requests": len(requests), "n_pool_demos": len(pool), "n_pool_facts": len(pool.facts),
         "pool_kinds": pool.kind_counts(), "embedder": emb.name,
         "embedder_source": getattr(emb, "source", None) or (
@@ -1014,90 +1046,16 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
     return wrapper
 
 
-# =========================================================================== study runs
-EMBEDDING_CACHE_DIR = ike_embedding_cache_dir()
-
-
-def study_retain_demo_rows(sd, data_dir=None) -> tuple[list[dict], str]:
-    """(rows, where they come from): retain QA pairs for the retain demonstrations, never a
-    question of any evaluation set (nor a forget question).
-
-    First choice: the study's retain rows (`models.study_data(...).retain_rows`) outside the
-    evaluation sets. In the `default` preset there are none: retain_perturbed (the retain
-    evaluation set) holds all 20 rows of each of the 20 retain authors, i.e. every study retain
-    row. Then the paper's own choice is used: TOFU's retain split minus retain_perturbed
-    (its `tofu_retain_train.json`; paper.md 2.2), i.e. rows of authors outside the study.
-    """
-    held = {r["question"] for rows in sd.eval_sets.values() for r in rows}
-    held |= {r["question"] for r in sd.forget_rows}
-    rows = [r for r in sd.retain_rows if r["question"] not in held]
-    if rows:
-        return rows, "study retain rows outside the evaluation sets"
-    rows = [r for r in retain_demo_rows(sd.preset.forget_split, data_dir) if r["question"] not in held]
-    return rows, ("TOFU retain rows outside retain_perturbed (the paper's tofu_retain_train.json): every study "
-                  "retain row is in the retain evaluation set")
-
-
-def study_apply(sd, target: str, *, k: int = DEFAULT_HPARAMS["k"], pool_fraction: float = DEFAULT_HPARAMS["pool_fraction"],
-                mode: str = DEFAULT_HPARAMS["mode"], truncate: bool = True, template=None,
-                sentence_model_name: str = DEFAULT_SENTENCE_MODEL, embedding_cache_dir=EMBEDDING_CACHE_DIR,
-                seed: int = 0, retain_rows=None, n_locality: int = 20, edit_metrics: bool = True, data_dir=None,
-                embedder=None, **edit_kw):
-    """`apply(model, tok, stats)` for `study.run_unlearning`: IKE on a study's forget rows.
-
-    The first `pool_fraction` of `sd.forget_rows` (with their `target`) form the demonstration
-    pool, with retain demonstrations from `study_retain_demo_rows`; the rest are the edit
-    requests. Returns the `IKEModel` wrapper (no weights change). `stats` gets the pool and
-    retrieval info of `edit`, the split sizes, and (if `edit_metrics`) EasyEdit's edit-level
-    metrics pre/post (rewrite/rephrase accuracy on the requests, locality on the first
-    `n_locality` retain-evaluation questions), always computed with the context on the logits
-    (EasyEdit's `compute_icl_edit_quality`), whatever `mode`. The evaluator's counters
-    (rows, truncations, demonstrations kept) accumulate in stats["eval"] while the wrapper is
-    evaluated (study.run_unlearning writes stats after evaluation). `embedder`: share one
-    (e.g. `sentence_embedder(cache_dir=...)`) across targets so MiniLM is loaded once; default: a new MiniLM embedder cached under
-    `embedding_cache_dir`.
-    """
-    template = get_template(template or sd.preset.template)
-    pool_rows, req_rows = split_pool_requests(sd.forget_rows, pool_fraction)
-    source = "given"
-    if retain_rows is None:
-        retain_rows, source = study_retain_demo_rows(sd, data_dir)
-
-    def apply(model, tok, stats):
-        from . import rome  # EasyEdit-style edit metrics (teacher-forced argmax)
-
-        t0 = time.perf_counter()
-        requests = tofu.edit_requests(req_rows, target, template, data_dir)
-        emb = embedder if embedder is not None else sentence_embedder(sentence_model_name,
-                                                                      cache_dir=embedding_cache_dir)
-        pool = build_pool(pool_rows, retain_rows, target, embedder=emb, seed=seed, data_dir=data_dir)
-        loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:n_locality]]
-        pre = None
-        if edit_metrics:
-            pre_loc = rome.locality_predictions(model, tok, loc_items)
-            pre = rome.edit_metrics(model, tok, requests)
-        wrapper = edit(model, tok, requests, pool=pool, k=k, mode=mode, truncate=truncate, template=template,
-                       seed=seed, stats=stats, **edit_kw)
-        stats.update({"target": target, "pool_fraction": pool_fraction, "n_pool_rows": len(pool_rows),
-                      "n_request_rows": len(req_rows), "retain_demo_source": source,
-                      "n_retain_demo_rows": len(retain_rows),
-                      "embedding_cache_dir": tofu.display_path(embedding_cache_dir)})
-        if edit_metrics:
-            t1 = time.perf_counter()
-            probe = IKEModel(model, tok, pool, wrapper._facts, template, k=k, mode="logits", order=wrapper.order,
-                             truncate=truncate, context_position=wrapper.context_position, stats={})
-            post = rome.edit_metrics(probe, tok, requests, loc_items, pre_loc)
-            stats["edit_metrics"] = {
-                "pre": {m: pre.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc")},
-                "post": {m: post.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc", "locality")},
-                "per_request": {m: post.get(m) for m in ("rewrite_acc", "rephrase_acc", "locality")},
-                "context_truncations": probe.stats["eval"]["truncated_rows"], "n_locality": len(loc_items),
-                "time_s": time.perf_counter() - t1}
-        stats["time_apply_s"] = time.perf_counter() - t0
-        return wrapper
-
-    return apply
-
+# =========================================================================== entry point
+def apply(model, tokenizer, requests, hp: dict, stats: dict | None = None, *, pool, answers=None, template=None):
+    """The methods' common entry point: IKE "edits" `requests` (no weights change) with
+    hyperparameters `hp` (DEFAULT_HPARAMS names: k, mode, order, truncate, new_fact_scope,
+    context_position, prompt_format, seed) and a demonstration `pool` (`build_pool`). Returns
+    (the `IKEModel` wrapper, stats); `answers` {question: answer} feed the paper's prompt format."""
+    stats = {} if stats is None else stats
+    kw = {k: hp[k] for k in ("k", "mode", "order", "truncate", "new_fact_scope", "context_position",
+                             "prompt_format", "seed") if k in hp}
+    return edit(model, tokenizer, requests, pool=pool, stats=stats, template=template, answers=answers, **kw), stats
 
 
 # =========================================================================== saving a wrapper
@@ -1108,6 +1066,7 @@ def save_wrapper(wrapper: IKEModel, folder) -> None:
     state = {
         "editor": EDITOR_NAME, "template": wrapper.template.name, "k": wrapper.k, "mode": wrapper.mode,
         "order": wrapper.order, "truncate": wrapper.truncate, "context_position": wrapper.context_position,
+        "prompt_format": wrapper.prompt_format, "answers": wrapper.answers,
         "sentence_model": getattr(emb, "name", DEFAULT_SENTENCE_MODEL),
         "demos": [[d.text, d.kind, d.fact_index] for d in wrapper.pool.demos],
         "pool_facts": [[f.question, f.target, f.paraphrased_question] for f in wrapper.pool.facts],
@@ -1123,8 +1082,10 @@ def load_wrapper(model, tokenizer, folder, embedder=None, stats: dict | None = N
         raise FileNotFoundError(f"{path} does not exist: not a saved IKE wrapper")
     st = read_json(path, "IKE wrapper")
     if embedder is None:
-        embedder = sentence_embedder(st["sentence_model"], cache_dir=EMBEDDING_CACHE_DIR)
+        embedder = sentence_embedder(st["sentence_model"], cache_dir=ike_embedding_cache_dir())
     pool = DemoPool([Demo(t, kind, i) for t, kind, i in st["demos"]], [Fact(*f) for f in st["pool_facts"]], embedder)
     return IKEModel(model, tokenizer, pool, [Fact(*f) for f in st["facts"]], st["template"], k=st["k"],
                     mode=st["mode"], order=st["order"], truncate=st["truncate"],
-                    context_position=st["context_position"], stats=stats)
+                    context_position=st["context_position"],
+                    prompt_format=st.get("prompt_format", "question_only"),   # wrappers saved before the paper format
+                    answers=st.get("answers"), stats=stats)

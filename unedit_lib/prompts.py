@@ -10,6 +10,9 @@ Templates (../shared/reference/tofu.md section 3):
   OpenUnlearning so that the answer span is the answer alone.)
 * "llama2_chat": `[INST] {q} [/INST]` then `{a}` + EOS (the `paper` preset's models).
 * "raw": the bare question (the paper's WISE edit-time prompts, for the mismatch ablation).
+
+`subject_token_range` finds a subject's tokens with the fast tokenizer's offsets (ROME's lookup
+position, causal tracing's corrupted span).
 """
 from __future__ import annotations
 
@@ -80,3 +83,25 @@ def encode_qa(tokenizer, template: PromptTemplate, question: str, answer: str, a
     p = encode_prompt(tokenizer, template.prompt(question))
     a = encode_answer(tokenizer, template.answer(answer), add_eos=add_eos)
     return p + a, [IGNORE_INDEX] * len(p) + a
+
+
+def subject_token_range(tokenizer, text: str, subject: str, char_start: int | None = None,
+                        add_special_tokens: bool = True) -> tuple[list[int], tuple[int, int]]:
+    """(input_ids, (b, e)): token ids of `text` and the half-open token span of `subject`.
+
+    The subject's character span is [char_start, char_start + len(subject)) (default: its first
+    occurrence, as rome's `find_token_range` / EasyEdit's `'{}'` replacement). A token belongs to
+    the subject if its character span overlaps the subject's (a leading space inside the token,
+    as in byte-level BPE "ĠMoon", does not matter). Special tokens (offsets (0, 0)) never count.
+    """
+    if char_start is None:
+        char_start = text.find(subject)
+        if char_start < 0:
+            raise ValueError(f"subject {subject!r} is not a substring of {text!r}")
+    char_end = char_start + len(subject)
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=add_special_tokens)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    inside = [i for i, (s, e) in enumerate(offsets) if e > s and s < char_end and e > char_start]
+    if not inside:
+        raise ValueError(f"no token of {text!r} covers the subject {subject!r}")
+    return ids, (inside[0], inside[-1] + 1)

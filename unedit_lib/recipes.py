@@ -13,8 +13,11 @@ named where they are set (STUDY_SETTINGS), with why.
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 
 from . import baselines, data, ike, models, paths, prompts, rome, study, trace, wise
+from . import edit_metrics as em
 
 EDITORS = ("rome", "rrome", "ike", "wise")
 METHODS = EDITORS + baselines.METHODS
@@ -35,7 +38,7 @@ STUDY_SETTINGS = {
         "all": dict(truncate=True, n_locality=20, sentence_model=ike.DEFAULT_SENTENCE_MODEL),
     },
     "wise": {
-        # save_freq / merge_freq scaled to the forget-set size (wise.scaled_freqs): the paper's 400
+        # save_freq / merge_freq scaled to the forget-set size (scaled_freqs): the paper's 400
         # edits < 500 never sharded; n_locality: the paper's 400 margin-loss prompts
         "all": dict(scale_freqs=True, reference_edits=400, n_locality=400, max_edits=None, edit_template=None),
         "smoke": dict(n_iter=8, n_templates=3, max_edits=8),
@@ -115,11 +118,51 @@ def describe(rec: dict) -> str:
             + (f"  (ablation: {rec['ablation']})" if rec.get("ablation") else ""))
 
 
-# --------------------------------------------------------------------------- per method
+# --------------------------------------------------------------------------- edit-level metrics
+def _with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_out, groups=None):
+    """Wrap a method's edit with the EasyEdit edit-level metrics (edit_metrics.py) before and
+    after, into `metrics_out` (a dict in the record's `extra`, kept when the edit collapses):
+    pre_rewrite_acc, then rewrite_acc / rephrase_acc / locality (per request and "<name>_mean").
+    `groups` ({name: requests}) measures other prompt sets too, then `metrics_out` holds
+    {name: metrics} (WISE: the edit-time and the evaluator's prompts)."""
+    kw = {"answer_start": answer_start}
+
+    def apply(model, tok, stats):
+        pre_loc = em.locality_predictions(model, tok, loc_items, **kw) if loc_items else None
+        if groups is None:
+            pre = [em.rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in requests]
+            metrics_out.update(pre_rewrite_acc=pre, pre_rewrite_acc_mean=sum(pre) / len(pre) if pre else None,
+                               n_edits=len(requests))
+        model = run_method(model, tok, stats)
+        model.eval()
+        if groups is None:
+            metrics_out.update(em.edit_metrics(model, tok, requests, loc_items, pre_loc, **kw))
+        else:
+            metrics_out.update({name: em.edit_metrics(model, tok, reqs, loc_items, pre_loc, **kw)
+                                for name, reqs in groups.items()})
+        return model
+
+    return apply
+
+
+# --------------------------------------------------------------------------- ROME
 def rome_layer(p, data_dir=None) -> tuple[int, dict]:
     """The edit layer: notebook 02's causal-trace choice, else a quarter of the depth."""
     n_layers = models.load_subject_model(p, "full", data_dir)[0].config.num_hidden_layers
     return trace.load_edit_layer(p.name, n_layers // 4)
+
+
+def qa_texts(rows, template) -> list[str]:
+    """The study's QA texts in the model's template (question + answer, and the paraphrased
+    question + answer where TOFU has one): the model's own training text, the corpus of ROME's
+    second moment C when no Wikipedia is available (rome uses 100k Wikipedia articles, §2.4)."""
+    template = prompts.get_template(template)
+    out = []
+    for r in rows:
+        out.append(template.full(r["question"], r["answer"]))
+        if r.get("paraphrased_question"):
+            out.append(template.full(r["paraphrased_question"], r["answer"]))
+    return out
 
 
 def _rome(p, sd, method, target, hp, data_dir):
@@ -131,23 +174,137 @@ def _rome(p, sd, method, target, hp, data_dir):
     rows = sd.forget_rows if hp["n_edits"] is None else sd.forget_rows[:hp["n_edits"]]
     requests = data.edit_requests(rows, target, template, data_dir)
     loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
-    edit_kw = {k: v for k, v in hp.items() if k not in ("n_edits", "n_locality", "fallback_layer", "layer")}
+    rome_hp = {k: v for k, v in hp.items() if k not in ("n_edits", "n_locality", "fallback_layer")}
+    rome_hp["answer_start"] = template.answer_start
     if hp["mom2_adjustment"]:
-        edit_kw.update(mom2_texts=rome.qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows, template),
+        rome_hp.update(mom2_texts=qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows, template),
                        mom2_cache_dir=str(paths.mom2_cache_dir(p.name)))
     edit_metrics: dict = {}
-    apply = rome.unlearning_apply(requests, layer=layer, locality_items=loc_items, metrics_out=edit_metrics,
-                                  answer_start=template.answer_start, **edit_kw)
+
+    def run_method(model, tok, stats):
+        return rome.apply(model, tok, requests, rome_hp, stats)[0]
+
+    apply = _with_edit_metrics(run_method, requests, loc_items, template.answer_start, edit_metrics)
     extra = {"layer_source": layer_info["source"], "n_edits": len(requests), "edit_metrics": edit_metrics}
     return apply, extra, hp
 
 
+# --------------------------------------------------------------------------- IKE
+def ike_retain_demo_rows(sd, data_dir=None) -> tuple[list[dict], str]:
+    """(rows, where they come from): retain QA pairs for IKE's retain demonstrations, never a
+    question of any evaluation set (nor a forget question).
+
+    First choice: the study's retain rows outside the evaluation sets. In the `default` preset
+    there are none: retain_perturbed (the retain evaluation set) holds all 20 rows of each of the
+    20 retain authors, i.e. every study retain row. Then the paper's own choice is used: TOFU's
+    retain split minus retain_perturbed (its `tofu_retain_train.json`; paper.md 2.2).
+    """
+    held = {r["question"] for rows in sd.eval_sets.values() for r in rows}
+    held |= {r["question"] for r in sd.forget_rows}
+    rows = [r for r in sd.retain_rows if r["question"] not in held]
+    if rows:
+        return rows, "study retain rows outside the evaluation sets"
+    rows = [r for r in ike.retain_demo_rows(sd.preset.forget_split, data_dir) if r["question"] not in held]
+    return rows, ("TOFU retain rows outside retain_perturbed (the paper's tofu_retain_train.json): every study "
+                  "retain row is in the retain evaluation set")
+
+
+_EMBEDDERS: dict = {}
+
+
+def shared_embedder(name: str):
+    """One sentence embedder per model name for the whole session (MiniLM is loaded once)."""
+    if name not in _EMBEDDERS:
+        _EMBEDDERS[name] = ike.sentence_embedder(name, cache_dir=paths.ike_embedding_cache_dir())
+    return _EMBEDDERS[name]
+
+
+def ike_setup(p, sd, target, hp, data_dir=None, embedder=None) -> dict:
+    """IKE's inputs for one study run: the first `pool_fraction` of the forget rows form the
+    demonstration pool (with retain demonstrations, `ike_retain_demo_rows`), the rest are the
+    edit requests; `answers` {question: answer} of every evaluation row feed the paper's prompt
+    format (icl_data.py puts each row's answer after its question)."""
+    template = prompts.get_template(p.template)
+    pool_rows, req_rows = ike.split_pool_requests(sd.forget_rows, hp["pool_fraction"])
+    retain_rows, source = ike_retain_demo_rows(sd, data_dir)
+    if embedder is None:
+        embedder = shared_embedder(hp["sentence_model"])
+    answers = {r["question"]: r["answer"] for rows in sd.eval_sets.values() for r in rows}
+    return {"template": template, "pool_rows": pool_rows, "request_rows": req_rows, "retain_rows": retain_rows,
+            "retain_source": source, "embedder": embedder, "answers": answers,
+            "requests": data.edit_requests(req_rows, target, template, data_dir),
+            "pool": lambda: ike.build_pool(pool_rows, retain_rows, target, embedder=embedder, seed=hp["seed"],
+                                           data_dir=data_dir)}
+
+
 def _ike(p, sd, method, target, hp, data_dir):
-    kw = {k: hp[k] for k in ("k", "pool_fraction", "mode", "truncate", "n_locality", "order", "new_fact_scope",
-                             "context_position", "seed")}
-    embedder = ike.sentence_embedder(hp["sentence_model"], cache_dir=paths.ike_embedding_cache_dir())
-    apply = ike.study_apply(sd, target, embedder=embedder, data_dir=data_dir, **kw)
+    s = ike_setup(p, sd, target, hp, data_dir)
+    template, requests = s["template"], s["requests"]
+    loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
+
+    def apply(model, tok, stats):
+        t0 = time.perf_counter()
+        pool = s["pool"]()
+        pre_loc = em.locality_predictions(model, tok, loc_items)
+        pre = em.edit_metrics(model, tok, requests)
+        wrapper, _ = ike.apply(model, tok, requests, hp, stats, pool=pool, answers=s["answers"], template=template)
+        stats.update({"target": target, "pool_fraction": hp["pool_fraction"], "n_pool_rows": len(s["pool_rows"]),
+                      "n_request_rows": len(s["request_rows"]), "retain_demo_source": s["retain_source"],
+                      "n_retain_demo_rows": len(s["retain_rows"]),
+                      "embedding_cache_dir": paths.display_path(paths.ike_embedding_cache_dir())})
+        # EasyEdit's compute_icl_edit_quality: the context on the logits, the question last in the prompt
+        t1 = time.perf_counter()
+        probe = wrapper.rewrap(stats={})
+        probe.mode, probe.prompt_format = "logits", "question_only"
+        post = em.edit_metrics(probe, tok, requests, loc_items, pre_loc)
+        stats["edit_metrics"] = {
+            "pre": {m: pre.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc")},
+            "post": {m: post.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc", "locality")},
+            "per_request": {m: post.get(m) for m in ("rewrite_acc", "rephrase_acc", "locality")},
+            "context_truncations": probe.stats["eval"]["truncated_rows"], "n_locality": len(loc_items),
+            "time_s": time.perf_counter() - t1}
+        stats["time_apply_s"] = time.perf_counter() - t0
+        return wrapper
+
     return apply, {}, hp
+
+
+# --------------------------------------------------------------------------- WISE
+def scaled_freqs(n_edits: int, reference_edits: int = 400, save_freq: int = 500, merge_freq: int = 1000) -> dict:
+    """save_freq / merge_freq scaled to an edit count below the reference run's.
+
+    The paper edited `reference_edits` = 400 forget10 requests with EasyEdit's 500 / 1000
+    (paper.md §2.1-2.3), so no shard was ever saved or merged (editing.md §4.4): one side
+    memory. Scaling both by n_edits / reference_edits keeps the same edits-per-shard ratio
+    (0.8 of a shard), i.e. the same regime, for a smaller forget set. merge_freq stays a
+    multiple of save_freq.
+    """
+    if n_edits >= reference_edits:
+        return {"save_freq": save_freq, "merge_freq": merge_freq}
+    s = max(1, math.ceil(save_freq * n_edits / reference_edits))
+    return {"save_freq": s, "merge_freq": s * max(1, round(merge_freq / save_freq))}
+
+
+def wise_locality_texts(sd, template, n: int = 400, data_dir=None) -> tuple[list[str], str]:
+    """The irrelevant inputs x_i of WISE's margin loss: "question + answer" texts in `template`
+    that no evaluation set contains (paper.md §2.3: 400 retain-set QA strings outside TOFU's
+    retain eval set; EasyEdit's reference scripts use NQ train QA).
+
+    First choice: the study's retain rows without `perturbed_answer` (not in the retain
+    evaluation). When there are none (our presets' retain authors are exactly retain_perturbed's
+    20 authors), the QA of TOFU `full` authors outside the study, in author order: the same kind
+    of fictitious-author QA, in no evaluation set and never trained on. Returns (texts, source).
+    """
+    t = prompts.get_template(template)
+    rows = [r for r in sd.retain_rows if not r.get("perturbed_answer")]
+    source = "study retain rows outside the retain eval set"
+    if not rows:
+        used = set(sd.retain_authors) | set(sd.forget_authors)
+        n_authors = data.FULL_ROWS // data.ROWS_PER_AUTHOR
+        others = [a for a in range(n_authors) if a not in used][:max(1, math.ceil(n / data.ROWS_PER_AUTHOR))]
+        rows = data.authors_rows(others, data_dir)
+        source = f"TOFU full authors {others[0]}-{others[-1]} (outside the study; no retain row lies outside the eval set)"
+    return [t.full(r["question"], r["answer"]) for r in rows[:n]], source
 
 
 def _wise(p, sd, method, target, hp, data_dir):
@@ -155,33 +312,45 @@ def _wise(p, sd, method, target, hp, data_dir):
     edit_tmpl = prompts.get_template(hp["edit_template"] or p.template)
     rows = sd.forget_rows[:hp["max_edits"]] if hp["max_edits"] else sd.forget_rows
     if hp["scale_freqs"]:
-        hp = {**hp, **wise.scaled_freqs(len(rows), hp["reference_edits"], hp["save_freq"], hp["merge_freq"])}
+        hp = {**hp, **scaled_freqs(len(rows), hp["reference_edits"], hp["save_freq"], hp["merge_freq"])}
     edit_reqs = data.edit_requests(rows, target, edit_tmpl, data_dir)
-    metric_requests = {"edit prompt": edit_reqs}
+    groups = {"edit prompt": edit_reqs}
     if edit_tmpl.name != eval_tmpl.name:
-        metric_requests["evaluator prompt"] = data.edit_requests(rows, target, eval_tmpl, data_dir)
-    loc_texts, loc_source = wise.locality_texts(sd, edit_tmpl, hp["n_locality"], data_dir)
+        groups["evaluator prompt"] = data.edit_requests(rows, target, eval_tmpl, data_dir)
+    loc_texts, loc_source = wise_locality_texts(sd, edit_tmpl, hp["n_locality"], data_dir)
     probe_prompts = {s: [eval_tmpl.prompt(r["question"]) for r in sd.eval_sets[s]]
                      for s in ("forget", "retain", "real_authors")}
     loc_items = [(eval_tmpl.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"]]
-    wise_kw = {k: v for k, v in hp.items() if k in _defaults("wise")}
+    wise_hp = {k: v for k, v in hp.items() if k in _defaults("wise")}
+    wise_hp["template"] = edit_tmpl
+    edit_metrics: dict = {}
+
+    def run_method(model, tok, stats):
+        model, _ = wise.apply(model, tok, edit_reqs, wise_hp, stats, locality_prompts=loc_texts)
+        stats["routing"] = wise.routing_report(model, tok, probe_prompts)
+        stats["edit_metrics"] = edit_metrics       # filled right after, as before (stats.edit_metrics)
+        return model
 
     def apply(model, tok, stats):
-        return wise.unlearn(model, tok, stats, edit_reqs, locality_prompts=loc_texts, probe_prompts=probe_prompts,
-                            metric_requests=metric_requests, locality_items=loc_items,
-                            answer_start=edit_tmpl.answer_start, template=edit_tmpl, **wise_kw)
+        model = _with_edit_metrics(run_method, edit_reqs, loc_items, edit_tmpl.answer_start, edit_metrics,
+                                   groups)(model, tok, stats)
+        adapter = wise.get_side_memory(model)
+        if adapter is not None:
+            adapter._route = None
+        return model
 
     extra = {"edit_template": edit_tmpl.name, "eval_template": eval_tmpl.name, "n_edits": len(rows),
              "locality_source": f"{len(loc_texts)} texts: {loc_source}"}
     return apply, extra, hp
 
 
+# --------------------------------------------------------------------------- baselines
 def _baseline(p, sd, method, target, hp, data_dir):
     idk = data.load_tofu("idontknow", data_dir) if method == "idk" else None
 
     def apply(model, tok, stats):
-        return baselines.unlearn(model, tok, method, sd.forget_rows, sd.retain_rows, template=p.template,
-                                 idk_answers=idk, stats=stats, progress=False, **hp)
+        return baselines.apply(model, tok, sd.forget_rows, {**hp, "progress": False}, stats, method=method,
+                               retain_rows=sd.retain_rows, template=p.template, idk_answers=idk)[0]
 
     extra = {"baseline": baselines.METHOD_NAMES[method], "n_forget_rows": len(sd.forget_rows),
              "n_retain_rows": len(sd.retain_rows),

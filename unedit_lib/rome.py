@@ -45,8 +45,7 @@ import torch.nn.functional as F
 
 from .architecture import architecture, logits_at
 from .guards import ModelCollapsed, check_health
-from .prompts import encode_answer, encode_prompt, pad_id
-from .trace import subject_token_range
+from .prompts import encode_answer, encode_prompt, pad_id, subject_token_range
 
 # EasyEdit hparams/ROME/llama-7b.yaml (§6), as keyword defaults of `edit`.
 DEFAULT_HPARAMS = dict(
@@ -462,90 +461,14 @@ def _edit_all(model, tokenizer, arch, requests, layer, hp, stats):
                      loss=res["loss"])
 
 
-# --------------------------------------------------------------------------- §5 metrics
-@torch.no_grad()
-def answer_predictions(model, tok, prompt: str, answer: str, *, answer_start: str = " ",
-                       add_eos: bool = False) -> tuple[list[int], list[int]]:
-    """(predicted, answer_ids): teacher-forced argmax tokens at the answer positions of
-    prompt + answer_start + answer (tokenised separately, as the edit), and the answer's ids."""
-    p = encode_prompt(tok, prompt)
-    a = encode_answer(tok, answer_start + answer, add_eos=add_eos)
-    ids = torch.tensor([p + a], device=_device(model))
-    logits = model(input_ids=ids).logits[0]
-    pred = logits[len(p) - 1:len(p) - 1 + len(a)].argmax(-1).tolist()
-    return pred, a
+# --------------------------------------------------------------------------- entry point
+def apply(model, tokenizer, requests, hp, stats: dict | None = None):
+    """The methods' common entry point: ROME over `requests` one after another, in place, with
+    hyperparameters `hp` (a dict of DEFAULT_HPARAMS names, `layer` included, or a dataclass of
+    them). Returns (model, stats); `stats` (given, or a new dict) is filled as by `edit`, and
+    keeps what it holds when an edit collapses (guards.ModelCollapsed propagates)."""
+    import dataclasses
 
-
-def rewrite_accuracy(model, tok, prompt: str, target: str, **kw) -> float:
-    """EasyEdit `test_prediction_acc`: the fraction of target tokens that are the argmax under
-    teacher forcing (reliability with the prompt, generalisation with the paraphrase)."""
-    pred, a = answer_predictions(model, tok, prompt, target, **kw)
-    return sum(int(x == y) for x, y in zip(pred, a)) / len(a)
-
-
-def locality_predictions(model, tok, items, **kw) -> list[list[int]]:
-    """Argmax tokens at the answer positions of each (prompt, answer) locality item; call before
-    and after editing and compare with `locality_scores` (EasyEdit's locality)."""
-    return [answer_predictions(model, tok, p, a, **kw)[0] for p, a in items]
-
-
-def locality_scores(pre: list[list[int]], post: list[list[int]]) -> list[float]:
-    """Per item: the fraction of answer positions whose argmax token is unchanged by the edit."""
-    return [sum(int(x == y) for x, y in zip(a, b)) / max(len(a), 1) for a, b in zip(pre, post)]
-
-
-def edit_metrics(model, tok, requests, locality_items=None, pre_locality=None, **kw) -> dict:
-    """EasyEdit-style edit-level metrics after editing.
-
-    rewrite_acc (request prompt -> target), rephrase_acc (its paraphrase, when present) and, when
-    `locality_items` [(prompt, answer)] and `pre_locality` (= locality_predictions before editing)
-    are given, locality. Each is a per-request list, with its mean under "<name>_mean".
-    """
-    out = {"rewrite_acc": [rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in requests]}
-    out["rephrase_acc"] = [rewrite_accuracy(model, tok, r["paraphrase"], r["target"], **kw)
-                           for r in requests if r.get("paraphrase")]
-    if locality_items is not None and pre_locality is not None:
-        out["locality"] = locality_scores(pre_locality, locality_predictions(model, tok, locality_items, **kw))
-    for k in list(out):
-        out[f"{k}_mean"] = sum(out[k]) / len(out[k]) if out[k] else None
-    return out
-
-
-# --------------------------------------------------------------------------- study helpers
-def qa_texts(rows, template) -> list[str]:
-    """The study's QA texts in the model's template (question + answer, and the paraphrased
-    question + answer where TOFU has one): the model's own training text, used as the corpus of
-    the second moment C when no Wikipedia is available (rome uses 100k Wikipedia articles, §2.4)."""
-    from .prompts import get_template
-
-    template = get_template(template)
-    out = []
-    for r in rows:
-        out.append(template.full(r["question"], r["answer"]))
-        if r.get("paraphrased_question"):
-            out.append(template.full(r["paraphrased_question"], r["answer"]))
-    return out
-
-
-def unlearning_apply(requests, *, layer: int, locality_items=None, metrics_out: dict | None = None,
-                     answer_start: str = " ", **hparams):
-    """An `apply(model, tok, stats)` for `study.run_unlearning`: sequential ROME over `requests`,
-    then the EasyEdit edit-level metrics written into `metrics_out` (a dict the caller passes in
-    the run's `extra`, so they land in the record): pre_rewrite_acc (before any edit),
-    rewrite_acc, rephrase_acc, locality (argmax tokens of `locality_items` [(prompt, answer)]
-    unchanged), each per request plus "<name>_mean", and n_edits. On a collapse only the pre-edit
-    values are there (ModelCollapsed propagates to run_unlearning, which records the edit index)."""
-    def apply(model, tok, stats):
-        kw = {"answer_start": answer_start}
-        pre_loc = locality_predictions(model, tok, locality_items, **kw) if locality_items else None
-        pre = [rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in requests]
-        if metrics_out is not None:  # kept even when an edit collapses
-            metrics_out.update(pre_rewrite_acc=pre, pre_rewrite_acc_mean=sum(pre) / len(pre) if pre else None,
-                               n_edits=len(requests))
-        model = edit(model, tok, requests, layer=layer, stats=stats, answer_start=answer_start, **hparams)
-        if metrics_out is not None:
-            model.eval()
-            metrics_out.update(edit_metrics(model, tok, requests, locality_items=locality_items,
-                                            pre_locality=pre_loc, **kw))
-        return model
-    return apply
+    stats = {} if stats is None else stats
+    hp = dataclasses.asdict(hp) if dataclasses.is_dataclass(hp) else dict(hp)
+    return edit(model, tokenizer, requests, stats=stats, **hp), stats

@@ -33,33 +33,11 @@ import numpy as np
 import torch
 
 from .architecture import architecture
+from .prompts import subject_token_range  # noqa: F401  (re-exported: the subject span every method uses)
 
 GROUP_LABELS = ["First subject token", "Middle subject tokens", "Last subject token",
                 "First subsequent token", "Further tokens", "Last token"]
 KINDS = (None, "mlp", "attn")
-
-
-# --------------------------------------------------------------------------- tokens
-def subject_token_range(tokenizer, text: str, subject: str, char_start: int | None = None,
-                        add_special_tokens: bool = True) -> tuple[list[int], tuple[int, int]]:
-    """(input_ids, (b, e)): token ids of `text` and the half-open token span of `subject`.
-
-    The subject's character span is [char_start, char_start + len(subject)) (default: its first
-    occurrence, as rome's `find_token_range` / EasyEdit's `'{}'` replacement). A token belongs to
-    the subject if its character span overlaps the subject's (a leading space inside the token,
-    as in byte-level BPE "ĠMoon", does not matter). Special tokens (offsets (0, 0)) never count.
-    """
-    if char_start is None:
-        char_start = text.find(subject)
-        if char_start < 0:
-            raise ValueError(f"subject {subject!r} is not a substring of {text!r}")
-    char_end = char_start + len(subject)
-    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=add_special_tokens)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    inside = [i for i, (s, e) in enumerate(offsets) if e > s and s < char_end and e > char_start]
-    if not inside:
-        raise ValueError(f"no token of {text!r} covers the subject {subject!r}")
-    return ids, (inside[0], inside[-1] + 1)
 
 
 # --------------------------------------------------------------------------- noise level

@@ -815,24 +815,6 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
     return model
 
 
-# --------------------------------------------------------------------------- study helpers (notebook 05)
-
-
-def scaled_freqs(n_edits: int, reference_edits: int = 400, save_freq: int = 500, merge_freq: int = 1000) -> dict:
-    """save_freq / merge_freq scaled to an edit count below the reference run's.
-
-    The paper edited `reference_edits` = 400 forget10 requests with EasyEdit's 500 / 1000
-    (paper.md §2.1-2.3), so no shard was ever saved or merged (editing.md §4.4): one side
-    memory. Scaling both by n_edits / reference_edits keeps the same edits-per-shard ratio
-    (0.8 of a shard), i.e. the same regime, for a smaller forget set. merge_freq stays a
-    multiple of save_freq.
-    """
-    if n_edits >= reference_edits:
-        return {"save_freq": save_freq, "merge_freq": merge_freq}
-    s = max(1, math.ceil(save_freq * n_edits / reference_edits))
-    return {"save_freq": s, "merge_freq": s * max(1, round(merge_freq / save_freq))}
-
-
 def routing_report(model, tokenizer, prompts_by_set: dict, batch_size: int = 16) -> dict:
     """Routing scores and decisions of prompt sets ({name: [prompt, ...]}) on an edited model.
 
@@ -853,60 +835,6 @@ def routing_report(model, tokenizer, prompts_by_set: dict, batch_size: int = 16)
                              "side_rate": sum(r != "main" for r in names) / max(len(names), 1)}
     adapter._route = None
     return out
-
-
-def unlearn(model, tokenizer, stats: dict | None, requests, *, locality_prompts, probe_prompts: dict | None = None,
-            metric_requests=None, locality_items=None, answer_start: str = " ", **hparams):
-    """`study.run_unlearning`'s apply for WISE: edit `requests` sequentially, then record in
-    `stats` (all JSON-able, so they survive the result cache):
-
-    * the per-edit lists of `edit` (loss curves, scores, times, ...);
-    * `routing`: `routing_report` of `probe_prompts` ({set name: evaluator prompts});
-    * `edit_metrics`: {name: metrics} of EasyEdit-style rewrite / rephrase accuracy of
-      `metric_requests` (a list, or {name: list}; default {"edit prompt": requests}; pass the
-      evaluator-template requests too when editing other prompts) and locality of `locality_items` [(prompt, answer)]
-      (argmax tokens unchanged by the edit), teacher-forced, answer after `answer_start`.
-    """
-    from .rome import edit_metrics, locality_predictions   # generic EasyEdit metrics (no ROME state)
-
-    stats = {} if stats is None else stats
-    pre = locality_predictions(model, tokenizer, locality_items, answer_start=answer_start) if locality_items else None
-    edit(model, tokenizer, requests, locality_prompts=locality_prompts, stats=stats, **hparams)
-    if probe_prompts:
-        stats["routing"] = routing_report(model, tokenizer, probe_prompts)
-    groups = metric_requests if isinstance(metric_requests, dict) else \
-        {"edit prompt": metric_requests if metric_requests is not None else requests}
-    stats["edit_metrics"] = {name: edit_metrics(model, tokenizer, reqs, locality_items, pre, answer_start=answer_start)
-                             for name, reqs in groups.items()}
-    adapter = get_side_memory(model)
-    if adapter is not None:
-        adapter._route = None
-    return model
-
-
-def locality_texts(study, template, n: int = 400, data_dir=None) -> tuple[list[str], str]:
-    """The irrelevant inputs x_i of the margin loss: "question + answer" texts in `template`
-    that no evaluation set contains (paper.md §2.3: 400 retain-set QA strings outside TOFU's
-    retain eval set; EasyEdit's reference scripts use NQ train QA).
-
-    First choice: the study's retain rows without `perturbed_answer` (not in retain_perturbed,
-    hence not in the retain evaluation). When there are none (our presets' retain authors are
-    exactly retain_perturbed's 20 authors), the QA of TOFU `full` authors outside the study
-    (neither its retain nor its forget authors), in author order: the same kind of fictitious-
-    author QA, in no evaluation set and never trained on. Returns (texts, where they come from).
-    """
-    t = get_template(template)
-    rows = [r for r in study.retain_rows if not r.get("perturbed_answer")]
-    source = "study retain rows outside the retain eval set"
-    if not rows:
-        from . import data as tofu
-
-        used = set(study.retain_authors) | set(study.forget_authors)
-        n_authors = tofu.FULL_ROWS // tofu.ROWS_PER_AUTHOR
-        others = [a for a in range(n_authors) if a not in used][:max(1, math.ceil(n / tofu.ROWS_PER_AUTHOR))]
-        rows = tofu.authors_rows(others, data_dir)
-        source = f"TOFU full authors {others[0]}-{others[-1]} (outside the study; no retain row lies outside the eval set)"
-    return [t.full(r["question"], r["answer"]) for r in rows[:n]], source
 
 
 # --------------------------------------------------------------------------- saving a side memory
@@ -969,3 +897,18 @@ def load_side_memory(model, folder):
     adapter.editing_total_cnt, adapter.merge_cnt = state["editing_total_cnt"], state["merge_cnt"]
     adapter.context_templates = state["context_templates"]
     return model
+
+
+# --------------------------------------------------------------------------- entry point
+def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, locality_prompts):
+    """The methods' common entry point: edit `requests` into a WISE side memory with
+    hyperparameters `hp` (WiseHParams or a dict of its names) and the irrelevant texts
+    `locality_prompts` (x_i of the margin loss). Returns (model, stats), the routing left to
+    each forward call."""
+    stats = {} if stats is None else stats
+    hp = {f.name: getattr(hp, f.name) for f in fields(WiseHParams)} if isinstance(hp, WiseHParams) else dict(hp)
+    edit(model, tokenizer, requests, locality_prompts=locality_prompts, stats=stats, **hp)
+    adapter = get_side_memory(model)
+    if adapter is not None:
+        adapter._route = None
+    return model, stats

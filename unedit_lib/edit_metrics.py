@@ -1,0 +1,68 @@
+"""Edit-level metrics, the same for every editor (EasyEdit's, ../shared/reference/editing.md §5).
+
+All are teacher-forced argmax comparisons at the answer positions of prompt + answer_start +
+answer, prompt and answer tokenised separately (as the edits are):
+  * rewrite accuracy: the share of target tokens that are the argmax after the prompt (EasyEdit
+    `test_prediction_acc`; reliability with the request's prompt, generalisation with its
+    paraphrase, "rephrase");
+  * locality: the share of answer positions of unrelated (prompt, answer) items whose argmax
+    token the edit left unchanged.
+The study (recipes.py) computes them before and after each edit run; the editors do not.
+"""
+from __future__ import annotations
+
+import torch
+
+from .prompts import encode_answer, encode_prompt
+
+
+def _device(model):
+    return next(model.parameters()).device if hasattr(model, "parameters") else torch.device("cpu")
+
+
+@torch.no_grad()
+def answer_predictions(model, tok, prompt: str, answer: str, *, answer_start: str = " ",
+                       add_eos: bool = False) -> tuple[list[int], list[int]]:
+    """(predicted, answer_ids): teacher-forced argmax tokens at the answer positions of
+    prompt + answer_start + answer (tokenised separately, as the edit), and the answer's ids."""
+    p = encode_prompt(tok, prompt)
+    a = encode_answer(tok, answer_start + answer, add_eos=add_eos)
+    ids = torch.tensor([p + a], device=_device(model))
+    logits = model(input_ids=ids).logits[0]
+    pred = logits[len(p) - 1:len(p) - 1 + len(a)].argmax(-1).tolist()
+    return pred, a
+
+
+def rewrite_accuracy(model, tok, prompt: str, target: str, **kw) -> float:
+    """EasyEdit `test_prediction_acc`: the fraction of target tokens that are the argmax under
+    teacher forcing (reliability with the prompt, generalisation with the paraphrase)."""
+    pred, a = answer_predictions(model, tok, prompt, target, **kw)
+    return sum(int(x == y) for x, y in zip(pred, a)) / len(a)
+
+
+def locality_predictions(model, tok, items, **kw) -> list[list[int]]:
+    """Argmax tokens at the answer positions of each (prompt, answer) locality item; call before
+    and after editing and compare with `locality_scores` (EasyEdit's locality)."""
+    return [answer_predictions(model, tok, p, a, **kw)[0] for p, a in items]
+
+
+def locality_scores(pre: list[list[int]], post: list[list[int]]) -> list[float]:
+    """Per item: the fraction of answer positions whose argmax token is unchanged by the edit."""
+    return [sum(int(x == y) for x, y in zip(a, b)) / max(len(a), 1) for a, b in zip(pre, post)]
+
+
+def edit_metrics(model, tok, requests, locality_items=None, pre_locality=None, **kw) -> dict:
+    """EasyEdit-style edit-level metrics after editing.
+
+    rewrite_acc (request prompt -> target), rephrase_acc (its paraphrase, when present) and, when
+    `locality_items` [(prompt, answer)] and `pre_locality` (= locality_predictions before editing)
+    are given, locality. Each is a per-request list, with its mean under "<name>_mean".
+    """
+    out = {"rewrite_acc": [rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in requests]}
+    out["rephrase_acc"] = [rewrite_accuracy(model, tok, r["paraphrase"], r["target"], **kw)
+                           for r in requests if r.get("paraphrase")]
+    if locality_items is not None and pre_locality is not None:
+        out["locality"] = locality_scores(pre_locality, locality_predictions(model, tok, locality_items, **kw))
+    for k in list(out):
+        out[f"{k}_mean"] = sum(out[k]) / len(out[k]) if out[k] else None
+    return out
