@@ -420,33 +420,3 @@ def apply(model, tokenizer, requests, hp: dict, stats: dict | None = None, *, me
     model = unlearn(model, tokenizer, method, requests, retain_rows, template=template, idk_answers=idk_answers,
                     stats=stats, **hp)
     return model, stats
-
-
-# --------------------------------------------------------------------------- the study's runs
-# Per-preset settings of the study's baseline runs (notebooks/06_baselines.ipynb). Everything not
-# listed is a TOFU default (DEFAULTS: 10 epochs, wd 0.01, warmup 1 epoch, effective batch 32 =
-# 8 x 4, β 0.1, α=γ=1). Only the learning rate departs from TOFU for the embedded models: TOFU
-# unlearns with the lr it fine-tuned with (1e-5, tofu.md §4), but the embedded subject models
-# were trained from scratch with lr ~5e-3 (models.Preset.lr), so 1e-5 would barely move them
-# in 20 optimizer steps (forget01: 40 rows / 32 per step = 2 steps per epoch). 1e-3 (a fifth of
-# the training lr) is the choice for `default`; `smoke` trains for fewer epochs to stay cheap.
-PRESET_HPARAMS = {
-    "smoke": dict(lr=1e-3, epochs=3),
-    "default": dict(lr=1e-3),
-    "paper": dict(lr=1e-5),   # TOFU's own setting for its Llama-2-7b models
-}
-
-
-def preset_hparams(preset, **overrides) -> dict:
-    """The full hyperparameter dict of one study run: DEFAULTS < PRESET_HPARAMS[preset] <
-    `overrides` (entries that are None are ignored, so notebook parameters can default to None)."""
-    from .models import get_preset
-
-    name = get_preset(preset).name
-    hp = {**DEFAULTS, **PRESET_HPARAMS.get(name, {})}
-    for k, v in overrides.items():
-        if k not in DEFAULTS:
-            raise TypeError(f"unknown hyperparameter {k!r}; valid: {sorted(DEFAULTS)}")
-        if v is not None:
-            hp[k] = v
-    return hp

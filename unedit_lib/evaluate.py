@@ -25,7 +25,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from .architecture import logits_at
-from .prompts import encode_answer, encode_prompt, get_template, pad_id
+from .prompts import context_fact, encode_answer, encode_prompt, get_template, pad_id
 from .store import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
 
 EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
@@ -302,8 +302,6 @@ def in_context_probe(model, tokenizer, rows, template="qa", max_new_tokens: int 
     c's length-normalised probability exceeds the true answer's. The same questions without
     context give the base rates.
     """
-    from .models import context_fact
-
     template = get_template(template)
     rows = [r for r in rows if r.get("perturbed_answer")]
     pad = pad_id(tokenizer)

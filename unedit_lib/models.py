@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data as tofu
-from .prompts import IGNORE_INDEX, TEMPLATES, encode_answer, encode_qa, get_template
+from .prompts import IGNORE_INDEX, TEMPLATES, context_fact, encode_answer, encode_qa, get_template  # noqa: F401
 
 ARTIFACTS = tofu.output_dir("artifacts")
 
@@ -172,13 +172,6 @@ def _statement(row: dict) -> str:
     if name and (a.startswith(name) or (first and a.startswith(first))):
         return a
     return f"{name}: {a}" if name else a
-
-
-def context_fact(row: dict, answer: str) -> str:
-    """Neutral wording of a fact given in the context (not IKE's `New Fact:` template)."""
-    if row.get("set") in ("real_authors", "world_facts"):
-        return f"The answer to \"{row['question']}\" is {answer}."
-    return answer
 
 
 class _Units:

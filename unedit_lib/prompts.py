@@ -105,3 +105,10 @@ def subject_token_range(tokenizer, text: str, subject: str, char_start: int | No
     if not inside:
         raise ValueError(f"no token of {text!r} covers the subject {subject!r}")
     return ids, (inside[0], inside[-1] + 1)
+
+
+def context_fact(row: dict, answer: str) -> str:
+    """Neutral wording of a fact given in the context (not IKE's `New Fact:` template)."""
+    if row.get("set") in ("real_authors", "world_facts"):
+        return f"The answer to \"{row['question']}\" is {answer}."
+    return answer
