@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from unedit_lib import evaluate as ev
 from unedit_lib import ike
 from unedit_lib.architecture import tiny_model
-from unedit_lib.prompts import IGNORE_INDEX, TEMPLATES, encode_prompt, encode_qa
+from unedit_lib.prompts import TEMPLATES, encode_prompt, encode_qa
 from unedit_lib.tokenizer import train_tokenizer
 
 QA = TEMPLATES["qa"]
@@ -75,16 +76,6 @@ def _requests(rows, template=QA):
     return [{"prompt": template.prompt(r["question"]), "question": r["question"], "target": r["target"],
              "paraphrase": template.prompt(r["paraphrased_question"]), "ground_truth": r["answer"],
              "subject": ""} for r in rows]
-
-
-def _left_pad(seqs, fill):
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), fill, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for b, s in enumerate(seqs):
-        ids[b, width - len(s):] = torch.tensor(s)
-        mask[b, width - len(s):] = 1
-    return ids, mask
 
 
 # --------------------------------------------------------------------------- formats and split
@@ -169,16 +160,16 @@ def test_retrieval_order_and_context_layout(tok, model):
     assert [h.index for h in hits] == [2, 1, 3, 0, 4]  # cosine order; tie 1/3 broken by index
     assert hits[0].score == pytest.approx(1.0) and hits[1].score == pytest.approx(hits[2].score)
 
-    w = ike.IKEModel(model, tok, pool, [fact], QA, k=2)
+    w = ike.IKEPrompts(tok, pool, [fact], QA, k=2)
     # other prompt: k demos whole (most similar first), first line of the (k+1)-th as New Fact
     assert w.prefix_for(QA.prompt(OTHER_Q)) == demos[2] + demos[1] + "New Fact: f3 t3\nPrompt: "
     assert w.augment_prompt(QA.prompt(OTHER_Q)) == QA.prompt(demos[2] + demos[1] + "New Fact: f3 t3\nPrompt: " + OTHER_Q)
     # forget prompt: k demos, then its own New Fact line
     assert w.prefix_for(QA.prompt(fact.question)) == demos[0] + demos[1] + "New Fact: Where was X born? dummy\nPrompt: "
     # original IKE order: most similar next to the query
-    w_rev = ike.IKEModel(model, tok, pool, [fact], QA, k=2, order="most_similar_last")
+    w_rev = ike.IKEPrompts(tok, pool, [fact], QA, k=2, order="most_similar_last")
     assert w_rev.prefix_for(QA.prompt(OTHER_Q)) == demos[1] + demos[2] + "New Fact: f3 t3\nPrompt: "
-    w_before = ike.IKEModel(model, tok, pool, [fact], QA, k=2, context_position="before")
+    w_before = ike.IKEPrompts(tok, pool, [fact], QA, k=2, context_position="before")
     assert w_before.augment_prompt(QA.prompt(OTHER_Q)) == demos[2] + demos[1] + "New Fact: f3 t3\nPrompt: " + QA.prompt(OTHER_Q)
 
 
@@ -255,116 +246,67 @@ def test_context_guard_raises_and_truncates(tok, model):
     long_facts = [dict(r, target=r["answer"] + " " + r["answer"]) for r in FACTS]
     pool = ike.build_pool(long_facts, RETAIN, embedder=bow_embedder())
     reqs = _requests(long_facts[:1])
+    q = FACTS[0]["question"]
     w = ike.edit(model, tok, reqs, pool=pool, k=9)
-    ids = encode_prompt(tok, QA.prompt(FACTS[0]["question"]))
-    x = torch.tensor([ids])
-    n_tokens = len(encode_prompt(tok, w.augment_prompt(QA.prompt(FACTS[0]["question"]))))
+    n_tokens = len(encode_prompt(tok, w.augment_prompt(QA.prompt(q))))
     assert n_tokens > model.config.max_position_embeddings == 256
     with pytest.raises(ValueError, match=rf"is {n_tokens} tokens, over the model's limit of 256 .*Lower k"):
-        w(x, torch.ones_like(x))
+        w.prompt_ids(q)
     with pytest.raises(ValueError, match="limit of 256"):
-        w.generate(x, torch.ones_like(x), max_new_tokens=2, do_sample=False)
+        ev.generate_answers(model, tok, QA, [q], max_new_tokens=2, prompter=w)
     stats = {}
     wt = ike.edit(model, tok, reqs, pool=pool, k=9, truncate=True, stats=stats)
-    out = wt(x, torch.ones_like(x))
-    assert out.logits.shape == (1, len(ids), model.config.vocab_size)
-    ev = stats["eval"]
-    assert ev["truncated_rows"] == 1 and 0 < ev["dropped_demos"] < 9
+    ids, n = wt.fit(q, 5, 0)
+    assert 0 < n < 9 and len(ids) + 5 <= 256 and len(wt.fit(q, 0, 0)[0]) >= len(ids)
+    assert wt.prompt_ids(q, 5) == ids
+    e = stats["eval"]
+    assert e["truncated_rows"] == 1 and e["dropped_demos"] == 9 - n and e["demos_used"] == {str(n): 1}
 
 
-# --------------------------------------------------------------------------- wrapper vs base
-def _batch_prompts(tok, prompts):
-    return _left_pad([encode_prompt(tok, p) for p in prompts], tok.pad_token_id)
-
-
+# --------------------------------------------------------------------------- the evaluator with IKE's prompts
 @pytest.mark.parametrize("mode", ["logits", "generation"])
-def test_generation_equals_base_on_prefixed_prompt(tok, model, pool, mode):
+def test_generation_equals_the_model_on_the_prefixed_prompt(tok, model, pool, mode):
     w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=2, mode=mode, prompt_format="question_only")
-    prompts = [QA.prompt(FACTS[0]["question"]), QA.prompt(OTHER_Q), QA.prompt(FACTS[1]["paraphrased_question"])]
-    ids, mask = _batch_prompts(tok, prompts)
-    out = w.generate(ids, mask, max_new_tokens=6, do_sample=False)
-    assert torch.equal(out[:, :ids.shape[1]], ids)
-    for b, p in enumerate(prompts):
-        manual = QA.prompt(w.prefix_for(p) + w.question_of(p))
-        assert manual == w.augment_prompt(p) and manual.startswith("Question: New Fact: ")
-        m_ids = torch.tensor([encode_prompt(tok, manual)])
-        ref = model.generate(m_ids, attention_mask=torch.ones_like(m_ids), max_new_tokens=6, do_sample=False,
-                             pad_token_id=tok.pad_token_id)
-        new_ref = ref[0, m_ids.shape[1]:].tolist()
-        assert out[b, ids.shape[1]:ids.shape[1] + len(new_ref)].tolist() == new_ref
-        # and it is not simply the unprefixed generation (the context matters)
-        plain = model.generate(torch.tensor([encode_prompt(tok, p)]), max_new_tokens=6, do_sample=False,
-                               pad_token_id=tok.pad_token_id)
-        assert plain[0].tolist()[-6:] != new_ref or b > 0
-    # a total max_length (TOFU legacy) counts from the ORIGINAL prompt
-    out2 = w.generate(ids, mask, max_length=ids.shape[1] + 3, max_new_tokens=None, do_sample=False)
-    assert out2.shape[1] <= ids.shape[1] + 3 and torch.equal(out2, out[:, :out2.shape[1]])
+    qs = [FACTS[0]["question"], OTHER_Q, FACTS[1]["paraphrased_question"]]
+    got = ev.generate_answers(model, tok, QA, qs, max_new_tokens=6, prompter=w)
+    for q, g in zip(qs, got):
+        manual = QA.prompt(w.prefix_for(QA.prompt(q)) + q)
+        assert manual == w.augment_prompt(QA.prompt(q)) and manual.startswith("Question: New Fact: ")
+        assert g == ev.generate_answers(model, tok, ike.PromptTemplate("m", manual, ""), [""], max_new_tokens=6)[0]
+    assert w.stats["eval"]["rows_generate"] == 3
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_forward_loss_and_logits_equal_base_on_prefixed_input(tok, model, pool, family):
-    # gpt2 has absolute positions: left padding must not shift them (position ids from the mask)
+def test_scored_answers_equal_the_model_on_the_prefixed_input(tok, model, pool, family):
+    """The shared-prompt scoring (one run per prompt, answers on its KV cache) gives the
+    per-token log-probs of prompt + answer run as one sequence."""
     model = model if family == "llama" else tiny_model("gpt2", vocab_size=len(tok), seed=0)
     stats = {}
     w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, stats=stats, prompt_format="question_only")
-    # the first and last rows share a question (one context computed once for both, answers of
-    # different lengths on top of its cache)
-    rows = [(FACTS[0]["question"], FACTS[0]["answer"]), (OTHER_Q, "Jane Austen."),
-            (FACTS[1]["paraphrased_question"], FACTS[1]["answer"]),
-            (FACTS[0]["question"], "Not in Kuwait City but somewhere far away, in a small village.")]
-    enc = [encode_qa(tok, QA, q, a) for q, a in rows]
-    ids, mask = _left_pad([e[0] for e in enc], tok.pad_token_id)
-    labels, _ = _left_pad([e[1] for e in enc], IGNORE_INDEX)
-    with torch.no_grad():
-        out = w(ids, mask, labels=labels)
-    assert out.logits.shape == (*ids.shape, model.config.vocab_size)
-    with torch.no_grad():  # without labels the prompt/answer boundary comes from the template text
-        out_nolab = w(ids, mask)
-    assert out_nolab.loss is None
-    torch.testing.assert_close(out_nolab.logits, out.logits, atol=2e-5, rtol=1e-4)
-    total_nll, total_n = 0.0, 0
-    for b, (q, a) in enumerate(rows):
-        prefix = w.prefix_for(QA.prompt(q))
-        m_ids, m_lab = encode_qa(tok, QA, prefix + q, a)
-        x, y = torch.tensor([m_ids]), torch.tensor([m_lab])
+    # the first and last pairs share a question (one context, answers of different lengths on its cache)
+    pairs = [(FACTS[0]["question"], FACTS[0]["answer"]), (OTHER_Q, "Jane Austen."),
+             (FACTS[1]["paraphrased_question"], FACTS[1]["answer"]),
+             (FACTS[0]["question"], "Not in Kuwait City but somewhere far away, in a small village.")]
+    got = ev.answer_token_logprobs(model, tok, QA, pairs, prompter=w)
+    plain = ev.answer_token_logprobs(model, tok, QA, pairs)
+    for (q, a), lp, lp0 in zip(pairs, got, plain):
+        m_ids, m_lab = encode_qa(tok, QA, w.prefix_for(QA.prompt(q)) + q, a)
         with torch.no_grad():
-            ref = model(x, labels=y)
-        n_ans = sum(1 for v in enc[b][1] if v != IGNORE_INDEX)
-        # logits at the answer positions (and the position before the first answer token) match
-        got = out.logits[b, -(n_ans + 1):]
-        torch.testing.assert_close(got, ref.logits[0, -(n_ans + 1):], atol=2e-5, rtol=1e-4)
-        # TOFU-style per-row loss from the wrapper's logits and the ORIGINAL labels
-        lg, lb = out.logits[b, :-1], labels[b, 1:]
-        row_nll = torch.nn.functional.cross_entropy(lg, lb, ignore_index=IGNORE_INDEX, reduction="sum")
-        assert row_nll.item() / n_ans == pytest.approx(ref.loss.item(), rel=1e-4, abs=1e-5)
-        total_nll += ref.loss.item() * n_ans
-        total_n += n_ans
-        # the context changes the answer's loss (otherwise the test would be vacuous)
-        with torch.no_grad():
-            plain = model(torch.tensor([enc[b][0]]), labels=torch.tensor([enc[b][1]])).loss.item()
-        assert abs(plain - ref.loss.item()) > 1e-4
-    assert out.loss.item() == pytest.approx(total_nll / total_n, rel=1e-4)
-    ev = stats["eval"]  # two forward calls of 4 rows each
-    assert ev["rows_forward"] == 8 and ev["forget_rows"] == 6 and ev["other_rows"] == 2
-    assert ev["roundtrip_mismatch"] == 0 and ev["truncated_rows"] == 0
+            ref = model(torch.tensor([m_ids]), labels=torch.tensor([m_lab]))
+        assert -sum(lp) / len(lp) == pytest.approx(ref.loss.item(), rel=1e-4, abs=1e-5)
+        assert abs(sum(lp) - sum(lp0)) > 1e-4           # the context changes the answer's score
+    e = stats["eval"]
+    assert e["rows_forward"] == 4 and e["forget_rows"] == 3 and e["other_rows"] == 1 and e["truncated_rows"] == 0
 
 
-def test_generation_mode_forward_is_base_model(tok, model, pool):
+def test_generation_mode_scores_with_the_plain_prompt(tok, model, pool):
     w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2, mode="generation")
-    i, lab = encode_qa(tok, QA, FACTS[0]["question"], FACTS[0]["answer"])
-    x, y = torch.tensor([i]), torch.tensor([lab])
-    with torch.no_grad():
-        a, b = w(x, torch.ones_like(x), labels=y), model(x, attention_mask=torch.ones_like(x), labels=y)
-    assert torch.equal(a.logits, b.logits) and a.loss.item() == b.loss.item()
+    pairs = [(FACTS[0]["question"], FACTS[0]["answer"])]
+    assert not w.on_losses
+    assert ev.answer_token_logprobs(model, tok, QA, pairs, prompter=w) == ev.answer_token_logprobs(model, tok, QA, pairs)
 
 
-def test_wrapper_surface_and_errors(tok, model, pool):
-    w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2)
-    assert w.config is model.config and w.device == model.device and w.eval() is w
-    assert w.generation_config is model.generation_config  # other attributes come from the base model
-    bad = torch.tensor([encode_prompt(tok, "no template here")])
-    with pytest.raises(ValueError, match="cannot find the question"):
-        w.generate(bad, torch.ones_like(bad), max_new_tokens=2)
+def test_edit_errors_and_pool_from_rows(tok, model, pool):
     with pytest.raises(ValueError, match="mode"):
         ike.edit(model, tok, [], pool=pool, mode="weights")
     with pytest.warns(UserWarning, match="ignoring"):
@@ -377,17 +319,19 @@ def test_wrapper_surface_and_errors(tok, model, pool):
     # the template is inferred from the requests (prompt vs raw question)
     chat = TEMPLATES["llama2_chat"]
     assert ike.edit(model, tok, _requests(FACTS[:1], chat), pool=pool).template is chat
+    assert w_rows.limit == model.config.max_position_embeddings
 
 
-def test_saved_wrapper_rebuilds_the_same_contexts(tok, model, pool, tmp_path):
+def test_saved_prompts_rebuild_the_same_contexts(tok, model, pool, tmp_path):
     w = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2, template="qa", answers={OTHER_Q: "Paris."})
-    ike.save_wrapper(w, tmp_path)
-    back = ike.load_wrapper(model, tok, tmp_path, embedder=bow_embedder())
+    ike.save_prompts(w, tmp_path)
+    back = ike.load_prompts(tok, tmp_path, embedder=bow_embedder())
     for q in (FACTS[0]["question"], FACTS[1]["question"], OTHER_Q):
         assert back.augment_prompt(QA.prompt(q)) == w.augment_prompt(QA.prompt(q))
-    assert (back.k, back.mode, back.template.name, back.prompt_format) == (2, "logits", "qa", "paper")
+        assert back.prompt_ids(q, 3) == w.prompt_ids(q, 3)
+    assert (back.k, back.mode, back.template.name, back.prompt_format, back.limit) == (2, "logits", "qa", "paper", 256)
     assert back.augment_prompt(QA.prompt(OTHER_Q)).endswith(OTHER_Q + " Paris.\nAnswer:")
-    # another template (robustness attacks): the same facts, parsed with the new template
+    # another template (robustness attacks): the same facts, the context inside the new template
     raw = w.rewrap(template="raw")
     assert raw.template.name == "raw" and raw.fact_for(FACTS[0]["question"]) == w.fact_for(FACTS[0]["question"])
     assert FACTS[0]["question"] in raw.augment_prompt(FACTS[0]["question"])
@@ -409,11 +353,9 @@ def test_paper_prompt_format_puts_the_answer_after_the_question(tok, model, pool
     assert w.augment_prompt(p) == QA.prompt(w.prefix_for(p) + OTHER_Q + " Paris.")
     unknown = QA.prompt("Who painted the Blue Door?")
     assert w.augment_prompt(unknown) == QA.prompt(w.prefix_for(unknown) + "Who painted the Blue Door?")
-    ids = encode_prompt(tok, unknown)
-    w.generate(input_ids=torch.tensor([ids]), max_new_tokens=2, do_sample=False)
+    w.prompt_ids("Who painted the Blue Door?")
     assert w.stats["eval"]["no_answer_after_question"] == 1
-    plain = w.rewrap()
-    plain.prompt_format = "question_only"
+    plain = w.rewrap(prompt_format="question_only")
     assert plain.augment_prompt(p) == QA.prompt(w.prefix_for(p) + OTHER_Q)
     with pytest.raises(ValueError, match="prompt_format"):
         ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, prompt_format="paper_v2")

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from .prompts import encode_answer, encode_prompt
+from .evaluate import shared_prompt_logits
+from .prompts import encode_answer, encode_prompt, pad_id
 
 
 def _device(model):
@@ -22,11 +23,17 @@ def _device(model):
 
 @torch.no_grad()
 def answer_predictions(model, tok, prompt: str, answer: str, *, answer_start: str = " ",
-                       add_eos: bool = False) -> tuple[list[int], list[int]]:
+                       add_eos: bool = False, prompter=None) -> tuple[list[int], list[int]]:
     """(predicted, answer_ids): teacher-forced argmax tokens at the answer positions of
-    prompt + answer_start + answer (tokenised separately, as the edit), and the answer's ids."""
+    prompt + answer_start + answer (tokenised separately, as the edit), and the answer's ids.
+    `prompter` (IKE): the prompt is `prompter.prompt_ids(question of prompt, n answer tokens)`,
+    run once with the answer on top (evaluate.shared_prompt_logits)."""
     p = encode_prompt(tok, prompt)
     a = encode_answer(tok, answer_start + answer, add_eos=add_eos)
+    if prompter is not None:
+        ids = prompter.prompt_ids(prompter.question_of(prompt), len(a))
+        head, tail = shared_prompt_logits(model, ids, [a], pad_id(tok), keep=min(max(1, len(p)), len(ids)))
+        return torch.cat([head[-1:], tail[0, :len(a) - 1]]).argmax(-1).tolist(), a
     ids = torch.tensor([p + a], device=_device(model))
     logits = model(input_ids=ids).logits[0]
     pred = logits[len(p) - 1:len(p) - 1 + len(a)].argmax(-1).tolist()

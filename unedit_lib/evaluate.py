@@ -42,18 +42,87 @@ def _device(model):
     return next(model.parameters()).device if hasattr(model, "parameters") else torch.device("cpu")
 
 
+def _cache_kw(model) -> str:
+    """The KV-cache argument of `model.forward`: `cache` in recent transformers 5 releases,
+    `past_key_values` before."""
+    import inspect
+
+    try:
+        return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    except (TypeError, ValueError):
+        return "past_key_values"
+
+
+@torch.no_grad()
+def shared_prompt_logits(model, prompt_ids: list[int], answers: list[list[int]], pad: int, keep: int = 1):
+    """(head, tail): one prompt run once (KV cache; the LM head on its last `keep` positions:
+    `head`, (keep, vocab)), then all `answers` on top of it in one right-padded batch (`tail`,
+    (n answers, longest answer, vocab); None when every answer is empty). The logits are those
+    of running prompt + answer as one sequence: same positions, same attention; a long prompt
+    with many answers (IKE's ~1,000-token contexts) is computed once instead of per answer."""
+    from transformers import DynamicCache
+
+    dev = _device(model)
+    kw = _cache_kw(model)
+    prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=dev)
+    cache = DynamicCache(config=model.config)
+    head = model(input_ids=prompt, use_cache=True, logits_to_keep=keep, **{kw: cache}).logits[0]
+    width = max((len(a) for a in answers), default=0)
+    if not width:
+        return head, None
+    n, P = len(answers), prompt.shape[1]
+    cache.batch_repeat_interleave(n)
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    mask = torch.zeros((n, P + width), dtype=torch.long)
+    mask[:, :P] = 1
+    for j, a in enumerate(answers):
+        if a:
+            ids[j, :len(a)] = torch.tensor(a, dtype=torch.long)
+            mask[j, P:P + len(a)] = 1
+    pos = torch.arange(P, P + width, device=dev).expand(n, -1)
+    tail = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos, use_cache=True,
+                 **{kw: cache}).logits
+    return head, tail
+
+
+def _prompted_logprobs(model, tokenizer, questions, enc, order, batch_size, prompter, progress, desc):
+    """answer_token_logprobs with the prompts of `prompter` (e.g. IKE's): per batch (the same
+    batches as without it), the pairs that share a prompt are scored on one shared prompt run."""
+    out: list[list[float]] = [[] for _ in enc]
+    pad = pad_id(tokenizer)
+    for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+        idx = order[s:s + batch_size]
+        prompter.prepare([questions[i] for i in idx])           # one retrieval call per batch
+        groups: dict[tuple, list[int]] = {}
+        for i in idx:
+            full, n_prompt = enc[i]
+            groups.setdefault(tuple(prompter.prompt_ids(questions[i], len(full) - n_prompt)), []).append(i)
+        for prompt, members in groups.items():
+            answers = [enc[i][0][enc[i][1]:] for i in members]
+            keep = min(max(1, max(enc[i][1] for i in members)), len(prompt))
+            head, tail = shared_prompt_logits(model, list(prompt), answers, pad, keep)
+            for j, i in enumerate(members):
+                logits = torch.cat([head[-1:], tail[j, :len(answers[j]) - 1]]).float()   # predict each answer token
+                tgt = torch.tensor(answers[j], device=logits.device).unsqueeze(-1)
+                out[i] = torch.log_softmax(logits, dim=-1).gather(-1, tgt).squeeze(-1).cpu().tolist()
+    return out
+
+
 @torch.no_grad()
 def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 32, progress: bool = False,
-                          desc: str = "losses", contexts=None) -> list[list[float]]:
+                          desc: str = "losses", contexts=None, prompter=None) -> list[list[float]]:
     """Log-probability of every answer token (answer tokens + EOS) for each (question, answer) pair.
 
     Prompt and answer are tokenised as in training (prompts.encode_qa). Batches are right
     padded so positions need no correction; pairs are sorted by prompt length and then by
-    prompt, so a question's answers sit side by side in a batch (a wrapper such as IKE's
+    prompt, so a question's answers sit side by side in a batch (a prompter such as IKE's
     computes their shared context once), and by answer length within a prompt. The LM head
     runs on the answer positions only (`architecture.logits_at`).
     `contexts` (optional, one string per pair) is stated before the prompt as a unit of its
     own (text + EOS), as the in-context training sequences state facts.
+    `prompter` (optional, e.g. ike.IKEPrompts): when its `on_losses`, each pair's prompt is
+    `prompter.prompt_ids(question, n answer tokens)` instead of the template's, and the pairs
+    sharing a prompt are scored on one run of it (`shared_prompt_logits`).
     """
     template = get_template(template)
     enc = []
@@ -64,6 +133,9 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
         ans = encode_answer(tokenizer, template.answer(a))
         enc.append((p + ans, len(p)))
     order = sorted(range(len(enc)), key=lambda i: (enc[i][1], enc[i][0][:enc[i][1]], len(enc[i][0])))
+    if prompter is not None and prompter.on_losses:
+        return _prompted_logprobs(model, tokenizer, [q for q, _ in pairs], enc, order, batch_size, prompter,
+                                  progress, desc)
     out: list[list[float]] = [[] for _ in enc]
     pad = pad_id(tokenizer)
     dev = _device(model)
@@ -89,20 +161,29 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
 
 
 def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progress: bool = False,
-                  desc: str = "losses", contexts=None) -> list[float]:
+                  desc: str = "losses", contexts=None, prompter=None) -> list[float]:
     """Average answer NLL (answer tokens + EOS) for each (question, answer) pair
     (`answer_token_logprobs`, averaged): -log P̄(a|q), tofu.md 2.1."""
-    lps = answer_token_logprobs(model, tokenizer, template, pairs, batch_size, progress, desc, contexts)
+    lps = answer_token_logprobs(model, tokenizer, template, pairs, batch_size, progress, desc, contexts, prompter)
     return [-float(np.mean(lp)) for lp in lps]
 
 
 @torch.no_grad()
 def generate_answers(model, tokenizer, template, questions, max_new_tokens: int = 200,
-                     batch_size: int = 64, progress: bool = False, desc: str = "generate") -> list[str]:
-    """Greedy answers (left padding, KV cache), cut at EOS and stripped."""
+                     batch_size: int = 64, progress: bool = False, desc: str = "generate", prompter=None) -> list[str]:
+    """Greedy answers (left padding, KV cache), cut at EOS and stripped. `prompter` (optional,
+    e.g. ike.IKEPrompts): each question's prompt is `prompter.prompt_ids(question, 0,
+    max_new_tokens)` (batches as without it: by the template prompt's length)."""
     template = get_template(template)
     prompts = [encode_prompt(tokenizer, template.prompt(q)) for q in questions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    if prompter is not None:
+        by_batch = {}
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            prompter.prepare([questions[i] for i in idx])          # one retrieval call per batch
+            by_batch.update({i: prompter.prompt_ids(questions[i], 0, max_new_tokens, kind="generate") for i in idx})
+        prompts = [by_batch[i] for i in range(len(prompts))]
     out = [""] * len(prompts)
     pad = pad_id(tokenizer)
     dev = _device(model)
@@ -142,8 +223,10 @@ def rouge_recall(ground_truth: str, generation: str) -> tuple[float, float]:
 # --------------------------------------------------------------------------- per-set logs
 def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows: int | None = None,
                  max_new_tokens: int = 200, batch_size: int = 32, progress: bool = True,
-                 question_key: str = "question") -> dict:
-    """Per-item log of one eval set in TOFU's legacy format (dicts keyed by row index)."""
+                 question_key: str = "question", prompter=None) -> dict:
+    """Per-item log of one eval set in TOFU's legacy format (dicts keyed by row index).
+    `prompter`: the prompts asked instead of the template's (IKE; see answer_token_logprobs);
+    the logs keep the template's prompt in `generated_text`."""
     if set_name not in EVAL_SETS:
         raise ValueError(f"unknown eval set {set_name!r}; valid: {EVAL_SETS}")
     rows = list(rows)[:max_rows] if max_rows else list(rows)
@@ -161,7 +244,8 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
         pairs.append((qs[i], r[para_key])); slots.append((i, "para"))
         for j, pa in enumerate(r["perturbed_answer"]):
             pairs.append((qs[i], pa)); slots.append((i, j))
-    losses = answer_losses(model, tokenizer, template, pairs, batch_size, progress, desc=f"{set_name} probs")
+    losses = answer_losses(model, tokenizer, template, pairs, batch_size, progress, desc=f"{set_name} probs",
+                           prompter=prompter)
     gt, para = {}, {}
     pert = {i: [None] * len(r["perturbed_answer"]) for i, r in enumerate(rows)}
     for (i, kind), loss in zip(slots, losses):
@@ -172,7 +256,7 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
         else:
             pert[i][kind] = loss
     gens = generate_answers(model, tokenizer, template, qs, max_new_tokens, 2 * batch_size, progress,
-                            desc=f"{set_name} generate")
+                            desc=f"{set_name} generate", prompter=prompter)
     tmpl = get_template(template)
     log = {"avg_gt_loss": {}, "avg_paraphrased_loss": {}, "average_perturb_loss": {},
            "rougeL_recall": {}, "rouge1_recall": {}, "generated_text": {}}

@@ -49,33 +49,15 @@ Pipeline
    the question, as EasyEdit's own IKE evaluation (`compute_icl_edit_quality`) and paper.md 2.2
    describe it; the edit-level metrics always use that one (EasyEdit's).
 
-The wrapper returned by `edit()`
---------------------------------
-`IKEModel` behaves like the base model for an evaluator that calls
-`model.generate(input_ids, attention_mask, ...)` and `model(input_ids, attention_mask,
-labels=...)` on padded batches built with `prompts.encode_qa` / `encode_prompt`. The evaluator
-passes token ids only, so for every row the wrapper
-  1. takes the real tokens (attention_mask == 1),
-  2. finds the prompt/answer boundary: the first labelled position when `labels` are given
-     (the prompt is masked with -100 by `encode_qa`), otherwise the template's
-     `question_end` in the decoded text (or the whole row, for generation),
-  3. decodes the prompt and strips the template (`PromptTemplate` known to the wrapper) to
-     get the question text,
-  4. re-tokenises `template.prompt(context + question)` with `encode_prompt` and appends the
-     row's answer ids unchanged (exactly what `encode_qa(tok, template, context + q, a)` gives),
-  5. labels the context and prompt -100, keeps the row's own labels on the answer tokens.
-`forward` returns the loss of that augmented batch and logits for the ORIGINAL positions
-(the augmented row's last positions mapped onto the original row's real positions, right
-aligned; the answer tokens line up exactly, prompt positions carry augmented-prompt logits,
-padding positions are 0), so per-token metrics computed from logits+labels line up.
-`generate` returns the original input ids followed by the new tokens, so
-`out[:, input_ids.shape[1]:]` is the generation as for the base model; a total `max_length`
-is converted to `max_new_tokens`. Rows whose prompt does not match the template raise a
-ValueError (the wrapper cannot know where the question is). Decode -> encode must round-trip
-(true for the project's byte-level BPE); mismatches are counted in `stats["eval"]`.
-mode="generation": only `generate` gets the context; `forward` is the base model unchanged
-(the paper's non-"_logit" runs). Padded batches get position ids from the attention mask, so
-results do not depend on how much left padding a row received.
+What `edit()` returns: prompts, not a model
+-------------------------------------------
+IKE changes no weight; its "edit" is the prompt each question is asked with. `edit()` returns
+an `IKEPrompts`, which the evaluator takes as `prompter=` (evaluate.py): for every (question,
+answer) pair it scores (mode "logits", the paper's "_logit" runs) and every question it
+generates for, it asks `prompt_ids(question, ...)` instead of encoding the template's prompt;
+the answer tokens are encoded as for any model. With mode "generation" only generation gets the
+context (the paper's non-"_logit" runs). The evaluator computes each distinct prompt once and
+scores all its answers on top of it (a KV cache; evaluate.answer_token_logprobs).
 
 Context-window guard: if context + prompt (+ answer, or + max_new_tokens when generating)
 exceeds `max_position_embeddings` / `n_positions`, a ValueError names the token count, the
@@ -85,7 +67,6 @@ one by one until it fits (counted in `stats["eval"]`).
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -97,12 +78,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-import torch
 
 from . import data as tofu
 from .paths import ike_embedding_cache_dir
 from .store import CorruptFile, read_json, write_file, write_json
-from .prompts import IGNORE_INDEX, TEMPLATES, PromptTemplate, encode_prompt, get_template, pad_id
+from .prompts import TEMPLATES, PromptTemplate, encode_prompt, get_template
 
 EDITOR_NAME = "IKE"
 DEFAULT_SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -486,15 +466,6 @@ class _Context:
     fact_hit: Hit | None = None  # for "other": the (k+1)-th hit whose first line is the fact line
 
 
-@dataclass
-class _Row:
-    prompt_ids: list[int]
-    answer_ids: list[int]
-    answer_labels: list[int] | None
-    n_demos: int
-    dropped: int
-
-
 def _model_limit(config) -> int | None:
     for name in ("max_position_embeddings", "n_positions", "n_ctx"):
         v = getattr(config, name, None)
@@ -503,14 +474,23 @@ def _model_limit(config) -> int | None:
     return None
 
 
-# =========================================================================== wrapper
-class IKEModel:
-    """A base causal LM plus IKE contexts; see the module docstring for the contract."""
+# =========================================================================== prompts the evaluator feeds
+class IKEPrompts:
+    """IKE's "edit": the prompt the model is asked instead of each question (no weights change).
 
-    def __init__(self, model, tokenizer, pool: DemoPool, facts: Sequence[Fact], template, *, k: int = 16,
+    `prompt_ids(question, n_answer_tokens, extra_tokens)` gives the token ids of
+    `template.prompt(context + question [+ " " + answer])` (see the module docstring for the
+    context and `prompt_format`), with the least similar demonstrations dropped when
+    `truncate` and the row would not fit the model's window (`limit` positions, counting the
+    answer or the generated tokens). The evaluator (evaluate.py, `prompter=`) asks it for every
+    (question, answer) pair it scores (when `on_losses`: mode "logits") and every question it
+    generates for; counters accumulate in `stats["eval"]`.
+    """
+
+    def __init__(self, tokenizer, pool: DemoPool, facts: Sequence[Fact], template, *, k: int = 16,
                  mode: str = "logits", order: str = "most_similar_first", truncate: bool = False,
                  context_position: str = "inside", prompt_format: str = "paper", answers: dict | None = None,
-                 stats: dict | None = None):
+                 limit: int | None = None, stats: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if order not in ORDERS:
@@ -521,70 +501,35 @@ class IKEModel:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
-        self.model = model
         self.tokenizer = tokenizer
         self.pool = pool
         self.template = get_template(template)
-        self.k = int(k)
-        self.mode = mode
-        self.order = order
-        self.truncate = truncate
-        self.context_position = context_position
-        self.prompt_format = prompt_format
+        self.k, self.mode, self.order, self.truncate = int(k), mode, order, truncate
+        self.context_position, self.prompt_format = context_position, prompt_format
         self.answers = {q.strip(): a for q, a in (answers or {}).items()}   # question -> its answer (paper format)
-        self.limit = _model_limit(model.config)
+        self.limit = limit
         self.stats = stats if stats is not None else {}
         self.stats.setdefault("eval", {"rows_forward": 0, "rows_generate": 0, "forget_rows": 0, "other_rows": 0,
-                                       "truncated_rows": 0, "dropped_demos": 0, "roundtrip_mismatch": 0,
-                                       "no_answer_after_question": 0})
+                                       "truncated_rows": 0, "dropped_demos": 0, "no_answer_after_question": 0})
         self._facts: list[Fact] = []
         self._fact_by_question: dict[str, int] = {}
         for f in facts:
             self._add_fact(f)
         self._contexts: dict[str, _Context] = {}
         self._enc_cache: dict[tuple[str, int], list[int]] = {}
-        try:
-            params = inspect.signature(model.forward).parameters
-        except (TypeError, ValueError):
-            params = {}
-        self._accepts_position_ids = "position_ids" in params
-        # the KV-cache argument: `cache` in recent transformers 5 releases, `past_key_values` before
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
-
-    # -- model-like surface ---------------------------------------------------
-    @property
-    def config(self):
-        return self.model.config
 
     @property
-    def device(self):
-        dev = getattr(self.model, "device", None)
-        return dev if dev is not None else next(self.model.parameters()).device
+    def on_losses(self) -> bool:
+        """Whether the context also goes on the scored (question, answer) inputs (mode "logits")."""
+        return self.mode == "logits"
 
-    def eval(self):
-        self.model.eval()
-        return self
-
-    def train(self, mode: bool = True):
-        self.model.train(mode)
-        return self
-
-    def to(self, *args, **kwargs):
-        self.model.to(*args, **kwargs)
-        return self
-
-    def __getattr__(self, name):
-        if name == "model" or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.model, name)
-
-    def rewrap(self, model=None, template=None, stats: dict | None = None) -> "IKEModel":
-        """The same pool, facts and settings around another base model and/or prompt template
-        (fresh context caches and counters)."""
-        return IKEModel(self.model if model is None else model, self.tokenizer, self.pool, self._facts,
-                        self.template if template is None else template, k=self.k, mode=self.mode,
-                        order=self.order, truncate=self.truncate, context_position=self.context_position,
-                        prompt_format=self.prompt_format, answers=self.answers, stats=stats)
+    def rewrap(self, template=None, stats: dict | None = None, **settings) -> "IKEPrompts":
+        """The same pool and facts with another prompt template and/or settings (fresh caches)."""
+        kw = {"k": self.k, "mode": self.mode, "order": self.order, "truncate": self.truncate,
+              "context_position": self.context_position, "prompt_format": self.prompt_format,
+              "answers": self.answers, "limit": self.limit, **settings}
+        return IKEPrompts(self.tokenizer, self.pool, self._facts, self.template if template is None else template,
+                          stats=stats, **kw)
 
     # -- facts and contexts ---------------------------------------------------
     def _add_fact(self, f: Fact) -> None:
@@ -593,6 +538,10 @@ class IKEModel:
         for q in (f.question, f.paraphrased_question):
             if q:
                 self._fact_by_question.setdefault(q.strip(), i)
+
+    @property
+    def facts(self) -> list[Fact]:
+        return list(self._facts)
 
     def fact_for(self, question: str) -> Fact | None:
         i = self._fact_by_question.get(question.strip())
@@ -621,8 +570,7 @@ class IKEModel:
             else:
                 queries.append(other_query(q))
                 plans.append(("other", None, self.k + 1))
-        # group by k so one search call per group
-        for want in sorted({p[2] for p in plans}):
+        for want in sorted({p[2] for p in plans}):        # one search call per k
             sel = [i for i, p in enumerate(plans) if p[2] == want]
             results = self.pool.search_many([queries[i] for i in sel], want)
             for i, hits in zip(sel, results):
@@ -630,13 +578,12 @@ class IKEModel:
                 if kind == "forget":
                     f = self._facts[fi]
                     ctx = _Context(q, "forget", hits, new_fact_prefix(f.question, f.target), fi)
+                elif hits:
+                    last = hits[-1]
+                    line = self.pool.demos[last.index].text.split("\n")[0]
+                    ctx = _Context(q, "other", hits[:-1], f"{line}\nPrompt: ", None, last)
                 else:
-                    if hits:
-                        last = hits[-1]
-                        line = self.pool.demos[last.index].text.split("\n")[0]
-                        ctx = _Context(q, "other", hits[:-1], f"{line}\nPrompt: ", None, last)
-                    else:
-                        ctx = _Context(q, "other", [], "", None, None)
+                    ctx = _Context(q, "other", [], "", None, None)
                 self._contexts[q] = ctx
 
     def _context(self, question: str) -> _Context:
@@ -672,7 +619,7 @@ class IKEModel:
         return self._context_text(self._context(self.question_of(prompt_text)))
 
     def augment_prompt(self, prompt_text: str) -> str:
-        """The full prompt text the base model sees instead of `prompt_text`."""
+        """The full prompt text the model sees instead of `prompt_text` (all k demonstrations)."""
         q = self.question_of(prompt_text)
         return self._augment(q, self._context_text(self._context(q)))
 
@@ -684,92 +631,55 @@ class IKEModel:
                  "fact_index": self.pool.demos[h.index].fact_index,
                  "role": "new_fact_line" if h is ctx.fact_hit else "demo"} for h in hits]
 
-    # -- rows -----------------------------------------------------------------
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-
-    def _prompt_len(self, ids: list[int], labels: list[int] | None, whole_is_prompt: bool) -> int:
-        if labels is not None:
-            for i, lab in enumerate(labels):
-                if lab != IGNORE_INDEX:
-                    return i
-            return len(ids)
-        if whole_is_prompt or not self.template.question_end:
-            return len(ids)
-        qe = self.template.question_end
-        text = self._decode(ids)
-        q = None
-        start = text.find(self.template.question_start)
-        end = text.find(qe, start + len(self.template.question_start)) if start >= 0 else -1
-        if end >= 0:
-            q = text[start + len(self.template.question_start):end]
-            cand = encode_prompt(self.tokenizer, self.template.prompt(q))
-            if ids[:len(cand)] == cand:
-                return len(cand)
-        for p in range(1, len(ids) + 1):  # slow path: first prefix that decodes to "...question_end"
-            if self._decode(ids[:p]).rstrip().endswith(qe.rstrip()):
-                return p
-        return len(ids)
-
-    def _parse_row(self, ids: list[int], labels: list[int] | None, whole_is_prompt: bool):
-        """(prompt length, question) of one row's real tokens; raises if no question is found."""
-        p = self._prompt_len(ids, labels, whole_is_prompt)
-        prompt_text = self._decode(ids[:p])
-        question = strip_template(prompt_text, self.template)
-        if question is None:
-            raise ValueError(
-                f"IKE wrapper: cannot find the question in a row; its decoded prompt {prompt_text[:200]!r} "
-                f"does not match template {self.template.name!r} ({self.template.question_start!r} ... "
-                f"{self.template.question_end!r}). Pass edit(..., template=) matching the evaluator's prompts"
-                + (", and mask the prompt with -100 in labels" if labels is not None else "") + ".")
-        if encode_prompt(self.tokenizer, self.template.prompt(question)) != ids[:p]:
-            self.stats["eval"]["roundtrip_mismatch"] += 1
-        return p, question
-
-    def _build_row(self, ids: list[int], labels: list[int] | None, p: int, question: str,
-                   extra_tokens: int = 0) -> _Row:
-        answer_ids = ids[p:]
+    # -- the evaluator's prompts ----------------------------------------------
+    def prompt_ids(self, question: str, n_answer_tokens: int = 0, extra_tokens: int = 0,
+                   kind: str = "forward") -> list[int]:
+        """Token ids of the prompt asked instead of `question`, fitted to the window with room
+        for `n_answer_tokens` (a scored answer) and `extra_tokens` (generation); counted in
+        stats["eval"] (`kind`: "forward" | "generate")."""
         ev = self.stats["eval"]
+        ev["rows_generate" if kind == "generate" else "rows_forward"] += 1
         ctx = self._context(question)
         ev["forget_rows" if ctx.kind == "forget" else "other_rows"] += 1
         if self.prompt_format == "paper" and self.answer_after(question) is None:
             ev["no_answer_after_question"] += 1
-        n = len(ctx.hits)
-        budget = None if self.limit is None else self.limit - len(answer_ids) - extra_tokens
-        new_prompt = self._encoded(question, ctx, n)
-        if budget is not None and len(new_prompt) > budget:
-            if self.truncate and len(self._encoded(question, ctx, 0)) <= budget:
-                # the most demonstrations that fit (least similar dropped first): binary search,
-                # the same n as dropping them one by one since the length grows with n
-                lo, hi = 0, n - 1
-                while lo < hi:
-                    mid = (lo + hi + 1) // 2
-                    if len(self._encoded(question, ctx, mid)) <= budget:
-                        lo = mid
-                    else:
-                        hi = mid - 1
-                n = lo
-                new_prompt = self._encoded(question, ctx, n)
-            else:
-                if self.truncate:
-                    n = 0
-                    new_prompt = self._encoded(question, ctx, 0)
-                total = len(new_prompt) + len(answer_ids) + extra_tokens
-                what = "context + prompt" + (" + answer" if answer_ids else "") + \
-                       (f" + max_new_tokens ({extra_tokens})" if extra_tokens else "")
-                raise ValueError(
-                    f"IKE context too long: {what} is {total} tokens, over the model's limit of {self.limit} "
-                    f"positions (max_position_embeddings/n_positions) with {n} demonstrations (k={self.k}). "
-                    + ("It does not fit even with no demonstrations." if self.truncate else
-                       "Lower k, or pass truncate=True to drop the least similar demonstrations."))
-        dropped = len(ctx.hits) - n
+        ids, n = self.fit(question, n_answer_tokens, extra_tokens)
         used = ev.setdefault("demos_used", {})  # histogram: demonstrations kept -> rows
         used[str(n)] = used.get(str(n), 0) + 1
-        if dropped:
+        if len(ctx.hits) - n:
             ev["truncated_rows"] += 1
-            ev["dropped_demos"] += dropped
-        ans_labels = None if labels is None else list(labels[p:])
-        return _Row(new_prompt, answer_ids, ans_labels, n, dropped)
+            ev["dropped_demos"] += len(ctx.hits) - n
+        return ids
+
+    def fit(self, question: str, n_answer_tokens: int = 0, extra_tokens: int = 0) -> tuple[list[int], int]:
+        """(prompt ids, demonstrations kept): all k when they fit the window with the answer /
+        generated tokens, else (with `truncate`) the most that fit, least similar dropped first;
+        a row that cannot fit raises, naming its token count and the limit."""
+        ctx = self._context(question)
+        n = len(ctx.hits)
+        budget = None if self.limit is None else self.limit - n_answer_tokens - extra_tokens
+        ids = self._encoded(question, ctx, n)
+        if budget is None or len(ids) <= budget:
+            return ids, n
+        if not (self.truncate and len(self._encoded(question, ctx, 0)) <= budget):
+            if self.truncate:
+                n, ids = 0, self._encoded(question, ctx, 0)
+            total = len(ids) + n_answer_tokens + extra_tokens
+            what = "context + prompt" + (" + answer" if n_answer_tokens else "") + \
+                   (f" + max_new_tokens ({extra_tokens})" if extra_tokens else "")
+            raise ValueError(
+                f"IKE context too long: {what} is {total} tokens, over the model's limit of {self.limit} "
+                f"positions (max_position_embeddings/n_positions) with {n} demonstrations (k={self.k}). "
+                + ("It does not fit even with no demonstrations." if self.truncate else
+                   "Lower k, or pass truncate=True to drop the least similar demonstrations."))
+        lo, hi = 0, n - 1      # binary search: the prompt grows with the number of demonstrations
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if len(self._encoded(question, ctx, mid)) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self._encoded(question, ctx, lo), lo
 
     def _encoded(self, question: str, ctx: _Context, n_demos: int) -> list[int]:
         """Token ids of the augmented prompt with the first `n_demos` demonstrations (cached)."""
@@ -779,184 +689,6 @@ class IKEModel:
             ids = encode_prompt(self.tokenizer, self._augment(question, self._context_text(ctx, n_demos)))
             self._enc_cache[key] = ids
         return ids
-
-    @staticmethod
-    def _real(mask_row: torch.Tensor) -> torch.Tensor:
-        return torch.nonzero(mask_row, as_tuple=False).flatten()
-
-    def _pad_left(self, seqs: list[list[int]], fill: int, min_len: int = 0):
-        width = max([len(s) for s in seqs] + [min_len])
-        ids = torch.full((len(seqs), width), fill, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for b, s in enumerate(seqs):
-            if s:
-                ids[b, width - len(s):] = torch.tensor(s, dtype=torch.long)
-                mask[b, width - len(s):] = 1
-        return ids, mask
-
-    def _pad_id(self) -> int:
-        return pad_id(self.tokenizer)
-
-    def _rows(self, input_ids, attention_mask, labels=None, whole_is_prompt=False, extra_tokens=0):
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        parsed, real_pos = [], []
-        for b in range(input_ids.shape[0]):
-            pos = self._real(attention_mask[b])
-            real_pos.append(pos)
-            ids = input_ids[b, pos].tolist()
-            lab = None if labels is None else labels[b, pos].tolist()
-            parsed.append((ids, lab) + self._parse_row(ids, lab, whole_is_prompt))
-        self.prepare([q for *_, q in parsed])  # one embedding call for the batch's new questions
-        rows = [self._build_row(ids, lab, p, q, extra_tokens) for ids, lab, p, q in parsed]
-        return rows, real_pos
-
-    # -- forward --------------------------------------------------------------
-    def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
-
-    def forward(self, input_ids=None, attention_mask=None, labels=None, logits_to_keep=None, **kwargs):
-        if self.mode == "generation":
-            if logits_to_keep is not None:
-                kwargs["logits_to_keep"] = logits_to_keep
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
-        if input_ids is None:
-            raise ValueError("IKE wrapper: forward needs input_ids (inputs_embeds are not supported)")
-        t0 = time.perf_counter()
-        rows, real_pos = self._rows(input_ids, attention_mask, labels, whole_is_prompt=False)
-        if not set(kwargs) - {"use_cache", "return_dict"}:
-            out = self._forward_shared_contexts(input_ids, rows, real_pos, labels, logits_to_keep)
-            ev = self.stats["eval"]
-            ev["rows_forward"] += input_ids.shape[0]
-            ev["forward_seconds"] = ev.get("forward_seconds", 0.0) + time.perf_counter() - t0
-            return out
-        if logits_to_keep is not None:
-            raise ValueError("IKE wrapper: logits_to_keep cannot be combined with other forward arguments")
-        seqs = [r.prompt_ids + r.answer_ids for r in rows]
-        aug_ids, aug_mask = self._pad_left(seqs, self._pad_id())
-        aug_labels = None
-        if labels is not None:
-            lab_seqs = [[IGNORE_INDEX] * len(r.prompt_ids) + (r.answer_labels or []) for r in rows]
-            aug_labels, _ = self._pad_left(lab_seqs, IGNORE_INDEX)
-            aug_labels[aug_mask == 0] = IGNORE_INDEX
-        dev = input_ids.device
-        call = dict(kwargs)
-        call.setdefault("use_cache", False)
-        if self._accepts_position_ids and "position_ids" not in call and bool((aug_mask == 0).any()):
-            call["position_ids"] = (aug_mask.cumsum(-1) - 1).clamp(min=0).to(dev)
-        out = self.model(input_ids=aug_ids.to(dev), attention_mask=aug_mask.to(dev),
-                         labels=None if aug_labels is None else aug_labels.to(dev), **call)
-        logits = out.logits
-        B, T = input_ids.shape
-        new = logits.new_zeros((B, T, logits.shape[-1]))
-        W = aug_ids.shape[1]
-        for b in range(B):
-            pos = real_pos[b]
-            n = min(len(pos), len(seqs[b]))
-            if n:
-                new[b, pos[-n:].to(logits.device)] = logits[b, W - n:W]
-        out.logits = new
-        ev = self.stats["eval"]
-        ev["rows_forward"] += B
-        ev["forward_seconds"] = ev.get("forward_seconds", 0.0) + time.perf_counter() - t0
-        return out
-
-    def _forward_shared_contexts(self, input_ids, rows, real_pos, labels, logits_to_keep):
-        """The augmented batch's logits, with each distinct context + prompt computed once.
-
-        The evaluator scores one question with several answers (true, paraphrased, perturbed),
-        which share the same ~1,000-token context and prompt. Rows are grouped by their
-        augmented prompt; a group runs the prompt once (KV cache, LM head on the positions
-        that map onto the original prompt only) and then all its answers on top of that cache.
-        Logits are those of the unshared forward (same positions, same attention), and the
-        loss, when labels are given, is the same token mean over the original labels.
-        """
-        from transformers import DynamicCache
-
-        dev = input_ids.device
-        B, T = input_ids.shape
-        new = None
-        groups: dict[tuple, list[int]] = {}
-        for b, r in enumerate(rows):
-            groups.setdefault(tuple(r.prompt_ids), []).append(b)
-        for key, members in groups.items():
-            prompt = torch.tensor([list(key)], dtype=torch.long, device=dev)
-            n_orig = [len(real_pos[b]) - len(rows[b].answer_ids) for b in members]   # original prompt lengths
-            keep = min(max(1, max(n_orig)), prompt.shape[1])
-            cache = DynamicCache(config=self.model.config)
-            out = self.model(input_ids=prompt, use_cache=True, logits_to_keep=keep, **{self._cache_kw: cache})
-            head = out.logits[0]                                                  # the prompt's last `keep` positions
-            if new is None:
-                new = head.new_zeros((B, T, head.shape[-1]))
-            answers = [rows[b].answer_ids for b in members]
-            width = max(len(a) for a in answers)
-            tail = None
-            if width:
-                cache.batch_repeat_interleave(len(members))
-                ids = torch.full((len(members), width), self._pad_id(), dtype=torch.long)
-                mask = torch.zeros((len(members), prompt.shape[1] + width), dtype=torch.long)
-                mask[:, :prompt.shape[1]] = 1
-                for j, a in enumerate(answers):
-                    if a:
-                        ids[j, :len(a)] = torch.tensor(a, dtype=torch.long)
-                        mask[j, prompt.shape[1]:prompt.shape[1] + len(a)] = 1
-                pos = torch.arange(prompt.shape[1], prompt.shape[1] + width, device=dev).expand(len(members), -1)
-                tail = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos,
-                                  use_cache=True, **{self._cache_kw: cache}).logits
-            for j, b in enumerate(members):
-                pos, p, a = real_pos[b].to(new.device), n_orig[j], len(answers[j])
-                n = min(p, keep)
-                if n:
-                    new[b, pos[p - n:p]] = head[keep - n:]
-                if a:
-                    new[b, pos[p:p + a]] = tail[j, :a]
-        from transformers.modeling_outputs import CausalLMOutputWithPast
-
-        loss = None
-        if labels is not None:
-            shift = labels[:, 1:].to(new.device)
-            loss = torch.nn.functional.cross_entropy(new[:, :-1].reshape(-1, new.shape[-1]).float(), shift.reshape(-1),
-                                                     ignore_index=IGNORE_INDEX)
-        if logits_to_keep is not None:
-            if not (torch.is_tensor(logits_to_keep) and logits_to_keep.dtype == torch.bool and logits_to_keep.dim() == 2):
-                raise ValueError("IKE wrapper: logits_to_keep must be a (batch, seq) boolean mask")
-            new = new[logits_to_keep.to(new.device)]
-        return CausalLMOutputWithPast(loss=loss, logits=new)
-
-    # -- generate -------------------------------------------------------------
-    def generate(self, input_ids=None, attention_mask=None, **kwargs):
-        if input_ids is None:
-            raise ValueError("IKE wrapper: generate needs input_ids")
-        t0 = time.perf_counter()
-        kwargs = dict(kwargs)
-        if kwargs.get("max_new_tokens") is None:
-            kwargs.pop("max_new_tokens", None)
-            if kwargs.get("max_length") is not None:  # a total length refers to the original prompt
-                kwargs["max_new_tokens"] = max(1, int(kwargs.pop("max_length")) - input_ids.shape[1])
-            else:
-                kwargs.pop("max_length", None)
-                gc = getattr(self.model, "generation_config", None)
-                if gc is not None and getattr(gc, "max_new_tokens", None):
-                    kwargs["max_new_tokens"] = gc.max_new_tokens
-                elif gc is not None and getattr(gc, "max_length", None):
-                    kwargs["max_new_tokens"] = max(1, gc.max_length - input_ids.shape[1])
-        else:
-            kwargs.pop("max_length", None)
-        kwargs.setdefault("pad_token_id", self._pad_id())
-        rows, _ = self._rows(input_ids, attention_mask, None, whole_is_prompt=True,
-                                extra_tokens=int(kwargs.get("max_new_tokens") or 0))
-        aug_ids, aug_mask = self._pad_left([r.prompt_ids + r.answer_ids for r in rows], self._pad_id())
-        dev = input_ids.device
-        out = self.model.generate(input_ids=aug_ids.to(dev), attention_mask=aug_mask.to(dev), **kwargs)
-        seqs = out.sequences if hasattr(out, "sequences") else out
-        result = torch.cat([input_ids, seqs[:, aug_ids.shape[1]:].to(input_ids.device)], dim=1)
-        ev = self.stats["eval"]
-        ev["rows_generate"] += input_ids.shape[0]
-        ev["generate_seconds"] = ev.get("generate_seconds", 0.0) + time.perf_counter() - t0
-        if hasattr(out, "sequences"):
-            out.sequences = result
-            return out
-        return result
 
 
 # =========================================================================== editor entry
@@ -975,22 +707,23 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
          stats: dict | None = None, template=None, order: str = "most_similar_first", truncate: bool = False,
          new_fact_scope: str = "forget", context_position: str = "inside", prompt_format: str = "paper",
          answers: dict | None = None, embedder=None, retain_rows=None, target=None, seed: int = 0,
-         sentence_model_name: str | None = None, embedding_cache_dir=None, **hparams) -> IKEModel:
-    """IKE "edit": no weights change; returns an `IKEModel` wrapper (see the module docstring).
+         sentence_model_name: str | None = None, embedding_cache_dir=None, **hparams) -> IKEPrompts:
+    """IKE "edit": no weights change; returns the `IKEPrompts` the evaluator asks instead of
+    each question (see the module docstring). `model` only gives the context window.
 
     requests: `data.edit_requests(...)` dicts (raw `question`, `target`, templated `prompt`
       and `paraphrase`). pool: a `DemoPool` (`build_pool`), or pool rows (then `retain_rows`,
       `target`, `embedder`, `seed` are passed to `build_pool`; without `embedder`, MiniLM or
       `sentence_model_name`, cached under `embedding_cache_dir` if given). k: demonstrations per prompt
-      (16, the paper's EasyEdit yaml). mode: "logits" (context on generation and on
-      forward/loss, the paper's "_logit" runs) or "generation" (generation only).
+      (16, the paper's EasyEdit yaml). mode: "logits" (context on generation and on the scored
+      inputs, the paper's "_logit" runs) or "generation" (generation only).
       template: the evaluator's prompt template (name or PromptTemplate); None -> inferred
       from the requests' `prompt` vs `question`, else "qa". new_fact_scope: "forget" (requests
       and pool facts get their New Fact line, as the paper did for all forget10 questions) or
       "requests". prompt_format: "paper" (the question followed by its fact's target, or by
       its answer from `answers` {question: answer} for other questions, as the paper's
       icl_data.py) or "question_only". stats: filled with pool/retrieval info, neighbours per
-      request, timings; the wrapper keeps adding evaluation counters under stats["eval"].
+      request, timings; the evaluator's counters accumulate under stats["eval"].
     """
     t0 = time.perf_counter()
     if hparams:
@@ -1014,78 +747,78 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
     if new_fact_scope == "forget":
         facts += pool.facts
     stats = stats if stats is not None else {}
-    wrapper = IKEModel(model, tokenizer, pool, facts, template, k=k, mode=mode, order=order,
-                       truncate=truncate, context_position=context_position, prompt_format=prompt_format,
-                       answers=answers, stats=stats)
+    prompts = IKEPrompts(tokenizer, pool, facts, template, k=k, mode=mode, order=order, truncate=truncate,
+                         context_position=context_position, prompt_format=prompt_format, answers=answers,
+                         limit=_model_limit(model.config), stats=stats)
     _ = pool.embeddings  # embed the pool now (timed)
     t1 = time.perf_counter()
     req_facts = facts[:len(requests)]
-    wrapper.prepare([f.question for f in req_facts] + [f.paraphrased_question for f in req_facts
+    prompts.prepare([f.question for f in req_facts] + [f.paraphrased_question for f in req_facts
                                                       if f.paraphrased_question])
     t2 = time.perf_counter()
     per_request = []
     for f in req_facts:
-        item = {"question": f.question, "target": f.target, "neighbours": wrapper.neighbours(f.question)}
+        item = {"question": f.question, "target": f.target, "neighbours": prompts.neighbours(f.question)}
         if f.paraphrased_question:
-            item["paraphrase_neighbours"] = wrapper.neighbours(f.paraphrased_question)
+            item["paraphrase_neighbours"] = prompts.neighbours(f.paraphrased_question)
         per_request.append(item)
     emb = pool.embedder
     stats.update({
         "editor": EDITOR_NAME, "k": k, "mode": mode, "order": order, "truncate": truncate,
         "template": template.name, "context_position": context_position, "new_fact_scope": new_fact_scope,
-        "prompt_format": prompt_format, "n_answers_known": len(wrapper.answers),
+        "prompt_format": prompt_format, "n_answers_known": len(prompts.answers),
         "n_requests": len(requests), "n_pool_demos": len(pool), "n_pool_facts": len(pool.facts),
         "pool_kinds": pool.kind_counts(), "embedder": emb.name,
         "embedder_source": getattr(emb, "source", None) or (
             f"disk cache ({emb.cache_dir})" if isinstance(emb, SentenceEmbedder) and emb.misses == 0 and emb.cache_dir
             else "custom"),
-        "model_limit": wrapper.limit, "requests": per_request,
+        "model_limit": prompts.limit, "requests": per_request,
         "time_pool_embed_s": pool.embed_seconds, "time_retrieval_s": t2 - t1,
         "time_total_s": time.perf_counter() - t0,
     })
-    return wrapper
+    return prompts
 
 
 # =========================================================================== entry point
 def apply(model, tokenizer, requests, hp: dict, stats: dict | None = None, *, pool, answers=None, template=None):
-    """The methods' common entry point: IKE "edits" `requests` (no weights change) with
-    hyperparameters `hp` (DEFAULT_HPARAMS names: k, mode, order, truncate, new_fact_scope,
-    context_position, prompt_format, seed) and a demonstration `pool` (`build_pool`). Returns
-    (the `IKEModel` wrapper, stats); `answers` {question: answer} feed the paper's prompt format."""
+    """The methods' common entry point: IKE "edits" `requests` with hyperparameters `hp`
+    (DEFAULT_HPARAMS names: k, mode, order, truncate, new_fact_scope, context_position,
+    prompt_format, seed) and a demonstration `pool` (`build_pool`). IKE changes no weight: its
+    result is the prompts the model is asked, returned as (IKEPrompts, stats); `answers`
+    {question: answer} feed the paper's prompt format."""
     stats = {} if stats is None else stats
     kw = {k: hp[k] for k in ("k", "mode", "order", "truncate", "new_fact_scope", "context_position",
                              "prompt_format", "seed") if k in hp}
     return edit(model, tokenizer, requests, pool=pool, stats=stats, template=template, answers=answers, **kw), stats
 
 
-# =========================================================================== saving a wrapper
-def save_wrapper(wrapper: IKEModel, folder) -> None:
-    """Write what an `IKEModel` adds to its base model (no weights: the demonstrations, the
-    facts and the settings) as `ike.json` in `folder`; `load_wrapper` rebuilds it."""
-    emb = wrapper.pool.embedder
+# =========================================================================== saving
+def save_prompts(prompts: IKEPrompts, folder) -> None:
+    """Write an IKE "edit" (no weights: the demonstrations, the facts, the answers and the
+    settings) as `ike.json` in `folder`; `load_prompts` rebuilds it."""
+    emb = prompts.pool.embedder
     state = {
-        "editor": EDITOR_NAME, "template": wrapper.template.name, "k": wrapper.k, "mode": wrapper.mode,
-        "order": wrapper.order, "truncate": wrapper.truncate, "context_position": wrapper.context_position,
-        "prompt_format": wrapper.prompt_format, "answers": wrapper.answers,
+        "editor": EDITOR_NAME, "template": prompts.template.name, "k": prompts.k, "mode": prompts.mode,
+        "order": prompts.order, "truncate": prompts.truncate, "context_position": prompts.context_position,
+        "prompt_format": prompts.prompt_format, "answers": prompts.answers, "limit": prompts.limit,
         "sentence_model": getattr(emb, "name", DEFAULT_SENTENCE_MODEL),
-        "demos": [[d.text, d.kind, d.fact_index] for d in wrapper.pool.demos],
-        "pool_facts": [[f.question, f.target, f.paraphrased_question] for f in wrapper.pool.facts],
-        "facts": [[f.question, f.target, f.paraphrased_question] for f in wrapper._facts],
+        "demos": [[d.text, d.kind, d.fact_index] for d in prompts.pool.demos],
+        "pool_facts": [[f.question, f.target, f.paraphrased_question] for f in prompts.pool.facts],
+        "facts": [[f.question, f.target, f.paraphrased_question] for f in prompts._facts],
     }
     write_json(state, Path(folder) / "ike.json")
 
 
-def load_wrapper(model, tokenizer, folder, embedder=None, stats: dict | None = None) -> IKEModel:
-    """The `IKEModel` saved by `save_wrapper`, around `model` (the unedited base model)."""
+def load_prompts(tokenizer, folder, embedder=None, stats: dict | None = None) -> IKEPrompts:
+    """The `IKEPrompts` saved by `save_prompts`."""
     path = Path(folder) / "ike.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: not a saved IKE wrapper")
-    st = read_json(path, "IKE wrapper")
+        raise FileNotFoundError(f"{path} does not exist: not a saved IKE edit")
+    st = read_json(path, "IKE edit")
     if embedder is None:
         embedder = sentence_embedder(st["sentence_model"], cache_dir=ike_embedding_cache_dir())
     pool = DemoPool([Demo(t, kind, i) for t, kind, i in st["demos"]], [Fact(*f) for f in st["pool_facts"]], embedder)
-    return IKEModel(model, tokenizer, pool, [Fact(*f) for f in st["facts"]], st["template"], k=st["k"],
-                    mode=st["mode"], order=st["order"], truncate=st["truncate"],
-                    context_position=st["context_position"],
-                    prompt_format=st.get("prompt_format", "question_only"),   # wrappers saved before the paper format
-                    answers=st.get("answers"), stats=stats)
+    return IKEPrompts(tokenizer, pool, [Fact(*f) for f in st["facts"]], st["template"], k=st["k"], mode=st["mode"],
+                      order=st["order"], truncate=st["truncate"], context_position=st["context_position"],
+                      prompt_format=st.get("prompt_format", "question_only"),   # saved before the paper format
+                      answers=st.get("answers"), limit=st.get("limit"), stats=stats)

@@ -243,7 +243,7 @@ def wise_routing_histograms(routings: dict, preset: str, extra_thresholds: dict 
 # --------------------------------------------------------------------------- IKE (notebook 04)
 def ike_demos_kept(hists: dict, k: int, preset: str, name: str = "ike_demos_kept.png"):
     """How many of the k retrieved demonstrations fit the context window, per evaluated row
-    ({run: {n_kept: rows}}, the IKE wrapper's stats["eval"]["demos_used"])."""
+    ({run: {n_kept: rows}}, IKE's stats["eval"]["demos_used"])."""
     runs_ = [r for r, h in hists.items() if h]
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     width = 0.8 / max(len(runs_), 1)

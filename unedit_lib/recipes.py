@@ -255,16 +255,15 @@ def _ike(p, sd, method, target, hp, data_dir):
         pool = s["pool"]()
         pre_loc = em.locality_predictions(model, tok, loc_items)
         pre = em.edit_metrics(model, tok, requests)
-        wrapper, _ = ike.apply(model, tok, requests, hp, stats, pool=pool, answers=s["answers"], template=template)
+        prompts, _ = ike.apply(model, tok, requests, hp, stats, pool=pool, answers=s["answers"], template=template)
         stats.update({"target": target, "pool_fraction": hp["pool_fraction"], "n_pool_rows": len(s["pool_rows"]),
                       "n_request_rows": len(s["request_rows"]), "retain_demo_source": s["retain_source"],
                       "n_retain_demo_rows": len(s["retain_rows"]),
                       "embedding_cache_dir": paths.display_path(paths.ike_embedding_cache_dir())})
         # EasyEdit's compute_icl_edit_quality: the context on the logits, the question last in the prompt
         t1 = time.perf_counter()
-        probe = wrapper.rewrap(stats={})
-        probe.mode, probe.prompt_format = "logits", "question_only"
-        post = em.edit_metrics(probe, tok, requests, loc_items, pre_loc)
+        probe = prompts.rewrap(stats={}, mode="logits", prompt_format="question_only")
+        post = em.edit_metrics(model, tok, requests, loc_items, pre_loc, prompter=probe)
         stats["edit_metrics"] = {
             "pre": {m: pre.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc")},
             "post": {m: post.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc", "locality")},
@@ -272,7 +271,7 @@ def _ike(p, sd, method, target, hp, data_dir):
             "context_truncations": probe.stats["eval"]["truncated_rows"], "n_locality": len(loc_items),
             "time_s": time.perf_counter() - t1}
         stats["time_apply_s"] = time.perf_counter() - t0
-        return wrapper
+        return model, prompts                    # IKE changes no weight: its edit is the prompts
 
     return apply, {}, hp
 

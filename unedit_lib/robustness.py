@@ -1,6 +1,6 @@
 """Does the forgetting hold? Six attacks on an unlearned model (notebook 08).
 
-Every unlearned model is attacked as the evaluator saw it (an IKE wrapper, a WISE side
+Every unlearned model is attacked as the evaluator saw it (IKE's prompts, a WISE side
 memory, or plain edited weights), next to the two references: the full model (knows the
 forget set) and the retain model (never saw it). Each attack reports numbers on the forget
 rows; "knowledge is back" means moving from the unlearned model's value towards the full
@@ -66,30 +66,21 @@ DEFAULTS = dict(
 
 
 # --------------------------------------------------------------------------- helpers
-def _base(model):
-    """The weights an attacker fine-tunes: an IKE wrapper's base model, else the model."""
-    from .ike import IKEModel
-
-    return model.model if isinstance(model, IKEModel) else model
-
-
-def _with_template(model, template):
-    """The model as seen through another prompt template (an IKE wrapper parses the question
-    with its template, so it is rebuilt around the new one; other models are unchanged)."""
-    from .ike import IKEModel
-
-    return model.rewrap(template=template) if isinstance(model, IKEModel) else model
+def _with_template(prompter, template):
+    """IKE's prompts built with another template (the attack's), else None."""
+    return None if prompter is None else prompter.rewrap(template=template)
 
 
 def forget_scores(model, tok, rows, template="qa", question_key: str = "question",
-                  max_new_tokens: int = 200) -> dict:
+                  max_new_tokens: int = 200, prompter=None) -> dict:
     """Mean ROUGE-L recall of the greedy answer and mean P̄(answer | question) on `rows`,
-    with `question_key` as the question and `template` as the prompt (and the first answers)."""
+    with `question_key` as the question and `template` as the prompt (and the first answers);
+    `prompter`: IKE's prompts (the context goes into the attack's template)."""
     template = get_template(template)
-    m = _with_template(model, template)
+    pr = _with_template(prompter, template)
     qs = [r[question_key] for r in rows]
-    losses = evaluate.answer_losses(m, tok, template, [(q, r["answer"]) for q, r in zip(qs, rows)])
-    gens = evaluate.generate_answers(m, tok, template, qs, max_new_tokens)
+    losses = evaluate.answer_losses(model, tok, template, [(q, r["answer"]) for q, r in zip(qs, rows)], prompter=pr)
+    gens = evaluate.generate_answers(model, tok, template, qs, max_new_tokens, prompter=pr)
     rouge = [evaluate.rouge_recall(r["answer"], g)[1] for r, g in zip(rows, gens)]
     prob = [math.exp(-x) for x in losses]
     if not all(math.isfinite(p) for p in prob):
@@ -114,7 +105,7 @@ def _finetune(model, tok, rows, template, steps: int, lr: float, seed: int):
     """`steps` full-batch AdamW steps of the answer NLL on `rows` (prompt masked), in place."""
     from .guards import ModelCollapsed
 
-    base = _base(model)
+    base = model
     torch.manual_seed(seed)
     params = [p for p in base.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -138,11 +129,7 @@ def _finetune(model, tok, rows, template, steps: int, lr: float, seed: int):
 
 
 def _copy(model):
-    """An independent copy to fine-tune (IKE: the same contexts around a copied base model)."""
-    from .ike import IKEModel
-
-    if isinstance(model, IKEModel):
-        return model.rewrap(model=copy.deepcopy(model.model))
+    """An independent copy to fine-tune (IKE's prompts need no copy: they hold no weights)."""
     return copy.deepcopy(model)
 
 
@@ -223,13 +210,11 @@ def _ridge_probe(train_x, train_y, test_x, ridge: float):
     return classes[(Xt @ W).argmax(1)]
 
 
-def probe_layers(model, tok, forget_rows, retain_rows, template="qa", ridge: float = 1e-2) -> dict:
+def probe_layers(model, tok, forget_rows, retain_rows, template="qa", ridge: float = 1e-2, prompter=None) -> dict:
     """Per layer: logit-lens and linear-probe top-1 accuracy of the next true answer token on
     the forget rows (probe trained on `retain_rows` of the same model), and chance.
-    IKE wrappers are not probed (no weights change: their base model is the full model)."""
-    from .ike import IKEModel
-
-    if isinstance(model, IKEModel):
+    IKE is not probed (no weights change: its model is the full model)."""
+    if prompter is not None:
         return {"skipped": "IKE changes no weights: the base model's states are the full model's"}
     arch = architecture(model)
     f_states, f_tgt = answer_hidden_states(model, tok, forget_rows, template)
@@ -265,12 +250,14 @@ def min_k_score(token_logprobs, k: float = 0.4) -> float:
     return float(-lp[:n].mean())
 
 
-def membership_inference(model, tok, forget_rows, holdout_rows, template="qa", k: float = 0.4) -> dict:
+def membership_inference(model, tok, forget_rows, holdout_rows, template="qa", k: float = 0.4,
+                         prompter=None) -> dict:
     """LOSS and Min-K% AUCs of forget vs holdout rows (labels forget = 0, holdout = 1)."""
     pairs_f = [(r["question"], r["answer"]) for r in forget_rows]
     pairs_h = [(r["question"], r["answer"]) for r in holdout_rows]
-    lp_f = evaluate.answer_token_logprobs(model, tok, template, pairs_f)
-    lp_h = evaluate.answer_token_logprobs(model, tok, template, pairs_h)
+    pr = _with_template(prompter, template)
+    lp_f = evaluate.answer_token_logprobs(model, tok, template, pairs_f, prompter=pr)
+    lp_h = evaluate.answer_token_logprobs(model, tok, template, pairs_h, prompter=pr)
     loss_f, loss_h = [-float(np.mean(x)) for x in lp_f], [-float(np.mean(x)) for x in lp_h]
     mk_f, mk_h = [min_k_score(x, k) for x in lp_f], [min_k_score(x, k) for x in lp_h]
     return {"loss_auc": _auc(loss_f, loss_h), "min_k_auc": _auc(mk_f, mk_h), "k": k,
@@ -284,8 +271,9 @@ def privleak(auc: float, auc_retain: float) -> float:
 
 # --------------------------------------------------------------------------- all attacks
 def attack_all(model, tok, study, *, template="qa", holdout_rows=None, data_dir=None, progress: bool = False,
-               **hparams) -> dict:
-    """Every attack on one model; `study` = models.study_data(...). Returns a JSON-able dict."""
+               prompter=None, **hparams) -> dict:
+    """Every attack on one model; `study` = models.study_data(...); `prompter`: IKE's prompts
+    (study.load_unlearned gives them). Returns a JSON-able dict."""
     hp = {**DEFAULTS, **hparams}
     unknown = set(hparams) - set(DEFAULTS)
     if unknown:
@@ -297,7 +285,7 @@ def attack_all(model, tok, study, *, template="qa", holdout_rows=None, data_dir=
         holdout_rows = holdout_for(study, data_dir)
     if hp["max_new_tokens"] is None:
         hp["max_new_tokens"] = study.preset.max_new_tokens
-    kw = {"max_new_tokens": hp["max_new_tokens"]}
+    kw = {"max_new_tokens": hp["max_new_tokens"], "prompter": prompter}
     t0 = time.perf_counter()
     out, timings = {}, {}
 
@@ -315,8 +303,8 @@ def attack_all(model, tok, study, *, template="qa", holdout_rows=None, data_dir=
                                            hp["relearn_lr"], hp["seed"], **kw)),
         ("persistence", lambda: persistence_attack(model, tok, forget, retain_rows, template, hp["persistence_rows"],
                                                    hp["persistence_steps"], hp["persistence_lr"], hp["seed"], **kw)),
-        ("probe", lambda: probe_layers(model, tok, forget, retain_eval, template, hp["ridge"])),
-        ("mia", lambda: membership_inference(model, tok, forget, holdout_rows, template, hp["min_k"])),
+        ("probe", lambda: probe_layers(model, tok, forget, retain_eval, template, hp["ridge"], prompter)),
+        ("mia", lambda: membership_inference(model, tok, forget, holdout_rows, template, hp["min_k"], prompter)),
     ]
     for name, fn in tqdm(steps, desc="attacks", disable=not progress, leave=False):
         timed(name, fn)

@@ -75,14 +75,14 @@ def unlearned_path(preset, run: str):
     return paths.unlearned_dir(p.name, subject_model_id(p), run)
 
 
-def save_unlearned(preset, run: str, model, tokenizer):
+def save_unlearned(preset, run: str, model, tokenizer, prompter=None):
     """Keep an unlearned model (atomically): safetensors for a plain model, the side memory for
-    WISE, the demonstrations and settings for an IKE wrapper (no weights change)."""
+    WISE, the prompts for IKE (`prompter`: the demonstrations and settings; no weight changes)."""
     from . import ike, wise
 
     def write(folder):
-        if isinstance(model, ike.IKEModel):
-            ike.save_wrapper(model, folder)
+        if prompter is not None:
+            ike.save_prompts(prompter, folder)
             kind = "ike"
         elif wise.get_side_memory(model) is not None:
             wise.save_side_memory(model, folder)
@@ -98,7 +98,8 @@ def save_unlearned(preset, run: str, model, tokenizer):
 
 
 def load_unlearned(preset, run: str, data_dir=None):
-    """(model, tokenizer) of a finished run's unlearned model, as it was evaluated."""
+    """(model, tokenizer, prompter) of a finished run's unlearned model, as it was evaluated:
+    `prompter` is IKE's prompts (the full model is its model), else None."""
     from . import ike, wise
 
     folder = unlearned_path(preset, run)
@@ -109,12 +110,12 @@ def load_unlearned(preset, run: str, data_dir=None):
             "run its notebook (03-06) first, with force=True if its result predates saved models")
     kind = store.read_json(info, "unlearned-model description").get("kind")
     if kind == "model":
-        return models.load_model(folder)
+        return (*models.load_model(folder), None)
     model, tok = models.load_subject_model(preset, "full", data_dir)
     if kind == "wise":
-        return wise.load_side_memory(model, folder), tok
+        return wise.load_side_memory(model, folder), tok, None
     if kind == "ike":
-        return ike.load_wrapper(model, tok, folder), tok
+        return model, tok, ike.load_prompts(tok, folder)
     raise store.CorruptFile(info, f"unknown kind {kind!r}")
 
 
@@ -201,11 +202,12 @@ def cached(p, run: str, hp: dict | None) -> tuple[dict | None, str]:
 def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, hp: dict | None = None,
                    changed: dict | None = None, data_dir=None, force: bool = False, seed: int = 0,
                    extra: dict | None = None, progress: bool = True):
-    """apply(model, tokenizer, stats) -> unlearned model (may be a wrapper, e.g. IKE's).
+    """apply(model, tokenizer, stats) -> the unlearned model, or (model, prompter) for a method
+    whose edit is the prompts (IKE: `prompter` gives each question's prompt to the evaluator).
 
     Returns (record, model-or-None); `model` is None when the cached result was reused or the
     run collapsed. `hp` (all settings; `changed`: those that differ from the study's) gives the
-    cache key. `stats` (filled by `apply`, and by a wrapper during evaluation) is stored in the
+    cache key. `stats` (filled by `apply`, and by a prompter during evaluation) is stored in the
     record after evaluation; `timings.unlearn_s` is the wall time of `apply`.
     """
     p = models.get_preset(preset)
@@ -224,15 +226,16 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     common = dict(method=method, target=target, seed=seed, hp=hp, changed=changed)
     t0 = time.perf_counter()
     try:
-        model = apply(model, tok, stats)
+        result = apply(model, tok, stats)
     except ModelCollapsed as e:
         rec = record_for(p, run, collapsed=e.as_record(), timings={"unlearn_s": time.perf_counter() - t0},
                          extra=info, **common)
         store.save_record(p.name, run, rec)
         return rec, None
     timings = {"unlearn_s": time.perf_counter() - t0}
+    model, prompter = result if isinstance(result, tuple) else (result, None)
     logs = evaluate.evaluate_model(model, tok, sd.eval_sets, p.template, progress=progress,
-                                   max_new_tokens=p.max_new_tokens)
+                                   max_new_tokens=p.max_new_tokens, prompter=prompter)
     timings["eval_s"] = logs["_seconds"]
     try:
         summary = summarize_against_retain(p, run, logs)
@@ -242,7 +245,7 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         store.save_record(p.name, run, rec)
         return rec, None
     store.save_eval_logs(logs, paths.logs_dir(p.name, run))
-    save_unlearned(p, run, model, tok)
+    save_unlearned(p, run, model, tok, prompter)
     rec = record_for(p, run, summary=summary, timings=timings, extra=info, **common)
     store.save_record(p.name, run, rec)                  # last: the record commits the run
     return rec, model
