@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "unedit_lib"
-BASE = {"paths", "prompts", "architecture", "guards", "tokenizer", "reference", "data", "store"}
+BASE = {"paths", "prompts", "architecture", "guards", "tokenizer", "reference", "data", "store", "embeddings"}
 METHODS = {"rome", "ike", "wise", "baselines"}
 EVALUATOR = {"evaluate", "edit_metrics"}
 STUDY = {"study", "recipes", "report", "plots", "robustness"}
@@ -64,8 +64,8 @@ def test_evaluator_and_base_import_no_method_or_study():
     assert not (graph["evaluate"] & {"models"}), "the evaluator needs no subject model code"
 
 
-# Open (issue 12): ike.py still carries its IKEModel adapter and wise.py its side-memory layer
-# next to the algorithm; both are over the ~600-line target. Any other module over it fails.
+# Open (issue 12): ike.py (retrieval, contexts, prompts: ~665 lines) and wise.py (the side-memory
+# layer next to the algorithm) are over the ~600-line target. Any other module over it fails.
 KNOWN_LONG = {"ike", "wise"}
 
 
