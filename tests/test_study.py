@@ -40,11 +40,11 @@ def test_plain_model_round_trip(scratch, tok):
     path = study.save_unlearned("smoke", "ga", model, tok)
     assert path == paths.unlearned_dir("smoke", "full-test", "ga") and (path / "model.safetensors").is_file()
     assert json.loads((path / "unlearned.json").read_text())["kind"] == "model"
-    back, _, prompter = study.load_unlearned("smoke", "ga")
+    back, _, prompter = recipes.load_unlearned("smoke", "ga")
     assert prompter is None
     assert torch.equal(_logits(back, tok, TEXTS[0]), _logits(model, tok, TEXTS[0]))
     with pytest.raises(FileNotFoundError, match="no saved unlearned model"):
-        study.load_unlearned("smoke", "never-ran")
+        recipes.load_unlearned("smoke", "never-ran")
 
 
 def test_side_memory_round_trip(tok, tmp_path):

@@ -16,7 +16,7 @@ import dataclasses
 import math
 import time
 
-from . import baselines, data, ike, models, paths, prompts, rome, study, trace, wise
+from . import baselines, data, ike, models, paths, prompts, rome, store, study, trace, wise
 from . import edit_metrics as em
 
 EDITORS = ("rome", "rrome", "ike", "wise")
@@ -112,8 +112,35 @@ def run(preset, method: str, target: str | None = None, *, seed: int = 0, force:
     build = {"rome": _rome, "rrome": _rome, "ike": _ike, "wise": _wise}.get(method, _baseline)
     apply, extra, hp = build(p, sd, method, target, hp, data_dir)
     rec, _ = study.run_unlearning(p, name, METHOD_NAMES.get(method, method), target, apply, hp=hp, changed=changed,
-                                  data_dir=data_dir, force=force, seed=seed, extra=extra, progress=progress)
+                                  data_dir=data_dir, force=force, seed=seed, extra=extra, progress=progress,
+                                  write_model=write_model)
     return rec
+
+
+def write_model(folder, model, tokenizer, prompter=None) -> str:
+    """Save any method's unlearned model into `folder`; returns its kind (study.save_unlearned)."""
+    if prompter is not None:
+        ike.save_prompts(prompter, folder)       # IKE: the prompts (no weight changes)
+        return "ike"
+    if wise.get_side_memory(model) is not None:
+        wise.save_side_memory(model, folder)     # the main memory is the full model
+        return "wise"
+    return study.write_plain_model(folder, model, tokenizer)
+
+
+def load_unlearned(preset, run: str, data_dir=None):
+    """(model, tokenizer, prompter) of a finished run's unlearned model, as it was evaluated:
+    `prompter` is IKE's prompts (its model is the full model), else None."""
+    kind = study.unlearned_kind(preset, run)
+    folder = study.unlearned_path(preset, run)
+    if kind == "model":
+        return (*models.load_model(folder), None)
+    model, tok = models.load_subject_model(preset, "full", data_dir)
+    if kind == "wise":
+        return wise.load_side_memory(model, folder), tok, None
+    if kind == "ike":
+        return model, tok, ike.load_prompts(tok, folder)
+    raise store.CorruptFile(folder / "unlearned.json", f"unknown kind {kind!r}")
 
 
 def describe(rec: dict) -> str:

@@ -273,7 +273,7 @@ def privleak(auc: float, auc_retain: float) -> float:
 def attack_all(model, tok, study, *, template="qa", holdout_rows=None, data_dir=None, progress: bool = False,
                prompter=None, **hparams) -> dict:
     """Every attack on one model; `study` = models.study_data(...); `prompter`: IKE's prompts
-    (study.load_unlearned gives them). Returns a JSON-able dict."""
+    (recipes.load_unlearned gives them). Returns a JSON-able dict."""
     hp = {**DEFAULTS, **hparams}
     unknown = set(hparams) - set(DEFAULTS)
     if unknown:

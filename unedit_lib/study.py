@@ -75,48 +75,35 @@ def unlearned_path(preset, run: str):
     return paths.unlearned_dir(p.name, subject_model_id(p), run)
 
 
-def save_unlearned(preset, run: str, model, tokenizer, prompter=None):
-    """Keep an unlearned model (atomically): safetensors for a plain model, the side memory for
-    WISE, the prompts for IKE (`prompter`: the demonstrations and settings; no weight changes)."""
-    from . import ike, wise
+def write_plain_model(folder, model, tokenizer, prompter=None) -> str:
+    """A plain Hugging Face model as safetensors (with its tokenizer); returns its kind."""
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return "model"
 
+
+def save_unlearned(preset, run: str, model, tokenizer, prompter=None, write_model=write_plain_model):
+    """Keep an unlearned model (atomically: a temporary folder renamed into place), written by
+    `write_model(folder, model, tokenizer, prompter) -> kind` (recipes.write_model knows every
+    method's kind: safetensors, a WISE side memory, IKE's prompts), with `unlearned.json`."""
     def write(folder):
-        if prompter is not None:
-            ike.save_prompts(prompter, folder)
-            kind = "ike"
-        elif wise.get_side_memory(model) is not None:
-            wise.save_side_memory(model, folder)
-            kind = "wise"
-        else:
-            model.save_pretrained(folder, safe_serialization=True)
-            tokenizer.save_pretrained(folder)
-            kind = "model"
+        kind = write_model(folder, model, tokenizer, prompter)
         store.write_json({"run": run, "kind": kind, "full_model": subject_model_id(preset)},
                          folder / "unlearned.json")
 
     return store.write_dir(unlearned_path(preset, run), write)
 
 
-def load_unlearned(preset, run: str, data_dir=None):
-    """(model, tokenizer, prompter) of a finished run's unlearned model, as it was evaluated:
-    `prompter` is IKE's prompts (the full model is its model), else None."""
-    from . import ike, wise
-
+def unlearned_kind(preset, run: str) -> str:
+    """The kind of a finished run's saved model ("model", "wise", "ike"); FileNotFoundError
+    naming the folder when there is none."""
     folder = unlearned_path(preset, run)
     info = folder / "unlearned.json"
     if not info.is_file():
         raise FileNotFoundError(
             f"no saved unlearned model for run {run!r} of preset {models.get_preset(preset).name!r} ({folder}); "
             "run its notebook (03-06) first, with force=True if its result predates saved models")
-    kind = store.read_json(info, "unlearned-model description").get("kind")
-    if kind == "model":
-        return (*models.load_model(folder), None)
-    model, tok = models.load_subject_model(preset, "full", data_dir)
-    if kind == "wise":
-        return wise.load_side_memory(model, folder), tok, None
-    if kind == "ike":
-        return model, tok, ike.load_prompts(tok, folder)
-    raise store.CorruptFile(info, f"unknown kind {kind!r}")
+    return store.read_json(info, "unlearned-model description").get("kind")
 
 
 # --------------------------------------------------------------------------- records
@@ -201,14 +188,15 @@ def cached(p, run: str, hp: dict | None) -> tuple[dict | None, str]:
 
 def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, hp: dict | None = None,
                    changed: dict | None = None, data_dir=None, force: bool = False, seed: int = 0,
-                   extra: dict | None = None, progress: bool = True):
+                   extra: dict | None = None, progress: bool = True, write_model=write_plain_model):
     """apply(model, tokenizer, stats) -> the unlearned model, or (model, prompter) for a method
     whose edit is the prompts (IKE: `prompter` gives each question's prompt to the evaluator).
 
     Returns (record, model-or-None); `model` is None when the cached result was reused or the
     run collapsed. `hp` (all settings; `changed`: those that differ from the study's) gives the
     cache key. `stats` (filled by `apply`, and by a prompter during evaluation) is stored in the
-    record after evaluation; `timings.unlearn_s` is the wall time of `apply`.
+    record after evaluation; `timings.unlearn_s` is the wall time of `apply`. `write_model`
+    saves the unlearned model (see save_unlearned).
     """
     p = models.get_preset(preset)
     if not force:
@@ -245,7 +233,7 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         store.save_record(p.name, run, rec)
         return rec, None
     store.save_eval_logs(logs, paths.logs_dir(p.name, run))
-    save_unlearned(p, run, model, tok, prompter)
+    save_unlearned(p, run, model, tok, prompter, write_model)
     rec = record_for(p, run, summary=summary, timings=timings, extra=info, **common)
     store.save_record(p.name, run, rec)                  # last: the record commits the run
     return rec, model
