@@ -83,3 +83,25 @@ def test_membership_inference_and_privleak(trained, study):
     assert full["min_k_auc"] > 0.7 and full["loss_auc"] > 0.7            # memorised rows look like members
     assert robustness.privleak(0.5, 0.5) == 0 and robustness.privleak(1.0, 0.5) == -100
     assert robustness.min_k_score([-5.0, -1.0, -0.1, -0.2, -3.0], 0.4) == pytest.approx(4.0)
+
+
+def test_attacks_on_ike_ask_its_prompts_in_the_attack_template(study, monkeypatch):
+    """IKE is attacked through its prompts (no model adapter): every attack template gets the
+    context inside it, the probe is skipped (no weight changes)."""
+    from unedit_lib import ike
+
+    seen = []
+
+    def fake_losses(model, tok, template, pairs, *a, prompter=None, **k):
+        seen.append((template.name, prompter.template.name if prompter else None))
+        return [1.0] * len(pairs)
+
+    monkeypatch.setattr(evaluate, "answer_losses", fake_losses)
+    monkeypatch.setattr(evaluate, "generate_answers", lambda m, t, tpl, qs, n, prompter=None: ["x"] * len(qs))
+    pool = ike.DemoPool(["New Fact: a b\nPrompt: a b\n\n"], [], lambda xs: torch.ones(len(xs), 2).numpy())
+    prompts = ike.IKEPrompts(None, pool, [], "qa", k=1)
+    rows = study.eval_sets["forget"][:3]
+    robustness.prompt_attacks(None, None, rows, robustness.attack_templates(study.retain_rows, "qa"),
+                              prompter=prompts)
+    assert seen == [("raw", "raw"), ("insist", "insist"), ("few_shot", "few_shot")]
+    assert "skipped" in robustness.probe_layers(None, None, rows, rows, prompter=prompts)
