@@ -130,6 +130,12 @@ def test_second_moment_protects_unrelated_keys(tok, tmp_path):
     assert torch.allclose(cov, keys.double().T.matmul(keys.double()).float() / len(keys), rtol=1e-4, atol=1e-7)
     assert len(list(tmp_path.glob("*.safetensors"))) == 1
     assert torch.equal(rome.layer_second_moment(model, tok, layer, corpus, cache_dir=tmp_path), cov)
+    (cache,) = tmp_path.glob("*_mom2.safetensors")
+    assert not list(tmp_path.glob(".*tmp*"))                       # written atomically
+    cache.write_bytes(cache.read_bytes()[:50])                    # a truncated cache: named, then rebuilt
+    with pytest.warns(UserWarning, match=str(cache)):
+        assert torch.equal(rome.layer_second_moment(model, tok, layer, corpus, cache_dir=tmp_path), cov)
+    assert torch.equal(rome.layer_second_moment(model, tok, layer, corpus, cache_dir=tmp_path), cov)
 
     templates = rome.context_templates(model, tok, [[5, 5]])
     hp = {**rome.DEFAULT_HPARAMS, **FAST, "consistent_keys": True}

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 from .architecture import architecture, logits_at
 from .guards import ModelCollapsed, check_health
 from .prompts import encode_answer, encode_prompt, pad_id, subject_token_range
+from .store import write_file
 
 # EasyEdit hparams/ROME/llama-7b.yaml (§6), as keyword defaults of `edit`.
 DEFAULT_HPARAMS = dict(
@@ -211,7 +213,7 @@ def layer_second_moment(model, tok, layer: int, texts, *, n_samples: int | None 
     With `cache_dir`, the result is cached as safetensors keyed by the model name, a fingerprint of
     the weights the keys depend on, the layer, and a hash of the texts.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     texts = list(texts)[:n_samples] if n_samples else list(texts)
     cfg = model.config
@@ -223,7 +225,9 @@ def layer_second_moment(model, tok, layer: int, texts, *, n_samples: int | None 
         th = hashlib.sha1("\x00".join(texts).encode()).hexdigest()[:10]
         path = Path(cache_dir) / f"{name}_{_fingerprint(model, layer)}_L{layer}_n{len(texts)}_len{max_length}_{th}_mom2.safetensors"
         if path.is_file():
-            return load_file(str(path))["mom2"]
+            cached = _load_mom2(path, model, layer)
+            if cached is not None:
+                return cached
 
     arch = architecture(model)
     device = _device(model)
@@ -254,10 +258,27 @@ def layer_second_moment(model, tok, layer: int, texts, *, n_samples: int | None 
     if count == 0:
         raise ValueError("no tokens to compute the second moment from")
     mom2 = (total / count).float().cpu()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"mom2": mom2.contiguous(), "count": torch.tensor([count])}, str(path))
+    if path is not None:     # atomically: an interrupted write never leaves half a cache
+        write_file(path, lambda tmp: save_file({"mom2": mom2.contiguous(), "count": torch.tensor([count])}, str(tmp)))
     return mom2
+
+
+def _load_mom2(path: Path, model, layer: int) -> torch.Tensor | None:
+    """A cached C, validated (readable, (d_in, d_in), finite); a corrupt cache is reported with
+    its path and None is returned, so C is recomputed and the file replaced."""
+    from safetensors.torch import load_file
+
+    d_in = architecture(model).mlp_out_weight(layer).shape[1]
+    try:
+        mom2 = load_file(str(path))["mom2"]
+        ok = tuple(mom2.shape) == (d_in, d_in) and bool(torch.isfinite(mom2).all())
+        why = f"shape {tuple(mom2.shape)}, expected ({d_in}, {d_in}), or non-finite values"
+    except Exception as e:      # truncated or not a safetensors file
+        ok, why = False, f"{type(e).__name__}: {e}"
+    if ok:
+        return mom2
+    warnings.warn(f"{path}: corrupt second-moment cache ({why}); recomputing it", stacklevel=3)
+    return None
 
 
 # --------------------------------------------------------------------------- §2.3 key
