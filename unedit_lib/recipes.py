@@ -405,3 +405,51 @@ def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = Fals
                 print(describe(rec))
                 out[rec["run"]] = rec
     return out
+
+
+# --------------------------------------------------------------------------- robustness (notebook 08)
+def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: dict | None = None) -> dict:
+    """robustness.attack_all on each run's model (full and retain: the subject models), cached
+    in results/<preset>/robustness.json per run: a run is attacked again only when its record
+    changed (a hash of its file) or the attack settings did, or with `force`. Progress is saved
+    after every run (an interruption keeps what was done). Runs whose model is missing are
+    listed under "_skipped" with why. Returns {run: attacks}, PrivLeak added."""
+    import hashlib
+
+    from . import robustness
+
+    p = models.get_preset(preset)
+    sd = models.study_data(p, data_dir)
+    hparams = dict(hparams or {})
+    hp = {**robustness.DEFAULTS, "max_new_tokens": p.max_new_tokens, **hparams}
+    holdout = robustness.holdout_for(sd, data_dir)
+    results = {} if force else (robustness.load_summary(p.name) or {})
+    results = {r: v for r, v in results.items() if r in runs}
+    no_model = {}
+    for run in runs:
+        path = paths.record_path(p.name, run)
+        source = hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
+        old = results.get(run)
+        if old and old.get("source") == source and old.get("hparams") == store.to_jsonable(hp):
+            continue
+        if run in ("full", "retain"):
+            (model, tok), prompter = models.load_subject_model(p, run, data_dir), None
+        else:
+            try:
+                model, tok, prompter = load_unlearned(p, run, data_dir)
+            except FileNotFoundError as e:      # a record left from an older run of a notebook
+                no_model[run] = str(e)
+                continue
+        res = robustness.attack_all(model, tok, sd, template=p.template, holdout_rows=holdout, data_dir=data_dir,
+                                    prompter=prompter, **hparams)
+        res["source"] = source
+        results[run] = res
+        robustness.save_summary(p.name, robustness.add_privleak(dict(results)))
+        print(f"{run}: {res['timings']['total_s']:.0f} s")
+    results = robustness.add_privleak(results)
+    if no_model:
+        results["_skipped"] = no_model
+    robustness.save_summary(p.name, results)
+    for run, why in no_model.items():
+        print(f"NOT attacked: {run}: {why}")
+    return results
