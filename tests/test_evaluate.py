@@ -114,3 +114,14 @@ def test_summarize_reproduces_tofu_published_llama2_numbers():
     assert (round(m["world_facts"]["prob"], 3), round(m["world_facts"]["rouge"], 3)) == (0.419, 0.882)
     assert (round(m["forget"]["prob"], 3), round(m["forget"]["rouge"], 3), round(m["forget"]["truth_ratio"], 3)) == (0.991, 0.985, 0.516)
     assert ev.summarize(retain)["metrics"]["forget"]["rouge"] == pytest.approx(0.408, abs=5e-4)
+
+
+def test_pad_batch_right_and_left():
+    from unedit_lib.prompts import pad_batch
+
+    ids, mask = pad_batch([[1, 2, 3], [4]], 0, "right")
+    assert ids.tolist() == [[1, 2, 3], [4, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    ids, mask = pad_batch([[1, 2, 3], [4]], 9, "left")
+    assert ids.tolist() == [[1, 2, 3], [9, 9, 4]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    with pytest.raises(ValueError, match="side"):
+        pad_batch([[1]], 0, "middle")

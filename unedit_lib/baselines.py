@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .guards import ModelCollapsed, check_health, weight_norms
-from .prompts import IGNORE_INDEX, encode_qa, get_template, pad_id
+from .prompts import IGNORE_INDEX, encode_qa, get_template, pad_batch, pad_id
 
 METHODS = ("ga", "gd", "kl", "idk", "npo")
 METHOD_NAMES = {"ga": "GradAscent", "gd": "GradDiff", "kl": "KL", "idk": "IdK", "npo": "NPO"}
@@ -93,18 +93,9 @@ def encode_example(tokenizer, template, question: str, answer: str, max_length: 
 
 def collate(examples, pad: int, device=None) -> dict:
     """Right-pad a list of (input_ids, labels) into model inputs; labels are −100 on padding."""
-    width = max(len(ids) for ids, _ in examples)
-    input_ids, labels, mask = [], [], []
-    for ids, lab in examples:
-        n = width - len(ids)
-        input_ids.append(list(ids) + [pad] * n)
-        labels.append(list(lab) + [IGNORE_INDEX] * n)
-        mask.append([1] * len(ids) + [0] * n)
-    out = {
-        "input_ids": torch.tensor(input_ids, dtype=torch.long),
-        "attention_mask": torch.tensor(mask, dtype=torch.long),
-        "labels": torch.tensor(labels, dtype=torch.long),
-    }
+    input_ids, mask = pad_batch([ids for ids, _ in examples], pad, "right")
+    labels, _ = pad_batch([lab for _, lab in examples], IGNORE_INDEX, "right")
+    out = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
     return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
 

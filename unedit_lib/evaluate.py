@@ -25,7 +25,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from .architecture import logits_at
-from .prompts import context_fact, encode_answer, encode_prompt, get_template, pad_id
+from .prompts import context_fact, encode_answer, encode_prompt, get_template, pad_batch, pad_id
 from .store import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
 
 EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
@@ -72,13 +72,8 @@ def shared_prompt_logits(model, prompt_ids: list[int], answers: list[list[int]],
         return head, None
     n, P = len(answers), prompt.shape[1]
     cache.batch_repeat_interleave(n)
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, P + width), dtype=torch.long)
-    mask[:, :P] = 1
-    for j, a in enumerate(answers):
-        if a:
-            ids[j, :len(a)] = torch.tensor(a, dtype=torch.long)
-            mask[j, P:P + len(a)] = 1
+    ids, answer_mask = pad_batch(answers, pad, "right")
+    mask = torch.cat([torch.ones((n, P), dtype=torch.long), answer_mask], 1)   # the prompt, then each answer
     pos = torch.arange(P, P + width, device=dev).expand(n, -1)
     tail = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos, use_cache=True,
                  **{kw: cache}).logits
@@ -141,12 +136,8 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
     dev = _device(model)
     for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
         idx = order[s:s + batch_size]
-        n = max(len(enc[i][0]) for i in idx)
-        ids = torch.full((len(idx), n), pad, dtype=torch.long)
-        att = torch.zeros((len(idx), n), dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, :len(enc[i][0])] = torch.tensor(enc[i][0])
-            att[r, :len(enc[i][0])] = 1
+        ids, att = pad_batch([enc[i][0] for i in idx], pad, "right")
+        n = ids.shape[1]
         keep = torch.zeros((len(idx), n), dtype=torch.bool)   # positions that predict an answer token (+EOS)
         tgt = torch.zeros((len(idx), n), dtype=torch.long)
         for r, i in enumerate(idx):
@@ -189,12 +180,8 @@ def generate_answers(model, tokenizer, template, questions, max_new_tokens: int 
     dev = _device(model)
     for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
         idx = order[s:s + batch_size]
-        n = max(len(prompts[i]) for i in idx)
-        ids = torch.full((len(idx), n), pad, dtype=torch.long)
-        att = torch.zeros((len(idx), n), dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, n - len(prompts[i]):] = torch.tensor(prompts[i])
-            att[r, n - len(prompts[i]):] = 1
+        ids, att = pad_batch([prompts[i] for i in idx], pad, "left")
+        n = ids.shape[1]
         gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=pad,
                              eos_token_id=tokenizer.eos_token_id, use_cache=True)
@@ -398,12 +385,8 @@ def in_context_probe(model, tokenizer, rows, template="qa", max_new_tokens: int 
             if with_ctx:
                 ids = encode_answer(tokenizer, context_fact(r, r["perturbed_answer"][0])) + ids
             seqs.append(ids)
-        n = max(map(len, seqs))
-        ids = torch.full((len(seqs), n), pad, dtype=torch.long)
-        att = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):
-            ids[i, n - len(s):] = torch.tensor(s)
-            att[i, n - len(s):] = 1
+        ids, att = pad_batch(seqs, pad, "left")
+        n = ids.shape[1]
         gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
         for i, r in enumerate(rows):

@@ -76,7 +76,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import data as tofu
+from . import data
 from .embeddings import (DEFAULT_SENTENCE_MODEL, CachedEmbedder, SentenceEmbedder,  # noqa: F401
                          as_embedder, load_sentence_model, packaged_model_path, sentence_embedder)
 from .paths import ike_embedding_cache_dir
@@ -248,7 +248,7 @@ def build_pool(rows: Sequence[dict], retain_rows: Sequence[dict] | None = None, 
         elif callable(target):
             t = target(row)
         else:
-            t = tofu.unlearning_target(row, target, data_dir)
+            t = data.unlearning_target(row, target, data_dir)
         q = row["question"]
         pq = _raw_paraphrase(row, template)
         facts.append(Fact(q, t, pq))
@@ -274,9 +274,9 @@ def split_pool_requests(rows: Sequence[dict], pool_fraction: float = 0.9) -> tup
 def retain_demo_rows(split: str = "forget10", data_dir=None) -> list[dict]:
     """Retain-set rows for the retain demonstrations: the retain split matching `split`
     minus every question of TOFU's retain evaluation set (`retain_perturbed`)."""
-    retain_name = tofu.FORGET_SPLITS[split] if split in tofu.FORGET_SPLITS else split
-    held = {r["question"] for r in tofu.load_tofu("retain_perturbed", data_dir)}
-    return [r for r in tofu.load_tofu(retain_name, data_dir) if r["question"] not in held]
+    retain_name = data.FORGET_SPLITS[split] if split in data.FORGET_SPLITS else split
+    held = {r["question"] for r in data.load_tofu("retain_perturbed", data_dir)}
+    return [r for r in data.load_tofu(retain_name, data_dir) if r["question"] not in held]
 
 
 # =========================================================================== prompts

@@ -62,6 +62,25 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
+def pad_batch(seqs, pad: int, side: str = "right"):
+    """(ids, mask): token-id lists padded with `pad` into one (batch, longest) long tensor, and
+    the attention mask (1 on real tokens); `side` "right" (scoring, training) or "left"
+    (generation: every row ends where generation starts). The one padding helper."""
+    import torch
+
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        if len(s):
+            cols = slice(0, len(s)) if side == "right" else slice(width - len(s), width)
+            ids[r, cols] = torch.tensor(list(s), dtype=torch.long)
+            mask[r, cols] = 1
+    return ids, mask
+
+
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
     """Token ids of a prompt, with the tokenizer's own special prefix (BOS) if it adds one."""
     return list(tokenizer(prompt)["input_ids"])

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import evaluate, paths, store
+from . import data, evaluate, paths, store
 from .architecture import architecture
 from .baselines import collate
 from .prompts import IGNORE_INDEX, PromptTemplate, encode_qa, get_template, pad_id
@@ -316,10 +316,8 @@ def attack_all(model, tok, study, *, template="qa", holdout_rows=None, data_dir=
 def holdout_for(study, data_dir=None):
     """TOFU holdout rows for membership inference: the holdout split that matches the forget
     split (holdout05 for forget05), its first rows, as many as the forget rows evaluated."""
-    from . import data as tofu
-
     split = study.preset.forget_split.replace("forget", "holdout")
-    rows = tofu.load_tofu(split, data_dir)
+    rows = data.load_tofu(split, data_dir)
     return rows[:len(study.eval_sets["forget"])]
 
 

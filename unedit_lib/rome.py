@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from .architecture import architecture, logits_at
 from .guards import ModelCollapsed, check_health
-from .prompts import encode_answer, encode_prompt, pad_id, subject_token_range
+from .prompts import encode_answer, encode_prompt, pad_batch, pad_id, subject_token_range
 from .store import write_file
 
 # EasyEdit hparams/ROME/llama-7b.yaml (§6), as keyword defaults of `edit`.
@@ -85,13 +85,8 @@ def _device(model):
 
 
 def _right_pad(rows: list[list[int]], pad_id: int, device):
-    """(input_ids, attention_mask), right padded."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, :len(r)] = 1
+    """(input_ids, attention_mask), right padded, on `device`."""
+    ids, mask = pad_batch(rows, pad_id, "right")
     return ids.to(device), mask.to(device)
 
 
