@@ -24,7 +24,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data as tofu
+from . import store
 from .prompts import IGNORE_INDEX, TEMPLATES, context_fact, encode_answer, encode_qa, get_template  # noqa: F401
 
 ARTIFACTS = tofu.output_dir("artifacts")
@@ -305,15 +305,9 @@ def new_llama(p: Preset, tok):
 
 
 def _atomic_save(write, path: Path) -> None:
-    """Write into a temporary sibling folder, then rename: a crash never leaves half a model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    write(tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    """Write into a temporary sibling folder, then rename: a crash never leaves half a model
+    (store.write_dir, the study's one atomic writer; leftovers of a crashed writer removed)."""
+    store.write_dir(path, write)
 
 
 def _lr_at(step, total, p: Preset):
