@@ -46,6 +46,7 @@ import copy
 import math
 import random
 import time
+from dataclasses import asdict, dataclass, is_dataclass
 
 import torch
 import torch.nn.functional as F
@@ -59,27 +60,31 @@ METHOD_NAMES = {"ga": "GradAscent", "gd": "GradDiff", "kl": "KL", "idk": "IdK", 
 _NEEDS_RETAIN = {"ga": False, "gd": True, "kl": True, "idk": True, "npo": True}
 _NEEDS_REF = {"ga": False, "gd": False, "kl": True, "idk": False, "npo": True}
 
-# Defaults of open-unlearning's TOFU unlearning runs (tofu.md §4): lr 1e-5, 10 epochs (legacy
-# TOFU: 5), wd 0.01, warmup 1 epoch, effective batch 32 (here 8 x 4 accumulation, one device),
-# seed 0, β=0.1, α=γ=1.
-DEFAULTS = dict(
-    lr=1e-5,
-    epochs=10,
-    batch_size=8,
-    grad_accum=4,
-    weight_decay=0.01,
-    warmup_epochs=1.0,
-    max_grad_norm=1.0,
-    seed=0,
-    beta=0.1,
-    alpha=1.0,
-    gamma=1.0,
-    kl_mask_padding=False,
-    max_length=500,          # legacy TOFU max_length (capped at the model's context length)
-    check_params_every=10,   # optimizer steps between (cheap) parameter health checks
-    max_norm_ratio=None,     # opt-in: also fail when a watched weight's norm grows this many times
-    progress=True,
-)
+@dataclass(frozen=True)
+class BaselineHParams:
+    """Defaults of open-unlearning's TOFU unlearning runs (tofu.md §4): lr 1e-5, 10 epochs (legacy
+    TOFU: 5), wd 0.01, warmup 1 epoch, effective batch 32 (here 8 x 4 accumulation, one device),
+    seed 0, β=0.1, α=γ=1."""
+
+    lr: float = 1e-5
+    epochs: int = 10
+    batch_size: int = 8
+    grad_accum: int = 4
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    beta: float = 0.1
+    alpha: float = 1.0
+    gamma: float = 1.0
+    kl_mask_padding: bool = False
+    max_length: int = 500                # legacy TOFU max_length (capped at the model's context length)
+    check_params_every: int = 10         # optimizer steps between (cheap) parameter health checks
+    max_norm_ratio: float | None = None  # opt-in: also fail when a watched weight's norm grows this many times
+    progress: bool = True
+
+
+DEFAULTS = asdict(BaselineHParams())
 
 
 # --------------------------------------------------------------------------- batching
@@ -405,9 +410,10 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
 def apply(model, tokenizer, requests, hp: dict, stats: dict | None = None, *, method: str, retain_rows, template,
           idk_answers=None):
     """The methods' common entry point: unlearn the forget rows `requests` with `method` and
-    hyperparameters `hp` (DEFAULTS names); retain rows for the methods that use them.
+    hyperparameters `hp` (a BaselineHParams or a dict of its names); retain rows for the methods that use them.
     Returns (model, stats)."""
     stats = {} if stats is None else stats
+    hp = asdict(hp) if is_dataclass(hp) else dict(hp)
     model = unlearn(model, tokenizer, method, requests, retain_rows, template=template, idk_answers=idk_answers,
                     stats=stats, **hp)
     return model, stats

@@ -70,7 +70,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -87,17 +87,27 @@ EDITOR_NAME = "IKE"
 DEMO_END = "\n\n"
 ORDERS = ("most_similar_first", "most_similar_last")
 MODES = ("logits", "generation")
-DEFAULT_HPARAMS = {
-    "k": 16,  # EasyEdit hparams/IKE/llama-7b.yaml, the paper's fork (paper.md 2.2)
-    "sentence_model_name": DEFAULT_SENTENCE_MODEL,
-    "pool_fraction": 0.9,
-    "order": "most_similar_first",
-    "mode": "logits",
-    "new_fact_scope": "forget",
-    "context_position": "inside",
-    "prompt_format": "paper",
-}
 PROMPT_FORMATS = ("paper", "question_only")
+
+
+@dataclass(frozen=True)
+class IKEHParams:
+    """Defaults = the paper's IKE runs (its EasyEdit fork: hparams/IKE/llama-7b.yaml, the 90/10
+    pool split of zsre_transform.py, the prompts of data/icl_data.py; paper.md 2.2)."""
+
+    k: int = 16                                  # demonstrations per prompt
+    sentence_model_name: str = DEFAULT_SENTENCE_MODEL
+    pool_fraction: float = 0.9                   # forget rows in the demonstration pool
+    order: str = "most_similar_first"            # EasyEdit keeps similarity order
+    mode: str = "logits"                         # the paper's "_logit" runs: context on the scored inputs too
+    new_fact_scope: str = "forget"               # every forget question gets its New Fact line
+    context_position: str = "inside"             # the context inside the prompt template
+    prompt_format: str = "paper"                 # the answer after the question (icl_data.py)
+    truncate: bool = False                       # the paper's 4096 positions never needed it
+    seed: int = 0                                # the retain demonstrations' draw
+
+
+DEFAULT_HPARAMS = asdict(IKEHParams())
 
 
 # =========================================================================== demonstrations
@@ -623,11 +633,12 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
 # =========================================================================== entry point
 def apply(model, tokenizer, requests, hp: dict, stats: dict | None = None, *, pool, answers=None, template=None):
     """The methods' common entry point: IKE "edits" `requests` with hyperparameters `hp`
-    (DEFAULT_HPARAMS names: k, mode, order, truncate, new_fact_scope, context_position,
-    prompt_format, seed) and a demonstration `pool` (`build_pool`). IKE changes no weight: its
+    (an IKEHParams, or a dict of its names: k, mode, order, truncate, new_fact_scope,
+    context_position, prompt_format, seed) and a demonstration `pool` (`build_pool`). IKE changes no weight: its
     result is the prompts the model is asked, returned as (IKEPrompts, stats); `answers`
     {question: answer} feed the paper's prompt format."""
     stats = {} if stats is None else stats
+    hp = asdict(hp) if is_dataclass(hp) else dict(hp)
     kw = {k: hp[k] for k in ("k", "mode", "order", "truncate", "new_fact_scope", "context_position",
                              "prompt_format", "seed") if k in hp}
     return edit(model, tokenizer, requests, pool=pool, stats=stats, template=template, answers=answers, **kw), stats

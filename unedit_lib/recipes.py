@@ -38,7 +38,7 @@ STUDY_SETTINGS = {
         "all": dict(truncate=True, n_locality=20, sentence_model=ike.DEFAULT_SENTENCE_MODEL),
     },
     "baselines": {
-        # Only the learning rate departs from TOFU's defaults (baselines.DEFAULTS: 10 epochs, wd
+        # Only the learning rate departs from TOFU's defaults (baselines.BaselineHParams: 10 epochs, wd
         # 0.01, warmup 1 epoch, effective batch 32 = 8 x 4, β 0.1, α=γ=1) for the embedded models:
         # TOFU unlearns with the lr it fine-tuned with (1e-5, tofu.md §4), but the embedded subject
         # models were trained from scratch with lr ~5e-3 (models.Preset.lr), so 1e-5 would barely
@@ -66,11 +66,11 @@ def _defaults(method: str) -> dict:
         d = dataclasses.asdict(d) if dataclasses.is_dataclass(d) else dict(d)
         return {k: v for k, v in d.items() if k not in _ROME_NOT_SETTINGS}
     if method == "ike":
-        return {k: v for k, v in ike.DEFAULT_HPARAMS.items() if k != "sentence_model_name"}
+        return {k: v for k, v in dataclasses.asdict(ike.IKEHParams()).items() if k != "sentence_model_name"}
     if method == "wise":
         return {k: v for k, v in dataclasses.asdict(wise.WiseHParams()).items() if k not in _WISE_NOT_SETTINGS}
     if method in baselines.METHODS:
-        return {k: v for k, v in baselines.DEFAULTS.items() if k != "progress"}
+        return {k: v for k, v in dataclasses.asdict(baselines.BaselineHParams()).items() if k != "progress"}
     raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
 
 
