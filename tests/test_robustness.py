@@ -105,3 +105,27 @@ def test_attacks_on_ike_ask_its_prompts_in_the_attack_template(study, monkeypatc
                               prompter=prompts)
     assert seen == [("raw", "raw"), ("insist", "insist"), ("few_shot", "few_shot")]
     assert "skipped" in robustness.probe_layers(None, None, rows, rows, prompter=prompts)
+
+
+def test_an_ike_context_that_overflows_an_attack_is_recorded_as_skipped(study, monkeypatch):
+    """A long attack template plus IKE's context can exceed a small model's window: that attack
+    is recorded as skipped (NaN numbers, the reason), the others still run."""
+    from unedit_lib.prompts import ContextTooLong
+
+    def too_long(*a, **k):
+        raise ContextTooLong("IKE context too long: ... over the model's limit of 512 positions")
+
+    monkeypatch.setattr(evaluate, "answer_losses", too_long)
+    monkeypatch.setattr(evaluate, "answer_token_logprobs", too_long)
+    rows = study.eval_sets["forget"][:2]
+    out = robustness.forget_scores(None, None, rows, prompter=object.__new__(_NoPrompter))
+    assert out["rouge"] != out["rouge"] and "too long" in out["skipped"]
+    mia = robustness.membership_inference(None, None, rows, rows, prompter=object.__new__(_NoPrompter))
+    assert mia["min_k_auc"] != mia["min_k_auc"] and "skipped" in mia
+    res = robustness.add_privleak({"retain": {"mia": {"min_k_auc": 0.5}}, "ike-dummy": {"mia": {"min_k_auc": None}}})
+    assert res["ike-dummy"]["mia"]["privleak"] is None
+
+
+class _NoPrompter:
+    def rewrap(self, template=None):
+        return self

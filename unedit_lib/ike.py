@@ -81,7 +81,7 @@ from .embeddings import (DEFAULT_SENTENCE_MODEL, CachedEmbedder, SentenceEmbedde
                          as_embedder, load_sentence_model, packaged_model_path, sentence_embedder)
 from .paths import ike_embedding_cache_dir
 from .store import read_json, write_json
-from .prompts import TEMPLATES, PromptTemplate, encode_prompt, get_template
+from .prompts import TEMPLATES, ContextTooLong, PromptTemplate, encode_prompt, get_template
 
 EDITOR_NAME = "IKE"
 DEMO_END = "\n\n"
@@ -518,7 +518,7 @@ class IKEPrompts:
             total = len(ids) + n_answer_tokens + extra_tokens
             what = "context + prompt" + (" + answer" if n_answer_tokens else "") + \
                    (f" + max_new_tokens ({extra_tokens})" if extra_tokens else "")
-            raise ValueError(
+            raise ContextTooLong(
                 f"IKE context too long: {what} is {total} tokens, over the model's limit of {self.limit} "
                 f"positions (max_position_embeddings/n_positions) with {n} demonstrations (k={self.k}). "
                 + ("It does not fit even with no demonstrations." if self.truncate else

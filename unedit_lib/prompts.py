@@ -21,6 +21,10 @@ from dataclasses import dataclass
 IGNORE_INDEX = -100
 
 
+class ContextTooLong(ValueError):
+    """A prompt (with its answer or generated tokens) that does not fit the model's window."""
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     name: str
