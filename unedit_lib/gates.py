@@ -52,12 +52,13 @@ def _number(v):
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def _gate(run, gate, value, op, threshold, source, context=""):
-    """One gate row: status "holds" / "fails" / "unknown" (value missing)."""
+def _gate(run, gate, value, op, threshold, source, context="", short=""):
+    """One gate row: status "holds" / "fails" / "unknown" (value missing); `short` names the
+    premise in a few words for lists over many runs."""
     value = _number(value)
     status = UNKNOWN if value is None else HOLDS if _OPS[op](value, threshold) else FAILS
     return {"run": run, "gate": gate, "value": value, "threshold": f"{op} {threshold:g}", "status": status,
-            "source": source, "context": context}
+            "source": source, "context": context, "short": short or gate}
 
 
 def probe_summary(probe: dict) -> dict:
@@ -82,7 +83,8 @@ def rome_gates(run: str, rec: dict) -> list[dict]:
     n = em.get("n_edits") or rec.get("n_edits")
     return [_gate(run, "edits take (rewrite acc. after all edits)", em.get("rewrite_acc_mean"), ">=", EDITS_TAKE_MIN,
                   "edit_metrics.rewrite_acc_mean",
-                  (f"before the edits {pre:.3f}" if pre is not None else "") + (f", {n} edits" if n else ""))]
+                  (f"before the edits {pre:.3f}" if pre is not None else "") + (f", {n} edits" if n else ""),
+                  "edits take")]
 
 
 def ike_gates(run: str, rec: dict, records: dict) -> list[dict]:
@@ -93,20 +95,21 @@ def ike_gates(run: str, rec: dict, records: dict) -> list[dict]:
     return [_gate(run, "model follows its context (in-context follow rate)",
                   (probe or {}).get("follow_rate_with_context"), ">", IKE_FOLLOW_MIN, src,
                   (f"without context {without:.2f}" if without is not None else "")
-                  + (f", n = {probe['n']}" if probe and probe.get("n") else "")),
+                  + (f", n = {probe['n']}" if probe and probe.get("n") else ""), "follows its context"),
             _gate(run, "edit takes (rewrite acc. with the context)", post, ">=", EDITS_TAKE_MIN,
-                  "stats.edit_metrics.post.rewrite_acc", f"before {pre:.3f}" if pre is not None else "")]
+                  "stats.edit_metrics.post.rewrite_acc", f"before {pre:.3f}" if pre is not None else "", "edit takes")]
 
 
 def wise_gates(run: str, rec: dict) -> list[dict]:
     sets = _dig(rec, "stats", "routing", "sets") or {}
     n = lambda s: len((sets.get(s) or {}).get("routes") or []) or None  # noqa: E731
     out = [_gate(run, "router: share of forget prompts sent to the side memory", _dig(sets, "forget", "side_rate"), ">=",
-                 ROUTE_FORGET_MIN, "stats.routing.sets.forget.side_rate", f"n = {n('forget')}" if n("forget") else "")]
+                 ROUTE_FORGET_MIN, "stats.routing.sets.forget.side_rate", f"n = {n('forget')}" if n("forget") else "",
+                 "forget prompts routed")]
     for key, name in _OTHER_SETS:
         out.append(_gate(run, f"router: share of {name} prompts sent to the side memory", _dig(sets, key, "side_rate"), "<=",
                          ROUTE_OTHER_MAX, f"stats.routing.sets.{key}.side_rate",
-                         f"n = {n(key)}" if n(key) else ""))
+                         f"n = {n(key)}" if n(key) else "", f"{name} prompts routed"))
     return out
 
 
@@ -133,7 +136,7 @@ def gate_table(records: dict):
     import pandas as pd
 
     rows = gate_rows(records)
-    cols = ["run", "gate", "value", "threshold", "status", "source", "context"]
+    cols = ["run", "gate", "value", "threshold", "status", "source", "context", "short"]
     return pd.DataFrame(rows, columns=cols)
 
 

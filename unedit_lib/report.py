@@ -47,6 +47,11 @@ def _sort_key(base: str):
     return (_ORDER.index(head) if head in _ORDER else len(_ORDER), base)
 
 
+def sort_runs(runs) -> list[str]:
+    """Run names in the study's order (subject models, editors, baselines; seeds together)."""
+    return sorted(runs, key=lambda r: (_sort_key(split_seed(r)[0]), split_seed(r)[1]))
+
+
 def group_by_run(records: dict) -> dict[str, dict[int, dict]]:
     """{base run: {seed: record}}."""
     groups: dict[str, dict[int, dict]] = {}
@@ -230,7 +235,7 @@ def _premise_text(bad: list[dict]) -> str:
         for g in sorted(bad, key=lambda g: g["status"] != gates_mod.FAILS):
             first.setdefault(g["run"], g)
         return (f"premises not holding on {len(first)} runs: "
-                + "; ".join(f"{r}: {g['gate']} {'not recorded' if g['value'] is None else _fmt(g['value'])} "
+                + "; ".join(f"{r}: {g.get('short') or g['gate']} {'not recorded' if g['value'] is None else _fmt(g['value'])} "
                             f"(needs {g['threshold']})" for r, g in first.items()))
     return "; ".join(("premise unknown: " if g["status"] == gates_mod.UNKNOWN else "premise failed: ")
                      + gates_mod.describe(g) for g in bad)
