@@ -198,3 +198,18 @@ def test_a_threshold_inside_the_interval_is_reported():
     rec["intervals"]["point"]["forget_quality"] = 0.3                  # stale: made from other numbers
     t = report.main_table(_study(**{"rome-dummy": rec}))
     assert math.isnan(t.loc["rome-dummy", "forget_quality lo"]) and t.loc["rome-dummy", "model_utility lo"] == 0.8
+
+
+def test_in_context_probe_is_stored_where_the_ike_gate_reads_it(tmp_path, monkeypatch):
+    from unedit_lib import evaluate, gates
+
+    monkeypatch.setattr(evaluate, "results_dir", lambda preset: tmp_path / preset)
+    with pytest.raises(FileNotFoundError, match="no record of run 'full'"):
+        gates.record_in_context_probe("smoke", {"follow_rate_with_context": 0.7})
+    evaluate.write_json(_rec("full", "subject model", None, 0.9, 1e-6), tmp_path / "smoke" / "full.json")
+    gates.record_in_context_probe("smoke", {"follow_rate_with_context": 0.7, "follow_rate_without_context": 0.0,
+                                            "n": 20, "items": object()})
+    recs = {"full": evaluate.load_results("smoke")["full"], "ike-dummy": _ike("ike-dummy", 0.5, 0.1)}
+    del recs["ike-dummy"]["stats"]["in_context_probe"]
+    g = gates.gate_rows(recs)[0]
+    assert (g["value"], g["status"], g["source"]) == (0.7, "holds", "full: in_context_probe")

@@ -67,6 +67,24 @@ def probe_summary(probe: dict) -> dict:
     return {k: v for k, v in probe.items() if k != "items"}
 
 
+def record_in_context_probe(preset: str, probe: dict, run: str = "full") -> None:
+    """Store the subject model's in-context probe (`evaluate.in_context_probe(full model, ...)`)
+    in results/<preset>/<run>.json as `in_context_probe` (atomically), where the IKE gate reads
+    it. Re-evaluating that run rewrites its record without it: the gate is then "unknown" again
+    until the probe is stored anew, so a probe of an older model never passes for a newer one."""
+    import json
+
+    from . import evaluate
+
+    path = evaluate.results_dir(preset) / f"{run}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no record of run {run!r}; evaluate the subject models first "
+                                "(notebooks/01_subject_models.ipynb)")
+    rec = json.loads(path.read_text())
+    rec["in_context_probe"] = evaluate.to_jsonable(probe_summary(probe))
+    evaluate.write_json(rec, path)
+
+
 def _ike_probe(rec: dict, records: dict):
     for where, src in ((_dig(rec, "stats", "in_context_probe"), "stats.in_context_probe"),
                        (rec.get("in_context_probe"), "in_context_probe"),
