@@ -161,6 +161,7 @@ def test_each_of_the_four_verdicts_is_reachable():
     v = _verdicts(_study(**{"rome-dummy": _rome("rome-dummy", 0.95, mu=0.85, fq=0.2)}), with_gates=False)
     assert v[ROME_MU]["verdict"] == "not testable here" and "premise unknown" in v[ROME_MU]["premises"]
     assert {f["verdict"] for f in v.values()} <= set(report.VERDICTS)
+    assert v["GA destroys utility (MU -> 0)"]["verdict"] == "reproduced"        # baselines have no premises
 
 
 def test_unknown_premise_and_router_gates_block_not_reproduced():

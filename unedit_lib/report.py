@@ -217,10 +217,11 @@ class _Evidence:
     def premise(self, run) -> tuple[str, list[dict]]:
         """(status, gates not holding) of a run; runs without gates hold; no gate rows given:
         every editor run is "unknown" (a premise never passes silently)."""
-        if self.premises is None:
+        is_editor = run in self.table.index and str(self.table.loc[run, "method"]) in EDITOR_METHODS
+        if self.premises is None and is_editor:
             return gates_mod.UNKNOWN, [{"run": run, "gate": "premise gates", "value": None, "threshold": "computed",
                                         "status": gates_mod.UNKNOWN, "context": "not given to report.findings"}]
-        return self.premises.get(run, (gates_mod.HOLDS, []))
+        return (self.premises or {}).get(run, (gates_mod.HOLDS, []))
 
     def take_flips(self) -> str:
         out, self.flips = "; ".join(dict.fromkeys(self.flips)), []
