@@ -269,7 +269,7 @@ def findings(table, gate_rows=None) -> list[dict]:
         bad = [g for r in runs for g in ev.premise(r)[1]]
         flips = ev.take_flips()
         if holds is None:
-            verdict = NOT_COMPARABLE
+            verdict, bad = NOT_COMPARABLE, []
         elif bad:
             verdict, flips = NOT_TESTABLE, ""
             ours = f"{ours} (the rule would say: {REPRODUCED if holds else NOT_REPRODUCED})"
