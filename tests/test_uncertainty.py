@@ -72,3 +72,6 @@ def test_record_intervals_stores_them_in_the_record(tofu_logs, tmp_path, monkeyp
     assert t.loc["full", "forget_quality lo"] == iv["forget_quality"][0]
     with pytest.raises(FileNotFoundError, match="no record of run 'gd'"):
         uncertainty.record_intervals("smoke", "gd")
+    ev.save_result("smoke", "ga", summary=None, method="ga", collapsed={"step": 3, "reason": "loss is nan"})
+    assert uncertainty.record_all_intervals("smoke", n_resamples=100) == {"retain": "stored", "full": "stored",
+                                                                          "ga": "collapsed"}

@@ -24,7 +24,8 @@ training (seeds), and of the full model's numbers that findings divide by.
 
 `add_intervals(record, logs, retain_logs)` puts them into a run record (`record["intervals"]`);
 `record_intervals(preset, run)` does so for a finished run from its per-item logs and rewrites
-the record (the one call the runner makes after `evaluate_and_save`). `intervals_of(record)`
+the record (the one call the runner makes after `evaluate_and_save`; `record_all_intervals`
+fills in every record of a preset). `intervals_of(record)`
 reads them back and drops intervals whose point estimates no longer match the record's numbers.
 """
 from __future__ import annotations
@@ -133,6 +134,20 @@ def record_intervals(preset: str, run: str, retain_run: str = "retain", **kw) ->
     rec = add_intervals(rec, logs, retain_logs, **kw)
     evaluate.write_json(rec, path)
     return rec["intervals"]
+
+
+def record_all_intervals(preset: str, **kw) -> dict[str, str]:
+    """`record_intervals` for every run record of a preset whose per-item logs are here (to fill
+    in records written before intervals were stored). Returns {run: "stored" | "collapsed" |
+    "no per-item logs"}; the retain run goes first (every FQ interval reads its logs)."""
+    runs = sorted(evaluate.load_results(preset), key=lambda r: r != "retain")
+    out = {}
+    for run in runs:
+        try:
+            out[run] = "stored" if record_intervals(preset, run, **kw) is not None else "collapsed"
+        except FileNotFoundError:
+            out[run] = "no per-item logs"
+    return out
 
 
 def intervals_of(record: dict, rel_tol: float = 1e-9) -> dict:
