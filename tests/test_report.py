@@ -116,6 +116,7 @@ def test_gates_read_the_records_and_report_unknown():
     assert t["wise-dummy"].tolist() == ["holds", "holds", "holds", "unknown"]   # forget, retain, RA, WF
     assert t["ike-dummy"].tolist() == ["unknown", "holds"]                     # follow rate not recorded
     assert "ga" not in t.index.get_level_values(0)                             # baselines have no premises
+    assert set(gates.gate_table(recs, methods="ROME")["run"]) == {"rome-dummy", "rome-incorrect"}
     recs["full"] = _rec("full", "subject model", None, 0.9, 1e-6)
     recs["full"]["in_context_probe"] = gates.probe_summary({"follow_rate_with_context": 0.1, "n": 40, "items": None})
     t = gates.gate_table(recs).set_index(["run", "gate"])

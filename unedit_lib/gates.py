@@ -148,12 +148,18 @@ def gate_rows(records: dict) -> list[dict]:
     return [g for run, rec in records.items() for g in run_gates(run, rec, records)]
 
 
-def gate_table(records: dict):
+def gate_table(records: dict, methods=None):
     """A tidy table of the premise gates, one row per run and gate: run, gate, value,
-    threshold, status (holds / fails / unknown), where the value comes from, context."""
+    threshold, status (holds / fails / unknown), where the value comes from, context, short
+    name. `methods` (e.g. ("ROME", "R-ROME")) keeps those methods' runs (an editor notebook's)."""
     import pandas as pd
 
-    rows = gate_rows(records)
+    if methods is not None:
+        methods = {methods} if isinstance(methods, str) else set(methods)
+        keep = {run for run, rec in records.items() if rec.get("method") in methods}
+        rows = [g for g in gate_rows(records) if g["run"] in keep]
+    else:
+        rows = gate_rows(records)
     cols = ["run", "gate", "value", "threshold", "status", "source", "context", "short"]
     return pd.DataFrame(rows, columns=cols)
 
