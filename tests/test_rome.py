@@ -99,8 +99,10 @@ def test_edit_is_rank_one_and_rewrites_completion(tok, trained_llama_state):
     assert stats["delta_norms"][0] == pytest.approx(float(delta.norm()), rel=1e-4)
     assert stats["target_loss"][0] < 0.5 and stats["layer"] == 2
     # every hyperparameter is recorded, the ablation's name included
-    assert stats["hparams"] == {**rome.RomeHParams().record(), "v_lr": 0.5, "ablation": "v_lr-0.5", "layer": 2,
-                                "v_num_grad_steps": 50, "clamp_norm_factor": 8.0}
+    changed = {"v_lr": 0.5, "layer": 2, "v_num_grad_steps": 50, "clamp_norm_factor": 8.0}
+    assert stats["hparams"] == {**rome.RomeHParams().record(), **changed, "ablation": "v_lr-0.5",
+                                "deviations_from_paper": {k: {"value": v, "paper": getattr(rome.PAPER_HPARAMS, k)}
+                                                          for k, v in changed.items()}}
 
 
 def test_sequential_edits_and_determinism(tok):
@@ -234,6 +236,9 @@ def test_paper_defaults_and_named_ablations():
     old = hp.with_ablations("c-from-text", "v_lr-0.5", "templates-6")
     assert (old.mom2_adjustment, old.v_lr, old.context_template_length_params) == (True, 0.5, ((5, 5),))
     assert old.ablation == "c-from-text+v_lr-0.5+templates-6" and old.record()["ablation"] == old.ablation
+    assert hp.record()["deviations_from_paper"] == {}
+    assert set(old.record()["deviations_from_paper"]) == {"mom2_adjustment", "v_lr", "context_template_length_params"}
+    assert hp.replace(v_lr=0.5).record()["deviations_from_paper"] == {"v_lr": {"value": 0.5, "paper": 0.1}}   # unnamed too
     assert rome.RomeHParams(context_template_length_params=[[5, 5]]) == hp.replace(context_template_length_params=((5, 5),))
     with pytest.raises(KeyError, match="known"):
         hp.with_ablations("v_lr-9")

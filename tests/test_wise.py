@@ -384,6 +384,9 @@ def test_ablations_and_scaled_margins(tok, monkeypatch):
     assert over == {"routing": "per_row", "act_margin_scale": 21.0 / 5.0, "ablation": "per-row-routing+margins-scaled"}
     scaled = wise.WiseHParams(**over)
     assert scaled.margins() == pytest.approx((21.0, 84.0, 42.0)) and scaled.record()["margins_used"] == pytest.approx([21, 84, 42])
+    assert hp.record()["deviations_from_paper"] == {}
+    assert scaled.record()["deviations_from_paper"] == {"act_margin_scale": {"value": 4.2, "paper": 1.0},
+                                                        "routing": {"value": "per_row", "paper": "per_call"}}
     with pytest.raises(ValueError, match="pilot"):
         wise.ablation_overrides("margins-scaled")
     with pytest.raises(ValueError, match="paper's margins"):

@@ -142,10 +142,26 @@ class RomeHParams:
                 out[f.name] = [list(p) for p in v]
             else:
                 out[f.name] = v
+        out["deviations_from_paper"] = self.deviations_from_paper()
         return out
+
+    def deviations_from_paper(self) -> dict:
+        """{name: {"value", "paper"}} for each algorithm setting (`PAPER_FIELDS`) that differs from
+        the paper's, named by `ablation` or not: a record states what it changed either way."""
+        return {name: {"value": _jsonable(getattr(self, name)), "paper": _jsonable(getattr(PAPER_HPARAMS, name))}
+                for name in PAPER_FIELDS if getattr(self, name) != getattr(PAPER_HPARAMS, name)}
 
 
 FACT_TOKENS = ("subject_last", "subject_first", "subject_first_after_last", "last")
+# the settings of the paper's yaml (the others are implementation details, inputs or guards)
+PAPER_FIELDS = ("layer", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor",
+                "mom2_adjustment", "context_template_length_params", "consistent_keys", "early_stop_loss", "answer_start",
+                "add_eos")
+
+
+def _jsonable(v):
+    return [_jsonable(x) for x in v] if isinstance(v, tuple) else v
+
 _ROME_FIELDS = {f.name for f in fields(RomeHParams)}
 PAPER_HPARAMS = RomeHParams()
 

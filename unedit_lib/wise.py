@@ -137,10 +137,27 @@ class WiseHParams:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["template"] = get_template(out["template"]).name if out["template"] is not None else None
         out["margins_used"] = list(self.margins())
+        out["deviations_from_paper"] = self.deviations_from_paper()
         return out
+
+    def deviations_from_paper(self) -> dict:
+        """{name: {"value", "paper"}} for each algorithm setting (`PAPER_FIELDS`) that differs from
+        the paper's run, named by `ablation` or not (the layer is resolved per model: not listed)."""
+        paper = WiseHParams()
+        return {name: {"value": _jsonable(getattr(self, name)), "paper": _jsonable(getattr(paper, name))}
+                for name in PAPER_FIELDS if _jsonable(getattr(self, name)) != _jsonable(getattr(paper, name))}
 
 
 ROUTINGS = ("per_call", "per_row")
+# the settings of the paper's yaml and EasyEdit's code constants (the others: inputs, seeds, logging)
+PAPER_FIELDS = ("n_iter", "edit_lr", "weight_decay", "mask_ratio", "norm_constraint", "act_margin", "act_margin_scale",
+                "act_ratio", "save_freq", "merge_freq", "densities", "weights", "retrieve", "n_templates",
+                "template_lengths", "template_seeds", "early_stop", "infer_max_above", "threshold_tokens", "target_eos",
+                "routing")
+
+
+def _jsonable(v):
+    return [_jsonable(x) for x in v] if isinstance(v, (tuple, list)) else v
 
 # Our choices that differ from the paper's run, as named overrides (issue 13 item 3). The scaled
 # margins need a pilot run: see `scaled_margin_overrides`.
@@ -1041,8 +1058,7 @@ def save_side_memory(model, folder) -> None:
         tensors[f"memory_{i}"] = w.detach().contiguous()
     if adapter.weight_mask is not None:
         tensors["weight_mask"] = adapter.weight_mask.contiguous()
-    hp = adapter.hparams.record()
-    hp.pop("margins_used")
+    hp = {k: v for k, v in adapter.hparams.record().items() if k not in ("margins_used", "deviations_from_paper")}
     state = {"hparams": hp, "memory_min_act": adapter.memory_min_act, "min_act": adapter.min_act,
              "editing_total_cnt": adapter.editing_total_cnt, "merge_cnt": adapter.merge_cnt,
              "context_templates": adapter.context_templates}
