@@ -513,6 +513,8 @@ def edit(model, tokenizer, requests, *, hp: RomeHParams | None = None, layer: in
     when the v* loss is non-finite or the edited weight is non-finite / its norm exceeds
     max_norm_ratio x its norm before the first edit.
     """
+    if hp is not None and not isinstance(hp, RomeHParams):
+        raise TypeError(f"hp must be a rome.RomeHParams (got {type(hp).__name__}); pass single settings as keywords")
     hp = (hp or PAPER_HPARAMS).replace(**hparams, **({} if layer is None else {"layer": layer}))
     if isinstance(requests, dict):
         requests = [requests]

@@ -883,7 +883,8 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
     edit_times_s, loss_curves (total loss per iteration; ft_curves / act_curves: its target-NLL
     and activation-margin parts), in_scores (edit rows, all real
     tokens), in_scores_prompt (edit rows, prompt tokens only), out_scores (irrelevant row),
-    ft_losses, act_losses, n_iters; and threshold, memory_thresholds, n_memories, layer.
+    ft_losses, act_losses, n_iters; and threshold, memory_thresholds, n_memories, layer; and
+    hparams (`WiseHParams.record()`: every setting, the ablation name, deviations_from_paper).
     """
     if not locality_prompts:
         raise ValueError("WISE needs locality_prompts (irrelevant x_i for the margin loss, §7 WISE.1)")
@@ -898,6 +899,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         if adapter.context_templates is None or len(adapter.context_templates) != hp.n_templates:
             adapter.context_templates = context_templates(model, tokenizer, hp)
     if stats is not None:
+        stats["hparams"] = hp.record()          # before the edits: kept when one collapses
         for k in ("edit_times_s", "loss_curves", "ft_curves", "act_curves", "in_scores", "in_scores_prompt", "out_scores", "ft_losses",
                   "act_losses", "n_iters", "tail_forward"):
             stats.setdefault(k, [])
@@ -935,7 +937,6 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         stats["memory_thresholds"] = [adapter.threshold(i) for i in range(len(adapter.memory_weights))]
         stats["n_memories"] = len(adapter.memory_weights)
         stats["layer"] = hp.layer
-        stats["hparams"] = hp.record()
     adapter._route = None
     return model
 
