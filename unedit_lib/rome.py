@@ -124,7 +124,7 @@ class RomeHParams:
             if name not in ABLATIONS:
                 raise KeyError(f"unknown ROME ablation {name!r}; known: {sorted(ABLATIONS)}")
             overrides.update(ABLATIONS[name])
-        applied = [a for a in (self.ablation.split("+") if self.ablation else []) + list(names)]
+        applied = (self.ablation.split("+") if self.ablation else []) + list(names)
         return self.replace(**overrides, ablation="+".join(dict.fromkeys(applied)) or None)
 
     def record(self) -> dict:
@@ -153,14 +153,15 @@ class RomeHParams:
 
 
 FACT_TOKENS = ("subject_last", "subject_first", "subject_first_after_last", "last")
-# the settings of the paper's yaml (the others are implementation details, inputs or guards)
+# the settings of the paper's yaml and rome's code constants (the others: the target's format, which
+# follows the prompt template, inputs, seeds and guards)
 PAPER_FIELDS = ("layer", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor",
-                "mom2_adjustment", "context_template_length_params", "consistent_keys", "early_stop_loss", "answer_start",
-                "add_eos")
+                "mom2_adjustment", "context_template_length_params", "consistent_keys", "early_stop_loss")
 
 
 def _jsonable(v):
     return [_jsonable(x) for x in v] if isinstance(v, tuple) else v
+
 
 _ROME_FIELDS = {f.name for f in fields(RomeHParams)}
 PAPER_HPARAMS = RomeHParams()
