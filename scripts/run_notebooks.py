@@ -10,6 +10,7 @@ library (models under artifacts/, results under results/), so a second run is qu
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -25,7 +26,32 @@ from unedit_lib.paths import runs_dir  # noqa: E402
 from unedit_lib.store import write_json  # noqa: E402
 
 
-def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None) -> dict:
+# what a whole study from scratch takes on 2 CPU cores, printed before a run when no earlier run of
+# the preset recorded its own times (runs/<preset>/stage_times.json): smoke and default as measured
+# (CI; the FORCE=1 run behind the README), smollm2 its budget (notebooks 00-07 <= 3 h, 08 <= 1.5 h)
+FIRST_RUN_ESTIMATE_S = {"smoke": 300, "default": 2350, "smollm2": 4.5 * 3600}
+
+
+def estimate(notebooks, preset: str, out_dir: Path) -> str:
+    """What the run will take: the last recorded times of these notebooks for this preset
+    (a rerun reuses cached work, so it is usually faster), else a first-run estimate."""
+    rec = out_dir / "stage_times.json"
+    if rec.exists():
+        try:
+            st = json.loads(rec.read_text())["stages_s"]
+            known = [st[Path(nb).name] for nb in notebooks if Path(nb).name in st]
+            if len(known) == len(notebooks):
+                return (f"estimate: {sum(known) / 60:.0f} min (the last recorded run of these notebooks on {preset}"
+                        f"{'' if json.loads(rec.read_text()).get('force') else ', itself partly cached'})")
+        except (ValueError, KeyError):
+            pass
+    if preset in FIRST_RUN_ESTIMATE_S:
+        return f"estimate: about {FIRST_RUN_ESTIMATE_S[preset] / 60:.0f} min from scratch on 2 CPU cores (less with cached work)"
+    return "estimate: unknown for this preset"
+
+
+def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None,
+        progress: bool = False) -> dict:
     try:
         get_preset(preset)                 # an unknown preset fails here, before any notebook runs
     except (KeyError, ValueError) as e:
@@ -34,6 +60,7 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
     out_dir.mkdir(parents=True, exist_ok=True)
     times = {}
     seed_list = [int(s) for s in str(seeds).split()]
+    print(f"{len(notebooks)} notebooks on preset {preset}; " + estimate(notebooks, preset, out_dir), flush=True)
     t_all = time.time()
     for nb in notebooks:
         nb = Path(nb)
@@ -42,7 +69,7 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
         t0 = time.time()
         try:
             pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
-                                kernel_name="python3", progress_bar=False, log_output=False)
+                                kernel_name="python3", progress_bar=progress, log_output=False)
         except pm.PapermillExecutionError as e:
             print(f"FAILED: {nb.name}, cell {e.cell_index} (execution count {e.exec_count}): "
                   f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_dir / nb.name}",
@@ -84,5 +111,6 @@ if __name__ == "__main__":
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--no-progress", action="store_true", help="no per-notebook progress bar (cells done, ETA)")
     a = ap.parse_args()
-    run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir)
+    run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir, progress=not a.no_progress)

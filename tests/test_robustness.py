@@ -129,3 +129,43 @@ def test_an_ike_context_that_overflows_an_attack_is_recorded_as_skipped(study, m
 class _NoPrompter:
     def rewrap(self, template=None):
         return self
+def _attacked(q, attacks=None, relearn=(None, None), probe=0.2, n=100, n_tokens=4000, rows=None):
+    """A robustness.json entry with forget ROUGE `q` under the question and every attack."""
+    s = lambda v: {"rouge": v, "prob": v, "n": n, **({"rouge_rows": rows(v)} if rows else {})}  # noqa: E731
+    attacks = attacks or {}
+    before, after = relearn
+    return {"question": s(q), "paraphrase": s(attacks.get("paraphrase", q)),
+            "prompts": {k: s(attacks.get(k, q)) for k in ("raw_template", "insist", "few_shot")},
+            "relearn": {"before": s(q if before is None else before), "after": s(q if after is None else after)},
+            "persistence": {"after": s(attacks.get("persistence", q))},
+            "probe": {"linear_probe": [0.05, probe], "logit_lens": [0.0, 0.0], "chance": 0.03, "n_tokens": n_tokens},
+            "mia": {"loss_auc": 0.5, "min_k_auc": 0.5}}
+
+
+def test_verdicts_say_inconclusive_inside_the_noise():
+    res = {"full": _attacked(0.98, relearn=(0.98, 0.85), probe=0.262), "retain": _attacked(0.07, relearn=(0.066, 0.08), probe=0.140),
+           "removed": _attacked(0.0, relearn=(0.0, 0.0), probe=0.10),
+           "kl-like": _attacked(0.0, relearn=(0.0, 0.0), probe=0.1997),                # 0.0016 from the midpoint 0.201
+           "relearns": _attacked(0.0, relearn=(0.0, 0.6), probe=0.10),
+           "kept": _attacked(0.95), "borderline": _attacked(0.9)}                      # gap 0.08 vs the bar 0.1
+    v = {x["run"]: x for x in robustness.verdicts(res)}
+    assert v["removed"]["verdict"] == "removed" and v["removed"]["still decodable (probe)"] is False
+    assert v["kl-like"]["still decodable (probe)"] == "inconclusive" and v["kl-like"]["verdict"] == "inconclusive"
+    assert v["kl-like"]["undecided"] == "still decodable (probe)"
+    assert v["relearns"]["verdict"] == "hidden" and v["relearns"]["recovered by relearning"] is True
+    assert v["kept"]["verdict"] == "not forgotten"
+    assert v["borderline"]["verdict"] == "inconclusive" and v["borderline"]["undecided"] == "forgotten"
+    # far from its bar, the same probe decides with fewer tokens only when the noise allows
+    res["kl-like"] = _attacked(0.0, relearn=(0.0, 0.0), probe=0.23, n_tokens=4000)
+    assert {x["run"]: x for x in robustness.verdicts(res)}["kl-like"]["verdict"] == "hidden"
+    res["kl-like"] = _attacked(0.0, relearn=(0.0, 0.0), probe=0.23, n_tokens=100)
+    assert {x["run"]: x for x in robustness.verdicts(res)}["kl-like"]["verdict"] == "inconclusive"
+    assert "undecided: still decodable (probe)" in robustness.markdown_summary(res)
+
+
+def test_stored_row_scores_replace_the_variance_bound():
+    """Per-row ROUGE (here: constant rows, no noise) decides a gap of 0.08 below the 0.1 bar,
+    which the [0, 1] variance bound mu (1 - mu) leaves inconclusive."""
+    flat = lambda v: [v] * 100  # noqa: E731
+    res = {"full": _attacked(0.98, rows=flat), "retain": _attacked(0.07, rows=flat), "near": _attacked(0.9, rows=flat)}
+    assert {x["run"]: x for x in robustness.verdicts(res)}["near"]["verdict"] == "not forgotten"

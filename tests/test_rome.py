@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from unedit_lib import edit_metrics as em
-from unedit_lib import rome
+from unedit_lib import recipes, rome
 from unedit_lib.architecture import architecture, tiny_model
 from unedit_lib.guards import ModelCollapsed
 from unedit_lib.tokenizer import train_tokenizer
@@ -81,8 +81,10 @@ def test_edit_is_rank_one_and_rewrites_completion(tok, trained_llama_state):
     w0 = arch.mlp_out_weight(2).detach().clone()
     stats = {}
     # clamp 8, not 4: on this tiny model the clamp binds at 4 (||δ|| = 4 ||target_init||) and leaves
-    # the bare prompt's target a near tie; the rank-one algebra is what this test checks
-    out = rome.edit(model, tok, [req], layer=2, stats=stats, v_num_grad_steps=50, clamp_norm_factor=8.0)
+    # the bare prompt's target a near tie; v_lr 0.5 (the named ablation): at the paper's 0.1, 50 steps
+    # do not reach the target here. The rank-one algebra is what this test checks.
+    hp = rome.PAPER_HPARAMS.with_ablations("v_lr-0.5")
+    out = rome.edit(model, tok, [req], hp=hp, layer=2, stats=stats, v_num_grad_steps=50, clamp_norm_factor=8.0)
     assert out is model
     delta = arch.mlp_out_weight(2).detach() - w0
     assert torch.linalg.matrix_rank(delta).item() == 1
@@ -97,6 +99,11 @@ def test_edit_is_rank_one_and_rewrites_completion(tok, trained_llama_state):
         assert len(stats[key]) == 1
     assert stats["delta_norms"][0] == pytest.approx(float(delta.norm()), rel=1e-4)
     assert stats["target_loss"][0] < 0.5 and stats["layer"] == 2
+    # every hyperparameter is recorded, the ablation's name included
+    changed = {"v_lr": 0.5, "layer": 2, "v_num_grad_steps": 50, "clamp_norm_factor": 8.0}
+    assert stats["hparams"] == {**rome.RomeHParams().record(), **changed, "ablation": "v_lr-0.5",
+                                "deviations_from_paper": {k: {"value": v, "paper": getattr(rome.PAPER_HPARAMS, k)}
+                                                          for k, v in changed.items()}}
 
 
 def test_sequential_edits_and_determinism(tok):
@@ -138,7 +145,7 @@ def test_second_moment_protects_unrelated_keys(tok, tmp_path):
     assert torch.equal(rome.layer_second_moment(model, tok, layer, corpus, cache_dir=tmp_path), cov)
 
     templates = rome.context_templates(model, tok, [[5, 5]])
-    hp = {**rome.DEFAULT_HPARAMS, **FAST, "consistent_keys": True}
+    hp = rome.RomeHParams(**FAST, consistent_keys=True)
     dw_i, res_i = rome.rome_update(model, tok, REQ, layer, templates, hp, cov=None)
     dw_c, res_c = rome.rome_update(model, tok, REQ, layer, templates, hp, cov=cov)
     assert torch.allclose(res_i["v_star"], res_c["v_star"])  # v* does not depend on u
@@ -169,7 +176,7 @@ def test_update_orientation_per_family(tok, family, consistent):
     layer = 2
     storage0 = arch.mlp_out(layer).weight.detach().clone()
     templates = rome.context_templates(model, tok, [[5, 5]])
-    hp = {**rome.DEFAULT_HPARAMS, **FAST, "consistent_keys": consistent}
+    hp = rome.RomeHParams(**FAST, consistent_keys=consistent)
     dw, res = rome.rome_update(model, tok, REQ, layer, templates, hp)
     d_out, d_in = arch.mlp_out_weight(layer).shape
     assert dw.shape == (d_out, d_in) and d_in > d_out  # (hidden, intermediate)
@@ -225,3 +232,53 @@ def test_nan_loss_and_norm_explosion_raise(tok):
     with pytest.raises(ModelCollapsed) as e:
         rome.edit(model, tok, [REQ], layer=1, max_norm_ratio=1.0 + 1e-9, **FAST)
     assert "grew" in e.value.reason
+
+
+# ---------------------------------------------------------------------- (f) the paper's settings, ablations, v_lr gate
+def test_paper_defaults_and_named_ablations():
+    hp = rome.RomeHParams()
+    # the paper's fork (shariqahn/EasyEdit hparams/ROME/llama-7b.yaml): C = I, v_lr 0.1, 21 templates, layer 5
+    assert (hp.mom2_adjustment, hp.v_lr, hp.layer, hp.v_num_grad_steps, hp.clamp_norm_factor) == (False, 0.1, 5, 25, 4.0)
+    assert hp.context_template_length_params == ((5, 10), (10, 10)) and hp.ablation is None
+    old = hp.with_ablations("c-from-text", "v_lr-0.5", "templates-6")
+    assert (old.mom2_adjustment, old.v_lr, old.context_template_length_params) == (True, 0.5, ((5, 5),))
+    assert old.ablation == "c-from-text+v_lr-0.5+templates-6" and old.record()["ablation"] == old.ablation
+    assert hp.record()["deviations_from_paper"] == {}
+    assert set(old.record()["deviations_from_paper"]) == {"mom2_adjustment", "v_lr", "context_template_length_params"}
+    assert hp.replace(v_lr=0.5).record()["deviations_from_paper"] == {"v_lr": {"value": 0.5, "paper": 0.1}}   # unnamed too
+    assert rome.RomeHParams(context_template_length_params=[[5, 5]]) == hp.replace(context_template_length_params=((5, 5),))
+    with pytest.raises(KeyError, match="known"):
+        hp.with_ablations("v_lr-9")
+    with pytest.raises(TypeError, match="v_lrr"):
+        hp.replace(v_lrr=0.1)
+    with pytest.raises(ValueError, match="fact_token"):
+        rome.RomeHParams(fact_token="subject_middle")
+    with pytest.raises(ValueError, match="v_lr"):
+        rome.RomeHParams(v_lr=0)
+    with pytest.raises(Exception):      # frozen
+        hp.v_lr = 0.5
+
+
+def test_v_lr_gate_picks_the_smallest_passing_grid_value(tok, trained_llama_state):
+    model = _trained_llama(tok, trained_llama_state)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    req = dict(prompt="Who wrote Moon", subject="Moon", target="Ana")
+    hp = rome.RomeHParams(layer=2, v_num_grad_steps=50, clamp_norm_factor=8.0, context_template_length_params=((5, 5),))
+    out = recipes.smallest_v_lr_passing_gate(model, tok, [req], grid=(0.5, 0.01, 0.1, 2.0), hp=hp, stop_at_first=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())   # never edits its argument
+    assert out["grid"] == [0.01, 0.1, 0.5, 2.0] and [r["v_lr"] for r in out["per_value"]] == out["grid"]
+    holds = [r["holds"] for r in out["per_value"]]
+    assert not holds[0] and holds[-1]      # the gate can fail (tiny v_lr) and hold (large v_lr) on this model
+    assert out["chosen"] == min(v for v, h in zip(out["grid"], holds) if h)
+    assert out["paper_v_lr"] == 0.1 and out["paper_v_lr_holds"] == holds[1]
+    assert all(r["pre_rewrite_acc_mean"] == 0.0 for r in out["per_value"])
+    # the chosen value's number is what an independent edit with it gives
+    fresh = _trained_llama(tok, trained_llama_state)
+    rome.edit(fresh, tok, [req], hp=hp, v_lr=out["chosen"])
+    chosen_row = next(r for r in out["per_value"] if r["v_lr"] == out["chosen"])
+    assert chosen_row["rewrite_acc_mean"] == em.rewrite_accuracy(fresh, tok, req["prompt"], req["target"]) >= 0.8
+    # stop_at_first: values above the chosen one are not run
+    short = recipes.smallest_v_lr_passing_gate(model, tok, [req], grid=out["grid"], hp=hp)
+    assert short["chosen"] == out["chosen"] and short["per_value"][-1]["v_lr"] == out["chosen"]
+    with pytest.raises(ValueError, match="grid"):
+        recipes.smallest_v_lr_passing_gate(model, tok, [req], grid=(0.1, 0.1), hp=hp)

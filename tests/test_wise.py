@@ -83,8 +83,10 @@ def test_routing_edited_prompt_to_side_unrelated_to_main(tok):
     thr = wise.routing_threshold(model)
     assert edited >= thr > unrelated
 
-    # generation: the route is decided once, on the prompt, and kept for the cached continuation
+    # generation under the per-row ablation: the route is decided once, on the prompt, and kept for
+    # the cached continuation (the default per-call routing: test_per_call_routing_decides_every_call)
     adapter = wise.get_side_memory(model)
+    adapter.hparams.routing = "per_row"
     calls = []
     decide = adapter._decide
     adapter._decide = lambda *a: calls.append(a[0].shape[1]) or decide(*a)
@@ -95,11 +97,11 @@ def test_routing_edited_prompt_to_side_unrelated_to_main(tok):
 
 
 def test_batch_generation_routes_per_row(tok):
-    """A left-padded batch: the edited row gets the edit, the unrelated row is exactly the
-    unedited model's output for the same batch."""
+    """Per-row ablation, a left-padded batch: the edited row gets the edit, the unrelated row is
+    exactly the unedited model's output for the same batch."""
     model = make_model("gpt2", tok)
     original = copy.deepcopy(model)
-    wise.edit(model, tok, RAW_EDITS[:1], locality_prompts=RAW_LOCALITY, **FAST)
+    wise.edit(model, tok, RAW_EDITS[:1], locality_prompts=RAW_LOCALITY, **FAST, **wise.ablation_overrides("per-row-routing"))
     batch = [RAW_EDITS[0]["prompt"], RAW_UNRELATED]
     assert len(tok(batch[0])["input_ids"]) != len(tok(batch[1])["input_ids"])   # one row is left-padded
     assert wise.routing_decisions(model, tok, batch) == ["side", "main"]
@@ -299,3 +301,125 @@ def test_tail_forward_equals_full_forward(tok, family, layer):
         assert torch.allclose(tail, full, rtol=1e-5, atol=1e-5)
         tail.backward()                       # the gradient reaches the side memory
         assert adapter.side_weight.grad is not None and adapter.side_weight.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- per-call routing (EasyEdit) vs per-row
+
+
+def _independent_route(adapter, x):
+    """EasyEdit's rule recomputed from a routing call's input x (one memory, no padding): the mean
+    over tokens of ||act(x W_side^T + b) - act(W x + b)||, averaged over the rows, vs the threshold."""
+    main = adapter.original_layer(x).float()
+    side = torch.nn.functional.linear(x.float(), adapter.side_weight, None if adapter.bias is None else adapter.bias.float())
+    per_row = torch.norm(adapter.act_fn(side) - adapter.act_fn(main), dim=-1).mean(-1)
+    return per_row, (0 if per_row.mean() >= adapter.threshold() else -1)
+
+
+def test_per_call_routing_decides_every_call(tok):
+    """The default (EasyEdit WISEAdapter.forward): under the KV cache of `generate`, the prompt is
+    routed on the prompt, then each generated token on its own input."""
+    model = make_model("llama", tok)
+    stats = {}
+    wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, stats=stats, **FAST)
+    assert stats["hparams"]["routing"] == "per_call" and stats["hparams"]["ablation"] is None
+    adapter = wise.get_side_memory(model)
+    adapter.decisions, inputs = [], []
+    hook = adapter.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach().clone()))
+    out = greedy(model, tok, [EDITS[0]["prompt"]], n=6)
+    hook.remove()
+    log = adapter.decisions
+    n_prompt = len(tok(EDITS[0]["prompt"])["input_ids"])
+    assert [d["n_tokens"] for d in log] == [n_prompt] + [1] * 5          # one decision per forward call
+    assert [d["past"] for d in log] == [0] + list(range(n_prompt, n_prompt + 5))
+    assert log[0]["route"].tolist() == [0] and out[0, 0].item() == target_id(tok, EDITS[0]["target"])
+    for d, x in zip(log, inputs):       # each decision is the rule on that call's own input
+        scores, route = _independent_route(adapter, x)
+        assert torch.allclose(d["scores"][:, 0], scores, rtol=1e-4, atol=1e-4)
+        assert d["route"].tolist() == [route]
+    assert any(d["route"].tolist() != [0] for d in log[1:])              # generated tokens decided separately
+
+    # the per-row ablation decides once, on the prompt, and keeps the side memory for every token
+    adapter.hparams.routing, adapter.decisions = "per_row", []
+    greedy(model, tok, [EDITS[0]["prompt"]], n=6)
+    assert [d["n_tokens"] for d in adapter.decisions] == [n_prompt]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_per_call_equals_per_row_on_full_sequence_forwards(tok, family):
+    model = make_model(family, tok)
+    wise.edit(model, tok, RAW_EDITS[:1], locality_prompts=RAW_LOCALITY, **FAST)
+    adapter = wise.get_side_memory(model)
+    out = {}
+    for routing in ("per_call", "per_row"):
+        adapter.hparams.routing = routing
+        with torch.no_grad():
+            logits = [model(**tok([p], return_tensors="pt"), use_cache=False).logits
+                      for p in (RAW_EDITS[0]["prompt"], RAW_UNRELATED)]
+        gen = [model.generate(**tok([p], return_tensors="pt"), max_new_tokens=4, do_sample=False, use_cache=False,
+                              pad_token_id=tok.pad_token_id) for p in (RAW_EDITS[0]["prompt"], RAW_UNRELATED)]
+        out[routing] = (logits, gen)
+    for a, b in zip(out["per_call"][0] + out["per_call"][1], out["per_row"][0] + out["per_row"][1]):
+        assert torch.equal(a, b)
+    # a batch: per row, the rows are routed apart; per call, both take the route of the batch mean
+    batch = [RAW_EDITS[0]["prompt"], RAW_UNRELATED]
+    enc = wise._padded_batch(tok, batch, "cpu")            # left padding with position ids
+    routes = {}
+    for routing in ("per_call", "per_row"):
+        adapter.hparams.routing, adapter.decisions = routing, []
+        with torch.no_grad():
+            model(**enc)
+        routes[routing] = adapter.decisions[-1]["route"].tolist()
+    assert routes["per_row"] == [0, -1]
+    scores = adapter.decisions[-1]["scores"][:, 0]
+    assert routes["per_call"] == [0 if scores.mean() >= adapter.threshold() else -1] * 2
+    # routing_report / routing_decisions are per prompt whatever the mode
+    assert wise.routing_decisions(model, tok, batch) == ["side", "main"]
+
+
+def test_ablations_and_scaled_margins(tok, monkeypatch):
+    hp = wise.WiseHParams()
+    assert (hp.act_margin, hp.act_margin_scale, hp.routing, hp.act_ratio) == ((5.0, 20.0, 10.0), 1.0, "per_call", 0.88)
+    pilot = {"out_scores": [18.0, 22.0, 20.0, 30.0], "hparams": hp.record()}
+    over = wise.ablation_overrides("per-row-routing", "margins-scaled", pilot_stats=pilot)
+    assert over == {"routing": "per_row", "act_margin_scale": 21.0 / 5.0, "ablation": "per-row-routing+margins-scaled"}
+    scaled = wise.WiseHParams(**over)
+    assert scaled.margins() == pytest.approx((21.0, 84.0, 42.0)) and scaled.record()["margins_used"] == pytest.approx([21, 84, 42])
+    assert hp.record()["deviations_from_paper"] == {}
+    assert scaled.record()["deviations_from_paper"] == {"act_margin_scale": {"value": 4.2, "paper": 1.0},
+                                                        "routing": {"value": "per_row", "paper": "per_call"}}
+    with pytest.raises(ValueError, match="pilot"):
+        wise.ablation_overrides("margins-scaled")
+    with pytest.raises(ValueError, match="paper's margins"):
+        wise.scaled_margin_overrides({"out_scores": [1.0], "hparams": scaled.record()})
+    with pytest.raises(KeyError, match="known"):
+        wise.ablation_overrides("per-token-routing")
+    with pytest.raises(ValueError, match="routing"):
+        wise.WiseHParams(routing="per_token").validate()
+    # the scaled margins are the ones the edit's margin loss uses, and they are recorded
+    model = make_model("llama", tok)
+    stats, used = {}, []
+    real = wise.activation_loss
+    monkeypatch.setattr(wise, "activation_loss", lambda i, o, m: used.append(tuple(m)) or real(i, o, m))
+    wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, stats=stats, n_iter=2, **FAST, act_margin_scale=3.0,
+              ablation="margins-scaled")
+    assert used and set(used) == {(15.0, 60.0, 30.0)}
+    assert stats["hparams"]["act_margin_scale"] == 3.0 and stats["hparams"]["ablation"] == "margins-scaled"
+    assert stats["hparams"]["margins_used"] == [15.0, 60.0, 30.0]
+
+
+def test_saved_side_memory_keeps_its_routing(tok, tmp_path):
+    import json
+
+    model = make_model("llama", tok)
+    wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, n_iter=3, **FAST,
+              **wise.ablation_overrides("per-row-routing"))
+    wise.save_side_memory(model, tmp_path)
+    back = wise.get_side_memory(wise.load_side_memory(make_model("llama", tok), tmp_path))
+    assert (back.hparams.routing, back.hparams.ablation) == ("per_row", "per-row-routing")
+    # a side memory saved before routing was a hyperparameter was evaluated routed per row
+    state = json.loads((tmp_path / "side_memory.json").read_text())
+    for key in ("routing", "ablation", "act_margin_scale"):
+        del state["hparams"][key]
+    (tmp_path / "side_memory.json").write_text(json.dumps(state))
+    old = wise.get_side_memory(wise.load_side_memory(make_model("llama", tok), tmp_path))
+    assert (old.hparams.routing, old.hparams.act_margin_scale) == ("per_row", 1.0)

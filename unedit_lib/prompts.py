@@ -10,6 +10,8 @@ Templates (../shared/reference/tofu.md section 3):
   OpenUnlearning so that the answer span is the answer alone.)
 * "llama2_chat": `[INST] {q} [/INST]` then `{a}` + EOS (the `paper` preset's models).
 * "raw": the bare question (the paper's WISE edit-time prompts, for the mismatch ablation).
+* "chatml": `<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n` then `{a}` + EOS
+  (`<|im_end|>`): SmolLM2-Instruct's own turns (the `smollm2` preset).
 
 `subject_token_range` finds a subject's tokens with the fast tokenizer's offsets (ROME's lookup
 position, causal tracing's corrupted span).
@@ -47,6 +49,9 @@ TEMPLATES = {
     "qa": PromptTemplate("qa", "Question: ", "\nAnswer:", " "),
     "llama2_chat": PromptTemplate("llama2_chat", "[INST] ", " [/INST]", ""),
     "raw": PromptTemplate("raw", "", "", " "),
+    # SmolLM2-Instruct's own ChatML turns, without the system turn its chat template adds by default
+    # (TOFU's llama2_chat template has none either; it would add ~20 tokens to every row)
+    "chatml": PromptTemplate("chatml", "<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n", ""),
 }
 
 

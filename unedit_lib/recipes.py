@@ -12,12 +12,15 @@ named where they are set (STUDY_SETTINGS), with why.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
 
 from . import baselines, data, ike, models, paths, prompts, rome, store, study, trace, wise
 from . import edit_metrics as em
+from .architecture import architecture
+from .guards import ModelCollapsed
 
 EDITORS = ("rome", "rrome", "ike", "wise")
 METHODS = EDITORS + baselines.METHODS
@@ -27,12 +30,15 @@ METHOD_NAMES = {"rome": "ROME", "rrome": "R-ROME", "ike": "IKE", "wise": "WISE"}
 # not listed is the method's default (the paper's, via EasyEdit / TOFU).
 STUDY_SETTINGS = {
     "rome": {
-        # v_lr 0.5: EasyEdit's value (the paper's repo lowered it to 0.1 against NaNs on
-        # Llama-2-7b); C from the study's QA texts (EasyEdit and the paper: C = I).
-        "all": dict(v_lr=0.5, mom2_adjustment=True, n_edits=None, n_locality=40, fallback_layer=None),
-        # "{}" + 5 prefixes instead of rome's 21 templates: the 30-minute budget of `make reproduce`
-        "default": dict(context_template_length_params=((5, 5),)),
-        "smoke": dict(context_template_length_params=((5, 5),), n_edits=3, v_num_grad_steps=8, n_locality=6),
+        # rome.RomeHParams' defaults are the paper's; the study still runs its earlier choices, each a
+        # named ablation of rome.ABLATIONS: v_lr 0.5 (EasyEdit's value; the paper's fork lowered it
+        # to 0.1 against NaNs on Llama-2-7b), C from the study's QA texts (the paper: C = I), and on
+        # default and smoke "{}" + 5 prefixes instead of 21 templates (the 30-minute budget)
+        "all": dict(v_lr=0.5, mom2_adjustment=True, n_edits=None, n_locality=40, fallback_layer=None,
+                    ablation="c-from-text+v_lr-0.5"),
+        "default": dict(context_template_length_params=((5, 5),), ablation="c-from-text+v_lr-0.5+templates-6"),
+        "smoke": dict(context_template_length_params=((5, 5),), n_edits=3, v_num_grad_steps=8, n_locality=6,
+                      ablation="c-from-text+v_lr-0.5+templates-6"),
     },
     "ike": {
         "all": dict(truncate=True, n_locality=20, sentence_model=ike.DEFAULT_SENTENCE_MODEL),
@@ -62,9 +68,9 @@ _WISE_NOT_SETTINGS = ("template", "verbose")
 # --------------------------------------------------------------------------- settings
 def _defaults(method: str) -> dict:
     if method in ("rome", "rrome"):
-        d = rome.DEFAULT_HPARAMS
-        d = dataclasses.asdict(d) if dataclasses.is_dataclass(d) else dict(d)
-        return {k: v for k, v in d.items() if k not in _ROME_NOT_SETTINGS}
+        d = rome.PAPER_HPARAMS.record()            # every setting, JSON-able (the paper's defaults)
+        names = {f.name for f in dataclasses.fields(rome.RomeHParams)}
+        return {k: v for k, v in d.items() if k in names and k not in _ROME_NOT_SETTINGS}
     if method == "ike":
         return {k: v for k, v in dataclasses.asdict(ike.IKEHParams()).items() if k != "sentence_model_name"}
     if method == "wise":
@@ -200,6 +206,13 @@ def qa_texts(rows, template) -> list[str]:
     return out
 
 
+def _rome_ablation_names(hp: dict) -> str | None:
+    """The names of rome.ABLATIONS whose settings `hp` holds (what RomeHParams records)."""
+    norm = lambda v: [list(x) for x in v] if isinstance(v, (list, tuple)) else v   # noqa: E731
+    names = [n for n, ov in rome.ABLATIONS.items() if all(norm(hp.get(k)) == norm(v) for k, v in ov.items())]
+    return "+".join(names) or None
+
+
 def _rome(p, sd, method, target, hp, data_dir):
     template = prompts.get_template(p.template)
     layer, layer_info = rome_layer(p, data_dir)
@@ -211,6 +224,7 @@ def _rome(p, sd, method, target, hp, data_dir):
     loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
     rome_hp = {k: v for k, v in hp.items() if k not in ("n_edits", "n_locality", "fallback_layer")}
     rome_hp["answer_start"] = template.answer_start
+    rome_hp["ablation"] = _rome_ablation_names(rome_hp)
     if hp["mom2_adjustment"]:
         rome_hp.update(mom2_texts=qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows, template),
                        mom2_cache_dir=str(paths.mom2_cache_dir(p.name)))
@@ -222,6 +236,74 @@ def _rome(p, sd, method, target, hp, data_dir):
     apply = _with_edit_metrics(run_method, requests, loc_items, template.answer_start, edit_metrics)
     extra = {"layer_source": layer_info["source"], "n_edits": len(requests), "edit_metrics": edit_metrics}
     return apply, extra, hp
+
+
+# --------------------------------------------------------------------------- v_lr by a stated gate
+V_LR_GRID = (0.1, 0.2, 0.5, 1.0)   # the paper's 0.1, EasyEdit's 0.5, and the values between / above
+REWRITE_GATE = 0.8                 # issue 13: "edits take" = mean rewrite accuracy >= 0.8 on the edit prompts
+
+
+def smallest_v_lr_passing_gate(model, tok, requests, *, grid=V_LR_GRID, gate: float = REWRITE_GATE,
+                               hp=None, stop_at_first: bool = True) -> dict:
+    """The smallest v_lr of a stated `grid` with which ROME's edits take on this model.
+
+    The premise gate (issue 13 item 1): after editing all `requests` sequentially into a fresh copy
+    of `model` (the argument is never modified) with `hp` (default the paper's) and v_lr = one grid
+    value, the mean rewrite accuracy (`edit_metrics`, teacher-forced target tokens on the edit
+    prompts) is >= `gate`. Grid values are tried in ascending order; the chosen value is the first
+    that passes, never one picked by a downstream finding. A collapsed run fails the gate (its
+    reason is kept). With `stop_at_first`, larger values are not run once one passes.
+
+    The context templates are generated once on the unedited model (as each run would: same
+    model, same seed) and shared by every value. Returns a JSON-able dict: grid, gate, metric,
+    paper_v_lr (the paper's 0.1) and paper_v_lr_holds (None if it is not in the grid), chosen
+    (None if no value passes), and per_value: [{v_lr, rewrite_acc_mean, pre_rewrite_acc_mean,
+    target_prob_mean, holds, collapsed}] for the values run.
+    """
+    grid = sorted(float(v) for v in grid)
+    if not grid or grid[0] <= 0 or len(set(grid)) != len(grid):
+        raise ValueError(f"v_lr grid must be distinct positive values, got {grid}")
+    if not 0 < gate <= 1:
+        raise ValueError(f"gate is a rewrite accuracy in (0, 1], got {gate}")
+    if isinstance(requests, dict):
+        requests = [requests]
+    hp = hp or rome.PAPER_HPARAMS
+    model.eval()
+    arch = architecture(model)
+    hp = hp.replace(layer=max(0, min(int(hp.layer), arch.n_layers - 1)))
+    if hp.context_templates is None:
+        hp = hp.replace(context_templates=rome.context_templates(model, tok, hp.context_template_length_params,
+                                                            seed=hp.seed))
+    def mean_rewrite(m):
+        accs = [em.rewrite_accuracy(m, tok, r["prompt"], r["target"], answer_start=hp.answer_start, add_eos=hp.add_eos)
+                for r in requests]
+        return sum(accs) / len(accs)
+
+    pre = mean_rewrite(model)
+    per_value, chosen = [], None
+    for v_lr in grid:
+        row = {"v_lr": v_lr, "pre_rewrite_acc_mean": pre, "rewrite_acc_mean": None, "target_prob_mean": None,
+               "collapsed": None}
+        edited, stats = copy.deepcopy(model), {}
+        try:
+            rome.edit(edited, tok, requests, hp=hp.replace(v_lr=v_lr), stats=stats)
+            row["rewrite_acc_mean"] = mean_rewrite(edited)
+            row["target_prob_mean"] = sum(stats["target_prob"]) / len(stats["target_prob"])
+        except ModelCollapsed as e:
+            row["collapsed"] = f"edit {e.step}: {e.reason}"
+        del edited
+        row["holds"] = row["rewrite_acc_mean"] is not None and row["rewrite_acc_mean"] >= gate
+        per_value.append(row)
+        if row["holds"] and chosen is None:
+            chosen = v_lr
+            if stop_at_first:
+                break
+    paper = rome.PAPER_HPARAMS.v_lr
+    paper_row = next((r for r in per_value if r["v_lr"] == paper), None)
+    return {"grid": grid, "gate": gate, "metric": "mean rewrite accuracy on the edit prompts after all edits",
+            "n_requests": len(requests), "chosen": chosen, "paper_v_lr": paper,
+            "paper_v_lr_holds": paper_row["holds"] if paper_row else None, "per_value": per_value,
+            "hparams": hp.replace(context_templates=None).record()}
 
 
 # --------------------------------------------------------------------------- IKE

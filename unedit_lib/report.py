@@ -19,7 +19,8 @@ import re
 
 import numpy as np
 
-from . import reference
+from . import gates as gates_mod
+from . import reference, uncertainty
 from .evaluate import EVAL_SETS, METRICS, flat_metrics
 
 SET_METRICS = [f"{s}/{m}" for s in EVAL_SETS for m in METRICS]
@@ -46,6 +47,11 @@ def _sort_key(base: str):
     return (_ORDER.index(head) if head in _ORDER else len(_ORDER), base)
 
 
+def sort_runs(runs) -> list[str]:
+    """Run names in the study's order (subject models, editors, baselines; seeds together)."""
+    return sorted(runs, key=lambda r: (_sort_key(split_seed(r)[0]), split_seed(r)[1]))
+
+
 def group_by_run(records: dict) -> dict[str, dict[int, dict]]:
     """{base run: {seed: record}}."""
     groups: dict[str, dict[int, dict]] = {}
@@ -61,7 +67,9 @@ def main_table(records: dict, seeds=None):
     seeds: keep only these seeds (None = every seed found). The subject models (`full`,
     `retain`) have one seed. Columns: method, target, n_seeds, the 12 set metrics, model
     utility, forget quality, unlearn seconds, median ms per edit, collapsed ("" or "k of n
-    seeds: reason"). A collapsed seed contributes no numbers; a run whose every seed collapsed
+    seeds: reason"), and `<key> lo` / `<key> hi` for forget quality, model utility and forget
+    ROUGE: the row-bootstrap interval stored in a one-seed record (uncertainty.py; NaN when the
+    record has none or the run has several seeds). A collapsed seed contributes no numbers; a run whose every seed collapsed
     has NaN numbers and says so in `collapsed`.
     """
     import pandas as pd
@@ -82,6 +90,9 @@ def main_table(records: dict, seeds=None):
             row[k] = float(np.mean(vals)) if vals else math.nan
             if len(recs) > 1:
                 row[f"{k} sd"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan
+        ivs = uncertainty.intervals_of(ok[0]) if len(ok) == 1 and len(recs) == 1 else {}
+        for k in uncertainty.KEYS:   # row-bootstrap interval (one seed; with several, the sd stands in)
+            row[f"{k} lo"], row[f"{k} hi"] = ivs.get(k, (math.nan, math.nan))
         unl = [r.get("timings", {}).get("unlearn_s") for r in recs]
         unl = [u for u in unl if u is not None]
         row["unlearn_s"] = float(np.mean(unl)) if unl else math.nan
@@ -127,8 +138,13 @@ def paper_comparison(table):
 
 
 # --------------------------------------------------------------------------- findings
+REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
+NOT_TESTABLE, NOT_COMPARABLE = "not testable here", "not comparable"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE, NOT_COMPARABLE)
+
+
 def _get(table, run, key):
-    if run not in table.index:
+    if run not in table.index or key not in table.columns:
         return None
     v = table.loc[run, key]
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
@@ -140,37 +156,163 @@ def _fmt(v):
     return f"{v:.3g}" if abs(v) < 1e-3 or abs(v) >= 1e3 else f"{v:.3f}"
 
 
-def findings(table) -> list[dict]:
+def premise_status(gate_rows) -> dict[str, tuple[str, list[dict]]]:
+    """{base run: (status, the gates that do not hold)} from gate rows (gates.gate_rows or
+    gates.gate_table) over all seeds of a run: "fails" when any gate of any seed fails,
+    else "unknown" when any is unknown, else "holds"."""
+    rows = gate_rows.to_dict("records") if hasattr(gate_rows, "to_dict") else list(gate_rows or [])
+    out: dict[str, tuple[str, list[dict]]] = {}
+    for g in rows:
+        base = split_seed(g["run"])[0]
+        status, bad = out.get(base, (gates_mod.HOLDS, []))
+        if g["status"] != gates_mod.HOLDS:
+            bad = bad + [g]
+            if g["status"] == gates_mod.FAILS or status == gates_mod.FAILS:
+                status = gates_mod.FAILS
+            else:
+                status = gates_mod.UNKNOWN
+        out[base] = (status, bad)
+    return out
+
+
+class _Evidence:
+    """The numbers a finding reads, with their row-bootstrap intervals and the runs' premises.
+
+    `cmp(run, key, op, threshold)` compares a number with a threshold and notes when the
+    threshold lies inside the number's interval (or between the interval and the point, which
+    the percentile interval of a p-value near 1 may leave out): the comparison then "flips
+    inside the interval". `beats(a, b, key)` does the same for two runs (intervals overlap)."""
+
+    def __init__(self, table, gate_rows):
+        self.table = table
+        self.premises = premise_status(gate_rows) if gate_rows is not None else None
+        self.flips: list[str] = []
+
+    def value(self, run, key):
+        return _get(self.table, run, key)
+
+    def span(self, run, key):
+        """(low, high) of the interval joined with the point, or None without an interval."""
+        v, lo, hi = self.value(run, key), self.value(run, f"{key} lo"), self.value(run, f"{key} hi")
+        return None if v is None or lo is None or hi is None else (min(lo, v), max(hi, v))
+
+    def fmt(self, run, key):
+        v, lo, hi = self.value(run, key), self.value(run, f"{key} lo"), self.value(run, f"{key} hi")
+        return _fmt(v) + (f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else "")
+
+    def cmp(self, run, key, op, threshold, label=None) -> bool:
+        v = self.value(run, key)
+        holds = v > threshold if op == ">" else v >= threshold if op == ">=" else v < threshold if op == "<" else v <= threshold
+        sp = self.span(run, key)
+        if sp is not None and sp[0] <= threshold <= sp[1]:
+            self.flips.append(f"{run} {label or key} {self.fmt(run, key)} spans {_fmt(threshold)}")
+        return holds
+
+    def beats(self, a, b, key, label=None) -> bool:
+        sa, sb = self.span(a, key), self.span(b, key)
+        if sa is not None and sb is not None and sa[0] <= sb[1] and sb[0] <= sa[1]:
+            self.flips.append(f"{label or key} intervals of {a} {self.fmt(a, key)} and {b} {self.fmt(b, key)} overlap")
+        return self.value(a, key) > self.value(b, key)
+
+    def premise(self, run) -> tuple[str, list[dict]]:
+        """(status, gates not holding) of a run; runs without gates hold; no gate rows given:
+        every editor run is "unknown" (a premise never passes silently)."""
+        is_editor = run in self.table.index and str(self.table.loc[run, "method"]) in EDITOR_METHODS
+        if self.premises is None and is_editor:
+            return gates_mod.UNKNOWN, [{"run": run, "gate": "premise gates", "value": None, "threshold": "computed",
+                                        "status": gates_mod.UNKNOWN, "context": "not given to report.findings"}]
+        return (self.premises or {}).get(run, (gates_mod.HOLDS, []))
+
+    def take_flips(self) -> str:
+        out, self.flips = "; ".join(dict.fromkeys(self.flips)), []
+        return out
+
+
+def _premise_text(bad: list[dict]) -> str:
+    """'premise failed: <run>: <gate> <value> (needs ...)', one per gate not holding; with more
+    than two runs, one line per run with its first such gate (the gates table has the rest)."""
+    if len({g["run"] for g in bad}) > 2:
+        first = {}
+        for g in sorted(bad, key=lambda g: g["status"] != gates_mod.FAILS):
+            first.setdefault(g["run"], g)
+        return (f"premises not holding on {len(first)} runs: "
+                + "; ".join(f"{r}: {g.get('short') or g['gate']} {'not recorded' if g['value'] is None else _fmt(g['value'])} "
+                            f"(needs {g['threshold']})" for r, g in first.items()))
+    return "; ".join(("premise unknown: " if g["status"] == gates_mod.UNKNOWN else "premise failed: ")
+                     + gates_mod.describe(g) for g in bad)
+
+
+def findings(table, gate_rows=None) -> list[dict]:
     """The paper's findings (paper.md 7.2 and 8), each tested on our runs.
 
-    Each item: finding, paper (its numbers), ours (our numbers), verdict ("reproduced",
-    "not reproduced", "not comparable") and why. A finding is "not comparable" when the runs
-    it needs are missing or collapsed here, or when our full model has no utility to compare
-    against (stated in `ours`).
+    table: `main_table(records)`; gate_rows: the premise gates of the same records
+    (`gates.gate_rows(records)` or `gates.gate_table(records)`); without them every editor
+    premise counts as unknown. Each item: finding, paper (its numbers), ours (our numbers, with
+    row-bootstrap intervals where recorded), verdict, why (the rule), premises (the premise
+    numbers behind "not testable here"), flips (comparisons whose threshold lies inside an
+    interval: "" when none). The verdict is one of
+    * "not comparable": a run the finding needs is missing or collapsed, or the full model has
+      no utility to compare against;
+    * "not testable here": a premise of a run the finding is about failed or is unknown
+      (gates.py: the edits did not take, the model ignores its context, the router is not
+      selective); the failed premise is named with its number;
+    * "reproduced" / "not reproduced": the stated rule on the numbers, only when every premise
+      holds. Claims over all editors ("editing can exceed the baselines", "no method forgets
+      without damage") are decided on the runs whose premises hold when those runs decide them,
+      else "not testable here".
     """
+    ev = _Evidence(table, gate_rows)
     out = []
 
-    def add(finding, paper, ours, holds, why=""):
-        verdict = "not comparable" if holds is None else "reproduced" if holds else "not reproduced"
-        out.append({"finding": finding, "paper": paper, "ours": ours, "verdict": verdict, "why": why})
+    def add(finding, paper, ours, holds, why="", runs=()):
+        """holds: True / False / None (not comparable); runs: the runs whose premises must hold."""
+        bad = [g for r in runs for g in ev.premise(r)[1]]
+        flips = ev.take_flips()
+        if holds is None:
+            verdict, bad = NOT_COMPARABLE, []
+        elif bad:
+            verdict, flips = NOT_TESTABLE, ""
+            ours = f"{ours} (the rule would say: {REPRODUCED if holds else NOT_REPRODUCED})"
+        else:
+            verdict = REPRODUCED if holds else NOT_REPRODUCED
+        out.append({"finding": finding, "paper": paper, "ours": ours, "verdict": verdict, "why": why,
+                    "premises": _premise_text(bad), "flips": flips})
 
-    g = lambda run, key: _get(table, run, key)  # noqa: E731
+    def add_over_runs(finding, paper, ours, decided, undecided_bad, why=""):
+        """A claim over many runs: `decided` True / False from runs whose premises hold, or None
+        (those runs do not decide it: the runs with failed/unknown premises `undecided_bad` might)."""
+        flips = ev.take_flips()
+        if decided is None:
+            verdict, flips = NOT_TESTABLE, ""
+        else:
+            verdict = REPRODUCED if decided else NOT_REPRODUCED
+        out.append({"finding": finding, "paper": paper, "ours": ours, "verdict": verdict, "why": why,
+                    "premises": _premise_text(undecided_bad) if decided is None else "", "flips": flips})
+
+    g = ev.value
     mu_full, fq_full, fr_full = g("full", "model_utility"), g("full", "forget_quality"), g("full", "forget/rouge")
     rel = lambda v: None if v is None or not mu_full else v / mu_full  # noqa: E731  MU as a fraction of full's
     xfull = lambda v: "n/a" if rel(v) is None else f"{rel(v):.2f} x full"  # noqa: E731
     editors = [r for r in table.index if str(table.loc[r, "method"]) in EDITOR_METHODS]
     baselines = [r for r in table.index if r.split("-")[0] in ("ga", "gd", "kl", "idk", "npo")]
     paper_baselines = [r for r in baselines if r in ("ga", "gd", "kl", "idk")]
+    valid = lambda r: ev.premise(r)[0] == gates_mod.HOLDS  # noqa: E731
 
-    # 1. the abstract: editors can exceed baselines in forget quality
+    # 1. the abstract: editors can exceed baselines in forget quality (exists an editor run)
     fq_e = {r: g(r, "forget_quality") for r in editors if g(r, "forget_quality") is not None}
     fq_b = {r: g(r, "forget_quality") for r in paper_baselines if g(r, "forget_quality") is not None}
     claim = "Editing can exceed the unlearning baselines in forget quality (abstract)"
     if fq_e and fq_b:
-        be, bb = max(fq_e, key=fq_e.get), max(fq_b, key=fq_b.get)
-        add(claim, "best editor IKE-incorrect FQ 0.249 > best baseline IdK FQ 5.1e-17",
-            f"best editor {be} FQ {_fmt(fq_e[be])} vs best baseline (GA/GD/KL/IdK) {bb} FQ {_fmt(fq_b[bb])}",
-            fq_e[be] > fq_b[bb])
+        bb = max(fq_b, key=fq_b.get)
+        ok = [r for r in fq_e if valid(r)]
+        be = max(ok, key=fq_e.get) if ok else max(fq_e, key=fq_e.get)
+        exceeds = ev.beats(be, bb, "forget_quality", "FQ") if ok else None
+        decided = True if exceeds else (False if ok and len(ok) == len(fq_e) else None)
+        add_over_runs(claim, "best editor IKE-incorrect FQ 0.249 > best baseline IdK FQ 5.1e-17",
+                      f"best editor{'' if ok else ' (premises not holding)'} {be} FQ {ev.fmt(be, 'forget_quality')} vs "
+                      f"best baseline (GA/GD/KL/IdK) {bb} FQ {ev.fmt(bb, 'forget_quality')}",
+                      decided, [x for r in fq_e for x in ev.premise(r)[1]],
+                      "held to: an editor run whose premises hold beats the best baseline")
     else:
         add(claim, "best editor FQ 0.249 > best baseline 5.1e-17", "runs missing or collapsed", None)
 
@@ -178,16 +320,17 @@ def findings(table) -> list[dict]:
     fq, mu = g("rome-dummy", "forget_quality"), g("rome-dummy", "model_utility")
     if fq is not None and mu is not None:
         add("ROME-dummy raises forget quality far above the full model's",
-            "FQ 0.121 vs 4.9e-20", f"FQ {_fmt(fq)} vs {_fmt(fq_full)}",
-            None if fq_full is None else fq > max(1e3 * fq_full, 0.05),
-            "held to: above 0.05 and 1000x the full model's")
+            "FQ 0.121 vs 4.9e-20", f"FQ {ev.fmt('rome-dummy', 'forget_quality')} vs {_fmt(fq_full)}",
+            None if fq_full is None else ev.cmp("rome-dummy", "forget_quality", ">", max(1e3 * fq_full, 0.05), "FQ"),
+            "held to: above 0.05 and 1000x the full model's", runs=("rome-dummy",))
         add("ROME-dummy pays with utility (MU falls well below the full model's)",
-            "MU 0.153 = 0.24 x full", f"MU {_fmt(mu)} = {xfull(mu)}", None if rel(mu) is None else rel(mu) < 0.8,
-            "held to: below 0.8 x the full model's MU")
+            "MU 0.153 = 0.24 x full", f"MU {ev.fmt('rome-dummy', 'model_utility')} = {xfull(mu)}",
+            None if rel(mu) is None else ev.cmp("rome-dummy", "model_utility", "<", 0.8 * mu_full, "MU"),
+            "held to: below 0.8 x the full model's MU", runs=("rome-dummy",))
     else:
         add("ROME-dummy raises forget quality and costs utility", "FQ 0.121, MU 0.153", "run missing or collapsed", None)
 
-    # 3. ROME with long targets collapses
+    # 3. ROME with long targets collapses (premise: ROME's edits take on this model, seen on rome-dummy)
     for t in ("incorrect", "avoidant"):
         run, claim = f"rome-{t}", f"ROME-{t} (a whole-sentence target) breaks down"
         if run not in table.index:
@@ -197,16 +340,19 @@ def findings(table) -> list[dict]:
         rr = g(run, "retain/rouge")
         add(claim, "NaN probabilities, ROUGE < 0.1 everywhere",
             "collapsed: " + table.loc[run, "collapsed"] if col else
-            f"finite metrics, retain ROUGE {_fmt(rr)}, MU {_fmt(g(run, 'model_utility'))}",
-            col or (rr is not None and rr < 0.1), "held to: collapsed, or retain ROUGE < 0.1")
+            f"finite metrics, retain ROUGE {_fmt(rr)}, MU {ev.fmt(run, 'model_utility')}",
+            col or (rr is not None and rr < 0.1),
+            "held to: collapsed, or retain ROUGE < 0.1; premise: ROME's edits take on this model (rome-dummy)",
+            runs=("rome-dummy",))
 
     # 4. IKE-incorrect: best forget quality of all methods
     fq_all = {r: g(r, "forget_quality") for r in editors + baselines if g(r, "forget_quality") is not None}
     claim = "IKE-incorrect gives the best forget quality of all methods"
-    if "ike-incorrect" in fq_all:
-        best = max(fq_all, key=fq_all.get)
-        add(claim, "FQ 0.249 (next: ROME-dummy 0.121)", f"FQ {_fmt(fq_all['ike-incorrect'])}; best: {best} {_fmt(fq_all[best])}",
-            best == "ike-incorrect")
+    if "ike-incorrect" in fq_all and len(fq_all) > 1:
+        rival = max((r for r in fq_all if r != "ike-incorrect"), key=fq_all.get)
+        add(claim, "FQ 0.249 (next: ROME-dummy 0.121)",
+            f"FQ {ev.fmt('ike-incorrect', 'forget_quality')}; best other: {rival} {ev.fmt(rival, 'forget_quality')}",
+            ev.beats("ike-incorrect", rival, "forget_quality", "FQ"), runs=("ike-incorrect",))
     else:
         add(claim, "FQ 0.249", "run missing or collapsed", None)
 
@@ -217,12 +363,12 @@ def findings(table) -> list[dict]:
             "retain ROUGE 0.25-0.29 vs 0.98", ", ".join(f"{r} {_fmt(g(r, 'retain/rouge'))}" for r in ike)
             + f" vs {_fmt(g('full', 'retain/rouge'))}",
             all(g("full", "retain/rouge") - g(r, "retain/rouge") > 0.1 for r in ike),
-            "held to: every IKE run's retain ROUGE more than 0.1 below the full model's")
+            "held to: every IKE run's retain ROUGE more than 0.1 below the full model's", runs=ike)
         mus = [g(r, "model_utility") for r in ike]
         add("IKE costs utility", "MU 0.338 / 0.473 / 0.452 = 0.54-0.76 x full",
-            ", ".join(f"{r} {_fmt(m)} = {xfull(m)}" for r, m in zip(ike, mus)),
-            None if rel(mus[0]) is None else all(rel(m) < 0.9 for m in mus),
-            "held to: every IKE run below 0.9 x the full model's MU")
+            ", ".join(f"{r} {ev.fmt(r, 'model_utility')} = {xfull(m)}" for r, m in zip(ike, mus)),
+            None if rel(mus[0]) is None else all([ev.cmp(r, "model_utility", "<", 0.9 * mu_full, "MU") for r in ike]),
+            "held to: every IKE run below 0.9 x the full model's MU", runs=ike)
     else:
         add("IKE lowers ROUGE on every set", "retain ROUGE 0.25-0.29", "runs missing or collapsed", None)
 
@@ -230,50 +376,79 @@ def findings(table) -> list[dict]:
     wise = [r for r in ("wise-dummy", "wise-incorrect", "wise-avoidant") if g(r, "model_utility") is not None]
     if wise:
         add("WISE keeps model utility", "MU 0.603-0.612 vs 0.625 (>= 0.96 x full)",
-            ", ".join(f"{r} {xfull(g(r, 'model_utility'))}" for r in wise),
-            None if not mu_full else all(rel(g(r, "model_utility")) >= 0.9 for r in wise),
-            "held to: every WISE run >= 0.9 x full MU")
+            ", ".join(f"{r} {ev.fmt(r, 'model_utility')} = {xfull(g(r, 'model_utility'))}" for r in wise),
+            None if not mu_full else all([ev.cmp(r, "model_utility", ">=", 0.9 * mu_full, "MU") for r in wise]),
+            "held to: every WISE run >= 0.9 x full MU", runs=wise)
         add("WISE barely forgets in generation (forget ROUGE stays near the full model's)",
             "forget ROUGE 0.965-0.986 vs 0.986",
-            ", ".join(f"{r} {_fmt(g(r, 'forget/rouge'))}" for r in wise) + f" vs {_fmt(fr_full)}",
-            all(fr_full - g(r, "forget/rouge") < 0.1 for r in wise), "held to: every WISE run within 0.1 of full")
+            ", ".join(f"{r} {ev.fmt(r, 'forget/rouge')}" for r in wise) + f" vs {_fmt(fr_full)}",
+            None if fr_full is None else all([ev.cmp(r, "forget/rouge", ">", fr_full - 0.1, "forget ROUGE") for r in wise]),
+            "held to: every WISE run within 0.1 of full", runs=wise)
     else:
         add("WISE keeps utility but barely forgets", "MU ~0.61, forget ROUGE ~0.98", "runs missing or collapsed", None)
 
-    # 7-9. baselines
+    # 7-9. baselines (no premise gates: TOFU's own methods)
     for m in ("ga", "kl"):
         v = g(m, "model_utility")
         add(f"{m.upper()} destroys utility (MU -> 0)", "MU 0",
-            "not run" if m not in table.index else ("collapsed" if v is None else f"MU {_fmt(v)} = {xfull(v)}"),
-            None if rel(v) is None else rel(v) <= 0.2, "held to: <= 0.2 x full MU")
+            "not run" if m not in table.index else ("collapsed" if v is None else f"MU {ev.fmt(m, 'model_utility')} = {xfull(v)}"),
+            None if rel(v) is None else ev.cmp(m, "model_utility", "<=", 0.2 * mu_full, "MU"), "held to: <= 0.2 x full MU")
     v = g("gd", "model_utility")
-    add("GD keeps most utility", "MU 0.589 = 0.94 x full", "not run" if v is None else f"MU {_fmt(v)} = {xfull(v)}",
-        None if rel(v) is None else rel(v) >= 0.8, "held to: >= 0.8 x full MU")
+    add("GD keeps most utility", "MU 0.589 = 0.94 x full",
+        "not run" if v is None else f"MU {ev.fmt('gd', 'model_utility')} = {xfull(v)}",
+        None if rel(v) is None else ev.cmp("gd", "model_utility", ">=", 0.8 * mu_full, "MU"), "held to: >= 0.8 x full MU")
     v, fr = g("idk", "model_utility"), g("idk", "forget/rouge")
     add("IdK keeps most utility and stops reciting the forget answers", "MU 0.539 = 0.86 x full, forget ROUGE 0.053",
-        "not run" if v is None else f"MU {_fmt(v)} = {xfull(v)}, forget ROUGE {_fmt(fr)}",
-        None if rel(v) is None else (rel(v) >= 0.7 and fr < 0.2), "held to: >= 0.7 x full MU and forget ROUGE < 0.2")
+        "not run" if v is None else f"MU {ev.fmt('idk', 'model_utility')} = {xfull(v)}, forget ROUGE {ev.fmt('idk', 'forget/rouge')}",
+        None if rel(v) is None else all([ev.cmp("idk", "model_utility", ">=", 0.7 * mu_full, "MU"),
+                                         ev.cmp("idk", "forget/rouge", "<", 0.2, "forget ROUGE")]),
+        "held to: >= 0.7 x full MU and forget ROUGE < 0.2")
 
-    # 10. the abstract: no method forgets without damage
+    # 10. the abstract: no method forgets without damage (for all runs)
     both = [r for r in editors + baselines if g(r, "forget_quality") is not None and g(r, "model_utility") is not None]
     claim = ("No method forgets (FQ >= 0.05) while keeping utility (>= 0.9 x full) (abstract: 'they struggle to "
              "encapsulate the scope ... without damage')")
     if both and mu_full:
-        good = [r for r in both if g(r, "forget_quality") >= 0.05 and rel(g(r, "model_utility")) >= 0.9]
-        add(claim, "none does (best FQ 0.249 at 0.76 x full MU)", "none does" if not good else "these do: " + ", ".join(good),
-            not good)
+        good = [r for r in both if all([ev.cmp(r, "forget_quality", ">=", 0.05, "FQ"),
+                                        ev.cmp(r, "model_utility", ">=", 0.9 * mu_full, "MU")])]
+        ev.flips = [f for f in ev.flips if valid(f.split(" ")[0]) and _both_open(ev, f.split(" ")[0], mu_full)]
+        good_valid = [r for r in good if valid(r)]
+        untested = [r for r in both if not valid(r)]
+        decided = False if good_valid else (True if not untested else None)
+        add_over_runs(claim, "none does (best FQ 0.249 at 0.76 x full MU)",
+                      ("none does" if not good else "these do: " + ", ".join(good))
+                      + (f" ({len(untested)} runs with premises not holding: {', '.join(untested)})" if untested else ""),
+                      decided, [x for r in untested for x in ev.premise(r)[1]],
+                      "held to: no run whose premises hold reaches both")
     else:
         add(claim, "none does", "runs missing, or the full model has no utility", None)
     return out
 
 
+def _both_open(ev, run: str, mu_full) -> bool:
+    """Finding 10 keeps a run's interval notes only when the run could reach both bars: its FQ
+    and MU each reach the bar at the point or within the interval."""
+    def reaches(key, bar):
+        sp = ev.span(run, key)
+        return (ev.value(run, key) or 0.0) >= bar or (sp is not None and sp[1] >= bar)
+    return reaches("forget_quality", 0.05) and reaches("model_utility", 0.9 * mu_full)
+
+
 # --------------------------------------------------------------------------- markdown
-def _md_number(v, sd=None):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+def _isnum(v):
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _md_number(v, sd=None, lo=None, hi=None):
+    """'0.850', '0.850 ± 0.010' (sd over seeds) or '0.850 [0.800, 0.900]' (row-bootstrap interval)."""
+    if not _isnum(v):
         return "–"
-    s = f"{v:.2g}" if (abs(v) < 1e-2 and v != 0) else f"{v:.3f}"
-    if sd is not None and not (isinstance(sd, float) and math.isnan(sd)):
-        s += f" ± {sd:.2g}" if abs(sd) < 1e-2 and sd != 0 else f" ± {sd:.3f}"
+    one = lambda x: f"{x:.2g}" if (abs(x) < 1e-2 and x != 0) else f"{x:.3f}"  # noqa: E731
+    s = one(v)
+    if _isnum(sd):
+        s += f" ± {one(sd)}"
+    if _isnum(lo) and _isnum(hi):
+        s += f" [{one(lo)}, {one(hi)}]"
     return s
 
 
@@ -284,7 +459,8 @@ README_COLUMNS = [("forget/rouge", "Forget ROUGE"), ("forget/prob", "Forget Prob
 
 
 def markdown_table(table, columns=README_COLUMNS) -> str:
-    """A GitHub-markdown table of `main_table` (mean ± sd where several seeds)."""
+    """A GitHub-markdown table of `main_table`: mean ± sd where several seeds; FQ, MU and forget
+    ROUGE of one-seed runs with their 95% row-bootstrap interval in brackets where recorded."""
     head = "| run | " + " | ".join(name for _, name in columns) + " | ms / edit |"
     sep = "|" + "---|" * (len(columns) + 2)
     lines = [head, sep]
@@ -292,7 +468,7 @@ def markdown_table(table, columns=README_COLUMNS) -> str:
         if row.get("collapsed") and all(isinstance(row[k], float) and math.isnan(row[k]) for k, _ in columns):
             lines.append(f"| {run} | collapsed: {row['collapsed']} |" + " |" * len(columns))
             continue
-        cells = [_md_number(row[k], row.get(f"{k} sd")) for k, _ in columns]
+        cells = [_md_number(row[k], row.get(f"{k} sd"), row.get(f"{k} lo"), row.get(f"{k} hi")) for k, _ in columns]
         ms = row.get("ms_per_edit")
         lines.append(f"| {run}{' (collapsed ' + row['collapsed'] + ')' if row.get('collapsed') else ''} | "
                      + " | ".join(cells) + f" | {f'{ms:.0f}' if ms == ms else '–'} |")
@@ -300,10 +476,14 @@ def markdown_table(table, columns=README_COLUMNS) -> str:
 
 
 def markdown_findings(items: list[dict]) -> str:
+    """The README's findings table: the verdict with the failed premise and its number ("not
+    testable here") or the comparisons that flip inside their row-bootstrap interval."""
     lines = ["| finding (paper) | paper | ours | verdict |", "|---|---|---|---|"]
     for f in items:
         why = f" ({f['why']})" if f.get("why") else ""
-        lines.append(f"| {f['finding']} | {f['paper']} | {f['ours']}{why} | **{f['verdict']}** |")
+        note = f"; {f['premises']}" if f.get("premises") else ""
+        note += f"; flips inside the interval: {f['flips']}" if f.get("flips") else ""
+        lines.append(f"| {f['finding']} | {f['paper']} | {f['ours']}{why} | **{f['verdict']}**{note} |")
     return "\n".join(lines)
 
 

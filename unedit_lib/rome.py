@@ -39,6 +39,7 @@ import hashlib
 import re
 import time
 import warnings
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -49,32 +50,134 @@ from .guards import ModelCollapsed, check_health
 from .prompts import encode_answer, encode_prompt, pad_batch, pad_id, subject_token_range
 from .store import write_file
 
-# EasyEdit hparams/ROME/llama-7b.yaml (§6), as keyword defaults of `edit`.
-DEFAULT_HPARAMS = dict(
-    layer=5,                      # clamped to the model depth
-    fact_token="subject_last",    # lookup position: subject_last | subject_first | subject_first_after_last | last
-    v_num_grad_steps=25,
-    v_lr=0.5,                     # the paper's repo used 0.1 against NaNs on long TOFU targets (§2.7)
-    v_weight_decay=1e-3,
-    clamp_norm_factor=4.0,
-    kl_factor=0.0625,
-    early_stop_loss=0.05,         # rome: `if loss < 5e-2: break`
-    mom2_adjustment=False,        # EasyEdit false (C = I); original rome true
-    context_template_length_params=((5, 10), (10, 10)),
-    context_templates=None,       # a precomputed list (e.g. stats["context_templates"] of an earlier call)
-    consistent_keys=False,        # R-ROME: template-averaged k̄ and W k̄ + b in the update
-    answer_start=" ",             # prepended to the target (rome/EasyEdit: " " + target_new)
-    add_eos=False,                # EOS appended to the target tokens (TOFU answers end with EOS)
-    seed=0,
-    max_norm_ratio=10.0,          # guard: ||W_edited|| / ||W_before_all_edits|| limit
+# --------------------------------------------------------------------------- hyperparameters
+PAPER_HPARAMS_SOURCE = ("shariqahn/EasyEdit hparams/ROME/llama-7b.yaml at d71c0bc (v_lr 1e-1 since 3f9e06b, "
+                        "'change rome lr to prevent nans'); otherwise = zjunlp/EasyEdit hparams/ROME/llama-7b.yaml "
+                        "at 14cea82")
+
+
+@dataclass(frozen=True)
+class RomeHParams:
+    """ROME's hyperparameters; the defaults are the paper's (the authors' EasyEdit fork,
+    `PAPER_HPARAMS_SOURCE`; paper.md §2.1, editing.md §2.4, §2.7, §6): layer 5, C = I
+    (`mom2_adjustment: false`), v_lr 0.1, 25 steps, clamp 4, KL 0.0625, weight decay 1e-3,
+    21 context templates ([[5, 10], [10, 10]]). The rest are implementation settings that
+    rome/EasyEdit hard-code (early stop 0.05, the " " before the target) or our own (seed,
+    max_norm_ratio guard). Our other choices are named overrides in `ABLATIONS`; `ablation`
+    names the ones applied (recorded with the run, see `record`).
+    """
+
+    layer: int = 5                      # yaml `layers: [5]`; clamped to the model depth by `edit`
+    fact_token: str = "subject_last"    # lookup position: subject_last | subject_first | subject_first_after_last | last
+    v_num_grad_steps: int = 25
+    v_lr: float = 0.1                   # the paper's fork (EasyEdit's llama-7b.yaml: 0.5, ablation "v_lr-0.5")
+    v_weight_decay: float = 1e-3
+    clamp_norm_factor: float = 4.0
+    kl_factor: float = 0.0625
+    early_stop_loss: float = 0.05       # rome/EasyEdit compute_v: `if loss < 5e-2: break`
+    mom2_adjustment: bool = False       # C = I as the paper and every EasyEdit yaml; original rome: true
+    context_template_length_params: tuple = ((5, 10), (10, 10))   # 1 + 10 + 10 = 21 templates
+    context_templates: tuple | None = None   # precomputed templates (e.g. stats["context_templates"] of an earlier call)
+    consistent_keys: bool = False       # R-ROME: template-averaged k̄ and W k̄ + b in the update
+    answer_start: str = " "             # prepended to the target (rome/EasyEdit: " " + target_new)
+    add_eos: bool = False               # EOS appended to the target tokens (TOFU answers end with EOS)
+    seed: int = 0
+    max_norm_ratio: float = 10.0        # guard: ||W_edited|| / ||W_before_all_edits|| limit
     # second moment C (used only when mom2_adjustment is true)
-    cov=None,                     # a precomputed (d_in, d_in) tensor
-    mom2_texts=None,              # else: compute it over these texts ...
-    mom2_cache_dir=None,          # ... cached here as safetensors
-    mom2_n_samples=None,          # number of texts used (rome: 100000 Wikipedia articles)
-    mom2_max_length=None,         # tokens per text (rome: the model's n_positions)
-    mom2_batch_size=8,
-)
+    cov: torch.Tensor | None = field(default=None, repr=False, compare=False)   # a precomputed (d_in, d_in) tensor
+    mom2_texts: tuple | None = field(default=None, repr=False, compare=False)   # else: computed over these texts ...
+    mom2_cache_dir: str | None = None   # ... cached here as safetensors
+    mom2_n_samples: int | None = None   # number of texts used (rome: 100000 Wikipedia articles)
+    mom2_max_length: int | None = None  # tokens per text (rome: the model's n_positions)
+    mom2_batch_size: int = 8
+    ablation: str | None = None         # names of the ABLATIONS applied, joined by "+"; None: the paper's settings
+
+    def __post_init__(self):
+        # lists (e.g. from JSON or a notebook parameter) become tuples: hashable, and equal to the defaults
+        object.__setattr__(self, "context_template_length_params",
+                           tuple((int(length), int(n)) for length, n in self.context_template_length_params))
+        for name in ("context_templates", "mom2_texts"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.mom2_cache_dir is not None:
+            object.__setattr__(self, "mom2_cache_dir", str(self.mom2_cache_dir))
+        if self.fact_token not in FACT_TOKENS:
+            raise ValueError(f"unknown fact_token {self.fact_token!r}; use one of {FACT_TOKENS}")
+        for name in ("v_num_grad_steps", "v_lr", "clamp_norm_factor", "max_norm_ratio", "mom2_batch_size"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ROME hparam {name} must be > 0, got {getattr(self, name)!r}")
+        if self.v_weight_decay < 0 or self.kl_factor < 0:
+            raise ValueError("ROME hparams v_weight_decay and kl_factor must be >= 0")
+
+    def replace(self, **overrides) -> "RomeHParams":
+        """A copy with `overrides`; unknown names raise TypeError listing the valid ones."""
+        unknown = set(overrides) - _ROME_FIELDS
+        if unknown:
+            raise TypeError(f"unknown ROME hyperparameters {sorted(unknown)}; valid: {sorted(_ROME_FIELDS)}")
+        return replace(self, **overrides)
+
+    def with_ablations(self, *names: str) -> "RomeHParams":
+        """A copy with the named `ABLATIONS` applied in order and `ablation` naming them
+        (`with_ablations("c-from-text", "v_lr-0.5")` -> ablation "c-from-text+v_lr-0.5")."""
+        overrides = {}
+        for name in names:
+            if name not in ABLATIONS:
+                raise KeyError(f"unknown ROME ablation {name!r}; known: {sorted(ABLATIONS)}")
+            overrides.update(ABLATIONS[name])
+        applied = (self.ablation.split("+") if self.ablation else []) + list(names)
+        return self.replace(**overrides, ablation="+".join(dict.fromkeys(applied)) or None)
+
+    def record(self) -> dict:
+        """Every hyperparameter as JSON-able values, for a run's stats / record: the tensors and
+        the texts C is computed from are summarised (`cov` -> its shape, `mom2_texts` -> their
+        count), precomputed templates by their count (their text is in stats["context_templates"])."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "cov":
+                out["cov_shape"] = list(v.shape) if v is not None else None
+            elif f.name in ("mom2_texts", "context_templates"):
+                out[f"n_{f.name}"] = len(v) if v is not None else None
+            elif f.name == "context_template_length_params":
+                out[f.name] = [list(p) for p in v]
+            else:
+                out[f.name] = v
+        out["deviations_from_paper"] = self.deviations_from_paper()
+        return out
+
+    def deviations_from_paper(self) -> dict:
+        """{name: {"value", "paper"}} for each algorithm setting (`PAPER_FIELDS`) that differs from
+        the paper's, named by `ablation` or not: a record states what it changed either way."""
+        return {name: {"value": _jsonable(getattr(self, name)), "paper": _jsonable(getattr(PAPER_HPARAMS, name))}
+                for name in PAPER_FIELDS if getattr(self, name) != getattr(PAPER_HPARAMS, name)}
+
+
+FACT_TOKENS = ("subject_last", "subject_first", "subject_first_after_last", "last")
+# the settings of the paper's yaml and rome's code constants (the others: the target's format, which
+# follows the prompt template, inputs, seeds and guards)
+PAPER_FIELDS = ("layer", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor",
+                "mom2_adjustment", "context_template_length_params", "consistent_keys", "early_stop_loss")
+
+
+def _jsonable(v):
+    return [_jsonable(x) for x in v] if isinstance(v, tuple) else v
+
+
+_ROME_FIELDS = {f.name for f in fields(RomeHParams)}
+PAPER_HPARAMS = RomeHParams()
+
+# Our earlier choices, each a named deviation from the paper's settings (issue 13 item 3).
+ABLATIONS: dict[str, dict] = {
+    # C = E[k kᵀ] from the study's QA texts (original rome with its own corpus; needs mom2_texts= or cov=)
+    "c-from-text": dict(mom2_adjustment=True),
+    # EasyEdit's hparams/ROME/llama-7b.yaml value, lowered to 0.1 by the paper's fork
+    "v_lr-0.5": dict(v_lr=0.5),
+    # "{}" + 5 generated prefixes instead of 21 templates (the old 30-minute budget of `make reproduce`)
+    "templates-6": dict(context_template_length_params=((5, 5),)),
+    # R-ROME consistent keys (Gupta et al. 2024; EasyEdit r_rome), not used by the paper
+    "r-rome": dict(consistent_keys=True),
+}
+
 SEED_WORDS = ("The", "Therefore", "Because", "I", "You")  # EasyEdit get_context_templates
 KL_PROMPT = "{} is a"  # the "essence" prompt (§2.5)
 
@@ -291,12 +394,13 @@ def compute_u(model, tok, request: dict, layer: int, templates: list[str], cov: 
 
 
 # --------------------------------------------------------------------------- §2.5 value
-def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: dict, edit_index: int = 0):
+def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: RomeHParams,
+              edit_index: int = 0):
     """Optimise δ at the MLP output; returns dict(v_star, delta, target_init, nll, loss, prob, steps)."""
     arch = architecture(model)
     device = _device(model)
     prompt, subject = request["prompt"], request["subject"]
-    target_ids = encode_answer(tok, hp["answer_start"] + request["target"], add_eos=hp["add_eos"])
+    target_ids = encode_answer(tok, hp.answer_start + request["target"], add_eos=hp.add_eos)
     if not target_ids:
         raise ValueError(f"target {request['target']!r} encodes to no tokens")
     n_t = len(target_ids)
@@ -305,13 +409,13 @@ def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: d
     rows, lookups, label_rows = [], [], []
     for t in templates:
         text, start = _fill(t, prompt, subject)
-        ids, idx = lookup_index(tok, text, subject, start, hp["fact_token"])
+        ids, idx = lookup_index(tok, text, subject, start, hp.fact_token)
         rows.append(ids + target_ids[:-1])
         lookups.append(idx)
         label_rows.append((len(ids) - 1, target_ids))  # logits at len(ids)-1+j predict target j
     # the KL ("essence") row: "{subject} is a", distribution at the lookup position
     kl_text = KL_PROMPT.format(subject)
-    kl_ids, kl_idx = lookup_index(tok, kl_text, subject, 0, hp["fact_token"])
+    kl_ids, kl_idx = lookup_index(tok, kl_text, subject, 0, hp.fact_token)
     rows.append(kl_ids)
     lookups.append(kl_idx)
     n_rw = len(templates)
@@ -340,14 +444,14 @@ def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: d
             state["target_init"] = out[0, lookups[0]].detach().float().clone()
         return out + (at_lookup.unsqueeze(-1) * delta).to(out.dtype)
 
-    opt = torch.optim.Adam([delta], lr=hp["v_lr"])
+    opt = torch.optim.Adam([delta], lr=hp.v_lr)
     grad_flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in grad_flags:
         p.requires_grad_(False)
     kl_init, losses = None, []
     handle = arch.mlp(layer).register_forward_hook(add_delta)
     try:
-        for it in range(hp["v_num_grad_steps"]):
+        for it in range(hp.v_num_grad_steps):
             opt.zero_grad()
             logits = logits_at(model, keep, input_ids=ids, attention_mask=mask).float()
             log_probs = torch.log_softmax(logits, dim=-1)
@@ -360,19 +464,19 @@ def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: d
             kl_lp = log_probs[~is_target]
             if kl_init is None:
                 kl_init = kl_lp.detach().clone()
-            kl = hp["kl_factor"] * F.kl_div(kl_init, kl_lp, log_target=True, reduction="batchmean")
+            kl = hp.kl_factor * F.kl_div(kl_init, kl_lp, log_target=True, reduction="batchmean")
             target_init = state["target_init"]
-            wd = hp["v_weight_decay"] * (delta.norm() / target_init.norm() ** 2)
+            wd = hp.v_weight_decay * (delta.norm() / target_init.norm() ** 2)
             loss = nll + kl + wd
             losses.append(float(loss.detach()))
             if not torch.isfinite(loss):
                 raise ModelCollapsed(edit_index, f"v* optimisation loss is {float(loss.detach())} at step {it}")
-            if loss.item() < hp["early_stop_loss"] or it == hp["v_num_grad_steps"] - 1:
+            if loss.item() < hp.early_stop_loss or it == hp.v_num_grad_steps - 1:
                 break
             loss.backward()
             opt.step()
             # project δ back onto the ball ||δ|| <= clamp_norm_factor * ||target_init||
-            max_norm = hp["clamp_norm_factor"] * target_init.norm()
+            max_norm = hp.clamp_norm_factor * target_init.norm()
             with torch.no_grad():
                 if delta.norm() > max_norm:
                     delta.mul_(max_norm / delta.norm())
@@ -387,7 +491,7 @@ def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: d
 
 
 # --------------------------------------------------------------------------- one edit
-def rome_update(model, tok, request: dict, layer: int, templates: list[str], hp: dict,
+def rome_update(model, tok, request: dict, layer: int, templates: list[str], hp: RomeHParams,
                 cov: torch.Tensor | None = None, edit_index: int = 0) -> tuple[torch.Tensor, dict]:
     """The (d_out, d_in) rank-one update ΔW = v uᵀ for one request (not applied) and diagnostics."""
     for key in ("prompt", "subject", "target"):
@@ -395,13 +499,13 @@ def rome_update(model, tok, request: dict, layer: int, templates: list[str], hp:
             raise KeyError(f"request lacks {key!r}: {request}")
     if request["subject"] not in request["prompt"]:
         raise ValueError(f"subject {request['subject']!r} is not in the prompt {request['prompt']!r}")
-    u, k_bar, (ks, outs) = compute_u(model, tok, request, layer, templates, cov, hp["fact_token"])
+    u, k_bar, (ks, outs) = compute_u(model, tok, request, layer, templates, cov, hp.fact_token)
     res = compute_v(model, tok, request, layer, templates, hp, edit_index)
-    if hp["consistent_keys"]:  # R-ROME: template averages of the key and of W k + b
+    if hp.consistent_keys:  # R-ROME: template averages of the key and of W k + b
         k_ref, out_ref = ks.mean(0), outs.mean(0)
     else:  # original ROME: the bare prompt (templates[0] == "{}")
         k_ref, out_ref = _rewrite_io_at(model, tok, layer, [_fill("{}", request["prompt"], request["subject"])],
-                                        request["subject"], hp["fact_token"])
+                                        request["subject"], hp.fact_token)
         k_ref, out_ref = k_ref[0], out_ref[0]
     denom = torch.dot(k_ref, u)
     v = (res["v_star"] - out_ref) / denom
@@ -410,51 +514,59 @@ def rome_update(model, tok, request: dict, layer: int, templates: list[str], hp:
     return delta_w, res
 
 
-def edit(model, tokenizer, requests, *, layer: int = 5, stats: dict | None = None, **hparams):
+def edit(model, tokenizer, requests, *, hp: RomeHParams | None = None, layer: int | None = None,
+         stats: dict | None = None, **hparams):
     """Apply ROME to `requests` one after another, in place; returns the model.
 
-    Hyperparameters: see DEFAULT_HPARAMS (unknown names raise). `stats`, if given, is filled with
-    per-edit lists: edit_times_s, delta_norms (||ΔW||_F), target_loss (final NLL per target token),
-    final_loss (NLL + KL + WD), target_prob, v_steps, delta_v_norms (||δ||), denominators (k·u);
-    and layer, context_templates, hparams. Raises guards.ModelCollapsed(edit_index, reason) when the
-    v* loss is non-finite or the edited weight is non-finite / its norm exceeds max_norm_ratio x
-    its norm before the first edit.
+    Hyperparameters: `hp` (a RomeHParams; default the paper's, `PAPER_HPARAMS`), with `layer`
+    and any further RomeHParams field given as keywords overriding it (unknown names raise
+    TypeError), e.g. `edit(model, tok, reqs, layer=2, v_lr=0.5)`. `stats`, if given, is filled
+    with per-edit lists: edit_times_s, delta_norms (||ΔW||_F), target_loss (final NLL per target
+    token), final_loss (NLL + KL + WD), target_prob, v_steps, delta_v_norms (||δ||),
+    denominators (k·u); and layer, context_templates, hparams (`RomeHParams.record()` of the
+    settings used, the ablation name included). Raises guards.ModelCollapsed(edit_index, reason)
+    when the v* loss is non-finite or the edited weight is non-finite / its norm exceeds
+    max_norm_ratio x its norm before the first edit.
     """
-    unknown = set(hparams) - set(DEFAULT_HPARAMS)
-    if unknown:
-        raise TypeError(f"unknown ROME hyperparameters {sorted(unknown)}; valid: {sorted(DEFAULT_HPARAMS)}")
-    hp = {**DEFAULT_HPARAMS, **hparams, "layer": layer}
+    if hp is not None and not isinstance(hp, RomeHParams):
+        raise TypeError(f"hp must be a rome.RomeHParams (got {type(hp).__name__}); pass single settings as keywords")
+    hp = (hp or PAPER_HPARAMS).replace(**hparams, **({} if layer is None else {"layer": layer}))
     if isinstance(requests, dict):
         requests = [requests]
     arch = architecture(model)
-    layer = max(0, min(int(layer), arch.n_layers - 1))
-    hp["layer"] = layer
+    hp = hp.replace(layer=max(0, min(int(hp.layer), arch.n_layers - 1)))
     was_training = model.training
     model.eval()  # no dropout while editing (restored at the end)
     try:
-        _edit_all(model, tokenizer, arch, requests, layer, hp, stats)
+        _edit_all(model, tokenizer, arch, requests, hp, stats)
     finally:
         model.train(was_training)
     return model
 
 
-def _edit_all(model, tokenizer, arch, requests, layer, hp, stats):
-    templates = hp["context_templates"] or context_templates(
-        model, tokenizer, hp["context_template_length_params"], seed=hp["seed"])
-    cov = None
-    if hp["mom2_adjustment"]:
-        cov = hp["cov"]
-        if cov is None:
-            if hp["mom2_texts"] is None:
-                raise ValueError("mom2_adjustment=True needs cov= or mom2_texts= (and optionally mom2_cache_dir=)")
-            cov = layer_second_moment(model, tokenizer, layer, hp["mom2_texts"], n_samples=hp["mom2_n_samples"],
-                                      max_length=hp["mom2_max_length"], batch_size=hp["mom2_batch_size"],
-                                      cache_dir=hp["mom2_cache_dir"])
+def _second_moment(model, tokenizer, hp: RomeHParams) -> torch.Tensor | None:
+    """C for u = C^-1 k̄ (§2.4), or None for C = I."""
+    if not hp.mom2_adjustment:
+        return None
+    if hp.cov is not None:
+        return hp.cov
+    if hp.mom2_texts is None:
+        raise ValueError("mom2_adjustment=True (ablation 'c-from-text') needs cov= or mom2_texts= "
+                         "(and optionally mom2_cache_dir=)")
+    return layer_second_moment(model, tokenizer, hp.layer, hp.mom2_texts, n_samples=hp.mom2_n_samples,
+                               max_length=hp.mom2_max_length, batch_size=hp.mom2_batch_size,
+                               cache_dir=hp.mom2_cache_dir)
+
+
+def _edit_all(model, tokenizer, arch, requests, hp: RomeHParams, stats):
+    layer = hp.layer
+    templates = list(hp.context_templates or context_templates(
+        model, tokenizer, hp.context_template_length_params, seed=hp.seed))
+    cov = _second_moment(model, tokenizer, hp)
     name = arch.mlp_out_name(layer) + ".weight"
     ref_norms = {name: float(arch.mlp_out_weight(layer).detach().float().norm())}
     if stats is not None:
-        stats.update(layer=layer, context_templates=templates,
-                     hparams={k: v for k, v in hp.items() if k not in ("cov", "mom2_texts", "context_templates")})
+        stats.update(layer=layer, context_templates=templates, hparams=hp.record())
         for key in ("edit_times_s", "delta_norms", "target_loss", "final_loss", "target_prob", "v_steps",
                     "delta_v_norms", "denominators"):
             stats.setdefault(key, [])
@@ -473,18 +585,17 @@ def _edit_all(model, tokenizer, arch, requests, layer, hp, stats):
             stats["v_steps"].append(res["steps"])
             stats["delta_v_norms"].append(float(res["delta"].norm()))
             stats["denominators"].append(res["denominator"])
-        check_health(i, [(name, arch.mlp_out_weight(layer))], ref_norms, max_norm_ratio=hp["max_norm_ratio"],
+        check_health(i, [(name, arch.mlp_out_weight(layer))], ref_norms, max_norm_ratio=hp.max_norm_ratio,
                      loss=res["loss"])
 
 
 # --------------------------------------------------------------------------- entry point
 def apply(model, tokenizer, requests, hp, stats: dict | None = None):
     """The methods' common entry point: ROME over `requests` one after another, in place, with
-    hyperparameters `hp` (a dict of DEFAULT_HPARAMS names, `layer` included, or a dataclass of
-    them). Returns (model, stats); `stats` (given, or a new dict) is filled as by `edit`, and
-    keeps what it holds when an edit collapses (guards.ModelCollapsed propagates)."""
-    import dataclasses
-
+    hyperparameters `hp` (a RomeHParams, or a dict of its names). Returns (model, stats); `stats`
+    (given, or a new dict) is filled as by `edit`, and keeps what it holds when an edit collapses
+    (guards.ModelCollapsed propagates)."""
     stats = {} if stats is None else stats
-    hp = dataclasses.asdict(hp) if dataclasses.is_dataclass(hp) else dict(hp)
-    return edit(model, tokenizer, requests, stats=stats, **hp), stats
+    if not isinstance(hp, RomeHParams):
+        hp = RomeHParams(**dict(hp))           # a dict of RomeHParams names (e.g. a run's settings)
+    return edit(model, tokenizer, requests, hp=hp, stats=stats), stats

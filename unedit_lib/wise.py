@@ -12,8 +12,11 @@ Read top to bottom:
 2. `activation_score` is EasyEdit's `euc` (§4.3) over REAL tokens only.
 3. `edit()` trains the side memory for each request in turn (§4.2-4.3), then does the
    sharding / merging bookkeeping (§4.4).
-4. `SideMemoryLayer.forward` routes at inference (§4.5): per row of the batch, decided once
-   on the prompt and kept for the KV-cached continuation.
+4. `SideMemoryLayer.forward` routes at inference (§4.5). Default `routing="per_call"`, as
+   EasyEdit's `WISEAdapter.forward`: decided on every forward call, on that call's own input,
+   from the score averaged over the batch (under a KV cache: the prompt, then each generated
+   token on its own). Ablation `routing="per_row"`: per row, decided once on the prompt and
+   kept for the KV-cached continuation.
 5. `ties_merge` is EasyEdit's GTA('magnitude', 'sum', normalize=True) (§4.4).
 
 Deviations from EasyEdit (each one deliberate):
@@ -28,11 +31,15 @@ Deviations from EasyEdit (each one deliberate):
   as one string). The edit batch is right-padded so positions are exact for every row.
 * The target NLL is a plain mean over target tokens per row, then over rows (EasyEdit's
   divisor also counts one prompt position and padding: a scale quirk, not a choice).
-* Routing is per row of a batch and decided once on the prompt (see `SideMemoryLayer`);
-  EasyEdit decides once per forward call for the whole batch (`.item()`), so with a KV cache
-  it re-decides on every generated token from that single token (§4.5, §7 WISE.7).
-  With `use_cache=False` every forward sees the full sequence and re-decides on it (as
-  EasyEdit does). "> 100 tokens -> max over tokens" is applied per row on real tokens.
+* Routing (§4.5, §7 WISE.7): the default `routing="per_call"` is EasyEdit's rule; only the
+  score of a row is over its real tokens (padding excluded, as above), rows with no real
+  token in the call do not enter the batch mean, "> 100 tokens -> max over tokens" is applied
+  per row on real tokens (EasyEdit: on the padded length), and with stored memories the batch
+  mean of each memory's score is compared (EasyEdit compares a (B,) tensor, which works for one
+  row only). `routing="per_row"` (named ablation "per-row-routing", our earlier default)
+  decides per row, once on the prompt, and keeps the route for the KV-cached continuation.
+* Margins: `act_margin_scale` multiplies (alpha, beta, gamma); 1 = the paper's. Ablation
+  "margins-scaled" (`scaled_margin_overrides`) sets it from a pilot run with the paper's margins.
 * The recorded in-scope score of an edit is computed with the edit's FINAL weights (one
   extra no-grad forward); EasyEdit records it at the last iteration before the last SGD step.
 * The edit runs with the model in eval mode (no dropout); EasyEdit leaves the mode as is.
@@ -49,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import statistics
 import time
 from dataclasses import dataclass, fields
 
@@ -65,7 +73,11 @@ from .prompts import IGNORE_INDEX, encode_prompt, get_template, pad_id
 
 @dataclass
 class WiseHParams:
-    """Defaults = EasyEdit hparams/WISE/llama-7b.yaml = the paper's run (paper.md §2.3, editing.md §4.6, §6)."""
+    """Defaults = the paper's run: hparams/WISE/llama-7b.yaml of the paper's fork (shariqahn/EasyEdit at
+    d71c0bc) = of EasyEdit (zjunlp/EasyEdit at 14cea82), the two files agree on every WISE setting
+    (margins 5/20/10, act_ratio 0.88, 70 iterations, lr 1.0, mask 0.2, 500/1000, ties 0.53,
+    retrieve); routing per forward call as EasyEdit's WISEAdapter.forward (paper.md §2.3,
+    editing.md §4.6, §6). `ablation` names our deviations applied (`ABLATIONS`)."""
 
     layer: int | None = None            # None -> round(27/32 * n_layers), clamped (Llama-2-7b: 27)
     n_iter: int = 70
@@ -73,7 +85,8 @@ class WiseHParams:
     weight_decay: float = 1e-5          # SGD weight decay (a code constant in EasyEdit)
     mask_ratio: float = 0.2             # Bernoulli fraction of side-weight entries that are trainable
     norm_constraint: float = 1.0        # elementwise clamp of the side weight to W +- this
-    act_margin: tuple = (5.0, 20.0, 10.0)   # (alpha, beta, gamma) of L_act (§4.3)
+    act_margin: tuple = (5.0, 20.0, 10.0)   # (alpha, beta, gamma) of L_act (§4.3); the paper's fork and EasyEdit
+    act_margin_scale: float = 1.0       # margins used = act_margin x this; 1 = the paper's (ablation "margins-scaled")
     act_ratio: float = 0.88             # threshold = act_ratio * min in-scope score (§4.5)
     save_freq: int = 500                # shard: push the side memory and reset every save_freq edits
     merge_freq: int = 1000              # TIES-merge the last merge_freq/save_freq shards into one
@@ -91,9 +104,12 @@ class WiseHParams:
     template: object = None             # PromptTemplate / name: the target is template.answer(target)
     target_prefix: str = " "            # used when template is None (EasyEdit joins prompt + ' ' + target)
     target_eos: bool = False            # append EOS to the target (EasyEdit does not)
+    routing: str = "per_call"           # "per_call": EasyEdit WISEAdapter.forward (every forward call, batch mean);
+                                        # "per_row": per row, once on the prompt (ablation "per-row-routing")
     seed: int = 0
     max_length: int | None = None       # truncate rows (tokens) if set
     verbose: bool = False
+    ablation: str | None = None         # names of the ABLATIONS applied, joined by "+"; None: the paper's settings
 
     def validate(self):
         if not self.retrieve:
@@ -104,9 +120,90 @@ class WiseHParams:
             raise ValueError("threshold_tokens is 'all' or 'prompt'")
         if len(self.act_margin) != 3:
             raise ValueError("act_margin is (alpha, beta, gamma)")
+        if not self.act_margin_scale > 0:
+            raise ValueError(f"act_margin_scale must be > 0, got {self.act_margin_scale!r}")
+        if self.routing not in ROUTINGS:
+            raise ValueError(f"routing is one of {ROUTINGS}, got {self.routing!r}")
         max_t = 1 + len(self.template_seeds) * len(self.template_lengths)
         if not 1 <= self.n_templates <= max_t:
             raise ValueError(f"n_templates must be in [1, {max_t}] for these seeds/lengths")
+
+    def margins(self) -> tuple:
+        """(alpha, beta, gamma) used by the margin loss: act_margin x act_margin_scale."""
+        return tuple(float(m) * self.act_margin_scale for m in self.act_margin)
+
+    def record(self) -> dict:
+        """Every hyperparameter, JSON-able (template -> its name), for a run's stats / record."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["template"] = get_template(out["template"]).name if out["template"] is not None else None
+        out["margins_used"] = list(self.margins())
+        out["deviations_from_paper"] = self.deviations_from_paper()
+        return out
+
+    def deviations_from_paper(self) -> dict:
+        """{name: {"value", "paper"}} for each algorithm setting (`PAPER_FIELDS`) that differs from
+        the paper's run, named by `ablation` or not (the layer is resolved per model: not listed)."""
+        paper = WiseHParams()
+        return {name: {"value": _jsonable(getattr(self, name)), "paper": _jsonable(getattr(paper, name))}
+                for name in PAPER_FIELDS if _jsonable(getattr(self, name)) != _jsonable(getattr(paper, name))}
+
+
+ROUTINGS = ("per_call", "per_row")
+# the settings of the paper's yaml and EasyEdit's code constants (the others: inputs, seeds, logging)
+PAPER_FIELDS = ("n_iter", "edit_lr", "weight_decay", "mask_ratio", "norm_constraint", "act_margin", "act_margin_scale",
+                "act_ratio", "save_freq", "merge_freq", "densities", "weights", "retrieve", "n_templates",
+                "template_lengths", "template_seeds", "early_stop", "infer_max_above", "threshold_tokens", "target_eos",
+                "routing")
+
+
+def _jsonable(v):
+    return [_jsonable(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+# Our choices that differ from the paper's run, as named overrides (issue 13 item 3). The scaled
+# margins need a pilot run: see `scaled_margin_overrides`.
+ABLATIONS: dict[str, dict] = {
+    # our earlier router: per row, decided once on the prompt, kept for the generated tokens
+    "per-row-routing": dict(routing="per_row"),
+    # threshold recorded over the edit rows' prompt tokens (what the router sees when generation starts)
+    "prompt-threshold": dict(threshold_tokens="prompt"),
+}
+
+
+def ablation_overrides(*names: str, pilot_stats: dict | None = None) -> dict:
+    """WiseHParams overrides for the named ablations, with `ablation` naming them ("a+b");
+    "margins-scaled" needs `pilot_stats` (see `scaled_margin_overrides`)."""
+    out = {}
+    for name in names:
+        if name == "margins-scaled":
+            if pilot_stats is None:
+                raise ValueError("ablation 'margins-scaled' needs pilot_stats= (the stats of a run with the paper's margins)")
+            out.update(scaled_margin_overrides(pilot_stats))
+        elif name in ABLATIONS:
+            out.update(ABLATIONS[name])
+        else:
+            raise KeyError(f"unknown WISE ablation {name!r}; known: {sorted(ABLATIONS) + ['margins-scaled']}")
+    out["ablation"] = "+".join(dict.fromkeys(names)) or None
+    return out
+
+
+def scaled_margin_overrides(pilot_stats: dict) -> dict:
+    """The "margins-scaled" ablation: `act_margin_scale` = median x_i score / alpha.
+
+    x_i scores = the irrelevant-row activation scores (`stats["out_scores"]`, one per edit) of a
+    pilot run made with the paper's margins (scale 1). alpha then equals the level the irrelevant
+    rows actually reach on this model, and beta and gamma keep their ratios to alpha (paper:
+    5 : 20 : 10). Motivation (issue 13): on our model x_i never falls below alpha = 5 (median
+    19-23), so the alpha hinge alone keeps L_act at 14-18 for all 70 iterations. The rule reads
+    only the pilot's training scores, never a finding.
+    """
+    hp = pilot_stats.get("hparams") or {}
+    if hp.get("act_margin_scale", 1.0) != 1.0:
+        raise ValueError("the pilot of 'margins-scaled' must use the paper's margins (act_margin_scale 1)")
+    scores = sorted(float(x) for x in pilot_stats.get("out_scores") or [])
+    if not scores:
+        raise ValueError("pilot_stats has no out_scores (x_i activation scores): run wise.edit with stats= first")
+    alpha = float((hp.get("act_margin") or WiseHParams.act_margin)[0])
+    return {"act_margin_scale": statistics.median(scores) / alpha}
 
 
 def default_layer(n_layers: int) -> int:
@@ -230,13 +327,20 @@ class SideMemoryLayer(nn.Module):
       their min in-scope scores.
     * `min_act`: running min of the in-scope scores of the current shard's edits.
 
-    Routing rule (§4.5, retrieve mode), per row of the batch:
+    Routing rule (§4.5, retrieve mode; `route_from_scores`) on scores s (one per memory):
       s0 = score(current side memory); route = side if s0 >= act_ratio * min_act else main;
       best = s0; for each stored memory i: if s_i > best and s_i > act_ratio * min_act_i:
       route = memory i, best = s_i  (top-1 by activation, as in EasyEdit).
-    The route is decided on a forward with no cached positions (a prompt, or any cache-free
-    forward) and kept for the following KV-cached forwards of the same batch size, so a
-    generated continuation uses the memory its prompt chose.
+    `routing="per_call"` (default; EasyEdit `WISEAdapter.forward`, easyeditor/models/wise/WISE.py
+    lines 532-550 at 14cea82; the paper's fork at d71c0bc: lines 502-520, mean at 508): on EVERY
+    forward call the rule is applied once to the scores of that call's own input averaged over
+    the batch rows (`min_dist = min_dist.mean()`, line 538, then `.item()`), and the whole batch
+    takes that route. Under a KV cache the prompt forward decides on the prompt, then each
+    generated token decides on itself alone (one token per row).
+    `routing="per_row"` (ablation): the rule per row, decided on a forward with no cached positions
+    (a prompt, or any cache-free forward) and kept for the following KV-cached forwards of the
+    same batch size, so a generated continuation uses the memory its prompt chose.
+    Set `decisions = []` to log every routing decision (n_tokens, past, per-row scores, route).
     """
 
     def __init__(self, base: nn.Module, act_fn, transposed: bool, hparams: WiseHParams):
@@ -262,6 +366,7 @@ class SideMemoryLayer(nn.Module):
         self._ctx = None
         self._route: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None      # (B, 1 + n_memories) of the last decision
+        self.decisions: list | None = None                # set to [] to log each routing decision
         self._edit_outputs = None
         self._edit_input = None
 
@@ -307,8 +412,21 @@ class SideMemoryLayer(nn.Module):
             return side.to(main.dtype)
         return self._route_forward(x, main)
 
+    def route_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """The retrieve-mode rule on (N, 1 + M) scores: (N,) routes, -1 main, 0 side, i + 1 memory i."""
+        route = torch.where(scores[:, 0] < self.threshold(), -1, 0).long()
+        best = scores[:, 0].clone()
+        for i in range(len(self.memory_weights)):
+            s = scores[:, i + 1]
+            take = (s > best) & (s > self.threshold(i))
+            route = torch.where(take, i + 1, route)
+            best = torch.where(take, s, best)
+        return route
+
     @torch.no_grad()
     def _decide(self, x, main, mask):
+        """Scores of this call's input per row (B, 1 + M) and the route per row: the rule per row
+        (per_row), or once on the batch mean over rows with a real token (per_call, EasyEdit)."""
         hp = self.hparams
         weights = [self.side_weight] + list(self.memory_weights)
         outs, scores = [], []
@@ -317,13 +435,13 @@ class SideMemoryLayer(nn.Module):
             outs.append(o)
             scores.append(activation_score(token_distances(main, o, self.act_fn), mask, hp.infer_max_above))
         scores = torch.stack(scores, -1)                                   # (B, 1 + M)
-        route = torch.where(scores[:, 0] < self.threshold(), -1, 0).long()
-        best = scores[:, 0].clone()
-        for i in range(len(self.memory_weights)):
-            s = scores[:, i + 1]
-            take = (s > best) & (s > self.threshold(i))
-            route = torch.where(take, i + 1, route)
-            best = torch.where(take, s, best)
+        if hp.routing == "per_row":
+            route = self.route_from_scores(scores)
+        else:
+            real = torch.ones(scores.shape[0], dtype=torch.bool, device=scores.device) if mask is None \
+                else mask.sum(-1) > 0
+            batch_mean = scores[real].mean(0, keepdim=True) if bool(real.any()) else scores.mean(0, keepdim=True)
+            route = self.route_from_scores(batch_mean).expand(scores.shape[0])
         self.last_scores = scores.detach().cpu()
         return route, outs
 
@@ -332,11 +450,15 @@ class SideMemoryLayer(nn.Module):
             raise ValueError(f"SideMemoryLayer expects (batch, tokens, d_in) inputs, got {tuple(x.shape)}")
         ctx = self._ctx
         past = ctx["past"] if ctx is not None else 0
-        if past > 0 and self._route is not None and self._route.shape[0] == x.shape[0]:
-            route, outs = self._route.to(x.device), None       # continuation: keep the prompt's route
+        keep = self.hparams.routing == "per_row" and past > 0
+        if keep and self._route is not None and self._route.shape[0] == x.shape[0]:
+            route, outs = self._route.to(x.device), None       # per_row continuation: keep the prompt's route
         else:
             route, outs = self._decide(x, main, self._mask_for(x))
             self._route = route.detach()
+            if self.decisions is not None:
+                self.decisions.append({"n_tokens": x.shape[1], "past": past, "scores": self.last_scores,
+                                       "route": route.detach().cpu()})
         if bool((route < 0).all()):
             return main
         out = main
@@ -480,7 +602,9 @@ def _score_batches(model, tokenizer, prompts, batch_size):
     for i in range(0, len(prompts), batch_size):
         model(**_padded_batch(tokenizer, prompts[i:i + batch_size], device))
         scores.append(adapter.last_scores)
-        routes.append(adapter._route.cpu())
+        # per prompt, as a forward of that prompt alone (under per_call routing a batch shares one
+        # decision, made on the batch mean, so it would depend on which prompts share the batch)
+        routes.append(adapter.route_from_scores(adapter.last_scores.to(device)).cpu())
     return torch.cat(scores), torch.cat(routes)
 
 
@@ -698,7 +822,7 @@ def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp:
     for it in range(hp.n_iter):
         ft = fwd.target_nll()
         in_s, out_s, in_p = _edit_scores(adapter, labels)
-        act = activation_loss(in_s, out_s, hp.act_margin)
+        act = activation_loss(in_s, out_s, hp.margins())
         loss = ft + act
         # EarlyStopMeter: checked on the two previous losses, before this iteration's step
         if prev is not None and abs(last - prev) <= tol and last <= floor:
@@ -723,7 +847,7 @@ def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp:
         with torch.no_grad():
             ft = fwd.target_nll()
             in_s, out_s, in_p = _edit_scores(adapter, labels)
-            act = activation_loss(in_s, out_s, hp.act_margin)
+            act = activation_loss(in_s, out_s, hp.margins())
     return {"curve": curve, "ft_curve": ft_curve, "act_curve": act_curve, "in_score": float(in_s.mean()), "out_score": float(out_s.mean()),
             "in_score_prompt": float(in_p.mean()), "tail_forward": fwd.exact,
             "ft_loss": float(ft), "act_loss": float(act), "n_iter": len(curve)}
@@ -759,7 +883,8 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
     edit_times_s, loss_curves (total loss per iteration; ft_curves / act_curves: its target-NLL
     and activation-margin parts), in_scores (edit rows, all real
     tokens), in_scores_prompt (edit rows, prompt tokens only), out_scores (irrelevant row),
-    ft_losses, act_losses, n_iters; and threshold, memory_thresholds, n_memories, layer.
+    ft_losses, act_losses, n_iters; and threshold, memory_thresholds, n_memories, layer; and
+    hparams (`WiseHParams.record()`: every setting, the ablation name, deviations_from_paper).
     """
     if not locality_prompts:
         raise ValueError("WISE needs locality_prompts (irrelevant x_i for the margin loss, §7 WISE.1)")
@@ -774,6 +899,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         if adapter.context_templates is None or len(adapter.context_templates) != hp.n_templates:
             adapter.context_templates = context_templates(model, tokenizer, hp)
     if stats is not None:
+        stats["hparams"] = hp.record()          # before the edits: kept when one collapses
         for k in ("edit_times_s", "loss_curves", "ft_curves", "act_curves", "in_scores", "in_scores_prompt", "out_scores", "ft_losses",
                   "act_losses", "n_iters", "tail_forward"):
             stats.setdefault(k, [])
@@ -860,8 +986,7 @@ def save_side_memory(model, folder) -> None:
         tensors[f"memory_{i}"] = w.detach().contiguous()
     if adapter.weight_mask is not None:
         tensors["weight_mask"] = adapter.weight_mask.contiguous()
-    hp = {f.name: getattr(adapter.hparams, f.name) for f in fields(WiseHParams)}
-    hp["template"] = get_template(hp["template"]).name if hp["template"] is not None else None
+    hp = {k: v for k, v in adapter.hparams.record().items() if k not in ("margins_used", "deviations_from_paper")}
     state = {"hparams": hp, "memory_min_act": adapter.memory_min_act, "min_act": adapter.min_act,
              "editing_total_cnt": adapter.editing_total_cnt, "merge_cnt": adapter.merge_cnt,
              "context_templates": adapter.context_templates}
@@ -883,6 +1008,8 @@ def load_side_memory(model, folder):
     state = json.loads((folder / "side_memory.json").read_text())
     tensors = load_file(str(folder / "side_memory.safetensors"))
     hp = dict(state["hparams"])
+    if "routing" not in hp:     # saved before routing was a hyperparameter: it was evaluated routed per row
+        hp.update(routing="per_row", ablation="per-row-routing")
     hp["act_margin"], hp["template_lengths"] = tuple(hp["act_margin"]), tuple(hp["template_lengths"])
     hp["template_seeds"], hp["early_stop"] = tuple(hp["template_seeds"]), tuple(hp["early_stop"])
     adapter = install(model, WiseHParams(**hp))

