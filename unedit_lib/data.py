@@ -3,7 +3,7 @@
 TOFU (Maini et al. 2024, arXiv 2401.06121) is 200 fictitious authors x 20 QA pairs in
 `full` (contiguous 20-row blocks per author); `forgetXX` are the LAST rows of `full`,
 `retainXX` the FIRST rows; `holdoutXX` are 20 further authors never in `full`.
-See ../shared/reference/tofu.md section 1 for the file table this module follows.
+See docs/tofu.md section 1 for the file table this module follows.
 
 Source order for a config (first that has it wins):
   1. a folder given by the caller (`data_dir=`) or the environment variable UNEDIT_TOFU_DIR
