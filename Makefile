@@ -35,7 +35,7 @@ bench: setup                 ## timings of each stage on $(PRESET) (not a test);
 	$(PY) benchmarks/bench.py --preset $(PRESET) $(if $(STAGES),--stages $(STAGES))
 
 strip: setup                 ## strip outputs from the committed notebooks
-	$(VENV)/bin/nbstripout notebooks/*.ipynb
+	$(VENV)/bin/nbstripout --keep-id notebooks/*.ipynb
 
 clean-runs:
 	rm -rf runs/
