@@ -1,8 +1,8 @@
 """Figures of the study (matplotlib/seaborn), saved as PNG.
 
-The `default` preset writes into figures/ (committed, shown by the README); every other
-preset writes into runs/<preset>/figures/ so that test runs never overwrite them
-(`data.output_dir` moves both).
+The headline preset (`data.HEADLINE_PRESET`) writes into figures/ (committed, shown by the
+README); every other preset writes into runs/<preset>/figures/ so that test runs never
+overwrite them (`data.output_dir` moves both).
 """
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .data import output_dir  # noqa: E402
+from .data import HEADLINE_PRESET, output_dir  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 
 
 def figure_path(preset: str, name: str) -> Path:
-    folder = output_dir("figures") if preset == "default" else output_dir("runs") / preset / "figures"
+    folder = output_dir("figures") if preset == HEADLINE_PRESET else output_dir("runs") / preset / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
 
