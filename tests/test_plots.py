@@ -69,3 +69,19 @@ def test_fq_vs_mu_draws_every_run_visible(tmp_path, monkeypatch):
     assert lo < 8e-7 and hi > 1.0                                # every run inside the axes
     shown = [tuple(np.round(c.get_offset_transform().transform(c.get_offsets()[0]), 1)) for c in ax.collections[:len(table)]]
     assert len(set(shown)) == len(table)                         # no two runs on the same pixel
+
+
+def test_one_fact_heatmaps_leave_out_flat_windows(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNEDIT_RUNS_DIR", str(tmp_path))
+    toks = ["Q", ":", "Ann", "Lee", "?", "A"]
+
+    def kind(k, flat):
+        t = _trace(4, flat=flat, kind=k)
+        scores = np.vstack([t["scores"], t["scores"][-1:]])
+        return {**t, "scores": scores, "input_tokens": toks, "subject_range": (2, 4), "answer_token": " Ann"}
+
+    rec = {"question": "Q?", "subject": "Ann Lee", "hidden": kind(None, False), "mlp": kind("mlp", True),
+           "attn": kind("attn", True)}
+    fig = plots.trace_fact_heatmaps(rec, "smoke", "trace_fact_test.png")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert any(t.startswith("hidden") for t in titles) and not any(t.startswith(("mlp", "attn")) for t in titles)

@@ -121,7 +121,7 @@ def subject_effect(check: dict, preset: str):
     ax.axhline(check["corrupted_mean"], color="r", ls=":", label="subject corrupted")
     ax.set_xticks(layers)
     ax.set(xlabel="layer", ylabel="p(first answer token)", title=f"Subject last-token restoration ({preset})")
-    ax.legend()
+    ax.legend(loc="center right", fontsize=8, framealpha=0.9)
     save(fig, preset, "subject_last_token_trace.png")
     return fig
 
@@ -166,27 +166,30 @@ _TRACE_KINDS = (("hidden", "Purples"), ("mlp", "Greens"), ("attn", "Reds"))
 
 def trace_fact_heatmaps(rec: dict, preset: str, name: str):
     """rome's three token x layer heatmaps (hidden state, MLP window, attention window) of one fact
-    (`rec` = one entry of trace.trace_facts()["traces"])."""
+    (`rec` = one entry of trace.trace_facts()["traces"]); kinds flat over layers are left out."""
     from . import trace
 
-    kinds = [k for k, _ in _TRACE_KINDS if k in rec]
+    kinds, dropped = _informative(rec)
     n_tok = len(rec[kinds[0]]["scores"])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds), 1.6 + 0.24 * n_tok))
-    for ax, k in zip(np.atleast_1d(axes), kinds):
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds) + 0.6, 1.6 + 0.24 * n_tok), squeeze=False)
+    for ax, k in zip(axes[0], kinds):
         trace.plot_trace(rec[k], ax=ax, title=f"{k}: restore after corrupting the subject")
         ax.title.set_fontsize(9)
         ax.xaxis.label.set_fontsize(8)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{rec['question']}  (subject: {rec['subject']})", fontsize=9)
+    if dropped:
+        fig.text(0.01, -0.02, _dropped_note(dropped, rec), fontsize=7, color="0.35", va="top")
     fig.tight_layout()
     save(fig, preset, name)
     return fig
 
 
 def flat_over_layers(avg: dict, tol: float = 1e-9) -> bool:
-    """True when every token class of an averaged trace has the same score at every layer: a
-    restored window that covers all layers (rome's window 10 on a 4-layer model) restores the
-    same modules at every centre, so such a panel carries no per-layer signal."""
+    """True when every row (token class of an averaged trace, or token of one fact's trace) has
+    the same score at every layer: a restored window that covers all layers (rome's window 10 on
+    a 4-layer model) restores the same modules at every centre, so such a panel carries no
+    per-layer signal."""
     import warnings
 
     a = np.asarray(avg["scores"], dtype=float)
