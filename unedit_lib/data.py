@@ -3,7 +3,7 @@
 TOFU (Maini et al. 2024, arXiv 2401.06121) is 200 fictitious authors x 20 QA pairs in
 `full` (contiguous 20-row blocks per author); `forgetXX` are the LAST rows of `full`,
 `retainXX` the FIRST rows; `holdoutXX` are 20 further authors never in `full`.
-See ../shared/reference/tofu.md section 1 for the file table this module follows.
+See docs/tofu.md section 1 for the file table this module follows.
 
 Source order for a config (first that has it wins):
   1. a folder given by the caller (`data_dir=`) or the environment variable UNEDIT_TOFU_DIR
@@ -22,6 +22,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _OUTPUTS = ("artifacts", "results", "figures", "runs")
+# The preset whose results, figures (figures/) and executed notebooks (runs/<preset>/*.ipynb) are
+# committed and shown by the README. The Makefile's HEADLINE and .gitignore's un-ignored
+# runs/<preset>/ name the same preset (tests/test_reader.py checks it).
+HEADLINE_PRESET = "default"
 
 
 def display_path(path) -> str:

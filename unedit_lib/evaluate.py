@@ -1,6 +1,6 @@
 """The TOFU evaluator: per-item logs in TOFU's legacy format, and the aggregate metrics.
 
-Definitions follow ../shared/reference/tofu.md section 2 exactly:
+Definitions follow docs/tofu.md section 2 exactly:
   * P̄(a|q) = exp(-avg_loss), avg_loss = mean token NLL over the answer tokens + EOS (2.1);
   * Prob: mean P̄(answer|q) on forget/retain; on real authors / world facts normalised
     against the 3 wrong options, P̄(a)/(P̄(a)+Σ P̄(wrong)) (2.2);
@@ -363,10 +363,22 @@ def results_dir(preset: str) -> Path:
     return output_dir("results") / preset
 
 
+FORGET_ANSWERS_KEPT = 40  # forget rows whose greedy answer each record keeps (per-item logs are not committed)
+
+
+def forget_answers(logs: dict, n: int = FORGET_ANSWERS_KEPT) -> list[dict]:
+    """The first `n` forget rows of per-item logs as [{"index", "prompt", "answer", "truth"}]:
+    kept in the run record so that a clone can show what each run answers (notebook 07)."""
+    gen = logs["forget"]["generated_text"]
+    return [{"index": int(k), "prompt": gen[k][0], "answer": gen[k][1], "truth": gen[k][2]}
+            for k in sorted(gen, key=int)[:n]]
+
+
 def save_result(preset: str, run: str, *, summary: dict | None, logs: dict | None = None, method: str = "",
                 target: str | None = None, collapsed=False, timings: dict | None = None, seed: int = 0,
                 extra: dict | None = None) -> Path:
     """Write results/<preset>/<run>.json (atomically) and the per-item logs in results/<preset>/<run>/.
+    The record keeps the first forget answers (`forget_answers`), which the logs alone would hold.
 
     A collapsed run has `collapsed` = {"step", "reason"} and no metrics.
     """
@@ -381,6 +393,8 @@ def save_result(preset: str, run: str, *, summary: dict | None, logs: dict | Non
            **to_jsonable(extra or {})}
     if logs:
         save_eval_logs(logs, out / run)
+        if "generated_text" in logs.get("forget", {}):      # TOFU's legacy logs may lack generations
+            rec["forget_answers"] = forget_answers(logs)
     path = out / f"{run}.json"
     write_json(rec, path)
     return path
