@@ -1,15 +1,17 @@
 # unedit: model editing for unlearning on TOFU.  Two commands on a fresh machine:
-#   make reproduce   (the whole study on the embedded default preset)
+#   make reproduce   (the whole study on the headline preset, HEADLINE below)
 #   make test        (unit tests + the notebooks on the smoke preset)
 PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
-PRESET  ?= default
+# the committed preset: = unedit_lib.data.HEADLINE_PRESET and the runs/<it>/ that .gitignore un-ignores
+HEADLINE := default
+PRESET  ?= $(HEADLINE)
 SEEDS   ?= 0
 FORCE   ?= 0
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: setup test reproduce readme lab bench strip clean-runs
+.PHONY: setup test reproduce readme figures lab bench strip clean-runs
 
 BASE_MODEL := artifacts/pretrained/smollm2-135m-instruct/source.json
 
@@ -27,12 +29,15 @@ setup: $(VENV)/.installed $(BASE_MODEL)   ## build .venv, install the package (e
 test: setup                  ## unit tests and a papermill run of every notebook on the smoke preset
 	$(PY) -m pytest
 
-reproduce: setup             ## notebooks 00.. in order into runs/$(PRESET)/ (FORCE=1 redoes cached work), then the README's results (default preset)
+reproduce: setup             ## notebooks 00.. executed into runs/$(PRESET)/ (committed for the headline preset; FORCE=1 redoes cached work), then the README's results
 	$(PY) scripts/run_notebooks.py --preset $(PRESET) --seeds "$(SEEDS)" $(if $(filter 1,$(FORCE)),--force) $(NOTEBOOKS)
-	$(if $(filter default,$(PRESET)),$(PY) scripts/write_readme_results.py --preset $(PRESET) --seeds "$(SEEDS)")
+	$(if $(filter $(HEADLINE),$(PRESET)),$(PY) scripts/write_readme_results.py --preset $(PRESET) --seeds "$(SEEDS)")
 
 readme: setup                ## write the results tables into README.md from results/$(PRESET)/ (no re-run)
 	$(PY) scripts/write_readme_results.py --preset $(PRESET) --seeds "$(SEEDS)"
+
+figures: setup               ## redraw the figures that need only the committed records (after a change to plots.py)
+	$(PY) scripts/make_figures.py --preset $(PRESET)
 
 lab: setup                   ## JupyterLab on notebooks/
 	$(VENV)/bin/jupyter lab notebooks/
@@ -41,7 +46,7 @@ bench: setup                 ## timings of each stage on $(PRESET) (not a test);
 	$(PY) benchmarks/bench.py --preset $(PRESET) $(if $(STAGES),--stages $(STAGES))
 
 strip: setup                 ## strip outputs from the committed notebooks
-	$(VENV)/bin/nbstripout notebooks/*.ipynb
+	$(VENV)/bin/nbstripout --keep-id notebooks/*.ipynb
 
-clean-runs:
-	rm -rf runs/
+clean-runs:                  ## remove executed notebooks of every preset but the committed headline one
+	find runs -mindepth 1 -maxdepth 1 ! -name $(HEADLINE) -exec rm -rf {} +

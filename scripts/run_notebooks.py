@@ -1,7 +1,10 @@
 """Run the study's notebooks in order with papermill (used by `make reproduce` and the tests).
 
 Each notebook gets the preset (and seeds, force) as parameters and is executed into
-runs/<preset>/<name>.ipynb (git-ignored). Prints each stage and its time, and writes them to
+runs/<preset>/<name>.ipynb, outputs and figures included. For the headline preset
+(`data.HEADLINE_PRESET`) these executed copies are committed, so that a reader sees the study
+without running it (their papermill paths are made repository-relative); for every other
+preset they are git-ignored. The source notebooks in notebooks/ stay stripped. Prints each stage and its time, and writes them to
 runs/<preset>/stage_times.json (what `make bench STAGES=recorded` prints); on failure, names
 the notebook and the cell that failed and exits non-zero. Finished work is cached by the
 library (models under artifacts/, results under results/), so a second run is quick;
@@ -22,7 +25,7 @@ import papermill as pm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from unedit_lib.models import get_preset  # noqa: E402
-from unedit_lib.paths import runs_dir  # noqa: E402
+from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
 from unedit_lib.store import write_json  # noqa: E402
 
 
@@ -48,6 +51,18 @@ def estimate(notebooks, preset: str, out_dir: Path) -> str:
     if preset in FIRST_RUN_ESTIMATE_S:
         return f"estimate: about {FIRST_RUN_ESTIMATE_S[preset] / 60:.0f} min from scratch on 2 CPU cores (less with cached work)"
     return "estimate: unknown for this preset"
+
+
+def _relative_paths(executed: Path) -> None:
+    """Papermill records the absolute input/output paths of a run in the notebook's metadata:
+    make them repository-relative (the committed copies name no machine's folders)."""
+    nb = json.loads(executed.read_text())
+    meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            p = Path(meta[key]).resolve()
+            meta[key] = str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
+    write_json(nb, executed, indent=1, ensure_ascii=False, allow_nan=True)
 
 
 def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None,
@@ -80,6 +95,7 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
                   f"  executed copy so far: {out_dir / nb.name}", file=sys.stderr)
             raise SystemExit(1)
         times[nb.name] = time.time() - t0
+        _relative_paths(out_dir / nb.name)
         print(f"    done in {times[nb.name]:.1f} s", flush=True)
     total = time.time() - t_all
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")
@@ -107,10 +123,12 @@ def _running_cell(executed) -> str:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("notebooks", nargs="+")
-    ap.add_argument("--preset", default="default")
+    ap.add_argument("--preset", default=HEADLINE_PRESET)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-progress", action="store_true", help="no per-notebook progress bar (cells done, ETA)")
     a = ap.parse_args()
     run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir, progress=not a.no_progress)
+    if a.preset == HEADLINE_PRESET and a.out_dir is None:
+        print(f"executed notebooks in runs/{a.preset}/ (committed for the headline preset: `git add runs/{a.preset}`)")

@@ -10,7 +10,7 @@ BASE = {"paths", "prompts", "architecture", "guards", "tokenizer", "reference", 
         "precision"}
 METHODS = {"rome", "ike", "wise", "baselines"}
 EVALUATOR = {"evaluate", "edit_metrics"}
-STUDY = {"study", "recipes", "report", "plots", "robustness", "gates", "uncertainty"}
+STUDY = {"study", "recipes", "report", "plots", "robustness", "gates", "uncertainty", "summary"}
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -215,3 +215,27 @@ def test_in_context_probe_is_stored_where_the_ike_gate_reads_it(tmp_path, monkey
     del recs["ike-dummy"]["stats"]["in_context_probe"]
     g = gates.gate_rows(recs)[0]
     assert (g["value"], g["status"], g["source"]) == (0.7, "holds", "full: in_context_probe")
+
+
+def test_forget_examples_come_from_the_record_without_per_item_logs(tmp_path, monkeypatch):
+    """Per-item logs are not committed: the record keeps the first forget answers, and
+    notebook 07's examples read them on a clone (logs deleted here)."""
+    import shutil
+
+    from unedit_lib import evaluate
+
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
+    gen = {str(i): [f"Question: q{i}?\nAnswer:", f"answer {i}", f"truth {i}"] for i in range(60)}
+    summary = {"metrics": {}, "model_utility": 0.5, "forget_quality": 0.1}
+    from unedit_lib import models, paths, study
+
+    logs = {"forget": {"generated_text": gen}}
+    store.save_eval_logs(logs, paths.logs_dir("smoke", "rome-dummy"))
+    store.save_record("smoke", "rome-dummy", study.record_for(models.get_preset("smoke"), "rome-dummy", method="ROME",
+                                                               target="dummy", seed=0, summary=summary, logs=logs))
+    rec = store.load_results("smoke")["rome-dummy"]
+    assert len(rec["forget_answers"]) == evaluate.FORGET_ANSWERS_KEPT
+    shutil.rmtree(tmp_path / "smoke" / "rome-dummy")
+    ex = report.forget_examples("smoke", ["rome-dummy"], n=3, every=7)
+    assert [e["question"] for e in ex] == ["q0?", "q7?", "q14?"]
+    assert ex[1] == {"question": "q7?", "truth": "truth 7", "answers": {"rome-dummy": "answer 7"}}

@@ -2,7 +2,7 @@
 
 Every editor (ROME, WISE), causal tracing and the probes find layers through this module,
 so a new architecture is supported by adding one entry here. Module names follow
-../shared/reference/editing.md sections 1.6 and 2.1:
+docs/editing.md sections 1.6 and 2.1:
 
 | family | blocks              | MLP output projection (edited) | layout            | bias |
 |--------|---------------------|--------------------------------|-------------------|------|

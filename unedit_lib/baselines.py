@@ -1,9 +1,9 @@
 """Fine-tuning unlearning baselines: GradAscent, GradDiff, KL, IdK and NPO, one training loop.
 
-The paper's baselines are TOFU's own released unlearned checkpoints (paper.md section 4:
+The paper's baselines are TOFU's own released unlearned checkpoints (docs/paper.md section 4:
 Gradient Ascent, Gradient Difference, KL minimisation and "Preference Optimization", i.e.
 IdK targets). We re-run them on our models with the losses and defaults of
-../shared/reference/tofu.md section 4 (names as in open-unlearning), and add NPO.
+docs/tofu.md section 4 (names as in open-unlearning), and add NPO.
 
 Notation (tofu.md §4): NLL(x) = mean token cross-entropy over the answer tokens of a batch
 (HF `outputs.loss`); S(x) = summed answer NLL per sequence = −log π(y|x); ref = a frozen copy

@@ -3,7 +3,7 @@
 TOFU (Maini et al. 2024, arXiv 2401.06121) is 200 fictitious authors x 20 QA pairs in
 `full` (contiguous 20-row blocks per author); `forgetXX` are the LAST rows of `full`,
 `retainXX` the FIRST rows; `holdoutXX` are 20 further authors never in `full`.
-See ../shared/reference/tofu.md section 1 for the file table this module follows.
+See docs/tofu.md section 1 for the file table this module follows.
 
 Source of a config: a folder given by the caller (`data_dir=`) or the environment variable
 UNEDIT_TOFU_DIR is the only one read; it must exist and hold the file (an error names what is
@@ -22,7 +22,7 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
-from .paths import REPO_ROOT, display_path, output_dir  # noqa: F401  (where files go: paths.py)
+from .paths import HEADLINE_PRESET, REPO_ROOT, display_path, output_dir  # noqa: F401  (where files go: paths.py)
 
 HUB_ID = "locuslab/TOFU"
 ROWS_PER_AUTHOR = 20

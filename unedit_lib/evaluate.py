@@ -1,6 +1,6 @@
 """The TOFU evaluator: per-item logs in TOFU's legacy format, and the aggregate metrics.
 
-Definitions follow ../shared/reference/tofu.md section 2 exactly:
+Definitions follow docs/tofu.md section 2 exactly:
   * P̄(a|q) = exp(-avg_loss), avg_loss = mean token NLL over the answer tokens + EOS (2.1);
   * Prob: mean P̄(answer|q) on forget/retain; on real authors / world facts normalised
     against the 3 wrong options, P̄(a)/(P̄(a)+Σ P̄(wrong)) (2.2);
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .architecture import logits_at
 from .prompts import context_fact, encode_answer, encode_prompt, get_template, pad_batch, pad_id
-from .store import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
+from .paths import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
 
 EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
 UTILITY_SETS = ("retain", "real_authors", "world_facts")
@@ -414,3 +414,14 @@ def in_context_probe(model, tokenizer, rows, template="qa", max_new_tokens: int 
             "prefers_counterfactual_with_context": prefer[True],
             "prefers_counterfactual_without_context": prefer[False],
             "n": len(rows), "items": df}
+
+
+FORGET_ANSWERS_KEPT = 40  # forget rows whose greedy answer each record keeps (per-item logs are not committed)
+
+
+def forget_answers(logs: dict, n: int = FORGET_ANSWERS_KEPT) -> list[dict]:
+    """The first `n` forget rows of per-item logs as [{"index", "prompt", "answer", "truth"}]:
+    kept in the run record so that a clone can show what each run answers (notebook 07)."""
+    gen = logs["forget"]["generated_text"]
+    return [{"index": int(k), "prompt": gen[k][0], "answer": gen[k][1], "truth": gen[k][2]}
+            for k in sorted(gen, key=int)[:n]]

@@ -1,8 +1,8 @@
 """IKE (In-context Knowledge Editing, Zheng et al. 2023) for unlearning, as the paper ran it.
 
 No weight changes: an "edit" is a text context of retrieved demonstrations put in front of
-every question the evaluator asks. References: ../shared/reference/editing.md section 3 and
-../shared/reference/paper.md sections 2.2 and 3 (the authors' EasyEdit fork, [repo]).
+every question the evaluator asks. References: docs/editing.md section 3 and
+docs/paper.md sections 2.2 and 3 (the authors' EasyEdit fork, [repo]).
 
 Pipeline
 --------

@@ -19,6 +19,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_KINDS = ("artifacts", "results", "figures", "runs")
+# The preset whose results, figures (figures/) and executed notebooks (runs/<preset>/*.ipynb) are
+# committed and shown by the README. The Makefile's HEADLINE and .gitignore's un-ignored
+# runs/<preset>/ name the same preset (tests/test_reader.py checks it).
+HEADLINE_PRESET = "default"
 
 
 def output_dir(kind: str) -> Path:
@@ -37,6 +41,14 @@ def display_path(path) -> str:
         return str(p.resolve().relative_to(REPO_ROOT))
     except (ValueError, OSError):
         return str(path)
+
+
+LOG_FILES = {  # a run's per-item logs: TOFU's legacy file names (locuslab/tofu config/eval_everything.yaml)
+    "retain": "eval_log.json",
+    "forget": "eval_log_forget.json",
+    "real_authors": "eval_real_author_wo_options.json",
+    "world_facts": "eval_real_world_wo_options.json",
+}
 
 
 # --------------------------------------------------------------------------- artifacts
@@ -88,7 +100,7 @@ def robustness_path(preset: str) -> Path:
 # --------------------------------------------------------------------------- figures and runs
 def figure_path(preset: str, name: str) -> Path:
     """figures/<name> for the default preset (the README shows them), else runs/<preset>/figures/."""
-    folder = output_dir("figures") if preset == "default" else output_dir("runs") / preset / "figures"
+    folder = output_dir("figures") if preset == HEADLINE_PRESET else output_dir("runs") / preset / "figures"
     return folder / name
 
 

@@ -1,11 +1,12 @@
 """Figures of the study (matplotlib/seaborn), saved as PNG.
 
-The `default` preset writes into figures/ (committed, shown by the README); every other
-preset writes into runs/<preset>/figures/ so that test runs never overwrite them
-(`data.output_dir` moves both).
+The headline preset (`data.HEADLINE_PRESET`) writes into figures/ (committed, shown by the
+README); every other preset writes into runs/<preset>/figures/ so that test runs never
+overwrite them (`data.output_dir` moves both).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -41,6 +42,63 @@ def _smooth(x, k=10):
     return np.convolve(x, np.ones(k) / k, mode="valid")
 
 
+# --------------------------------------------------------------------------- one style per run
+# One colour per method family, one marker per unlearning target (baselines: one marker per
+# method), so every run of every figure can be told apart; a variant of a run (a run name
+# with more than family-target, e.g. wise-dummy-rawprompt) is drawn dashed / hollow.
+FAMILY_COLORS = {"ROME": "C0", "R-ROME": "C9", "IKE": "C1", "WISE": "C2", "baseline": "C3"}
+TARGET_MARKERS = {"dummy": "o", "incorrect": "s", "avoidant": "^"}
+BASELINE_MARKERS = {"ga": "v", "gd": "D", "kl": "X", "idk": "P", "npo": "h"}
+_PREFIX_FAMILY = {"rome": "ROME", "rrome": "R-ROME", "ike": "IKE", "wise": "WISE"}
+
+
+def run_style(run: str) -> dict:
+    """{"family", "target", "color", "marker", "variant", "ls", "fill"} of a run, from its name
+    (`rome-dummy`, `wise-dummy-rawprompt`, `ga`, `full`; a seed suffix `-s1` is ignored)."""
+    parts = [x for x in str(run).split("-") if not re.fullmatch(r"s\d+", x)]
+    if parts[0] in ("full", "retain"):
+        return {"family": "subject model", "target": None, "color": "k" if parts[0] == "full" else "gold",
+                "marker": "*", "variant": False, "ls": "-", "fill": True}
+    family = _PREFIX_FAMILY.get(parts[0], "baseline")
+    target = parts[1] if family != "baseline" and len(parts) > 1 else None
+    variant = len(parts) > (2 if family != "baseline" else 1)
+    marker = TARGET_MARKERS.get(target, "D") if family != "baseline" else BASELINE_MARKERS.get(parts[0], "D")
+    return {"family": family, "target": target, "color": _shade(FAMILY_COLORS[family], target), "marker": marker,
+            "variant": variant, "ls": "--" if variant else "-", "fill": not variant}
+
+
+def _shade(color, target) -> tuple:
+    """The family's hue, darker for `incorrect`, lighter for `avoidant` (lines of one family stay
+    distinguishable where markers are small)."""
+    from matplotlib.colors import to_rgb
+
+    c = np.asarray(to_rgb(color))
+    if target == "incorrect":
+        c = 0.6 * c
+    elif target == "avoidant":
+        c = c + 0.45 * (1 - c)
+    return tuple(float(x) for x in c)
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Integer tick labels only (layers, edits, steps)."""
+    from matplotlib.ticker import MaxNLocator
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
+def zoom(ax, values, axis: str = "y", pad: float = 0.08, lo=None, hi=None) -> None:
+    """Limit an axis to the finite `values` (reference values included) plus a margin."""
+    v = np.asarray([x for x in np.ravel(values) if x is not None and np.isfinite(x)], dtype=float)
+    if not len(v):
+        return
+    a, b = v.min(), v.max()
+    m = pad * (b - a) if b > a else 0.05 * max(abs(b), 1e-3)
+    a, b = a - m, b + m
+    a, b = (max(a, lo) if lo is not None else a), (min(b, hi) if hi is not None else b)
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(a, b)
+
+
 def training_curves(training_logs: dict, preset: str):
     """Training loss per step of the subject models ({"full": log, "retain": log})."""
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -63,7 +121,7 @@ def subject_effect(check: dict, preset: str):
     ax.axhline(check["corrupted_mean"], color="r", ls=":", label="subject corrupted")
     ax.set_xticks(layers)
     ax.set(xlabel="layer", ylabel="p(first answer token)", title=f"Subject last-token restoration ({preset})")
-    ax.legend()
+    ax.legend(loc="center right", fontsize=8, framealpha=0.9)
     save(fig, preset, "subject_last_token_trace.png")
     return fig
 
@@ -108,29 +166,61 @@ _TRACE_KINDS = (("hidden", "Purples"), ("mlp", "Greens"), ("attn", "Reds"))
 
 def trace_fact_heatmaps(rec: dict, preset: str, name: str):
     """rome's three token x layer heatmaps (hidden state, MLP window, attention window) of one fact
-    (`rec` = one entry of trace.trace_facts()["traces"])."""
+    (`rec` = one entry of trace.trace_facts()["traces"]); kinds flat over layers are left out."""
     from . import trace
 
-    kinds = [k for k, _ in _TRACE_KINDS if k in rec]
+    kinds, dropped = _informative(rec)
     n_tok = len(rec[kinds[0]]["scores"])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds), 1.6 + 0.24 * n_tok))
-    for ax, k in zip(np.atleast_1d(axes), kinds):
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds) + 0.6, 1.6 + 0.24 * n_tok), squeeze=False)
+    for ax, k in zip(axes[0], kinds):
         trace.plot_trace(rec[k], ax=ax, title=f"{k}: restore after corrupting the subject")
         ax.title.set_fontsize(9)
         ax.xaxis.label.set_fontsize(8)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{rec['question']}  (subject: {rec['subject']})", fontsize=9)
+    if dropped:
+        fig.text(0.01, -0.02, _dropped_note(dropped, rec), fontsize=7, color="0.35", va="top")
     fig.tight_layout()
     save(fig, preset, name)
     return fig
 
 
+def flat_over_layers(avg: dict, tol: float = 1e-9) -> bool:
+    """True when every row (token class of an averaged trace, or token of one fact's trace) has
+    the same score at every layer: a restored window that covers all layers (rome's window 10 on
+    a 4-layer model) restores the same modules at every centre, so such a panel carries no
+    per-layer signal."""
+    import warnings
+
+    a = np.asarray(avg["scores"], dtype=float)
+    with warnings.catch_warnings():                     # a token class absent from every fact is all-NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.nanmax(a, axis=1) - np.nanmin(a, axis=1)
+    return bool(np.all(np.nan_to_num(spread) <= tol))
+
+
+def _informative(avgs: dict) -> tuple[list, list]:
+    kinds = [k for k, _ in _TRACE_KINDS if k in avgs]
+    keep = [k for k in kinds if k == "hidden" or not flat_over_layers(avgs[k])]
+    return keep, [k for k in kinds if k not in keep]
+
+
+def _dropped_note(dropped: list, avgs: dict) -> str:
+    if not dropped:
+        return ""
+    L = np.asarray(avgs[dropped[0]]["scores"]).shape[1]
+    return (f"{' and '.join(dropped)} panels left out: their restored window covers all {L} layers, "
+            "so they are flat (see the single-layer MLP trace)")
+
+
 def trace_average_heatmaps(avgs: dict, preset: str, name: str = "trace_average.png"):
     """Average p(answer) after restoration over facts, tokens grouped into rome's six classes
-    (first/middle/last subject token, first subsequent, further tokens, last token) x layers."""
-    fig, axes = plt.subplots(1, len(avgs), figsize=(4.6 * len(avgs), 2.8))
-    for ax, (k, cmap) in zip(np.atleast_1d(axes), [(k, c) for k, c in _TRACE_KINDS if k in avgs]):
-        a = avgs[k]
+    (first/middle/last subject token, first subsequent, further tokens, last token) x layers.
+    Kinds that are flat over layers (window covering the whole depth) are left out and named."""
+    kinds, dropped = _informative(avgs)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds) + 0.6, 2.8), squeeze=False)
+    for ax, k in zip(axes[0], kinds):
+        a, cmap = avgs[k], dict(_TRACE_KINDS)[k]
         mesh = ax.pcolormesh(np.nan_to_num(a["scores"], nan=a["low_score"]), cmap=cmap, vmin=a["low_score"])
         ax.invert_yaxis()
         ax.set_yticks(np.arange(len(a["labels"])) + 0.5)
@@ -142,6 +232,8 @@ def trace_average_heatmaps(avgs: dict, preset: str, name: str = "trace_average.p
         ax.set_title(f"{k}: mean p(o) over {a['n']} facts\nclean {a['high_score']:.3f}, corrupted {a['low_score']:.3f}",
                      fontsize=9)
         fig.colorbar(mesh, ax=ax, format="%.3g")
+    if dropped:
+        fig.text(0.01, -0.02, _dropped_note(dropped, avgs), fontsize=7, color="0.35", va="top")
     fig.tight_layout()
     save(fig, preset, name)
     return fig
@@ -149,13 +241,18 @@ def trace_average_heatmaps(avgs: dict, preset: str, name: str = "trace_average.p
 
 def trace_aie_lines(avgs: dict, preset: str, name: str = "trace_aie.png",
                     rows=("First subject token", "Last subject token", "Further tokens", "Last token")):
-    """Average indirect effect per layer with 95% bands, one panel per kind (rome's line plots)."""
+    """Average indirect effect per layer with 95% bands, one panel per kind (rome's line plots),
+    integer layer ticks; kinds that are flat over layers are left out and named."""
     from . import trace
 
-    fig, axes = plt.subplots(1, len(avgs), figsize=(4.4 * len(avgs), 3), sharey=True)
-    for ax, k in zip(np.atleast_1d(axes), [k for k, _ in _TRACE_KINDS if k in avgs]):
+    kinds, dropped = _informative(avgs)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds) + 0.6, 3), sharey=True, squeeze=False)
+    for ax, k in zip(axes[0], kinds):
         trace.plot_average(avgs[k], ax=ax, rows=[r for r in rows if avgs[k]["count"][avgs[k]["labels"].index(r)]])
         ax.set_title(f"{k}: AIE (n={avgs[k]['n']}, TE={avgs[k]['te']:.3f})", fontsize=9)
+        ax.set_xticks(np.arange(np.asarray(avgs[k]["aie"]).shape[1]))
+    if dropped:
+        fig.text(0.01, -0.02, _dropped_note(dropped, avgs), fontsize=7, color="0.35", va="top")
     fig.tight_layout()
     save(fig, preset, name)
     return fig
@@ -164,25 +261,31 @@ def trace_aie_lines(avgs: dict, preset: str, name: str = "trace_aie.png",
 # --------------------------------------------------------------------------- ROME runs (notebook 03)
 def rome_edit_curves(records: dict, preset: str, name: str = "rome_sequential_edits.png"):
     """Per-edit statistics of sequential ROME runs: wall time, ||ΔW||_F and the target's
-    probability after v* optimisation, against the edit index; a collapse is marked with x."""
+    probability after v* optimisation, against the edit index; a collapsed run is marked with
+    an x at its collapse (and the legend says so only when a run collapsed)."""
     keys = [("edit_times_s", "wall time per edit (ms)", 1000.0, False),
             ("delta_norms", "||ΔW||_F of the edit", 1.0, True),
             ("target_prob", "target prob. after v* (per token, mean)", 1.0, False)]
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    any_collapse = False
     for run, rec in records.items():
-        st = rec.get("stats") or {}
+        st, sty = rec.get("stats") or {}, run_style(run)
         for ax, (key, label, scale, log) in zip(axes, keys):
             y = np.asarray(st.get(key) or [], dtype=float) * scale
-            line, = ax.plot(np.arange(len(y)), y, marker=".", label=run)
+            ax.plot(np.arange(len(y)), y, marker=sty["marker"], ms=3, lw=1, ls=sty["ls"], color=sty["color"],
+                    alpha=0.85, label=run)
             col = rec.get("collapsed")
             if col and isinstance(col, dict) and isinstance(col.get("step"), int) and len(y):
-                ax.plot([min(col["step"], len(y) - 1)], [y[min(col["step"], len(y) - 1)]], "x", ms=10,
-                        color=line.get_color())
+                any_collapse = True
+                i = min(col["step"], len(y) - 1)
+                ax.plot([i], [y[i]], "x", ms=10, color="r", label=f"{run} collapsed" if ax is axes[0] else None)
             ax.set(xlabel="edit index", ylabel=label)
+            integer_ticks(ax)
             if log:
                 ax.set_yscale("log")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"Sequential ROME edits ({preset}); x = collapse", fontsize=10)
+    fig.suptitle(f"Sequential ROME edits ({preset})" + ("; x = collapse" if any_collapse else "; no run collapsed"),
+                 fontsize=10)
     fig.tight_layout()
     save(fig, preset, name)
     return fig
@@ -210,12 +313,13 @@ def wise_training_curves(stats: dict, preset: str, edits=(0, 1, 2), name: str = 
 
 def wise_routing_histograms(routings: dict, preset: str, extra_thresholds: dict | None = None,
                             name: str = "wise_routing_scores.png", bins: int = 30):
-    """One panel per run ({run: wise.routing_report output}): histograms of the routing score
-    of the evaluator's prompts per set, the routing threshold as a solid line (prompts at or
-    above it go to the side memory) and, per run, optional other thresholds (dashed)
-    from `extra_thresholds` ({run: {label: value}})."""
+    """One panel per run ({run: wise.routing_report output}): the routing score of the
+    evaluator's prompts per set as a share of that set's prompts (outlines, the forget set
+    filled and drawn on top, so a small set is not buried under a large one), the routing
+    threshold as a solid line (prompts at or above it go to the side memory) and, per run,
+    optional other thresholds (dashed) from `extra_thresholds` ({run: {label: value}})."""
     runs = list(routings)
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.6), squeeze=False)
     colors = dict(zip(["forget", "retain", "real_authors", "world_facts"], sns.color_palette(n_colors=4)))
     for ax, run in zip(axes[0], runs):
         rep = routings[run]
@@ -225,16 +329,21 @@ def wise_routing_histograms(routings: dict, preset: str, extra_thresholds: dict 
         finite = [x for x in [thr, *extra.values()] if x is not None and np.isfinite(x)]
         lo, hi = min(vals + finite), max(vals + finite)
         edges = np.linspace(lo, hi + 1e-9, bins + 1) if hi > lo else bins
-        for set_name, s in rep["sets"].items():
-            ax.hist(s["scores"], bins=edges, alpha=0.5, color=colors.get(set_name),
-                    label=f"{set_name} ({100 * s['side_rate']:.0f}% to side)")
+        order = sorted(rep["sets"], key=lambda k: k == "forget")          # forget last = on top
+        for set_name in order:
+            sc = rep["sets"][set_name]
+            w = np.full(len(sc["scores"]), 1.0 / max(len(sc["scores"]), 1))
+            fg = set_name == "forget"
+            ax.hist(sc["scores"], bins=edges, weights=w, color=colors.get(set_name), histtype="stepfilled" if fg else "step",
+                    alpha=0.45 if fg else 1.0, lw=1.6, zorder=3 if fg else 2,
+                    label=f"{set_name} (n={len(sc['scores'])}, {100 * sc['side_rate']:.0f}% to side)")
         if np.isfinite(thr):
             ax.axvline(thr, color="k", lw=1.5, label=f"threshold {thr:.3g}")
         for (label, v), ls in zip(extra.items(), ["--", ":", "-."]):
             if v is not None and np.isfinite(v):
                 ax.axvline(v, color="gray", ls=ls, lw=1.2, label=f"{label} {v:.3g}")
-        ax.set(xlabel="routing score (activation distance)", ylabel="prompts", title=run)
-        ax.legend(fontsize=7)
+        ax.set(xlabel="routing score (activation distance)", ylabel="share of the set's prompts", title=run)
+        ax.legend(fontsize=6.5, loc="upper right")
     fig.tight_layout()
     save(fig, preset, name)
     return fig
@@ -251,8 +360,10 @@ def ike_demos_kept(hists: dict, k: int, preset: str, name: str = "ike_demos_kept
         h = {int(n): c for n, c in hists[run].items()}
         total = sum(h.values())
         xs = np.arange(0, k + 1)
-        ax.bar(xs + (i - (len(runs_) - 1) / 2) * width, [h.get(x, 0) / total for x in xs], width=width, label=run)
+        ax.bar(xs + (i - (len(runs_) - 1) / 2) * width, [h.get(x, 0) / total for x in xs], width=width, label=run,
+               color=run_style(run)["color"], edgecolor="k", lw=0.3)
     ax.axvline(k, color="k", ls=":", lw=1)
+    integer_ticks(ax)
     ax.set(xlabel=f"demonstrations kept (of k = {k})", ylabel="share of evaluated rows",
            title=f"IKE: demonstrations that fit the context window ({preset})")
     ax.legend(fontsize=8)
@@ -262,93 +373,125 @@ def ike_demos_kept(hists: dict, k: int, preset: str, name: str = "ike_demos_kept
 
 def ike_vs_paper(ours, paper, preset: str, name: str = "ike_vs_paper.png",
                  columns=("forget/rouge", "forget/prob", "retain/rouge", "model_utility", "forget_quality")):
-    """Grouped bars per metric: our runs (`ours`, rows = runs) beside the paper's repo rows
-    (`paper`, same row labels and columns; missing rows/values are left out). Forget quality
-    is drawn on a log scale."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.0 * len(columns), 3.6))
+    """Our runs (`ours`, rows = runs) beside the paper's repo rows (`paper`, same row labels and
+    columns; missing rows/values are left out): grouped bars for the metrics in [0, 1]; forget
+    quality, a p-value spanning many decades, as points on a log axis with the FQ = 0.05 line.
+    The legend sits below the panels, clear of the data."""
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.0 * len(columns), 3.9))
     labels = list(dict.fromkeys(list(ours.index) + list(paper.index)))
+    sources = ((ours, f"ours ({preset})", -0.2, "o"), (paper, "paper's repo results (Llama-2-7b)", 0.2, "s"))
+
+    def values(df, col):
+        return [float(df.loc[r, col]) if (r in df.index and col in df.columns and df.loc[r, col] is not None
+                                          and df.loc[r, col] == df.loc[r, col]) else np.nan for r in labels]
+
     for ax, col in zip(np.atleast_1d(axes), columns):
         xs = np.arange(len(labels))
-        for j, (df, lab, off) in enumerate(((ours, f"ours ({preset})", -0.2), (paper, "paper repo (Llama-2-7b)", 0.2))):
-            vals = [float(df.loc[r, col]) if (r in df.index and col in df.columns and df.loc[r, col] == df.loc[r, col]
-                                               and df.loc[r, col] is not None) else np.nan for r in labels]
-            ax.bar(xs + off, vals, width=0.4, label=lab, color=f"C{j}")
+        for j, (df, lab, off, marker) in enumerate(sources):
+            vals = values(df, col)
+            if col == "forget_quality":
+                ax.scatter(xs + off, vals, marker=marker, s=45, color=f"C{j}", edgecolor="k", lw=0.5, zorder=3)
+            else:
+                ax.bar(xs + off, vals, width=0.4, color=f"C{j}")
         ax.set_xticks(xs)
         ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
         ax.set_title(col, fontsize=10)
         if col == "forget_quality":
             ax.set_yscale("log")
-    np.atleast_1d(axes)[0].legend(fontsize=7)
-    fig.suptitle(f"IKE beside the paper's repo results (paper.md 7.2), preset {preset}", fontsize=10)
-    fig.tight_layout()
+            ax.axhline(0.05, color="0.4", ls="--", lw=1)
+            ax.text(-0.5, 0.05, " FQ = 0.05", fontsize=7, color="0.35", ha="left", va="bottom")
+        else:
+            ax.set_ylim(0, 1.05)
+    handles = [Line2D([], [], marker="s", ls="", color=f"C{j}", ms=8, label=lab) for j, (_, lab, _, _) in enumerate(sources)]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.04))
+    fig.suptitle(f"IKE beside the paper's repo results (shariqahn/tofu model_outputs, Llama-2-7b, forget10), "
+                 f"preset {preset}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     save(fig, preset, name)
     return fig
 
 
 # --------------------------------------------------------------------------- the study (notebook 07)
-_FAMILY_COLORS = {"subject model": "k", "ROME": "C0", "R-ROME": "C9", "IKE": "C1", "WISE": "C2"}
-_TARGET_MARKERS = {"dummy": "o", "incorrect": "s", "avoidant": "^", None: "D"}
+def _spread_coincident(points, dx_log: float = 0.15, dy: float = 0.035, step_pt: float = 11.0):
+    """Display offsets (points) that spread runs sitting on (nearly) the same spot side by side,
+    so that every marker stays visible; points = [(log10 fq, mu)] -> [(dx_pt, group id)]."""
+    groups, offsets = [], [None] * len(points)
+    for i, (x, y) in enumerate(points):
+        for g in groups:
+            x0, y0 = points[g[0]]
+            if abs(x0 - x) < dx_log and abs(y0 - y) < dy:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    for gid, g in enumerate(groups):
+        for j, i in enumerate(g):
+            offsets[i] = ((j - (len(g) - 1) / 2) * step_pt, gid)
+    return offsets
 
 
-def _family(row) -> str:
-    m = str(row.get("method") or "")
-    return m if m in _FAMILY_COLORS else "baseline"
-
-
-def fq_vs_mu(table, preset: str, name: str = "fq_vs_mu.png", fq_floor: float = 1e-60):
+def fq_vs_mu(table, preset: str, name: str = "fq_vs_mu.png", fq_floor: float = 1e-60,
+             keep_utility: float = 0.9, fq_threshold: float = 0.05):
     """Forget quality (log x) against model utility for every run of `report.main_table`, the
-    full and retain models as anchors (stars); colour = editor family (baselines grey), marker =
-    target; error bars = sample sd over seeds. Runs are numbered, with the key beside the plot;
-    runs that sit on the same spot (KS p-values on 100 rows take few distinct values) share one
-    label. Collapsed runs are listed under the key."""
+    full and retain models as anchors (stars); colour = method family, marker = target
+    (baselines: one marker per method); error bars = sample sd over seeds. Runs that sit on the
+    same spot (KS p-values on 100 rows take few distinct values) are drawn side by side, so
+    every run is visible; each is numbered, with the key beside the plot. Reference lines are
+    the verdicts' thresholds: FQ = `fq_threshold` (indistinguishable from the retain model) and
+    MU = `keep_utility` x the full model's. Collapsed runs are listed under the key."""
     from matplotlib.lines import Line2D
+    from matplotlib.transforms import offset_copy
 
     fig, (ax, key_ax) = plt.subplots(1, 2, figsize=(11, 5.6), gridspec_kw={"width_ratios": [3.2, 1]})
-    collapsed, points, keys = [], [], []
+    collapsed, keys, xy = [], [], []
     for run, row in table.iterrows():
         fq, mu = row.get("forget_quality"), row.get("model_utility")
         if fq is None or mu is None or not np.isfinite(fq) or not np.isfinite(mu):
             collapsed.append(run)
             continue
-        x = max(fq, fq_floor)
-        fam = _family(row)
-        if run in ("full", "retain"):
-            ax.scatter([x], [mu], marker="*", s=260, color="k" if run == "full" else "gold", edgecolor="k", zorder=5)
-        else:
-            ax.scatter([x], [mu], marker=_TARGET_MARKERS.get(row.get("target"), "D"), s=60, zorder=4,
-                       color=_FAMILY_COLORS.get(fam, "0.45"), edgecolor="k", linewidth=0.5)
+        keys.append(run)
+        xy.append((max(fq, fq_floor), mu))
+    offsets = _spread_coincident([(np.log10(x), y) for x, y in xy])
+    for n, (run, (x, mu), (dx, _)) in enumerate(zip(keys, xy, offsets), 1):
+        row, sty = table.loc[run], run_style(run)
+        tr = offset_copy(ax.transData, fig=fig, x=dx, y=0, units="points")
+        big = sty["family"] == "subject model"
+        ax.scatter([x], [mu], marker=sty["marker"], s=260 if big else 60, transform=tr, zorder=5 if big else 4,
+                   color=sty["color"] if sty["fill"] else "w", edgecolor=sty["color"] if not sty["fill"] else "k",
+                   linewidth=1.5 if not sty["fill"] else 0.5)
         xerr, yerr = row.get("forget_quality sd"), row.get("model_utility sd")
         if yerr is not None and np.isfinite(yerr):
-            ax.errorbar([x], [mu], yerr=[yerr], color="0.5", lw=0.8, capsize=2, zorder=3)
+            ax.errorbar([x], [mu], yerr=[yerr], color="0.5", lw=0.8, capsize=2, zorder=3, transform=tr)
         if xerr is not None and np.isfinite(xerr):
-            ax.errorbar([x], [mu], xerr=[[min(xerr, x * 0.99)], [xerr]], color="0.5", lw=0.8, capsize=2, zorder=3)
-        keys.append(run)
-        points.append((len(keys), np.log10(x), mu))
-    groups: list[list] = []                      # runs on (nearly) the same spot share a label
-    for p in points:
-        for g in groups:
-            if abs(g[0][1] - p[1]) < 0.12 and abs(g[0][2] - p[2]) < 0.02:
-                g.append(p)
-                break
-        else:
-            groups.append([p])
-    for g in groups:
-        ax.annotate(",".join(str(n) for n, _, _ in g), (10 ** g[0][1], g[0][2]), xytext=(5, 4),
-                    textcoords="offset points", fontsize=8)
-    ax.axvline(0.05, color="0.6", ls="--", lw=1)
-    ax.text(0.05, ax.get_ylim()[0], " FQ = 0.05", fontsize=7, color="0.4", va="bottom")
-    ax.set(xscale="log", xlabel="forget quality (KS p-value vs the retain model; log)", ylabel="model utility",
+            ax.errorbar([x], [mu], xerr=[[min(xerr, x * 0.99)], [xerr]], color="0.5", lw=0.8, capsize=2, zorder=3,
+                        transform=tr)
+        ax.annotate(str(n), (x, mu), xytext=(dx, 7), textcoords="offset points", fontsize=7.5, ha="center")
+    ax.set_xscale("log")                   # limits set by hand: offset markers do not update the data limits
+    lx = np.log10([x for x, _ in xy] + [fq_threshold])
+    ax.set_xlim(10 ** (lx.min() - 0.4), 10 ** (lx.max() + 0.4))
+    zoom(ax, [y for _, y in xy], axis="y", pad=0.1)
+    ax.axvline(fq_threshold, color="0.5", ls="--", lw=1)
+    ax.text(fq_threshold, ax.get_ylim()[0], f" FQ = {fq_threshold:g}", fontsize=7, color="0.35", va="bottom")
+    if "full" in table.index and np.isfinite(table.loc["full", "model_utility"]):
+        mu_ref = keep_utility * float(table.loc["full", "model_utility"])
+        ax.axhline(mu_ref, color="0.5", ls=":", lw=1)
+        ax.text(ax.get_xlim()[0], mu_ref, f" {keep_utility:g} x MU(full)", fontsize=7, color="0.35", va="bottom")
+    ax.set(xlabel="forget quality (KS p-value vs the retain model; log; runs on one spot drawn side by side)",
+           ylabel="model utility",
            title=f"Forgetting against utility, every run ({preset}); top right is best")
-    fams = {_family(table.loc[r]) for r in keys}
+    styles = [run_style(r) for r in keys]
+    fams = [f for f in FAMILY_COLORS if any(s["family"] == f for s in styles)]
     handles = [Line2D([], [], marker="*", ls="", color="k", ms=12, label="full model"),
                Line2D([], [], marker="*", ls="", color="gold", mec="k", ms=12, label="retain model")]
-    handles += [Line2D([], [], marker="o", ls="", color=c, ms=7, label=f) for f, c in _FAMILY_COLORS.items()
-                if f != "subject model" and f in fams]
-    if "baseline" in fams:
-        handles += [Line2D([], [], marker="D", ls="", color="0.45", ms=7, label="unlearning baseline")]
+    handles += [Line2D([], [], marker="o" if f != "baseline" else "D", ls="", color=FAMILY_COLORS[f], ms=7,
+                       label=f if f != "baseline" else "unlearning baseline") for f in fams]
     handles += [Line2D([], [], marker=m, ls="", color="w", mec="k", ms=7, label=f"target: {t}")
-                for t, m in _TARGET_MARKERS.items() if t]
-    ax.legend(handles=handles, fontsize=7, loc="lower center", framealpha=0.9, ncol=2)
+                for t, m in TARGET_MARKERS.items() if any(s["target"] == t for s in styles)]
+    if any(s["variant"] for s in styles):
+        handles += [Line2D([], [], marker="o", ls="", color="w", mec="0.3", mew=1.5, ms=7, label="variant (hollow)")]
+    ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.9, ncol=2)
     key_ax.axis("off")
     lines = [f"{i:>2}  {run}" for i, run in enumerate(keys, 1)]
     if collapsed:
@@ -387,30 +530,6 @@ def per_set_bars(table, preset: str, name: str = "per_set_bars.png"):
     return fig
 
 
-def forget_answers(examples: list[dict], preset: str, name: str = "forget_answers.png", width: int = 110):
-    """A few forget questions with each run's greedy answer beside the truth.
-
-    examples: [{"question", "truth", "answers": {run: text}}] (report.forget_examples)."""
-    import textwrap
-
-    lines = []
-    for ex in examples:
-        lines.append(("Q: " + ex["question"], "bold"))
-        lines.append(("   truth: " + textwrap.shorten(ex["truth"], width), "italic"))
-        for run, text in ex["answers"].items():
-            lines.append((f"   {run:>16}: " + textwrap.shorten(text or "(empty)", width), "normal"))
-        lines.append(("", "normal"))
-    fig, ax = plt.subplots(figsize=(13, 0.19 * len(lines) + 0.6))
-    ax.axis("off")
-    for i, (text, style) in enumerate(lines):
-        ax.text(0, 1 - i / max(len(lines), 1), text, family="monospace", fontsize=7.5, va="top",
-                fontweight="bold" if style == "bold" else "normal",
-                fontstyle="italic" if style == "italic" else "normal", transform=ax.transAxes)
-    ax.set_title(f"Greedy answers to forget questions ({preset})", loc="left", fontsize=10)
-    save(fig, preset, name)
-    return fig
-
-
 # --------------------------------------------------------------------------- robustness (notebook 08)
 def robustness_recovery(table, preset: str, name: str = "robustness_recovery.png"):
     """Forget ROUGE per run under each attack (robustness.summary_table): the plain question,
@@ -440,17 +559,22 @@ def robustness_recovery(table, preset: str, name: str = "robustness_recovery.png
 
 def probe_by_layer(results: dict, preset: str, name: str = "robustness_probe_layers.png"):
     """Linear-probe and logit-lens accuracy of the forget answers' next tokens per layer, per
-    run (robustness.probe_layers); the full and retain models drawn thick."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-    chance, layers = None, []
+    run (robustness.probe_layers): colour = method family, marker = target (baselines: one
+    marker per method), variants dashed; the full and retain models drawn thick (the
+    references of the "still decodable" verdict). Each panel is zoomed to its data."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
+    chance, layers, seen = None, [], {ax: [] for ax in axes}
     for run, r in results.items():
         pr = (r.get("probe") or {}) if isinstance(r, dict) else {}
         if not pr.get("layers"):
             continue
-        layers = pr["layers"]
-        style = dict(lw=3, color="k") if run == "full" else dict(lw=3, color="gold") if run == "retain" else dict(lw=1.2)
+        layers, sty = pr["layers"], run_style(run)
+        big = sty["family"] == "subject model"
         for ax, key in zip(axes, ("linear_probe", "logit_lens")):
-            ax.plot(pr["layers"], pr[key], marker=".", label=run, **style)
+            ax.plot(pr["layers"], pr[key], marker="." if big else sty["marker"], ms=5, lw=3 if big else 1.2,
+                    ls=sty["ls"], color=sty["color"], mfc=sty["color"] if sty["fill"] else "w", label=run,
+                    zorder=4 if big else 3)
+            seen[ax] += list(pr[key])
         chance = pr["chance"]
     for ax, title in zip(axes, ("linear probe trained on retain authors", "logit lens")):
         if chance is not None:
@@ -458,8 +582,10 @@ def probe_by_layer(results: dict, preset: str, name: str = "robustness_probe_lay
         ax.set(xlabel="layer (0 = embeddings)", title=title)
         if layers:
             ax.set_xticks(layers)
+        zoom(ax, seen[ax] + ([chance] if chance is not None else []), axis="y", lo=0, hi=1.02)
     axes[0].set_ylabel("top-1 accuracy on forget answers")
-    axes[1].legend(fontsize=7, ncol=2, loc="best")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"Is the forgotten answer still decodable inside the model? ({preset})", fontsize=10)
     fig.tight_layout()
     save(fig, preset, name)

@@ -3,7 +3,7 @@
 Training, the evaluator, every editor and every baseline encode text through
 `encode_qa`, so the prompt an editor edits is exactly the prompt the evaluator feeds.
 
-Templates (../shared/reference/tofu.md section 3):
+Templates (docs/tofu.md section 3):
 * "qa" (default; TOFU's Phi template as OpenUnlearning renders it): prompt
   `Question: {q}\nAnswer:`, answer ` {a}` + EOS. The prompt, "Answer:" included, is
   masked from the loss. (Legacy TOFU kept "Answer: " inside the loss span; we follow

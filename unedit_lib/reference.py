@@ -1,9 +1,9 @@
 """Published reference numbers, cited, for tables beside ours (never our own results).
 
 Sources:
-* ../shared/reference/tofu.md section 5.1: TOFU's legacy logs (Llama-2-7b-chat, forget10,
+* docs/tofu.md section 5.1: TOFU's legacy logs (Llama-2-7b-chat, forget10,
   ds_size 300).
-* ../shared/reference/paper.md section 7.2: the results of arXiv 2512.20794's authors'
+* docs/paper.md section 7.2: the results of arXiv 2512.20794's authors'
   repositories (shariqahn/tofu, shariqahn/EasyEdit; Llama-2-7b TOFU fine-tuned, forget10,
   300 evaluated rows). The paper's own table is not available; paper.md explains why these
   repo rows stand in for it (one of them matches the numbers published from the paper).
@@ -89,7 +89,7 @@ _PAPER_73 = {
     "wise-avoidant": (400, 0.6029, 0.8785, 0.7995, 0.9998),
 }
 
-PAPER_SOURCE = ("arXiv 2512.20794 authors' repo results (../shared/reference/paper.md 7.2): "
+PAPER_SOURCE = ("arXiv 2512.20794 authors' repo results (docs/paper.md 7.2): "
                 "Llama-2-7b TOFU fine-tuned, forget10, 300 evaluated rows")
 
 

@@ -243,7 +243,7 @@ def _premise_text(bad: list[dict]) -> str:
 
 
 def findings(table, gate_rows=None) -> list[dict]:
-    """The paper's findings (paper.md 7.2 and 8), each tested on our runs.
+    """The paper's findings (docs/paper.md 7.2 and 8), each tested on our runs.
 
     table: `main_table(records)`; gate_rows: the premise gates of the same records
     (`gates.gate_rows(records)` or `gates.gate_table(records)`); without them every editor
@@ -488,15 +488,22 @@ def markdown_findings(items: list[dict]) -> str:
 
 
 def forget_examples(preset: str, runs, n: int = 4, every: int | None = None) -> list[dict]:
-    """The first forget questions (or every `every`-th) with each run's greedy answer, read
-    from the runs' per-item logs ({"question", "truth", "answers": {run: text}})."""
-    from .store import cached_logs
+    """The first forget questions (or every `every`-th) with each run's greedy answer
+    ({"question", "truth", "answers": {run: text}}), read from the answers each run record keeps
+    (`forget_answers`, so a clone shows them), else from the runs' per-item logs."""
+    from .store import cached_logs, load_results
 
-    logs = {r: cached_logs(preset, r) for r in runs}
-    logs = {r: lg for r, lg in logs.items() if lg is not None}
-    if not logs:
+    records = load_results(preset)
+    gens = {}
+    for r in runs:
+        kept = (records.get(r) or {}).get("forget_answers")
+        if kept:
+            gens[r] = {str(a["index"]): [a["prompt"], a["answer"], a["truth"]] for a in kept}
+        elif (lg := cached_logs(preset, r)) is not None:
+            gens[r] = lg["forget"]["generated_text"]
+    if not gens:
         return []
-    first = next(iter(logs.values()))["forget"]["generated_text"]
+    first = next(iter(gens.values()))
     keys = sorted(first, key=int)
     keys = keys[::every][:n] if every else keys[:n]
     out = []
@@ -504,6 +511,5 @@ def forget_examples(preset: str, runs, n: int = 4, every: int | None = None) -> 
         prompt, _, truth = first[k]
         q = prompt.split("Question: ")[-1].split("\nAnswer:")[0].replace("[INST] ", "").replace(" [/INST]", "")
         out.append({"question": q, "truth": truth,
-                    "answers": {r: lg["forget"]["generated_text"][k][1] for r, lg in logs.items()
-                                if k in lg["forget"]["generated_text"]}})
+                    "answers": {r: g[k][1] for r, g in gens.items() if k in g}})
     return out

@@ -22,7 +22,7 @@ model's, and "learned anew" is what the retain model does under the same attack.
 5. membership inference (`membership_inference`): AUC of the LOSS and Min-K% (k = 40%)
    attacks between the forget rows and as many TOFU holdout rows (authors never trained on),
    labels forget = 0 / holdout = 1 on loss-like scores, and PrivLeak of Min-K% against the
-   retain model's AUC (tofu.md 2.7: privleak = ((1 - AUC) - (1 - AUC_retain)) / (1 - AUC_retain) x 100;
+   retain model's AUC (docs/tofu.md 2.7: privleak = ((1 - AUC) - (1 - AUC_retain)) / (1 - AUC_retain) x 100;
    0 = like the retain model, about -100 = memorised).
 6. persistence (`persistence_attack`): a short further fine-tune on retain data (ordinary
    continued training), then the forget metrics again.

@@ -26,13 +26,7 @@ import warnings
 from pathlib import Path
 
 from . import paths
-
-LOG_FILES = {  # TOFU legacy file names (locuslab/tofu config/eval_everything.yaml)
-    "retain": "eval_log.json",
-    "forget": "eval_log_forget.json",
-    "real_authors": "eval_real_author_wo_options.json",
-    "world_facts": "eval_real_world_wo_options.json",
-}
+from .paths import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
 
 
 class CorruptFile(ValueError):

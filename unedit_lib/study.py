@@ -108,7 +108,7 @@ def unlearned_kind(preset, run: str) -> str:
 
 # --------------------------------------------------------------------------- records
 def record_for(p, run: str, *, method: str, target, seed: int, summary=None, collapsed=False,
-               timings=None, hp=None, changed=None, extra=None) -> dict:
+               timings=None, hp=None, changed=None, extra=None, logs=None) -> dict:
     """One run's record (results/<preset>/<run>.json). Fields: run, method, target, preset, seed,
     metrics, model_utility, forget_quality, ks_statistic, n_items, collapsed, timings, versions,
     then the run's own (stats, subject_model, ...), and hparams / hp_key / ablation."""
@@ -123,6 +123,8 @@ def record_for(p, run: str, *, method: str, target, seed: int, summary=None, col
     if hp is not None:
         rec.update(hparams=store.to_jsonable(hp), hp_key=hp_key(hp), ablation=store.to_jsonable(changed or {}),
                    record_version=RECORD_VERSION)
+    if logs and "generated_text" in logs.get("forget", {}):   # the first forget answers (logs are not committed)
+        rec["forget_answers"] = evaluate.forget_answers(logs)
     return rec
 
 
@@ -152,7 +154,7 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
     summary = summarize_against_retain(p, which, logs)
     store.save_eval_logs(logs, paths.logs_dir(p.name, which))
     rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
-                     extra=extra)
+                     extra=extra, logs=logs)
     store.save_record(p.name, which, rec)
     return rec
 
@@ -234,6 +236,6 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         return rec, None
     store.save_eval_logs(logs, paths.logs_dir(p.name, run))
     save_unlearned(p, run, model, tok, prompter, write_model)
-    rec = record_for(p, run, summary=summary, timings=timings, extra=info, **common)
+    rec = record_for(p, run, summary=summary, timings=timings, extra=info, logs=logs, **common)
     store.save_record(p.name, run, rec)                  # last: the record commits the run
     return rec, model

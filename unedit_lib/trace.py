@@ -2,7 +2,7 @@
 
 A re-implementation of kmeng01/rome `experiments/causal_trace.py` (commit 0874014) and the
 aggregation of `notebooks/average_causal_effects.ipynb`, for GPT-2, Llama and Phi through
-`unedit_lib.architecture`. Section numbers refer to ../shared/reference/editing.md.
+`unedit_lib.architecture`. Section numbers refer to docs/editing.md.
 
 The experiment (section 1):
 1. Clean run: the model reads the prompt; the probability of the answer's first token `o` at the

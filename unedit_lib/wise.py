@@ -1,7 +1,7 @@
 """WISE: a side memory beside one MLP output projection, activation routing, sharding and TIES merging.
 
 Re-implementation of WISE (Wang et al. 2024, arXiv 2405.14768) as EasyEdit ships it
-(`easyeditor/models/wise/`), following ../shared/reference/editing.md section 4 (numbers
+(`easyeditor/models/wise/`), following docs/editing.md section 4 (numbers
 below, e.g. "§4.3", refer to that file) and the paper's hparams (paper.md §2.3).
 Read top to bottom:
 

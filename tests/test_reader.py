@@ -1,0 +1,92 @@
+"""The study as a reader sees it on a clone: the committed executed notebooks have their outputs
+and no errors, every figure and file the README links exists, the README is up to date with the
+committed results, nothing cites a file outside the repository, and the headline preset is named
+the same way everywhere (issue 15)."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unedit_lib.data import HEADLINE_PRESET
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXECUTED = ROOT / "runs" / HEADLINE_PRESET
+
+
+def _tracked(path: Path) -> bool:
+    out = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], cwd=ROOT, capture_output=True)
+    return out.returncode == 0
+
+
+def _committed_executed():
+    return [EXECUTED / nb.name for nb in NOTEBOOKS if (EXECUTED / nb.name).exists() and _tracked(EXECUTED / nb.name)]
+
+
+def test_committed_executed_notebooks_have_outputs_and_no_errors():
+    executed = _committed_executed()
+    if not executed:
+        pytest.skip(f"no executed notebook committed under runs/{HEADLINE_PRESET}/ yet: "
+                    f"`make reproduce` on the headline preset writes them, then `git add runs/{HEADLINE_PRESET}`")
+    missing = [nb.name for nb in NOTEBOOKS if EXECUTED / nb.name not in executed]
+    assert not missing, f"runs/{HEADLINE_PRESET}/ lacks executed copies of {missing}"
+    for path in executed:
+        cells = json.loads(path.read_text())["cells"]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{path.name}: error output {errors[0].get('ename')}: {errors[0].get('evalue')}"
+        assert sum(bool(c.get("outputs")) for c in code) >= len(code) // 2, f"{path.name}: most cells have no output"
+        assert all(c.get("execution_count") for c in code if c.get("source")), f"{path.name}: a cell never ran"
+        meta = json.loads(path.read_text())["metadata"].get("papermill", {})
+        assert not str(meta.get("input_path", "")).startswith("/"), f"{path.name}: absolute path in its metadata"
+
+
+def _readme_links():
+    text = (ROOT / "README.md").read_text()
+    return [m for m in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if not re.match(r"[a-z]+://", m)]
+
+
+def test_every_file_the_readme_links_exists():
+    links = _readme_links()
+    assert any(link.startswith("figures/") for link in links), "the README shows no figure"
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert not missing, f"README links files that do not exist: {missing}"
+
+
+def test_figures_the_readme_shows_are_committed():
+    figures = [link for link in _readme_links() if link.endswith(".png")]
+    untracked = [f for f in figures if not _tracked(ROOT / f)]
+    assert not untracked, f"README shows figures that are not committed: {untracked}"
+
+
+def test_readme_matches_the_committed_results():
+    out = subprocess.run([sys.executable, "scripts/write_readme_results.py", "--check"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr + out.stdout
+
+
+def test_nothing_cites_the_unshipped_reference_notes():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    hits = []
+    for rel in tracked:
+        if rel.startswith("tests/") or not rel.endswith((".py", ".md", ".ipynb", ".toml", ".yml")):
+            continue
+        text = (ROOT / rel).read_text(errors="ignore")
+        if "shared/reference" in text:
+            hits.append(rel)
+    assert not hits, f"cite ../shared/reference (not in a clone); cite docs/ or a public source: {hits}"
+
+
+def test_headline_preset_is_named_the_same_everywhere():
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(rf"^HEADLINE := {HEADLINE_PRESET}$", make, re.M), "Makefile HEADLINE != data.HEADLINE_PRESET"
+    ignore = (ROOT / ".gitignore").read_text().splitlines()
+    assert f"!runs/{HEADLINE_PRESET}/" in ignore and f"!runs/{HEADLINE_PRESET}/[0-9][0-9]_*.ipynb" in ignore, \
+        f".gitignore must un-ignore runs/{HEADLINE_PRESET}/ (the committed executed notebooks)"
+    out = subprocess.run(["git", "check-ignore", "-q", f"runs/{HEADLINE_PRESET}/00_data.ipynb"], cwd=ROOT)
+    assert out.returncode == 1, f"runs/{HEADLINE_PRESET}/00_data.ipynb is git-ignored"
+    out = subprocess.run(["git", "check-ignore", "-q", "runs/smoke/00_data.ipynb"], cwd=ROOT)
+    assert out.returncode == 0, "executed notebooks of other presets must stay ignored"

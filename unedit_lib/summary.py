@@ -1,0 +1,123 @@
+"""The README's answer in five lines, computed from the run records (`make readme`).
+
+One line per method family (ROME, IKE, WISE, the unlearning baselines) answering: did the
+edit take (EasyEdit's rewrite accuracy: teacher-forced target-token accuracy on the edited
+prompts, docs/editing.md §5), did it forget (forget ROUGE-L recall between the full and the
+retain model's, forget quality), what did utility cost (MU as a fraction of the full model's),
+and how many of the paper's findings about that family `report.findings` reproduces. A fifth
+line counts all findings. Every number comes from the records; nothing is typed.
+"""
+from __future__ import annotations
+
+import math
+
+from . import reference
+from .report import VERDICTS
+
+FAMILIES = (("ROME", ("ROME", "R-ROME")), ("IKE", ("IKE",)), ("WISE", ("WISE",)))
+BASELINE_FINDINGS = ("GA ", "GD ", "KL ", "IdK ", "NPO ")   # findings about one baseline start with its name
+TARGET_ORDER = ("dummy", "incorrect", "avoidant")
+
+
+def rewrite_accuracy(rec: dict) -> float | None:
+    """Post-edit rewrite accuracy of a run record, whichever editor wrote it (ROME: the record's
+    `edit_metrics`; IKE: `stats.edit_metrics.post`; WISE: `stats.edit_metrics`, on the
+    evaluator's prompt when edit and evaluation prompts differ). None when not recorded."""
+    em = rec.get("edit_metrics") or (rec.get("stats") or {}).get("edit_metrics") or {}
+    if "rewrite_acc_mean" in em:
+        return em["rewrite_acc_mean"]
+    if isinstance(em.get("post"), dict) and em["post"].get("rewrite_acc") is not None:
+        return em["post"]["rewrite_acc"]
+    for key in ("evaluator prompt", "edit prompt"):
+        if isinstance(em.get(key), dict) and em[key].get("rewrite_acc_mean") is not None:
+            return em[key]["rewrite_acc_mean"]
+    return None
+
+
+def pre_rewrite_accuracy(rec: dict) -> float | None:
+    """The same accuracy before editing, where the editor recorded it (ROME, IKE), else None."""
+    em = rec.get("edit_metrics") or (rec.get("stats") or {}).get("edit_metrics") or {}
+    if "pre_rewrite_acc_mean" in em:
+        return em["pre_rewrite_acc_mean"]
+    if isinstance(em.get("pre"), dict):
+        return em["pre"].get("rewrite_acc")
+    return None
+
+
+def _pct(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
+
+
+def _num(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.2g}" if abs(x) < 0.01 and x != 0 else f"{x:.2f}"
+
+
+def _span(vals) -> str:
+    vals = [v for v in vals if v is not None and not math.isnan(v)]
+    if not vals:
+        return "–"
+    lo, hi = min(vals), max(vals)
+    return _num(lo) if _num(lo) == _num(hi) else f"{_num(lo)}-{_num(hi)}"
+
+
+def _findings_of(found: list[dict], family: str) -> tuple[int, int]:
+    """(reproduced, tested) among the findings whose text names the family."""
+    if family == "baselines":
+        mine = [f for f in found if f["finding"].startswith(BASELINE_FINDINGS)]
+    else:
+        mine = [f for f in found if family in f["finding"]]
+    tested = [f for f in mine if f["verdict"] in ("reproduced", "not reproduced")]
+    return sum(f["verdict"] == "reproduced" for f in tested), len(tested), sum(f["verdict"] == "not testable here" for f in mine)
+
+
+def _forget_part(table, runs_, full, retain) -> str:
+    fr = [table.loc[r, "forget/rouge"] for r in runs_]
+    fq = [table.loc[r, "forget_quality"] for r in runs_]
+    n_like = sum(1 for q in fq if q is not None and not math.isnan(q) and q >= 0.05)
+    return (f"forget ROUGE {_span(fr)} (full {_num(full['forget/rouge'])}, retain {_num(retain['forget/rouge'])}), "
+            f"FQ {_span(fq)} ({n_like} of {len(runs_)} indistinguishable from the retain model, FQ ≥ 0.05)")
+
+
+def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
+    """The five lines (markdown bullets). `table` = report.main_table(records), `found` =
+    report.findings(table, gates.gate_rows(records))."""
+    if "full" not in table.index or "retain" not in table.index:
+        raise ValueError("the answer needs the full and retain models' results (notebook 01)")
+    full, retain = table.loc["full"], table.loc["retain"]
+    mu_full = full["model_utility"]
+    lines = []
+    for family, methods in FAMILIES:
+        runs_ = sorted((r for r in table.index if str(table.loc[r, "method"]) in methods),
+                       key=lambda r: (TARGET_ORDER.index(table.loc[r, "target"]) if table.loc[r, "target"] in TARGET_ORDER
+                                      else len(TARGET_ORDER), r))
+        if not runs_:
+            continue
+        took = []
+        for r in runs_:
+            rec = records.get(r) or {}
+            pre, paper = pre_rewrite_accuracy(rec), reference.paper_edit_metrics(r)
+            notes = ([f"before {_pct(pre)}"] if pre is not None else []) + ([f"paper {_pct(paper['rewrite_acc'])}"] if paper else [])
+            took.append(f"{r.split('-', 1)[1]} {_pct(rewrite_accuracy(rec))}" + (f" ({'; '.join(notes)})" if notes else ""))
+        rep, tested, untestable = _findings_of(found, family)
+        lines.append(f"* **{family}** — edit took (rewrite accuracy after editing): {', '.join(took)}; "
+                     f"{_forget_part(table, runs_, full, retain)}; "
+                     f"utility {_span([table.loc[r, 'model_utility'] / mu_full for r in runs_])} x the full model's; "
+                     + (f"paper's {family} findings reproduced: {rep} of {tested}" if tested else
+                        f"none of the paper's {family} findings testable here")
+                     + (f" ({untestable} not testable: a premise failed or was not recorded)" if untestable else "") + ".")
+    base = [r for r in table.index if str(table.loc[r, "method"]) not in
+            {m for _, ms in FAMILIES for m in ms} | {"subject model"}]
+    if base:
+        rep, tested, _ = _findings_of(found, "baselines")
+        lines.append(f"* **Unlearning baselines** ({', '.join(base)}) — no edit; "
+                     f"{_forget_part(table, base, full, retain)}; "
+                     f"utility {_span([table.loc[r, 'model_utility'] / mu_full for r in base])} x the full model's; "
+                     f"paper's baseline findings reproduced: {rep} of {tested}.")
+    n = {v: sum(f["verdict"] == v for f in found) for v in VERDICTS}
+    lines.append(f"* **Against the paper**: of its {len(found)} findings tested here, {n['reproduced']} reproduced, "
+                 f"{n['not reproduced']} not reproduced, {n['not testable here']} not testable here (an editor's "
+                 f"premise failed on this model: untested, not refuted), {n['not comparable']} not comparable "
+                 "(table below).")
+    return lines
