@@ -33,6 +33,7 @@ def test_committed_executed_notebooks_have_outputs_and_no_errors():
                     f"`make reproduce` on the headline preset writes them, then `git add runs/{HEADLINE_PRESET}`")
     missing = [nb.name for nb in NOTEBOOKS if EXECUTED / nb.name not in executed]
     assert not missing, f"runs/{HEADLINE_PRESET}/ lacks executed copies of {missing}"
+    images = {}
     for path in executed:
         cells = json.loads(path.read_text())["cells"]
         code = [c for c in cells if c["cell_type"] == "code"]
@@ -42,6 +43,8 @@ def test_committed_executed_notebooks_have_outputs_and_no_errors():
         assert all(c.get("execution_count") for c in code if c.get("source")), f"{path.name}: a cell never ran"
         meta = json.loads(path.read_text())["metadata"].get("papermill", {})
         assert not str(meta.get("input_path", "")).startswith("/"), f"{path.name}: absolute path in its metadata"
+        images[path.name] = sum("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))
+    assert images.get("07_results.ipynb"), "notebook 07's figures are not in its executed copy (plots.save shows them)"
 
 
 def _readme_links():

@@ -28,11 +28,26 @@ def figure_path(preset: str, name: str) -> Path:
 
 
 def save(fig, preset: str, name: str) -> Path:
+    """Write the figure (atomically) and, inside a notebook kernel, show the saved PNG as the
+    cell's output: the Agg backend displays nothing by itself, and the executed notebooks that
+    are committed must carry their figures."""
     path = figure_path(preset, name)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(path)
+    _show_in_notebook(path)
     return path
+
+
+def _show_in_notebook(path: Path) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        display(Image(filename=str(path)))
 
 
 def _smooth(x, k=10):
