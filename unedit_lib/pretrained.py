@@ -138,6 +138,7 @@ def convert_gguf(gguf_path: Path, out: Path) -> None:
     except ImportError as e:
         raise BaseModelUnavailable(f"reading GGUF weights needs the `gguf` and `accelerate` packages ({e}); "
                                    "`make setup` installs them") from None
+    _check_gguf_tokenizer(tok, gguf_path)
     cfg = gguf_model.config.to_dict()
     for k in ("quantization_config", "_name_or_path", "_model_name_or_path"):
         cfg.pop(k, None)
@@ -146,6 +147,32 @@ def convert_gguf(gguf_path: Path, out: Path) -> None:
     plain.eval()
     plain.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+
+
+def _check_gguf_tokenizer(tok, gguf_path: Path) -> None:
+    """The tokenizer transformers built from the GGUF agrees with the GGUF's own metadata: its eos
+    id, no BOS added when the file says none, and text decodes back to itself. transformers before
+    5.18 builds SmolLM2's wrongly (5.0-5.17: eos <|im_start|>; 5.0-5.5 also prepend a BOS) while the
+    weights come out identical; refuse such a tokenizer."""
+    import transformers
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf_path)).fields
+    meta = {k: fields[f"tokenizer.ggml.{k}"].contents() for k in ("eos_token_id", "add_bos_token")
+            if f"tokenizer.ggml.{k}" in fields}
+    text = "The capital of France is Paris."
+    ids = tok(text)["input_ids"]
+    problems = []
+    if "eos_token_id" in meta and tok.eos_token_id != meta["eos_token_id"]:
+        problems.append(f"eos id {tok.eos_token_id} ({tok.eos_token!r}), the file says {meta['eos_token_id']}")
+    if meta.get("add_bos_token") is False and ids[:1] == [tok.bos_token_id]:
+        problems.append("a BOS token is prepended, the file says none")
+    if tok.decode(ids, skip_special_tokens=True) != text:
+        problems.append(f"{text!r} decodes as {tok.decode(ids, skip_special_tokens=True)!r}")
+    if problems:
+        raise BaseModelUnavailable(
+            f"transformers {transformers.__version__} built a wrong tokenizer from {gguf_path.name}: "
+            + "; ".join(problems) + ". Install transformers>=5.18 (pyproject.toml's range) and convert again.")
 
 
 def base_model_folder(name: str = "smollm2-135m-instruct", source: str | None = None, force: bool = False,
