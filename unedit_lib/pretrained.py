@@ -56,6 +56,15 @@ BASE_MODELS = {
 }
 
 
+MIN_TRANSFORMERS_FOR_GGUF = (5, 18)   # older releases build SmolLM2's tokenizer from the GGUF wrongly
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
 def get_base_model(name: str) -> BaseModel:
     if name not in BASE_MODELS:
         raise ValueError(f"unknown base model {name!r}; valid: {sorted(BASE_MODELS)}")
@@ -70,6 +79,12 @@ def _valid_folder(folder: Path) -> bool:
     """A converted folder is complete: config, tokenizer, readable safetensors and the marker
     written last (source.json); anything else is a leftover of an interrupted conversion."""
     if not all((folder / f).is_file() for f in ("config.json", "tokenizer.json", "model.safetensors", "source.json")):
+        return False
+    try:     # made by a transformers that builds the GGUF tokenizer wrongly (_check_gguf_tokenizer)? convert again
+        made_with = json.loads((folder / "source.json").read_text()).get("converted_with", {}).get("transformers")
+    except ValueError:
+        return False
+    if made_with is None or tuple(int(x) for x in made_with.split(".")[:2]) < MIN_TRANSFORMERS_FOR_GGUF:
         return False
     try:
         from safetensors import safe_open
@@ -205,7 +220,7 @@ def base_model_folder(name: str = "smollm2-135m-instruct", source: str | None = 
         (tmp_out / "source.json").write_text(json.dumps({
             "base_model": bm.name, "package": f"{bm.package}=={bm.version}", "gguf": bm.gguf_member,
             "gguf_sha256": bm.gguf_sha256, "weights": "dequantised from Q4_1 to float32",
-            "hub_equivalent": bm.hub_id}, indent=1))
+            "hub_equivalent": bm.hub_id, "converted_with": {"transformers": _transformers_version()}}, indent=1))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp_out, folder)
