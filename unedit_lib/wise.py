@@ -6,17 +6,9 @@ below, e.g. "§4.3", refer to that file) and the paper's hparams (paper.md §2.3
 Three files, each read top to bottom:
 
 * wise_hparams.py: `WiseHParams` (defaults = the paper's run) and the named ablations.
-* wise_memory.py: the side memory. `SideMemoryLayer` replaces the MLP output projection of
-  one late layer (§4.1). It holds the frozen main memory (the original module itself, never
-  modified), the trainable side memory (a copy of its weight, (d_out, d_in) orientation
-  whatever the storage layout), the stored / merged side memories and the per-memory
-  threshold records. `activation_score` is EasyEdit's `euc` (§4.3) over REAL tokens only.
-  `SideMemoryLayer.forward` routes at inference (§4.5). Default `routing="per_call"`, as
-  EasyEdit's `WISEAdapter.forward`: decided on every forward call, on that call's own input,
-  from the score averaged over the batch (under a KV cache: the prompt, then each generated
-  token on its own). Ablation `routing="per_row"`: per row, decided once on the prompt and
-  kept for the KV-cached continuation. `ties_merge` is EasyEdit's GTA('magnitude', 'sum',
-  normalize=True) (§4.4). Saving and loading a side memory.
+* wise_memory.py: the side memory (its docstring): `SideMemoryLayer` (§4.1), the activation
+  score (§4.3), routing at inference (§4.5), `ties_merge` (§4.4), install / remove, saving
+  and loading.
 * this file: the editing loop. `edit()` trains the side memory for each request in turn
   (§4.2 batch, §4.3 losses with the margins), then does the sharding / merging bookkeeping
   (§4.4); `apply` is the methods' common entry point. The names of the other two files are

@@ -5,9 +5,15 @@ saving / loading it (Wang et al. 2024, arXiv 2405.14768; EasyEdit `easyeditor/mo
 1. `activation_score` is EasyEdit's `euc` (§4.3) over REAL tokens only.
 2. `ties_merge` is EasyEdit's GTA('magnitude', 'sum', normalize=True) (§4.4), used by
    `SideMemoryLayer.merge_shards`.
-3. `SideMemoryLayer` replaces the MLP output projection of one late layer (§4.1); its `forward`
-   routes at inference (§4.5): per forward call as EasyEdit's `WISEAdapter.forward` (default),
-   or per row (ablation).
+3. `SideMemoryLayer` replaces the MLP output projection of one late layer (§4.1). It holds
+   the frozen main memory (the original module itself, never modified), the trainable side
+   memory (a copy of its weight, (d_out, d_in) orientation whatever the storage layout), the
+   stored / merged side memories and the per-memory threshold records.
+   `SideMemoryLayer.forward` routes at inference (§4.5). Default `routing="per_call"`, as
+   EasyEdit's `WISEAdapter.forward`: decided on every forward call, on that call's own input,
+   from the score averaged over the batch (under a KV cache: the prompt, then each generated
+   token on its own). Ablation `routing="per_row"`: per row, decided once on the prompt and
+   kept for the KV-cached continuation.
 4. `install` / `remove` / `get_side_memory` / `main_memory_only`, and the routing read-outs
    (`routing_threshold`, `routing_scores`, `routing_decisions`, `routing_report`).
 5. `save_side_memory` / `load_side_memory`: the side memory alone, the main memory being the
