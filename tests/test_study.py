@@ -98,9 +98,13 @@ def test_recipes_name_the_study_run_plainly_and_an_ablation_by_its_change(method
 
 
 def test_rome_ablation_is_named_apart_from_the_study_run():
-    """`-p v_lr 0.1` on notebook 03 (issue 13 acceptance): a separately named run."""
-    assert recipes.plan("smoke", "rome", "dummy", v_lr=0.1)[0] == "rome-dummy+v_lr=0.1"
-    assert recipes.plan("smoke", "rome", "dummy", seed=1, v_lr=0.1)[0] == "rome-dummy+v_lr=0.1-s1"
+    """A v_lr other than the study's (the paper's 0.1) on notebook 03: a separately named run."""
+    assert recipes.settings("smoke", "rome")["v_lr"] == 0.1                    # the paper's setting is the study's
+    assert recipes.plan("smoke", "rome", "dummy", v_lr=0.1)[0] == "rome-dummy"
+    assert recipes.plan("smoke", "rome", "dummy", v_lr=0.5)[0] == "rome-dummy+v_lr=0.5"
+    assert recipes.plan("smoke", "rome", "dummy", seed=1, v_lr=0.5)[0] == "rome-dummy+v_lr=0.5-s1"
+    assert recipes.plan("smoke", "rome", "dummy", mom2_adjustment=True, v_lr=0.5)[0] == \
+        "rome-dummy+mom2_adjustment=True+v_lr=0.5"
 
 
 # --------------------------------------------------------------------------- the runner
@@ -184,3 +188,26 @@ def test_a_corrupt_record_is_recomputed_and_named(fake_study, capsys):
     assert fake_study({"lr": 1e-3})["hp_key"] == study.hp_key({"lr": 1e-3})
     out = capsys.readouterr().out
     assert str(path) in out and "malformed run record" in out
+
+
+def test_rome_reproduction_climbs_the_stated_grid_until_the_edits_take(monkeypatch, capsys):
+    """The paper's v_lr first; where its edits do not take, the next grid values in order, up to
+    the first whose premise gate holds (chosen by the gate, never by a finding); then the ablation."""
+    takes_from = {"dummy": 0.5, "avoidant": 0.1}
+    calls = []
+
+    def fake_run(preset, method, target, *, seed=0, force=False, data_dir=None, **kw):
+        v_lr = kw.get("v_lr", 0.1)
+        calls.append((target, v_lr, kw.get("mom2_adjustment", False)))
+        name = recipes.plan(preset, method, target, seed, **kw)[0]
+        acc = 1.0 if v_lr >= takes_from[target] else 0.1
+        return {"run": name, "method": "ROME", "model_utility": 0.5, "forget_quality": 0.1,
+                "metrics": {"forget": {"rouge": 0.5}}, "edit_metrics": {"rewrite_acc_mean": acc, "pre_rewrite_acc_mean": 0.0}}
+
+    monkeypatch.setattr(recipes, "run", fake_run)
+    out = recipes.rome_reproduction("smoke", ["dummy", "avoidant"], grid=(0.1, 0.2, 0.5, 1.0))
+    assert [c[:2] for c in calls if not c[2]] == [("dummy", 0.1), ("dummy", 0.2), ("dummy", 0.5), ("avoidant", 0.1)]
+    assert [r for r, rec in out.items() if rec.get("gate_selected")] == ["rome-dummy+v_lr=0.5"]
+    assert out["rome-dummy"]["role"] == "paper settings" and out["rome-dummy+v_lr=0.2"]["role"] == "v_lr grid"
+    ablations = [r for r, rec in out.items() if rec["role"].startswith("ablation")]
+    assert ablations == ["rome-dummy+mom2_adjustment=True+v_lr=0.5", "rome-avoidant+mom2_adjustment=True+v_lr=0.5"]
