@@ -20,8 +20,10 @@ def _rec(run, method, target, mu, fq, rouge=0.5, collapsed=False, times=None):
 
 def test_paper_rows_are_consistent_with_their_model_utility():
     """Each typed paper row's MU is the harmonic mean of its 9 non-forget numbers (catches typos)."""
-    for run in reference.paper_runs():
-        row = reference.paper_row(run)
+    rows = [reference.paper_row(run) for run in reference.paper_runs()]
+    rows += [reference.paper_ike_generation_row(f"ike-{t}") for t in ("dummy", "incorrect", "avoidant")]
+    for row in rows:
+        run = row["paper_run"]
         vals = [row[c] for c in reference.PAPER_COLUMNS[:9]]
         if any(math.isnan(v) for v in vals) or math.isnan(row["model_utility"]):
             continue
