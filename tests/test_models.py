@@ -90,3 +90,29 @@ def test_retain_model_does_not_depend_on_the_forget_split():
     assert a.config_hash("full") != b.config_hash("full")
     with pytest.raises(ValueError, match="n_forget_authors"):
         models.study_data(models.with_overrides(a, n_forget_authors=11))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "phi"])
+def test_logits_at_matches_full_logits_on_either_path(family):
+    """`architecture.logits_at` gives the full logits at the kept positions whether the installed
+    transformers takes a boolean `logits_to_keep` (5.21+) or raises on it (5.0-5.20: the fallback);
+    a model that raises IndexError on the argument forces the fallback on any release."""
+    from unedit_lib.architecture import logits_at, tiny_model
+
+    model = tiny_model(family, vocab_size=100)
+    ids = torch.randint(0, 100, (2, 7), generator=torch.Generator().manual_seed(0))
+    keep = torch.zeros(2, 7, dtype=torch.bool)
+    keep[0, 3] = True
+    keep[1, 5:] = True
+    with torch.no_grad():
+        want = model(input_ids=ids).logits[keep]
+        assert torch.allclose(logits_at(model, keep, input_ids=ids), want, atol=1e-5)
+
+        class NoBooleanMask(torch.nn.Module):
+            def forward(self, logits_to_keep=None, **inputs):
+                if logits_to_keep is not None:
+                    raise IndexError("too many indices for tensor of dimension 3")
+                return model(**inputs)
+
+        got = logits_at(NoBooleanMask(), keep, input_ids=ids)
+    assert got.shape == (3, 100) and torch.allclose(got, want, atol=1e-5)

@@ -93,3 +93,18 @@ def test_bf16_flag_reading(monkeypatch):
     monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
     assert precision.cpu_has_native_bf16() is True
     precision.cpu_has_native_bf16.cache_clear()
+
+
+def test_a_conversion_by_an_old_transformers_is_made_again(tmp_path):
+    """transformers < 5.18 builds SmolLM2's tokenizer from the GGUF wrongly: such a folder is stale."""
+    real = pretrained.base_model_folder("smollm2-135m-instruct")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for f in ("config.json", "tokenizer.json", "model.safetensors"):
+        (folder / f).symlink_to(real / f)
+    import json
+    info = json.loads((real / "source.json").read_text())
+    (folder / "source.json").write_text(json.dumps(info))
+    assert pretrained._valid_folder(folder)
+    (folder / "source.json").write_text(json.dumps({**info, "converted_with": {"transformers": "5.5.4"}}))
+    assert not pretrained._valid_folder(folder)

@@ -10,7 +10,7 @@ import copy
 import pytest
 import torch
 
-from unedit_lib import wise
+from unedit_lib import wise, wise_memory
 from unedit_lib.architecture import architecture, tiny_model
 from unedit_lib.guards import ModelCollapsed
 from unedit_lib.prompts import IGNORE_INDEX
@@ -362,7 +362,7 @@ def test_per_call_equals_per_row_on_full_sequence_forwards(tok, family):
         assert torch.equal(a, b)
     # a batch: per row, the rows are routed apart; per call, both take the route of the batch mean
     batch = [RAW_EDITS[0]["prompt"], RAW_UNRELATED]
-    enc = wise._padded_batch(tok, batch, "cpu")            # left padding with position ids
+    enc = wise_memory._padded_batch(tok, batch, "cpu")            # left padding with position ids
     routes = {}
     for routing in ("per_call", "per_row"):
         adapter.hparams.routing, adapter.decisions = routing, []

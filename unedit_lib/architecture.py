@@ -138,8 +138,10 @@ def tiny_model(family: str, vocab_size: int = 512, seed: int = 0, **overrides) -
                   num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256)
         model = LlamaForCausalLM(LlamaConfig(**{**kw, **overrides}))
     elif family == "phi":
+        # pad_token_id named (None, the later default): transformers 5.0.0's PhiConfig does not set it
+        # and PhiModel reads it (AttributeError)
         kw = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                  num_attention_heads=4, max_position_embeddings=256)
+                  num_attention_heads=4, max_position_embeddings=256, pad_token_id=None)
         model = PhiForCausalLM(PhiConfig(**{**kw, **overrides}))
     else:
         raise UnsupportedArchitecture(f"unknown family {family!r}; use gpt2, llama or phi")
@@ -151,7 +153,8 @@ def logits_at(model, keep: torch.Tensor, **inputs) -> torch.Tensor:
     in row-major order: the LM head runs on those positions only (transformers'
     `logits_to_keep` with a boolean mask), which matters when a loss reads a few positions of
     long rows. Models without that argument, and transformers releases before boolean masks were
-    accepted (5.5 raises IndexError on a 2-D mask), get full logits, sliced: the same numbers."""
+    accepted (5.0-5.20 raise IndexError on a 2-D mask; 5.21 takes it), get full logits, sliced:
+    the same numbers."""
     keep = keep.to(torch.bool)
     try:
         logits = model(**inputs, logits_to_keep=keep).logits

@@ -56,6 +56,15 @@ BASE_MODELS = {
 }
 
 
+MIN_TRANSFORMERS_FOR_GGUF = (5, 18)   # older releases build SmolLM2's tokenizer from the GGUF wrongly
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
 def get_base_model(name: str) -> BaseModel:
     if name not in BASE_MODELS:
         raise ValueError(f"unknown base model {name!r}; valid: {sorted(BASE_MODELS)}")
@@ -70,6 +79,12 @@ def _valid_folder(folder: Path) -> bool:
     """A converted folder is complete: config, tokenizer, readable safetensors and the marker
     written last (source.json); anything else is a leftover of an interrupted conversion."""
     if not all((folder / f).is_file() for f in ("config.json", "tokenizer.json", "model.safetensors", "source.json")):
+        return False
+    try:     # made by a transformers that builds the GGUF tokenizer wrongly (_check_gguf_tokenizer)? convert again
+        made_with = json.loads((folder / "source.json").read_text()).get("converted_with", {}).get("transformers")
+    except ValueError:
+        return False
+    if made_with is None or tuple(int(x) for x in made_with.split(".")[:2]) < MIN_TRANSFORMERS_FOR_GGUF:
         return False
     try:
         from safetensors import safe_open
@@ -138,6 +153,7 @@ def convert_gguf(gguf_path: Path, out: Path) -> None:
     except ImportError as e:
         raise BaseModelUnavailable(f"reading GGUF weights needs the `gguf` and `accelerate` packages ({e}); "
                                    "`make setup` installs them") from None
+    _check_gguf_tokenizer(tok, gguf_path)
     cfg = gguf_model.config.to_dict()
     for k in ("quantization_config", "_name_or_path", "_model_name_or_path"):
         cfg.pop(k, None)
@@ -146,6 +162,32 @@ def convert_gguf(gguf_path: Path, out: Path) -> None:
     plain.eval()
     plain.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+
+
+def _check_gguf_tokenizer(tok, gguf_path: Path) -> None:
+    """The tokenizer transformers built from the GGUF agrees with the GGUF's own metadata: its eos
+    id, no BOS added when the file says none, and text decodes back to itself. transformers before
+    5.18 builds SmolLM2's wrongly (5.0-5.17: eos <|im_start|>; 5.0-5.5 also prepend a BOS) while the
+    weights come out identical; refuse such a tokenizer."""
+    import transformers
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf_path)).fields
+    meta = {k: fields[f"tokenizer.ggml.{k}"].contents() for k in ("eos_token_id", "add_bos_token")
+            if f"tokenizer.ggml.{k}" in fields}
+    text = "The capital of France is Paris."
+    ids = tok(text)["input_ids"]
+    problems = []
+    if "eos_token_id" in meta and tok.eos_token_id != meta["eos_token_id"]:
+        problems.append(f"eos id {tok.eos_token_id} ({tok.eos_token!r}), the file says {meta['eos_token_id']}")
+    if meta.get("add_bos_token") is False and ids[:1] == [tok.bos_token_id]:
+        problems.append("a BOS token is prepended, the file says none")
+    if tok.decode(ids, skip_special_tokens=True) != text:
+        problems.append(f"{text!r} decodes as {tok.decode(ids, skip_special_tokens=True)!r}")
+    if problems:
+        raise BaseModelUnavailable(
+            f"transformers {transformers.__version__} built a wrong tokenizer from {gguf_path.name}: "
+            + "; ".join(problems) + ". Install transformers>=5.18 (pyproject.toml's range) and convert again.")
 
 
 def base_model_folder(name: str = "smollm2-135m-instruct", source: str | None = None, force: bool = False,
@@ -178,7 +220,7 @@ def base_model_folder(name: str = "smollm2-135m-instruct", source: str | None = 
         (tmp_out / "source.json").write_text(json.dumps({
             "base_model": bm.name, "package": f"{bm.package}=={bm.version}", "gguf": bm.gguf_member,
             "gguf_sha256": bm.gguf_sha256, "weights": "dequantised from Q4_1 to float32",
-            "hub_equivalent": bm.hub_id}, indent=1))
+            "hub_equivalent": bm.hub_id, "converted_with": {"transformers": _transformers_version()}}, indent=1))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp_out, folder)

@@ -452,7 +452,8 @@ def findings_about(items: list[dict], *names: str, general: bool = True) -> list
 
 
 def rome_edit_table(records: dict):
-    """One row per ROME / R-ROME run record: edits asked and done, v_lr, EasyEdit's edit metrics
+    """One row per ROME / R-ROME run record: its role (reproduction / ablation) and whether its v_lr
+    was chosen by the premise gate (recipes.V_LR_GRID), edits asked and done, v_lr, EasyEdit's edit metrics
     before / after (rewrite, rephrase, locality), median ms per edit, and where it collapsed."""
     import pandas as pd
 
@@ -460,7 +461,8 @@ def rome_edit_table(records: dict):
     for run, rec in records.items():
         em, col = rec.get("edit_metrics") or {}, rec.get("collapsed")
         times = (rec.get("stats") or {}).get("edit_times_s") or []
-        rows.append({"run": run, "n edits": rec.get("n_edits"), "v_lr": (rec.get("hparams") or {}).get("v_lr"),
+        rows.append({"run": run, "role": rec.get("role", ""), "gate-selected": rec.get("gate_selected", False),
+                     "n edits": rec.get("n_edits"), "v_lr": (rec.get("hparams") or {}).get("v_lr"),
                      "pre rewrite acc": em.get("pre_rewrite_acc_mean"), "rewrite acc": em.get("rewrite_acc_mean"),
                      "rephrase acc": em.get("rephrase_acc_mean"), "locality": em.get("locality_mean"),
                      "edits done": len(times), "median ms / edit": edit_ms(rec),

@@ -26,7 +26,7 @@ import json
 import shutil
 import time
 
-from . import evaluate, models, paths, store
+from . import evaluate, models, paths, store, uncertainty
 from .guards import ModelCollapsed
 
 RECORD_VERSION = 2   # 2: hp_key, hparams (all settings) and ablation in every record
@@ -119,13 +119,32 @@ def record_for(p, run: str, *, method: str, target, seed: int, summary=None, col
            "ks_statistic": summary.get("ks_statistic") if summary else None,
            "n_items": summary.get("n_items") if summary else None,
            "collapsed": collapsed, "timings": timings or {}, "versions": store.library_versions(),
-           **store.to_jsonable(extra or {})}
+           "precision": precision_record(p), **store.to_jsonable(extra or {})}
     if hp is not None:
         rec.update(hparams=store.to_jsonable(hp), hp_key=hp_key(hp), ablation=store.to_jsonable(changed or {}),
                    record_version=RECORD_VERSION)
     if logs and "generated_text" in logs.get("forget", {}):   # the first forget answers (logs are not committed)
         rec["forget_answers"] = evaluate.forget_answers(logs)
+    if logs and summary:       # row-bootstrap intervals of FQ, MU, forget ROUGE (uncertainty.py), kept in the record
+        retain_logs = logs if run == "retain" else store.cached_logs(p.name, "retain")
+        if retain_logs is not None:
+            rec = uncertainty.add_intervals(rec, logs, retain_logs)
     return rec
+
+
+def precision_record(p) -> dict:
+    """The arithmetic behind a record (precision.py): the methods and the evaluator compute in the
+    model's float32; the subject models were trained with the precision their training log names
+    (bf16 autocast only on hardware with native bf16); and what "auto" resolves to here."""
+    import os
+
+    from .precision import describe
+
+    out = {"methods_and_evaluation": "float32", "machine": describe(os.environ.get("UNEDIT_DEVICE", "cpu"))}
+    log = models.subject_model_path(p, "full") / "training_log.json" if not p.hub_full else None
+    if log is not None and log.is_file():
+        out["subject_model_training"] = json.loads(log.read_text()).get("precision", "bfloat16 autocast (before precision.py)")
+    return out
 
 
 def summarize_against_retain(p, run: str, logs: dict, retain_run: str = "retain") -> dict:

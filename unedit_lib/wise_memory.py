@@ -1,0 +1,526 @@
+"""WISE's side memory: the layer installed beside one MLP output projection, its routing, and
+saving / loading it (Wang et al. 2024, arXiv 2405.14768; EasyEdit `easyeditor/models/wise/`;
+"§" numbers refer to docs/editing.md section 4). Deviations from EasyEdit are listed in wise.py.
+
+1. `activation_score` is EasyEdit's `euc` (§4.3) over REAL tokens only.
+2. `ties_merge` is EasyEdit's GTA('magnitude', 'sum', normalize=True) (§4.4), used by
+   `SideMemoryLayer.merge_shards`.
+3. `SideMemoryLayer` replaces the MLP output projection of one late layer (§4.1). It holds
+   the frozen main memory (the original module itself, never modified), the trainable side
+   memory (a copy of its weight, (d_out, d_in) orientation whatever the storage layout), the
+   stored / merged side memories and the per-memory threshold records.
+   `SideMemoryLayer.forward` routes at inference (§4.5). Default `routing="per_call"`, as
+   EasyEdit's `WISEAdapter.forward`: decided on every forward call, on that call's own input,
+   from the score averaged over the batch (under a KV cache: the prompt, then each generated
+   token on its own). Ablation `routing="per_row"`: per row, decided once on the prompt and
+   kept for the KV-cached continuation.
+4. `install` / `remove` / `get_side_memory` / `main_memory_only`, and the routing read-outs
+   (`routing_threshold`, `routing_scores`, `routing_decisions`, `routing_report`).
+5. `save_side_memory` / `load_side_memory`: the side memory alone, the main memory being the
+   base model's own weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .architecture import architecture
+from .wise_hparams import WiseHParams, default_layer
+
+# --------------------------------------------------------------------------- activation score (§4.3)
+
+
+def token_distances(main_out: torch.Tensor, side_out: torch.Tensor, act_fn) -> torch.Tensor:
+    """Per-token ||act_fn(side_out) - act_fn(main_out)||_2, shape (B, T) (EasyEdit `euc`).
+
+    Note (§4.3): act_fn is applied to the OUTPUTS of the projection, a code quirk that the
+    paper's formula lacks; kept because EasyEdit's thresholds/margins are on this scale.
+    """
+    return torch.norm(act_fn(side_out.float()) - act_fn(main_out.float()), dim=-1)
+
+
+def activation_score(dist: torch.Tensor, mask: torch.Tensor | None, max_above: int | None = None) -> torch.Tensor:
+    """Per-row score from per-token distances, over real tokens only (mask 1 = real token).
+
+    Mean over real tokens; rows with more than `max_above` real tokens use the max instead
+    (EasyEdit's inference rule for sequences > 100 tokens; None disables it).
+    """
+    if mask is None:
+        mask = torch.ones_like(dist)
+    mask = mask.to(dist.dtype)
+    n_real = mask.sum(-1)
+    mean = (dist * mask).sum(-1) / n_real.clamp(min=1)
+    if max_above is None:
+        return mean
+    mx = dist.masked_fill(mask == 0, float("-inf")).max(-1).values
+    return torch.where(n_real > max_above, mx, mean)
+
+
+# --------------------------------------------------------------------------- TIES merging (§4.4)
+
+
+def ties_merge(base: torch.Tensor, tensors: list[torch.Tensor], density: float = 0.53,
+               weights: list[float] | None = None) -> torch.Tensor:
+    """EasyEdit's 'ties' = GTA(magnitude, sum, normalize=True):
+
+    1. task vectors tau_i = W_i - base;
+    2. trim: keep the top int(density * numel) entries of each tau_i by magnitude;
+    3. scale by weights (default 1/n each);
+    4. elect the sign per entry: sign of sum_i w_i tau_i (ties -> +);
+    5. disjoint mean: sum of the agreeing weighted entries / sum of their weights (0 if none);
+    6. merged = base + mixed.
+    """
+    n = len(tensors)
+    if n == 0:
+        return base.clone()
+    if weights is None:
+        weights = [1.0 / n] * n
+    deltas = []
+    for t in tensors:
+        d = (t - base).float()
+        if density < 1:
+            k = int(density * d.numel())
+            if k <= 0:
+                raise ValueError("density too small: would trim the whole task vector")
+            keep = torch.zeros(d.numel(), dtype=torch.bool, device=d.device)
+            keep[torch.topk(d.abs().reshape(-1), k=k, largest=True).indices] = True
+            d = d * keep.view_as(d)
+        deltas.append(d)
+    deltas = torch.stack(deltas)                                            # (n, ...)
+    w = torch.tensor(weights, dtype=deltas.dtype, device=deltas.device).view(-1, *[1] * (deltas.dim() - 1))
+    weighted = deltas * w
+    majority = (weighted.sum(0) >= 0).to(deltas.dtype) * 2 - 1              # elected sign
+    agree = (weighted.sign() == majority).to(deltas.dtype)                  # trimmed zeros never agree
+    mixed = (weighted * agree).sum(0)
+    divisor = (w * agree).sum(0)
+    divisor[divisor == 0] = 1
+    return (base.float() + mixed / divisor).to(base.dtype)
+
+
+# --------------------------------------------------------------------------- the installed module
+
+
+class _MaskCapture:
+    """Forward pre-hook on the whole model: hands the attention mask and the number of cached
+    positions of the current call to the side-memory layer (deepcopy-safe: an object, not a closure)."""
+
+    def __init__(self, adapter: "SideMemoryLayer"):
+        self.adapter = adapter
+
+    def __call__(self, module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        if mask is None and len(args) > 1 and torch.is_tensor(args[1]):
+            mask = args[1]
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs.get("inputs_embeds")
+        n_in = ids.shape[1] if torch.is_tensor(ids) and ids.dim() >= 2 else None
+        past = 0
+        if torch.is_tensor(mask) and mask.dim() == 2 and n_in is not None:
+            past = mask.shape[1] - n_in
+        else:
+            for key in ("past_key_values", "cache"):
+                c = kwargs.get(key)
+                if c is not None and hasattr(c, "get_seq_length"):
+                    past = int(c.get_seq_length())
+        self.adapter._ctx = {"mask": mask if torch.is_tensor(mask) and mask.dim() == 2 else None, "past": past}
+
+
+class _ClearCapture:
+    def __init__(self, adapter: "SideMemoryLayer"):
+        self.adapter = adapter
+
+    def __call__(self, module, args, kwargs, output):
+        self.adapter._ctx = None
+
+
+class SideMemoryLayer(nn.Module):
+    """The MLP output projection with WISE's dual memory (§4.1).
+
+    * `original_layer`: the original module (main memory), frozen and never modified.
+    * `side_weight`: the current side memory, (d_out, d_in), float32, trainable while editing.
+    * `memory_weights` / `memory_min_act`: stored (saved or TIES-merged) side memories and
+      their min in-scope scores.
+    * `min_act`: running min of the in-scope scores of the current shard's edits.
+
+    Routing rule (§4.5, retrieve mode; `route_from_scores`) on scores s (one per memory):
+      s0 = score(current side memory); route = side if s0 >= act_ratio * min_act else main;
+      best = s0; for each stored memory i: if s_i > best and s_i > act_ratio * min_act_i:
+      route = memory i, best = s_i  (top-1 by activation, as in EasyEdit).
+    `routing="per_call"` (default; EasyEdit `WISEAdapter.forward`, easyeditor/models/wise/WISE.py
+    lines 532-550 at 14cea82; the paper's fork at d71c0bc: lines 502-520, mean at 508): on EVERY
+    forward call the rule is applied once to the scores of that call's own input averaged over
+    the batch rows (`min_dist = min_dist.mean()`, line 538, then `.item()`), and the whole batch
+    takes that route. Under a KV cache the prompt forward decides on the prompt, then each
+    generated token decides on itself alone (one token per row).
+    `routing="per_row"` (ablation): the rule per row, decided on a forward with no cached positions
+    (a prompt, or any cache-free forward) and kept for the following KV-cached forwards of the
+    same batch size, so a generated continuation uses the memory its prompt chose.
+    Set `decisions = []` to log every routing decision (n_tokens, past, per-row scores, route).
+    """
+
+    def __init__(self, base: nn.Module, act_fn, transposed: bool, hparams: WiseHParams):
+        super().__init__()
+        self.original_layer = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.transposed = transposed
+        self.act_fn = act_fn
+        self.hparams = hparams
+        w = base.weight.detach()
+        w = w.T if transposed else w                       # (d_out, d_in) as in W k = v
+        self.side_weight = nn.Parameter(w.float().clone(), requires_grad=False)
+        self.memory_weights = nn.ParameterList()
+        self.memory_min_act: list[float] = []
+        self.min_act = math.inf
+        self.weight_mask: torch.Tensor | None = None
+        self.editing_total_cnt = 0
+        self.merge_cnt = 0
+        self.editing = False
+        self.force_main = False
+        self.context_templates: list[str] | None = None
+        self._ctx = None
+        self._route: torch.Tensor | None = None
+        self.last_scores: torch.Tensor | None = None      # (B, 1 + n_memories) of the last decision
+        self.decisions: list | None = None                # set to [] to log each routing decision
+        self._edit_outputs = None
+        self._edit_input = None
+
+    # -- weights ---------------------------------------------------------------------------
+    def main_weight(self) -> torch.Tensor:
+        w = self.original_layer.weight
+        return (w.T if self.transposed else w).float()
+
+    @property
+    def bias(self):
+        return getattr(self.original_layer, "bias", None)
+
+    def side_forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """x W^T + b with the layer's own bias (bias in both branches: §4.7 deviation)."""
+        b = self.bias
+        return F.linear(x.float(), weight, None if b is None else b.float())
+
+    def threshold(self, memory: int | None = None) -> float:
+        """act_ratio x min in-scope score of the current shard (memory=None) or stored memory i."""
+        m = self.min_act if memory is None else self.memory_min_act[memory]
+        return self.hparams.act_ratio * m
+
+    def _mask_for(self, x: torch.Tensor) -> torch.Tensor | None:
+        ctx = self._ctx
+        if ctx is None or ctx["mask"] is None:
+            return None
+        m = ctx["mask"]
+        B, T = x.shape[0], x.shape[1]
+        if m.shape[0] != B or m.shape[1] < T:
+            return None
+        return m[:, -T:].to(x.device)
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        main = self.original_layer(x)
+        if self.force_main:
+            return main
+        if self.editing:
+            # training (§4.3): every row, the irrelevant one included, goes through the side memory
+            side = self.side_forward(x, self.side_weight)
+            self._edit_outputs = (main.detach(), side, self._mask_for(x))
+            self._edit_input = x.detach()
+            return side.to(main.dtype)
+        return self._route_forward(x, main)
+
+    def route_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """The retrieve-mode rule on (N, 1 + M) scores: (N,) routes, -1 main, 0 side, i + 1 memory i."""
+        route = torch.where(scores[:, 0] < self.threshold(), -1, 0).long()
+        best = scores[:, 0].clone()
+        for i in range(len(self.memory_weights)):
+            s = scores[:, i + 1]
+            take = (s > best) & (s > self.threshold(i))
+            route = torch.where(take, i + 1, route)
+            best = torch.where(take, s, best)
+        return route
+
+    @torch.no_grad()
+    def _decide(self, x, main, mask):
+        """Scores of this call's input per row (B, 1 + M) and the route per row: the rule per row
+        (per_row), or once on the batch mean over rows with a real token (per_call, EasyEdit)."""
+        hp = self.hparams
+        weights = [self.side_weight] + list(self.memory_weights)
+        outs, scores = [], []
+        for w in weights:
+            o = self.side_forward(x, w)
+            outs.append(o)
+            scores.append(activation_score(token_distances(main, o, self.act_fn), mask, hp.infer_max_above))
+        scores = torch.stack(scores, -1)                                   # (B, 1 + M)
+        if hp.routing == "per_row":
+            route = self.route_from_scores(scores)
+        else:
+            real = torch.ones(scores.shape[0], dtype=torch.bool, device=scores.device) if mask is None \
+                else mask.sum(-1) > 0
+            batch_mean = scores[real].mean(0, keepdim=True) if bool(real.any()) else scores.mean(0, keepdim=True)
+            route = self.route_from_scores(batch_mean).expand(scores.shape[0])
+        self.last_scores = scores.detach().cpu()
+        return route, outs
+
+    def _route_forward(self, x, main):
+        if x.dim() != 3:
+            raise ValueError(f"SideMemoryLayer expects (batch, tokens, d_in) inputs, got {tuple(x.shape)}")
+        ctx = self._ctx
+        past = ctx["past"] if ctx is not None else 0
+        keep = self.hparams.routing == "per_row" and past > 0
+        if keep and self._route is not None and self._route.shape[0] == x.shape[0]:
+            route, outs = self._route.to(x.device), None       # per_row continuation: keep the prompt's route
+        else:
+            route, outs = self._decide(x, main, self._mask_for(x))
+            self._route = route.detach()
+            if self.decisions is not None:
+                self.decisions.append({"n_tokens": x.shape[1], "past": past, "scores": self.last_scores,
+                                       "route": route.detach().cpu()})
+        if bool((route < 0).all()):
+            return main
+        out = main
+        for r in route.unique().tolist():
+            if r < 0:
+                continue
+            w = self.side_weight if r == 0 else self.memory_weights[r - 1]
+            o = outs[r] if outs is not None else self.side_forward(x, w)
+            out = torch.where((route == r).view(-1, 1, 1), o.to(main.dtype), out)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"edits={self.editing_total_cnt}, memories={len(self.memory_weights)}, "
+                f"min_act={self.min_act:.4g}, act_ratio={self.hparams.act_ratio}")
+
+    # -- sharding and merging (§4.4) ---------------------------------------------------------
+    def new_mask(self, generator: torch.Generator):
+        """Bernoulli(mask_ratio) gradient mask, redrawn at the start of every shard."""
+        self.weight_mask = (torch.rand(self.side_weight.shape, generator=generator) < self.hparams.mask_ratio).to(
+            self.side_weight.device, self.side_weight.dtype)
+
+    def save_shard(self):
+        """Push the current side memory with its min record; reset the side memory to W."""
+        self.memory_weights.append(nn.Parameter(self.side_weight.detach().clone(), requires_grad=False))
+        self.memory_min_act.append(self.min_act)
+        with torch.no_grad():
+            self.side_weight.copy_(self.main_weight())
+        self.min_act = math.inf
+
+    def merge_shards(self):
+        """Retrieve mode: TIES-merge the last merge_freq/save_freq shards into one memory whose
+        threshold record is the min of theirs."""
+        hp = self.hparams
+        n = hp.merge_freq // hp.save_freq
+        assert len(self.memory_weights) >= n
+        shards = [self.memory_weights[i].detach() for i in range(len(self.memory_weights) - n, len(self.memory_weights))]
+        merged = ties_merge(self.main_weight(), shards, density=hp.densities, weights=[hp.weights / n] * n)
+        min_a = min(self.memory_min_act[-n:])
+        kept = [self.memory_weights[i] for i in range(len(self.memory_weights) - n)]
+        self.memory_weights = nn.ParameterList(kept + [nn.Parameter(merged, requires_grad=False)])
+        self.memory_min_act = self.memory_min_act[:-n] + [min_a]
+        with torch.no_grad():
+            self.side_weight.copy_(self.main_weight())
+        self.merge_cnt += 1
+
+
+# --------------------------------------------------------------------------- install / remove / helpers
+
+
+def _parent_and_name(model, arch, layer):
+    parent = arch.mlp(layer)
+    return parent, arch._paths[5]
+
+
+def get_side_memory(model) -> SideMemoryLayer | None:
+    """The installed SideMemoryLayer, or None."""
+    for m in model.modules():
+        if isinstance(m, SideMemoryLayer):
+            return m
+    return None
+
+
+def install(model, hparams: WiseHParams) -> SideMemoryLayer:
+    """Replace the chosen layer's MLP output projection by a SideMemoryLayer (idempotent)."""
+    adapter = get_side_memory(model)
+    if adapter is not None:
+        return adapter
+    arch = architecture(model)
+    layer = default_layer(arch.n_layers) if hparams.layer is None else hparams.layer
+    if not 0 <= layer < arch.n_layers:
+        raise ValueError(f"layer {layer} outside 0..{arch.n_layers - 1}")
+    hparams.layer = layer
+    parent, name = _parent_and_name(model, arch, layer)
+    base = getattr(parent, name)
+    adapter = SideMemoryLayer(base, arch.act_fn, arch.is_transposed(layer), hparams)
+    adapter.to(base.weight.device)
+    setattr(parent, name, adapter)
+    model.register_forward_pre_hook(_MaskCapture(adapter), with_kwargs=True)
+    model.register_forward_hook(_ClearCapture(adapter), with_kwargs=True)
+    return adapter
+
+
+def remove(model):
+    """Put the original module back (main memory only, side memories discarded); returns model."""
+    adapter = get_side_memory(model)
+    if adapter is None:
+        return model
+    for parent in model.modules():
+        for name, child in list(parent.named_children()):
+            if child is adapter:
+                setattr(parent, name, adapter.original_layer)
+    for hooks, kw in ((model._forward_pre_hooks, model._forward_pre_hooks_with_kwargs),
+                      (model._forward_hooks, model._forward_hooks_with_kwargs)):
+        for hid, h in list(hooks.items()):
+            if isinstance(h, (_MaskCapture, _ClearCapture)):
+                del hooks[hid]
+                kw.pop(hid, None)
+    return model
+
+
+@contextlib.contextmanager
+def main_memory_only(model):
+    """Inside the block every forward uses the main memory (the unedited layer)."""
+    adapter = get_side_memory(model)
+    if adapter is None:
+        yield model
+        return
+    old = adapter.force_main
+    adapter.force_main = True
+    try:
+        yield model
+    finally:
+        adapter.force_main = old
+
+
+def routing_threshold(model, memory: int | None = None) -> float:
+    """The routing threshold act_ratio * min_act (current shard, or stored memory `memory`)."""
+    adapter = get_side_memory(model)
+    if adapter is None:
+        raise ValueError("no WISE side memory installed")
+    return adapter.threshold(memory)
+
+
+def _padded_batch(tokenizer, texts, device):
+    enc = tokenizer(list(texts), return_tensors="pt", padding=len(texts) > 1)
+    mask = enc["attention_mask"]
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": enc["input_ids"].to(device), "attention_mask": mask.to(device),
+            "position_ids": pos.to(device), "use_cache": False}
+
+
+@torch.no_grad()
+def _score_batches(model, tokenizer, prompts, batch_size):
+    adapter = get_side_memory(model)
+    if adapter is None:
+        raise ValueError("no WISE side memory installed")
+    device = adapter.side_weight.device
+    if tokenizer.pad_token_id is None:      # cannot pad: one prompt at a time
+        batch_size = 1
+    scores, routes = [], []
+    for i in range(0, len(prompts), batch_size):
+        model(**_padded_batch(tokenizer, prompts[i:i + batch_size], device))
+        scores.append(adapter.last_scores)
+        # per prompt, as a forward of that prompt alone (under per_call routing a batch shares one
+        # decision, made on the batch mean, so it would depend on which prompts share the batch)
+        routes.append(adapter.route_from_scores(adapter.last_scores.to(device)).cpu())
+    return torch.cat(scores), torch.cat(routes)
+
+
+def routing_scores(model, tokenizer, prompts, memory: int | None = None, batch_size: int = 16) -> list[float]:
+    """Activation score of each prompt (padding excluded) for the current side memory
+    (memory=None) or stored memory i; compare with `routing_threshold(model, memory)`."""
+    scores, _ = _score_batches(model, tokenizer, list(prompts), batch_size)
+    return scores[:, 0 if memory is None else memory + 1].tolist()
+
+
+def routing_decisions(model, tokenizer, prompts, batch_size: int = 16) -> list[str]:
+    """Where each prompt is routed: 'main', 'side' (current side memory) or 'memory:i'."""
+    _, routes = _score_batches(model, tokenizer, list(prompts), batch_size)
+    return ["main" if r < 0 else "side" if r == 0 else f"memory:{r - 1}" for r in routes.tolist()]
+
+
+def routing_report(model, tokenizer, prompts_by_set: dict, batch_size: int = 16) -> dict:
+    """Routing scores and decisions of prompt sets ({name: [prompt, ...]}) on an edited model.
+
+    Returns {"threshold": current shard's threshold (inf before any edit), "memory_thresholds",
+    "sets": {name: {"scores": score for the current side memory, "routes": 'main' | 'side' |
+    'memory:i', "side_rate": share not routed to main}}}.
+    """
+    adapter = get_side_memory(model)
+    if adapter is None:
+        raise ValueError("no WISE side memory installed")
+    out = {"threshold": adapter.threshold(), "memory_thresholds": [adapter.threshold(i) for i in range(len(adapter.memory_weights))],
+           "sets": {}}
+    for name, prompts in prompts_by_set.items():
+        prompts = list(prompts)
+        scores, routes = _score_batches(model, tokenizer, prompts, batch_size)
+        names = ["main" if r < 0 else "side" if r == 0 else f"memory:{r - 1}" for r in routes.tolist()]
+        out["sets"][name] = {"scores": scores[:, 0].tolist(), "routes": names,
+                             "side_rate": sum(r != "main" for r in names) / max(len(names), 1)}
+    adapter._route = None
+    return out
+
+
+# --------------------------------------------------------------------------- saving a side memory
+
+
+def save_side_memory(model, folder) -> None:
+    """Write the installed side memory (current and stored memories, threshold records,
+    hparams, context templates) to `folder` as side_memory.safetensors + side_memory.json;
+    the main memory is the base model's own weights and is not written."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from .store import write_file, write_json
+
+    adapter = get_side_memory(model)
+    if adapter is None:
+        raise ValueError("no WISE side memory installed")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"side_weight": adapter.side_weight.detach().contiguous()}
+    for i, w in enumerate(adapter.memory_weights):
+        tensors[f"memory_{i}"] = w.detach().contiguous()
+    if adapter.weight_mask is not None:
+        tensors["weight_mask"] = adapter.weight_mask.contiguous()
+    hp = {k: v for k, v in adapter.hparams.record().items() if k not in ("margins_used", "deviations_from_paper")}
+    state = {"hparams": hp, "memory_min_act": adapter.memory_min_act, "min_act": adapter.min_act,
+             "editing_total_cnt": adapter.editing_total_cnt, "merge_cnt": adapter.merge_cnt,
+             "context_templates": adapter.context_templates}
+    write_file(folder / "side_memory.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    write_json(state, folder / "side_memory.json", allow_nan=True)   # min_act is inf before any edit
+
+
+def load_side_memory(model, folder):
+    """Install the side memory saved by `save_side_memory` on `model` (the unedited base
+    model); returns the model."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / "side_memory.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no saved WISE side memory (side_memory.json)")
+    state = json.loads((folder / "side_memory.json").read_text())
+    tensors = load_file(str(folder / "side_memory.safetensors"))
+    hp = dict(state["hparams"])
+    if "routing" not in hp:     # saved before routing was a hyperparameter: it was evaluated routed per row
+        hp.update(routing="per_row", ablation="per-row-routing")
+    hp["act_margin"], hp["template_lengths"] = tuple(hp["act_margin"]), tuple(hp["template_lengths"])
+    hp["template_seeds"], hp["early_stop"] = tuple(hp["template_seeds"]), tuple(hp["early_stop"])
+    adapter = install(model, WiseHParams(**hp))
+    with torch.no_grad():
+        adapter.side_weight.copy_(tensors["side_weight"])
+    n = sum(1 for k in tensors if k.startswith("memory_"))
+    adapter.memory_weights = nn.ParameterList([nn.Parameter(tensors[f"memory_{i}"], requires_grad=False)
+                                               for i in range(n)])
+    adapter.weight_mask = tensors.get("weight_mask")
+    adapter.memory_min_act = list(state["memory_min_act"])
+    adapter.min_act = float(state["min_act"])
+    adapter.editing_total_cnt, adapter.merge_cnt = state["editing_total_cnt"], state["merge_cnt"]
+    adapter.context_templates = state["context_templates"]
+    return model
