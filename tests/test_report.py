@@ -20,8 +20,10 @@ def _rec(run, method, target, mu, fq, rouge=0.5, collapsed=False, times=None):
 
 def test_paper_rows_are_consistent_with_their_model_utility():
     """Each typed paper row's MU is the harmonic mean of its 9 non-forget numbers (catches typos)."""
-    for run in reference.paper_runs():
-        row = reference.paper_row(run)
+    rows = [reference.paper_row(run) for run in reference.paper_runs()]
+    rows += [reference.paper_ike_generation_row(f"ike-{t}") for t in ("dummy", "incorrect", "avoidant")]
+    for row in rows:
+        run = row["paper_run"]
         vals = [row[c] for c in reference.PAPER_COLUMNS[:9]]
         if any(math.isnan(v) for v in vals) or math.isnan(row["model_utility"]):
             continue
@@ -239,3 +241,28 @@ def test_forget_examples_come_from_the_record_without_per_item_logs(tmp_path, mo
     ex = report.forget_examples("smoke", ["rome-dummy"], n=3, every=7)
     assert [e["question"] for e in ex] == ["q0?", "q7?", "q14?"]
     assert ex[1] == {"question": "q7?", "truth": "truth 7", "answers": {"rome-dummy": "answer 7"}}
+
+
+def test_a_notebook_shows_its_methods_share_of_the_findings():
+    from unedit_lib import gates
+
+    recs = _study(**{"rome-dummy": _rome("rome-dummy", 0.95, mu=0.85, fq=0.2),
+                     "wise-dummy": _wise("wise-dummy", 0.9, 0.1, 0.1, 0.1, rouge=0.5)})
+    items = report.study_findings(recs)
+    assert items == report.findings(report.main_table(recs), gates.gate_rows(recs))
+    rome = [f["finding"] for f in report.findings_about(items, "ROME")]
+    assert ROME_FQ in rome and ROME_MU in rome and any("(abstract" in f for f in rome)
+    assert not any(f.startswith(("WISE", "GA ", "IKE")) for f in rome)
+    base = [f["finding"] for f in report.findings_about(items, "GA", "IdK", general=False)]
+    assert base == ["GA destroys utility (MU -> 0)",
+                    "IdK keeps most utility and stops reciting the forget answers"]
+    assert not report.findings_about(items, "R-ROME", general=False)   # "R-ROME" is not "ROME"'s name
+
+
+def test_rome_edit_table_reads_the_records():
+    recs = {"rome-dummy": _rome("rome-dummy", 0.9), "rome-incorrect": _rec("rome-incorrect", "ROME", "incorrect", 0, 0,
+                                                                          collapsed=True, times=[0.1, 0.3, 0.2])}
+    t = report.rome_edit_table(recs)
+    assert t.loc["rome-dummy", "rewrite acc"] == 0.9 and t.loc["rome-dummy", "edits done"] == 0
+    assert t.loc["rome-incorrect", "collapsed at edit"] == 3 and t.loc["rome-incorrect", "median ms / edit"] == 200
+    assert report.rome_edit_table({}).empty

@@ -76,6 +76,17 @@ _PAPER_72 = {
                       (0.933, 0.4065, 0.5644, 0.8746, 0.4262, 0.5591, 0.9822, 0.9487, 0.4867, 0.9855, 0.8992, 0.5111, 0.6119, 2.431e-17)),
 }
 
+# paper.md 7.2 [repo]: IKE with the context on generation only (the paper's other IKE runs). Their
+# probabilities are the full model's, so their forget quality is invalid (the repo's CSV says 1): NaN here.
+_PAPER_72_IKE_GENERATION = {
+    "ike-dummy": ("IKE dummy (ICL on generation only)",
+                  (0.2633, 0.4487, 0.581, 0.137, 0.426, 0.5588, 0.2897, 0.9895, 0.4829, 0.1331, 0.9901, 0.5065, 0.35, NAN)),
+    "ike-incorrect": ("IKE incorrect (ICL on generation only)",
+                      (0.245, 0.4487, 0.5809, 0.1876, 0.4261, 0.5588, 0.3128, 0.9895, 0.4829, 0.4235, 0.9901, 0.5065, 0.3785, NAN)),
+    "ike-avoidant": ("IKE avoidant (ICL on generation only)",
+                     (0.22, 0.4487, 0.5809, 0.1491, 0.4261, 0.5588, 0.2553, 0.9895, 0.4829, 0.383, 0.9901, 0.5065, 0.3417, NAN)),
+}
+
 # paper.md 7.3: EasyEdit edit-level post-edit means (requests, pre rewrite, rewrite, rephrase, locality)
 _PAPER_73 = {
     "rome-dummy": (400, 0.0, 0.985, 0.975, 0.3132),
@@ -99,6 +110,15 @@ def paper_row(run: str) -> dict | None:
     if run not in _PAPER_72:
         return None
     name, values = _PAPER_72[run]
+    return {"paper_run": name, **dict(zip(PAPER_COLUMNS, values))}
+
+
+def paper_ike_generation_row(run: str) -> dict | None:
+    """The paper's "ICL on generation only" IKE row for one of our IKE run names (paper.md 7.2
+    [repo]; forget quality NaN: invalid there, the logits being the full model's), or None."""
+    if run not in _PAPER_72_IKE_GENERATION:
+        return None
+    name, values = _PAPER_72_IKE_GENERATION[run]
     return {"paper_run": name, **dict(zip(PAPER_COLUMNS, values))}
 
 

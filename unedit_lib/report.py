@@ -5,8 +5,11 @@
   runs repeated over seeds (`<run>-s1`, ...) give the mean and, with two or more seeds, the
   sample standard deviation (`<metric> sd`); collapsed runs stay in the table, marked.
 * `paper_comparison(records)`: our numbers next to the paper's (reference.py, cited).
-* `findings(records)`: the paper's qualitative findings, each tested on our runs and labelled
-  "reproduced", "not reproduced" or "not comparable" with the numbers and the reason.
+* `findings(table, gate_rows)`: the paper's qualitative findings, each tested on our runs and
+  labelled with one of `VERDICTS` ("reproduced", "not reproduced", "not testable here" when a
+  premise gate of gates.py does not hold, "not comparable") with the numbers and the reason;
+  `study_findings(records)` computes both from the records, `findings_about(items, "ROME")`
+  keeps one method's share (the editor and baseline notebooks show those).
 * `markdown_table(...)`: the README's table (written by scripts/write_readme_results.py).
 
 Everything is computed from results/<preset>/*.json; nothing here is typed by hand except
@@ -432,6 +435,40 @@ def _both_open(ev, run: str, mu_full) -> bool:
         sp = ev.span(run, key)
         return (ev.value(run, key) or 0.0) >= bar or (sp is not None and sp[1] >= bar)
     return reaches("forget_quality", 0.05) and reaches("model_utility", 0.9 * mu_full)
+
+
+def study_findings(records: dict, seeds=None) -> list[dict]:
+    """`findings` on a preset's study records ({run: record}, store.load_results) with their
+    premise gates (gates.gate_rows): the one call the notebooks make."""
+    return findings(main_table(records, seeds=seeds), gates_mod.gate_rows(records))
+
+
+def findings_about(items: list[dict], *names: str, general: bool = True) -> list[dict]:
+    """The findings whose statement names one of `names` as a word ("ROME" matches "ROME-dummy",
+    not "R-ROME"; "GA", "IKE", ...), and with `general` the claims over every method (the two
+    from the paper's abstract): an editor or baseline notebook's share of `findings`."""
+    word = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, names)) + r")(?!\w)")
+    return [f for f in items if word.search(f["finding"]) or (general and "(abstract" in f["finding"])]
+
+
+def rome_edit_table(records: dict):
+    """One row per ROME / R-ROME run record: its role (reproduction / ablation) and whether its v_lr
+    was chosen by the premise gate (recipes.V_LR_GRID), edits asked and done, v_lr, EasyEdit's edit metrics
+    before / after (rewrite, rephrase, locality), median ms per edit, and where it collapsed."""
+    import pandas as pd
+
+    rows = []
+    for run, rec in records.items():
+        em, col = rec.get("edit_metrics") or {}, rec.get("collapsed")
+        times = (rec.get("stats") or {}).get("edit_times_s") or []
+        rows.append({"run": run, "role": rec.get("role", ""), "gate-selected": rec.get("gate_selected", False),
+                     "n edits": rec.get("n_edits"), "v_lr": (rec.get("hparams") or {}).get("v_lr"),
+                     "pre rewrite acc": em.get("pre_rewrite_acc_mean"), "rewrite acc": em.get("rewrite_acc_mean"),
+                     "rephrase acc": em.get("rephrase_acc_mean"), "locality": em.get("locality_mean"),
+                     "edits done": len(times), "median ms / edit": edit_ms(rec),
+                     "collapsed at edit": col.get("step") if isinstance(col, dict) else None,
+                     "collapse reason": col.get("reason") if isinstance(col, dict) else None})
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
 # --------------------------------------------------------------------------- markdown
