@@ -442,7 +442,7 @@ def _wise(p, sd, method, target, hp, data_dir):
         groups["evaluator prompt"] = data.edit_requests(rows, target, eval_tmpl, data_dir)
     loc_texts, loc_source = wise_locality_texts(sd, edit_tmpl, hp["n_locality"], data_dir)
     probe_prompts = {s: [eval_tmpl.prompt(r["question"]) for r in sd.eval_sets[s]]
-                     for s in ("forget", "retain", "real_authors")}
+                     for s in ("forget", "retain", "real_authors", "world_facts")}   # every set a gate reads
     loc_items = [(eval_tmpl.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"]]
     wise_hp = {k: v for k, v in hp.items() if k in _defaults("wise")}
     wise_hp["template"] = edit_tmpl
