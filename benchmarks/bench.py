@@ -207,7 +207,7 @@ def main():
 
 
 def _bench_editor(editor: str, p, n_edits: int, target: str):
-    from unedit_lib import data, prompts, rome, trace, wise
+    from unedit_lib import data, prompts, rome, trace_records, wise
 
     sd = models.study_data(p)
     model, tok = models.load_subject_model(p, "full")
@@ -216,7 +216,7 @@ def _bench_editor(editor: str, p, n_edits: int, target: str):
     stats: dict = {}
     t0 = time.perf_counter()
     if editor == "rome":
-        layer, _ = trace.load_edit_layer(p.name, default=max(0, p.n_layers // 4))   # notebook 02's choice
+        layer, _ = trace_records.load_edit_layer(p.name, default=max(0, p.n_layers // 4))   # notebook 02's choice
         rome.edit(model, tok, reqs, layer=layer, stats=stats, **ROME_SETTINGS.get(p.name, {}))
     else:
         loc, _ = wise.locality_texts(sd, tmpl, 400)

@@ -13,7 +13,8 @@ METHODS = {"rome", "ike", "wise", "baselines"}
 # method-level too, import only the base, and only their own method imports them
 METHOD_PARTS = {"ike_prompts": "ike", "wise_hparams": "wise", "wise_memory": "wise"}
 EVALUATOR = {"evaluate", "edit_metrics"}
-STUDY = {"study", "recipes", "report", "plots", "robustness", "gates", "uncertainty", "summary"}
+STUDY = {"study", "recipes", "report", "plots", "robustness", "gates", "uncertainty", "summary", "trace_plots",
+         "trace_records"}
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from unedit_lib import trace
+from unedit_lib import trace, trace_plots, trace_records
 from unedit_lib.architecture import architecture, tiny_model
 from unedit_lib.tokenizer import train_tokenizer
 
@@ -108,9 +108,9 @@ def test_plot_trace(tok):
 
     model = tiny_model("gpt2", vocab_size=len(tok))
     r = trace.trace_important_states(model, tok, PROMPT, SUBJECT, kind="attn", samples=2, noise=0.1)
-    ax = trace.plot_trace(r)
+    ax = trace_plots.plot_trace(r)
     assert any(lbl.get_text().endswith("*") for lbl in ax.get_yticklabels())
-    trace.plot_average(trace.average_traces([r]))
+    trace_plots.plot_average(trace.average_traces([r]))
     plt.close("all")
 
 
@@ -118,11 +118,11 @@ def test_cached_traces_are_reused(tok, tmp_path, monkeypatch):
     model = tiny_model("llama", vocab_size=len(tok), seed=0)
     rows = [{"question": "Who wrote Blue Moon?", "subject": "Blue Moon", "answer": "Jane Doe wrote Blue Moon."}]
     kw = dict(kinds=(None,), samples=2, window=2)
-    fresh = trace.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, **kw)
+    fresh = trace_records.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, **kw)
     monkeypatch.setattr(trace, "trace_facts", lambda *a, **k: pytest.fail("recomputed instead of reused"))
-    again = trace.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, **kw)
+    again = trace_records.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, **kw)
     a, b = fresh["traces"][0]["hidden"], again["traces"][0]["hidden"]
     assert np.array_equal(a["scores"], b["scores"]) and a["subject_range"] == b["subject_range"]
     assert again["noise"] == fresh["noise"]
     with pytest.raises(pytest.fail.Exception):      # force recomputes
-        trace.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, force=True, **kw)
+        trace_records.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, force=True, **kw)

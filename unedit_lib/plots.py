@@ -182,13 +182,13 @@ _TRACE_KINDS = (("hidden", "Purples"), ("mlp", "Greens"), ("attn", "Reds"))
 def trace_fact_heatmaps(rec: dict, preset: str, name: str):
     """rome's three token x layer heatmaps (hidden state, MLP window, attention window) of one fact
     (`rec` = one entry of trace.trace_facts()["traces"]); kinds flat over layers are left out."""
-    from . import trace
+    from .trace_plots import plot_trace
 
     kinds, dropped = _informative(rec)
     n_tok = len(rec[kinds[0]]["scores"])
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds) + 0.6, 1.6 + 0.24 * n_tok), squeeze=False)
     for ax, k in zip(axes[0], kinds):
-        trace.plot_trace(rec[k], ax=ax, title=f"{k}: restore after corrupting the subject")
+        plot_trace(rec[k], ax=ax, title=f"{k}: restore after corrupting the subject")
         ax.title.set_fontsize(9)
         ax.xaxis.label.set_fontsize(8)
         ax.tick_params(labelsize=7)
@@ -258,12 +258,12 @@ def trace_aie_lines(avgs: dict, preset: str, name: str = "trace_aie.png",
                     rows=("First subject token", "Last subject token", "Further tokens", "Last token")):
     """Average indirect effect per layer with 95% bands, one panel per kind (rome's line plots),
     integer layer ticks; kinds that are flat over layers are left out and named."""
-    from . import trace
+    from .trace_plots import plot_average
 
     kinds, dropped = _informative(avgs)
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds) + 0.6, 3), sharey=True, squeeze=False)
     for ax, k in zip(axes[0], kinds):
-        trace.plot_average(avgs[k], ax=ax, rows=[r for r in rows if avgs[k]["count"][avgs[k]["labels"].index(r)]])
+        plot_average(avgs[k], ax=ax, rows=[r for r in rows if avgs[k]["count"][avgs[k]["labels"].index(r)]])
         ax.set_title(f"{k}: AIE (n={avgs[k]['n']}, TE={avgs[k]['te']:.3f})", fontsize=9)
         ax.set_xticks(np.arange(np.asarray(avgs[k]["aie"]).shape[1]))
     if dropped:

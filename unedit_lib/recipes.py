@@ -17,7 +17,7 @@ import dataclasses
 import math
 import time
 
-from . import baselines, data, ike, models, paths, prompts, rome, store, study, trace, wise
+from . import baselines, data, ike, models, paths, prompts, rome, store, study, trace_records, wise
 from . import edit_metrics as em
 from .architecture import architecture
 from .guards import ModelCollapsed
@@ -197,7 +197,7 @@ def _with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_ou
 def rome_layer(p, data_dir=None) -> tuple[int, dict]:
     """The edit layer: notebook 02's causal-trace choice, else a quarter of the depth."""
     n_layers = models.load_subject_model(p, "full", data_dir)[0].config.num_hidden_layers
-    return trace.load_edit_layer(p.name, n_layers // 4)
+    return trace_records.load_edit_layer(p.name, n_layers // 4)
 
 
 def qa_texts(rows, template) -> list[str]:

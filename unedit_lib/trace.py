@@ -315,56 +315,6 @@ def choose_edit_layer(avg_mlp_result: dict, exclude_last_layer: bool = False) ->
     return int(np.nanargmax(row))
 
 
-# --------------------------------------------------------------------------- plots
-_CMAPS = {None: "Purples", "mlp": "Greens", "attn": "Reds"}
-
-
-def plot_trace(result: dict, ax=None, title: str | None = None):
-    """rome `plot_trace_heatmap`: tokens x layers, colour p(o), vmin = low_score, subject tokens
-    marked with '*'. Returns the matplotlib Axes."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(3.5, 2 + 0.25 * len(result["scores"])))
-    kind = result["kind"]
-    b, e = result["subject_range"]
-    positions = result.get("positions") or range(len(result["scores"]))
-    labels = [repr(result["input_tokens"][t])[1:-1] + ("*" if b <= t < e else "") for t in positions]
-    mesh = ax.pcolormesh(result["scores"], cmap=_CMAPS[kind], vmin=result["low_score"])
-    ax.invert_yaxis()
-    ax.set_yticks([0.5 + i for i in range(len(labels))])
-    ax.set_yticklabels(labels)
-    n_layers = result["scores"].shape[1]
-    step = max(1, n_layers // 8)
-    ax.set_xticks([0.5 + i for i in range(0, n_layers, step)])
-    ax.set_xticklabels(list(range(0, n_layers, step)))
-    ax.set_xlabel("single restored layer" if kind is None
-                  else f"center of interval of {result['window']} restored {kind.upper() if kind == 'mlp' else 'Attn'} layers")
-    ax.set_title(title or f"Impact of restoring {'state' if kind is None else kind} after corrupted input")
-    cb = ax.figure.colorbar(mesh, ax=ax)
-    cb.ax.set_title(f"p({result['answer_token'].strip()})", fontsize=8)
-    return ax
-
-
-def plot_average(avg: dict, ax=None, rows=("Last subject token", "Last token")):
-    """AIE per layer with 95% bands for some token classes (rome's average-effect line plots)."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 2.5))
-    x = np.arange(avg["aie"].shape[1])
-    for name in rows:
-        i = avg["labels"].index(name)
-        ax.plot(x, avg["aie"][i], label=name)
-        ax.fill_between(x, avg["aie"][i] - avg["ci95"][i], avg["aie"][i] + avg["ci95"][i], alpha=0.2)
-    what = {None: "single restored layer", "mlp": "MLP window centre", "attn": "Attn window centre"}[avg["kind"]]
-    ax.set_xlabel(what)
-    ax.set_ylabel("AIE")
-    ax.legend(fontsize=7)
-    ax.set_title(f"Average indirect effect (n={avg['n']})")
-    return ax
-
-
 def subject_last_token_effect(model, tok, rows, template="qa", samples: int = 10, seed: int = 0) -> dict:
     """The subject-model notebook's short check of ROME's premise, over a few QA rows.
 
@@ -444,37 +394,6 @@ def trace_facts(model, tok, rows, template="qa", kinds=KINDS, samples: int = 10,
     return {"traces": out, "skipped": skipped, "noise": float(noise)}
 
 
-def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force: bool = False, **kw) -> dict:
-    """`trace_facts`, cached as JSON under `cache_dir` (keyed by the model's name or folder, the
-    rows' questions and subjects, the template and every setting), so that a second run of the
-    tracing notebook reuses its traces; `force` recomputes them."""
-    import hashlib
-    import json
-    from pathlib import Path
-
-    from .store import CorruptFile, read_json, write_json
-
-    if cache_dir is None:
-        return trace_facts(model, tok, rows, template, **kw)
-    key = json.dumps({"model": str(getattr(model.config, "_name_or_path", "")),
-                      "rows": [(r["question"], r["subject"], r["answer"]) for r in rows],
-                      "template": str(template), **{k: str(v) for k, v in sorted(kw.items())}}, sort_keys=True)
-    path = Path(cache_dir) / f"traces-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
-    if path.is_file() and not force:
-        res = read_json(path, "causal-trace cache")
-        if not isinstance(res, dict) or "traces" not in res:
-            raise CorruptFile(path, "not a causal-trace cache (no 'traces')")
-        for rec in res["traces"]:
-            for v in rec.values():
-                if isinstance(v, dict) and "scores" in v:
-                    v["scores"] = np.asarray(v["scores"])
-                    v["subject_range"] = tuple(v["subject_range"])
-        return res
-    res = trace_facts(model, tok, rows, template, **kw)
-    write_json(res, path, indent=None, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    return res
-
-
 def subject_effect_summary(avg_hidden: dict, avg_mlp: dict | None = None, min_share: float = 0.1) -> dict:
     """Is the fact recalled through the subject? From `average_traces` results.
 
@@ -500,31 +419,3 @@ def subject_effect_summary(avg_hidden: dict, avg_mlp: dict | None = None, min_sh
     peak, ci = out["hidden_subject_peak"], out["hidden_subject_ci95"]
     out["clear"] = bool(te > 0 and peak - ci > 0 and peak >= min_share * te)
     return out
-
-
-def edit_layer_path(preset: str):
-    from .paths import edit_layer_path as path
-
-    return path(preset)
-
-
-def save_edit_layer(preset: str, layer: int, info: dict | None = None):
-    """Write results/<preset>/trace/rome_layer.json atomically (a sub-folder, so it is never read
-    as a run record): {"layer": ..., **info}. Returns the path."""
-    from .store import write_json
-
-    return write_json({"layer": int(layer), **(info or {})}, edit_layer_path(preset), default=float)
-
-
-def load_edit_layer(preset: str, default: int | None = None) -> tuple[int | None, dict]:
-    """(layer, record) from notebook 02's rome_layer.json, or (default, {"source": "fallback"})."""
-    from .paths import display_path
-    from .store import CorruptFile, read_json
-
-    path = edit_layer_path(preset)
-    if path.is_file():
-        rec = read_json(path, "ROME layer record")
-        if not isinstance(rec, dict) or not isinstance(rec.get("layer"), int):
-            raise CorruptFile(path, "no integer 'layer'", "rerun notebooks/02_causal_tracing.ipynb (force=True)")
-        return rec["layer"], {**rec, "source": display_path(path)}
-    return default, {"source": "fallback parameter"}

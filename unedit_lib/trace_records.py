@@ -1,0 +1,55 @@
+"""Causal tracing's files (notebook 02), study-level: the cache of `trace.trace_facts` results
+and the chosen ROME layer, results/<preset>/trace/rome_layer.json (`paths.edit_layer_path`),
+which recipes.rome_layer reads. The algorithm (trace.py) reads and writes no file."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import paths, trace
+from .store import CorruptFile, read_json, write_json
+
+
+def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force: bool = False, **kw) -> dict:
+    """`trace.trace_facts`, cached as JSON under `cache_dir` (keyed by the model's name or folder,
+    the rows' questions and subjects, the template and every setting), so that a second run of the
+    tracing notebook reuses its traces; `force` recomputes them."""
+    if cache_dir is None:
+        return trace.trace_facts(model, tok, rows, template, **kw)
+    key = json.dumps({"model": str(getattr(model.config, "_name_or_path", "")),
+                      "rows": [(r["question"], r["subject"], r["answer"]) for r in rows],
+                      "template": str(template), **{k: str(v) for k, v in sorted(kw.items())}}, sort_keys=True)
+    path = Path(cache_dir) / f"traces-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
+    if path.is_file() and not force:
+        res = read_json(path, "causal-trace cache")
+        if not isinstance(res, dict) or "traces" not in res:
+            raise CorruptFile(path, "not a causal-trace cache (no 'traces')")
+        for rec in res["traces"]:
+            for v in rec.values():
+                if isinstance(v, dict) and "scores" in v:
+                    v["scores"] = np.asarray(v["scores"])
+                    v["subject_range"] = tuple(v["subject_range"])
+        return res
+    res = trace.trace_facts(model, tok, rows, template, **kw)
+    write_json(res, path, indent=None, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    return res
+
+
+def save_edit_layer(preset: str, layer: int, info: dict | None = None):
+    """Write results/<preset>/trace/rome_layer.json atomically (a sub-folder, so it is never read
+    as a run record): {"layer": ..., **info}. Returns the path."""
+    return write_json({"layer": int(layer), **(info or {})}, paths.edit_layer_path(preset), default=float)
+
+
+def load_edit_layer(preset: str, default: int | None = None) -> tuple[int | None, dict]:
+    """(layer, record) from notebook 02's rome_layer.json, or (default, {"source": "fallback"})."""
+    path = paths.edit_layer_path(preset)
+    if path.is_file():
+        rec = read_json(path, "ROME layer record")
+        if not isinstance(rec, dict) or not isinstance(rec.get("layer"), int):
+            raise CorruptFile(path, "no integer 'layer'", "rerun notebooks/02_causal_tracing.ipynb (force=True)")
+        return rec["layer"], {**rec, "source": paths.display_path(path)}
+    return default, {"source": "fallback parameter"}
