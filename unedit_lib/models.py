@@ -389,7 +389,6 @@ def train_subject_model(preset="default", which: str = "full", data_dir=None, fo
     stmt_rows = authored if p.statements else []
     if p.base_model:                    # TOFU's protocol: fine-tune the pretrained LLM
         model, tok = load_model(pretrained.base_model_folder(p.base_model), device="cpu", dtype=torch.float32)
-        tok.padding_side = "right"
     else:                               # the embedded models: a tokenizer and a Llama trained from scratch
         tok = build_tokenizer(p.vocab_size, data_dir)
         model = new_llama(p, tok)
@@ -445,7 +444,6 @@ def train_subject_model(preset="default", which: str = "full", data_dir=None, fo
     if p.base_model:
         log["base_model"] = p.base_model
     model.eval()
-    tok.padding_side = "left"
 
     def write(d):
         model.save_pretrained(d, safe_serialization=True)
