@@ -17,7 +17,7 @@ import dataclasses
 import math
 import time
 
-from . import baselines, data, ike, models, paths, prompts, rome, store, study, trace_records, wise
+from . import baselines, data, gates, ike, models, paths, prompts, rome, store, study, trace_records, wise
 from . import edit_metrics as em
 from .architecture import architecture
 from .guards import ModelCollapsed
@@ -247,7 +247,7 @@ def _rome(p, sd, method, target, hp, data_dir):
 
 # --------------------------------------------------------------------------- v_lr by a stated gate
 V_LR_GRID = (0.1, 0.2, 0.5, 1.0)   # the paper's 0.1, EasyEdit's 0.5, and the values between / above
-REWRITE_GATE = 0.8                 # issue 13: "edits take" = mean rewrite accuracy >= 0.8 on the edit prompts
+REWRITE_GATE = gates.EDITS_TAKE_MIN   # "edits take": mean rewrite accuracy on the edit prompts (one threshold)
 
 
 def smallest_v_lr_passing_gate(model, tok, requests, *, grid=V_LR_GRID, gate: float = REWRITE_GATE,
@@ -257,7 +257,8 @@ def smallest_v_lr_passing_gate(model, tok, requests, *, grid=V_LR_GRID, gate: fl
     The premise gate (issue 13 item 1): after editing all `requests` sequentially into a fresh copy
     of `model` (the argument is never modified) with `hp` (default the paper's) and v_lr = one grid
     value, the mean rewrite accuracy (`edit_metrics`, teacher-forced target tokens on the edit
-    prompts) is >= `gate`. Grid values are tried in ascending order; the chosen value is the first
+    prompts) is >= `gate`. A quick probe on copies, without evaluation: the study itself climbs the
+    grid with whole, recorded runs (`rome_reproduction`). Grid values are tried in ascending order; the chosen value is the first
     that passes, never one picked by a downstream finding. A collapsed run fails the gate (its
     reason is kept). With `stop_at_first`, larger values are not run once one passes.
 
@@ -508,8 +509,6 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
     ablations of STUDY_ABLATIONS["rome"]. Every run is cached by all of its settings. Returns
     {run name: record}, each record with `role` added: "paper settings", "v_lr grid" (with
     `gate_selected` True on the chosen one) or "ablation"."""
-    from . import gates
-
     grid = tuple(grid or V_LR_GRID)
     out = {}
 
