@@ -41,6 +41,7 @@ from unedit_lib import evaluate, models, store  # noqa: E402
 STUDY_BUDGET_S = 1800     # issue: the default study end to end (notebooks 00-07) <= 30 minutes
 TRAIN_BUDGET_S = 600      # both subject models <= 10 minutes
 EVAL_BUDGET_S = 60        # one evaluation of a default model <= 60 s
+EVAL_BUDGETS_S = {"smollm2": 180}   # one TOFU evaluation of a SmolLM2 model <= 3 min on 2 CPU cores
 TRAIN_BUDGETS_S = {"smollm2": 1800}   # both fine-tuned SmolLM2 models <= 30 min on 2 CPU cores, float32
 # the editors' settings that notebooks 03 / 05 use for each preset (their parameter cells)
 ROME_SETTINGS = {"default": dict(context_template_length_params=((5, 5),)),
@@ -193,7 +194,7 @@ def main():
         model, tok = models.load_model(paths["full"]) if "full" in paths else models.load_subject_model(p, "full")
         sd = models.study_data(p)
         _stage("evaluate full model (4 TOFU sets)", lambda: evaluate.evaluate_model(
-            model, tok, sd.eval_sets, p.template, progress=False, max_new_tokens=p.max_new_tokens), budget=EVAL_BUDGET_S)
+            model, tok, sd.eval_sets, p.template, progress=False, max_new_tokens=p.max_new_tokens), budget=EVAL_BUDGETS_S.get(p.name, EVAL_BUDGET_S))
     for editor in ("rome", "wise"):
         if editor in stages:
             for target in ("dummy", "avoidant"):

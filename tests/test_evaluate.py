@@ -125,3 +125,50 @@ def test_pad_batch_right_and_left():
     assert ids.tolist() == [[1, 2, 3], [9, 9, 4]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     with pytest.raises(ValueError, match="side"):
         pad_batch([[1]], 0, "middle")
+
+
+# --------------------------------------------------------------------------- the evaluator's shortcuts
+QUESTIONS = ["Who wrote the novel about the river?", "Where was the author born?", "What genre does she write?"]
+ANSWERS = ["A writer from the north wrote it.", "In a small town by the sea.", "Mostly poems.", "Crime novels."]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from unedit_lib.tokenizer import train_tokenizer
+
+    return train_tokenizer((QUESTIONS + ANSWERS) * 5, vocab_size=300)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_shared_prompt_scoring_equals_one_pass_per_pair(tok, family):
+    """A question's prompt run once under all its answers (KV cache) gives the numbers of
+    prompt + answer run as one right-padded sequence (the path kept for call-dependent models)."""
+    from unedit_lib.architecture import CALL_DEPENDENT, tiny_model
+
+    model = tiny_model(family, vocab_size=len(tok), seed=1).eval()
+    pairs = [(q, a) for q in QUESTIONS for a in ANSWERS]
+    shared = ev.answer_token_logprobs(model, tok, "qa", pairs, batch_size=5)
+    setattr(model, CALL_DEPENDENT, True)
+    one_pass = ev.answer_token_logprobs(model, tok, "qa", pairs, batch_size=5)
+    assert [len(x) for x in shared] == [len(x) for x in one_pass]
+    np.testing.assert_allclose(np.concatenate(shared), np.concatenate(one_pass), rtol=1e-4, atol=1e-4)
+    assert len({round(sum(x), 3) for x in shared}) > len(ANSWERS)       # the pairs differ (not a constant)
+
+
+def test_long_answers_continue_in_a_second_pass(tok, monkeypatch):
+    """Rows still going after FIRST_PASS_TOKENS continue from prompt + their tokens: the same
+    greedy answers as one pass of max_new_tokens (a call-dependent model's path)."""
+    from unedit_lib.architecture import CALL_DEPENDENT, tiny_model
+
+    model = tiny_model("llama", vocab_size=len(tok), seed=2).eval()
+    monkeypatch.setattr(ev, "FIRST_PASS_TOKENS", 3)
+    calls = []
+    real = ev._greedy
+    monkeypatch.setattr(ev, "_greedy", lambda m, t, prompts, *a, **k: calls.append(len(prompts)) or real(m, t, prompts, *a, **k))
+    two = ev.generate_answers(model, tok, "qa", QUESTIONS, max_new_tokens=9, batch_size=2)
+    assert len(calls) == 2 and calls[1] > 0                 # a random model rarely stops within 3 tokens
+    setattr(model, CALL_DEPENDENT, True)
+    calls.clear()
+    one = ev.generate_answers(model, tok, "qa", QUESTIONS, max_new_tokens=9, batch_size=2)
+    assert calls == [len(QUESTIONS)] and two == one
+    assert any(len(tok(g)["input_ids"]) > 3 for g in one)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from unedit_lib import wise, wise_memory
-from unedit_lib.architecture import architecture, tiny_model
+from unedit_lib.architecture import architecture, call_dependent, tiny_model
 from unedit_lib.guards import ModelCollapsed
 from unedit_lib.prompts import IGNORE_INDEX
 from unedit_lib.tokenizer import train_tokenizer
@@ -139,6 +139,7 @@ def test_main_memory_bit_identical(tok):
     wise.edit(model, tok, EDITS[:2], locality_prompts=LOCALITY, n_iter=20, **FAST)
     adapter = wise.get_side_memory(model)
     assert not torch.equal(adapter.main_weight(), adapter.side_weight)        # the side memory moved
+    assert call_dependent(model)       # the evaluator scores and generates it as EasyEdit calls it
     after = model.state_dict()
     for k, v in before.items():
         k2 = k
@@ -152,7 +153,7 @@ def test_main_memory_bit_identical(tok):
         assert torch.equal(model(**ids).logits, original(**ids).logits)
     # removing the side memory restores the original module
     wise.remove(model)
-    assert wise.get_side_memory(model) is None and not model._forward_pre_hooks
+    assert wise.get_side_memory(model) is None and not model._forward_pre_hooks and not call_dependent(model)
     with torch.no_grad():
         assert torch.equal(model(**ids).logits, original(**ids).logits)
 

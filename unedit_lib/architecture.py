@@ -163,3 +163,14 @@ def logits_at(model, keep: torch.Tensor, **inputs) -> torch.Tensor:
     except (TypeError, IndexError):
         pass
     return model(**inputs).logits[keep]
+
+
+# A model whose forward pass depends on how its input is split into calls (WISE's router decides
+# per forward call, on that call's input: wise_memory.install sets this) must be scored and
+# generated exactly as its reference evaluator calls it; the evaluator's shortcuts (a question's
+# prompt run once under its answers, long generations continued in a second call) are off for it.
+CALL_DEPENDENT = "unedit_call_dependent_forward"
+
+
+def call_dependent(model) -> bool:
+    return bool(getattr(model, CALL_DEPENDENT, False))

@@ -24,7 +24,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-from .architecture import logits_at
+from .architecture import call_dependent, logits_at
 from .prompts import context_fact, encode_answer, encode_prompt, get_template, pad_batch, pad_id
 from .paths import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
 
@@ -80,25 +80,64 @@ def shared_prompt_logits(model, prompt_ids: list[int], answers: list[list[int]],
     return head, tail
 
 
-def _prompted_logprobs(model, tokenizer, questions, enc, order, batch_size, prompter, progress, desc):
-    """answer_token_logprobs with the prompts of `prompter` (e.g. IKE's): per batch (the same
-    batches as without it), the pairs that share a prompt are scored on one shared prompt run."""
+@torch.no_grad()
+def batched_shared_prompt_logits(model, prompts: list[list[int]], answers: list[list[list[int]]], pad: int):
+    """shared_prompt_logits for several prompts in one batch: (head, tail, owner). The prompts run
+    once, left padded with explicit positions (head: (n prompts, vocab), each one's last position);
+    the cache is repeated per answer (`owner[j]`: the prompt of answer j, answers flattened in
+    order) and the answers run on top, right padded (tail: (n answers, longest answer, vocab)).
+    The same numbers as each prompt + answer run as one sequence."""
+    from transformers import DynamicCache
+
+    dev = _device(model)
+    kw = _cache_kw(model)
+    ids, mask = pad_batch(prompts, pad, "left")
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    head = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
+                 logits_to_keep=1, **{kw: cache}).logits[:, -1]
+    owner = [g for g, group in enumerate(answers) for _ in group]
+    flat = [a for group in answers for a in group]
+    if not flat or not max(len(a) for a in flat):
+        return head, None, owner
+    rows = torch.tensor(owner, dtype=torch.long)
+    cache.reorder_cache(rows.to(dev))                        # one copy of its prompt's cache per answer
+    a_ids, a_mask = pad_batch(flat, pad, "right")
+    width = a_ids.shape[1]
+    lengths = mask.sum(1)[rows]
+    a_pos = lengths.unsqueeze(1) + torch.arange(width).unsqueeze(0)
+    full_mask = torch.cat([mask[rows], a_mask], 1)
+    tail = model(input_ids=a_ids.to(dev), attention_mask=full_mask.to(dev), position_ids=a_pos.to(dev),
+                 use_cache=True, **{kw: cache}).logits
+    return head, tail, owner
+
+
+def _shared_prompt_logprobs(model, tokenizer, questions, enc, order, batch_size, prompter, progress, desc):
+    """answer_token_logprobs, the pairs of a batch that share a prompt scored on one run of it
+    (`batched_shared_prompt_logits`, all the batch's prompts in one call). The prompt is the
+    template's (`enc`), or `prompter`'s (e.g. IKE's, one ~1,000-token context per question: one
+    prompt per call)."""
     out: list[list[float]] = [[] for _ in enc]
     pad = pad_id(tokenizer)
     for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
         idx = order[s:s + batch_size]
-        prompter.prepare([questions[i] for i in idx])           # one retrieval call per batch
+        if prompter is not None:
+            prompter.prepare([questions[i] for i in idx])           # one retrieval call per batch
         groups: dict[tuple, list[int]] = {}
         for i in idx:
             full, n_prompt = enc[i]
-            groups.setdefault(tuple(prompter.prompt_ids(questions[i], len(full) - n_prompt)), []).append(i)
-        for prompt, members in groups.items():
-            answers = [enc[i][0][enc[i][1]:] for i in members]
-            keep = min(max(1, max(enc[i][1] for i in members)), len(prompt))
-            head, tail = shared_prompt_logits(model, list(prompt), answers, pad, keep)
-            for j, i in enumerate(members):
-                logits = torch.cat([head[-1:], tail[j, :len(answers[j]) - 1]]).float()   # predict each answer token
-                tgt = torch.tensor(answers[j], device=logits.device).unsqueeze(-1)
+            prompt = full[:n_prompt] if prompter is None else prompter.prompt_ids(questions[i], len(full) - n_prompt)
+            groups.setdefault(tuple(prompt), []).append(i)
+        items = list(groups.items())
+        step = len(items) if prompter is None else 1
+        for g0 in range(0, len(items), step):
+            chunk = items[g0:g0 + step]
+            answers = [[enc[i][0][enc[i][1]:] for i in members] for _, members in chunk]
+            head, tail, owner = batched_shared_prompt_logits(model, [list(p) for p, _ in chunk], answers, pad)
+            flat = [(i, a) for (_, members), group in zip(chunk, answers) for i, a in zip(members, group)]
+            for j, (i, ans) in enumerate(flat):
+                logits = torch.cat([head[owner[j]:owner[j] + 1], tail[j, :len(ans) - 1]]).float()   # predict each answer token
+                tgt = torch.tensor(ans, device=logits.device).unsqueeze(-1)
                 out[i] = torch.log_softmax(logits, dim=-1).gather(-1, tgt).squeeze(-1).cpu().tolist()
     return out
 
@@ -108,16 +147,18 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
                           desc: str = "losses", contexts=None, prompter=None) -> list[list[float]]:
     """Log-probability of every answer token (answer tokens + EOS) for each (question, answer) pair.
 
-    Prompt and answer are tokenised as in training (prompts.encode_qa). Batches are right
-    padded so positions need no correction; pairs are sorted by prompt length and then by
-    prompt, so a question's answers sit side by side in a batch (a prompter such as IKE's
-    computes their shared context once), and by answer length within a prompt. The LM head
-    runs on the answer positions only (`architecture.logits_at`).
+    Prompt and answer are tokenised as in training (prompts.encode_qa). Pairs are sorted by
+    prompt length and then by prompt, so a question's answers sit side by side in a batch, and
+    the pairs of a batch that share a prompt are scored on one run of it: the prompt once (KV
+    cache), its answers on top (`shared_prompt_logits`; the numbers of prompt + answer run as one
+    sequence, ~1.7x less compute on TOFU's 5-7 answers per question). A model whose forward
+    depends on its calls (WISE, architecture.CALL_DEPENDENT) is scored as its reference
+    evaluator does: prompt + answer in one right-padded batch, the LM head on the answer
+    positions only (`architecture.logits_at`).
     `contexts` (optional, one string per pair) is stated before the prompt as a unit of its
     own (text + EOS), as the in-context training sequences state facts.
     `prompter` (optional, e.g. ike.IKEPrompts): when its `on_losses`, each pair's prompt is
-    `prompter.prompt_ids(question, n answer tokens)` instead of the template's, and the pairs
-    sharing a prompt are scored on one run of it (`shared_prompt_logits`).
+    `prompter.prompt_ids(question, n answer tokens)` instead of the template's.
     """
     template = get_template(template)
     enc = []
@@ -129,8 +170,10 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
         enc.append((p + ans, len(p)))
     order = sorted(range(len(enc)), key=lambda i: (enc[i][1], enc[i][0][:enc[i][1]], len(enc[i][0])))
     if prompter is not None and prompter.on_losses:
-        return _prompted_logprobs(model, tokenizer, [q for q, _ in pairs], enc, order, batch_size, prompter,
-                                  progress, desc)
+        return _shared_prompt_logprobs(model, tokenizer, [q for q, _ in pairs], enc, order, batch_size, prompter,
+                                       progress, desc)
+    if not call_dependent(model):
+        return _shared_prompt_logprobs(model, tokenizer, None, enc, order, batch_size, None, progress, desc)
     out: list[list[float]] = [[] for _ in enc]
     pad = pad_id(tokenizer)
     dev = _device(model)
@@ -159,12 +202,41 @@ def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progr
     return [-float(np.mean(lp)) for lp in lps]
 
 
+# Greedy generation runs every row of a batch until its longest row ends, so one rambling answer
+# holds 63 finished ones for up to 200 steps. Rows run FIRST_PASS_TOKENS steps; those still going
+# continue from prompt + their tokens in a second, smaller pass: greedy decoding from the same
+# prefix, the same answers (to float rounding, as any change of batch).
+FIRST_PASS_TOKENS = 64
+
+
+def _greedy(model, tokenizer, prompts: dict, order: list, max_new_tokens: int, batch_size: int, progress: bool,
+            desc: str):
+    """{i: (new token ids cut at EOS, finished)} for each prompt (left padding, KV cache), in
+    batches of `order`."""
+    pad, eos = pad_id(tokenizer), tokenizer.eos_token_id
+    dev = _device(model)
+    out = {}
+    for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+        idx = order[s:s + batch_size]
+        ids, att = pad_batch([prompts[i] for i in idx], pad, "left")
+        n = ids.shape[1]
+        gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, use_cache=True)
+        for r, i in enumerate(idx):
+            new = gen[r, n:].tolist()
+            done = eos in new
+            out[i] = (new[:new.index(eos)] if done else new, done or len(new) < max_new_tokens)
+    return out
+
+
 @torch.no_grad()
 def generate_answers(model, tokenizer, template, questions, max_new_tokens: int = 200,
                      batch_size: int = 64, progress: bool = False, desc: str = "generate", prompter=None) -> list[str]:
-    """Greedy answers (left padding, KV cache), cut at EOS and stripped. `prompter` (optional,
-    e.g. ike.IKEPrompts): each question's prompt is `prompter.prompt_ids(question, 0,
-    max_new_tokens)` (batches as without it: by the template prompt's length)."""
+    """Greedy answers (left padding, KV cache), cut at EOS and stripped; at most `max_new_tokens`
+    each, in two passes (FIRST_PASS_TOKENS, then the rows still going; one pass for a model whose
+    forward depends on its calls, architecture.CALL_DEPENDENT). `prompter` (optional, e.g.
+    ike.IKEPrompts): each question's prompt is `prompter.prompt_ids(question, 0, max_new_tokens)`
+    (batches as without it: by the template prompt's length)."""
     template = get_template(template)
     prompts = [encode_prompt(tokenizer, template.prompt(q)) for q in questions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -175,22 +247,14 @@ def generate_answers(model, tokenizer, template, questions, max_new_tokens: int 
             prompter.prepare([questions[i] for i in idx])          # one retrieval call per batch
             by_batch.update({i: prompter.prompt_ids(questions[i], 0, max_new_tokens, kind="generate") for i in idx})
         prompts = [by_batch[i] for i in range(len(prompts))]
-    out = [""] * len(prompts)
-    pad = pad_id(tokenizer)
-    dev = _device(model)
-    for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
-        idx = order[s:s + batch_size]
-        ids, att = pad_batch([prompts[i] for i in idx], pad, "left")
-        n = ids.shape[1]
-        gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=pad,
-                             eos_token_id=tokenizer.eos_token_id, use_cache=True)
-        for r, i in enumerate(idx):
-            new = gen[r, n:].tolist()
-            if tokenizer.eos_token_id in new:
-                new = new[:new.index(tokenizer.eos_token_id)]
-            out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
-    return out
+    first = max_new_tokens if call_dependent(model) else min(max_new_tokens, FIRST_PASS_TOKENS)
+    new = _greedy(model, tokenizer, dict(enumerate(prompts)), order, first, batch_size, progress, desc)
+    going = {i: prompts[i] + toks for i, (toks, done) in new.items() if not done}
+    if going and first < max_new_tokens:
+        rest = _greedy(model, tokenizer, going, sorted(going, key=lambda i: len(going[i])), max_new_tokens - first,
+                       batch_size, progress, f"{desc} (long answers)")
+        new.update({i: (new[i][0] + toks, True) for i, (toks, _) in rest.items()})
+    return [tokenizer.decode(new[i][0], skip_special_tokens=True).strip() for i in range(len(prompts))]
 
 
 _SCORER = None

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .architecture import architecture
+from .architecture import CALL_DEPENDENT, architecture
 from .wise_hparams import WiseHParams, default_layer
 
 # --------------------------------------------------------------------------- activation score (§4.3)
@@ -358,6 +358,7 @@ def install(model, hparams: WiseHParams) -> SideMemoryLayer:
     setattr(parent, name, adapter)
     model.register_forward_pre_hook(_MaskCapture(adapter), with_kwargs=True)
     model.register_forward_hook(_ClearCapture(adapter), with_kwargs=True)
+    setattr(model, CALL_DEPENDENT, True)       # the router decides per forward call (evaluator: no shortcuts)
     return adapter
 
 
@@ -376,6 +377,8 @@ def remove(model):
             if isinstance(h, (_MaskCapture, _ClearCapture)):
                 del hooks[hid]
                 kw.pop(hid, None)
+    if hasattr(model, CALL_DEPENDENT):
+        delattr(model, CALL_DEPENDENT)
     return model
 
 
