@@ -23,6 +23,7 @@ from pathlib import Path
 import papermill as pm
 
 ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
 from unedit_lib.models import get_preset  # noqa: E402
 from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
@@ -65,12 +66,31 @@ def _relative_paths(executed: Path) -> None:
     write_json(nb, executed, indent=1, ensure_ascii=False, allow_nan=True)
 
 
+def resolve_notebooks(names) -> list[Path]:
+    """Notebook paths from paths or short names ("01", "01_subject_models"): each must name
+    exactly one notebook in notebooks/, or nothing runs."""
+    found = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".ipynb" and path.exists():
+            found.append(path)
+            continue
+        matches = sorted(NOTEBOOK_DIR.glob(f"{path.stem}*.ipynb"))
+        if len(matches) != 1:
+            valid = " ".join(p.stem[:2] for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")))
+            raise SystemExit(f"FAILED before any notebook: {name!r} names {len(matches)} notebooks in "
+                             f"{NOTEBOOK_DIR}; give a path or one of: {valid}")
+        found.append(matches[0])
+    return found
+
+
 def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None,
         progress: bool = False) -> dict:
     try:
         get_preset(preset)                 # an unknown preset fails here, before any notebook runs
     except (KeyError, ValueError) as e:
         raise SystemExit(f"FAILED before any notebook: {e}")
+    notebooks = resolve_notebooks(notebooks)
     out_dir = Path(out_dir or runs_dir(preset))
     out_dir.mkdir(parents=True, exist_ok=True)
     times = {}

@@ -35,6 +35,14 @@ def test_unknown_preset_fails_before_any_notebook(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_notebooks_by_short_name_and_a_clear_error_for_an_unknown_one(tmp_path):
+    assert run_notebooks.resolve_notebooks(["01", "03_rome"]) == [run_notebooks.NOTEBOOK_DIR / "01_subject_models.ipynb",
+                                                                  run_notebooks.NOTEBOOK_DIR / "03_rome.ipynb"]
+    with pytest.raises(SystemExit, match="'42' names 0 notebooks.*one of: 00 01"):
+        run_notebooks.run(["01", "42"], preset="smoke", out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_crashed_kernel_is_named_with_its_cell(tmp_path, capsys):
     import nbformat
 
