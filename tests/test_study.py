@@ -211,3 +211,13 @@ def test_rome_reproduction_climbs_the_stated_grid_until_the_edits_take(monkeypat
     assert out["rome-dummy"]["role"] == "paper settings" and out["rome-dummy+v_lr=0.2"]["role"] == "v_lr grid"
     ablations = [r for r, rec in out.items() if rec["role"].startswith("ablation")]
     assert ablations == ["rome-dummy+mom2_adjustment=True+v_lr=0.5", "rome-avoidant+mom2_adjustment=True+v_lr=0.5"]
+
+
+def test_a_subject_model_before_the_retain_model_fails_before_evaluating(scratch, monkeypatch):
+    """Forget quality reads the retain model's logs: evaluating another subject model first stops
+    at once with what to do, not after minutes of evaluation."""
+    from unedit_lib import evaluate
+
+    monkeypatch.setattr(evaluate, "evaluate_model", lambda *a, **k: pytest.fail("evaluated before the check"))
+    with pytest.raises(FileNotFoundError, match="evaluate the retain model first"):
+        study.evaluate_subject_model("smoke", "base", None, None)

@@ -162,6 +162,8 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
     retain model first: the others' forget quality needs its logs). Returns its record."""
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
+    if which != "retain" and store.cached_logs(p.name, "retain") is None:    # before minutes of evaluation
+        summarize_against_retain(p, which, {})
     logs = None if force else store.cached_logs(p.name, which)
     timings = {}
     if logs is None:
