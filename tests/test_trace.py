@@ -58,8 +58,12 @@ def test_trace_shapes_and_restoration(tok, family):
     assert hidden["low_score"] != pytest.approx(hidden["high_score"], rel=1e-6)
     assert hidden["scores"][-1, -1] == pytest.approx(hidden["high_score"], rel=1e-4)
     # tokens before the subject are identical in clean and corrupted runs: restoring them does nothing
+    # (the table fills their rows with low_score without running them: run one to check)
     b = hidden["subject_range"][0]
-    assert np.allclose(hidden["scores"][:b], hidden["low_score"], rtol=1e-4)
+    assert b > 0 and np.allclose(hidden["scores"][:b], hidden["low_score"], rtol=1e-4)
+    before = trace.trace_with_patch(model, tok, PROMPT, SUBJECT, [(b - 1, l) for l in range(arch.n_layers)],
+                                    samples=4, noise=noise)
+    assert before["score"] == pytest.approx(hidden["low_score"], rel=1e-4)
     # restoring every token's state after layer 0 (i.e. every later input) gives the clean score
     full = trace.trace_with_patch(model, tok, PROMPT, SUBJECT, [(t, 0) for t in range(n_tok)],
                                   samples=4, noise=noise)

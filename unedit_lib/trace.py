@@ -207,14 +207,21 @@ def trace_important_states(model, tok, prompt: str, subject: str, answer_first_t
 
     n_layers = arch.n_layers
     positions = list(range(len(ids_list))) if tokens is None else list(tokens)
+    # A token before the subject is never touched by the noise (causal attention): its corrupted
+    # states are its clean states, and restoring them restores nothing, so its row is low_score
+    # exactly. Those experiments are not run (on a chat template's prompt, often half of them).
+    run_positions = [t for t in positions if t >= b]
     experiments = [[]]  # the first one restores nothing: low_score
-    for t in positions:
+    for t in run_positions:
         for l in range(n_layers):
             layers = [l] if kind is None else window_layers(l, n_layers, window)
             experiments.append([(t, ll) for ll in layers])
     scores = _corrupted_scores(model, arch, ids, subject_range, draws, answer, kind, clean_states,
                                experiments, batch_rows)
-    low_score, table = scores[0], np.array(scores[1:]).reshape(len(positions), n_layers)
+    low_score = scores[0]
+    run_table = iter(np.array(scores[1:]).reshape(len(run_positions), n_layers))
+    table = np.array([next(run_table) if t >= b else np.full(n_layers, low_score) for t in positions]).reshape(
+        len(positions), n_layers)
     return dict(scores=table, low_score=low_score, high_score=high_score, subject_range=subject_range,
                 input_ids=ids_list, input_tokens=[tok.decode([i]) for i in ids_list], positions=positions,
                 answer=answer, answer_token=tok.decode([answer]), kind=kind,
