@@ -266,3 +266,12 @@ def test_rome_edit_table_reads_the_records():
     assert t.loc["rome-dummy", "rewrite acc"] == 0.9 and t.loc["rome-dummy", "edits done"] == 0
     assert t.loc["rome-incorrect", "collapsed at edit"] == 3 and t.loc["rome-incorrect", "median ms / edit"] == 200
     assert report.rome_edit_table({}).empty
+
+
+def test_question_of_inverts_every_template():
+    from unedit_lib.prompts import TEMPLATES, question_of
+
+    q = "What gender is author Basil Mahfouz Al-Kuwaiti?"
+    for t in TEMPLATES.values():
+        assert question_of(t.prompt(q)) == q, t.name
+    assert question_of("no template here") == "no template here"

@@ -55,6 +55,15 @@ TEMPLATES = {
 }
 
 
+def question_of(prompt: str) -> str:
+    """The question inside a prompt made by one of TEMPLATES (e.g. a log's `generated_text`
+    prompt); a prompt no template made comes back as it is."""
+    for t in sorted(TEMPLATES.values(), key=lambda t: -len(t.question_start + t.question_end)):
+        if t.question_start + t.question_end and prompt.startswith(t.question_start) and prompt.endswith(t.question_end):
+            return prompt[len(t.question_start):len(prompt) - len(t.question_end)]
+    return prompt
+
+
 def get_template(name_or_template) -> PromptTemplate:
     if isinstance(name_or_template, PromptTemplate):
         return name_or_template

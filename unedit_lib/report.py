@@ -25,6 +25,7 @@ import numpy as np
 from . import gates as gates_mod
 from . import reference, uncertainty
 from .evaluate import EVAL_SETS, METRICS, flat_metrics
+from .prompts import question_of
 
 SET_METRICS = [f"{s}/{m}" for s in EVAL_SETS for m in METRICS]
 NUMBERS = SET_METRICS + ["model_utility", "forget_quality"]
@@ -546,7 +547,7 @@ def forget_examples(preset: str, runs, n: int = 4, every: int | None = None) -> 
     out = []
     for k in keys:
         prompt, _, truth = first[k]
-        q = prompt.split("Question: ")[-1].split("\nAnswer:")[0].replace("[INST] ", "").replace(" [/INST]", "")
+        q = question_of(prompt)
         out.append({"question": q, "truth": truth,
                     "answers": {r: g[k][1] for r, g in gens.items() if k in g}})
     return out
