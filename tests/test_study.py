@@ -205,12 +205,40 @@ def test_rome_reproduction_climbs_the_stated_grid_until_the_edits_take(monkeypat
                 "metrics": {"forget": {"rouge": 0.5}}, "edit_metrics": {"rewrite_acc_mean": acc, "pre_rewrite_acc_mean": 0.0}}
 
     monkeypatch.setattr(recipes, "run", fake_run)
-    out = recipes.rome_reproduction("smoke", ["dummy", "avoidant"], grid=(0.1, 0.2, 0.5, 1.0))
+    out = recipes.rome_reproduction("smoke", ["dummy", "avoidant"], grid=(0.1, 0.2, 0.5, 1.0), probe_edits=None)
     assert [c[:2] for c in calls if not c[2]] == [("dummy", 0.1), ("dummy", 0.2), ("dummy", 0.5), ("avoidant", 0.1)]
     assert [r for r, rec in out.items() if rec.get("gate_selected")] == ["rome-dummy+v_lr=0.5"]
     assert out["rome-dummy"]["role"] == "paper settings" and out["rome-dummy+v_lr=0.2"]["role"] == "v_lr grid"
     ablations = [r for r, rec in out.items() if rec["role"].startswith("ablation")]
     assert ablations == ["rome-dummy+mom2_adjustment=True+v_lr=0.5", "rome-avoidant+mom2_adjustment=True+v_lr=0.5"]
+
+
+def test_rome_reproduction_skips_grid_values_whose_probe_edits_do_not_take(monkeypatch, capsys):
+    """With a probe: the paper's run, then whole runs only from the first grid value whose first
+    k edits take on the probe; a whole run that still fails its gate climbs on."""
+    calls, probes = [], []
+
+    def fake_run(preset, method, target, *, seed=0, force=False, data_dir=None, **kw):
+        v_lr = kw.get("v_lr", 0.1)
+        calls.append((target, v_lr))
+        name = recipes.plan(preset, method, target, seed, **kw)[0]
+        acc = 1.0 if v_lr >= 1.0 else 0.1            # whole runs take only at 1.0
+        return {"run": name, "method": "ROME", "model_utility": 0.5, "forget_quality": 0.1,
+                "metrics": {"forget": {"rouge": 0.5}}, "edit_metrics": {"rewrite_acc_mean": acc, "pre_rewrite_acc_mean": 0.0}}
+
+    def fake_probe(preset, target, seed, grid, n_edits, **kw):
+        probes.append((target, tuple(grid), n_edits))
+        per = [{"v_lr": v, "rewrite_acc_mean": 1.0 if v >= 0.5 else 0.0} for v in grid if v <= 0.5]
+        return {"n_requests": n_edits, "chosen": 0.5, "per_value": per}
+
+    monkeypatch.setattr(recipes, "run", fake_run)
+    monkeypatch.setattr(recipes, "rome_grid_probe", fake_probe)
+    out = recipes.rome_reproduction("smoke", ["dummy"], grid=(0.1, 0.2, 0.5, 1.0), ablations=False, probe_edits=3)
+    assert probes == [("dummy", (0.2, 0.5, 1.0), 3)]
+    assert calls == [("dummy", 0.1), ("dummy", 0.5), ("dummy", 1.0)]        # 0.2 failed its probe: no whole run
+    chosen = [r for r, rec in out.items() if rec.get("gate_selected")]
+    assert chosen == ["rome-dummy+v_lr=1"] and out[chosen[0]]["v_lr_probe"]["chosen"] == 0.5
+    assert "v_lr probe on the first 3 edits: v_lr 0.2: rewrite 0.0, v_lr 0.5: rewrite 1.0" in capsys.readouterr().out
 
 
 def test_a_subject_model_before_the_retain_model_fails_before_evaluating(scratch, monkeypatch):

@@ -497,8 +497,42 @@ def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = Fals
     return out
 
 
+PROBE_EDITS = 3     # grid values whose first 3 edits do not take are not run as whole runs (rome_reproduction)
+
+
+def rome_grid_probe(preset, target: str, seed: int, grid, n_edits: int = PROBE_EDITS, *, force: bool = False,
+                    data_dir=None, **overrides) -> dict:
+    """`smallest_v_lr_passing_gate` on the first `n_edits` edit requests of `target`, with the
+    run's own settings (layer, templates, target wording) on a copy of the full model; cached
+    in results/<preset>/rome_probe/ by every setting (`force` recomputes)."""
+    import hashlib
+    import json
+
+    p = models.get_preset(preset)
+    sd = models.study_data(p, data_dir)
+    hp = settings(p, "rome", seed, **overrides)
+    _, extra, hp = _rome(p, sd, "rome", target, {**hp, "n_edits": n_edits}, data_dir)
+    key = hashlib.sha1(json.dumps({"target": target, "grid": sorted(grid), "hp": hp}, sort_keys=True,
+                                  default=str).encode()).hexdigest()[:10]
+    path = paths.results_dir(p.name) / "rome_probe" / f"{target}-seed{seed}-{key}.json"
+    if path.is_file() and not force:
+        return store.read_json(path, "ROME v_lr probe")
+    template = prompts.get_template(p.template)
+    requests = data.edit_requests(sd.forget_rows[:n_edits], target, template, data_dir)
+    rome_hp = {k: v for k, v in hp.items() if k not in ("n_edits", "n_locality", "fallback_layer")}
+    rome_hp["answer_start"] = template.answer_start
+    if hp["mom2_adjustment"]:
+        rome_hp.update(mom2_texts=qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows, template),
+                       mom2_cache_dir=str(paths.mom2_cache_dir(p.name)))
+    model, tok = models.load_subject_model(p, "full", data_dir)
+    res = smallest_v_lr_passing_gate(model, tok, requests, grid=grid, hp=rome.RomeHParams(**rome_hp))
+    res.update(target=target, seed=seed, layer_source=extra["layer_source"])
+    store.write_json(res, path)
+    return res
+
+
 def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool = True, force: bool = False,
-                      data_dir=None, **overrides) -> dict:
+                      data_dir=None, probe_edits: int | None = PROBE_EDITS, **overrides) -> dict:
     """ROME as the paper ran it, and what it takes for its premise to hold here (issue 13 item 3).
 
     For each target and seed: the run with the paper's settings (`rome-<target>`); when its edits
@@ -508,7 +542,11 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
     premise gate on the edit prompts, never by a finding); then our earlier choices as the named
     ablations of STUDY_ABLATIONS["rome"]. Every run is cached by all of its settings. Returns
     {run name: record}, each record with `role` added: "paper settings", "v_lr grid" (with
-    `gate_selected` True on the chosen one) or "ablation"."""
+    `gate_selected` True on the chosen one) or "ablation".
+    `probe_edits` (k): before climbing, the grid values above the paper's are tried on the first k
+    edits only (`rome_grid_probe`); values below the first one whose k edits take are not run as
+    whole runs (on SmolLM2 one whole run is ~40 minutes on 2 CPU cores; the probe's numbers are
+    printed and kept in the gate-selected record as `v_lr_probe`). None climbs with whole runs."""
     grid = tuple(grid or V_LR_GRID)
     out = {}
 
@@ -524,10 +562,21 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
             base_lr = settings(preset, "rome", seed, **overrides)["v_lr"]
             takes = lambda r: not r.get("collapsed") and gates.rome_gates(r["run"], r)[0]["status"] == gates.HOLDS  # noqa: E731
             if not takes(rec):
-                for v_lr in (v for v in grid if v > base_lr):
+                candidates, probe = [v for v in grid if v > base_lr], None
+                if probe_edits and candidates:
+                    probe = rome_grid_probe(preset, target, seed, candidates, probe_edits, force=force,
+                                            data_dir=data_dir, **overrides)
+                    tried = ", ".join(f"v_lr {r['v_lr']}: rewrite {r['rewrite_acc_mean']}" for r in probe["per_value"])
+                    print(f"rome-{target}: v_lr probe on the first {probe_edits} edits: {tried}")
+                    candidates = [v for v in candidates if probe["chosen"] is not None and v >= probe["chosen"]]
+                    if not candidates:
+                        print(f"rome-{target}: no grid value lets {probe_edits} edits take; no grid run")
+                for v_lr in candidates:
                     r = one(target, seed, "v_lr grid", v_lr=v_lr)
                     if takes(r):
                         out[r["run"]]["gate_selected"] = True
+                        if probe is not None:
+                            out[r["run"]]["v_lr_probe"] = {k: probe[k] for k in ("n_requests", "chosen", "per_value")}
                         break
             if ablations:
                 for name, kw in STUDY_ABLATIONS["rome"].items():
