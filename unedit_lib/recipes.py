@@ -500,14 +500,17 @@ def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = Fals
 PROBE_EDITS = 3     # grid values whose first 3 edits do not take are not run as whole runs (rome_reproduction)
 
 
-def rome_grid_probe(preset, target: str, seed: int, grid, n_edits: int = PROBE_EDITS, *, force: bool = False,
+def rome_grid_probe(preset, target: str, seed: int, grid, probe_edits: int = PROBE_EDITS, *, force: bool = False,
                     data_dir=None, **overrides) -> dict:
-    """`smallest_v_lr_passing_gate` on the first `n_edits` edit requests of `target`, with the
-    run's own settings (layer, templates, target wording) on a copy of the full model; cached
-    in results/<preset>/rome_probe/ by every setting (`force` recomputes)."""
+    """`smallest_v_lr_passing_gate` on the first `probe_edits` edit requests of `target`, with the
+    run's own settings (layer, templates, target wording; `overrides` as the runs', their n_edits
+    aside) on a copy of the full model; cached in results/<preset>/rome_probe/ by every setting
+    (`force` recomputes)."""
     import hashlib
     import json
 
+    n_edits = int(probe_edits)
+    overrides.pop("n_edits", None)
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
     hp = settings(p, "rome", seed, **overrides)
