@@ -150,8 +150,8 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
     Prompt and answer are tokenised as in training (prompts.encode_qa). Pairs are sorted by
     prompt length and then by prompt, so a question's answers sit side by side in a batch, and
     the pairs of a batch that share a prompt are scored on one run of it: the prompt once (KV
-    cache), its answers on top (`shared_prompt_logits`; the numbers of prompt + answer run as one
-    sequence, ~1.7x less compute on TOFU's 5-7 answers per question). A model whose forward
+    cache), its answers on top (`batched_shared_prompt_logits`; the numbers of prompt + answer run
+    as one sequence, each prompt run once instead of for each of TOFU's 5-7 answers). A model whose forward
     depends on its calls (WISE, architecture.CALL_DEPENDENT) is scored as its reference
     evaluator does: prompt + answer in one right-padded batch, the LM head on the answer
     positions only (`architecture.logits_at`).
