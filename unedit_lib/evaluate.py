@@ -53,39 +53,25 @@ def _cache_kw(model) -> str:
         return "past_key_values"
 
 
-@torch.no_grad()
 def shared_prompt_logits(model, prompt_ids: list[int], answers: list[list[int]], pad: int, keep: int = 1):
     """(head, tail): one prompt run once (KV cache; the LM head on its last `keep` positions:
     `head`, (keep, vocab)), then all `answers` on top of it in one right-padded batch (`tail`,
     (n answers, longest answer, vocab); None when every answer is empty). The logits are those
     of running prompt + answer as one sequence: same positions, same attention; a long prompt
-    with many answers (IKE's ~1,000-token contexts) is computed once instead of per answer."""
-    from transformers import DynamicCache
-
-    dev = _device(model)
-    kw = _cache_kw(model)
-    prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=dev)
-    cache = DynamicCache(config=model.config)
-    head = model(input_ids=prompt, use_cache=True, logits_to_keep=keep, **{kw: cache}).logits[0]
-    width = max((len(a) for a in answers), default=0)
-    if not width:
-        return head, None
-    n, P = len(answers), prompt.shape[1]
-    cache.batch_repeat_interleave(n)
-    ids, answer_mask = pad_batch(answers, pad, "right")
-    mask = torch.cat([torch.ones((n, P), dtype=torch.long), answer_mask], 1)   # the prompt, then each answer
-    pos = torch.arange(P, P + width, device=dev).expand(n, -1)
-    tail = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos, use_cache=True,
-                 **{kw: cache}).logits
-    return head, tail
+    with many answers (IKE's ~1,000-token contexts) is computed once instead of per answer.
+    `batched_shared_prompt_logits` with one prompt."""
+    head, tail, _ = batched_shared_prompt_logits(model, [list(prompt_ids)], [answers], pad, keep)
+    return head[0], tail
 
 
 @torch.no_grad()
-def batched_shared_prompt_logits(model, prompts: list[list[int]], answers: list[list[list[int]]], pad: int):
-    """shared_prompt_logits for several prompts in one batch: (head, tail, owner). The prompts run
-    once, left padded with explicit positions (head: (n prompts, vocab), each one's last position);
-    the cache is repeated per answer (`owner[j]`: the prompt of answer j, answers flattened in
-    order) and the answers run on top, right padded (tail: (n answers, longest answer, vocab)).
+def batched_shared_prompt_logits(model, prompts: list[list[int]], answers: list[list[list[int]]], pad: int,
+                                 keep: int = 1):
+    """Several prompts, each with its answers, in two calls: (head, tail, owner). The prompts run
+    once, left padded with explicit positions (head: (n prompts, keep, vocab), the LM head on the
+    last `keep` positions of the batch, each prompt's last token last); the cache is repeated per
+    answer (`owner[j]`: the prompt of answer j, answers flattened in order) and the answers run on
+    top, right padded (tail: (n answers, longest answer, vocab); None when every answer is empty).
     The same numbers as each prompt + answer run as one sequence."""
     from transformers import DynamicCache
 
@@ -95,7 +81,7 @@ def batched_shared_prompt_logits(model, prompts: list[list[int]], answers: list[
     pos = (mask.cumsum(1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     head = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
-                 logits_to_keep=1, **{kw: cache}).logits[:, -1]
+                 logits_to_keep=keep, **{kw: cache}).logits
     owner = [g for g, group in enumerate(answers) for _ in group]
     flat = [a for group in answers for a in group]
     if not flat or not max(len(a) for a in flat):
@@ -136,7 +122,7 @@ def _shared_prompt_logprobs(model, tokenizer, questions, enc, order, batch_size,
             head, tail, owner = batched_shared_prompt_logits(model, [list(p) for p, _ in chunk], answers, pad)
             flat = [(i, a) for (_, members), group in zip(chunk, answers) for i, a in zip(members, group)]
             for j, (i, ans) in enumerate(flat):
-                logits = torch.cat([head[owner[j]:owner[j] + 1], tail[j, :len(ans) - 1]]).float()   # predict each answer token
+                logits = torch.cat([head[owner[j], -1:], tail[j, :len(ans) - 1]]).float()   # predict each answer token
                 tgt = torch.tensor(ans, device=logits.device).unsqueeze(-1)
                 out[i] = torch.log_softmax(logits, dim=-1).gather(-1, tgt).squeeze(-1).cpu().tolist()
     return out
