@@ -218,7 +218,8 @@ def _rome_ablation_names(hp: dict) -> str | None:
     return "+".join(names) or None
 
 
-def _rome(p, sd, method, target, hp, data_dir):
+def _rome_inputs(p, sd, target, hp, data_dir):
+    """(hp with its resolved layer, edit requests, rome.apply's hparams, layer record) of a ROME run."""
     template = prompts.get_template(p.template)
     layer, layer_info = rome_layer(p, data_dir)
     if hp["fallback_layer"] is not None and layer_info["source"] == "fallback parameter":
@@ -226,13 +227,19 @@ def _rome(p, sd, method, target, hp, data_dir):
     hp = {**hp, "layer": layer}          # the resolved layer is part of the cache key
     rows = sd.forget_rows if hp["n_edits"] is None else sd.forget_rows[:hp["n_edits"]]
     requests = data.edit_requests(rows, target, template, data_dir)
-    loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
     rome_hp = {k: v for k, v in hp.items() if k not in ("n_edits", "n_locality", "fallback_layer")}
     rome_hp["answer_start"] = template.answer_start
     rome_hp["ablation"] = _rome_ablation_names(rome_hp)
     if hp["mom2_adjustment"]:
         rome_hp.update(mom2_texts=qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows, template),
                        mom2_cache_dir=str(paths.mom2_cache_dir(p.name)))
+    return hp, requests, rome_hp, layer_info
+
+
+def _rome(p, sd, method, target, hp, data_dir):
+    template = prompts.get_template(p.template)
+    hp, requests, rome_hp, layer_info = _rome_inputs(p, sd, target, hp, data_dir)
+    loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
     edit_metrics: dict = {}
 
     def run_method(model, tok, stats):
@@ -435,30 +442,18 @@ def rome_grid_probe(preset, target: str, seed: int, grid, probe_edits: int = PRO
     run's own settings (layer, templates, target wording; `overrides` as the runs', their n_edits
     aside) on a copy of the full model; cached in results/<preset>/rome_probe/ by every setting
     (`force` recomputes)."""
-    import hashlib
-    import json
-
-    n_edits = int(probe_edits)
     overrides.pop("n_edits", None)
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
-    hp = settings(p, "rome", seed, **overrides)
-    _, extra, hp = _rome(p, sd, "rome", target, {**hp, "n_edits": n_edits}, data_dir)
-    key = hashlib.sha1(json.dumps({"target": target, "grid": sorted(grid), "hp": hp}, sort_keys=True,
-                                  default=str).encode()).hexdigest()[:10]
+    hp = {**settings(p, "rome", seed, **overrides), "n_edits": int(probe_edits)}
+    hp, requests, rome_hp, layer_info = _rome_inputs(p, sd, target, hp, data_dir)
+    key = study.hp_key({"target": target, "grid": sorted(grid), "hp": hp})
     path = paths.results_dir(p.name) / "rome_probe" / f"{target}-seed{seed}-{key}.json"
     if path.is_file() and not force:
         return store.read_json(path, "ROME v_lr probe")
-    template = prompts.get_template(p.template)
-    requests = data.edit_requests(sd.forget_rows[:n_edits], target, template, data_dir)
-    rome_hp = {k: v for k, v in hp.items() if k not in ("n_edits", "n_locality", "fallback_layer")}
-    rome_hp["answer_start"] = template.answer_start
-    if hp["mom2_adjustment"]:
-        rome_hp.update(mom2_texts=qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows, template),
-                       mom2_cache_dir=str(paths.mom2_cache_dir(p.name)))
     model, tok = models.load_subject_model(p, "full", data_dir)
     res = smallest_v_lr_passing_gate(model, tok, requests, grid=grid, hp=rome.RomeHParams(**rome_hp))
-    res.update(target=target, seed=seed, layer_source=extra["layer_source"])
+    res.update(target=target, seed=seed, layer_source=layer_info["source"])
     store.write_json(res, path)
     return res
 
