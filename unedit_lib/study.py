@@ -147,13 +147,18 @@ def precision_record(p) -> dict:
     return out
 
 
-def summarize_against_retain(p, run: str, logs: dict, retain_run: str = "retain") -> dict:
-    """evaluate.summarize of `logs` with the retain run's forget logs (forget quality)."""
-    retain_logs = logs if run == retain_run else store.cached_logs(p.name, retain_run)
+def cached_retain_logs(p, retain_run: str = "retain") -> dict:
+    """The retain run's cached logs (every forget quality reads them); a clear error when missing."""
+    retain_logs = store.cached_logs(p.name, retain_run)
     if retain_logs is None:
         raise FileNotFoundError(f"{paths.logs_dir(p.name, retain_run)} has no logs: evaluate the retain model "
                                 "first (notebooks/01_subject_models.ipynb)")
-    return evaluate.summarize(logs, retain_logs)
+    return retain_logs
+
+
+def summarize_against_retain(p, run: str, logs: dict, retain_run: str = "retain") -> dict:
+    """evaluate.summarize of `logs` with the retain run's forget logs (forget quality)."""
+    return evaluate.summarize(logs, logs if run == retain_run else cached_retain_logs(p, retain_run))
 
 
 def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool = False, extra=None,
@@ -162,8 +167,7 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
     retain model first: the others' forget quality needs its logs). Returns its record."""
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
-    if which != "retain" and store.cached_logs(p.name, "retain") is None:    # before minutes of evaluation
-        summarize_against_retain(p, which, {})
+    retain_logs = None if which == "retain" else cached_retain_logs(p)    # before minutes of evaluation
     logs = None if force else store.cached_logs(p.name, which)
     timings = {}
     if logs is None:
@@ -172,7 +176,7 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
         timings["eval_s"] = logs["_seconds"]
     else:     # cached logs: keep the evaluation time the record holds
         timings = (store.load_record(p.name, which) or {}).get("timings", {})
-    summary = summarize_against_retain(p, which, logs)
+    summary = evaluate.summarize(logs, logs if retain_logs is None else retain_logs)
     store.save_eval_logs(logs, paths.logs_dir(p.name, which))
     rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
                      extra=extra, logs=logs)

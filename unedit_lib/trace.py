@@ -219,9 +219,8 @@ def trace_important_states(model, tok, prompt: str, subject: str, answer_first_t
     scores = _corrupted_scores(model, arch, ids, subject_range, draws, answer, kind, clean_states,
                                experiments, batch_rows)
     low_score = scores[0]
-    run_table = iter(np.array(scores[1:]).reshape(len(run_positions), n_layers))
-    table = np.array([next(run_table) if t >= b else np.full(n_layers, low_score) for t in positions]).reshape(
-        len(positions), n_layers)
+    table = np.full((len(positions), n_layers), low_score)
+    table[[i for i, t in enumerate(positions) if t >= b]] = np.array(scores[1:]).reshape(len(run_positions), n_layers)
     return dict(scores=table, low_score=low_score, high_score=high_score, subject_range=subject_range,
                 input_ids=ids_list, input_tokens=[tok.decode([i]) for i in ids_list], positions=positions,
                 answer=answer, answer_token=tok.decode([answer]), kind=kind,
