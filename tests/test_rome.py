@@ -198,6 +198,32 @@ def test_update_orientation_per_family(tok, family, consistent):
     assert torch.allclose(architecture(fresh).mlp_out(layer).weight, arch.mlp_out(layer).weight, atol=1e-6)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama", "phi"])
+@pytest.mark.parametrize("layer", [1, 3])
+def test_v_star_from_the_blocks_above_equals_full_forwards(tok, family, layer, monkeypatch):
+    """compute_v runs only the blocks above the edited one at each step (TailForward); the
+    result is that of full forwards with the δ hook (the fallback, forced here), for a middle
+    and the last layer."""
+    model = tiny_model(family, vocab_size=len(tok))
+    templates = rome.context_templates(model, tok, [[5, 5]])
+    hp = rome.RomeHParams(v_num_grad_steps=6, context_template_length_params=[[5, 5]], v_lr=0.5)
+    tail = rome.compute_v(model, tok, REQ, layer, templates, hp)
+    real = rome.TailForward
+
+    class NotExact(real):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.exact = False
+
+    monkeypatch.setattr(rome, "TailForward", NotExact)
+    full = rome.compute_v(model, tok, REQ, layer, templates, hp)
+    assert tail["steps"] == full["steps"] == 6
+    assert torch.allclose(tail["target_init"], full["target_init"])
+    assert torch.allclose(torch.tensor(tail["losses"]), torch.tensor(full["losses"]), rtol=1e-4, atol=1e-5)
+    assert torch.allclose(tail["delta"], full["delta"], rtol=1e-3, atol=1e-5)
+    assert tail["delta"].norm() > 0
+
+
 # ---------------------------------------------------------------------- (e) guards
 def test_nan_update_raises_model_collapsed(tok, monkeypatch):
     model = tiny_model("llama", vocab_size=len(tok))

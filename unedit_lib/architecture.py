@@ -165,6 +165,60 @@ def logits_at(model, keep: torch.Tensor, **inputs) -> torch.Tensor:
     return model(**inputs).logits[keep]
 
 
+class TailForward:
+    """Logits of one fixed batch as a function of block `layer`'s output.
+
+    An editor that optimises a change inside one block (ROME's δ at the MLP output, WISE's side
+    memory) runs the same batch many times, and everything below that block is the same every
+    time. One full forward (no KV cache, no gradient) captures the block's output `h` and the
+    arguments the next block is called with; `logits(h')` then runs only the blocks above, the
+    final norm and the LM head at `keep`: the full forward's arithmetic in eval mode, reordered.
+    `full` holds the full forward's logits at `keep` and `exact` says whether `logits(h)`
+    reproduced them (an architecture whose head does more than norm + LM head would not);
+    callers fall back to full forwards when it is False.
+    """
+
+    def __init__(self, model, layer: int, keep: torch.Tensor, **inputs):
+        arch = architecture(model)
+        self.keep = keep.to(torch.bool)
+        self.tail = [arch.block(i) for i in range(layer + 1, arch.n_layers)]
+        self.norm, self.head = arch.final_norm, model.get_output_embeddings()
+        got, handles = {}, []
+
+        def block_out(mod, args, out):
+            got["h"] = (out[0] if isinstance(out, tuple) else out).detach()
+
+        def next_in(mod, args, kwargs):
+            if args:
+                got["args"], got["kwargs"] = args[1:], dict(kwargs)
+            else:  # hidden states passed by name
+                got["args"], got["kwargs"] = (), {k: v for k, v in kwargs.items() if k != "hidden_states"}
+
+        handles.append(arch.block(layer).register_forward_hook(block_out))
+        if self.tail:
+            handles.append(self.tail[0].register_forward_pre_hook(next_in, with_kwargs=True))
+        try:
+            with torch.no_grad():
+                self.full = logits_at(model, self.keep, **inputs, use_cache=False).float()
+        finally:
+            for h in handles:
+                h.remove()
+        self.h = got["h"]
+        self.args, self.kwargs = got.get("args", ()), got.get("kwargs", {})
+        with torch.no_grad():
+            self.exact = self.matches(self.logits(self.h))
+
+    def matches(self, logits: torch.Tensor) -> bool:
+        return logits.shape == self.full.shape and torch.allclose(logits, self.full, rtol=1e-4, atol=1e-4)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(n_keep, vocab) float logits when block `layer` outputs `h` instead."""
+        for block in self.tail:
+            out = block(h, *self.args, **self.kwargs)
+            h = out[0] if isinstance(out, tuple) else out
+        return self.head(self.norm(h)[self.keep]).float()
+
+
 # A model whose forward pass depends on how its input is split into calls (WISE's router decides
 # per forward call, on that call's input: wise_memory.install sets this) must be scored and
 # generated exactly as its reference evaluator calls it; the evaluator's shortcuts (a question's

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .architecture import architecture, logits_at
+from .architecture import TailForward, architecture, logits_at
 from .guards import ModelCollapsed, check_health
 from .prompts import encode_answer, encode_prompt, pad_batch, pad_id, subject_token_range
 from .store import write_file
@@ -436,13 +436,14 @@ def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: R
 
     d_out = arch.mlp_out_weight(layer).shape[0]
     delta = torch.zeros(d_out, device=device, requires_grad=True)
+    shift = at_lookup.unsqueeze(-1)
     state = {"target_init": None}
 
     def add_delta(mod, inp, out):
         # target_init: the unedited MLP output at the lookup position of row 0 (the bare "{}" prompt)
         if state["target_init"] is None:
             state["target_init"] = out[0, lookups[0]].detach().float().clone()
-        return out + (at_lookup.unsqueeze(-1) * delta).to(out.dtype)
+        return out + (shift * delta).to(out.dtype)
 
     opt = torch.optim.Adam([delta], lr=hp.v_lr)
     grad_flags = [(p, p.requires_grad) for p in model.parameters()]
@@ -451,9 +452,17 @@ def compute_v(model, tok, request: dict, layer: int, templates: list[str], hp: R
     kl_init, losses = None, []
     handle = arch.mlp(layer).register_forward_hook(add_delta)
     try:
+        # δ adds to the block's output and nothing below it changes: after one full forward (it records
+        # target_init) each step runs the blocks above only (TailForward; else full forwards + hook)
+        tail = TailForward(model, layer, keep, input_ids=ids, attention_mask=mask)
+        if tail.exact:
+            handle.remove()
         for it in range(hp.v_num_grad_steps):
             opt.zero_grad()
-            logits = logits_at(model, keep, input_ids=ids, attention_mask=mask).float()
+            if tail.exact:
+                logits = tail.logits(tail.h + (shift * delta).to(tail.h.dtype))
+            else:
+                logits = logits_at(model, keep, input_ids=ids, attention_mask=mask, use_cache=False).float()
             log_probs = torch.log_softmax(logits, dim=-1)
             # NLL per target token, then averaged over the templates (rows)
             # labels[i, p] is the token that the logits at position p must predict

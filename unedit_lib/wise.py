@@ -56,7 +56,7 @@ from dataclasses import fields
 import torch
 import torch.nn.functional as F
 
-from .architecture import architecture, logits_at
+from .architecture import TailForward, logits_at
 from .guards import ModelCollapsed, check_health
 from .prompts import IGNORE_INDEX, encode_prompt, get_template, pad_id
 from .wise_hparams import (ABLATIONS, PAPER_FIELDS, ROUTINGS, WiseHParams,  # noqa: F401  (re-exported)
@@ -207,42 +207,17 @@ class _EditForward:
         self.targets = labels[:, 1:][self.keep[:, :-1]]
         self.rows = self.keep.nonzero(as_tuple=True)[0]
         self.n_rows = labels.shape[0] - 1
-        arch = architecture(model)
-        layer = adapter.hparams.layer
-        got, handles = {}, []
-
-        def block_out(mod, args, out):
-            got["h"] = (out[0] if isinstance(out, tuple) else out).detach()
-
-        handles.append(arch.block(layer).register_forward_hook(block_out))
-        self.tail = [arch.block(i) for i in range(layer + 1, arch.n_layers)]
-        if self.tail:
-            def next_in(mod, args, kwargs):
-                got["args"], got["kwargs"] = args[1:], kwargs
-            handles.append(self.tail[0].register_forward_pre_hook(next_in, with_kwargs=True))
-        try:
-            with torch.no_grad():
-                full = logits_at(model, self.keep, **batch, use_cache=False).float()
-        finally:
-            for h in handles:
-                h.remove()
-        main, side, _ = adapter._edit_outputs
+        self.tail = TailForward(model, adapter.hparams.layer, self.keep, **batch)
+        main, side, _ = adapter._edit_outputs                      # from the tail's full forward
         self.x, self.main = adapter._edit_input, main.detach()
-        self.residual = got["h"] - side.detach().to(got["h"].dtype)  # block output minus the projection's
-        self.args, self.kwargs = got.get("args", ()), got.get("kwargs", {})
-        self.norm, self.head = arch.final_norm, model.get_output_embeddings()
+        self.residual = self.tail.h - side.detach().to(self.tail.h.dtype)  # block output minus the projection's
         with torch.no_grad():
-            tail = self._tail_logits()
-        self.exact = tail.shape == full.shape and torch.allclose(tail, full, rtol=1e-4, atol=1e-4)
+            self.exact = self.tail.exact and self.tail.matches(self._tail_logits())
 
     def _tail_logits(self) -> torch.Tensor:
         side = self.adapter.side_forward(self.x, self.adapter.side_weight)
         self.adapter._edit_outputs = (self.main, side, self.mask)
-        h = self.residual + side.to(self.residual.dtype)
-        for block in self.tail:
-            out = block(h, *self.args, **self.kwargs)
-            h = out[0] if isinstance(out, tuple) else out
-        return self.head(self.norm(h)[self.keep]).float()
+        return self.tail.logits(self.residual + side.to(self.residual.dtype))
 
     def target_nll(self) -> torch.Tensor:
         """`target_nll` of the batch (same definition), from the tail or a full forward."""
