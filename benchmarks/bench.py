@@ -44,8 +44,7 @@ EVAL_BUDGET_S = 60        # one evaluation of a default model <= 60 s
 EVAL_BUDGETS_S = {"smollm2": 180}   # one TOFU evaluation of a SmolLM2 model <= 3 min on 2 CPU cores
 TRAIN_BUDGETS_S = {"smollm2": 1800}   # both fine-tuned SmolLM2 models <= 30 min on 2 CPU cores, float32
 # the editors' settings that notebooks 03 / 05 use for each preset (their parameter cells)
-ROME_SETTINGS = {"default": dict(context_template_length_params=((5, 5),)),
-                 "smoke": dict(context_template_length_params=((5, 5),), v_num_grad_steps=8)}
+ROME_SETTINGS = {"smoke": dict(context_template_length_params=((5, 5),), v_num_grad_steps=8)}
 WISE_SETTINGS = {"smoke": dict(n_iter=8, n_templates=3)}
 
 

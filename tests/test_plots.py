@@ -12,6 +12,10 @@ def test_run_style_separates_every_committed_run_kind():
     assert len(set(looks.values())) == len(runs), looks
     assert plots.run_style("rome-dummy-s2") == plots.run_style("rome-dummy")      # seed suffix ignored
     assert plots.run_style("wise-dummy-rawprompt")["variant"] and not plots.run_style("wise-dummy")["variant"]
+    # an ablation (settings after "+", which may hold "-") is a hollow, dashed variant of its run
+    abl = plots.run_style("rome-dummy+context_template_length_params=5-5+v_lr=0.5-s1")
+    assert abl["variant"] and (abl["target"], abl["marker"], abl["color"]) == ("dummy", "o", plots.run_style("rome-dummy")["color"])
+    assert plots.run_label("rome-dummy+context_template_length_params=5-5+v_lr=0.5") == "rome-dummy [templates=5-5, v_lr=0.5]"
     fam = {plots.run_style(r)["family"] for r in ("ga", "gd", "npo")}
     assert fam == {"baseline"}
 

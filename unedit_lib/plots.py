@@ -69,17 +69,29 @@ _PREFIX_FAMILY = {"rome": "ROME", "rrome": "R-ROME", "ike": "IKE", "wise": "WISE
 
 def run_style(run: str) -> dict:
     """{"family", "target", "color", "marker", "variant", "ls", "fill"} of a run, from its name
-    (`rome-dummy`, `wise-dummy-rawprompt`, `ga`, `full`; a seed suffix `-s1` is ignored)."""
-    parts = [x for x in str(run).split("-") if not re.fullmatch(r"s\d+", x)]
+    (`rome-dummy`, `rome-dummy+v_lr=0.5`, `ga`, `full`; a seed suffix `-s1` is ignored; settings
+    after a `+` make a variant of the run before it)."""
+    base, plus, _ = str(run).partition("+")
+    parts = [x for x in base.split("-") if not re.fullmatch(r"s\d+", x)]
     if parts[0] in ("full", "retain"):
         return {"family": "subject model", "target": None, "color": "k" if parts[0] == "full" else "gold",
                 "marker": "*", "variant": False, "ls": "-", "fill": True}
     family = _PREFIX_FAMILY.get(parts[0], "baseline")
     target = parts[1] if family != "baseline" and len(parts) > 1 else None
-    variant = len(parts) > (2 if family != "baseline" else 1)
+    variant = bool(plus) or len(parts) > (2 if family != "baseline" else 1)
     marker = TARGET_MARKERS.get(target, "D") if family != "baseline" else BASELINE_MARKERS.get(parts[0], "D")
     return {"family": family, "target": target, "color": _shade(FAMILY_COLORS[family], target), "marker": marker,
             "variant": variant, "ls": "--" if variant else "-", "fill": not variant}
+
+
+def run_label(run: str) -> str:
+    """A run's name for a legend: its settings suffix (`+name=value` ...) as a short list, the
+    longest setting names abbreviated (`rome-dummy [templates=5-5, mom2_adjustment=True, v_lr=0.5]`)."""
+    base, _, suffix = str(run).partition("+")
+    if not suffix:
+        return base
+    short = suffix.replace("context_template_length_params", "templates").split("+")
+    return f"{base} [{', '.join(short)}]"
 
 
 def _shade(color, target) -> tuple:
@@ -288,7 +300,7 @@ def rome_edit_curves(records: dict, preset: str, name: str = "rome_sequential_ed
         for ax, (key, label, scale, log) in zip(axes, keys):
             y = np.asarray(st.get(key) or [], dtype=float) * scale
             ax.plot(np.arange(len(y)), y, marker=sty["marker"], ms=3, lw=1, ls=sty["ls"], color=sty["color"],
-                    alpha=0.85, label=run)
+                    alpha=0.85, label=run_label(run), mfc=sty["color"] if sty["fill"] else "none")
             col = rec.get("collapsed")
             if col and isinstance(col, dict) and isinstance(col.get("step"), int) and len(y):
                 any_collapse = True
@@ -298,10 +310,13 @@ def rome_edit_curves(records: dict, preset: str, name: str = "rome_sequential_ed
             integer_ticks(ax)
             if log:
                 ax.set_yscale("log")
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    n_rows = -(-len(labels) // 3)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"Sequential ROME edits ({preset})" + ("; x = collapse" if any_collapse else "; no run collapsed"),
                  fontsize=10)
-    fig.tight_layout()
+    fig.set_figheight(3.4 + 0.3 * n_rows)
+    fig.tight_layout(rect=(0, 0.3 * n_rows / (3.4 + 0.3 * n_rows) + 0.02, 1, 1))
     save(fig, preset, name)
     return fig
 
