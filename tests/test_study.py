@@ -241,6 +241,26 @@ def test_rome_reproduction_skips_grid_values_whose_probe_edits_do_not_take(monke
     assert "v_lr probe on the first 3 edits: v_lr 0.2: rewrite 0.0, v_lr 0.5: rewrite 1.0" in capsys.readouterr().out
 
 
+def test_wise_ablations_are_runs_named_by_what_they_change(monkeypatch, capsys):
+    """Our earlier WISE choices run beside the study's run: per-row routing, and margins scaled from
+    the study run's x_i scores (median / alpha = 20 / 5 = 4); a collapsed pilot gives no scaled run."""
+    calls = []
+
+    def fake_run(preset, method, target, *, seed=0, force=False, data_dir=None, **kw):
+        calls.append(kw)
+        name = recipes.plan(preset, method, target, seed, **kw)[0]
+        stats = {"hparams": {"act_margin_scale": 1.0, "act_margin": [5.0, 20.0, 10.0]}, "out_scores": [18.0, 20.0, 23.0]}
+        return {"run": name, "method": "WISE", "model_utility": 0.5, "forget_quality": 0.1, "stats": stats,
+                "metrics": {"forget": {"rouge": 0.5}}, "collapsed": target == "avoidant" and not kw}
+
+    monkeypatch.setattr(recipes, "run", fake_run)
+    out = recipes.wise_ablation_runs("smoke", "dummy")
+    assert list(out) == ["wise-dummy+routing=per_row", "wise-dummy+act_margin_scale=4"]
+    assert calls == [{"routing": "per_row"}, {}, {"act_margin_scale": 4.0}]      # {}: the pilot (the study run)
+    assert recipes.wise_ablation_runs("smoke", "avoidant", names=["margins-scaled"]) == {}
+    assert "collapsed, so no pilot scores" in capsys.readouterr().out
+
+
 def test_a_subject_model_before_the_retain_model_fails_before_evaluating(scratch, monkeypatch):
     """Forget quality reads the retain model's logs: evaluating another subject model first stops
     at once with what to do, not after minutes of evaluation."""

@@ -349,9 +349,13 @@ def wise_routing_histograms(routings: dict, preset: str, extra_thresholds: dict 
     threshold as a solid line (prompts at or above it go to the side memory) and, per run,
     optional other thresholds (dashed) from `extra_thresholds` ({run: {label: value}})."""
     runs = list(routings)
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.6), squeeze=False)
+    ncols = min(len(runs), 3)
+    nrows = -(-len(runs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(runs):]:
+        ax.set_visible(False)
     colors = dict(zip(["forget", "retain", "real_authors", "world_facts"], sns.color_palette(n_colors=4)))
-    for ax, run in zip(axes[0], runs):
+    for ax, run in zip(axes.flat, runs):
         rep = routings[run]
         vals = [v for s in rep["sets"].values() for v in s["scores"]]
         thr = rep["threshold"]
@@ -372,7 +376,8 @@ def wise_routing_histograms(routings: dict, preset: str, extra_thresholds: dict 
         for (label, v), ls in zip(extra.items(), ["--", ":", "-."]):
             if v is not None and np.isfinite(v):
                 ax.axvline(v, color="gray", ls=ls, lw=1.2, label=f"{label} {v:.3g}")
-        ax.set(xlabel="routing score (activation distance)", ylabel="share of the set's prompts", title=run)
+        ax.set(xlabel="routing score (activation distance)", ylabel="share of the set's prompts")
+        ax.set_title(run_label(run), fontsize=10)
         ax.legend(fontsize=6.5, loc="upper right")
     fig.tight_layout()
     save(fig, preset, name)

@@ -66,6 +66,9 @@ STUDY_ABLATIONS = {
     "rome": {"c-from-text+v_lr-0.5+templates-6": dict(mom2_adjustment=True, v_lr=0.5,
                                                       context_template_length_params=((5, 5),))},
 }
+# ... and for WISE, run on one target by notebook 05 (`wise_ablation_runs`): our earlier router and
+# margins scaled to our model's activation level
+WISE_ABLATIONS = ("per-row-routing", "margins-scaled")
 _ROME_NOT_SETTINGS = ("cov", "mom2_texts", "mom2_cache_dir", "context_templates", "layer", "answer_start")
 _WISE_NOT_SETTINGS = ("template", "verbose")
 
@@ -508,6 +511,30 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
             if ablations:
                 for name, kw in STUDY_ABLATIONS["rome"].items():
                     one(target, seed, f"ablation {name}", **kw)
+    return out
+
+
+def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, force: bool = False, data_dir=None,
+                       **overrides) -> dict:
+    """Our earlier WISE choices as named ablations of the study's `wise-<target>` run (issue 13 item 3),
+    each a run of its own beside the reproduction: "per-row-routing" (routing="per_row": the route is
+    decided once per row on the prompt and kept for the generated tokens) and "margins-scaled"
+    (act_margin_scale from the study run's x_i scores, wise_hparams.scaled_margin_overrides, rounded
+    to 2 decimals so the run name stays readable). Returns {run name: record}."""
+    out = {}
+    for seed in seeds:
+        for name in names:
+            if name == "margins-scaled":     # its pilot is the study's run (cached when notebook 05 made it)
+                pilot = run(preset, "wise", target, seed=seed, data_dir=data_dir, **overrides)
+                if pilot.get("collapsed"):
+                    print(f"wise-{target}: collapsed, so no pilot scores for 'margins-scaled'; skipped")
+                    continue
+                kw = {"act_margin_scale": round(wise.scaled_margin_overrides(pilot["stats"])["act_margin_scale"], 2)}
+            else:
+                kw = {k: v for k, v in wise.ablation_overrides(name).items() if k != "ablation"}
+            rec = run(preset, "wise", target, seed=seed, force=force, data_dir=data_dir, **{**overrides, **kw})
+            print(describe(rec) + f"  [ablation {name}]")
+            out[rec["run"]] = rec
     return out
 
 
