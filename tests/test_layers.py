@@ -14,7 +14,7 @@ METHODS = {"rome", "ike", "wise", "baselines"}
 METHOD_PARTS = {"ike_prompts": "ike", "wise_hparams": "wise", "wise_memory": "wise"}
 EVALUATOR = {"evaluate", "edit_metrics"}
 STUDY = {"study", "recipes", "report", "plots", "robustness", "gates", "uncertainty", "summary", "trace_plots",
-         "trace_records", "rome_grid"}
+         "figure_io", "trace_records", "rome_grid"}
 
 
 def import_graph() -> dict[str, set[str]]:

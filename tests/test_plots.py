@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from unedit_lib import plots, trace
+from unedit_lib import plots, trace, trace_plots
 
 
 def test_run_style_separates_every_committed_run_kind():
@@ -40,13 +40,13 @@ def test_flat_window_panels_are_dropped(tmp_path, monkeypatch):
     avgs = {"hidden": trace.average_traces([_trace(4, flat=False)]),
             "mlp": trace.average_traces([_trace(4, flat=True, kind="mlp")]),
             "attn": trace.average_traces([_trace(4, flat=True, kind="attn")])}
-    assert plots.flat_over_layers(avgs["mlp"]) and not plots.flat_over_layers(avgs["hidden"])
-    fig = plots.trace_aie_lines(avgs, "smoke")
+    assert trace_plots.flat_over_layers(avgs["mlp"]) and not trace_plots.flat_over_layers(avgs["hidden"])
+    fig = trace_plots.trace_aie_lines(avgs, "smoke")
     axes = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title().split(":")[0] for ax in axes] == ["hidden"]
     assert all(float(t).is_integer() for t in axes[0].get_xticks())
     assert any("left out" in t.get_text() for t in fig.texts)
-    fig = plots.trace_average_heatmaps(avgs, "smoke")
+    fig = trace_plots.trace_average_heatmaps(avgs, "smoke")
     assert sum(1 for ax in fig.axes if ax.get_title().startswith("hidden")) == 1
     assert not any(ax.get_title().startswith(("mlp", "attn")) for ax in fig.axes)
 
@@ -86,6 +86,6 @@ def test_one_fact_heatmaps_leave_out_flat_windows(tmp_path, monkeypatch):
 
     rec = {"question": "Q?", "subject": "Ann Lee", "hidden": kind(None, False), "mlp": kind("mlp", True),
            "attn": kind("attn", True)}
-    fig = plots.trace_fact_heatmaps(rec, "smoke", "trace_fact_test.png")
+    fig = trace_plots.trace_fact_heatmaps(rec, "smoke", "trace_fact_test.png")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert any(t.startswith("hidden") for t in titles) and not any(t.startswith(("mlp", "attn")) for t in titles)

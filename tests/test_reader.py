@@ -44,7 +44,7 @@ def test_committed_executed_notebooks_have_outputs_and_no_errors():
         meta = json.loads(path.read_text())["metadata"].get("papermill", {})
         assert not str(meta.get("input_path", "")).startswith("/"), f"{path.name}: absolute path in its metadata"
         images[path.name] = sum("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))
-    assert images.get("07_results.ipynb"), "notebook 07's figures are not in its executed copy (plots.save shows them)"
+    assert images.get("07_results.ipynb"), "notebook 07's figures are not in its executed copy (figure_io.save shows them)"
 
 
 def _readme_links():

@@ -1,53 +1,14 @@
-"""Figures of the study (matplotlib/seaborn), saved as PNG.
-
-The headline preset (`data.HEADLINE_PRESET`) writes into figures/ (committed, shown by the
-README); every other preset writes into runs/<preset>/figures/ so that test runs never
-overwrite them (`data.output_dir` moves both).
-"""
+"""Figures of the study (matplotlib/seaborn), saved as PNG through `figure_io.save` (figures/
+for the headline preset, runs/<preset>/figures/ for the others). Notebook 02's causal-trace
+figures are in trace_plots.py."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import matplotlib
+import numpy as np
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from . import paths  # noqa: E402
-
-sns.set_theme(style="whitegrid", context="notebook")
-
-
-def figure_path(preset: str, name: str) -> Path:
-    path = paths.figure_path(preset, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def save(fig, preset: str, name: str) -> Path:
-    """Write the figure (atomically) and, inside a notebook kernel, show the saved PNG as the
-    cell's output: the Agg backend displays nothing by itself, and the executed notebooks that
-    are committed must carry their figures."""
-    path = figure_path(preset, name)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(path)
-    _show_in_notebook(path)
-    return path
-
-
-def _show_in_notebook(path: Path) -> None:
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is not None and getattr(shell, "kernel", None) is not None:
-        display(Image(filename=str(path)))
+from .figure_io import figure_path, integer_ticks, plt, save  # noqa: F401  (the notebooks' names)
 
 
 def _smooth(x, k=10):
@@ -105,13 +66,6 @@ def _shade(color, target) -> tuple:
     elif target == "avoidant":
         c = c + 0.45 * (1 - c)
     return tuple(float(x) for x in c)
-
-
-def integer_ticks(ax, axis: str = "x") -> None:
-    """Integer tick labels only (layers, edits, steps)."""
-    from matplotlib.ticker import MaxNLocator
-
-    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
 
 
 def zoom(ax, values, axis: str = "y", pad: float = 0.08, lo=None, hi=None) -> None:
@@ -184,104 +138,6 @@ def baseline_loss_curves(records: dict, preset: str):
     fig.suptitle(f"Unlearning baselines: loss per step ({preset}" + (f", lr {lr:g})" if lr else ")"), y=1.02)
     fig.tight_layout()
     save(fig, preset, "baselines_loss_curves.png")
-    return fig
-
-
-# --------------------------------------------------------------------------- causal tracing (notebook 02)
-_TRACE_KINDS = (("hidden", "Purples"), ("mlp", "Greens"), ("attn", "Reds"))
-
-
-def trace_fact_heatmaps(rec: dict, preset: str, name: str):
-    """rome's three token x layer heatmaps (hidden state, MLP window, attention window) of one fact
-    (`rec` = one entry of trace.trace_facts()["traces"]); kinds flat over layers are left out."""
-    from .trace_plots import plot_trace
-
-    kinds, dropped = _informative(rec)
-    n_tok = len(rec[kinds[0]]["scores"])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds) + 0.6, 1.6 + 0.24 * n_tok), squeeze=False)
-    for ax, k in zip(axes[0], kinds):
-        plot_trace(rec[k], ax=ax, title=f"{k}: restore after corrupting the subject")
-        ax.title.set_fontsize(9)
-        ax.xaxis.label.set_fontsize(8)
-        ax.tick_params(labelsize=7)
-    fig.suptitle(f"{rec['question']}  (subject: {rec['subject']})", fontsize=9)
-    if dropped:
-        fig.text(0.01, -0.02, _dropped_note(dropped, rec), fontsize=7, color="0.35", va="top")
-    fig.tight_layout()
-    save(fig, preset, name)
-    return fig
-
-
-def flat_over_layers(avg: dict, tol: float = 1e-9) -> bool:
-    """True when every row (token class of an averaged trace, or token of one fact's trace) has
-    the same score at every layer: a restored window that covers all layers (rome's window 10 on
-    a 4-layer model) restores the same modules at every centre, so such a panel carries no
-    per-layer signal."""
-    import warnings
-
-    a = np.asarray(avg["scores"], dtype=float)
-    with warnings.catch_warnings():                     # a token class absent from every fact is all-NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        spread = np.nanmax(a, axis=1) - np.nanmin(a, axis=1)
-    return bool(np.all(np.nan_to_num(spread) <= tol))
-
-
-def _informative(avgs: dict) -> tuple[list, list]:
-    kinds = [k for k, _ in _TRACE_KINDS if k in avgs]
-    keep = [k for k in kinds if k == "hidden" or not flat_over_layers(avgs[k])]
-    return keep, [k for k in kinds if k not in keep]
-
-
-def _dropped_note(dropped: list, avgs: dict) -> str:
-    if not dropped:
-        return ""
-    L = np.asarray(avgs[dropped[0]]["scores"]).shape[1]
-    return (f"{' and '.join(dropped)} panels left out: their restored window covers all {L} layers, "
-            "so they are flat (see the single-layer MLP trace)")
-
-
-def trace_average_heatmaps(avgs: dict, preset: str, name: str = "trace_average.png"):
-    """Average p(answer) after restoration over facts, tokens grouped into rome's six classes
-    (first/middle/last subject token, first subsequent, further tokens, last token) x layers.
-    Kinds that are flat over layers (window covering the whole depth) are left out and named."""
-    kinds, dropped = _informative(avgs)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds) + 0.6, 2.8), squeeze=False)
-    for ax, k in zip(axes[0], kinds):
-        a, cmap = avgs[k], dict(_TRACE_KINDS)[k]
-        mesh = ax.pcolormesh(np.nan_to_num(a["scores"], nan=a["low_score"]), cmap=cmap, vmin=a["low_score"])
-        ax.invert_yaxis()
-        ax.set_yticks(np.arange(len(a["labels"])) + 0.5)
-        ax.set_yticklabels([f"{l} (n={c})" for l, c in zip(a["labels"], a["count"])], fontsize=7)
-        L = a["scores"].shape[1]
-        ax.set_xticks(np.arange(L) + 0.5)
-        ax.set_xticklabels(range(L), fontsize=7)
-        ax.set_xlabel("layer" if k == "hidden" else f"centre of restored {k} window", fontsize=8)
-        ax.set_title(f"{k}: mean p(o) over {a['n']} facts\nclean {a['high_score']:.3f}, corrupted {a['low_score']:.3f}",
-                     fontsize=9)
-        fig.colorbar(mesh, ax=ax, format="%.3g")
-    if dropped:
-        fig.text(0.01, -0.02, _dropped_note(dropped, avgs), fontsize=7, color="0.35", va="top")
-    fig.tight_layout()
-    save(fig, preset, name)
-    return fig
-
-
-def trace_aie_lines(avgs: dict, preset: str, name: str = "trace_aie.png",
-                    rows=("First subject token", "Last subject token", "Further tokens", "Last token")):
-    """Average indirect effect per layer with 95% bands, one panel per kind (rome's line plots),
-    integer layer ticks; kinds that are flat over layers are left out and named."""
-    from .trace_plots import plot_average
-
-    kinds, dropped = _informative(avgs)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.4 * len(kinds) + 0.6, 3), sharey=True, squeeze=False)
-    for ax, k in zip(axes[0], kinds):
-        plot_average(avgs[k], ax=ax, rows=[r for r in rows if avgs[k]["count"][avgs[k]["labels"].index(r)]])
-        ax.set_title(f"{k}: AIE (n={avgs[k]['n']}, TE={avgs[k]['te']:.3f})", fontsize=9)
-        ax.set_xticks(np.arange(np.asarray(avgs[k]["aie"]).shape[1]))
-    if dropped:
-        fig.text(0.01, -0.02, _dropped_note(dropped, avgs), fontsize=7, color="0.35", va="top")
-    fig.tight_layout()
-    save(fig, preset, name)
     return fig
 
 
