@@ -34,11 +34,12 @@ from unedit_lib.store import write_json  # noqa: E402
 # the preset recorded its own times (runs/<preset>/stage_times.json): smoke and default as measured
 # (CI; the FORCE=1 run behind the README). smollm2 (00-07; 08 not yet timed) projected from what its
 # parts took on 2 cores of an AMD EPYC, float32 (2026-12-02): one evaluation 190-210 s (the base model
-# 350 s); one ROME edit with the paper's settings ~55 s, so ~41 min per 40-edit run with its
-# evaluation, and per target the paper's run, 3-edit v_lr probes, the gate-selected run and the
-# ablation (~100 min); one fact's causal trace ~15 min (4 facts); IKE and WISE ~30 min per run
-# (an estimate, not yet measured); both fine-tunes ~26 min in float32. About 11 hours: more than
-# the 3 hours the pretrained-subject issue asked for (see docs/guide.md, "Time").
+# 350 s); one ROME edit with the paper's settings 37 s (dummy) to 86 s (avoidant) since its steps
+# run only the blocks above the edited layer, so 25-57 min per 40-edit run (rome-dummy stopped its
+# v* steps early: 20 min), and per target the paper's run, 3-edit v_lr probes, the gate-selected run
+# where the paper's fails, and the ablation; one fact's causal trace ~15 min (4 facts); IKE and WISE
+# ~30 min per run (an estimate, not yet measured); both fine-tunes ~26 min in float32. About 11
+# hours: more than the 3 hours the pretrained-subject issue asked for (docs/guide.md, "Time").
 FIRST_RUN_ESTIMATE_S = {"smoke": 300, "default": 2350, "smollm2": 11 * 3600}
 
 
