@@ -12,6 +12,7 @@ docs/editing.md sections 1.6 and 2.1:
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -205,8 +206,13 @@ class TailForward:
                 h.remove()
         self.h = got["h"]
         self.args, self.kwargs = got.get("args", ()), got.get("kwargs", {})
+
+    @functools.cached_property
+    def exact(self) -> bool:
+        """Whether the tail from the captured output reproduces the full forward's logits (one tail
+        forward, on first use: a caller with a check of its own, as WISE's, need not pay for it)."""
         with torch.no_grad():
-            self.exact = self.matches(self.logits(self.h))
+            return self.matches(self.logits(self.h))
 
     def matches(self, logits: torch.Tensor) -> bool:
         return logits.shape == self.full.shape and torch.allclose(logits, self.full, rtol=1e-4, atol=1e-4)

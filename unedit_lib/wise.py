@@ -212,7 +212,7 @@ class _EditForward:
         self.x, self.main = adapter._edit_input, main.detach()
         self.residual = self.tail.h - side.detach().to(self.tail.h.dtype)  # block output minus the projection's
         with torch.no_grad():
-            self.exact = self.tail.exact and self.tail.matches(self._tail_logits())
+            self.exact = self.tail.matches(self._tail_logits())    # covers TailForward.exact's check
 
     def _tail_logits(self) -> torch.Tensor:
         side = self.adapter.side_forward(self.x, self.adapter.side_weight)
