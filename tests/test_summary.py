@@ -24,3 +24,27 @@ def test_answer_lines_follow_the_committed_records():
     assert f"dummy {100 * acc:.0f}%" in rome
     n_rep = sum(f["verdict"] == "reproduced" for f in found)
     assert lines[-1].startswith(f"* **Against the paper**: of its {len(found)} findings tested here, {n_rep} reproduced")
+
+
+def _rec(rouge, fq, mu, ra=0.5, wf=0.5):
+    return {"metrics": {"forget": {"rouge": rouge}, "real_authors": {"rouge": ra}, "world_facts": {"rouge": wf}},
+            "forget_quality": fq, "model_utility": mu}
+
+
+def test_progress_lines_name_the_missing_runs_and_failed_targets(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
+    records = {"full": {**_rec(0.9, 0.02, 0.40), "in_context_probe": {"follow_rate_with_context": 0.25,
+                                                                       "follow_rate_without_context": 0.0, "n": 20}},
+               "retain": _rec(0.3, 1.0, 0.41), "base": _rec(0.4, 0.5, 0.3, ra=0.8),
+               "rome-dummy": {}, "rome-dummy+v_lr=0.5": {}, "ga": {}}
+    lines = summary.progress_lines("smollm2", records)
+    runs, ablations, subject, trace, probe = lines
+    assert runs.startswith("* **Runs** with the paper's settings: 2 of 14 done (`rome-dummy`, `ga`)")
+    assert "`wise-avoidant`" in runs and "`rome-dummy`" not in runs.split("still to run")[1]
+    assert "`rome-dummy+v_lr=0.5`" in ablations
+    # FQ(full) 0.02 > 0.01 and a real-author ROUGE drop of 0.3 from the pretrained model both fail
+    assert "forget quality of the full model (vs retain) 0.02 (<= 0.01: fails)" in subject
+    assert "real_authors ROUGE drop of the full model from the pretrained one 0.3 (<= 0.1: fails)" in subject
+    assert subject.startswith("* **Subject models** (notebook 01): 5 of 8 targets hold")
+    assert trace.endswith("not run yet.")
+    assert "25% of 20 held-out questions (0% without it)" in probe

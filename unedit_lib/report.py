@@ -30,7 +30,7 @@ from .prompts import question_of
 SET_METRICS = [f"{s}/{m}" for s in EVAL_SETS for m in METRICS]
 NUMBERS = SET_METRICS + ["model_utility", "forget_quality"]
 EDITOR_METHODS = ("ROME", "R-ROME", "IKE", "WISE")
-_ORDER = ("full", "retain", "rome", "rrome", "ike", "wise", "ga", "gd", "kl", "idk", "npo")
+_ORDER = ("full", "retain", "base", "rome", "rrome", "ike", "wise", "ga", "gd", "kl", "idk", "npo")
 _SEED = re.compile(r"^(?P<base>.+?)-s(?P<seed>\d+)$")
 
 

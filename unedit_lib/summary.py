@@ -121,3 +121,49 @@ def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
                  f"premise failed on this model: untested, not refuted), {n['not comparable']} not comparable "
                  "(table below).")
     return lines
+
+
+# --------------------------------------------------------------------------- a study under way
+STUDY_EDITORS = ("rome", "ike", "wise")     # R-ROME is off by default (notebook 03's rrome_targets)
+
+
+def study_runs() -> list[str]:
+    """The run names a whole study writes with the paper's settings (one seed): each editor
+    with each target, then each unlearning baseline."""
+    from .baselines import METHODS
+    from .data import TARGETS
+
+    return [f"{m}-{t}" for m in STUDY_EDITORS for t in TARGETS] + list(METHODS)
+
+
+def progress_lines(preset: str, records: dict) -> list[str]:
+    """Markdown bullets for a preset whose study is still running (the README's `progress`
+    block): which study runs exist, the subject models against `models.SUBJECT_TARGETS`, the
+    layer the causal trace picked, and the in-context probe. Every number from the records."""
+    from . import models, trace_records
+
+    base = {r for r in records if "+" not in r}
+    done = [r for r in study_runs() if r in base]
+    missing = [r for r in study_runs() if r not in base]
+    lines = [f"* **Runs** with the paper's settings: {len(done)} of {len(study_runs())} done"
+             + (f" ({', '.join(f'`{r}`' for r in done)})" if done else "")
+             + (f"; still to run: {', '.join(f'`{r}`' for r in missing)}" if missing else "") + "."]
+    ablations = sorted(r for r in records if "+" in r)
+    if ablations:
+        lines.append(f"* **Ablations** done: {', '.join(f'`{r}`' for r in ablations)}.")
+    if "full" in records and "retain" in records:
+        rows = models.subject_model_targets(records["full"], records["retain"], records.get("base"))
+        held = sum(r["holds"] for r in rows)
+        lines.append(f"* **Subject models** (notebook 01): {held} of {len(rows)} targets hold; "
+                     + "; ".join(f"{r['target']} {r['value']:.3g} ({r['limit']}: {'holds' if r['holds'] else 'fails'})"
+                                 for r in rows) + ".")
+    layer, info = trace_records.load_edit_layer(preset)
+    lines.append(f"* **Causal trace** (notebook 02): "
+                 + (f"ROME edits layer {layer}: {info['why']}." if layer is not None and info.get("why")
+                    else f"ROME edits layer {layer}." if layer is not None else "not run yet."))
+    probe = (records.get("full") or {}).get("in_context_probe")
+    lines.append("* **In-context probe** (notebook 04): "
+                 + (f"the full model follows a counterfactual fact given in its context on "
+                    f"{_pct(probe['follow_rate_with_context'])} of {probe['n']} held-out questions "
+                    f"({_pct(probe['follow_rate_without_context'])} without it)." if probe else "not run yet."))
+    return lines
