@@ -4,8 +4,8 @@
 PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
-# the committed preset: = unedit_lib.data.HEADLINE_PRESET and the runs/<it>/ that .gitignore un-ignores
-HEADLINE := default
+# the committed preset: = unedit_lib.paths.HEADLINE_PRESET and the runs/<it>/ that .gitignore un-ignores
+HEADLINE := tiny
 PRESET  ?= $(HEADLINE)
 SEEDS   ?= 0
 FORCE   ?= 0

@@ -3,7 +3,7 @@ robustness.json), without re-running any notebook: after a change to unedit_lib/
 
 Figures drawn from models, causal-trace caches or per-item logs (subject_model_training,
 subject_last_token_trace, trace_*) are left alone: the notebooks redraw them.
-Usage: python scripts/make_figures.py [--preset default]
+Usage: python scripts/make_figures.py [--preset tiny]
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from unedit_lib import evaluate, plots, reference, report, robustness  # noqa: E402
+from unedit_lib.paths import HEADLINE_PRESET  # noqa: E402
 
 
 def redraw(preset: str, act_ratio: float = 0.88, ike_k: int = 16, curve_edits=(0, 1, 2, 3)) -> list[str]:
@@ -69,7 +70,7 @@ def redraw(preset: str, act_ratio: float = 0.88, ike_k: int = 16, curve_edits=(0
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="default")
+    ap.add_argument("--preset", default=HEADLINE_PRESET)
     a = ap.parse_args()
     names = redraw(a.preset)
     print(f"redrew {len(names)} figures of preset {a.preset} into {plots.figure_path(a.preset, names[0]).parent}: "

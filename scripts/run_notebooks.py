@@ -31,7 +31,7 @@ from unedit_lib.store import write_json  # noqa: E402
 
 
 # what a whole study from scratch takes on 2 CPU cores, printed before a run when no earlier run of
-# the preset recorded its own times (runs/<preset>/stage_times.json): smoke and default as measured
+# the preset recorded its own times (runs/<preset>/stage_times.json): smoke and tiny as measured
 # (CI; the FORCE=1 run behind the README). smollm2 (00-07; 08 not yet timed) projected from what its
 # parts took on 2 cores of an AMD EPYC, float32 (2026-12-02): one evaluation 190-210 s (the base model
 # 350 s); one ROME edit with the paper's settings 37 s (dummy) to 86 s (avoidant) since its steps
@@ -40,7 +40,7 @@ from unedit_lib.store import write_json  # noqa: E402
 # where the paper's fails, and the ablation; one fact's causal trace ~15 min (4 facts); IKE and WISE
 # ~30 min per run (an estimate, not yet measured); both fine-tunes ~26 min in float32. About 11
 # hours: more than the 3 hours the pretrained-subject issue asked for (docs/guide.md, "Time").
-FIRST_RUN_ESTIMATE_S = {"smoke": 300, "default": 2350, "smollm2": 11 * 3600}
+FIRST_RUN_ESTIMATE_S = {"smoke": 300, "tiny": 2350, "smollm2": 11 * 3600}
 
 
 def estimate(notebooks, preset: str, out_dir: Path) -> str:
@@ -126,10 +126,22 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
         print(f"    done in {times[nb.name]:.1f} s", flush=True)
     total = time.time() - t_all
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")
-    write_json({
-        "preset": preset, "seeds": seed_list, "force": bool(force), "stages_s": times, "total_s": total,
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}, out_dir / "stage_times.json")
+    rec = {"preset": preset, "seeds": seed_list, "force": bool(force), "stages_s": times, "total_s": total,
+           "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
+    old = _read_json(out_dir / "stage_times.json")
+    if not force and old:   # a run that reused cached work keeps the times of the last from-scratch (FORCE) run
+        kept = old if old.get("force") else old.get("from_scratch")
+        if kept:
+            rec["from_scratch"] = {k: v for k, v in kept.items() if k != "from_scratch"}
+    write_json(rec, out_dir / "stage_times.json")
     return times
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _running_cell(executed) -> str:

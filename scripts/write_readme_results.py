@@ -127,6 +127,8 @@ def _timing_line(preset: str, readme_text: str) -> str:
 
     path = paths.runs_dir(preset) / "stage_times.json"
     rec = json.loads(path.read_text()) if path.exists() else None
+    if rec is not None and not rec.get("force"):
+        rec = rec.get("from_scratch")      # a later run reused cached work; it kept the FORCE run's times
     if rec is None or not rec.get("force"):
         old = [ln for ln in readme_text.splitlines() if ln.startswith(TIMING_PREFIX)]
         return (old[0] + "\n") if old else ""

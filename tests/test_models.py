@@ -10,7 +10,7 @@ from unedit_lib.prompts import IGNORE_INDEX, TEMPLATES, encode_qa
 
 
 def test_presets_and_study_rows():
-    sd = models.study_data("default")
+    sd = models.study_data("tiny")
     assert sd.forget_authors == [195, 196, 197, 198, 199] and sd.retain_authors == list(range(24))
     assert len(sd.forget_rows) == 100 and len(sd.eval_sets["forget"]) == 100
     # TOFU legacy's / the paper's 300-row cap: the first 300 rows of retain_perturbed, whole RA and WF
@@ -21,9 +21,9 @@ def test_presets_and_study_rows():
     assert {r["author_index"] for r in sd.eval_sets["retain"]} <= set(sd.retain_authors)
     with pytest.raises(ValueError, match="valid"):
         models.get_preset("huge")
-    assert models.get_preset("default").config_hash("full") != models.get_preset("default").config_hash("retain")
-    changed = models.with_overrides("default", epochs=3)
-    assert changed.config_hash("full") != models.get_preset("default").config_hash("full")
+    assert models.get_preset("tiny").config_hash("full") != models.get_preset("tiny").config_hash("retain")
+    changed = models.with_overrides("tiny", epochs=3)
+    assert changed.config_hash("full") != models.get_preset("tiny").config_hash("full")
 
 
 def test_prompt_is_masked_and_answer_ends_with_eos():
@@ -35,7 +35,7 @@ def test_prompt_is_masked_and_answer_ends_with_eos():
 
 
 def test_in_context_sequences_never_use_forget_or_probe_rows():
-    p = models.get_preset("default")
+    p = models.get_preset("tiny")
     tok = models.build_tokenizer(p.vocab_size)
     sd = models.study_data(p)
     probe = models.probe_rows(sd.retain_rows, p.probe_holdout_every)
@@ -84,7 +84,7 @@ def test_paper_preset_constructs_offline():
 
 
 def test_retain_model_does_not_depend_on_the_forget_split():
-    a = models.get_preset("default")
+    a = models.get_preset("tiny")
     b = models.with_overrides(a, forget_split="forget10", n_forget_authors=None)
     assert a.config_hash("retain") == b.config_hash("retain")
     assert a.config_hash("full") != b.config_hash("full")

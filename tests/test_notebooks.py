@@ -56,3 +56,22 @@ def test_a_crashed_kernel_is_named_with_its_cell(tmp_path, capsys):
         run_notebooks.run([path], preset="smoke", out_dir=tmp_path / "out")
     err = capsys.readouterr().err
     assert "FAILED: crash.ipynb" in err
+
+
+def test_a_cached_rerun_keeps_the_from_scratch_runs_times(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("preset = 'smoke'\nforce = False", metadata={"tags": ["parameters"]})]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    path = tmp_path / "quick.ipynb"
+    nbformat.write(nb, path)
+    out = tmp_path / "out"
+    run_notebooks.run([path], preset="smoke", force=True, out_dir=out)
+    first = json.loads((out / "stage_times.json").read_text())
+    for _ in range(2):     # a cached rerun, then another: the FORCE run's times stay
+        run_notebooks.run([path], preset="smoke", out_dir=out)
+        rec = json.loads((out / "stage_times.json").read_text())
+        assert rec["force"] is False and rec["from_scratch"] == first
+    run_notebooks.run([path], preset="smoke", force=True, out_dir=out)
+    assert "from_scratch" not in json.loads((out / "stage_times.json").read_text())

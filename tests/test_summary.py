@@ -14,7 +14,7 @@ def test_rewrite_accuracy_reads_each_editors_record():
 
 
 def test_answer_lines_follow_the_committed_records():
-    records = store.load_results("default")
+    records = store.load_results("tiny")
     table = report.main_table(records)
     found = report.findings(table, gates.gate_rows(records))
     lines = summary.answer_lines(records, table, found)

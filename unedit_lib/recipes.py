@@ -46,9 +46,9 @@ STUDY_SETTINGS = {
         # TOFU unlearns with the lr it fine-tuned with (1e-5, tofu.md §4), but the embedded subject
         # models were trained from scratch with lr ~5e-3 (models.Preset.lr), so 1e-5 would barely
         # move them in 20 optimizer steps (forget01: 40 rows / 32 per step = 2 steps per epoch).
-        # 1e-3 (a fifth of the training lr) on `default`; `smoke` trains fewer epochs to stay cheap.
+        # 1e-3 (a fifth of the training lr) on `tiny`; `smoke` trains fewer epochs to stay cheap.
         "smoke": dict(lr=1e-3, epochs=3),
-        "default": dict(lr=1e-3),
+        "tiny": dict(lr=1e-3),
         "smollm2": dict(lr=1e-4),   # the lr its subject models were fine-tuned with (TOFU's rule)
         "paper": dict(lr=1e-5),   # TOFU's own setting for its Llama-2-7b models
     },
@@ -258,7 +258,7 @@ def ike_retain_demo_rows(sd, data_dir=None) -> tuple[list[dict], str]:
     """(rows, where they come from): retain QA pairs for IKE's retain demonstrations, never a
     question of any evaluation set (nor a forget question).
 
-    First choice: the study's retain rows outside the evaluation sets. In the `default` preset
+    First choice: the study's retain rows outside the evaluation sets. In the `tiny` preset
     there are none: retain_perturbed (the retain evaluation set) holds all 20 rows of each of the
     20 retain authors, i.e. every study retain row. Then the paper's own choice is used: TOFU's
     retain split minus retain_perturbed (its `tofu_retain_train.json`; paper.md 2.2).
