@@ -486,6 +486,10 @@ def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device
     if local and not (Path(src) / "config.json").exists():
         raise OSError(f"cannot load model {src!r}: the folder is not a saved model (no config.json); "
                       "pass a folder written by save_pretrained, or a hub id")
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()   # its "Loading weights" bar: a line of noise per load in every notebook
     try:
         tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(src, trust_remote_code=trust_remote_code,
@@ -495,6 +499,9 @@ def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device
                 "it is not a local folder and the Hugging Face hub could not provide it (offline here?); "
                 "download it where you have access and pass the folder instead")
         raise OSError(f"cannot load model {src!r}: {hint}. ({str(e).splitlines()[0][:200]})") from None
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
