@@ -2,7 +2,7 @@
 
 Each notebook gets the preset (and seeds, force) as parameters and is executed into
 runs/<preset>/<name>.ipynb, outputs and figures included. For the headline preset
-(`data.HEADLINE_PRESET`) these executed copies are committed, so that a reader sees the study
+(`paths.HEADLINE_PRESET`) these executed copies are committed, so that a reader sees the study
 without running it (their papermill paths are made repository-relative); for every other
 preset they are git-ignored. The source notebooks in notebooks/ stay stripped. Prints each stage and its time, and writes them to
 runs/<preset>/stage_times.json (what `make bench STAGES=recorded` prints); on failure, names

@@ -5,7 +5,7 @@ Replaces the text between each pair of markers `<!-- NAME:begin -->` ... `<!-- N
 study under way, unedit_lib.paths.IN_PROGRESS_PRESET), `timing` (how long the run behind the
 results took), `results` (the main table and the paper's findings, unedit_lib.report) and, when
 notebook 08 has run, `robustness` (unedit_lib.robustness), all from the committed results of the
-headline preset (unedit_lib.data.HEADLINE_PRESET) unless --preset says otherwise, so no number in
+headline preset (unedit_lib.paths.HEADLINE_PRESET) unless --preset says otherwise, so no number in
 the README is typed by hand. `--check` exits 1 if the README is not up to date.
 """
 from __future__ import annotations

@@ -85,7 +85,7 @@ def test_nothing_cites_the_unshipped_reference_notes():
 
 def test_headline_preset_is_named_the_same_everywhere():
     make = (ROOT / "Makefile").read_text()
-    assert re.search(rf"^HEADLINE := {HEADLINE_PRESET}$", make, re.M), "Makefile HEADLINE != data.HEADLINE_PRESET"
+    assert re.search(rf"^HEADLINE := {HEADLINE_PRESET}$", make, re.M), "Makefile HEADLINE != paths.HEADLINE_PRESET"
     ignore = (ROOT / ".gitignore").read_text().splitlines()
     assert f"!runs/{HEADLINE_PRESET}/" in ignore and f"!runs/{HEADLINE_PRESET}/[0-9][0-9]_*.ipynb" in ignore, \
         f".gitignore must un-ignore runs/{HEADLINE_PRESET}/ (the committed executed notebooks)"

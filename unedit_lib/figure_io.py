@@ -1,6 +1,6 @@
 """Where a figure goes and how it is written (every figure module saves through `save`).
 
-The headline preset (`data.HEADLINE_PRESET`) writes into figures/ (committed, shown by the
+The headline preset (`paths.HEADLINE_PRESET`) writes into figures/ (committed, shown by the
 README); every other preset writes into runs/<preset>/figures/ so that test runs never
 overwrite them (`paths.figure_path`). Matplotlib draws off-screen (Agg) in the seaborn theme.
 """
