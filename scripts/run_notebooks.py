@@ -46,16 +46,13 @@ FIRST_RUN_ESTIMATE_S = {"smoke": 300, "tiny": 2350, "smollm2": 11 * 3600}
 def estimate(notebooks, preset: str, out_dir: Path) -> str:
     """What the run will take: the last recorded times of these notebooks for this preset
     (a rerun reuses cached work, so it is usually faster), else a first-run estimate."""
-    rec = out_dir / "stage_times.json"
-    if rec.exists():
-        try:
-            st = json.loads(rec.read_text())["stages_s"]
-            known = [st[Path(nb).name] for nb in notebooks if Path(nb).name in st]
-            if len(known) == len(notebooks):
-                return (f"estimate: {sum(known) / 60:.0f} min (the last recorded run of these notebooks on {preset}"
-                        f"{'' if json.loads(rec.read_text()).get('force') else ', itself partly cached'})")
-        except (ValueError, KeyError):
-            pass
+    rec = _read_json(out_dir / "stage_times.json")
+    st = rec.get("stages_s") if isinstance(rec, dict) else None
+    if isinstance(st, dict):
+        known = [st[Path(nb).name] for nb in notebooks if Path(nb).name in st]
+        if len(known) == len(notebooks):
+            return (f"estimate: {sum(known) / 60:.0f} min (the last recorded run of these notebooks on {preset}"
+                    f"{'' if rec.get('force') else ', itself partly cached'})")
     if preset in FIRST_RUN_ESTIMATE_S:
         return f"estimate: about {FIRST_RUN_ESTIMATE_S[preset] / 60:.0f} min from scratch on 2 CPU cores (less with cached work)"
     return "estimate: unknown for this preset"

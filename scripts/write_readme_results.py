@@ -31,14 +31,19 @@ def _replace(text: str, name: str, body: str) -> str:
     return f"{head}{begin}\n{body.strip()}\n{end}{tail}"
 
 
+def _gates_in_run_order(records: dict) -> list[dict]:
+    """gates.gate_rows of the records, the runs in the study's order (report.sort_runs)."""
+    rows = gates.gate_rows(records)
+    return [g for run in report.sort_runs({g["run"] for g in rows}) for g in rows if g["run"] == run]
+
+
 def results_section(preset: str, seeds, readme_text: str = "") -> str:
     records = store.load_results(preset)
     if not records:
         raise SystemExit(f"no results in {paths.results_dir(preset)}: run `make reproduce` first")
     table = report.main_table(records, seeds=seeds)
     n_seeds = max(int(table["n_seeds"].max()), 1)
-    gate_rows = [g for run in report.sort_runs({g["run"] for g in gates.gate_rows(records)})
-                 for g in gates.gate_rows(records) if g["run"] == run]
+    gate_rows = _gates_in_run_order(records)
     found = report.findings(table, gate_rows)
     counts = {v: sum(f["verdict"] == v for f in found) for v in report.VERDICTS}
     with_iv = int(table["forget_quality lo"].notna().sum())
@@ -87,14 +92,12 @@ def progress_section(preset: str, seeds) -> str:
             "(`unedit_lib/summary.py`). The run names and settings are those of the headline study above; "
             "`base` is the pretrained model before fine-tuning.*")
     parts = [head, "", *summary.progress_lines(preset, records)]
-    study = store.load_results(preset)
-    table = report.main_table(study, seeds=seeds)
-    parts += ["", report.markdown_table(table)]
-    gate_rows = gates.gate_rows(records)
+    study = {r: rec for r, rec in records.items() if not store.is_ablation(r, rec)}
+    parts += ["", report.markdown_table(report.main_table(study, seeds=seeds))]
+    gate_rows = _gates_in_run_order(records)
     if gate_rows:
         parts += ["", "Premise gates of the editor runs so far, ablations included:", "",
-                  gates.markdown_gates([g for run in report.sort_runs({g["run"] for g in gate_rows})
-                                        for g in gate_rows if g["run"] == run])]
+                  gates.markdown_gates(gate_rows)]
     return "\n".join(parts)
 
 

@@ -141,14 +141,15 @@ def progress_lines(preset: str, records: dict) -> list[str]:
     block): which study runs exist, the subject models against `models.SUBJECT_TARGETS`, the
     layer the causal trace picked, and the in-context probe. Every number from the records."""
     from . import models, trace_records
+    from .store import is_ablation
 
-    base = {r for r in records if "+" not in r}
-    done = [r for r in study_runs() if r in base]
-    missing = [r for r in study_runs() if r not in base]
-    lines = [f"* **Runs** with the paper's settings: {len(done)} of {len(study_runs())} done"
+    ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec))
+    expected = study_runs()
+    done = [r for r in expected if r in records and r not in ablations]
+    missing = [r for r in expected if r not in done]
+    lines = [f"* **Runs** with the paper's settings: {len(done)} of {len(expected)} done"
              + (f" ({', '.join(f'`{r}`' for r in done)})" if done else "")
              + (f"; still to run: {', '.join(f'`{r}`' for r in missing)}" if missing else "") + "."]
-    ablations = sorted(r for r in records if "+" in r)
     if ablations:
         lines.append(f"* **Ablations** done: {', '.join(f'`{r}`' for r in ablations)}.")
     if "full" in records and "retain" in records:
