@@ -89,3 +89,15 @@ def test_one_fact_heatmaps_leave_out_flat_windows(tmp_path, monkeypatch):
     fig = trace_plots.trace_fact_heatmaps(rec, "smoke", "trace_fact_test.png")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert any(t.startswith("hidden") for t in titles) and not any(t.startswith(("mlp", "attn")) for t in titles)
+
+
+def test_layer_ticks_stay_readable_on_deep_models(tmp_path, monkeypatch):
+    # a 30-layer model (smollm2) gets every 5th layer, a 4-layer one every layer; heatmaps mid-cell
+    monkeypatch.setenv("UNEDIT_RUNS_DIR", str(tmp_path))
+    fig = trace_plots.trace_aie_lines({"hidden": trace.average_traces([_trace(30, flat=False)])}, "smoke")
+    ax = [a for a in fig.axes if a.get_title()][0]
+    assert list(ax.get_xticks()) == [0, 5, 10, 15, 20, 25]
+    fig = trace_plots.trace_average_heatmaps({"hidden": trace.average_traces([_trace(4, flat=False)])}, "smoke")
+    ax = [a for a in fig.axes if a.get_title().startswith("hidden")][0]
+    assert list(ax.get_xticks()) == [0.5, 1.5, 2.5, 3.5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3"]

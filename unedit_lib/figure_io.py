@@ -48,6 +48,15 @@ def _show_in_notebook(path: Path) -> None:
         display(Image(filename=str(path)))
 
 
+def layer_ticks(ax, n_layers: int, first: int = 0, centred: bool = False, fontsize=None) -> None:
+    """Integer layer ticks that stay readable at any depth: every layer up to 12, then every 2nd,
+    5th or 10th (a 30-layer model gets 0, 5, ..., 25). `centred` puts them mid-cell (heatmaps)."""
+    step = next(s for s in (1, 2, 5, 10, 20, 50) if n_layers <= 12 * s)
+    ticks = list(range(first, first + n_layers, step))
+    ax.set_xticks([t - first + 0.5 for t in ticks] if centred else ticks)
+    ax.set_xticklabels([str(t) for t in ticks], fontsize=fontsize)
+
+
 def integer_ticks(ax, axis: str = "x") -> None:
     """Integer tick labels only (layers, edits, steps)."""
     from matplotlib.ticker import MaxNLocator

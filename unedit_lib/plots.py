@@ -8,7 +8,7 @@ import re
 import numpy as np
 import seaborn as sns
 
-from .figure_io import figure_path, integer_ticks, plt, save  # noqa: F401  (the notebooks' names)
+from .figure_io import figure_path, integer_ticks, layer_ticks, plt, save  # noqa: F401  (the notebooks' names)
 
 
 def _smooth(x, k=10):
@@ -100,7 +100,7 @@ def subject_effect(check: dict, preset: str):
     ax.plot(layers, check["restored_mean"], marker="o", label="restore subject's last token")
     ax.axhline(check["clean_mean"], color="g", ls="--", label="clean")
     ax.axhline(check["corrupted_mean"], color="r", ls=":", label="subject corrupted")
-    ax.set_xticks(layers)
+    layer_ticks(ax, len(layers))
     ax.set(xlabel="layer", ylabel="p(first answer token)", title=f"Subject last-token restoration ({preset})")
     ax.legend(loc="center right", fontsize=8, framealpha=0.9)
     save(fig, preset, "subject_last_token_trace.png")
@@ -472,7 +472,7 @@ def probe_by_layer(results: dict, preset: str, name: str = "robustness_probe_lay
             ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance (most frequent token)")
         ax.set(xlabel="layer (0 = embeddings)", title=title)
         if layers:
-            ax.set_xticks(layers)
+            layer_ticks(ax, len(layers), first=min(layers))
         zoom(ax, seen[ax] + ([chance] if chance is not None else []), axis="y", lo=0, hi=1.02)
     axes[0].set_ylabel("top-1 accuracy on forget answers")
     handles, labels = axes[1].get_legend_handles_labels()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figure_io import integer_ticks, plt, save
+from .figure_io import integer_ticks, layer_ticks, plt, save
 
 _CMAPS = {None: "Purples", "mlp": "Greens", "attn": "Reds"}
 
@@ -26,10 +26,7 @@ def plot_trace(result: dict, ax=None, title: str | None = None):
     ax.invert_yaxis()
     ax.set_yticks([0.5 + i for i in range(len(labels))])
     ax.set_yticklabels(labels)
-    n_layers = result["scores"].shape[1]
-    step = max(1, n_layers // 8)
-    ax.set_xticks([0.5 + i for i in range(0, n_layers, step)])
-    ax.set_xticklabels(list(range(0, n_layers, step)))
+    layer_ticks(ax, result["scores"].shape[1], centred=True)
     ax.set_xlabel("single restored layer" if kind is None
                   else f"center of interval of {result['window']} restored {kind.upper() if kind == 'mlp' else 'Attn'} layers")
     ax.set_title(title or f"Impact of restoring {'state' if kind is None else kind} after corrupted input")
@@ -121,9 +118,7 @@ def trace_average_heatmaps(avgs: dict, preset: str, name: str = "trace_average.p
         ax.invert_yaxis()
         ax.set_yticks(np.arange(len(a["labels"])) + 0.5)
         ax.set_yticklabels([f"{l} (n={c})" for l, c in zip(a["labels"], a["count"])], fontsize=7)
-        L = a["scores"].shape[1]
-        ax.set_xticks(np.arange(L) + 0.5)
-        ax.set_xticklabels(range(L), fontsize=7)
+        layer_ticks(ax, a["scores"].shape[1], centred=True, fontsize=7)
         ax.set_xlabel("layer" if k == "hidden" else f"centre of restored {k} window", fontsize=8)
         ax.set_title(f"{k}: mean p(o) over {a['n']} facts\nclean {a['high_score']:.3f}, corrupted {a['low_score']:.3f}",
                      fontsize=9)
@@ -145,7 +140,7 @@ def trace_aie_lines(avgs: dict, preset: str, name: str = "trace_aie.png",
     for ax, k in zip(axes[0], kinds):
         plot_average(avgs[k], ax=ax, rows=[r for r in rows if avgs[k]["count"][avgs[k]["labels"].index(r)]])
         ax.set_title(f"{k}: AIE (n={avgs[k]['n']}, TE={avgs[k]['te']:.3f})", fontsize=9)
-        ax.set_xticks(np.arange(np.asarray(avgs[k]["aie"]).shape[1]))
+        layer_ticks(ax, np.asarray(avgs[k]["aie"]).shape[1])
     if dropped:
         fig.text(0.01, -0.02, _dropped_note(dropped, avgs), fontsize=7, color="0.35", va="top")
     fig.tight_layout()
