@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figure_io import integer_ticks, layer_ticks, plt, save
+from .figure_io import layer_ticks, plt, save
 
 _CMAPS = {None: "Purples", "mlp": "Greens", "attn": "Reds"}
 
