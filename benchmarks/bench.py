@@ -72,33 +72,35 @@ def recorded(p, runs_dir: Path | None = None):
             _line(f"recorded: train {which} model", json.loads(log.read_text())["train_seconds"])
         else:
             print(f"recorded: no cached {which} model for {p.name}")
-    times = (runs_dir or output_dir("runs") / p.name) / "stage_times.json"
-    if times.exists():
-        rec = json.loads(times.read_text())
-        if not rec.get("force") and rec.get("from_scratch"):
+    times_dir = runs_dir or output_dir("runs") / p.name
+    rec, forced = store.stage_times(times_dir)
+    if rec is not None:
+        if not rec.get("force") and forced:
             print(f"recorded: the last run ({rec['finished']}) reused cached work, {rec['total_s']:.0f} s; "
                   "below, the last from-scratch (FORCE=1) run")
-            rec = rec["from_scratch"]
-        study = 0.0
+            rec = forced
         for nb, secs in rec["stages_s"].items():
             _line(f"recorded: notebook {nb}", secs)
-            if not nb.startswith("08"):
-                study += secs
-        budget = f"  (budget {STUDY_BUDGET_S} s: {'ok' if study <= STUDY_BUDGET_S else 'OVER'})" if p.name == "tiny" else ""
-        _line("recorded: notebooks 00-07 (the study)", study, budget)
+        study = store.study_seconds(rec)
+        n_study = sum(1 for nb in rec["stages_s"] if nb[:2] in {f"0{i}" for i in range(8)})
+        if n_study < 8:     # run piecewise (scripts/run_notebooks.py <notebook>): not the study's time
+            print(f"recorded: only {n_study} of the 8 study notebooks (00-07) in this run: no study total")
+        else:
+            budget = f"  (budget {STUDY_BUDGET_S} s: {'ok' if study <= STUDY_BUDGET_S else 'OVER'})" if p.name == "tiny" else ""
+            _line("recorded: notebooks 00-07 (the study)", study, budget)
         _line("recorded: all notebooks run", rec["total_s"],
               f"  ({rec['finished']}, seeds {rec['seeds']}{', force' if rec['force'] else ''})")
         if not rec.get("force"):
             print("  note: a run without FORCE reuses cached models and results; "
                   "`make bench STAGES=reproduce` times everything afresh")
     else:
-        print(f"recorded: no {times} (run `make reproduce`)")
+        print(f"recorded: no {times_dir / 'stage_times.json'} (run `make reproduce`)")
     records = store.load_results(p.name)
     if records:
         t = report.main_table(records)
         for run, row in t.iterrows():
-            if run in ("full", "retain"):
-                continue
+            if run in ("full", "retain", "base") or row["unlearn_s"] != row["unlearn_s"]:
+                continue    # the subject models and the pretrained reference: nothing was unlearned
             ms = f", median {row['ms_per_edit']:.0f} ms per edit" if row["ms_per_edit"] == row["ms_per_edit"] else ""
             _line(f"recorded: unlearn {run}", row["unlearn_s"], ms)
     rob = robustness.load_summary(p.name)

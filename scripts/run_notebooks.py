@@ -27,7 +27,7 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
 from unedit_lib.models import get_preset  # noqa: E402
 from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
-from unedit_lib.store import write_json  # noqa: E402
+from unedit_lib.store import CorruptFile, stage_times, write_json  # noqa: E402
 
 
 # what a whole study from scratch takes on 2 CPU cores, printed before a run when no earlier run of
@@ -46,7 +46,7 @@ FIRST_RUN_ESTIMATE_S = {"smoke": 300, "tiny": 2350, "smollm2": 11 * 3600}
 def estimate(notebooks, preset: str, out_dir: Path) -> str:
     """What the run will take: the last recorded times of these notebooks for this preset
     (a rerun reuses cached work, so it is usually faster), else a first-run estimate."""
-    rec = _read_json(out_dir / "stage_times.json")
+    rec, _ = _stage_times(out_dir)
     st = rec.get("stages_s") if isinstance(rec, dict) else None
     if isinstance(st, dict):
         known = [st[Path(nb).name] for nb in notebooks if Path(nb).name in st]
@@ -125,20 +125,19 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")
     rec = {"preset": preset, "seeds": seed_list, "force": bool(force), "stages_s": times, "total_s": total,
            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
-    old = _read_json(out_dir / "stage_times.json")
-    if not force and old:   # a run that reused cached work keeps the times of the last from-scratch (FORCE) run
-        kept = old if old.get("force") else old.get("from_scratch")
-        if kept:
-            rec["from_scratch"] = {k: v for k, v in kept.items() if k != "from_scratch"}
+    _, kept = _stage_times(out_dir)
+    if not force and kept:   # a run that reused cached work keeps the times of the last from-scratch (FORCE) run
+        rec["from_scratch"] = {k: v for k, v in kept.items() if k != "from_scratch"}
     write_json(rec, out_dir / "stage_times.json")
     return times
 
 
-def _read_json(path: Path) -> dict | None:
+def _stage_times(out_dir: Path) -> tuple[dict | None, dict | None]:
+    """store.stage_times, where an unreadable file counts as none (it is rewritten at the end)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+        return stage_times(out_dir)
+    except (OSError, CorruptFile, AttributeError):
+        return None, None
 
 
 def _running_cell(executed) -> str:

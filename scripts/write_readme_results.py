@@ -126,16 +126,13 @@ def _timing_line(preset: str, readme_text: str) -> str:
     """How long the last from-scratch `make reproduce` took (runs/<preset>/stage_times.json
     of a FORCE=1 run). After a run that reused cached work the line already in the README is
     kept: it still describes the run that computed the results."""
-    import json
+    from unedit_lib import store
 
-    path = paths.runs_dir(preset) / "stage_times.json"
-    rec = json.loads(path.read_text()) if path.exists() else None
-    if rec is not None and not rec.get("force"):
-        rec = rec.get("from_scratch")      # a later run reused cached work; it kept the FORCE run's times
-    if rec is None or not rec.get("force"):
+    _, rec = store.stage_times(paths.runs_dir(preset))
+    if rec is None:
         old = [ln for ln in readme_text.splitlines() if ln.startswith(TIMING_PREFIX)]
         return (old[0] + "\n") if old else ""
-    study = sum(v for k, v in rec["stages_s"].items() if not k.startswith("08"))
+    study = store.study_seconds(rec)
     rest = {k: v for k, v in rec["stages_s"].items() if k.startswith("08")}
     return (f"{TIMING_PREFIX} `FORCE=1 make reproduce` (models trained, every run recomputed), {rec['finished']}, "
             f"{rec['machine']}: notebooks 00-07 {study / 60:.1f} min"

@@ -93,3 +93,20 @@ def test_paths_follow_the_environment(tmp_path, monkeypatch):
     assert paths.record_path("smoke", "gd") == tmp_path / "r" / "smoke" / "gd.json"
     with pytest.raises(ValueError, match="unknown output kind"):
         paths.output_dir("nope")
+
+
+def test_stage_times_keeps_the_last_forced_run(tmp_path):
+    assert store.stage_times(tmp_path) == (None, None)
+    forced = {"force": True, "stages_s": {"00_setup.ipynb": 10.0, "07_x.ipynb": 5.0, "08_y.ipynb": 100.0}}
+    store.write_json(forced, tmp_path / "stage_times.json")
+    assert store.stage_times(tmp_path) == (forced, forced)
+    assert store.study_seconds(forced) == 15.0          # 08 has its own budget
+    cached = {"force": False, "stages_s": {"04_ike.ipynb": 1.0}, "from_scratch": forced}
+    store.write_json(cached, tmp_path / "stage_times.json")
+    assert store.stage_times(tmp_path) == (cached, forced)
+    partial = {"force": False, "stages_s": {"04_ike.ipynb": 1.0}}   # no forced run known
+    store.write_json(partial, tmp_path / "stage_times.json")
+    assert store.stage_times(tmp_path) == (partial, None)
+    (tmp_path / "stage_times.json").write_text('{"force": ')
+    with pytest.raises(store.CorruptFile, match="stage-times"):
+        store.stage_times(tmp_path)

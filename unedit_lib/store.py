@@ -115,6 +115,24 @@ def read_json(path, what: str = "JSON file"):
         raise CorruptFile(path, f"unreadable {what} ({e.reason})") from None
 
 
+def stage_times(runs_dir) -> tuple[dict | None, dict | None]:
+    """What runs/<preset>/stage_times.json (scripts/run_notebooks.py) recorded: (the last run,
+    the last from-scratch `FORCE=1` run). The second is the first when that run was forced, the
+    times it kept (`from_scratch`) when it reused cached work, None when no forced run is known.
+    No file: (None, None)."""
+    path = Path(runs_dir) / "stage_times.json"
+    if not path.exists():
+        return None, None
+    last = read_json(path, "stage-times file")
+    forced = last if last.get("force") else last.get("from_scratch")
+    return last, forced
+
+
+def study_seconds(times: dict) -> float:
+    """Seconds of notebooks 00-07 (the study; 08, the robustness check, has its own budget)."""
+    return sum(v for k, v in times["stages_s"].items() if not k.startswith("08"))
+
+
 def to_jsonable(obj):
     """Keep what JSON can hold (floats, ints, strings, lists, dicts); non-finite floats become
     None; tensors and other objects are dropped."""
