@@ -26,6 +26,20 @@ def test_answer_lines_follow_the_committed_records():
     assert lines[-1].startswith(f"* **Against the paper**: of its {len(found)} findings tested here, {n_rep} reproduced")
 
 
+def test_subject_model_sentence_counts_the_parameters_new_llama_builds():
+    from unedit_lib import models
+
+    p = models.get_preset("smoke")
+    tok = type("Tok", (), {"__len__": lambda self: p.vocab_size, "bos_token_id": 1, "eos_token_id": 2,
+                           "pad_token_id": 0})()
+    n = sum(t.numel() for t in models.new_llama(p, tok).parameters())
+    assert summary.scratch_parameter_count(p) == n
+    line = summary.subject_model_sentence("smoke", {"full": {"n_items": {"forget": 40}}})
+    assert f"about {n / 1e6:.1f}M parameters" in line and "trained from scratch" in line and "(40 questions)" in line
+    pre = summary.subject_model_sentence("smollm2", {})
+    assert "pretrained LLM `smollm2-135m-instruct`" in pre and "30 layers" in pre and "forget01" in pre
+
+
 def _rec(rouge, fq, mu, ra=0.5, wf=0.5):
     return {"metrics": {"forget": {"rouge": rouge}, "real_authors": {"rouge": ra}, "world_facts": {"rouge": wf}},
             "forget_quality": fq, "model_utility": mu}

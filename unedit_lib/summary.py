@@ -80,6 +80,30 @@ def _forget_part(table, runs_, full, retain) -> str:
             f"FQ {_span(fq)} ({n_like} of {len(runs_)} indistinguishable from the retain model, FQ ≥ 0.05)")
 
 
+def scratch_parameter_count(p) -> int:
+    """Parameters of models.new_llama(p, tokenizer of p.vocab_size): tied embeddings, as many KV
+    heads as heads, no biases; per layer attention 4 d^2, MLP 3 d ff, two RMSNorms; a final norm."""
+    d, ff = p.hidden_size, p.intermediate_size
+    return p.vocab_size * d + p.n_layers * (4 * d * d + 3 * d * ff + 2 * d) + d
+
+
+def subject_model_sentence(preset_name: str, records: dict) -> str:
+    """Which model the results are about, read from the preset (models.PRESETS) and the full
+    model's record: pretrained and fine-tuned, or trained from scratch; its size; the forget set."""
+    from .models import get_preset
+
+    p = get_preset(preset_name)
+    arch = f"{p.n_layers} layers, hidden size {p.hidden_size}, vocabulary {p.vocab_size}"
+    if p.base_model:
+        what = f"the pretrained LLM `{p.base_model}` ({arch}) fine-tuned on TOFU by TOFU's protocol"
+    else:
+        what = f"a Llama of about {scratch_parameter_count(p) / 1e6:.1f}M parameters ({arch}) trained from scratch on TOFU"
+    forget = f"TOFU's `{p.forget_split}`" + (f", its last {p.n_forget_authors} authors" if p.n_forget_authors else "")
+    n = ((records.get("full") or {}).get("n_items") or {}).get("forget")
+    return (f"The subject model of preset `{preset_name}` is {what}; its forget set is {forget}"
+            + (f" ({n} questions)" if n else "") + ".")
+
+
 def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
     """The five lines (markdown bullets). `table` = report.main_table(records), `found` =
     report.findings(table, gates.gate_rows(records))."""
