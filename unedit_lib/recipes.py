@@ -42,8 +42,8 @@ STUDY_SETTINGS = {
     },
     "baselines": {
         # Only the learning rate departs from TOFU's defaults (baselines.BaselineHParams: 10 epochs, wd
-        # 0.01, warmup 1 epoch, effective batch 32 = 8 x 4, β 0.1, α=γ=1) for the embedded models:
-        # TOFU unlearns with the lr it fine-tuned with (1e-5, tofu.md §4), but the embedded subject
+        # 0.01, warmup 1 epoch, effective batch 32 = 8 x 4, β 0.1, α=γ=1) for our subject models:
+        # TOFU unlearns with the lr it fine-tuned with (1e-5, tofu.md §4), but the `tiny` subject
         # models were trained from scratch with lr ~5e-3 (models.Preset.lr), so 1e-5 would barely
         # move them in 20 optimizer steps (forget01: 40 rows / 32 per step = 2 steps per epoch).
         # 1e-3 (a fifth of the training lr) on `tiny`; `smoke` trains fewer epochs to stay cheap.
