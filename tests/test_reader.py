@@ -93,3 +93,24 @@ def test_headline_preset_is_named_the_same_everywhere():
     assert out.returncode == 1, f"runs/{HEADLINE_PRESET}/00_data.ipynb is git-ignored"
     out = subprocess.run(["git", "check-ignore", "-q", "runs/smoke/00_data.ipynb"], cwd=ROOT)
     assert out.returncode == 0, "executed notebooks of other presets must stay ignored"
+
+
+def test_the_timing_line_names_its_preset_and_how_the_study_was_computed(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import write_readme_results as w
+
+    from unedit_lib import store
+
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("UNEDIT_RUNS_DIR", str(tmp_path / "runs"))
+    assert "No timed" in w._timing_line("smoke")
+    store.save_record("smoke", "gd", {"run": "gd", "metrics": {}, "timings": {"unlearn_s": 1800.0, "eval_s": 360.0}})
+    store.save_record("smoke", "full", {"run": "full", "metrics": {}, "timings": {"eval_s": 3240.0}})
+    line = w._timing_line("smoke")          # no forced run: the records' own seconds, summed
+    assert "computed in pieces" in line and "2 records hold 0.5 h of unlearning and 1.0 h of evaluation" in line
+    forced = {"force": True, "finished": "2026-12-02 11:04:54", "machine": "x86_64, 2 CPUs",
+              "stages_s": {"00_data.ipynb": 60.0, "07_results.ipynb": 120.0, "08_robustness.ipynb": 600.0}}
+    store.write_json({"force": False, "stages_s": {"07_results.ipynb": 5.0}, "from_scratch": forced},
+                     tmp_path / "runs" / "smoke" / "stage_times.json")
+    line = w._timing_line("smoke")
+    assert line.startswith("*Run behind these results (`smoke`)") and "notebooks 00-07 3.0 min, 08 10.0 min" in line
