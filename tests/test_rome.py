@@ -308,3 +308,22 @@ def test_v_lr_gate_picks_the_smallest_passing_grid_value(tok, trained_llama_stat
     assert short["chosen"] == out["chosen"] and short["per_value"][-1]["v_lr"] == out["chosen"]
     with pytest.raises(ValueError, match="grid"):
         recipes.smallest_v_lr_passing_gate(model, tok, [req], grid=(0.1, 0.1), hp=hp)
+
+
+def test_first_token_candidates_agree_with_rewrite_accuracy(tok, trained_llama_state):
+    """What the model puts first instead of the target (edit_metrics.first_token_candidates):
+    rank 1 exactly when rewrite accuracy counts the target's first token, and the top tokens'
+    probabilities are the softmax of the same logits."""
+    model = _trained_llama(tok, trained_llama_state)
+    ranks = []
+    for prompt, target in [("Who wrote Moon?", "Jane"), ("Who wrote Moon?", "Ana")]:   # learned / not learned
+        c = em.first_token_candidates(model, tok, prompt, target, k=3)
+        ranks.append(c["target_rank"])
+        pred, ids = em.answer_predictions(model, tok, prompt, target)
+        assert c["target_token"] == tok.decode([ids[0]])
+        assert (c["target_rank"] == 1) == (pred[0] == ids[0])
+        assert c["top"][0][1] >= c["top"][1][1] >= c["top"][2][1] and abs(sum(v for _, v in c["top"])) <= 1.0
+        assert (c["target_rank"] == 1) == (c["top"][0][1] == pytest.approx(c["target_prob"]))
+    assert ranks[0] == 1 and ranks[1] > 1
+    # the answer's first token depends on answer_start: " Ana" and "Ana" are different tokens here
+    assert em.first_token_candidates(model, tok, "Who wrote Moon?", "Ana", answer_start="")["target_token"] != " Ana"

@@ -22,22 +22,41 @@ def _device(model):
 
 
 @torch.no_grad()
-def answer_predictions(model, tok, prompt: str, answer: str, *, answer_start: str = " ",
-                       add_eos: bool = False, prompter=None) -> tuple[list[int], list[int]]:
-    """(predicted, answer_ids): teacher-forced argmax tokens at the answer positions of
-    prompt + answer_start + answer (tokenised separately, as the edit), and the answer's ids.
-    `prompter` (IKE): the prompt is `prompter.prompt_ids(question of prompt, n answer tokens)`,
-    run once with the answer on top (evaluate.shared_prompt_logits)."""
+def answer_logits(model, tok, prompt: str, answer: str, *, answer_start: str = " ",
+                  add_eos: bool = False, prompter=None) -> tuple[torch.Tensor, list[int]]:
+    """(logits, answer_ids): the teacher-forced logits that predict each answer token of
+    prompt + answer_start + answer (tokenised separately, as the edit; (n answer tokens, vocab)),
+    and the answer's ids. `prompter` (IKE): the prompt is `prompter.prompt_ids(question of prompt,
+    n answer tokens)`, run once with the answer on top (evaluate.shared_prompt_logits)."""
     p = encode_prompt(tok, prompt)
     a = encode_answer(tok, answer_start + answer, add_eos=add_eos)
     if prompter is not None:
         ids = prompter.prompt_ids(prompter.question_of(prompt), len(a))
         head, tail = shared_prompt_logits(model, ids, [a], pad_id(tok), keep=min(max(1, len(p)), len(ids)))
-        return torch.cat([head[-1:], tail[0, :len(a) - 1]]).argmax(-1).tolist(), a
+        return torch.cat([head[-1:], tail[0, :len(a) - 1]]), a
     ids = torch.tensor([p + a], device=_device(model))
     logits = model(input_ids=ids).logits[0]
-    pred = logits[len(p) - 1:len(p) - 1 + len(a)].argmax(-1).tolist()
-    return pred, a
+    return logits[len(p) - 1:len(p) - 1 + len(a)], a
+
+
+def answer_predictions(model, tok, prompt: str, answer: str, **kw) -> tuple[list[int], list[int]]:
+    """(predicted, answer_ids): the teacher-forced argmax tokens at the answer positions
+    (`answer_logits`, same arguments) and the answer's ids."""
+    logits, a = answer_logits(model, tok, prompt, answer, **kw)
+    return logits.argmax(-1).tolist(), a
+
+
+def first_token_candidates(model, tok, prompt: str, target: str, k: int = 5, **kw) -> dict:
+    """What the model puts first where the target should start (the first answer position of
+    `answer_logits`): the target's first token, its probability and rank (1 = the argmax, what
+    rewrite accuracy counts), and the k most likely tokens with their probabilities. Shows what an
+    edit that did not take says instead."""
+    logits, a = answer_logits(model, tok, prompt, target, **kw)
+    probs = logits[0].float().softmax(-1)
+    top = probs.topk(k)
+    return {"target_token": tok.decode([a[0]]), "target_prob": float(probs[a[0]]),
+            "target_rank": int((probs > probs[a[0]]).sum()) + 1,
+            "top": [(tok.decode([int(i)]), float(v)) for v, i in zip(top.values, top.indices)]}
 
 
 def rewrite_accuracy(model, tok, prompt: str, target: str, **kw) -> float:

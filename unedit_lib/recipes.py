@@ -305,12 +305,13 @@ def _ike(p, sd, method, target, hp, data_dir):
     s = ike_setup(p, sd, target, hp, data_dir)
     template, requests = s["template"], s["requests"]
     loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
+    start = {"answer_start": template.answer_start}     # the answer as the evaluator scores it (chatml: no space)
 
     def apply(model, tok, stats):
         t0 = time.perf_counter()
         pool = s["pool"]()
-        pre_loc = em.locality_predictions(model, tok, loc_items)
-        pre = em.edit_metrics(model, tok, requests)
+        pre_loc = em.locality_predictions(model, tok, loc_items, **start)
+        pre = em.edit_metrics(model, tok, requests, **start)
         prompts, _ = ike.apply(model, tok, requests, hp, stats, pool=pool, answers=s["answers"], template=template)
         stats.update({"target": target, "pool_fraction": hp["pool_fraction"], "n_pool_rows": len(s["pool_rows"]),
                       "n_request_rows": len(s["request_rows"]), "retain_demo_source": s["retain_source"],
@@ -319,8 +320,9 @@ def _ike(p, sd, method, target, hp, data_dir):
         # EasyEdit's compute_icl_edit_quality: the context on the logits, the question last in the prompt
         t1 = time.perf_counter()
         probe = prompts.rewrap(stats={}, mode="logits", prompt_format="question_only")
-        post = em.edit_metrics(model, tok, requests, loc_items, pre_loc, prompter=probe)
+        post = em.edit_metrics(model, tok, requests, loc_items, pre_loc, prompter=probe, **start)
         stats["edit_metrics"] = {
+            "answer_start": template.answer_start,
             "pre": {m: pre.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc")},
             "post": {m: post.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc", "locality")},
             "per_request": {m: post.get(m) for m in ("rewrite_acc", "rephrase_acc", "locality")},
@@ -330,6 +332,27 @@ def _ike(p, sd, method, target, hp, data_dir):
         return model, prompts                    # IKE changes no weight: its edit is the prompts
 
     return apply, {}, hp
+
+
+def ike_first_tokens(p, sd, target, hp, model, tok, data_dir=None, k: int = 5, setup=None) -> list[dict]:
+    """For each IKE edit request: what the unchanged model puts first where the target should
+    start, with the request's retrieved context on the logits exactly as the edit-level metrics
+    score it (`_ike`'s probe) and without it (edit_metrics.first_token_candidates). When
+    rewrite accuracy is low, this says what the model answers instead of the target."""
+    s = setup or ike_setup(p, sd, target, hp, data_dir)
+    prompts, _ = ike.apply(model, tok, s["requests"], hp, {}, pool=s["pool"](), answers=s["answers"],
+                           template=s["template"])
+    probe = prompts.rewrap(stats={}, mode="logits", prompt_format="question_only")
+    rows = []
+    start = s["template"].answer_start
+    for r in s["requests"]:
+        with_ctx = em.first_token_candidates(model, tok, r["prompt"], r["target"], k, prompter=probe, answer_start=start)
+        without = em.first_token_candidates(model, tok, r["prompt"], r["target"], k, answer_start=start)
+        rows.append({"question": r["question"], "target": r["target"], "target first token": with_ctx["target_token"],
+                     "p(target) with context": with_ctx["target_prob"], "rank with context": with_ctx["target_rank"],
+                     "p(target) without": without["target_prob"],
+                     "most likely first tokens with context": ", ".join(f"{t!r} {v:.2f}" for t, v in with_ctx["top"])})
+    return rows
 
 
 # --------------------------------------------------------------------------- WISE
