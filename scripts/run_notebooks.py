@@ -136,7 +136,7 @@ def _stage_times(out_dir: Path) -> tuple[dict | None, dict | None]:
     """store.stage_times, where an unreadable file counts as none (it is rewritten at the end)."""
     try:
         return stage_times(out_dir)
-    except (OSError, CorruptFile, AttributeError):
+    except (OSError, CorruptFile):
         return None, None
 
 

@@ -140,11 +140,11 @@ def _timing_line(preset: str) -> str:
                 + "".join(f", {k.split('_')[0]} {v / 60:.1f} min" for k, v in rest.items())
                 + " (per notebook: `make bench STAGES=recorded`).*")
     records = store.load_results(preset, include_ablations=True)
+    if not records:
+        return f"*No timed `FORCE=1 make reproduce` of `{preset}` recorded yet.*"
     t = [r.get("timings") or {} for r in records.values()]
     unlearn = sum(x.get("unlearn_s") or 0 for x in t)
     evals = sum(x.get("eval_s") or 0 for x in t)
-    if not records:
-        return f"*No timed `FORCE=1 make reproduce` of `{preset}` recorded yet.*"
     return (f"*`{preset}` was computed in pieces, each run cached as it finished, not in one timed `FORCE=1 make "
             f"reproduce`; its {len(records)} records hold {unlearn / 3600:.1f} h of unlearning and {evals / 3600:.1f} h "
             "of evaluation (some of it beside other work on the same cores); the fine-tunes, the causal trace and "

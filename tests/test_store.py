@@ -107,6 +107,9 @@ def test_stage_times_keeps_the_last_forced_run(tmp_path):
     partial = {"force": False, "stages_s": {"04_ike.ipynb": 1.0}}   # no forced run known
     store.write_json(partial, tmp_path / "stage_times.json")
     assert store.stage_times(tmp_path) == (partial, None)
+    (tmp_path / "stage_times.json").write_text("[1, 2]")
+    with pytest.raises(store.CorruptFile, match="JSON object"):
+        store.stage_times(tmp_path)
     (tmp_path / "stage_times.json").write_text('{"force": ')
     with pytest.raises(store.CorruptFile, match="stage-times"):
         store.stage_times(tmp_path)

@@ -124,6 +124,8 @@ def stage_times(runs_dir) -> tuple[dict | None, dict | None]:
     if not path.exists():
         return None, None
     last = read_json(path, "stage-times file")
+    if not isinstance(last, dict):
+        raise CorruptFile(path, "not a stage-times record (a JSON object)")
     forced = last if last.get("force") else last.get("from_scratch")
     return last, forced
 
