@@ -319,6 +319,12 @@ def apply(model, tokenizer, requests, hp: dict, stats: dict | None = None, *, po
 
 
 # =========================================================================== saving
+def edit_metric_prompts(prompts: IKEPrompts) -> IKEPrompts:
+    """The prompts IKE's edit-level metrics score with: EasyEdit's compute_icl_edit_quality puts
+    the context on the logits and the question last in the prompt."""
+    return prompts.rewrap(stats={}, mode="logits", prompt_format="question_only")
+
+
 def save_prompts(prompts: IKEPrompts, folder) -> None:
     """Write an IKE "edit" (no weights: the demonstrations, the facts, the answers and the
     settings) as `ike.json` in `folder`; `load_prompts` rebuilds it."""

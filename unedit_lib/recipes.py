@@ -318,7 +318,7 @@ def _ike(p, sd, method, target, hp, data_dir):
                       "n_retain_demo_rows": len(s["retain_rows"]),
                       "embedding_cache_dir": paths.display_path(paths.ike_embedding_cache_dir())})
         t1 = time.perf_counter()
-        probe = _ike_metric_prompts(prompts)
+        probe = ike.edit_metric_prompts(prompts)
         post = em.edit_metrics(model, tok, requests, loc_items, pre_loc, prompter=probe, **start)
         stats["edit_metrics"] = {
             "answer_start": template.answer_start,
@@ -333,12 +333,6 @@ def _ike(p, sd, method, target, hp, data_dir):
     return apply, {}, hp
 
 
-def _ike_metric_prompts(prompts):
-    """The prompts IKE's edit-level metrics score with: EasyEdit's compute_icl_edit_quality puts
-    the context on the logits and the question last in the prompt."""
-    return prompts.rewrap(stats={}, mode="logits", prompt_format="question_only")
-
-
 def ike_first_tokens(p, sd, target, hp, model, tok, data_dir=None, k: int = 5, setup=None) -> list[dict]:
     """For each IKE edit request: what the unchanged model puts first where the target should
     start, with the request's retrieved context on the logits exactly as the edit-level metrics
@@ -347,7 +341,7 @@ def ike_first_tokens(p, sd, target, hp, model, tok, data_dir=None, k: int = 5, s
     s = setup or ike_setup(p, sd, target, hp, data_dir)
     prompts, _ = ike.apply(model, tok, s["requests"], hp, {}, pool=s["pool"](), answers=s["answers"],
                            template=s["template"])
-    probe = _ike_metric_prompts(prompts)
+    probe = ike.edit_metric_prompts(prompts)
     rows = []
     start = s["template"].answer_start
     for r in s["requests"]:
