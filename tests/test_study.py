@@ -141,7 +141,7 @@ def test_cached_only_when_every_setting_matches(fake_study, capsys):
     assert len(fake_study.calls) == 3
 
 
-def test_cached_needs_logs_model_and_the_same_full_model(fake_study, monkeypatch):
+def test_cached_needs_logs_and_the_same_full_model_not_the_unlearned_model(fake_study, monkeypatch):
     hp = {"lr": 1e-3}
     fake_study(hp)
     p = models.get_preset("smoke")
@@ -151,8 +151,9 @@ def test_cached_needs_logs_model_and_the_same_full_model(fake_study, monkeypatch
     fake_study(hp)
     import shutil
     shutil.rmtree(study.unlearned_path(p, "gd"))
-    assert study.cached(p, "gd", hp) == (None, "its unlearned model is missing")
-    fake_study(hp)
+    assert study.cached(p, "gd", hp)[0] is not None        # a clone: committed record and logs, no model
+    with pytest.raises(FileNotFoundError, match="force=True"):
+        study.unlearned_kind(p, "gd")
     monkeypatch.setattr(study, "subject_model_id", lambda preset: "full-other")
     assert study.cached(p, "gd", hp) == (None, "made from another full model")
 

@@ -10,8 +10,8 @@ Run names and cache keys (issue 13, safe ablations)
 ---------------------------------------------------
 A run's settings are one flat dict `hp` (every hyperparameter of the method and of the study's
 use of it, e.g. the number of edits). Its *cache key* is a hash of all of them (`hp_key`);
-a cached record is reused only when its key, its full model and its files match, otherwise the
-run is recomputed (and says why). Its *name* is the method and target (`rome-dummy`), plus a
+a cached record is reused only when its key, its full model and its files (record and per-item
+logs, committed for the studied presets) match, otherwise the run is recomputed (and says why). Its *name* is the method and target (`rome-dummy`), plus a
 suffix naming every setting that differs from the study's (`rome-dummy+v_lr=0.1`), plus
 `-s<seed>` for seeds other than 0: an ablation never overwrites the study's run, and the
 study's tables (store.load_results) leave ablations out.
@@ -102,7 +102,8 @@ def unlearned_kind(preset, run: str) -> str:
     if not info.is_file():
         raise FileNotFoundError(
             f"no saved unlearned model for run {run!r} of preset {models.get_preset(preset).name!r} ({folder}); "
-            "run its notebook (03-06) first, with force=True if its result predates saved models")
+            "run its notebook (03-06) first, with force=True if its result was made on another machine "
+            "(a committed record) or predates saved models")
     return store.read_json(info, "unlearned-model description").get("kind")
 
 
@@ -208,8 +209,10 @@ def cached(p, run: str, hp: dict | None) -> tuple[dict | None, str]:
         return None, str(e)
     if logs is None:
         return None, "its per-item logs are missing"
-    if not (unlearned_path(p, run) / "unlearned.json").is_file():
-        return None, "its unlearned model is missing"
+    # The unlearned model is not part of the result: a clone has the committed record and logs but
+    # none of the models (artifacts/ is not committed), and only notebook 08's attacks need one
+    # (recipes.attack_runs names the run it cannot attack). A model left from other settings
+    # cannot pair with this record: run_unlearning deletes both before it recomputes.
     return rec, ""
 
 
