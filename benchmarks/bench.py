@@ -82,7 +82,7 @@ def recorded(p, runs_dir: Path | None = None):
         for nb, secs in rec["stages_s"].items():
             _line(f"recorded: notebook {nb}", secs)
         study = store.study_seconds(rec)
-        n_study = sum(1 for nb in rec["stages_s"] if nb[:2] in {f"0{i}" for i in range(8)})
+        n_study = sum(1 for nb in rec["stages_s"] if store.is_study_notebook(nb))
         if n_study < 8:     # run piecewise (scripts/run_notebooks.py <notebook>): not the study's time
             print(f"recorded: only {n_study} of the 8 study notebooks (00-07) in this run: no study total")
         else:

@@ -97,10 +97,12 @@ def test_paths_follow_the_environment(tmp_path, monkeypatch):
 
 def test_stage_times_keeps_the_last_forced_run(tmp_path):
     assert store.stage_times(tmp_path) == (None, None)
-    forced = {"force": True, "stages_s": {"00_setup.ipynb": 10.0, "07_x.ipynb": 5.0, "08_y.ipynb": 100.0}}
+    forced = {"force": True, "stages_s": {"00_setup.ipynb": 10.0, "07_x.ipynb": 5.0, "08_y.ipynb": 100.0,
+                                       "09_extra.ipynb": 7.0}}
     store.write_json(forced, tmp_path / "stage_times.json")
     assert store.stage_times(tmp_path) == (forced, forced)
-    assert store.study_seconds(forced) == 15.0          # 08 has its own budget
+    assert store.study_seconds(forced) == 15.0          # 08 has its own budget; 09 is not the study's
+    assert [n for n in forced["stages_s"] if store.is_study_notebook(n)] == ["00_setup.ipynb", "07_x.ipynb"]
     cached = {"force": False, "stages_s": {"04_ike.ipynb": 1.0}, "from_scratch": forced}
     store.write_json(cached, tmp_path / "stage_times.json")
     assert store.stage_times(tmp_path) == (cached, forced)

@@ -130,9 +130,14 @@ def stage_times(runs_dir) -> tuple[dict | None, dict | None]:
     return last, forced
 
 
+def is_study_notebook(name: str) -> bool:
+    """Notebooks 00-07 are the study; 08, the robustness check, has its own budget."""
+    return name[:2] in {f"0{i}" for i in range(8)}
+
+
 def study_seconds(times: dict) -> float:
-    """Seconds of notebooks 00-07 (the study; 08, the robustness check, has its own budget)."""
-    return sum(v for k, v in times["stages_s"].items() if not k.startswith("08"))
+    """Seconds of notebooks 00-07 in a stage_times record."""
+    return sum(v for k, v in times["stages_s"].items() if is_study_notebook(k))
 
 
 def to_jsonable(obj):
