@@ -21,12 +21,14 @@ STUDY_TRACE_FACTS = {"smoke": 4, "tiny": 15, "smollm2": 4}
 
 
 def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force: bool = False, **kw) -> dict:
-    """`trace.trace_facts`, cached as JSON under `cache_dir` (keyed by the model's name or folder,
+    """`trace.trace_facts`, cached as JSON under `cache_dir` (keyed by the model's name or folder name,
     the rows' questions and subjects, the template and every setting), so that a second run of the
     tracing notebook reuses its traces; `force` recomputes them."""
     if cache_dir is None:
         return trace.trace_facts(model, tok, rows, template, **kw)
-    key = json.dumps({"model": str(getattr(model.config, "_name_or_path", "")),
+    # the model's folder name, not its path: a clone elsewhere (or another machine) finds the cache
+    name = str(getattr(model.config, "_name_or_path", "") or "")
+    key = json.dumps({"model": Path(name).name if Path(name).is_absolute() else name,
                       "rows": [(r["question"], r["subject"], r["answer"]) for r in rows],
                       "template": str(template), **{k: str(v) for k, v in sorted(kw.items())}}, sort_keys=True)
     path = Path(cache_dir) / f"traces-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
