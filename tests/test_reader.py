@@ -95,6 +95,22 @@ def test_headline_preset_is_named_the_same_everywhere():
     assert out.returncode == 0, "executed notebooks of other presets must stay ignored"
 
 
+def test_smollm2s_run_caches_are_committed_and_other_presets_stay_local():
+    """A clone reuses smollm2's runs (study.cached: record + per-item logs) and traces; smoke's
+    and tiny's logs, and every preset's temporary files and models, stay out of git."""
+    def ignored(path):
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
+
+    for path in ("results/smollm2/full.json", "results/smollm2/rome-dummy/eval_log_forget.json",
+                 "results/smollm2/rome_probe/dummy-seed0-abc.json", "results/smollm2/trace/rome_layer.json",
+                 "results/smollm2/trace/traces-0123456789ab.json"):
+        assert not ignored(path), f"{path} is git-ignored: a clone would recompute that run"
+    for path in ("results/tiny/rome-dummy/eval_log_forget.json", "results/smoke/full.json",
+                 "results/tiny/trace/traces-0123456789ab.json", "results/smollm2/_tmp123.json",
+                 "results/smollm2/.lock", "results/smollm2/full/.eval_log.json.tmp4242", "artifacts/smollm2/full-3fca075985/model.safetensors"):
+        assert ignored(path), f"{path} is not git-ignored"
+
+
 def test_the_timing_line_names_its_preset_and_how_the_study_was_computed(tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT / "scripts"))
     import write_readme_results as w
