@@ -11,8 +11,8 @@ Run names and cache keys (issue 13, safe ablations)
 A run's settings are one flat dict `hp` (every hyperparameter of the method and of the study's
 use of it, e.g. the number of edits). Its *cache key* is a hash of all of them (`hp_key`);
 a cached record is reused only when its key, its full model and its files (record and per-item
-logs, committed for the studied presets) match, otherwise the run is recomputed (and says why). Its *name* is the method and target (`rome-dummy`), plus a
-suffix naming every setting that differs from the study's (`rome-dummy+v_lr=0.1`), plus
+logs, committed for the studied presets) match, otherwise the run is recomputed (and says why).
+Its *name* is the method and target (`rome-dummy`), plus a suffix naming every setting that differs from the study's (`rome-dummy+v_lr=0.1`), plus
 `-s<seed>` for seeds other than 0: an ablation never overwrites the study's run, and the
 study's tables (store.load_results) leave ablations out.
 
