@@ -83,32 +83,33 @@ def test_nothing_cites_the_unshipped_reference_notes():
     assert not hits, f"cite ../shared/reference (not in a clone); cite docs/ or a public source: {hits}"
 
 
+def _git_ignored(path: str) -> bool:
+    rc = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode
+    assert rc in (0, 1), f"git check-ignore {path} failed (exit {rc})"
+    return rc == 0
+
+
 def test_headline_preset_is_named_the_same_everywhere():
     make = (ROOT / "Makefile").read_text()
     assert re.search(rf"^HEADLINE := {HEADLINE_PRESET}$", make, re.M), "Makefile HEADLINE != paths.HEADLINE_PRESET"
     ignore = (ROOT / ".gitignore").read_text().splitlines()
     assert f"!runs/{HEADLINE_PRESET}/" in ignore and f"!runs/{HEADLINE_PRESET}/[0-9][0-9]_*.ipynb" in ignore, \
         f".gitignore must un-ignore runs/{HEADLINE_PRESET}/ (the committed executed notebooks)"
-    out = subprocess.run(["git", "check-ignore", "-q", f"runs/{HEADLINE_PRESET}/00_data.ipynb"], cwd=ROOT)
-    assert out.returncode == 1, f"runs/{HEADLINE_PRESET}/00_data.ipynb is git-ignored"
-    out = subprocess.run(["git", "check-ignore", "-q", "runs/smoke/00_data.ipynb"], cwd=ROOT)
-    assert out.returncode == 0, "executed notebooks of other presets must stay ignored"
+    assert not _git_ignored(f"runs/{HEADLINE_PRESET}/00_data.ipynb"), f"runs/{HEADLINE_PRESET}/00_data.ipynb is git-ignored"
+    assert _git_ignored("runs/smoke/00_data.ipynb"), "executed notebooks of other presets must stay ignored"
 
 
 def test_smollm2s_run_caches_are_committed_and_other_presets_stay_local():
     """A clone reuses smollm2's runs (study.cached: record + per-item logs) and traces; smoke's
     and tiny's logs, and every preset's temporary files and models, stay out of git."""
-    def ignored(path):
-        return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
-
     for path in ("results/smollm2/full.json", "results/smollm2/rome-dummy/eval_log_forget.json",
                  "results/smollm2/rome_probe/dummy-seed0-abc.json", "results/smollm2/trace/rome_layer.json",
                  "results/smollm2/trace/traces-0123456789ab.json"):
-        assert not ignored(path), f"{path} is git-ignored: a clone would recompute that run"
+        assert not _git_ignored(path), f"{path} is git-ignored: a clone would recompute that run"
     for path in ("results/tiny/rome-dummy/eval_log_forget.json", "results/smoke/full.json",
                  "results/tiny/trace/traces-0123456789ab.json", "results/smollm2/_tmp123.json",
                  "results/smollm2/.lock", "results/smollm2/full/.eval_log.json.tmp4242", "artifacts/smollm2/full-3fca075985/model.safetensors"):
-        assert ignored(path), f"{path} is not git-ignored"
+        assert _git_ignored(path), f"{path} is not git-ignored"
 
 
 def test_the_timing_line_names_its_preset_and_how_the_study_was_computed(tmp_path, monkeypatch):
