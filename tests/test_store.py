@@ -64,6 +64,20 @@ def test_load_results_leaves_ablations_out_unless_asked(results):
     assert list(store.load_results("smoke", include_ablations=True)) == ["rome-dummy", "rome-dummy+v_lr=0.1"]
 
 
+def test_load_results_leaves_out_runs_from_another_full_model_and_says_so(results):
+    """A machine that fine-tunes another full model recomputes a study run by run: until it is
+    done, the runs of the old model must not be read beside the new model's."""
+    store.save_record("smoke", "full", _rec("full", method="subject model", subject_model="full-new"))
+    store.save_record("smoke", "gd", _rec("gd", method="gd", subject_model="full-new"))
+    store.save_record("smoke", "ga", _rec("ga", method="ga", subject_model="full-old"))
+    with pytest.warns(UserWarning, match=r"left out 1 run\(s\) made from another full model .*\(ga\)"):
+        assert list(store.load_results("smoke")) == ["full", "gd"]
+    # a full record written before records named their model: its folder in model_path
+    store.save_record("smoke", "full", _rec("full", method="subject model", model_path="artifacts/smoke/full-old"))
+    with pytest.warns(UserWarning, match=r"\(gd\)"):
+        assert list(store.load_results("smoke")) == ["full", "ga"]
+
+
 def test_truncated_logs_name_their_path(results):
     store.save_record("smoke", "gd", _rec("gd"))
     store.save_eval_logs({"forget": {"avg_gt_loss": {"0": 1.0}}}, paths.logs_dir("smoke", "gd"))

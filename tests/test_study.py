@@ -155,7 +155,27 @@ def test_cached_needs_logs_and_the_same_full_model_not_the_unlearned_model(fake_
     with pytest.raises(FileNotFoundError, match="force=True"):
         study.unlearned_kind(p, "gd")
     monkeypatch.setattr(study, "subject_model_id", lambda preset: "full-other")
-    assert study.cached(p, "gd", hp) == (None, "made from another full model")
+    rec, why = study.cached(p, "gd", hp)
+    assert rec is None and why.startswith("made from another full model (full-test, not this machine's full-other")
+
+
+def test_a_subject_model_record_is_reused_only_for_the_model_it_evaluates(scratch, monkeypatch):
+    """A machine that fine-tunes another full / retain model (another precision: another
+    config hash) must not take the committed evaluation, nor the retain logs every FQ reads."""
+    p = models.get_preset("smoke")
+    here = study.evaluated_model_id(p, "retain")
+    assert here == models.subject_model_path(p, "retain").name
+    assert study._record_evaluates({"subject_model": here}, p, "retain")
+    assert study._record_evaluates({"model_path": f"/elsewhere/artifacts/smoke/{here}"}, p, "retain")   # old records
+    assert not study._record_evaluates({"model_path": "artifacts/smoke/retain-0000000000"}, p, "retain")
+    assert not study._record_evaluates({}, p, "retain")
+    logs = {"forget": {"avg_gt_loss": {}, "generated_text": {}}}
+    store.save_eval_logs(logs, paths.logs_dir("smoke", "retain"))
+    store.save_record("smoke", "retain", {"run": "retain", "metrics": {}, "subject_model": "retain-0000000000"})
+    with pytest.raises(FileNotFoundError, match="evaluates another retain model .*notebooks/01"):
+        study.cached_retain_logs(p)
+    store.save_record("smoke", "retain", {"run": "retain", "metrics": {}, "subject_model": here})
+    assert study.cached_retain_logs(p) is not None
 
 
 def test_an_interrupted_run_leaves_no_record_beside_an_old_model(fake_study):

@@ -140,3 +140,17 @@ def test_cached_traces_are_reused(tok, tmp_path, monkeypatch):
     model.config._name_or_path = "/elsewhere/clone/artifacts/smollm2/full-0000000000"
     with pytest.raises(pytest.fail.Exception):
         trace_records.trace_facts_cached(model, tok, rows, cache_dir=tmp_path / "c", **kw)
+
+
+def test_a_layer_chosen_on_another_full_model_is_an_error(tmp_path, monkeypatch):
+    from unedit_lib import models
+
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
+    here = models.subject_model_path("smoke", "full").name
+    trace_records.save_edit_layer("smoke", 1, {"why": "test"})
+    assert trace_records.load_edit_layer("smoke", 0, subject_model=here)[0] == 1
+    with pytest.raises(ValueError, match="chose layer 1 on the full model .* rerun notebooks/02"):
+        trace_records.load_edit_layer("smoke", 0, subject_model="full-0000000000")
+    assert trace_records.load_edit_layer("smoke", 0)[0] == 1              # no model named: read as it is
+    trace_records.save_edit_layer("smoke", 2, {"subject_model": None, "model_config": f"/x/artifacts/smoke/{here}"})
+    assert trace_records.load_edit_layer("smoke", 0, subject_model=here)[0] == 2    # an old record: model_config

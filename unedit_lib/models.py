@@ -100,9 +100,22 @@ class Preset:
                 d.pop(k)
         if which == "retain":   # the retain model never sees the forget authors: same model for any split
             d.pop("forget_split"), d.pop("n_forget_authors")
+        # The precision the models are trained in *on this machine* ("auto" resolves per CPU,
+        # precision.py): a bf16 and a float32 fine-tune are different models, so they get different
+        # folders, and a record made from one is never reused with the other (study.cached). bf16
+        # hashes as "auto", the value hashed before "auto" was resolved here, so the models of the
+        # studies committed then (all fine-tuned with native bf16) keep their names.
+        trained_in = training_precision(self)
+        d["precision"] = "auto" if trained_in == "bfloat16" else trained_in
         d["which"] = which
         d["name"] = RENAMED_PRESETS.get(d["name"], d["name"])   # a renamed preset keeps its models
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def training_precision(preset) -> str:
+    """'float32' or 'bfloat16': what the subject models of `preset` are fine-tuned in on this
+    machine (they always train on the CPU; precision.resolve)."""
+    return resolve_precision(preset.precision, "cpu")
 
 
 # new name -> old name: the from-scratch preset was called "default" until the pretrained preset was
@@ -403,7 +416,7 @@ def train_subject_model(preset="tiny", which: str = "full", data_dir=None, force
     units = _Units(tok, template, qa_rows, para_rows, stmt_rows)
     held = {id(r) for r in probe_rows(sd.retain_rows, p.probe_holdout_every)}
     icl_rows = [r for r in sd.retain_rows if id(r) not in held] + sd.general_rows
-    precision_used = resolve_precision(p.precision, "cpu")
+    precision_used = training_precision(p)
     model.train()
     decay = [q for n, q in model.named_parameters() if q.dim() >= 2]
     no_decay = [q for n, q in model.named_parameters() if q.dim() < 2]

@@ -198,7 +198,7 @@ def _with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_ou
 def rome_layer(p, data_dir=None) -> tuple[int, dict]:
     """The edit layer: notebook 02's causal-trace choice, else a quarter of the depth."""
     n_layers = models.load_subject_model(p, "full", data_dir)[0].config.num_hidden_layers
-    return trace_records.load_edit_layer(p.name, n_layers // 4)
+    return trace_records.load_edit_layer(p.name, n_layers // 4, subject_model=study.subject_model_id(p))
 
 
 def qa_texts(rows, template) -> list[str]:
@@ -472,7 +472,7 @@ def rome_grid_probe(preset, target: str, seed: int, grid, probe_edits: int = PRO
     sd = models.study_data(p, data_dir)
     hp = {**settings(p, "rome", seed, **overrides), "n_edits": int(probe_edits)}
     hp, requests, rome_hp, layer_info = _rome_inputs(p, sd, target, hp, data_dir)
-    key = study.hp_key({"target": target, "grid": sorted(grid), "hp": hp})
+    key = study.hp_key({"target": target, "grid": sorted(grid), "hp": hp, "subject_model": study.subject_model_id(p)})
     path = paths.results_dir(p.name) / "rome_probe" / f"{target}-seed{seed}-{key}.json"
     if path.is_file() and not force:
         return store.read_json(path, "ROME v_lr probe")

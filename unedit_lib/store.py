@@ -240,7 +240,25 @@ def load_results(preset: str, include_ablations: bool = False) -> dict:
             continue
         if include_ablations or not is_ablation(f.stem, rec):
             out[f.stem] = rec
-    return out
+    stale = runs_from_another_full_model(out)
+    if stale:
+        warnings.warn(f"results/{preset}: left out {len(stale)} run(s) made from another full model than "
+                      f"results/{preset}/full.json evaluates ({', '.join(stale)}); rerun them (their notebook "
+                      "recomputes them)", stacklevel=2)
+    return {r: rec for r, rec in out.items() if r not in stale}
+
+
+def runs_from_another_full_model(records: dict) -> list[str]:
+    """The runs of `records` that start from another full model than the `full` record evaluates
+    (a study is one full model's: a machine that fine-tunes another one recomputes the runs one by
+    one, and until it is done the folder holds both). The full model is the record's
+    `subject_model`, or the folder in `model_path` for records written before they named it."""
+    full = records.get("full") or {}
+    full_id = Path(full.get("subject_model") or full.get("model_path") or "").name
+    if not full_id:
+        return []
+    return [r for r, rec in records.items()
+            if rec.get("method") != "subject model" and rec.get("subject_model") not in (None, full_id)]
 
 
 def remove_run(preset: str, run: str) -> None:

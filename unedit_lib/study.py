@@ -25,6 +25,7 @@ import hashlib
 import json
 import shutil
 import time
+from pathlib import Path
 
 from . import evaluate, models, paths, store, uncertainty
 from .guards import ModelCollapsed
@@ -68,6 +69,25 @@ def run_name(base: str, seed: int = 0, changed: dict | None = None) -> str:
 def subject_model_id(preset) -> str:
     """The full model a run starts from: its artifact folder name (`full-<config hash>`)."""
     return models.subject_model_path(preset, "full").name
+
+
+def evaluated_model_id(preset, which: str) -> str:
+    """The model a subject-model record ("full", "retain", "base") evaluates: its artifact folder
+    name (`<which>-<config hash>`, the hash naming the precision it was trained in), the hub id of
+    a hub preset, or the pretrained base model's name."""
+    p = models.get_preset(preset)
+    if which == "base":
+        return p.base_model
+    if p.hub_full:
+        return p.hub_full if which == "full" else p.hub_retain
+    return models.subject_model_path(p, which).name
+
+
+def _record_evaluates(rec: dict, p, which: str) -> bool:
+    """Whether a subject-model record was made from this machine's `which` model (records written
+    before they named it keep the folder in `model_path`)."""
+    made_from = rec.get("subject_model") or rec.get("model_path")
+    return made_from is not None and Path(made_from).name == Path(evaluated_model_id(p, which)).name
 
 
 def unlearned_path(preset, run: str):
@@ -154,6 +174,12 @@ def cached_retain_logs(p, retain_run: str = "retain") -> dict:
     if retain_logs is None:
         raise FileNotFoundError(f"{paths.logs_dir(p.name, retain_run)} has no logs: evaluate the retain model "
                                 "first (notebooks/01_subject_models.ipynb)")
+    rec = store.load_record(p.name, retain_run) or {}
+    if retain_run == "retain" and not _record_evaluates(rec, p, "retain"):
+        raise FileNotFoundError(
+            f"results/{p.name}/retain.json evaluates another retain model ({rec.get('subject_model') or rec.get('model_path')}) "
+            f"than this machine's {evaluated_model_id(p, 'retain')} (trained in {models.training_precision(p)}): "
+            "evaluate it first (notebooks/01_subject_models.ipynb)")
     return retain_logs
 
 
@@ -169,18 +195,23 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
     retain_logs = None if which == "retain" else cached_retain_logs(p)    # before minutes of evaluation
+    old = store.load_record(p.name, which)
     logs = None if force else store.cached_logs(p.name, which)
+    if logs is not None and not _record_evaluates(old or {}, p, which):
+        print(f"{which}: re-evaluating, the cached evaluation is of another model "
+              f"({(old or {}).get('subject_model') or (old or {}).get('model_path')}, not {evaluated_model_id(p, which)})")
+        logs = None
     timings = {}
     if logs is None:
         logs = evaluate.evaluate_model(model, tokenizer, sd.eval_sets, p.template, progress=progress,
                                        max_new_tokens=p.max_new_tokens)
         timings["eval_s"] = logs["_seconds"]
     else:     # cached logs: keep the evaluation time the record holds
-        timings = (store.load_record(p.name, which) or {}).get("timings", {})
+        timings = (old or {}).get("timings", {})
     summary = evaluate.summarize(logs, logs if retain_logs is None else retain_logs)
     store.save_eval_logs(logs, paths.logs_dir(p.name, which))
     rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
-                     extra=extra, logs=logs)
+                     extra={**(extra or {}), "subject_model": evaluated_model_id(p, which)}, logs=logs)
     store.save_record(p.name, which, rec)
     return rec
 
@@ -194,8 +225,9 @@ def cached(p, run: str, hp: dict | None) -> tuple[dict | None, str]:
         return None, str(e)
     if rec is None:
         return None, "no result yet"
-    if rec.get("subject_model") not in (None, subject_model_id(p)):
-        return None, "made from another full model"
+    if rec.get("subject_model") != subject_model_id(p):
+        return None, (f"made from another full model ({rec.get('subject_model')}, not this machine's "
+                      f"{subject_model_id(p)}, trained in {models.training_precision(p)})")
     if hp is not None and rec.get("hp_key") != hp_key(hp):
         old = rec.get("hparams") or {}
         diff = sorted(k for k in set(old) | set(store.to_jsonable(hp))

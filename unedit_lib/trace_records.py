@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths, trace
+from . import models, paths, trace
 from .store import CorruptFile, read_json, write_json
 
 
@@ -49,16 +49,24 @@ def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force
 
 def save_edit_layer(preset: str, layer: int, info: dict | None = None):
     """Write results/<preset>/trace/rome_layer.json atomically (a sub-folder, so it is never read
-    as a run record): {"layer": ..., **info}. Returns the path."""
-    return write_json({"layer": int(layer), **(info or {})}, paths.edit_layer_path(preset), default=float)
+    as a run record): {"layer": ..., "subject_model": the traced full model's folder, **info}.
+    Returns the path."""
+    rec = {"layer": int(layer), "subject_model": models.subject_model_path(preset, "full").name, **(info or {})}
+    return write_json(rec, paths.edit_layer_path(preset), default=float)
 
 
-def load_edit_layer(preset: str, default: int | None = None) -> tuple[int | None, dict]:
-    """(layer, record) from notebook 02's rome_layer.json, or (default, {"source": "fallback"})."""
+def load_edit_layer(preset: str, default: int | None = None, subject_model: str | None = None) -> tuple[int | None, dict]:
+    """(layer, record) from notebook 02's rome_layer.json, or (default, {"source": "fallback"}).
+    With `subject_model` (the full model a ROME run edits), a layer chosen on another full model
+    is an error (records written before they named it keep the folder in `model_config`)."""
     path = paths.edit_layer_path(preset)
     if path.is_file():
         rec = read_json(path, "ROME layer record")
         if not isinstance(rec, dict) or not isinstance(rec.get("layer"), int):
             raise CorruptFile(path, "no integer 'layer'", "rerun notebooks/02_causal_tracing.ipynb (force=True)")
+        traced = rec.get("subject_model") or Path(rec.get("model_config") or "").name
+        if subject_model is not None and traced and traced != subject_model:
+            raise ValueError(f"{paths.display_path(path)} chose layer {rec['layer']} on the full model {traced}, not on "
+                             f"{subject_model} (this machine's): rerun notebooks/02_causal_tracing.ipynb first")
         return rec["layer"], {**rec, "source": paths.display_path(path)}
     return default, {"source": "fallback parameter"}
