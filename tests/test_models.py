@@ -128,3 +128,16 @@ def test_the_renamed_tiny_preset_keeps_the_models_its_records_name(monkeypatch):
     with pytest.raises(ValueError, match="now called 'tiny'"):
         models.get_preset("default")
 
+
+def test_a_model_trained_in_another_precision_is_another_model(monkeypatch):
+    """"auto" resolves per machine (bf16 only with native bf16 units): a bf16 and a float32 fine-tune
+    differ, so their folders (and every record's subject_model) differ. smollm2 pins float32, so
+    its models, and its committed study, are the same on every CPU."""
+    tiny, smollm2 = models.get_preset("tiny"), models.get_preset("smollm2")
+    hashes = {}
+    for precision in ("float32", "bfloat16"):
+        monkeypatch.setenv("UNEDIT_PRECISION", precision)
+        assert models.training_precision(tiny) == precision
+        hashes[precision] = (tiny.config_hash("full"), tiny.config_hash("retain"), smollm2.config_hash("full"))
+    assert hashes["float32"][0] != hashes["bfloat16"][0] and hashes["float32"][1] != hashes["bfloat16"][1]
+    assert hashes["float32"][2] == hashes["bfloat16"][2] and models.training_precision(smollm2) == "float32"

@@ -141,7 +141,11 @@ PRESETS = {
                       pack=False, paraphrases=False, statements=False, icl_share=0.0, train_general=False,
                       epochs=5, lr=1e-4, schedule="linear", warmup_frac=0.2, batch_size=8, weight_decay=0.01,
                       seq_len=512, max_positions=8192, vocab_size=49152, hidden_size=576,
-                      intermediate_size=1536, n_layers=30, n_heads=9, eval_max_rows=300),
+                      intermediate_size=1536, n_layers=30, n_heads=9, eval_max_rows=300,
+                      # float32 on every CPU, not "auto": with "auto" a CPU with native bf16 and an AVX2-only
+                      # one (most laptops) fine-tune different models, and the committed study would be
+                      # reusable only on the former. float32 costs ~10 min for both fine-tunes (bf16: ~4.5)
+                      precision="float32"),
     # the paper's models (GPU + hub access)
     "paper": Preset("paper", template="llama2_chat", forget_split="forget10", n_forget_authors=None, n_retain_authors=180,
                     hub_full="locuslab/tofu_ft_llama2-7b",
