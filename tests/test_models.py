@@ -125,6 +125,7 @@ def test_the_renamed_tiny_preset_keeps_the_models_its_records_name(monkeypatch):
     named = {r.get("subject_model") for r in records.values()} - {None}
     monkeypatch.setenv("UNEDIT_PRECISION", "bfloat16")    # tiny's committed models were trained in bf16
     assert named == {study.subject_model_id("tiny")}      # the hash of its old name, "default"
+    assert all(study._record_evaluates(records[w], models.get_preset("tiny"), w) for w in ("full", "retain"))
     with pytest.raises(ValueError, match="now called 'tiny'"):
         models.get_preset("default")
 
