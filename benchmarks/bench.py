@@ -9,6 +9,10 @@ Stages (comma-separated, --stages; default: tokenizer,train,eval,rome,wise,recor
 * eval: one evaluation of the full model on all four TOFU sets (budget: 60 s);
 * rome / wise: --n-edits sequential edits (dummy and avoidant targets) on the cached full model
   with the notebooks' settings for the preset; prints the median ms per edit;
+* trace: causal tracing of one forget fact (MLP kind, window 10, 10 noise draws) at two token
+  positions (the subject's last token and the last token) x every layer, with whole forward passes
+  (rome's way) and with tail passes (`trace.TAIL_PASSES`); prints both times and their largest
+  score difference (notebook 02 traces every position of 4 facts x 3 kinds);
 * precision: one training step in float32 and in bf16 autocast, what precision="auto" picks
   here, and the implied time to train both models (the budget must hold in float32);
 * recorded: what earlier runs recorded, nothing re-run: the cached models' training times,
@@ -158,6 +162,31 @@ def precision_stage(p, n_steps: int = 3):
     print(f"precision='auto' here: {precision.describe()}")
 
 
+def trace_stage(p):
+    """Whole-pass vs tail-pass causal tracing of one forget fact on the cached full model."""
+    import numpy as np
+
+    from unedit_lib import prompts, trace
+
+    sd = models.study_data(p)
+    model, tok = models.load_subject_model(p, "full")
+    tmpl = prompts.get_template(p.template)
+    row = next(r for r in sd.forget_rows if r["subject"] and r["subject"] in r["question"])
+    prompt = tmpl.prompt(row["question"])
+    ids, (b, e) = prompts.subject_token_range(tok, prompt, row["subject"])
+    noise = trace.noise_level(model, tok, [r["subject"] for r in sd.forget_rows if r["subject"]])
+    res = {}
+    for tail in (False, True):
+        trace.TAIL_PASSES = tail
+        try:
+            res[tail], _ = _stage(f"trace 1 fact, mlp, 2 tokens x {p.n_layers} layers, {'tail' if tail else 'whole'} passes",
+                                  lambda: trace.trace_important_states(model, tok, prompt, row["subject"], kind="mlp",
+                                                                       noise=noise, tokens=[e - 1, len(ids) - 1]))
+        finally:
+            trace.TAIL_PASSES = True
+    print(f"  largest score difference: {float(np.abs(res[True]['scores'] - res[False]['scores']).max()):.2e}")
+
+
 def reproduce_afresh(p):
     """The whole study from scratch in a scratch folder; then `recorded` for it."""
     scratch = Path(tempfile.mkdtemp(prefix="unedit-bench-study-"))
@@ -204,6 +233,8 @@ def main():
         if editor in stages:
             for target in ("dummy", "avoidant"):
                 _bench_editor(editor, p, a.n_edits, target)
+    if "trace" in stages:
+        trace_stage(p)
     if "precision" in stages:
         precision_stage(p)
     if "recorded" in stages:

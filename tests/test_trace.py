@@ -154,3 +154,35 @@ def test_a_layer_chosen_on_another_full_model_is_an_error(tmp_path, monkeypatch)
     assert trace_records.load_edit_layer("smoke", 0)[0] == 1              # no model named: read as it is
     trace_records.save_edit_layer("smoke", 2, {"subject_model": None, "model_config": f"/x/artifacts/smoke/{here}"})
     assert trace_records.load_edit_layer("smoke", 0, subject_model=here)[0] == 2    # an old record: model_config
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "phi"])
+def test_tail_passes_give_the_whole_passes_scores(tok, family, monkeypatch):
+    """The trace runs only the blocks from an experiment's lowest restored layer on: the same
+    scores as whole forward passes (checked on its first batch, and here on every experiment);
+    when the two disagree it falls back to whole passes."""
+    model = tiny_model(family, vocab_size=len(tok))
+    kw = dict(samples=3, noise=0.2, window=2, batch_rows=12)
+    fast = {k: trace.trace_important_states(model, tok, PROMPT, SUBJECT, kind=k, **kw) for k in trace.KINDS}
+    whole_calls = []
+    full_pass = trace._full_pass_scores
+
+    def counted(*a, **k):
+        whole_calls.append(1)
+        return full_pass(*a, **k)
+
+    monkeypatch.setattr(trace, "_full_pass_scores", counted)
+    # a tail path that disagrees (as on an architecture whose blocks need more than the captured
+    # arguments) is detected on the first batch and every batch then runs whole
+    monkeypatch.setattr(trace, "_tail_pass_scores", lambda *a, **k: [0.5] * len(a[-2]))
+    for k in trace.KINDS:
+        whole_calls.clear()
+        slow = trace.trace_important_states(model, tok, PROMPT, SUBJECT, kind=k, **kw)
+        assert len(whole_calls) > 1
+        assert np.allclose(fast[k]["scores"], slow["scores"], rtol=1e-4, atol=1e-7), (family, k)
+        assert fast[k]["low_score"] == pytest.approx(slow["low_score"], rel=1e-5)
+    monkeypatch.undo()
+    monkeypatch.setattr(trace, "_full_pass_scores", counted)
+    whole_calls.clear()
+    trace.trace_important_states(model, tok, PROMPT, SUBJECT, kind="mlp", **kw)
+    assert len(whole_calls) == 1        # the agreeing tail path serves every batch after the first
