@@ -290,3 +290,24 @@ def test_a_subject_model_before_the_retain_model_fails_before_evaluating(scratch
     monkeypatch.setattr(evaluate, "evaluate_model", lambda *a, **k: pytest.fail("evaluated before the check"))
     with pytest.raises(FileNotFoundError, match="evaluate the retain model first"):
         study.evaluate_subject_model("smoke", "base", None, None)
+
+
+def test_a_remade_subject_model_must_give_the_committed_numbers(tok):
+    """A re-made subject model (same name) is checked against the committed evaluation: float
+    noise passes, another model (here: one weight matrix 1% off) is an error that says what to do."""
+    from unedit_lib import evaluate
+
+    p = models.get_preset("smoke")
+    model = tiny_model("llama", vocab_size=len(tok), seed=1, initializer_range=0.2)
+    rows = [{"question": "Who wrote the Blue Book?", "answer": "Ana Lopez wrote it."},
+            {"question": "What is the capital of France?", "answer": "Paris."}]
+    losses = evaluate.answer_losses(model, tok, p.template, [(r["question"], r["answer"]) for r in rows])
+    log = {"avg_gt_loss": {str(i): x for i, x in enumerate(losses)}}
+    study.check_same_model(p, "full", model, tok, rows, log)
+    study.check_same_model(p, "full", model, tok, rows, {"avg_gt_loss": {k: v * (1 + 1e-5) for k, v in log["avg_gt_loss"].items()}})
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(1.01)
+    with pytest.raises(study.NotTheEvaluatedModel, match="FORCE=1"):
+        study.check_same_model(p, "full", model, tok, rows, log)
+    with pytest.raises(study.NotTheEvaluatedModel, match="is not the model"):
+        study.check_same_model(p, "full", model, tok, rows, {"avg_gt_loss": {}})

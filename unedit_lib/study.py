@@ -188,6 +188,32 @@ def summarize_against_retain(p, run: str, logs: dict, retain_run: str = "retain"
     return evaluate.summarize(logs, logs if run == retain_run else cached_retain_logs(p, retain_run))
 
 
+class NotTheEvaluatedModel(RuntimeError):
+    """This machine's subject model has the committed record's name but not its numbers."""
+
+
+def check_same_model(p, which: str, model, tokenizer, forget_rows, forget_log: dict, n_rows: int = 5,
+                     rtol: float = 1e-3) -> None:
+    """Raise NotTheEvaluatedModel unless `model` gives the committed evaluation's answer losses on
+    the first `n_rows` forget questions (to `rtol`: float noise, not another model).
+
+    A subject model's name is its settings' hash, so a machine that re-makes it (a fresh clone,
+    a lost `artifacts/`) finds the committed records under the same name; but a fine-tune is
+    float arithmetic, and another CPU may round it into another model. Every committed run of the
+    preset started from the committed model, so none can be reused with a different one."""
+    rows = list(forget_rows)[:n_rows]
+    ours = evaluate.answer_losses(model, tokenizer, p.template, [(r["question"], r["answer"]) for r in rows])
+    theirs = [forget_log["avg_gt_loss"].get(str(i)) for i in range(len(rows))]
+    if any(t is None or abs(o - t) > rtol * abs(t) + 1e-6 for o, t in zip(ours, theirs)):
+        raise NotTheEvaluatedModel(
+            f"{which}: this machine's {evaluated_model_id(p, which)} is not the model results/{p.name}/{which}.json "
+            f"evaluated: answer losses of the first forget questions {[round(x, 5) for x in ours]}, committed "
+            f"{[None if t is None else round(t, 5) for t in theirs]}. Its fine-tune came out differently here "
+            f"(another CPU's float rounding?), so no committed run of preset {p.name} can be reused with it: "
+            "rerun the study with force (`make reproduce FORCE=1`, or force=True in each notebook) to recompute "
+            "them from this machine's models.")
+
+
 def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool = False, extra=None,
                            data_dir=None, progress: bool = True) -> dict:
     """Evaluate (or reuse the logs of) the full or retain model ("subject model" records; the
@@ -206,7 +232,9 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
         logs = evaluate.evaluate_model(model, tokenizer, sd.eval_sets, p.template, progress=progress,
                                        max_new_tokens=p.max_new_tokens)
         timings["eval_s"] = logs["_seconds"]
-    else:     # cached logs: keep the evaluation time the record holds
+    else:     # cached logs: of this very model? then keep the evaluation time the record holds
+        if model is not None and logs.get("forget"):
+            check_same_model(p, which, model, tokenizer, sd.eval_sets["forget"], logs["forget"])
         timings = (old or {}).get("timings", {})
     summary = evaluate.summarize(logs, logs if retain_logs is None else retain_logs)
     store.save_eval_logs(logs, paths.logs_dir(p.name, which))
