@@ -311,3 +311,24 @@ def test_a_remade_subject_model_must_give_the_committed_numbers(tok):
         study.check_same_model(p, "full", model, tok, rows, log)
     with pytest.raises(study.NotTheEvaluatedModel, match="is not the model"):
         study.check_same_model(p, "full", model, tok, rows, {"avg_gt_loss": {}})
+
+
+def test_a_reused_subject_model_evaluation_keeps_its_versions_and_checks_the_model(fake_study, tok, monkeypatch):
+    """Re-recording a subject model from its cached logs keeps the versions that computed them,
+    and checks the model against them first."""
+    p = models.get_preset("smoke")
+    rows = [str(i) for i in range(3)]
+    log = {"avg_gt_loss": {i: 1.0 + int(i) for i in rows}, "avg_paraphrased_loss": {i: 1.2 for i in rows},
+           "average_perturb_loss": {i: [2.0, 2.1 + int(i)] for i in rows}, "rougeL_recall": {i: 0.5 for i in rows},
+           "rouge1_recall": {i: 0.5 for i in rows}, "generated_text": {i: ["q", "a", "a"] for i in rows}}
+    monkeypatch.setattr(study.evaluate, "evaluate_model", lambda *a, **k: {s: log for s in store.LOG_FILES} | {"_seconds": 0.1})
+    model = tiny_model("llama", vocab_size=len(tok), seed=1)
+    first = study.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
+    assert first["subject_model"] == study.evaluated_model_id(p, "retain")
+    store.save_record("smoke", "retain", {**first, "versions": {"transformers": "5.0.0"}})
+    checked = []
+    monkeypatch.setattr(models, "study_data", lambda p, data_dir=None: types.SimpleNamespace(eval_sets={"forget": []}))
+    monkeypatch.setattr(study, "check_same_model", lambda *a, **k: checked.append(a[1]))
+    monkeypatch.setattr(study.evaluate, "evaluate_model", lambda *a, **k: pytest.fail("re-evaluated cached logs"))
+    again = study.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
+    assert again["versions"] == {"transformers": "5.0.0"} and checked == ["retain"]

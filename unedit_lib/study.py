@@ -227,7 +227,7 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
         print(f"{which}: re-evaluating, the cached evaluation is of another model "
               f"({(old or {}).get('subject_model') or (old or {}).get('model_path')}, not {evaluated_model_id(p, which)})")
         logs = None
-    timings = {}
+    timings, reused = {}, logs is not None
     if logs is None:
         logs = evaluate.evaluate_model(model, tokenizer, sd.eval_sets, p.template, progress=progress,
                                        max_new_tokens=p.max_new_tokens)
@@ -240,6 +240,8 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
     store.save_eval_logs(logs, paths.logs_dir(p.name, which))
     rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
                      extra={**(extra or {}), "subject_model": evaluated_model_id(p, which)}, logs=logs)
+    if reused and (old or {}).get("versions"):
+        rec["versions"] = old["versions"]     # the versions that computed the reused logs, not today's
     store.save_record(p.name, which, rec)
     return rec
 
