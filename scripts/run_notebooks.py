@@ -37,8 +37,8 @@ from unedit_lib.store import CorruptFile, stage_times, write_json  # noqa: E402
 # 350 s); one ROME edit with the paper's settings 37 s (dummy) to 86 s (avoidant) since its steps
 # run only the blocks above the edited layer, so 25-57 min per 40-edit run (rome-dummy stopped its
 # v* steps early: 20 min), and per target the paper's run, 3-edit v_lr probes, the gate-selected run
-# where the paper's fails, and the ablation; one fact's causal trace ~15 min (4 facts); WISE 22-47 min
-# per run (median edit 26-63 s x 40, evaluation ~280 s), IKE ~45 min per run (ike-dummy: 70 s of retrieval, 2602 s of evaluation with the contexts); both fine-tunes ~10 min in float32 (bench --stages precision: 3.9 s per step). About 11
+# where the paper's fails, and the ablation; one fact's causal trace ~17 min (4 facts); WISE 22-75 min
+# per run (median edit 26-100 s x 40, evaluation ~280-480 s; wise-incorrect 67 + 8 min), IKE ~45 min per run (ike-dummy: 70 s of retrieval, 2602 s of evaluation with the contexts); both fine-tunes ~10 min in float32 (bench --stages precision: 3.9 s per step). About 11
 # hours: more than the 3 hours the pretrained-subject issue asked for (docs/guide.md, "Time").
 FIRST_RUN_ESTIMATE_S = {"smoke": 300, "tiny": 2350, "smollm2": 11 * 3600}
 
