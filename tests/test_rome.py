@@ -44,6 +44,37 @@ def _trained_llama(tok, state):
     return model.eval()
 
 
+def test_edit_metrics_of_each_prompt_group_start_with_their_own_accuracy_before_the_edit(tok, trained_llama_state):
+    """recipes._with_edit_metrics with groups (WISE's edit-time and evaluator prompts): each group
+    records its rewrite accuracy before the edit beside its metrics after, and a collapsed edit
+    still leaves the before values."""
+    model = _trained_llama(tok, trained_llama_state)
+    req = dict(prompt="Who wrote Moon", subject="Moon", target="Ana")
+    groups = {"edit prompt": [req], "evaluator prompt": [dict(req, prompt="Who wrote Moon", target="Tom Ana")]}
+    pre = {name: em.rewrite_accuracy(model, tok, r[0]["prompt"], r[0]["target"]) for name, r in groups.items()}
+    hp = rome.PAPER_HPARAMS.with_ablations("v_lr-0.5")
+
+    def run_method(m, t, stats):
+        return rome.edit(m, t, [req], hp=hp, layer=2, stats=stats, v_num_grad_steps=50, clamp_norm_factor=8.0)
+
+    out: dict = {}
+    recipes._with_edit_metrics(run_method, [req], [("Who wrote Sky?", "Tom")], " ", out, groups)(model, tok, {})
+    assert set(out) == set(groups)
+    for name in groups:
+        assert out[name]["pre_rewrite_acc"] == [pre[name]] and out[name]["pre_rewrite_acc_mean"] == pre[name]
+        assert out[name]["n_edits"] == 1 and len(out[name]["locality"]) == 1
+    assert out["edit prompt"]["pre_rewrite_acc_mean"] == 0.0 and out["edit prompt"]["rewrite_acc_mean"] == 1.0
+
+    def collapse(m, t, stats):
+        raise ModelCollapsed(0, "test")
+
+    kept: dict = {}
+    with pytest.raises(ModelCollapsed):
+        recipes._with_edit_metrics(collapse, [req], None, " ", kept, groups)(_trained_llama(tok, trained_llama_state),
+                                                                            tok, {})
+    assert {name: v["pre_rewrite_acc_mean"] for name, v in kept.items()} == pre
+
+
 def _greedy_next(model, tok, prompt):
     with torch.no_grad():
         return int(model(input_ids=torch.tensor([tok(prompt)["input_ids"]])).logits[0, -1].argmax())

@@ -10,6 +10,10 @@ def test_rewrite_accuracy_reads_each_editors_record():
     wise = {"stats": {"edit_metrics": {"edit prompt": {"rewrite_acc_mean": 0.8},
                                        "evaluator prompt": {"rewrite_acc_mean": 0.5}}}}
     assert summary.rewrite_accuracy(wise) == 0.5          # the prompt the evaluator asks
+    assert summary.pre_rewrite_accuracy(wise) is None      # WISE runs before 2026-12-03 recorded none
+    wise["stats"]["edit_metrics"]["evaluator prompt"]["pre_rewrite_acc_mean"] = 0.2
+    wise["stats"]["edit_metrics"]["edit prompt"]["pre_rewrite_acc_mean"] = 0.3
+    assert summary.pre_rewrite_accuracy(wise) == 0.2
     assert summary.rewrite_accuracy({"stats": {}}) is None
 
 

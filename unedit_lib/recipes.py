@@ -173,22 +173,25 @@ def _with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_ou
     after, into `metrics_out` (a dict in the record's `extra`, kept when the edit collapses):
     pre_rewrite_acc, then rewrite_acc / rephrase_acc / locality (per request and "<name>_mean").
     `groups` ({name: requests}) measures other prompt sets too, then `metrics_out` holds
-    {name: metrics} (WISE: the edit-time and the evaluator's prompts)."""
+    {name: metrics} (WISE: the edit-time and the evaluator's prompts), each with its own
+    pre_rewrite_acc."""
     kw = {"answer_start": answer_start}
+
+    def pre_rewrite(model, tok, reqs):
+        pre = [em.rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in reqs]
+        return {"pre_rewrite_acc": pre, "pre_rewrite_acc_mean": sum(pre) / len(pre) if pre else None,
+                "n_edits": len(reqs)}
 
     def apply(model, tok, stats):
         pre_loc = em.locality_predictions(model, tok, loc_items, **kw) if loc_items else None
-        if groups is None:
-            pre = [em.rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in requests]
-            metrics_out.update(pre_rewrite_acc=pre, pre_rewrite_acc_mean=sum(pre) / len(pre) if pre else None,
-                               n_edits=len(requests))
+        named = {None: requests} if groups is None else groups
+        before = {name: pre_rewrite(model, tok, reqs) for name, reqs in named.items()}
+        metrics_out.update(before[None] if groups is None else before)     # kept if the edit collapses
         model = run_method(model, tok, stats)
         model.eval()
-        if groups is None:
-            metrics_out.update(em.edit_metrics(model, tok, requests, loc_items, pre_loc, **kw))
-        else:
-            metrics_out.update({name: em.edit_metrics(model, tok, reqs, loc_items, pre_loc, **kw)
-                                for name, reqs in groups.items()})
+        after = {name: {**before[name], **em.edit_metrics(model, tok, reqs, loc_items, pre_loc, **kw)}
+                 for name, reqs in named.items()}
+        metrics_out.update(after[None] if groups is None else after)
         return model
 
     return apply

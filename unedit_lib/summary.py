@@ -35,12 +35,16 @@ def rewrite_accuracy(rec: dict) -> float | None:
 
 
 def pre_rewrite_accuracy(rec: dict) -> float | None:
-    """The same accuracy before editing, where the editor recorded it (ROME, IKE), else None."""
+    """The same accuracy before editing, where the editor recorded it (ROME, IKE; WISE runs since
+    2026-12-03, on the same prompts as `rewrite_accuracy`), else None."""
     em = rec.get("edit_metrics") or (rec.get("stats") or {}).get("edit_metrics") or {}
     if "pre_rewrite_acc_mean" in em:
         return em["pre_rewrite_acc_mean"]
     if isinstance(em.get("pre"), dict):
         return em["pre"].get("rewrite_acc")
+    for key in ("evaluator prompt", "edit prompt"):
+        if isinstance(em.get(key), dict) and "rewrite_acc_mean" in em[key]:
+            return em[key].get("pre_rewrite_acc_mean")
     return None
 
 
