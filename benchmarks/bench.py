@@ -13,6 +13,9 @@ Stages (comma-separated, --stages; default: tokenizer,train,eval,rome,wise,recor
   positions (the subject's last token and the last token) x every layer, with whole forward passes
   (rome's way) and with tail passes (`trace.TAIL_PASSES`); prints both times and their largest
   score difference (notebook 02 traces every position of 4 facts x 3 kinds);
+* ike_eval: the IKE (dummy) evaluation of --n-rows forget and --n-rows retain questions with the
+  study's prompts, each context run twice (scores, then generation) and once (its KV cache kept
+  from the scores, `prompt_cache.REUSE`); prints both times and whether the logs agree;
 * precision: one training step in float32 and in bf16 autocast, what precision="auto" picks
   here, and the implied time to train both models (the budget must hold in float32);
 * recorded: what earlier runs recorded, nothing re-run: the cached models' training times,
@@ -187,6 +190,38 @@ def trace_stage(p):
     print(f"  largest score difference: {float(np.abs(res[True]['scores'] - res[False]['scores']).max()):.2e}")
 
 
+def ike_eval_stage(p, n_rows: int):
+    """An IKE evaluation with and without reusing each context's KV cache (prompt_cache)."""
+    import numpy as np
+
+    from unedit_lib import evaluate, ike, prompt_cache, recipes
+
+    sd = models.study_data(p)
+    model, tok = models.load_subject_model(p, "full")
+    hp = recipes.settings(p.name, "ike")
+    s = recipes.ike_setup(p, sd, "dummy", hp)
+    prompter, _ = ike.apply(model, tok, s["requests"], hp, {}, pool=s["pool"](), answers=s["answers"],
+                            template=s["template"])
+    logs = {}
+    for reuse in (False, True):
+        prompt_cache.REUSE = reuse
+        try:
+            for set_name in ("forget", "retain"):
+                logs[reuse, set_name], _ = _stage(
+                    f"IKE eval, {n_rows} {set_name} rows, context run {'once' if reuse else 'twice'}",
+                    lambda n=set_name: evaluate.evaluate_set(model, tok, sd.eval_sets[n][:n_rows], n, p.template,
+                                                             max_new_tokens=p.max_new_tokens, progress=False,
+                                                             prompter=prompter))
+        finally:
+            prompt_cache.REUSE = True
+    for set_name in ("forget", "retain"):
+        a, b = logs[False, set_name], logs[True, set_name]
+        same = sum(a["generated_text"][k][1] == b["generated_text"][k][1] for k in a["generated_text"])
+        diff = max(abs(a["avg_gt_loss"][k] - b["avg_gt_loss"][k]) for k in a["avg_gt_loss"])
+        print(f"  {set_name}: {same} of {len(a['generated_text'])} answers identical; largest answer-loss difference "
+              f"{diff:.2e}; mean prompt {np.mean([len(prompter.prompt_ids(r['question'])) for r in sd.eval_sets[set_name][:n_rows]]):.0f} tokens")
+
+
 def reproduce_afresh(p):
     """The whole study from scratch in a scratch folder; then `recorded` for it."""
     scratch = Path(tempfile.mkdtemp(prefix="unedit-bench-study-"))
@@ -209,6 +244,7 @@ def main():
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--stages", default="tokenizer,train,eval,rome,wise,recorded")
     ap.add_argument("--n-edits", type=int, default=10)
+    ap.add_argument("--n-rows", type=int, default=8, help="questions per set of the ike_eval stage")
     a = ap.parse_args()
     stages = set(a.stages.split(","))
     p = models.get_preset(a.preset)
@@ -235,6 +271,8 @@ def main():
                 _bench_editor(editor, p, a.n_edits, target)
     if "trace" in stages:
         trace_stage(p)
+    if "ike_eval" in stages:
+        ike_eval_stage(p, a.n_rows)
     if "precision" in stages:
         precision_stage(p)
     if "recorded" in stages:

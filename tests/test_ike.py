@@ -359,3 +359,81 @@ def test_paper_prompt_format_puts_the_answer_after_the_question(tok, model, pool
     assert plain.augment_prompt(p) == QA.prompt(w.prefix_for(p) + OTHER_Q)
     with pytest.raises(ValueError, match="prompt_format"):
         ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, prompt_format="paper_v2")
+
+
+# --------------------------------------------------------------------------- each context run once (prompt_cache)
+EVAL_ROWS = [{"question": r["question"], "answer": r["answer"], "paraphrased_answer": "It is " + r["answer"].lower(),
+              "perturbed_answer": ["Nobody knows.", "A small town by the sea."]} for r in FACTS + RETAIN]
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "phi"])
+def test_an_ike_evaluation_runs_each_context_once_with_the_same_numbers(tok, pool, family, monkeypatch):
+    """Scores and greedy answers with IKE's prompts: each prompt's KV cache, kept from the
+    scoring, is decoded from (prompt_cache) and gives the logs of running the prompt twice."""
+    from unedit_lib import prompt_cache
+
+    model = tiny_model(family, vocab_size=len(tok), seed=3).eval()
+    w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, prompt_format="question_only")
+    made = []
+    real = prompt_cache.new_prompt_kv
+    monkeypatch.setattr(prompt_cache, "new_prompt_kv", lambda m, p: made.append(real(m, p)) or made[-1])
+    kw = dict(max_new_tokens=12, batch_size=4, progress=False, prompter=w)
+    reused = ev.evaluate_set(model, tok, EVAL_ROWS, "retain", QA, **kw)
+    kv = made[0]
+    assert kv.hits == len(EVAL_ROWS) and kv.misses == 0 and not kv.held and kv.bytes == 0
+    monkeypatch.setattr(prompt_cache, "REUSE", False)
+    plain = ev.evaluate_set(model, tok, EVAL_ROWS, "retain", QA, **kw)
+    assert made[1] is None
+    assert reused["generated_text"] == plain["generated_text"]
+    assert len({g[1] for g in plain["generated_text"].values()}) > 1       # the answers differ
+    for key in ("avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss"):
+        np.testing.assert_allclose(np.array(list(reused[key].values()), dtype=float),
+                                   np.array(list(plain[key].values()), dtype=float), rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_decoding_from_kept_prompts_stops_rows_at_eos_and_matches_one_sequence_greedy(tok, family):
+    """prompt_cache.greedy_from_kv on prompts of different lengths: each row's tokens are those
+    of greedy decoding its prompt alone, cut at EOS; rows that stop leave the batch."""
+    from types import SimpleNamespace
+
+    from unedit_lib import prompt_cache
+
+    model = tiny_model(family, vocab_size=len(tok), seed=4).eval()
+    if family == "gpt2":                           # positions that matter: a position off by one shows
+        with torch.no_grad():
+            model.transformer.wpe.weight.mul_(30)
+    prompts = [encode_prompt(tok, QA.prompt(q)) for q in [r["question"] for r in FACTS + RETAIN] + [OTHER_Q]]
+    free = []
+    with torch.no_grad():
+        for p in prompts:
+            out = []
+            for _ in range(10):
+                out.append(int(model(torch.tensor([p + out])).logits[0, -1].argmax()))
+            free.append(out)
+    # a "stop" token that some rows produce early and others late or never
+    counts = {}
+    for out in free:
+        for t in set(out[1:]):
+            counts[t] = counts.get(t, 0) + 1
+    stop = max(counts, key=counts.get)
+    want = [out[:out.index(stop)] if stop in out else out for out in free]
+    assert sum(len(w) < 9 for w in want) >= 2                 # two rows stop early: the batch shrinks
+    kv = prompt_cache.PromptKV()
+    for p in prompts:
+        ev.batched_shared_prompt_logits(model, [p], [[]], 0, prompt_kv=kv)
+    entries = {i: kv.pop(p) for i, p in enumerate(prompts)}
+    got = prompt_cache.greedy_from_kv(model, SimpleNamespace(eos_token_id=stop), entries, 10, len(prompts),
+                                      ev._cache_kw(model))
+    assert [got[i] for i in range(len(prompts))] == want
+    assert kv.hits == len(prompts) and not kv.held
+
+
+def test_prompts_over_the_memory_cap_are_run_again(tok, pool):
+    from unedit_lib import prompt_cache
+
+    model = tiny_model("llama", vocab_size=len(tok), seed=3).eval()
+    kv = prompt_cache.PromptKV(max_bytes=1)
+    ev.batched_shared_prompt_logits(model, [encode_prompt(tok, QA.prompt(OTHER_Q))], [[]], 0, prompt_kv=kv)
+    assert not kv.held and kv.skipped == 1
+    assert kv.pop([1, 2, 3]) is None and kv.misses == 1

@@ -24,6 +24,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from . import prompt_cache
 from .architecture import call_dependent, logits_at
 from .prompts import context_fact, encode_answer, encode_prompt, get_template, pad_batch, pad_id
 from .paths import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
@@ -66,13 +67,15 @@ def shared_prompt_logits(model, prompt_ids: list[int], answers: list[list[int]],
 
 @torch.no_grad()
 def batched_shared_prompt_logits(model, prompts: list[list[int]], answers: list[list[list[int]]], pad: int,
-                                 keep: int = 1):
+                                 keep: int = 1, prompt_kv=None):
     """Several prompts, each with its answers, in two calls: (head, tail, owner). The prompts run
     once, left padded with explicit positions (head: (n prompts, keep, vocab), the LM head on the
     last `keep` positions of the batch, each prompt's last token last); the cache is repeated per
     answer (`owner[j]`: the prompt of answer j, answers flattened in order) and the answers run on
     top, right padded (tail: (n answers, longest answer, vocab); None when every answer is empty).
-    The same numbers as each prompt + answer run as one sequence."""
+    The same numbers as each prompt + answer run as one sequence. `prompt_kv`
+    (prompt_cache.PromptKV, one prompt per call): keeps the prompt's cache and last logits for
+    the greedy answer."""
     from transformers import DynamicCache
 
     dev = _device(model)
@@ -82,6 +85,8 @@ def batched_shared_prompt_logits(model, prompts: list[list[int]], answers: list[
     cache = DynamicCache(config=model.config)
     head = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
                  logits_to_keep=keep, **{kw: cache}).logits
+    if prompt_kv is not None and len(prompts) == 1:
+        prompt_kv.put(prompts[0], cache, head[0, -1])
     owner = [g for g, group in enumerate(answers) for _ in group]
     flat = [a for group in answers for a in group]
     if not flat or not max(len(a) for a in flat):
@@ -98,11 +103,12 @@ def batched_shared_prompt_logits(model, prompts: list[list[int]], answers: list[
     return head, tail, owner
 
 
-def _shared_prompt_logprobs(model, tokenizer, questions, enc, order, batch_size, prompter, progress, desc):
+def _shared_prompt_logprobs(model, tokenizer, questions, enc, order, batch_size, prompter, progress, desc,
+                            prompt_kv=None):
     """answer_token_logprobs, the pairs of a batch that share a prompt scored on one run of it
     (`batched_shared_prompt_logits`, all the batch's prompts in one call). The prompt is the
     template's (`enc`), or `prompter`'s (e.g. IKE's, one ~1,000-token context per question: one
-    prompt per call)."""
+    prompt per call; `prompt_kv` keeps those prompts' caches for generate_answers)."""
     out: list[list[float]] = [[] for _ in enc]
     pad = pad_id(tokenizer)
     for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
@@ -119,7 +125,8 @@ def _shared_prompt_logprobs(model, tokenizer, questions, enc, order, batch_size,
         for g0 in range(0, len(items), step):
             chunk = items[g0:g0 + step]
             answers = [[enc[i][0][enc[i][1]:] for i in members] for _, members in chunk]
-            head, tail, owner = batched_shared_prompt_logits(model, [list(p) for p, _ in chunk], answers, pad)
+            head, tail, owner = batched_shared_prompt_logits(model, [list(p) for p, _ in chunk], answers, pad,
+                                                             prompt_kv=prompt_kv if prompter is not None else None)
             flat = [(i, a) for (_, members), group in zip(chunk, answers) for i, a in zip(members, group)]
             for j, (i, ans) in enumerate(flat):
                 logits = torch.cat([head[owner[j], -1:], tail[j, :len(ans) - 1]]).float()   # predict each answer token
@@ -130,7 +137,7 @@ def _shared_prompt_logprobs(model, tokenizer, questions, enc, order, batch_size,
 
 @torch.no_grad()
 def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 32, progress: bool = False,
-                          desc: str = "losses", contexts=None, prompter=None) -> list[list[float]]:
+                          desc: str = "losses", contexts=None, prompter=None, prompt_kv=None) -> list[list[float]]:
     """Log-probability of every answer token (answer tokens + EOS) for each (question, answer) pair.
 
     Prompt and answer are tokenised as in training (prompts.encode_qa). Pairs are sorted by
@@ -144,7 +151,8 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
     `contexts` (optional, one string per pair) is stated before the prompt as a unit of its
     own (text + EOS), as the in-context training sequences state facts.
     `prompter` (optional, e.g. ike.IKEPrompts): when its `on_losses`, each pair's prompt is
-    `prompter.prompt_ids(question, n answer tokens)` instead of the template's.
+    `prompter.prompt_ids(question, n answer tokens)` instead of the template's; `prompt_kv`
+    (prompt_cache.PromptKV) then keeps each such prompt's cache for generate_answers.
     """
     template = get_template(template)
     enc = []
@@ -157,7 +165,7 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
     order = sorted(range(len(enc)), key=lambda i: (enc[i][1], enc[i][0][:enc[i][1]], len(enc[i][0])))
     if prompter is not None and prompter.on_losses:
         return _shared_prompt_logprobs(model, tokenizer, [q for q, _ in pairs], enc, order, batch_size, prompter,
-                                       progress, desc)
+                                       progress, desc, prompt_kv)
     if not call_dependent(model):
         return _shared_prompt_logprobs(model, tokenizer, None, enc, order, batch_size, None, progress, desc)
     out: list[list[float]] = [[] for _ in enc]
@@ -181,10 +189,11 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
 
 
 def answer_losses(model, tokenizer, template, pairs, batch_size: int = 32, progress: bool = False,
-                  desc: str = "losses", contexts=None, prompter=None) -> list[float]:
+                  desc: str = "losses", contexts=None, prompter=None, prompt_kv=None) -> list[float]:
     """Average answer NLL (answer tokens + EOS) for each (question, answer) pair
     (`answer_token_logprobs`, averaged): -log P̄(a|q), tofu.md 2.1."""
-    lps = answer_token_logprobs(model, tokenizer, template, pairs, batch_size, progress, desc, contexts, prompter)
+    lps = answer_token_logprobs(model, tokenizer, template, pairs, batch_size, progress, desc, contexts, prompter,
+                                prompt_kv)
     return [-float(np.mean(lp)) for lp in lps]
 
 
@@ -217,12 +226,15 @@ def _greedy(model, tokenizer, prompts: dict, order: list, max_new_tokens: int, b
 
 @torch.no_grad()
 def generate_answers(model, tokenizer, template, questions, max_new_tokens: int = 200,
-                     batch_size: int = 64, progress: bool = False, desc: str = "generate", prompter=None) -> list[str]:
+                     batch_size: int = 64, progress: bool = False, desc: str = "generate", prompter=None,
+                     prompt_kv=None) -> list[str]:
     """Greedy answers (left padding, KV cache), cut at EOS and stripped; at most `max_new_tokens`
     each, in two passes (FIRST_PASS_TOKENS, then the rows still going; one pass for a model whose
     forward depends on its calls, architecture.CALL_DEPENDENT). `prompter` (optional, e.g.
     ike.IKEPrompts): each question's prompt is `prompter.prompt_ids(question, 0, max_new_tokens)`
-    (batches as without it: by the template prompt's length)."""
+    (batches as without it: by the template prompt's length). A prompt held in `prompt_kv`
+    (prompt_cache.PromptKV, filled by answer_token_logprobs) is decoded from its cache in one pass
+    (prompt_cache.greedy_from_kv) instead of being run again."""
     template = get_template(template)
     prompts = [encode_prompt(tokenizer, template.prompt(q)) for q in questions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -233,8 +245,14 @@ def generate_answers(model, tokenizer, template, questions, max_new_tokens: int 
             prompter.prepare([questions[i] for i in idx])          # one retrieval call per batch
             by_batch.update({i: prompter.prompt_ids(questions[i], 0, max_new_tokens, kind="generate") for i in idx})
         prompts = [by_batch[i] for i in range(len(prompts))]
+    held = {}
+    if prompt_kv is not None:
+        held = {i: e for i in order if (e := prompt_kv.pop(prompts[i])) is not None}
+    new = {i: (toks, True) for i, toks in prompt_cache.greedy_from_kv(
+        model, tokenizer, held, max_new_tokens, batch_size, _cache_kw(model), progress, f"{desc} (cached prompts)").items()}
+    order = [i for i in order if i not in held]
     first = max_new_tokens if call_dependent(model) else min(max_new_tokens, FIRST_PASS_TOKENS)
-    new = _greedy(model, tokenizer, dict(enumerate(prompts)), order, first, batch_size, progress, desc)
+    new.update(_greedy(model, tokenizer, dict(enumerate(prompts)), order, first, batch_size, progress, desc))
     going = {i: prompts[i] + toks for i, (toks, done) in new.items() if not done}
     if going and first < max_new_tokens:
         rest = _greedy(model, tokenizer, going, sorted(going, key=lambda i: len(going[i])), max_new_tokens - first,
@@ -281,8 +299,9 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
         pairs.append((qs[i], r[para_key])); slots.append((i, "para"))
         for j, pa in enumerate(r["perturbed_answer"]):
             pairs.append((qs[i], pa)); slots.append((i, j))
+    prompt_kv = prompt_cache.new_prompt_kv(model, prompter)      # IKE: each context run once for both halves
     losses = answer_losses(model, tokenizer, template, pairs, batch_size, progress, desc=f"{set_name} probs",
-                           prompter=prompter)
+                           prompter=prompter, prompt_kv=prompt_kv)
     gt, para = {}, {}
     pert = {i: [None] * len(r["perturbed_answer"]) for i, r in enumerate(rows)}
     for (i, kind), loss in zip(slots, losses):
@@ -293,7 +312,8 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
         else:
             pert[i][kind] = loss
     gens = generate_answers(model, tokenizer, template, qs, max_new_tokens, 2 * batch_size, progress,
-                            desc=f"{set_name} generate", prompter=prompter)
+                            desc=f"{set_name} generate", prompter=prompter, prompt_kv=prompt_kv)
+    del prompt_kv
     tmpl = get_template(template)
     log = {"avg_gt_loss": {}, "avg_paraphrased_loss": {}, "average_perturb_loss": {},
            "rougeL_recall": {}, "rouge1_recall": {}, "generated_text": {}}
