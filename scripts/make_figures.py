@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unedit_lib import evaluate, plots, reference, report, robustness  # noqa: E402
+from unedit_lib import paths, plots, reference, report, robustness, store  # noqa: E402
 from unedit_lib.paths import HEADLINE_PRESET  # noqa: E402
 
 
@@ -24,9 +24,9 @@ def redraw(preset: str, act_ratio: float = 0.88, ike_k: int = 16, curve_edits=(0
     edits whose training curves are drawn)."""
     import matplotlib.pyplot as plt
 
-    records = evaluate.load_results(preset)
+    records = store.load_results(preset)
     if not records:
-        raise SystemExit(f"no results in {evaluate.results_dir(preset)}: run `make reproduce` first")
+        raise SystemExit(f"no results in {paths.results_dir(preset)}: run `make reproduce` first")
     table = report.main_table(records)
     drawn = []
 
@@ -37,8 +37,10 @@ def redraw(preset: str, act_ratio: float = 0.88, ike_k: int = 16, curve_edits=(0
     done(plots.fq_vs_mu(table, preset), "fq_vs_mu.png")
     done(plots.per_set_bars(table, preset), "per_set_bars.png")
     by = {m: {r: rec for r, rec in records.items() if rec.get("method") == m} for m in ("ROME", "IKE", "WISE")}
-    if by["ROME"]:
-        done(plots.rome_edit_curves(by["ROME"], preset), "rome_sequential_edits.png")
+    rome_runs = {r: rec for r, rec in store.load_results(preset, include_ablations=True).items()
+                 if rec.get("method") == "ROME"}                  # notebook 03 draws its ablations too
+    if rome_runs:
+        done(plots.rome_edit_curves(rome_runs, preset), "rome_sequential_edits.png")
     base = {r: rec for r, rec in records.items() if (rec.get("stats") or {}).get("loss_curve") is not None}
     if base:
         done(plots.baseline_loss_curves(base, preset), "baselines_loss_curves.png")

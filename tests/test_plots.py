@@ -101,3 +101,23 @@ def test_layer_ticks_stay_readable_on_deep_models(tmp_path, monkeypatch):
     ax = [a for a in fig.axes if a.get_title().startswith("hidden")][0]
     assert list(ax.get_xticks()) == [0.5, 1.5, 2.5, 3.5]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3"]
+
+
+def test_make_figures_redraws_the_committed_records(tmp_path):
+    """`make figures` (scripts/make_figures.py) on the headline preset's committed records, into a
+    scratch folder (UNEDIT_FIGURES_DIR): it runs and draws the ROME and WISE figures."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from unedit_lib.paths import HEADLINE_PRESET
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "UNEDIT_FIGURES_DIR": str(tmp_path), "UNEDIT_RUNS_DIR": str(tmp_path / "runs"),
+           "MPLBACKEND": "Agg"}
+    out = subprocess.run([sys.executable, str(root / "scripts" / "make_figures.py"), "--preset", HEADLINE_PRESET],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    drawn = {f.name for f in tmp_path.rglob("*.png")}
+    assert {"fq_vs_mu.png", "rome_sequential_edits.png", "wise_routing_scores.png"} <= drawn, drawn

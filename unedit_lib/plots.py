@@ -145,8 +145,11 @@ def baseline_loss_curves(records: dict, preset: str):
 def rome_edit_curves(records: dict, preset: str, name: str = "rome_sequential_edits.png"):
     """Per-edit statistics of sequential ROME runs: wall time, ||ΔW||_F and the target's
     probability after v* optimisation, against the edit index; a collapsed run is marked with
-    an x at its collapse (and the legend says so only when a run collapsed)."""
-    keys = [("edit_times_s", "wall time per edit (ms)", 1000.0, False),
+    an x at its collapse (and the legend says so only when a run collapsed). The norm axis is
+    logarithmic; where some edit made no update (its v* started at the target: earlier edits
+    already give it) it is symmetric-log, linear below 0.1, so those edits show at 0 instead of
+    vanishing."""
+    keys = [("edit_times_s", "wall time per edit (s)", 1.0, False),
             ("delta_norms", "||ΔW||_F of the edit", 1.0, True),
             ("target_prob", "target prob. after v* (per token, mean)", 1.0, False)]
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
@@ -164,8 +167,15 @@ def rome_edit_curves(records: dict, preset: str, name: str = "rome_sequential_ed
                 ax.plot([i], [y[i]], "x", ms=10, color="r", label=f"{run} collapsed" if ax is axes[0] else None)
             ax.set(xlabel="edit index", ylabel=label)
             integer_ticks(ax)
-            if log:
-                ax.set_yscale("log")
+    zero = sum(int(x == 0) for rec in records.values() for x in ((rec.get("stats") or {}).get("delta_norms") or []))
+    for ax, (_, _, _, log) in zip(axes, keys):
+        if log and zero:
+            ax.set_yscale("symlog", linthresh=0.1)
+            ax.set_ylim(bottom=0)
+        elif log:
+            ax.set_yscale("log")
+    if zero:
+        axes[1].set_title(f"{zero} edit(s) at 0: v* already gave the target, no update", fontsize=8)
     handles, labels = axes[0].get_legend_handles_labels()
     n_rows = -(-len(labels) // 3)
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
