@@ -376,7 +376,7 @@ def test_an_ike_evaluation_runs_each_context_once_with_the_same_numbers(tok, poo
     w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, prompt_format="question_only")
     made = []
     real = prompt_cache.new_prompt_kv
-    monkeypatch.setattr(prompt_cache, "new_prompt_kv", lambda m, p: made.append(real(m, p)) or made[-1])
+    monkeypatch.setattr(prompt_cache, "new_prompt_kv", lambda m, p, c: made.append(real(m, p, c)) or made[-1])
     kw = dict(max_new_tokens=12, batch_size=4, progress=False, prompter=w)
     reused = ev.evaluate_set(model, tok, EVAL_ROWS, "retain", QA, **kw)
     kv = made[0]

@@ -12,7 +12,7 @@ METHODS = {"rome", "ike", "wise", "baselines"}
 # a method split into files along its seams (issue 12: ~600 lines a module): its parts are
 # method-level too, import only the base, and only their own method imports them
 METHOD_PARTS = {"ike_prompts": "ike", "wise_hparams": "wise", "wise_memory": "wise"}
-EVALUATOR = {"evaluate", "edit_metrics"}
+EVALUATOR = {"evaluate", "edit_metrics", "prompt_cache"}
 STUDY = {"study", "recipes", "report", "plots", "robustness", "gates", "uncertainty", "summary", "trace_plots",
          "figure_io", "trace_records", "rome_grid"}
 

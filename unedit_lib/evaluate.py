@@ -299,7 +299,7 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
         pairs.append((qs[i], r[para_key])); slots.append((i, "para"))
         for j, pa in enumerate(r["perturbed_answer"]):
             pairs.append((qs[i], pa)); slots.append((i, j))
-    prompt_kv = prompt_cache.new_prompt_kv(model, prompter)      # IKE: each context run once for both halves
+    prompt_kv = prompt_cache.new_prompt_kv(model, prompter, call_dependent(model))  # IKE: each context run once
     losses = answer_losses(model, tokenizer, template, pairs, batch_size, progress, desc=f"{set_name} probs",
                            prompter=prompter, prompt_kv=prompt_kv)
     gt, para = {}, {}

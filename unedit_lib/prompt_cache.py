@@ -138,15 +138,14 @@ def greedy_from_kv(model, tokenizer, entries: dict, max_new_tokens: int, batch_s
     return out
 
 
-def new_prompt_kv(model, prompter) -> PromptKV | None:
+def new_prompt_kv(model, prompter, call_dependent: bool = False) -> PromptKV | None:
     """A PromptKV for an evaluation with `prompter` when reusing is possible: REUSE on, the
     prompter's prompts used for the scores too (IKE's logits mode), a model whose forward does
-    not depend on its calls, and plain greedy decoding."""
-    from .architecture import call_dependent
-
+    not depend on its calls (`call_dependent`: architecture.call_dependent), and plain greedy
+    decoding."""
     if not REUSE or prompter is None or not getattr(prompter, "on_losses", False):
         return None
-    if call_dependent(model) or not plain_greedy(model):
+    if call_dependent or not plain_greedy(model):
         return None
     return PromptKV()
 

@@ -173,8 +173,7 @@ def _with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_ou
     after, into `metrics_out` (a dict in the record's `extra`, kept when the edit collapses):
     pre_rewrite_acc, then rewrite_acc / rephrase_acc / locality (per request and "<name>_mean").
     `groups` ({name: requests}) measures other prompt sets too, then `metrics_out` holds
-    {name: metrics} (WISE: the edit-time and the evaluator's prompts), each with its own
-    pre_rewrite_acc."""
+    {name: metrics} (WISE: the edit-time and the evaluator's prompts), each with its pre_rewrite_acc."""
     kw = {"answer_start": answer_start}
 
     def pre_rewrite(model, tok, reqs):
