@@ -81,6 +81,16 @@ def test_summarize_and_nan_detection():
         ev.summarize({**logs, "retain": bad})
 
 
+def test_repetitive_answers_are_flagged_and_counted_in_the_summary_table():
+    assert ev.is_repetitive("speci bene bene speci bene bene bene bene")
+    assert not ev.is_repetitive("The author Basil Mahfouz Al-Kuwaiti is male.")
+    assert not ev.is_repetitive("dummy dummy")                    # too short to call degenerate
+    ga = {"forget_answers": [{"answer": "bene " * 20}, {"answer": "Basil was born in Kuwait City."}]}
+    assert ev.repetitive_share(ga) == 0.5 and ev.repetitive_share({}) is None
+    table = ev.summary_table({"ga": {**ga, "model_utility": 0.0, "forget_quality": 0.1}})
+    assert table.loc["ga", "repetitive forget answers"] == 0.5
+
+
 def test_rouge_recall_is_rouge_l_recall_with_stemmer():
     r1, rl = ev.rouge_recall("The author writes books", "books the author writes")
     assert rl == pytest.approx(3 / 4) and r1 == pytest.approx(1.0)

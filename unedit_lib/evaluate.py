@@ -420,8 +420,23 @@ def summary_table(records: dict):
     """A pandas table (one row per run) of the 12 set metrics, MU and FQ."""
     import pandas as pd
 
-    rows = [{"run": run, **flat_metrics(rec), "collapsed": bool(rec.get("collapsed"))} for run, rec in records.items()]
+    rows = [{"run": run, **flat_metrics(rec), "collapsed": bool(rec.get("collapsed")),
+             "repetitive forget answers": repetitive_share(rec)} for run, rec in records.items()]
     return pd.DataFrame(rows).set_index("run")
+
+
+def is_repetitive(answer: str, min_words: int = 6, share: float = 0.5) -> bool:
+    """A degenerate greedy answer: at least `min_words` words, one of which makes up `share` of
+    them or more (e.g. GA's "bene bene bene ..."). Such a model is not NaN, so `guards` lets it
+    through, and its low ROUGE is real; this flag says the low numbers come from broken text."""
+    words = answer.split()
+    return len(words) >= min_words and max(words.count(w) for w in set(words)) >= share * len(words)
+
+
+def repetitive_share(rec: dict) -> float | None:
+    """Share of a record's kept forget answers (`forget_answers`) that are repetitive; None without them."""
+    kept = rec.get("forget_answers")
+    return float(np.mean([is_repetitive(a["answer"]) for a in kept])) if kept else None
 
 
 def flat_metrics(rec: dict) -> dict:

@@ -421,7 +421,7 @@ def findings(table, gate_rows=None) -> list[dict]:
         decided = False if good_valid else (True if not untested else None)
         add_over_runs(claim, "none does (best FQ 0.249 at 0.76 x full MU)",
                       ("none does" if not good else "these do: " + ", ".join(good))
-                      + (f" ({len(untested)} runs with premises not holding: {', '.join(untested)})" if untested else ""),
+                      + (f" ({len(untested)} run{'s' if len(untested) != 1 else ''} with premises not holding: {', '.join(untested)})" if untested else ""),
                       decided, [x for r in untested for x in ev.premise(r)[1]],
                       "held to: no run whose premises hold reaches both")
     else:
