@@ -167,6 +167,17 @@ def test_each_of_the_four_verdicts_is_reachable():
     assert v["GA destroys utility (MU -> 0)"]["verdict"] == "reproduced"        # baselines have no premises
 
 
+def test_rome_forget_quality_rule_is_scale_free():
+    # smollm2's full model has FQ 0.0143 (40 forget rows): a rule scaled by it (1000x) could never hold
+    recs = _study(**{"rome-dummy": _rome("rome-dummy", 0.95, fq=0.405)})
+    recs["full"] = _rec("full", "subject model", None, 0.9, 0.0143, rouge=0.99)
+    assert _verdicts(recs)[ROME_FQ]["verdict"] == "reproduced"
+    recs["rome-dummy"] = _rome("rome-dummy", 0.95, fq=0.03)                     # still distinguishable
+    assert _verdicts(recs)[ROME_FQ]["verdict"] == "not reproduced"
+    recs["full"] = _rec("full", "subject model", None, 0.9, 0.2, rouge=0.99)     # full already indistinguishable
+    assert _verdicts(recs)[ROME_FQ]["verdict"] == "not comparable"
+
+
 def test_unknown_premise_and_router_gates_block_not_reproduced():
     wise = {"wise-dummy": _wise("wise-dummy", 0.9, 0.1, 0.1, 0.1, rouge=0.5)}
     claim = "WISE barely forgets in generation (forget ROUGE stays near the full model's)"

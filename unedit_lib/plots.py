@@ -123,10 +123,10 @@ def baseline_loss_curves(records: dict, preset: str):
     for ax, run in zip(axes[0], runs):
         rec, st = records[run], records[run]["stats"]
         steps = np.arange(1, len(st["loss_curve"]) + 1)
-        ax.plot(steps, st["loss_curve"], color="k", lw=2, label="loss (minimised)")
-        for key, label in _BASELINE_PARTS.items():
+        for i, (key, label) in enumerate(_BASELINE_PARTS.items()):   # one colour per part in every panel
             if st.get(key):
-                ax.plot(steps[:len(st[key])], st[key], marker=".", lw=1, label=label)
+                ax.plot(steps[:len(st[key])], st[key], marker=".", lw=1, color=f"C{i}", label=label)
+        ax.plot(steps, st["loss_curve"], color="k", lw=1.5, ls="--", label="loss (minimised)", zorder=3)
         title = f"{st.get('name', run)} ({run})"
         if rec.get("collapsed"):
             title += f"\ncollapsed at step {rec['collapsed'].get('step')}"
@@ -217,7 +217,7 @@ def wise_routing_histograms(routings: dict, preset: str, extra_thresholds: dict 
     runs = list(routings)
     ncols = min(len(runs), 3)
     nrows = -(-len(runs) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.4 * nrows), squeeze=False)
     for ax in axes.flat[len(runs):]:
         ax.set_visible(False)
     colors = dict(zip(["forget", "retain", "real_authors", "world_facts"], sns.color_palette(n_colors=4)))
@@ -244,7 +244,7 @@ def wise_routing_histograms(routings: dict, preset: str, extra_thresholds: dict 
                 ax.axvline(v, color="gray", ls=ls, lw=1.2, label=f"{label} {v:.3g}")
         ax.set(xlabel="routing score (activation distance)", ylabel="share of the set's prompts")
         ax.set_title(run_label(run), fontsize=10)
-        ax.legend(fontsize=6.5, loc="upper right")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.24), ncol=2)   # below: never over the bars
     fig.tight_layout()
     save(fig, preset, name)
     return fig

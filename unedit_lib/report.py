@@ -325,8 +325,10 @@ def findings(table, gate_rows=None) -> list[dict]:
     if fq is not None and mu is not None:
         add("ROME-dummy raises forget quality far above the full model's",
             "FQ 0.121 vs 4.9e-20", f"FQ {ev.fmt('rome-dummy', 'forget_quality')} vs {_fmt(fq_full)}",
-            None if fq_full is None else ev.cmp("rome-dummy", "forget_quality", ">", max(1e3 * fq_full, 0.05), "FQ"),
-            "held to: above 0.05 and 1000x the full model's", runs=("rome-dummy",))
+            # scale-free (FQ's floor depends on the forget set's size): from distinguishable from the
+            # retain model (full, p < 0.05) to not (p > 0.05); not comparable if the full model is not
+            None if fq_full is None or fq_full >= 0.05 else ev.cmp("rome-dummy", "forget_quality", ">", 0.05, "FQ"),
+            "held to: above 0.05 where the full model's is below 0.05", runs=("rome-dummy",))
         add("ROME-dummy pays with utility (MU falls well below the full model's)",
             "MU 0.153 = 0.24 x full", f"MU {ev.fmt('rome-dummy', 'model_utility')} = {xfull(mu)}",
             None if rel(mu) is None else ev.cmp("rome-dummy", "model_utility", "<", 0.8 * mu_full, "MU"),
