@@ -183,9 +183,9 @@ def main():
     new = _replace(new, "notebooks", notebooks_section(a.preset))
     under_way = paths.IN_PROGRESS_PRESET if paths.IN_PROGRESS_PRESET != a.preset else None
     new = _replace(new, "progress", progress_section(under_way, seeds) if under_way else "")
-    rob = robustness_section(a.preset)
-    if rob is not None:
-        new = _replace(new, "robustness", rob)
+    rob = robustness_section(a.preset)    # never another preset's attacks under this preset's heading
+    new = _replace(new, "robustness", rob if rob is not None else
+                   f"*Notebook 08 has not run on preset `{a.preset}` yet (no `results/{a.preset}/robustness.json`).*")
     if a.check:
         if new != text:
             print("README.md is not up to date with the results: run `make readme`", file=sys.stderr)
