@@ -146,3 +146,19 @@ def test_no_study_under_way_leaves_no_progress_section(tmp_path, monkeypatch):
     w.main()
     text = readme.read_text()
     assert "<!-- progress:begin -->\n\n<!-- progress:end -->" in text and "study so far" not in text
+
+
+def test_a_preset_without_attacks_shows_no_other_presets_attacks(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import write_readme_results as w
+
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))    # an empty results store
+    monkeypatch.setattr(w, "answer_section", lambda *a: "answer")
+    monkeypatch.setattr(w, "results_section", lambda *a: "results")
+    monkeypatch.setattr(w, "notebooks_section", lambda *a: "notebooks")
+    monkeypatch.setattr(sys, "argv", ["write_readme_results.py", "--readme", str(readme), "--preset", "smoke"])
+    w.main()
+    block = readme.read_text().split("<!-- robustness:begin -->")[1].split("<!-- robustness:end -->")[0]
+    assert "has not run on preset `smoke`" in block and "| run |" not in block
