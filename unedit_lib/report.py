@@ -421,8 +421,13 @@ def findings(table, gate_rows=None) -> list[dict]:
         good_valid = [r for r in good if valid(r)]
         untested = [r for r in both if not valid(r)]
         decided = False if good_valid else (True if not untested else None)
+        good_invalid = [r for r in good if r not in good_valid]
+        does = ("none does" if not good else "these do: " + ", ".join(good_valid) if good_valid
+                else "only runs whose premises do not hold do")
+        if good_invalid:
+            does += f"{'; ' if good_valid else ': '}{', '.join(good_invalid)} with premises not holding"
         add_over_runs(claim, "none does (best FQ 0.249 at 0.76 x full MU)",
-                      ("none does" if not good else "these do: " + ", ".join(good))
+                      does
                       + (f" ({len(untested)} run{'s' if len(untested) != 1 else ''} with premises not holding: {', '.join(untested)})" if untested else ""),
                       decided, [x for r in untested for x in ev.premise(r)[1]],
                       "held to: no run whose premises hold reaches both")
