@@ -169,3 +169,14 @@ def test_stored_row_scores_replace_the_variance_bound():
     flat = lambda v: [v] * 100  # noqa: E731
     res = {"full": _attacked(0.98, rows=flat), "retain": _attacked(0.07, rows=flat), "near": _attacked(0.9, rows=flat)}
     assert {x["run"]: x for x in robustness.verdicts(res)}["near"]["verdict"] == "not forgotten"
+
+
+def test_the_attacker_fine_tunes_at_the_presets_unlearning_rate():
+    from unedit_lib import recipes
+
+    for preset in ("tiny", "smollm2"):
+        hp = recipes.attack_settings(preset)
+        lr = recipes.STUDY_SETTINGS["baselines"][preset]["lr"]
+        assert hp["relearn_lr"] == hp["persistence_lr"] == lr
+    assert recipes.attack_settings("smollm2")["relearn_lr"] == 1e-4
+    assert recipes.attack_settings("smollm2", {"relearn_lr": 5e-4})["relearn_lr"] == 5e-4

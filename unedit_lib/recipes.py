@@ -257,14 +257,9 @@ def _rome(p, sd, method, target, hp, data_dir):
 
 # --------------------------------------------------------------------------- IKE
 def ike_retain_demo_rows(sd, data_dir=None) -> tuple[list[dict], str]:
-    """(rows, where they come from): retain QA pairs for IKE's retain demonstrations, never a
-    question of any evaluation set (nor a forget question).
-
-    First choice: the study's retain rows outside the evaluation sets. In the `tiny` preset
-    there are none: retain_perturbed (the retain evaluation set) holds all 20 rows of each of the
-    20 retain authors, i.e. every study retain row. Then the paper's own choice is used: TOFU's
-    retain split minus retain_perturbed (its `tofu_retain_train.json`; paper.md 2.2).
-    """
+    """(rows, where they come from): retain QA pairs for IKE's retain demonstrations, in no evaluation
+    set and no forget question: the study's retain rows outside the evaluation sets, else (smollm2: all
+    its retain rows are evaluated) the paper's choice, TOFU's retain split minus retain_perturbed (paper.md 2.2)."""
     held = {r["question"] for rows in sd.eval_sets.values() for r in rows}
     held |= {r["question"] for r in sd.forget_rows}
     rows = [r for r in sd.retain_rows if r["question"] not in held]
@@ -358,14 +353,9 @@ def ike_first_tokens(p, sd, target, hp, model, tok, data_dir=None, k: int = 5, s
 
 # --------------------------------------------------------------------------- WISE
 def scaled_freqs(n_edits: int, reference_edits: int = 400, save_freq: int = 500, merge_freq: int = 1000) -> dict:
-    """save_freq / merge_freq scaled to an edit count below the reference run's.
-
-    The paper edited `reference_edits` = 400 forget10 requests with EasyEdit's 500 / 1000
-    (paper.md §2.1-2.3), so no shard was ever saved or merged (editing.md §4.4): one side
-    memory. Scaling both by n_edits / reference_edits keeps the same edits-per-shard ratio
-    (0.8 of a shard), i.e. the same regime, for a smaller forget set. merge_freq stays a
-    multiple of save_freq.
-    """
+    """save_freq / merge_freq scaled to an edit count below the reference run's: the paper edited 400
+    requests with EasyEdit's 500 / 1000 (paper.md §2.1-2.3), so no shard was saved or merged (editing.md
+    §4.4); scaling both by n_edits / 400 keeps that regime (0.8 of a shard). merge_freq stays a multiple."""
     if n_edits >= reference_edits:
         return {"save_freq": save_freq, "merge_freq": merge_freq}
     s = max(1, math.ceil(save_freq * n_edits / reference_edits))
@@ -563,6 +553,15 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
 
 
 # --------------------------------------------------------------------------- robustness (notebook 08)
+def attack_settings(preset, hparams: dict | None = None) -> dict:
+    """Notebook 08's attack settings: robustness.DEFAULTS with the attacker's fine-tunes at the rate the
+    preset's baselines unlearn with (STUDY_SETTINGS["baselines"]: 1e-3 tiny, 1e-4 smollm2), then `hparams`."""
+    from . import robustness
+    p = models.get_preset(preset)
+    lr = STUDY_SETTINGS["baselines"].get(p.name, {}).get("lr", robustness.DEFAULTS["relearn_lr"])
+    return {**robustness.DEFAULTS, "max_new_tokens": p.max_new_tokens, "relearn_lr": lr, "persistence_lr": lr, **(hparams or {})}
+
+
 def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: dict | None = None) -> dict:
     """robustness.attack_all on each run's model (full and retain: the subject models), cached
     in results/<preset>/robustness.json per run: a run is attacked again only when its record
@@ -575,8 +574,8 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
 
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
-    hparams = dict(hparams or {})
-    hp = {**robustness.DEFAULTS, "max_new_tokens": p.max_new_tokens, **hparams}
+    hp = attack_settings(p, hparams)
+    hparams = {k: v for k, v in hp.items() if k != "max_new_tokens"}
     holdout = robustness.holdout_for(sd, data_dir)
     results = {} if force else (robustness.load_summary(p.name) or {})
     results = {r: v for r, v in results.items() if r in runs}
