@@ -186,3 +186,12 @@ def test_tail_passes_give_the_whole_passes_scores(tok, family, monkeypatch):
     whole_calls.clear()
     trace.trace_important_states(model, tok, PROMPT, SUBJECT, kind="mlp", **kw)
     assert len(whole_calls) == 1        # the agreeing tail path serves every batch after the first
+
+
+def test_an_answer_token_copied_from_the_subject_is_recognised():
+    from unedit_lib import trace_records
+
+    fact = lambda o: {"hidden": {"answer_token": o}, "subject": "Nikolai Abilov"}  # noqa: E731
+    assert trace_records.answer_token_in_subject(fact(" N"))          # 'N' of 'Nikolai', copied
+    assert not trace_records.answer_token_in_subject(fact(" The"))
+    assert not trace_records.answer_token_in_subject(fact(" "))       # a bare space is no piece of a name

@@ -575,7 +575,6 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
     hp = attack_settings(p, hparams)
-    hparams = {k: v for k, v in hp.items() if k != "max_new_tokens"}
     holdout = robustness.holdout_for(sd, data_dir)
     results = {} if force else (robustness.load_summary(p.name) or {})
     results = {r: v for r, v in results.items() if r in runs}
@@ -595,7 +594,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
                 no_model[run] = str(e)
                 continue
         res = robustness.attack_all(model, tok, sd, template=p.template, holdout_rows=holdout, data_dir=data_dir,
-                                    prompter=prompter, **hparams)
+                                    prompter=prompter, **hp)
         res["source"] = source
         results[run] = res
         robustness.save_summary(p.name, robustness.add_privleak(dict(results)))

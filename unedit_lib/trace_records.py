@@ -70,3 +70,10 @@ def load_edit_layer(preset: str, default: int | None = None, subject_model: str 
                              f"{subject_model} (this machine's): rerun notebooks/02_causal_tracing.ipynb first")
         return rec["layer"], {**rec, "source": paths.display_path(path)}
     return default, {"source": "fallback parameter"}
+
+
+def answer_token_in_subject(trace: dict) -> bool:
+    """Whether a traced fact's answer token `o` (the clean argmax) is a piece of the subject's own
+    name: the model can copy it from the question, so its trace locates the copying, not the fact."""
+    o = trace["hidden"]["answer_token"].strip()
+    return bool(o) and o in trace["subject"]
