@@ -10,6 +10,7 @@ line counts all findings. Every number comes from the records; nothing is typed.
 from __future__ import annotations
 
 import math
+import re
 
 from . import reference
 from .report import VERDICTS
@@ -199,4 +200,56 @@ def progress_lines(preset: str, records: dict) -> list[str]:
                  + (f"the full model follows a counterfactual fact given in its context on "
                     f"{_pct(probe['follow_rate_with_context'])} of {probe['n']} held-out questions "
                     f"({_pct(probe['follow_rate_without_context'])} without it)." if probe else "not run yet."))
+    return lines
+
+
+_PROBE_IGNORES = ("v_lr", "n_edits", "ablation", "seed")
+_GRID_RUN = re.compile(r"^rome-[a-z]+\+v_lr=[0-9.]+(-s[0-9]+)?$")   # a gate-selected reproduction, not an ablation
+
+
+def _rome_probe_for(preset: str, target: str, run_hp: dict) -> dict | None:
+    """The cached v_lr probe (`recipes.rome_grid_probe`, results/<preset>/rome_probe/) made with
+    the settings of the study run `run_hp` (every setting both record, v_lr and n_edits aside)."""
+    from . import paths, store
+
+    for f in sorted((paths.results_dir(preset) / "rome_probe").glob(f"{target}-seed*.json")):
+        probe = store.read_json(f, "ROME v_lr probe")
+        hp = probe.get("hparams") or {}
+        if all(hp[k] == run_hp[k] for k in set(hp) & set(run_hp) if k not in _PROBE_IGNORES):
+            return probe
+    return None
+
+
+def ablation_lines(preset: str, records: dict) -> list[str]:
+    """The README's `ablations` block: for each ROME run with the paper's settings, whether its
+    v_lr let the edits take, and where it did not, the grid probe and the `+v_lr=` run; then the
+    ablation records of `results/<preset>/` by name. `records` includes the ablations."""
+    from . import gates
+    from .store import is_ablation
+
+    lines = []
+    for target in TARGET_ORDER:
+        run = f"rome-{target}"
+        rec = records.get(run)
+        if rec is None:
+            lines.append(f"`{run}`: not run yet.")
+            continue
+        v_lr, acc = (rec.get("hparams") or {}).get("v_lr"), rewrite_accuracy(rec)
+        if gates.rome_gates(run, rec)[0]["status"] == gates.HOLDS:
+            lines.append(f"`{run}`: the paper's v_lr {v_lr} lets the edits take (rewrite accuracy {_num(acc)}).")
+            continue
+        probe = _rome_probe_for(preset, target, rec.get("hparams") or {})
+        tried = ("; the probe on its first {} edits: {}".format(
+                    probe["n_requests"], ", ".join(f"v_lr {r['v_lr']} -> {_num(r['rewrite_acc_mean'])}"
+                                                    for r in probe["per_value"]))
+                 if probe else "; no v_lr probe recorded")
+        grid_runs = sorted(r for r in records if _GRID_RUN.match(r) and r.startswith(f"{run}+"))
+        lines.append(f"`{run}`: the paper's v_lr {v_lr} does not let the edits take (rewrite accuracy {_num(acc)})"
+                     + tried + (f"; grid run {', '.join(f'`{r}`' for r in grid_runs)}." if grid_runs
+                                else (" (no grid value lets them take)." if probe and probe.get("chosen") is None
+                                      else "; no grid run yet.")))
+    ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not _GRID_RUN.match(r))
+    lines.append((f"Ablation records in `results/{preset}/` (notebooks 03 and 05 show them): "
+                  + ", ".join(f"`{r}`" for r in ablations) + ".") if ablations
+                 else f"No ablation run in `results/{preset}/` yet (notebooks 03 and 05 run them).")
     return lines
