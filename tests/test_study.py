@@ -232,6 +232,10 @@ def test_rome_reproduction_climbs_the_stated_grid_until_the_edits_take(monkeypat
     assert out["rome-dummy"]["role"] == "paper settings" and out["rome-dummy+v_lr=0.2"]["role"] == "v_lr grid"
     ablations = [r for r, rec in out.items() if rec["role"].startswith("ablation")]
     assert ablations == ["rome-dummy+mom2_adjustment=True+v_lr=0.5", "rome-avoidant+mom2_adjustment=True+v_lr=0.5"]
+    # a preset that lists its ablation targets runs the ablation on those only
+    monkeypatch.setitem(recipes.ROME_ABLATION_TARGETS, "smoke", ("avoidant",))
+    out = recipes.rome_reproduction("smoke", ["dummy", "avoidant"], grid=(0.1, 0.2, 0.5, 1.0), probe_edits=None)
+    assert [r for r, rec in out.items() if rec["role"].startswith("ablation")] == ["rome-avoidant+mom2_adjustment=True+v_lr=0.5"]
 
 
 def test_rome_reproduction_skips_grid_values_whose_probe_edits_do_not_take(monkeypatch, capsys):
