@@ -267,9 +267,9 @@ def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp:
             ft = fwd.target_nll()
             in_s, out_s, in_p = _edit_scores(adapter, labels)
             act = activation_loss(in_s, out_s, hp.margins())
-    return {"curve": curve, "ft_curve": ft_curve, "act_curve": act_curve, "in_score": float(in_s.mean()), "out_score": float(out_s.mean()),
-            "in_score_prompt": float(in_p.mean()), "tail_forward": fwd.exact,
-            "ft_loss": float(ft), "act_loss": float(act), "n_iter": len(curve)}
+    return {"curve": curve, "ft_curve": ft_curve, "act_curve": act_curve, "in_score": float(in_s.detach().mean()),
+            "out_score": float(out_s.detach().mean()), "in_score_prompt": float(in_p.detach().mean()), "tail_forward": fwd.exact,
+            "ft_loss": float(ft.detach()), "act_loss": float(act.detach()), "n_iter": len(curve)}
 
 
 def _make_hparams(hparams: dict, existing: WiseHParams | None) -> WiseHParams:
