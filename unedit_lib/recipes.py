@@ -486,14 +486,14 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
     the runs with the next values of the stated grid V_LR_GRID, in ascending order, until one
     whose edits take (`rome-<target>+v_lr=<value>`, the gate-selected reproduction: chosen by the
     premise gate on the edit prompts, never by a finding); then our earlier choices as the named
-    ablations of STUDY_ABLATIONS["rome"] (on the preset's ROME_ABLATION_TARGETS). Every run is cached by all of its settings. Returns
-    {run name: record}, each record with `role` added: "paper settings", "v_lr grid" (with
-    `gate_selected` True on the chosen one) or "ablation".
-    `probe_edits` (k): before climbing, the grid values above the paper's are tried on the first k
-    edits only (`rome_grid_probe`); values below the first one whose k edits take are not run as
-    whole runs (on SmolLM2 one whole run is ~40 minutes on 2 CPU cores; the probe's numbers are
-    printed and kept in the gate-selected record as `v_lr_probe`). None climbs with whole runs."""
+    ablations of STUDY_ABLATIONS["rome"] (on the preset's ROME_ABLATION_TARGETS), each run cached by
+    all its settings. Returns {run name: record with `role`: "paper settings", "v_lr grid" (with
+    `gate_selected` True on the chosen one) or "ablation"}. `probe_edits` (k): before climbing, the
+    grid values above the paper's are tried on the first k edits only (`rome_grid_probe`, cached);
+    values below the first one whose k edits take get no whole run (25-75 min each on SmolLM2, 2 CPU
+    cores; the probe is printed and returned in the gate-selected entry as `v_lr_probe`). None: whole runs."""
     grid = tuple(grid or V_LR_GRID)
+    ablation_targets = ROME_ABLATION_TARGETS.get(models.get_preset(preset).name, targets) if ablations else ()
     out = {}
 
     def one(target, seed, role, **kw):
@@ -524,7 +524,7 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
                         if probe is not None:
                             out[r["run"]]["v_lr_probe"] = {k: probe[k] for k in ("n_requests", "chosen", "per_value")}
                         break
-            if ablations and target in ROME_ABLATION_TARGETS.get(models.get_preset(preset).name, targets):
+            if target in ablation_targets:
                 for name, kw in STUDY_ABLATIONS["rome"].items():
                     one(target, seed, f"ablation {name}", **kw)
     return out
