@@ -54,12 +54,14 @@ def test_progress_lines_name_the_missing_runs_and_failed_targets(tmp_path, monke
     records = {"full": {**_rec(0.9, 0.02, 0.40), "in_context_probe": {"follow_rate_with_context": 0.25,
                                                                        "follow_rate_without_context": 0.0, "n": 20}},
                "retain": _rec(0.3, 1.0, 0.41), "base": _rec(0.4, 0.5, 0.3, ra=0.8),
-               "rome-dummy": {}, "rome-dummy+v_lr=0.5": {}, "ga": {}}
+               "rome-dummy": {}, "rome-dummy+v_lr=0.5": {}, "wise-dummy+routing=per_row": {}, "ga": {}}
     lines = summary.progress_lines("smollm2", records)
-    runs, ablations, subject, trace, probe = lines
+    runs, grid, ablations, subject, trace, probe = lines
     assert runs.startswith("* **Runs** with the paper's settings: 2 of 14 done (`rome-dummy`, `ga`)")
     assert "`wise-avoidant`" in runs and "`rome-dummy`" not in runs.split("still to run")[1]
-    assert "`rome-dummy+v_lr=0.5`" in ablations
+    # a gate-selected `+v_lr=` run is the reproduction's grid run, not an ablation (as in ablation_lines)
+    assert grid.startswith("* **ROME grid runs**") and "`rome-dummy+v_lr=0.5`" in grid
+    assert "`wise-dummy+routing=per_row`" in ablations and "v_lr" not in ablations
     # FQ(full) 0.02 > 0.01 and a real-author ROUGE drop of 0.3 from the pretrained model both fail
     assert "forget quality of the full model (vs retain) 0.02 (<= 0.01: fails)" in subject
     assert "real_authors ROUGE drop of the full model from the pretrained one 0.3 (<= 0.1: fails)" in subject

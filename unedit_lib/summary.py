@@ -176,13 +176,17 @@ def progress_lines(preset: str, records: dict) -> list[str]:
     from . import models, trace_records
     from .store import is_ablation
 
-    ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec))
+    grid_runs = sorted(r for r in records if is_grid_run(r))
+    ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not is_grid_run(r))
     expected = study_runs()
-    done = [r for r in expected if r in records and r not in ablations]
+    done = [r for r in expected if r in records and not is_ablation(r, records[r])]
     missing = [r for r in expected if r not in done]
     lines = [f"* **Runs** with the paper's settings: {len(done)} of {len(expected)} done"
              + (f" ({', '.join(f'`{r}`' for r in done)})" if done else "")
              + (f"; still to run: {', '.join(f'`{r}`' for r in missing)}" if missing else "") + "."]
+    if grid_runs:
+        lines.append(f"* **ROME grid runs** (the paper's v_lr did not let the edits take; the smallest grid "
+                     f"v_lr that did): {', '.join(f'`{r}`' for r in grid_runs)}.")
     if ablations:
         lines.append(f"* **Ablations** done: {', '.join(f'`{r}`' for r in ablations)}.")
     if "full" in records and "retain" in records:
@@ -204,7 +208,14 @@ def progress_lines(preset: str, records: dict) -> list[str]:
 
 
 _PROBE_IGNORES = ("v_lr", "n_edits", "ablation", "seed")
-_GRID_RUN = re.compile(r"^rome-[a-z]+\+v_lr=[0-9.]+(-s[0-9]+)?$")   # a gate-selected reproduction, not an ablation
+_GRID_RUN = re.compile(r"^rome-[a-z]+\+v_lr=[0-9.]+(-s[0-9]+)?$")
+
+
+def is_grid_run(run: str) -> bool:
+    """A ROME run on the stated v_lr grid, chosen by the premise gate where the paper's v_lr fails
+    (`recipes.rome_reproduction`): part of the reproduction, not an ablation, though its name
+    carries `+v_lr=` (so `store.is_ablation` is true of it)."""
+    return bool(_GRID_RUN.match(run))
 
 
 def _rome_probe_for(preset: str, target: str, run_hp: dict) -> dict | None:
@@ -243,12 +254,12 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
                     probe["n_requests"], ", ".join(f"v_lr {r['v_lr']} -> {_num(r['rewrite_acc_mean'])}"
                                                     for r in probe["per_value"]))
                  if probe else "; no v_lr probe recorded")
-        grid_runs = sorted(r for r in records if _GRID_RUN.match(r) and r.startswith(f"{run}+"))
+        grid_runs = sorted(r for r in records if is_grid_run(r) and r.startswith(f"{run}+"))
         lines.append(f"`{run}`: the paper's v_lr {v_lr} does not let the edits take (rewrite accuracy {_num(acc)})"
                      + tried + (f"; grid run {', '.join(f'`{r}`' for r in grid_runs)}." if grid_runs
                                 else (" (no grid value lets them take)." if probe and probe.get("chosen") is None
                                       else "; no grid run yet.")))
-    ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not _GRID_RUN.match(r))
+    ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not is_grid_run(r))
     lines.append((f"Ablation records in `results/{preset}/` (notebooks 03 and 05 show them): "
                   + ", ".join(f"`{r}`" for r in ablations) + ".") if ablations
                  else f"No ablation run in `results/{preset}/` yet (notebooks 03 and 05 run them).")
