@@ -74,7 +74,8 @@ def test_ablation_lines_give_romes_v_lr_and_the_ablations_from_the_records(tmp_p
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
     hp = {"layer": 15, "v_lr": 0.1, "kl_factor": 0.0625}
     rome = lambda acc: {"edit_metrics": {"rewrite_acc_mean": acc, "n_edits": 40}, "hparams": hp}  # noqa: E731
-    records = {"rome-dummy": rome(0.97), "rome-incorrect": rome(0.3), "rome-incorrect+v_lr=0.5": rome(0.9),
+    records = {"rome-dummy": rome(0.97), "rome-incorrect": rome(0.3), "rome-incorrect+v_lr=0.2": rome(0.35),
+               "rome-incorrect+v_lr=0.5": rome(0.9),
                "rome-dummy+mom2_adjustment=True+v_lr=0.5": rome(1.0), "wise-dummy+routing=per_row": {}, "ga": {}}
     probe = {"n_requests": 3, "chosen": 0.5, "hparams": {**hp, "v_lr": 0.1, "n_edits": 3},
              "per_value": [{"v_lr": 0.2, "rewrite_acc_mean": 0.4}, {"v_lr": 0.5, "rewrite_acc_mean": 1.0}]}
@@ -84,7 +85,8 @@ def test_ablation_lines_give_romes_v_lr_and_the_ablations_from_the_records(tmp_p
     dummy, incorrect, avoidant, ablations = summary.ablation_lines("smollm2", records)
     assert dummy == "`rome-dummy`: the paper's v_lr 0.1 lets the edits take (rewrite accuracy 0.97)."
     assert incorrect.startswith("`rome-incorrect`: the paper's v_lr 0.1 does not let the edits take (rewrite accuracy 0.30)")
-    assert "first 3 edits: v_lr 0.2 -> 0.40, v_lr 0.5 -> 1.00; grid run `rome-incorrect+v_lr=0.5`." in incorrect
+    assert ("first 3 edits: v_lr 0.2 -> 0.40, v_lr 0.5 -> 1.00; grid run `rome-incorrect+v_lr=0.2` (rewrite accuracy "
+            "0.35: the edits do not take either), `rome-incorrect+v_lr=0.5` (rewrite accuracy 0.90: the edits take).") in incorrect
     assert "9.0" not in incorrect                       # the probe made with another layer is not this run's
     assert avoidant == "`rome-avoidant`: not run yet."
     assert ablations == ("Ablation records in `results/smollm2/` (notebooks 03 and 05 show them): "

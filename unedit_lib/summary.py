@@ -231,6 +231,16 @@ def _rome_probe_for(preset: str, target: str, run_hp: dict) -> dict | None:
     return None
 
 
+def _grid_run_outcome(run: str, rec: dict) -> str:
+    """`run` and whether its 40 (all) sequential edits took: a v_lr that lets a few edits take in the
+    probe may not let a whole run's take, each later edit undoing earlier ones."""
+    from . import gates
+
+    takes = gates.rome_gates(run, rec)[0]["status"] == gates.HOLDS
+    return (f"`{run}` (rewrite accuracy {_num(rewrite_accuracy(rec))}: "
+            + ("the edits take)" if takes else "the edits do not take either)"))
+
+
 def ablation_lines(preset: str, records: dict) -> list[str]:
     """The README's `ablations` block: for each ROME run with the paper's settings, whether its
     v_lr let the edits take, and where it did not, the grid probe and the `+v_lr=` run; then the
@@ -256,7 +266,7 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
                  if probe else "; no v_lr probe recorded")
         grid_runs = sorted(r for r in records if is_grid_run(r) and r.startswith(f"{run}+"))
         lines.append(f"`{run}`: the paper's v_lr {v_lr} does not let the edits take (rewrite accuracy {_num(acc)})"
-                     + tried + (f"; grid run {', '.join(f'`{r}`' for r in grid_runs)}." if grid_runs
+                     + tried + (f"; grid run {', '.join(_grid_run_outcome(r, records[r]) for r in grid_runs)}." if grid_runs
                                 else (" (no grid value lets them take)." if probe and probe.get("chosen") is None
                                       else "; no grid run yet.")))
     ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not is_grid_run(r))
