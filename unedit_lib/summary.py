@@ -185,8 +185,8 @@ def progress_lines(preset: str, records: dict) -> list[str]:
              + (f" ({', '.join(f'`{r}`' for r in done)})" if done else "")
              + (f"; still to run: {', '.join(f'`{r}`' for r in missing)}" if missing else "") + "."]
     if grid_runs:
-        lines.append(f"* **ROME grid runs** (the paper's v_lr did not let the edits take; the smallest grid "
-                     f"v_lr that did): {', '.join(f'`{r}`' for r in grid_runs)}.")
+        lines.append(f"* **ROME grid runs** (the next v_lr of the stated grid, run where the paper's did not let the "
+                     f"edits take; the premise table below says whether theirs did): {', '.join(f'`{r}`' for r in grid_runs)}.")
     if ablations:
         lines.append(f"* **Ablations** done: {', '.join(f'`{r}`' for r in ablations)}.")
     if "full" in records and "retain" in records:
