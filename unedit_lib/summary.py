@@ -232,8 +232,8 @@ def _rome_probe_for(preset: str, target: str, run_hp: dict) -> dict | None:
 
 
 def _grid_run_outcome(run: str, rec: dict) -> str:
-    """`run` and whether its 40 (all) sequential edits took: a v_lr that lets a few edits take in the
-    probe may not let a whole run's take, each later edit undoing earlier ones."""
+    """`run` and whether its edits took (the premise gate, read after all its sequential edits): a
+    v_lr that lets the probe's few edits take may not let a whole run's take."""
     from . import gates
 
     takes = gates.rome_gates(run, rec)[0]["status"] == gates.HOLDS
