@@ -102,6 +102,12 @@ def rome_gates(run: str, rec: dict) -> list[dict]:
                   "edits take")]
 
 
+
+def rome_edits_take(run: str, rec: dict) -> bool:
+    """Whether a ROME run's edits take: its `rome_gates` gate holds (rewrite accuracy after all edits)."""
+    return rome_gates(run, rec)[0]["status"] == HOLDS
+
+
 def ike_gates(run: str, rec: dict, records: dict) -> list[dict]:
     probe, src = _ike_probe(rec, records)
     without = _number((probe or {}).get("follow_rate_without_context"))

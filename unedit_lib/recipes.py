@@ -506,7 +506,7 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
         for target in targets:
             rec = one(target, seed, "paper settings")
             base_lr = settings(preset, "rome", seed, **overrides)["v_lr"]
-            takes = lambda r: not r.get("collapsed") and gates.rome_gates(r["run"], r)[0]["status"] == gates.HOLDS  # noqa: E731
+            takes = lambda r: not r.get("collapsed") and gates.rome_edits_take(r["run"], r)  # noqa: E731
             if not takes(rec):
                 candidates, probe = [v for v in grid if v > base_lr], None
                 if probe_edits and candidates:

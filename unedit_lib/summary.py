@@ -236,9 +236,8 @@ def _grid_run_outcome(run: str, rec: dict) -> str:
     v_lr that lets the probe's few edits take may not let a whole run's take."""
     from . import gates
 
-    takes = gates.rome_gates(run, rec)[0]["status"] == gates.HOLDS
     return (f"`{run}` (rewrite accuracy {_num(rewrite_accuracy(rec))}: "
-            + ("the edits take)" if takes else "the edits do not take either)"))
+            + ("the edits take)" if gates.rome_edits_take(run, rec) else "the edits do not take either)"))
 
 
 def ablation_lines(preset: str, records: dict) -> list[str]:
@@ -256,7 +255,7 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
             lines.append(f"`{run}`: not run yet.")
             continue
         v_lr, acc = (rec.get("hparams") or {}).get("v_lr"), rewrite_accuracy(rec)
-        if gates.rome_gates(run, rec)[0]["status"] == gates.HOLDS:
+        if gates.rome_edits_take(run, rec):
             lines.append(f"`{run}`: the paper's v_lr {v_lr} lets the edits take (rewrite accuracy {_num(acc)}).")
             continue
         probe = _rome_probe_for(preset, target, rec.get("hparams") or {})
