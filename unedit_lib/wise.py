@@ -55,6 +55,7 @@ from dataclasses import fields
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .architecture import TailForward, logits_at
 from .guards import ModelCollapsed, check_health
@@ -322,7 +323,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         for k in ("edit_times_s", "loss_curves", "ft_curves", "act_curves", "in_scores", "in_scores_prompt", "out_scores", "ft_losses",
                   "act_losses", "n_iters", "tail_forward"):
             stats.setdefault(k, [])
-    for request in requests:
+    for request in tqdm(requests, desc="WISE edits", leave=False, disable=len(requests) < 2):   # not a setting
         step = adapter.editing_total_cnt
         t0 = time.perf_counter()
         if step % hp.save_freq == 0 or adapter.weight_mask is None:     # fresh subspace per shard
