@@ -336,3 +336,101 @@ def test_a_reused_subject_model_evaluation_keeps_its_versions_and_checks_the_mod
     monkeypatch.setattr(study.evaluate, "evaluate_model", lambda *a, **k: pytest.fail("re-evaluated cached logs"))
     again = study.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
     assert again["versions"] == {"transformers": "5.0.0"} and checked == ["retain"]
+
+
+# --------------------------------------------------------------------------- re-making a lost unlearned model
+QA_ROWS = [{"question": "Who wrote the Blue Book?", "answer": "Ana Lopez wrote it."},
+           {"question": "What is the capital of France?", "answer": "Paris."}]
+
+
+@pytest.fixture()
+def ga_run(scratch, tok, monkeypatch):
+    """A real gradient-ascent run through recipes.run on a tiny Llama (the subject model), its
+    'evaluation' the real answer losses of the forget rows: the record a clone would have."""
+    from unedit_lib import evaluate
+
+    monkeypatch.setattr(models, "study_data", lambda p, data_dir=None: types.SimpleNamespace(
+        eval_sets={"forget": QA_ROWS}, forget_rows=QA_ROWS, retain_rows=QA_ROWS))
+    monkeypatch.setattr(models, "load_subject_model",
+                        lambda p, which, data_dir=None: (tiny_model("llama", vocab_size=len(tok), seed=1), tok))
+
+    def forget_losses(model, tok, eval_sets, template, **k):
+        pairs = [(r["question"], r["answer"]) for r in eval_sets["forget"]]
+        log = {"avg_gt_loss": {str(i): x for i, x in enumerate(evaluate.answer_losses(model, tok, template, pairs))}}
+        return {s: log for s in store.LOG_FILES} | {"_seconds": 0.1}
+
+    monkeypatch.setattr(study.evaluate, "evaluate_model", forget_losses)
+    summary = {"metrics": {}, "model_utility": 0.5, "forget_quality": 0.1, "ks_statistic": 0.2, "n_items": {}}
+    monkeypatch.setattr(study, "summarize_against_retain", lambda p, run, logs: summary)
+    return recipes.run("smoke", "ga")
+
+
+def _weights(folder):
+    return {k: v.clone() for k, v in models.load_model(folder)[0].state_dict().items()}
+
+
+def test_a_lost_unlearned_model_is_remade_from_its_record_and_checked(ga_run, tok):
+    """A clone has a run's record and logs but not its model: rebuild_unlearned applies the
+    method again with the recorded settings and keeps the model only if it gives the record's
+    answer losses; a record it cannot match is an error that says what to do, and saves nothing."""
+    import shutil
+
+    folder = study.unlearned_path("smoke", "ga")
+    made = _weights(folder)
+    shutil.rmtree(folder)
+    with pytest.raises(FileNotFoundError, match="no saved unlearned model"):
+        recipes.load_unlearned("smoke", "ga")
+    recipes.rebuild_unlearned("smoke", "ga")
+    remade = _weights(folder)
+    assert all(torch.allclose(made[k], remade[k], atol=1e-6) for k in made)
+    full = tiny_model("llama", vocab_size=len(tok), seed=1).state_dict()
+    assert any(not torch.allclose(full[k], remade[k]) for k in full), "gradient ascent changed nothing"
+
+    logs_dir = paths.logs_dir("smoke", "ga")
+    logs = store.cached_logs("smoke", "ga")
+    off = {s: {"avg_gt_loss": {k: v * 1.01 for k, v in logs["forget"]["avg_gt_loss"].items()}} for s in store.LOG_FILES}
+    store.save_eval_logs(off, logs_dir)               # the record of another model
+    shutil.rmtree(folder)
+    with pytest.raises(study.NotTheEvaluatedModel, match="force=True"):
+        recipes.rebuild_unlearned("smoke", "ga")
+    assert not folder.exists()
+
+    rec = store.load_record("smoke", "ga")
+    store.save_record("smoke", "ga", {**rec, "hp_key": "0" * 16})     # settings this code no longer makes
+    with pytest.raises(recipes.CannotRebuild, match="hp_key"):
+        recipes.rebuild_unlearned("smoke", "ga")
+    with pytest.raises(FileNotFoundError, match="run its notebook"):
+        recipes.rebuild_unlearned("smoke", "gd")
+
+
+def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_run, monkeypatch, capsys):
+    """attack_runs names a run whose model is missing, re-makes it with rebuild=True, and keeps the
+    cached attacks of runs it was not asked for while their records are unchanged."""
+    import shutil
+
+    from unedit_lib import robustness
+
+    attacked = []
+
+    def attack_all(model, tok, sd, **kw):
+        attacked.append(model)
+        return {"timings": {"total_s": 0.0}, "hparams": store.to_jsonable(recipes.attack_settings("smoke"))}
+
+    monkeypatch.setattr(robustness, "attack_all", attack_all)
+    monkeypatch.setattr(robustness, "holdout_for", lambda sd, data_dir=None: [])
+    shutil.rmtree(study.unlearned_path("smoke", "ga"))
+    out = recipes.attack_runs("smoke", ["ga"])
+    assert "ga" not in out and "no saved unlearned model" in out["_skipped"]["ga"] and not attacked
+    assert "NOT attacked: ga" in capsys.readouterr().out
+    out = recipes.attack_runs("smoke", ["ga"], rebuild=True)
+    assert "ga" in out and "_skipped" not in out and len(attacked) == 1
+    assert recipes.attack_runs("smoke", []) == {}                 # asked for nothing ...
+    assert "ga" in robustness.load_summary("smoke")             # ... the file keeps ga's attacks
+    recipes.attack_runs("smoke", ["ga"])
+    assert len(attacked) == 1                                      # reused: its record is unchanged
+    store.save_record("smoke", "ga", {**store.load_record("smoke", "ga"), "note": "re-run"})
+    recipes.attack_runs("smoke", ["ga"])
+    assert len(attacked) == 2                                      # a changed record is attacked again
+    paths.record_path("smoke", "ga").unlink()
+    recipes.attack_runs("smoke", [])
+    assert "ga" not in robustness.load_summary("smoke")         # a deleted run's attacks go with it

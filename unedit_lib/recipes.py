@@ -13,6 +13,7 @@ named where they are set (STUDY_SETTINGS), with why.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 
@@ -125,12 +126,64 @@ def run(preset, method: str, target: str | None = None, *, seed: int = 0, force:
     p = models.get_preset(preset)
     name, hp, changed = plan(p, method, target, seed, **overrides)
     sd = models.study_data(p, data_dir)
-    build = {"rome": _rome, "rrome": _rome, "ike": _ike, "wise": _wise}.get(method, _baseline)
-    apply, extra, hp = build(p, sd, method, target, hp, data_dir)
+    apply, extra, hp = _build(p, sd, method, target, hp, data_dir)
     rec, _ = study.run_unlearning(p, name, METHOD_NAMES.get(method, method), target, apply, hp=hp, changed=changed,
                                   data_dir=data_dir, force=force, seed=seed, extra=extra, progress=progress,
                                   write_model=write_model)
     return rec
+
+
+def _build(p, sd, method, target, hp, data_dir):
+    """(apply, the record's extra fields, hp with what the inputs resolved) of one run of `method`."""
+    build = {"rome": _rome, "rrome": _rome, "ike": _ike, "wise": _wise}.get(method, _baseline)
+    return build(p, sd, method, target, hp, data_dir)
+
+
+class CannotRebuild(ValueError):
+    """A run's unlearned model cannot be re-made from its record (rebuild_unlearned says why)."""
+
+
+def rebuild_unlearned(preset, run: str, data_dir=None):
+    """Re-make a finished run's unlearned model where its record is but its model is not (a fresh
+    clone, a lost `artifacts/`: only notebook 08's attacks need the model), and keep it as the run
+    would have (study.save_unlearned). Its method is applied again to the full model with the
+    settings its record names; the model is kept only if it gives the record's answer losses on the
+    first forget questions (study.forget_losses_match: float noise, not another model), so the
+    attacks hit the model the record evaluated. Costs the run's unlearning time again, not its
+    evaluation. Returns the saved folder."""
+    p = models.get_preset(preset)
+    rec = store.load_record(p.name, run)
+    redo = f"rerun its notebook with force=True to recompute {run!r} and its model together"
+    if rec is None:
+        raise FileNotFoundError(f"no record results/{p.name}/{run}.json: run its notebook (03-06) first")
+    if rec.get("collapsed"):
+        raise CannotRebuild(f"{run} collapsed ({rec['collapsed'].get('reason')}): there is no unlearned model to re-make")
+    if rec.get("subject_model") != study.subject_model_id(p):
+        raise study.NotTheEvaluatedModel(
+            f"{run} was made from full model {rec.get('subject_model')}, this machine has {study.subject_model_id(p)}: {redo}")
+    method = {v: k for k, v in METHOD_NAMES.items()}.get(rec["method"], rec["method"])
+    name, hp, _ = plan(p, method, rec["target"], rec["seed"], **(rec.get("ablation") or {}))
+    sd = models.study_data(p, data_dir)
+    apply, _, hp = _build(p, sd, method, rec["target"], hp, data_dir)
+    if name != run or study.hp_key(hp) != rec.get("hp_key"):
+        raise CannotRebuild(f"{run}: its record's settings make {name!r} with hp_key {study.hp_key(hp)} in this code, "
+                         f"not the recorded {rec.get('hp_key')} (the code or notebook 02's layer changed since): {redo}")
+    logs = store.cached_logs(p.name, run)
+    if not logs or not logs.get("forget"):
+        raise FileNotFoundError(f"{run}: its per-item logs are missing, so a re-made model cannot be checked: {redo}")
+    model, tok = models.load_subject_model(p, "full", data_dir)
+    print(f"{run}: re-making its unlearned model ({(rec.get('timings') or {}).get('unlearn_s', 0):.0f} s when it ran)")
+    result = apply(model, tok, {})
+    model, prompter = result if isinstance(result, tuple) else (result, None)
+    model.eval()
+    ours, theirs, same = study.forget_losses_match(p, model, tok, sd.eval_sets["forget"], logs["forget"],
+                                                   prompter=prompter)
+    if not same:
+        raise study.NotTheEvaluatedModel(
+            f"{run}: the re-made model gives answer losses {[round(x, 5) for x in ours]} on the first forget "
+            f"questions, its record {[None if t is None else round(t, 5) for t in theirs]}: not the model "
+            f"the record evaluated (another CPU's float rounding over its edits?); {redo}")
+    return study.save_unlearned(p, run, model, tok, prompter, write_model)
 
 
 def write_model(folder, model, tokenizer, prompter=None) -> str:
@@ -564,47 +617,57 @@ def attack_settings(preset, hparams: dict | None = None) -> dict:
     return {**robustness.DEFAULTS, "max_new_tokens": p.max_new_tokens, "relearn_lr": lr, "persistence_lr": lr, **(hparams or {})}
 
 
-def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: dict | None = None) -> dict:
+def _record_hash(preset_name: str, run: str) -> str | None:
+    path = paths.record_path(preset_name, run)
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
+
+
+def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: dict | None = None,
+                rebuild: bool = False) -> dict:
     """robustness.attack_all on each run's model (full and retain: the subject models), cached
     in results/<preset>/robustness.json per run: a run is attacked again only when its record
     changed (a hash of its file) or the attack settings did, or with `force`. Progress is saved
-    after every run (an interruption keeps what was done). Runs whose model is missing are
-    listed under "_skipped" with why. Returns {run: attacks}, PrivLeak added."""
-    import hashlib
-
+    after every run (an interruption keeps what was done); the file also keeps the attacks of runs
+    not asked for here while they still match their records. A run whose model is missing (a fresh
+    clone, a lost `artifacts/`) is re-made first with `rebuild` (rebuild_unlearned: its unlearning
+    time again), else listed under "_skipped" with why. Returns {run: attacks} of `runs`, PrivLeak
+    added (against the retain model's attack, when it has one)."""
     from . import robustness
 
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
     hp = attack_settings(p, hparams)
     holdout = robustness.holdout_for(sd, data_dir)
-    results = {} if force else (robustness.load_summary(p.name) or {})
-    results = {r: v for r, v in results.items() if r in runs}
+    def current(run, res):      # attacks of this very record (a deleted record keeps none) and settings
+        source = _record_hash(p.name, run)
+        return source is not None and res.get("source") == source and res.get("hparams") == store.to_jsonable(hp)
+
+    saved = {} if force else (robustness.load_summary(p.name) or {})
+    saved = {r: v for r, v in saved.items() if not r.startswith("_") and isinstance(v, dict) and current(r, v)}
     no_model = {}
     for run in runs:
-        path = paths.record_path(p.name, run)
-        source = hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
-        old = results.get(run)
-        if old and old.get("source") == source and old.get("hparams") == store.to_jsonable(hp):
+        if run in saved:
             continue
         if run in ("full", "retain"):
             (model, tok), prompter = models.load_subject_model(p, run, data_dir), None
         else:
             try:
+                if rebuild and not study.unlearned_path(p, run).is_dir():
+                    rebuild_unlearned(p, run, data_dir)
                 model, tok, prompter = load_unlearned(p, run, data_dir)
-            except FileNotFoundError as e:      # a record left from an older run of a notebook
-                no_model[run] = str(e)
+            except (FileNotFoundError, study.NotTheEvaluatedModel, CannotRebuild) as e:
+                no_model[run] = str(e)          # a record left from an older run, or one not re-made
                 continue
         res = robustness.attack_all(model, tok, sd, template=p.template, holdout_rows=holdout, data_dir=data_dir,
                                     prompter=prompter, **hp)
-        res["source"] = source
-        results[run] = res
-        robustness.save_summary(p.name, robustness.add_privleak(dict(results)))
+        res["source"] = _record_hash(p.name, run)
+        saved[run] = res
+        robustness.save_summary(p.name, robustness.add_privleak(dict(saved)))
         print(f"{run}: {res['timings']['total_s']:.0f} s")
-    results = robustness.add_privleak(results)
+    saved = robustness.add_privleak(saved)
     if no_model:
-        results["_skipped"] = no_model
-    robustness.save_summary(p.name, results)
+        saved["_skipped"] = no_model
+    robustness.save_summary(p.name, saved)
     for run, why in no_model.items():
         print(f"NOT attacked: {run}: {why}")
-    return results
+    return {r: v for r, v in saved.items() if r in runs or r == "_skipped"}

@@ -192,23 +192,37 @@ class NotTheEvaluatedModel(RuntimeError):
     """This machine's subject model has the committed record's name but not its numbers."""
 
 
+def forget_losses_match(p, model, tokenizer, forget_rows, forget_log: dict, n_rows: int = 5, rtol: float = 1e-3,
+                        prompter=None) -> tuple[list[float], list, bool]:
+    """(this model's answer losses on the first `n_rows` forget questions, the logged ones, whether
+    they agree to `rtol`: float noise, not another model). `prompter`: IKE's prompts."""
+    rows = list(forget_rows)[:n_rows]
+    ours = evaluate.answer_losses(model, tokenizer, p.template, [(r["question"], r["answer"]) for r in rows],
+                                  prompter=prompter)
+    theirs = [forget_log["avg_gt_loss"].get(str(i)) for i in range(len(rows))]
+    same = not any(t is None or abs(o - t) > rtol * abs(t) + 1e-6 for o, t in zip(ours, theirs))
+    return ours, theirs, same
+
+
+def _rounded(xs) -> list:
+    return [None if x is None else round(x, 5) for x in xs]
+
+
 def check_same_model(p, which: str, model, tokenizer, forget_rows, forget_log: dict, n_rows: int = 5,
                      rtol: float = 1e-3) -> None:
     """Raise NotTheEvaluatedModel unless `model` gives the committed evaluation's answer losses on
-    the first `n_rows` forget questions (to `rtol`: float noise, not another model).
+    the first `n_rows` forget questions (forget_losses_match).
 
     A subject model's name is its settings' hash, so a machine that re-makes it (a fresh clone,
     a lost `artifacts/`) finds the committed records under the same name; but a fine-tune is
     float arithmetic, and another CPU may round it into another model. Every committed run of the
     preset started from the committed model, so none can be reused with a different one."""
-    rows = list(forget_rows)[:n_rows]
-    ours = evaluate.answer_losses(model, tokenizer, p.template, [(r["question"], r["answer"]) for r in rows])
-    theirs = [forget_log["avg_gt_loss"].get(str(i)) for i in range(len(rows))]
-    if any(t is None or abs(o - t) > rtol * abs(t) + 1e-6 for o, t in zip(ours, theirs)):
+    ours, theirs, same = forget_losses_match(p, model, tokenizer, forget_rows, forget_log, n_rows, rtol)
+    if not same:
         raise NotTheEvaluatedModel(
             f"{which}: this machine's {evaluated_model_id(p, which)} is not the model results/{p.name}/{which}.json "
-            f"evaluated: answer losses of the first forget questions {[round(x, 5) for x in ours]}, committed "
-            f"{[None if t is None else round(t, 5) for t in theirs]}. Its fine-tune came out differently here "
+            f"evaluated: answer losses of the first forget questions {_rounded(ours)}, committed "
+            f"{_rounded(theirs)}. Its fine-tune came out differently here "
             f"(another CPU's float rounding?), so no committed run of preset {p.name} can be reused with it: "
             "rerun the study with force (`make reproduce FORCE=1`, or force=True in each notebook) to recompute "
             "them from this machine's models.")
