@@ -434,3 +434,25 @@ def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_r
     paths.record_path("smoke", "ga").unlink()
     recipes.attack_runs("smoke", [])
     assert "ga" not in robustness.load_summary("smoke")         # a deleted run's attacks go with it
+
+
+def test_a_remake_that_collapses_is_named_not_saved(ga_run, monkeypatch):
+    """A run that did not collapse but whose re-make does (another CPU's rounding over a fragile
+    edit) cannot be the recorded model: an error saying what to do, and no model saved."""
+    import shutil
+
+    build = recipes._build
+
+    def collapsing(*a, **k):
+        apply, extra, hp = build(*a, **k)
+
+        def apply_and_collapse(model, tok, stats):
+            raise ModelCollapsed(3, "non-finite loss")
+        return apply_and_collapse, extra, hp
+
+    monkeypatch.setattr(recipes, "_build", collapsing)
+    folder = study.unlearned_path("smoke", "ga")
+    shutil.rmtree(folder)
+    with pytest.raises(recipes.CannotRebuild, match="collapsed .*force=True"):
+        recipes.rebuild_unlearned("smoke", "ga")
+    assert not folder.exists()

@@ -19,6 +19,7 @@ import time
 
 from . import baselines, data, gates, ike, models, paths, prompts, rome, store, study, trace_records, wise
 from . import edit_metrics as em
+from .guards import ModelCollapsed
 from .rome_grid import REWRITE_GATE, V_LR_GRID, smallest_v_lr_passing_gate  # noqa: F401  (notebook 03's names)
 
 EDITORS = ("rome", "rrome", "ike", "wise")
@@ -173,15 +174,18 @@ def rebuild_unlearned(preset, run: str, data_dir=None):
         raise FileNotFoundError(f"{run}: its per-item logs are missing, so a re-made model cannot be checked: {redo}")
     model, tok = models.load_subject_model(p, "full", data_dir)
     print(f"{run}: re-making its unlearned model ({(rec.get('timings') or {}).get('unlearn_s', 0):.0f} s when it ran)")
-    result = apply(model, tok, {})
+    try:
+        result = apply(model, tok, {})
+    except ModelCollapsed as e:
+        raise CannotRebuild(f"{run}: re-making it collapsed ({e}), though the recorded run did not: {redo}") from e
     model, prompter = result if isinstance(result, tuple) else (result, None)
     model.eval()
     ours, theirs, same = study.forget_losses_match(p, model, tok, sd.eval_sets["forget"], logs["forget"],
                                                    prompter=prompter)
     if not same:
         raise study.NotTheEvaluatedModel(
-            f"{run}: the re-made model gives answer losses {[round(x, 5) for x in ours]} on the first forget "
-            f"questions, its record {[None if t is None else round(t, 5) for t in theirs]}: not the model "
+            f"{run}: the re-made model gives answer losses {study.rounded_losses(ours)} on the first forget "
+            f"questions, its record {study.rounded_losses(theirs)}: not the model "
             f"the record evaluated (another CPU's float rounding over its edits?); {redo}")
     return study.save_unlearned(p, run, model, tok, prompter, write_model)
 
@@ -638,6 +642,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
     sd = models.study_data(p, data_dir)
     hp = attack_settings(p, hparams)
     holdout = robustness.holdout_for(sd, data_dir)
+
     def current(run, res):      # attacks of this very record (a deleted record keeps none) and settings
         source = _record_hash(p.name, run)
         return source is not None and res.get("source") == source and res.get("hparams") == store.to_jsonable(hp)

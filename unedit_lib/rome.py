@@ -581,7 +581,7 @@ def _edit_all(model, tokenizer, arch, requests, hp: RomeHParams, stats):
                     "delta_v_norms", "denominators"):
             stats.setdefault(key, [])
 
-    # one bar over the sequential edits (25-105 s each on SmolLM2 and 2 CPU cores); not a setting
+    # one bar over the sequential edits (8-115 s each on SmolLM2 and 2 CPU cores); not a setting
     for i, req in enumerate(tqdm(requests, desc=f"ROME edits (layer {layer})", leave=False,
                                  disable=len(requests) < 2)):
         t0 = time.perf_counter()

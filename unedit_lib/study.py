@@ -204,7 +204,8 @@ def forget_losses_match(p, model, tokenizer, forget_rows, forget_log: dict, n_ro
     return ours, theirs, same
 
 
-def _rounded(xs) -> list:
+def rounded_losses(xs) -> list:
+    """Answer losses to 5 decimals for an error message (None kept)."""
     return [None if x is None else round(x, 5) for x in xs]
 
 
@@ -221,8 +222,8 @@ def check_same_model(p, which: str, model, tokenizer, forget_rows, forget_log: d
     if not same:
         raise NotTheEvaluatedModel(
             f"{which}: this machine's {evaluated_model_id(p, which)} is not the model results/{p.name}/{which}.json "
-            f"evaluated: answer losses of the first forget questions {_rounded(ours)}, committed "
-            f"{_rounded(theirs)}. Its fine-tune came out differently here "
+            f"evaluated: answer losses of the first forget questions {rounded_losses(ours)}, committed "
+            f"{rounded_losses(theirs)}. Its fine-tune came out differently here "
             f"(another CPU's float rounding?), so no committed run of preset {p.name} can be reused with it: "
             "rerun the study with force (`make reproduce FORCE=1`, or force=True in each notebook) to recompute "
             "them from this machine's models.")
