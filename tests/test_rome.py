@@ -45,7 +45,7 @@ def _trained_llama(tok, state):
 
 
 def test_edit_metrics_of_each_prompt_group_start_with_their_own_accuracy_before_the_edit(tok, trained_llama_state):
-    """recipes._with_edit_metrics with groups (WISE's edit-time and evaluator prompts): each group
+    """em.with_edit_metrics with groups (WISE's edit-time and evaluator prompts): each group
     records its rewrite accuracy before the edit beside its metrics after, and a collapsed edit
     still leaves the before values."""
     model = _trained_llama(tok, trained_llama_state)
@@ -58,7 +58,7 @@ def test_edit_metrics_of_each_prompt_group_start_with_their_own_accuracy_before_
         return rome.edit(m, t, [req], hp=hp, layer=2, stats=stats, v_num_grad_steps=50, clamp_norm_factor=8.0)
 
     out: dict = {}
-    recipes._with_edit_metrics(run_method, [req], [("Who wrote Sky?", "Tom")], " ", out, groups)(model, tok, {})
+    em.with_edit_metrics(run_method, [req], [("Who wrote Sky?", "Tom")], " ", out, groups)(model, tok, {})
     assert set(out) == set(groups)
     for name in groups:
         assert out[name]["pre_rewrite_acc"] == [pre[name]] and out[name]["pre_rewrite_acc_mean"] == pre[name]
@@ -70,7 +70,7 @@ def test_edit_metrics_of_each_prompt_group_start_with_their_own_accuracy_before_
 
     kept: dict = {}
     with pytest.raises(ModelCollapsed):
-        recipes._with_edit_metrics(collapse, [req], None, " ", kept, groups)(_trained_llama(tok, trained_llama_state),
+        em.with_edit_metrics(collapse, [req], None, " ", kept, groups)(_trained_llama(tok, trained_llama_state),
                                                                             tok, {})
     assert {name: v["pre_rewrite_acc_mean"] for name, v in kept.items()} == pre
 

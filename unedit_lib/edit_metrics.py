@@ -92,3 +92,31 @@ def edit_metrics(model, tok, requests, locality_items=None, pre_locality=None, *
     for k in list(out):
         out[f"{k}_mean"] = sum(out[k]) / len(out[k]) if out[k] else None
     return out
+
+
+def with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_out, groups=None):
+    """Wrap a method's edit with the EasyEdit edit-level metrics (this module) before and
+    after, into `metrics_out` (a dict in the record's `extra`, kept when the edit collapses):
+    pre_rewrite_acc, then rewrite_acc / rephrase_acc / locality (per request and "<name>_mean").
+    `groups` ({name: requests}) measures other prompt sets too, then `metrics_out` holds
+    {name: metrics} (WISE: the edit-time and the evaluator's prompts), each with its pre_rewrite_acc."""
+    kw = {"answer_start": answer_start}
+
+    def pre_rewrite(model, tok, reqs):
+        pre = [rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in reqs]
+        return {"pre_rewrite_acc": pre, "pre_rewrite_acc_mean": sum(pre) / len(pre) if pre else None,
+                "n_edits": len(reqs)}
+
+    def apply(model, tok, stats):
+        pre_loc = locality_predictions(model, tok, loc_items, **kw) if loc_items else None
+        named = {None: requests} if groups is None else groups
+        before = {name: pre_rewrite(model, tok, reqs) for name, reqs in named.items()}
+        metrics_out.update(before[None] if groups is None else before)     # kept if the edit collapses
+        model = run_method(model, tok, stats)
+        model.eval()
+        after = {name: {**before[name], **edit_metrics(model, tok, reqs, loc_items, pre_loc, **kw)}
+                 for name, reqs in named.items()}
+        metrics_out.update(after[None] if groups is None else after)
+        return model
+
+    return apply

@@ -149,3 +149,16 @@ def context_fact(row: dict, answer: str) -> str:
     if row.get("set") in ("real_authors", "world_facts"):
         return f"The answer to \"{row['question']}\" is {answer}."
     return answer
+
+
+def qa_texts(rows, template) -> list[str]:
+    """The study's QA texts in the model's template (question + answer, and the paraphrased
+    question + answer where TOFU has one): the model's own training text, the corpus of ROME's
+    second moment C when no Wikipedia is available (rome uses 100k Wikipedia articles, §2.4)."""
+    template = get_template(template)
+    out = []
+    for r in rows:
+        out.append(template.full(r["question"], r["answer"]))
+        if r.get("paraphrased_question"):
+            out.append(template.full(r["paraphrased_question"], r["answer"]))
+    return out

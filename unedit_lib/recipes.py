@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import time
 
 from . import baselines, data, gates, ike, models, paths, prompts, rome, store, study, trace_records, wise
 from . import edit_metrics as em
 from .guards import ModelCollapsed
+from .wise import scaled_freqs, wise_locality_texts  # noqa: F401  (notebook 05's names)
 from .rome_grid import REWRITE_GATE, V_LR_GRID, smallest_v_lr_passing_gate  # noqa: F401  (notebook 03's names)
 
 EDITORS = ("rome", "rrome", "ike", "wise")
@@ -226,53 +226,11 @@ def describe(rec: dict) -> str:
             + (f"  (ablation: {rec['ablation']})" if rec.get("ablation") else ""))
 
 
-# --------------------------------------------------------------------------- edit-level metrics
-def _with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_out, groups=None):
-    """Wrap a method's edit with the EasyEdit edit-level metrics (edit_metrics.py) before and
-    after, into `metrics_out` (a dict in the record's `extra`, kept when the edit collapses):
-    pre_rewrite_acc, then rewrite_acc / rephrase_acc / locality (per request and "<name>_mean").
-    `groups` ({name: requests}) measures other prompt sets too, then `metrics_out` holds
-    {name: metrics} (WISE: the edit-time and the evaluator's prompts), each with its pre_rewrite_acc."""
-    kw = {"answer_start": answer_start}
-
-    def pre_rewrite(model, tok, reqs):
-        pre = [em.rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in reqs]
-        return {"pre_rewrite_acc": pre, "pre_rewrite_acc_mean": sum(pre) / len(pre) if pre else None,
-                "n_edits": len(reqs)}
-
-    def apply(model, tok, stats):
-        pre_loc = em.locality_predictions(model, tok, loc_items, **kw) if loc_items else None
-        named = {None: requests} if groups is None else groups
-        before = {name: pre_rewrite(model, tok, reqs) for name, reqs in named.items()}
-        metrics_out.update(before[None] if groups is None else before)     # kept if the edit collapses
-        model = run_method(model, tok, stats)
-        model.eval()
-        after = {name: {**before[name], **em.edit_metrics(model, tok, reqs, loc_items, pre_loc, **kw)}
-                 for name, reqs in named.items()}
-        metrics_out.update(after[None] if groups is None else after)
-        return model
-
-    return apply
-
-
 # --------------------------------------------------------------------------- ROME
 def rome_layer(p, data_dir=None) -> tuple[int, dict]:
     """The edit layer: notebook 02's causal-trace choice, else a quarter of the depth."""
     n_layers = models.load_subject_model(p, "full", data_dir)[0].config.num_hidden_layers
     return trace_records.load_edit_layer(p.name, n_layers // 4, subject_model=study.subject_model_id(p))
-
-
-def qa_texts(rows, template) -> list[str]:
-    """The study's QA texts in the model's template (question + answer, and the paraphrased
-    question + answer where TOFU has one): the model's own training text, the corpus of ROME's
-    second moment C when no Wikipedia is available (rome uses 100k Wikipedia articles, §2.4)."""
-    template = prompts.get_template(template)
-    out = []
-    for r in rows:
-        out.append(template.full(r["question"], r["answer"]))
-        if r.get("paraphrased_question"):
-            out.append(template.full(r["paraphrased_question"], r["answer"]))
-    return out
 
 
 def _rome_ablation_names(hp: dict) -> str | None:
@@ -295,7 +253,7 @@ def _rome_inputs(p, sd, target, hp, data_dir):
     rome_hp["answer_start"] = template.answer_start
     rome_hp["ablation"] = _rome_ablation_names(rome_hp)
     if hp["mom2_adjustment"]:
-        rome_hp.update(mom2_texts=qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows, template),
+        rome_hp.update(mom2_texts=prompts.qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows, template),
                        mom2_cache_dir=str(paths.mom2_cache_dir(p.name)))
     return hp, requests, rome_hp, layer_info
 
@@ -309,7 +267,7 @@ def _rome(p, sd, method, target, hp, data_dir):
     def run_method(model, tok, stats):
         return rome.apply(model, tok, requests, rome_hp, stats)[0]
 
-    apply = _with_edit_metrics(run_method, requests, loc_items, template.answer_start, edit_metrics)
+    apply = em.with_edit_metrics(run_method, requests, loc_items, template.answer_start, edit_metrics)
     extra = {"layer_source": layer_info["source"], "n_edits": len(requests), "edit_metrics": edit_metrics}
     return apply, extra, hp
 
@@ -411,49 +369,17 @@ def ike_first_tokens(p, sd, target, hp, model, tok, data_dir=None, k: int = 5, s
 
 
 # --------------------------------------------------------------------------- WISE
-def scaled_freqs(n_edits: int, reference_edits: int = 400, save_freq: int = 500, merge_freq: int = 1000) -> dict:
-    """save_freq / merge_freq scaled to an edit count below the reference run's: the paper edited 400
-    requests with EasyEdit's 500 / 1000 (paper.md §2.1-2.3), so no shard was saved or merged (editing.md
-    §4.4); scaling both by n_edits / 400 keeps that regime (0.8 of a shard). merge_freq stays a multiple."""
-    if n_edits >= reference_edits:
-        return {"save_freq": save_freq, "merge_freq": merge_freq}
-    s = max(1, math.ceil(save_freq * n_edits / reference_edits))
-    return {"save_freq": s, "merge_freq": s * max(1, round(merge_freq / save_freq))}
-
-
-def wise_locality_texts(sd, template, n: int = 400, data_dir=None) -> tuple[list[str], str]:
-    """The irrelevant inputs x_i of WISE's margin loss: "question + answer" texts in `template`
-    that no evaluation set contains (paper.md §2.3: 400 retain-set QA strings outside TOFU's
-    retain eval set; EasyEdit's reference scripts use NQ train QA).
-
-    First choice: the study's retain rows without `perturbed_answer` (not in the retain
-    evaluation). When there are none (our presets' retain authors are exactly retain_perturbed's
-    20 authors), the QA of TOFU `full` authors outside the study, in author order: the same kind
-    of fictitious-author QA, in no evaluation set and never trained on. Returns (texts, source).
-    """
-    t = prompts.get_template(template)
-    rows = [r for r in sd.retain_rows if not r.get("perturbed_answer")]
-    source = "study retain rows outside the retain eval set"
-    if not rows:
-        used = set(sd.retain_authors) | set(sd.forget_authors)
-        n_authors = data.FULL_ROWS // data.ROWS_PER_AUTHOR
-        others = [a for a in range(n_authors) if a not in used][:max(1, math.ceil(n / data.ROWS_PER_AUTHOR))]
-        rows = data.authors_rows(others, data_dir)
-        source = f"TOFU full authors {others[0]}-{others[-1]} (outside the study; no retain row lies outside the eval set)"
-    return [t.full(r["question"], r["answer"]) for r in rows[:n]], source
-
-
 def _wise(p, sd, method, target, hp, data_dir):
     eval_tmpl = prompts.get_template(p.template)
     edit_tmpl = prompts.get_template(hp["edit_template"] or p.template)
     rows = sd.forget_rows[:hp["max_edits"]] if hp["max_edits"] else sd.forget_rows
     if hp["scale_freqs"]:
-        hp = {**hp, **scaled_freqs(len(rows), hp["reference_edits"], hp["save_freq"], hp["merge_freq"])}
+        hp = {**hp, **wise.scaled_freqs(len(rows), hp["reference_edits"], hp["save_freq"], hp["merge_freq"])}
     edit_reqs = data.edit_requests(rows, target, edit_tmpl, data_dir)
     groups = {"edit prompt": edit_reqs}
     if edit_tmpl.name != eval_tmpl.name:
         groups["evaluator prompt"] = data.edit_requests(rows, target, eval_tmpl, data_dir)
-    loc_texts, loc_source = wise_locality_texts(sd, edit_tmpl, hp["n_locality"], data_dir)
+    loc_texts, loc_source = wise.wise_locality_texts(sd, edit_tmpl, hp["n_locality"], data_dir)
     probe_prompts = {s: [eval_tmpl.prompt(r["question"]) for r in sd.eval_sets[s]]
                      for s in ("forget", "retain", "real_authors", "world_facts")}   # every set a gate reads
     loc_items = [(eval_tmpl.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"]]
@@ -468,7 +394,7 @@ def _wise(p, sd, method, target, hp, data_dir):
         return model
 
     def apply(model, tok, stats):
-        model = _with_edit_metrics(run_method, edit_reqs, loc_items, edit_tmpl.answer_start, edit_metrics,
+        model = em.with_edit_metrics(run_method, edit_reqs, loc_items, edit_tmpl.answer_start, edit_metrics,
                                    groups)(model, tok, stats)
         adapter = wise.get_side_memory(model)
         if adapter is not None:

@@ -581,9 +581,7 @@ def _edit_all(model, tokenizer, arch, requests, hp: RomeHParams, stats):
                     "delta_v_norms", "denominators"):
             stats.setdefault(key, [])
 
-    # one bar over the sequential edits (8-115 s each on SmolLM2 and 2 CPU cores); not a setting
-    for i, req in enumerate(tqdm(requests, desc=f"ROME edits (layer {layer})", leave=False,
-                                 disable=len(requests) < 2)):
+    for i, req in enumerate(tqdm(requests, desc=f"ROME edits (layer {layer})", leave=False, disable=len(requests) < 2)):
         t0 = time.perf_counter()
         delta_w, res = rome_update(model, tokenizer, req, layer, templates, hp, cov, edit_index=i)
         arch.add_to_mlp_out_weight(layer, delta_w)
@@ -603,10 +601,9 @@ def _edit_all(model, tokenizer, arch, requests, hp: RomeHParams, stats):
 
 # --------------------------------------------------------------------------- entry point
 def apply(model, tokenizer, requests, hp, stats: dict | None = None):
-    """The methods' common entry point: ROME over `requests` one after another, in place, with
-    hyperparameters `hp` (a RomeHParams, or a dict of its names). Returns (model, stats); `stats`
-    (given, or a new dict) is filled as by `edit`, and keeps what it holds when an edit collapses
-    (guards.ModelCollapsed propagates)."""
+    """The methods' common entry point: ROME over `requests` one after another, in place, with `hp`
+    (a RomeHParams, or a dict of its names). Returns (model, stats); `stats` (given, or a new dict) is
+    filled as by `edit`, and keeps what it holds when an edit collapses (ModelCollapsed propagates)."""
     stats = {} if stats is None else stats
     if not isinstance(hp, RomeHParams):
         hp = RomeHParams(**dict(hp))           # a dict of RomeHParams names (e.g. a run's settings)

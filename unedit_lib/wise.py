@@ -49,6 +49,7 @@ Deviations from EasyEdit (each one deliberate):
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 from dataclasses import fields
@@ -57,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import data
 from .architecture import TailForward, logits_at
 from .guards import ModelCollapsed, check_health
 from .prompts import IGNORE_INDEX, encode_prompt, get_template, pad_id
@@ -374,3 +376,36 @@ def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, locality
     if adapter is not None:
         adapter._route = None
     return model, stats
+
+
+# --------------------------------------------------------------------------- the study's inputs (paper.md §2.3)
+def scaled_freqs(n_edits: int, reference_edits: int = 400, save_freq: int = 500, merge_freq: int = 1000) -> dict:
+    """save_freq / merge_freq scaled to an edit count below the reference run's: the paper edited 400
+    requests with EasyEdit's 500 / 1000 (paper.md §2.1-2.3), so no shard was saved or merged (editing.md
+    §4.4); scaling both by n_edits / 400 keeps that regime (0.8 of a shard). merge_freq stays a multiple."""
+    if n_edits >= reference_edits:
+        return {"save_freq": save_freq, "merge_freq": merge_freq}
+    s = max(1, math.ceil(save_freq * n_edits / reference_edits))
+    return {"save_freq": s, "merge_freq": s * max(1, round(merge_freq / save_freq))}
+
+
+def wise_locality_texts(sd, template, n: int = 400, data_dir=None) -> tuple[list[str], str]:
+    """The irrelevant inputs x_i of WISE's margin loss: "question + answer" texts in `template`
+    that no evaluation set contains (paper.md §2.3: 400 retain-set QA strings outside TOFU's
+    retain eval set; EasyEdit's reference scripts use NQ train QA).
+
+    First choice: the study's retain rows without `perturbed_answer` (not in the retain
+    evaluation). When there are none (our presets' retain authors are exactly retain_perturbed's
+    20 authors), the QA of TOFU `full` authors outside the study, in author order: the same kind
+    of fictitious-author QA, in no evaluation set and never trained on. Returns (texts, source).
+    """
+    t = get_template(template)
+    rows = [r for r in sd.retain_rows if not r.get("perturbed_answer")]
+    source = "study retain rows outside the retain eval set"
+    if not rows:
+        used = set(sd.retain_authors) | set(sd.forget_authors)
+        n_authors = data.FULL_ROWS // data.ROWS_PER_AUTHOR
+        others = [a for a in range(n_authors) if a not in used][:max(1, math.ceil(n / data.ROWS_PER_AUTHOR))]
+        rows = data.authors_rows(others, data_dir)
+        source = f"TOFU full authors {others[0]}-{others[-1]} (outside the study; no retain row lies outside the eval set)"
+    return [t.full(r["question"], r["answer"]) for r in rows[:n]], source
