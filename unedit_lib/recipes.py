@@ -159,19 +159,15 @@ def rebuild_unlearned(preset, run: str, data_dir=None):
         raise FileNotFoundError(f"no record results/{p.name}/{run}.json: run its notebook (03-06) first")
     if rec.get("collapsed"):
         raise CannotRebuild(f"{run} collapsed ({rec['collapsed'].get('reason')}): there is no unlearned model to re-make")
-    if rec.get("subject_model") != study.subject_model_id(p):
-        raise study.NotTheEvaluatedModel(
-            f"{run} was made from full model {rec.get('subject_model')}, this machine has {study.subject_model_id(p)}: {redo}")
     method = {v: k for k, v in METHOD_NAMES.items()}.get(rec["method"], rec["method"])
     name, hp, _ = plan(p, method, rec["target"], rec["seed"], **(rec.get("ablation") or {}))
     sd = models.study_data(p, data_dir)
     apply, _, hp = _build(p, sd, method, rec["target"], hp, data_dir)
-    if name != run or study.hp_key(hp) != rec.get("hp_key"):
-        raise CannotRebuild(f"{run}: its record's settings make {name!r} with hp_key {study.hp_key(hp)} in this code, "
-                         f"not the recorded {rec.get('hp_key')} (the code or notebook 02's layer changed since): {redo}")
+    reusable, why = study.cached(p, run, hp)     # the runner's own rules: this full model, these settings, logs
+    if name != run or reusable is None:
+        raise CannotRebuild(f"{run}: its record is not this code's run {name!r} (hp_key {study.hp_key(hp)}, recorded "
+                            f"{rec.get('hp_key')}): {why or 'another name'}: {redo}")
     logs = store.cached_logs(p.name, run)
-    if not logs or not logs.get("forget"):
-        raise FileNotFoundError(f"{run}: its per-item logs are missing, so a re-made model cannot be checked: {redo}")
     model, tok = models.load_subject_model(p, "full", data_dir)
     print(f"{run}: re-making its unlearned model ({(rec.get('timings') or {}).get('unlearn_s', 0):.0f} s when it ran)")
     try:
