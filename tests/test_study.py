@@ -404,8 +404,9 @@ def test_a_lost_unlearned_model_is_remade_from_its_record_and_checked(ga_run, to
 
 
 def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_run, monkeypatch, capsys):
-    """attack_runs names a run whose model is missing, re-makes it with rebuild=True, and keeps the
-    cached attacks of runs it was not asked for while their records are unchanged."""
+    """attack_runs names a run whose model is missing, re-makes it with rebuild=True (also over an
+    incomplete folder), and keeps the cached attacks of runs it was not asked for while their
+    records are unchanged."""
     import shutil
 
     from unedit_lib import robustness
@@ -422,6 +423,9 @@ def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_r
     out = recipes.attack_runs("smoke", ["ga"])
     assert "ga" not in out and "no saved unlearned model" in out["_skipped"]["ga"] and not attacked
     assert "NOT attacked: ga" in capsys.readouterr().out
+    left = study.unlearned_path("smoke", "ga")
+    left.mkdir(parents=True)
+    (left / "model.safetensors").write_bytes(b"cut short")      # a copy interrupted: no unlearned.json
     out = recipes.attack_runs("smoke", ["ga"], rebuild=True)
     assert "ga" in out and "_skipped" not in out and len(attacked) == 1
     assert recipes.attack_runs("smoke", []) == {}                 # asked for nothing ...

@@ -579,7 +579,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
             (model, tok), prompter = models.load_subject_model(p, run, data_dir), None
         else:
             try:
-                if rebuild and not study.unlearned_path(p, run).is_dir():
+                if rebuild and not study.has_unlearned(p, run):
                     rebuild_unlearned(p, run, data_dir)
                 model, tok, prompter = load_unlearned(p, run, data_dir)
             except (FileNotFoundError, study.NotTheEvaluatedModel, CannotRebuild) as e:

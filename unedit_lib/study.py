@@ -114,12 +114,17 @@ def save_unlearned(preset, run: str, model, tokenizer, prompter=None, write_mode
     return store.write_dir(unlearned_path(preset, run), write)
 
 
+def has_unlearned(preset, run: str) -> bool:
+    """Whether a finished run's model was saved completely (its `unlearned.json` is written last)."""
+    return (unlearned_path(preset, run) / "unlearned.json").is_file()
+
+
 def unlearned_kind(preset, run: str) -> str:
     """The kind of a finished run's saved model ("model", "wise", "ike"); FileNotFoundError
     naming the folder when there is none."""
     folder = unlearned_path(preset, run)
     info = folder / "unlearned.json"
-    if not info.is_file():
+    if not has_unlearned(preset, run):
         raise FileNotFoundError(
             f"no saved unlearned model for run {run!r} of preset {models.get_preset(preset).name!r} ({folder}); "
             "run its notebook (03-06) first, with force=True if its result was made on another machine "
