@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -220,6 +221,16 @@ def load_record(preset: str, run: str) -> dict | None:
 def is_ablation(run: str, rec: dict | None = None) -> bool:
     """A run made with settings other than the study's (its name carries `+setting=value`)."""
     return "+" in run or bool((rec or {}).get("ablation"))
+
+
+_GRID_RUN = re.compile(r"^rome-[a-z]+\+v_lr=[0-9.]+(-s[0-9]+)?$")
+
+
+def is_grid_run(run: str) -> bool:
+    """A ROME run on the stated v_lr grid, chosen by the premise gate where the paper's v_lr fails
+    (`recipes.rome_reproduction`): part of the reproduction, not an ablation, though its name
+    carries `+v_lr=` (so `is_ablation` is true of it)."""
+    return bool(_GRID_RUN.match(run))
 
 
 def load_results(preset: str, include_ablations: bool = False) -> dict:

@@ -10,7 +10,6 @@ line counts all findings. Every number comes from the records; nothing is typed.
 from __future__ import annotations
 
 import math
-import re
 
 from . import reference
 from .report import VERDICTS
@@ -174,7 +173,7 @@ def progress_lines(preset: str, records: dict) -> list[str]:
     block): which study runs exist, the subject models against `models.SUBJECT_TARGETS`, the
     layer the causal trace picked, and the in-context probe. Every number from the records."""
     from . import models, trace_records
-    from .store import is_ablation
+    from .store import is_ablation, is_grid_run
 
     grid_runs = sorted(r for r in records if is_grid_run(r))
     ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not is_grid_run(r))
@@ -208,14 +207,6 @@ def progress_lines(preset: str, records: dict) -> list[str]:
 
 
 _PROBE_IGNORES = ("v_lr", "n_edits", "ablation", "seed")
-_GRID_RUN = re.compile(r"^rome-[a-z]+\+v_lr=[0-9.]+(-s[0-9]+)?$")
-
-
-def is_grid_run(run: str) -> bool:
-    """A ROME run on the stated v_lr grid, chosen by the premise gate where the paper's v_lr fails
-    (`recipes.rome_reproduction`): part of the reproduction, not an ablation, though its name
-    carries `+v_lr=` (so `store.is_ablation` is true of it)."""
-    return bool(_GRID_RUN.match(run))
 
 
 def _rome_probe_for(preset: str, target: str, run_hp: dict) -> dict | None:
@@ -245,7 +236,7 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
     v_lr let the edits take, and where it did not, the grid probe and the `+v_lr=` run; then the
     ablation records of `results/<preset>/` by name. `records` includes the ablations."""
     from . import gates
-    from .store import is_ablation
+    from .store import is_ablation, is_grid_run
 
     lines = []
     for target in TARGET_ORDER:
