@@ -369,7 +369,8 @@ EVAL_ROWS = [{"question": r["question"], "answer": r["answer"], "paraphrased_ans
 @pytest.mark.parametrize("family", ["llama", "gpt2", "phi"])
 def test_an_ike_evaluation_runs_each_context_once_with_the_same_numbers(tok, pool, family, monkeypatch):
     """Scores and greedy answers with IKE's prompts: each prompt's KV cache, kept from the
-    scoring, is decoded from (prompt_cache) and gives the logs of running the prompt twice."""
+    scoring, is decoded from (prompt_cache) and gives the logs of running the prompt twice; in
+    chunks of questions (scored, then answered) only a chunk's caches are held at once."""
     from unedit_lib import prompt_cache
 
     model = tiny_model(family, vocab_size=len(tok), seed=3).eval()
@@ -381,14 +382,20 @@ def test_an_ike_evaluation_runs_each_context_once_with_the_same_numbers(tok, poo
     reused = ev.evaluate_set(model, tok, EVAL_ROWS, "retain", QA, **kw)
     kv = made[0]
     assert kv.hits == len(EVAL_ROWS) and kv.misses == 0 and not kv.held and kv.bytes == 0
+    assert len(EVAL_ROWS) > 3
+    monkeypatch.setattr(prompt_cache, "CHUNK_QUESTIONS", 2)    # 2 questions scored, then answered, at a time
+    chunked = ev.evaluate_set(model, tok, EVAL_ROWS, "retain", QA, **kw)
+    assert made[1].hits == len(EVAL_ROWS) and made[1].misses == 0
+    assert made[1].peak_bytes * (len(EVAL_ROWS) // 2 - 1) < kv.peak_bytes  # a chunk's caches held, not all
     monkeypatch.setattr(prompt_cache, "REUSE", False)
     plain = ev.evaluate_set(model, tok, EVAL_ROWS, "retain", QA, **kw)
-    assert made[1] is None
-    assert reused["generated_text"] == plain["generated_text"]
+    assert made[2] is None
+    for got in (reused, chunked):
+        assert got["generated_text"] == plain["generated_text"]
+        for key in ("avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss"):
+            np.testing.assert_allclose(np.array(list(got[key].values()), dtype=float),
+                                       np.array(list(plain[key].values()), dtype=float), rtol=1e-5)
     assert len({g[1] for g in plain["generated_text"].values()}) > 1       # the answers differ
-    for key in ("avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss"):
-        np.testing.assert_allclose(np.array(list(reused[key].values()), dtype=float),
-                                   np.array(list(plain[key].values()), dtype=float), rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])

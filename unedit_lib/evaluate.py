@@ -300,8 +300,19 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
         for j, pa in enumerate(r["perturbed_answer"]):
             pairs.append((qs[i], pa)); slots.append((i, j))
     prompt_kv = prompt_cache.new_prompt_kv(model, prompter, call_dependent(model))  # IKE: each context run once
-    losses = answer_losses(model, tokenizer, template, pairs, batch_size, progress, desc=f"{set_name} probs",
-                           prompter=prompter, prompt_kv=prompt_kv)
+    # with kept prompts, a chunk of questions is scored and then answered before the next, so that
+    # their caches are held at once (prompt_cache.CHUNK_QUESTIONS) instead of all the set's
+    chunk = len(rows) if prompt_kv is None else prompt_cache.CHUNK_QUESTIONS
+    losses, gens = [], []
+    for c0 in range(0, len(rows), chunk):
+        part = range(c0, min(c0 + chunk, len(rows)))
+        of = f" {c0 // chunk + 1}/{-(-len(rows) // chunk)}" if chunk < len(rows) else ""
+        losses += answer_losses(model, tokenizer, template, [pr for pr, (i, _) in zip(pairs, slots) if i in part],
+                                batch_size, progress, desc=f"{set_name} probs{of}", prompter=prompter,
+                                prompt_kv=prompt_kv)
+        gens += generate_answers(model, tokenizer, template, [qs[i] for i in part], max_new_tokens,
+                                 2 * batch_size, progress, desc=f"{set_name} generate{of}", prompter=prompter,
+                                 prompt_kv=prompt_kv)
     gt, para = {}, {}
     pert = {i: [None] * len(r["perturbed_answer"]) for i, r in enumerate(rows)}
     for (i, kind), loss in zip(slots, losses):
@@ -311,8 +322,6 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
             para[i] = loss
         else:
             pert[i][kind] = loss
-    gens = generate_answers(model, tokenizer, template, qs, max_new_tokens, 2 * batch_size, progress,
-                            desc=f"{set_name} generate", prompter=prompter, prompt_kv=prompt_kv)
     del prompt_kv
     tmpl = get_template(template)
     log = {"avg_gt_loss": {}, "avg_paraphrased_loss": {}, "average_perturb_loss": {},

@@ -17,7 +17,10 @@ from tqdm.auto import tqdm
 
 
 REUSE = True
-MAX_BYTES = 6 * 2**30            # ~130 IKE prompts of SmolLM2-135M (46 MB each, float32)
+MAX_BYTES = 6 * 2**30            # ~60 IKE prompts of SmolLM2-135M (float32, 46 kB per token; ~1,500-2,800 tokens)
+CHUNK_QUESTIONS = 24             # questions scored, then answered, before the next ones (evaluate.evaluate_set):
+                                 # their prompts' caches fit MAX_BYTES (SmolLM2, IKE: ~2.5 GB) where a whole
+                                 # set's would not (real authors / world facts ~9-11 GB: ~half run again)
 
 # generation settings under which `model.generate(do_sample=False)` is a plain argmax per step
 _NEUTRAL = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
@@ -49,7 +52,7 @@ class PromptKV:
     def __init__(self, max_bytes: int = MAX_BYTES):
         self.max_bytes = max_bytes
         self.held: dict[tuple, tuple[list, torch.Tensor]] = {}
-        self.bytes = 0
+        self.bytes = self.peak_bytes = 0
         self.hits = self.misses = self.skipped = 0
 
     def put(self, prompt_ids, cache, last_logits: torch.Tensor) -> None:
@@ -66,6 +69,7 @@ class PromptKV:
             return
         self.held[key] = (kv, last_logits.detach().reshape(-1))
         self.bytes += size
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
 
     def pop(self, prompt_ids):
         """The held entry of this prompt (removed), or None."""
