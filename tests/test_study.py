@@ -318,8 +318,8 @@ def test_a_remade_subject_model_must_give_the_committed_numbers(tok):
 
 
 def test_a_reused_subject_model_evaluation_keeps_its_versions_and_checks_the_model(fake_study, tok, monkeypatch):
-    """Re-recording a subject model from its cached logs keeps the versions that computed them,
-    and checks the model against them first."""
+    """Re-recording a subject model from its cached logs keeps the versions and the machine's
+    precision that computed them (not this machine's), and checks the model against them first."""
     p = models.get_preset("smoke")
     rows = [str(i) for i in range(3)]
     log = {"avg_gt_loss": {i: 1.0 + int(i) for i in rows}, "avg_paraphrased_loss": {i: 1.2 for i in rows},
@@ -329,13 +329,15 @@ def test_a_reused_subject_model_evaluation_keeps_its_versions_and_checks_the_mod
     model = tiny_model("llama", vocab_size=len(tok), seed=1)
     first = study.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
     assert first["subject_model"] == study.evaluated_model_id(p, "retain")
-    store.save_record("smoke", "retain", {**first, "versions": {"transformers": "5.0.0"}})
+    elsewhere = {"methods_and_evaluation": "float32", "machine": {"device": "cpu", "cpu_capability": "AVX2-only CPU"}}
+    store.save_record("smoke", "retain", {**first, "versions": {"transformers": "5.0.0"}, "precision": elsewhere})
     checked = []
     monkeypatch.setattr(models, "study_data", lambda p, data_dir=None: types.SimpleNamespace(eval_sets={"forget": []}))
     monkeypatch.setattr(study, "check_same_model", lambda *a, **k: checked.append(a[1]))
     monkeypatch.setattr(study.evaluate, "evaluate_model", lambda *a, **k: pytest.fail("re-evaluated cached logs"))
     again = study.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
     assert again["versions"] == {"transformers": "5.0.0"} and checked == ["retain"]
+    assert again["precision"] == elsewhere
 
 
 # --------------------------------------------------------------------------- re-making a lost unlearned model

@@ -260,8 +260,9 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
     store.save_eval_logs(logs, paths.logs_dir(p.name, which))
     rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
                      extra={**(extra or {}), "subject_model": evaluated_model_id(p, which)}, logs=logs)
-    if reused and (old or {}).get("versions"):
-        rec["versions"] = old["versions"]     # the versions that computed the reused logs, not today's
+    for key in ("versions", "precision") if reused else ():
+        if (old or {}).get(key):
+            rec[key] = old[key]     # the versions and machine that computed the reused logs, not today's
     store.save_record(p.name, which, rec)
     return rec
 
