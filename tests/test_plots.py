@@ -6,7 +6,7 @@ from unedit_lib import plots, trace, trace_plots
 
 
 def test_run_style_separates_every_committed_run_kind():
-    runs = ["full", "retain", "rome-dummy", "rome-incorrect", "rome-avoidant", "ike-dummy", "wise-dummy",
+    runs = ["full", "retain", "base", "rome-dummy", "rome-incorrect", "rome-avoidant", "ike-dummy", "wise-dummy",
             "wise-dummy-rawprompt", "ga", "gd", "kl", "idk", "npo"]
     looks = {r: (plots.run_style(r)["color"], plots.run_style(r)["marker"], plots.run_style(r)["ls"]) for r in runs}
     assert len(set(looks.values())) == len(runs), looks
@@ -18,6 +18,7 @@ def test_run_style_separates_every_committed_run_kind():
     assert plots.run_label("rome-dummy+context_template_length_params=5-5+v_lr=0.5") == "rome-dummy [templates=5-5, v_lr=0.5]"
     fam = {plots.run_style(r)["family"] for r in ("ga", "gd", "npo")}
     assert fam == {"baseline"}
+    assert plots.run_style("base")["family"] == "subject model"   # the pretrained model is no unlearning baseline
 
 
 def test_coincident_points_are_spread_apart():

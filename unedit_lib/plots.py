@@ -25,6 +25,8 @@ def _smooth(x, k=10):
 FAMILY_COLORS = {"ROME": "C0", "R-ROME": "C9", "IKE": "C1", "WISE": "C2", "baseline": "C3"}
 TARGET_MARKERS = {"dummy": "o", "incorrect": "s", "avoidant": "^"}
 BASELINE_MARKERS = {"ga": "v", "gd": "D", "kl": "X", "idk": "P", "npo": "h"}
+SUBJECT_COLORS = {"full": "k", "retain": "gold", "base": "0.65"}
+SUBJECT_LABELS = {"full": "full model", "retain": "retain model", "base": "pretrained model (before fine-tuning)"}
 _PREFIX_FAMILY = {"rome": "ROME", "rrome": "R-ROME", "ike": "IKE", "wise": "WISE"}
 
 
@@ -34,8 +36,8 @@ def run_style(run: str) -> dict:
     after a `+` make a variant of the run before it)."""
     base, plus, _ = str(run).partition("+")
     parts = [x for x in base.split("-") if not re.fullmatch(r"s\d+", x)]
-    if parts[0] in ("full", "retain"):
-        return {"family": "subject model", "target": None, "color": "k" if parts[0] == "full" else "gold",
+    if parts[0] in SUBJECT_COLORS:          # the fine-tuned models and the pretrained one before them (base)
+        return {"family": "subject model", "target": None, "color": SUBJECT_COLORS[parts[0]],
                 "marker": "*", "variant": False, "ls": "-", "fill": True}
     family = _PREFIX_FAMILY.get(parts[0], "baseline")
     target = parts[1] if family != "baseline" and len(parts) > 1 else None
@@ -384,8 +386,8 @@ def fq_vs_mu(table, preset: str, name: str = "fq_vs_mu.png", fq_floor: float = 1
            title=f"Forgetting against utility, every run ({preset}); top right is best")
     styles = [run_style(r) for r in keys]
     fams = [f for f in FAMILY_COLORS if any(s["family"] == f for s in styles)]
-    handles = [Line2D([], [], marker="*", ls="", color="k", ms=12, label="full model"),
-               Line2D([], [], marker="*", ls="", color="gold", mec="k", ms=12, label="retain model")]
+    handles = [Line2D([], [], marker="*", ls="", color=c, mec="k", ms=12, label=SUBJECT_LABELS[w])
+               for w, c in SUBJECT_COLORS.items() if w in ("full", "retain") or w in keys]
     handles += [Line2D([], [], marker="o" if f != "baseline" else "D", ls="", color=FAMILY_COLORS[f], ms=7,
                        label=f if f != "baseline" else "unlearning baseline") for f in fams]
     handles += [Line2D([], [], marker=m, ls="", color="w", mec="k", ms=7, label=f"target: {t}")
