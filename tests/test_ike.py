@@ -398,6 +398,25 @@ def test_an_ike_evaluation_runs_each_context_once_with_the_same_numbers(tok, poo
     assert len({g[1] for g in plain["generated_text"].values()}) > 1       # the answers differ
 
 
+def test_an_attack_on_ike_runs_each_context_once_with_the_same_scores(tok, pool, monkeypatch):
+    """robustness.forget_scores (every prompt attack of notebook 08) keeps IKE's prompts from the
+    answer losses for the greedy answers, as the evaluator does: the same scores as without."""
+    from unedit_lib import prompt_cache, robustness
+
+    model = tiny_model("llama", vocab_size=len(tok), seed=3).eval()
+    w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, prompt_format="question_only")
+    made = []
+    real = prompt_cache.new_prompt_kv
+    monkeypatch.setattr(prompt_cache, "new_prompt_kv", lambda m, p, c: made.append(real(m, p, c)) or made[-1])
+    reused = robustness.forget_scores(model, tok, EVAL_ROWS, QA, max_new_tokens=12, prompter=w)
+    assert made[0].hits == len(EVAL_ROWS) and made[0].misses == 0
+    monkeypatch.setattr(prompt_cache, "REUSE", False)
+    plain = robustness.forget_scores(model, tok, EVAL_ROWS, QA, max_new_tokens=12, prompter=w)
+    assert made[1] is None
+    assert reused["generations"] == plain["generations"] and reused["rouge_rows"] == plain["rouge_rows"]
+    assert reused["prob"] == pytest.approx(plain["prob"], rel=1e-5)
+
+
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
 def test_decoding_from_kept_prompts_stops_rows_at_eos_and_matches_one_sequence_greedy(tok, family):
     """prompt_cache.greedy_from_kv on prompts of different lengths: each row's tokens are those
