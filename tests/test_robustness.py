@@ -33,7 +33,7 @@ def test_paraphrase_attack_asks_the_paraphrased_questions(study, monkeypatch):
         return [1.0] * len(pairs)
 
     monkeypatch.setattr(evaluate, "answer_losses", fake_losses)
-    monkeypatch.setattr(evaluate, "generate_answers", lambda m, t, tpl, qs, n, prompter=None, **k: ["x"] * len(qs))
+    monkeypatch.setattr(evaluate, "generate_answers", lambda m, t, tpl, qs, *a, **k: ["x"] * len(qs))
     rows = study.eval_sets["forget"]
     out = robustness.paraphrase_attack(None, None, rows)
     assert asked == [r["paraphrased_question"] for r in rows] and out["n"] == len(rows)
@@ -97,7 +97,7 @@ def test_attacks_on_ike_ask_its_prompts_in_the_attack_template(study, monkeypatc
         return [1.0] * len(pairs)
 
     monkeypatch.setattr(evaluate, "answer_losses", fake_losses)
-    monkeypatch.setattr(evaluate, "generate_answers", lambda m, t, tpl, qs, n, prompter=None, **k: ["x"] * len(qs))
+    monkeypatch.setattr(evaluate, "generate_answers", lambda m, t, tpl, qs, *a, **k: ["x"] * len(qs))
     pool = ike.DemoPool(["New Fact: a b\nPrompt: a b\n\n"], [], lambda xs: torch.ones(len(xs), 2).numpy())
     prompts = ike.IKEPrompts(None, pool, [], "qa", k=1)
     rows = study.eval_sets["forget"][:3]

@@ -276,6 +276,27 @@ def rouge_recall(ground_truth: str, generation: str) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- per-set logs
+def scores_and_answers(model, tokenizer, template, questions, answers, max_new_tokens: int = 200,
+                       batch_size: int = 32, progress: bool = False, desc: str = "", prompter=None):
+    """(answer_losses of every (questions[i], a) for a in answers[i], in that order; the greedy
+    answer to each question). With IKE's prompts (prompt_cache.new_prompt_kv) each prompt's KV
+    cache from the scores is decoded from, a chunk of questions (prompt_cache.CHUNK_QUESTIONS)
+    scored and then answered before the next, so that only their caches are held at once."""
+    prompt_kv = prompt_cache.new_prompt_kv(model, prompter, call_dependent(model))  # IKE: each context run once
+    chunk = len(questions) if prompt_kv is None else prompt_cache.CHUNK_QUESTIONS
+    losses, gens = [], []
+    for c0 in range(0, len(questions), chunk):
+        part = range(c0, min(c0 + chunk, len(questions)))
+        of = f" {c0 // chunk + 1}/{-(-len(questions) // chunk)}" if chunk < len(questions) else ""
+        losses += answer_losses(model, tokenizer, template, [(questions[i], a) for i in part for a in answers[i]],
+                                batch_size, progress, desc=f"{desc} probs{of}", prompter=prompter,
+                                prompt_kv=prompt_kv)
+        gens += generate_answers(model, tokenizer, template, [questions[i] for i in part], max_new_tokens,
+                                 2 * batch_size, progress, desc=f"{desc} generate{of}", prompter=prompter,
+                                 prompt_kv=prompt_kv)
+    return losses, gens
+
+
 def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows: int | None = None,
                  max_new_tokens: int = 200, batch_size: int = 32, progress: bool = True,
                  question_key: str = "question", prompter=None) -> dict:
@@ -293,26 +314,12 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
         if missing:
             raise ValueError(f"{set_name} row {r.get('index')}: missing {missing}; eval sets need the *_perturbed configs")
     qs = [r[question_key] for r in rows]
-    pairs, slots = [], []
+    answers, slots = [], []
     for i, r in enumerate(rows):
-        pairs.append((qs[i], r["answer"])); slots.append((i, "gt"))
-        pairs.append((qs[i], r[para_key])); slots.append((i, "para"))
-        for j, pa in enumerate(r["perturbed_answer"]):
-            pairs.append((qs[i], pa)); slots.append((i, j))
-    prompt_kv = prompt_cache.new_prompt_kv(model, prompter, call_dependent(model))  # IKE: each context run once
-    # with kept prompts, a chunk of questions is scored and then answered before the next, so that
-    # their caches are held at once (prompt_cache.CHUNK_QUESTIONS) instead of all the set's
-    chunk = len(rows) if prompt_kv is None else prompt_cache.CHUNK_QUESTIONS
-    losses, gens = [], []
-    for c0 in range(0, len(rows), chunk):
-        part = range(c0, min(c0 + chunk, len(rows)))
-        of = f" {c0 // chunk + 1}/{-(-len(rows) // chunk)}" if chunk < len(rows) else ""
-        losses += answer_losses(model, tokenizer, template, [pr for pr, (i, _) in zip(pairs, slots) if i in part],
-                                batch_size, progress, desc=f"{set_name} probs{of}", prompter=prompter,
-                                prompt_kv=prompt_kv)
-        gens += generate_answers(model, tokenizer, template, [qs[i] for i in part], max_new_tokens,
-                                 2 * batch_size, progress, desc=f"{set_name} generate{of}", prompter=prompter,
-                                 prompt_kv=prompt_kv)
+        answers.append([r["answer"], r[para_key], *r["perturbed_answer"]])
+        slots += [(i, "gt"), (i, "para")] + [(i, j) for j in range(len(r["perturbed_answer"]))]
+    losses, gens = scores_and_answers(model, tokenizer, template, qs, answers, max_new_tokens, batch_size, progress,
+                                      set_name, prompter)
     gt, para = {}, {}
     pert = {i: [None] * len(r["perturbed_answer"]) for i, r in enumerate(rows)}
     for (i, kind), loss in zip(slots, losses):
@@ -322,7 +329,6 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
             para[i] = loss
         else:
             pert[i][kind] = loss
-    del prompt_kv
     tmpl = get_template(template)
     log = {"avg_gt_loss": {}, "avg_paraphrased_loss": {}, "average_perturb_loss": {},
            "rougeL_recall": {}, "rouge1_recall": {}, "generated_text": {}}

@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import data, evaluate, paths, prompt_cache, store
-from .architecture import architecture, call_dependent
+from . import data, evaluate, paths, store
+from .architecture import architecture
 from .baselines import collate
 from .prompts import IGNORE_INDEX, ContextTooLong, PromptTemplate, encode_qa, get_template, pad_id
 
@@ -80,11 +80,9 @@ def forget_scores(model, tok, rows, template="qa", question_key: str = "question
     template = get_template(template)
     pr = _with_template(prompter, template)
     qs = [r[question_key] for r in rows]
-    kv = prompt_cache.new_prompt_kv(model, pr, call_dependent(model))   # IKE: each context run once (~40 prompts)
-    try:
-        losses = evaluate.answer_losses(model, tok, template, [(q, r["answer"]) for q, r in zip(qs, rows)],
-                                        prompter=pr, prompt_kv=kv)
-        gens = evaluate.generate_answers(model, tok, template, qs, max_new_tokens, prompter=pr, prompt_kv=kv)
+    try:      # IKE: each context run once for its score and its greedy answer
+        losses, gens = evaluate.scores_and_answers(model, tok, template, qs, [[r["answer"]] for r in rows],
+                                                   max_new_tokens, prompter=pr)
     except ContextTooLong as e:    # IKE's context in a long attack template overflows the window
         return {"rouge": math.nan, "prob": math.nan, "n": len(rows), "generations": [], "rouge_rows": [],
                 "skipped": str(e)}
