@@ -26,6 +26,10 @@ def test_answer_lines_follow_the_committed_records():
     rome = next(line for line in lines if line.startswith("* **ROME**"))
     acc = summary.rewrite_accuracy(records["rome-dummy"])
     assert f"dummy {100 * acc:.0f}%" in rome
+    ike = next(line for line in lines if line.startswith("* **IKE**"))
+    paper_format = any(summary.answers_in_prompt(records[r]) for r in records if r.startswith("ike-"))
+    assert ("each utility question's own answer at the end of its prompt" in ike) == paper_format
+    assert "own answer at the end of its prompt" not in rome
     n_rep = sum(f["verdict"] == "reproduced" for f in found)
     assert lines[-1].startswith(f"* **Against the paper**: of its {len(found)} findings tested here, {n_rep} reproduced")
 
@@ -91,3 +95,14 @@ def test_ablation_lines_give_romes_v_lr_and_the_ablations_from_the_records(tmp_p
     assert avoidant == "`rome-avoidant`: not run yet."
     assert ablations == ("Ablation records in `results/smollm2/` (notebooks 03 and 05 show them): "
                          "`rome-dummy+mom2_adjustment=True+v_lr=0.5`, `wise-dummy+routing=per_row`.")
+
+
+def test_answer_lines_say_when_ike_utility_had_the_answers_in_its_prompts():
+    records = store.load_results("smollm2")
+    assert all(summary.answers_in_prompt(records[f"ike-{t}"]) for t in ("dummy", "incorrect", "avoidant"))
+    table = report.main_table(records)
+    lines = summary.answer_lines(records, table, report.findings(table, gates.gate_rows(records)))
+    ike = next(line for line in lines if line.startswith("* **IKE**"))
+    assert "own answer at the end of its prompt" in ike
+    assert not any("own answer at the end" in line for line in lines if not line.startswith("* **IKE**"))
+    assert not summary.answers_in_prompt({"stats": {"prompt_format": "question_only"}})

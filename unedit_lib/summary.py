@@ -76,6 +76,13 @@ def _findings_of(found: list[dict], family: str) -> tuple[int, int]:
     return sum(f["verdict"] == "reproduced" for f in tested), len(tested), sum(f["verdict"] == "not testable here" for f in mine)
 
 
+def answers_in_prompt(rec: dict) -> bool:
+    """An IKE run evaluated with the paper's prompt format (data/icl_data.py; ike_prompts.py):
+    every retain, real-author and world-fact prompt ends with that question's own true answer,
+    so its utility is not measured as a weight-changing method's is."""
+    return ((rec or {}).get("stats") or {}).get("prompt_format") == "paper"
+
+
 def _forget_part(table, runs_, full, retain) -> str:
     fr = [table.loc[r, "forget/rouge"] for r in runs_]
     fq = [table.loc[r, "forget_quality"] for r in runs_]
@@ -135,7 +142,9 @@ def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
         rep, tested, untestable = _findings_of(found, family)
         lines.append(f"* **{family}** — edit took (rewrite accuracy after editing): {', '.join(took)}; "
                      f"{_forget_part(table, runs_, full, retain)}; "
-                     f"utility {_span([table.loc[r, 'model_utility'] / mu_full for r in runs_])} x the full model's; "
+                     f"utility {_span([table.loc[r, 'model_utility'] / mu_full for r in runs_])} x the full model's"
+                     + (" (measured as the paper did, each utility question's own answer at the end of its prompt)"
+                        if any(answers_in_prompt(records.get(r)) for r in runs_) else "") + "; "
                      + (f"paper's {family} findings reproduced: {rep} of {tested}" if tested else
                         f"none of the paper's {family} findings testable here")
                      + (f" ({untestable} not testable: a premise failed or was not recorded)" if untestable else "") + ".")
