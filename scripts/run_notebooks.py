@@ -123,13 +123,37 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
         print(f"    done in {times[nb.name]:.1f} s", flush=True)
     total = time.time() - t_all
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")
-    rec = {"preset": preset, "seeds": seed_list, "force": bool(force), "stages_s": times, "total_s": total,
-           "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
-    _, kept = _stage_times(out_dir)
+    last, kept = _stage_times(out_dir)
+    # notebooks run one at a time (a study in pieces): the others keep their last recorded times
+    earlier = (last or {}).get("stages_s") if isinstance(last, dict) and last.get("seeds") == seed_list else None
+    stages = {**(earlier if isinstance(earlier, dict) and not force else {}), **times}
+    rec = {"preset": preset, "seeds": seed_list, "force": bool(force), "stages_s": dict(sorted(stages.items())),
+           "total_s": sum(stages.values()), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
+    # the parameters beyond preset/seeds/force each notebook last ran with (-p), kept as its time is
+    params = {k: v for k, v in (((last or {}).get("parameters") or {}) if earlier is not None else {}).items()
+              if k not in times}
+    params.update({name: extra for name in times} if extra else {})
+    if params:
+        rec["parameters"] = dict(sorted(params.items()))
     if not force and kept:   # a run that reused cached work keeps the times of the last from-scratch (FORCE) run
         rec["from_scratch"] = {k: v for k, v in kept.items() if k != "from_scratch"}
     write_json(rec, out_dir / "stage_times.json")
     return times
+
+
+def parse_params(items) -> dict:
+    """`NAME=VALUE` strings into papermill parameters: VALUE read as JSON, else kept as a string."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise SystemExit(f"FAILED before any notebook: -p {item!r} is not NAME=VALUE with NAME a parameter name")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
 
 
 def _stage_times(out_dir: Path) -> tuple[dict | None, dict | None]:
@@ -163,7 +187,10 @@ if __name__ == "__main__":
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-progress", action="store_true", help="no per-notebook progress bar (cells done, ETA)")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="another parameter for every notebook run, VALUE as JSON (e.g. -p 'runs_to_attack=[\"full\"]'), "
+                         "else a string; recorded in stage_times.json")
     a = ap.parse_args()
-    run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir, progress=not a.no_progress)
+    run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir, extra=parse_params(a.param), progress=not a.no_progress)
     if a.preset == HEADLINE_PRESET and a.out_dir is None:
         print(f"executed notebooks in runs/{a.preset}/ (committed for the headline preset: `git add runs/{a.preset}`)")

@@ -75,3 +75,25 @@ def test_a_cached_rerun_keeps_the_from_scratch_runs_times(tmp_path):
         assert rec["force"] is False and rec["from_scratch"] == first
     run_notebooks.run([path], preset="smoke", force=True, out_dir=out)
     assert "from_scratch" not in json.loads((out / "stage_times.json").read_text())
+
+
+def test_notebooks_run_in_pieces_keep_each_others_times_and_their_parameters(tmp_path):
+    import nbformat
+
+    paths = []
+    for name in ("a", "b"):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("preset = 'smoke'\nforce = False\nk = 1", metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell("assert k in (1, 3)")]
+        nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+        paths.append(tmp_path / f"{name}.ipynb")
+        nbformat.write(nb, paths[-1])
+    out = tmp_path / "out"
+    run_notebooks.run([paths[0]], preset="smoke", out_dir=out)
+    run_notebooks.run([paths[1]], preset="smoke", out_dir=out, extra=run_notebooks.parse_params(["k=3"]))
+    rec = json.loads((out / "stage_times.json").read_text())
+    assert set(rec["stages_s"]) == {"a.ipynb", "b.ipynb"} and rec["total_s"] == pytest.approx(sum(rec["stages_s"].values()))
+    assert rec["parameters"] == {"b.ipynb": {"k": 3}}
+    assert run_notebooks.parse_params(['runs=["full"]', "name=x"]) == {"runs": ["full"], "name": "x"}
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        run_notebooks.parse_params(["oops"])

@@ -162,3 +162,36 @@ def test_a_preset_without_attacks_shows_no_other_presets_attacks(tmp_path, monke
     w.main()
     block = readme.read_text().split("<!-- robustness:begin -->")[1].split("<!-- robustness:end -->")[0]
     assert "has not run on preset `smoke`" in block and "| run |" not in block
+
+
+def test_the_headline_results_name_the_subject_models_and_premises_measured_before_any_run():
+    """Issue 14 item 4 on the README's first page: notebook 01's subject-model targets, the layer
+    notebook 02's trace picked and notebook 04's in-context probe, read from the committed records."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import write_readme_results as w
+
+    text = w.results_section(HEADLINE_PRESET, None)
+    premises = text.split("**The subject model and the editors' premises**")[1].split("**Premise gates**")[0]
+    bullets = [b for b in premises.splitlines() if b.startswith("* **")]
+    assert [b.split("**")[1] for b in bullets] == ["Subject models", "Causal trace", "In-context probe"]
+    assert "not run yet" not in premises, "the headline study lacks a premise measurement"
+
+
+def test_the_robustness_section_names_every_study_run_attacked_or_not():
+    """A run notebook 08 has not attacked is named as such, never silently missing (and the
+    pretrained base model is no unlearning run to attack)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import write_readme_results as w
+
+    from unedit_lib import recipes, robustness, store
+
+    records = store.load_results("smollm2")
+    wanted = recipes.runs_to_attack(records, [0])
+    assert "base" not in wanted and wanted[:2] == ["full", "retain"]
+    text = w.robustness_section("smollm2")
+    head, table = text.split("\n\n", 1)
+    attacked = set(robustness.load_summary("smollm2"))
+    named = head.split("**not attacked yet**: ")[1].split(" (")[0].split(".")[0]
+    for run in wanted[2:]:
+        assert (f"| {run} |" in table) == (run in attacked), run
+        assert (run in named.split(", ")) == (run not in attacked), run

@@ -195,3 +195,19 @@ def test_an_answer_token_copied_from_the_subject_is_recognised():
     assert trace_records.answer_token_in_subject(fact(" N"))          # 'N' of 'Nikolai', copied
     assert not trace_records.answer_token_in_subject(fact(" The"))
     assert not trace_records.answer_token_in_subject(fact(" "))       # a bare space is no piece of a name
+
+
+def test_the_subject_effect_check_names_answer_tokens_copied_from_the_subject(tok):
+    """Notebook 01's short check of ROME's premise marks the rows whose scored token is a piece of
+    the subject's name (the model copies it rather than recalls through the subject)."""
+    assert trace.token_in_subject(" Blue", "Blue Moon") and not trace.token_in_subject(" ", "Blue Moon")
+    model = tiny_model("llama", vocab_size=len(tok))
+    rows = [{"question": "Who wrote Blue Moon?", "subject": "Blue Moon", "answer": "Blue Moon was written by Jane Doe."},
+            {"question": "Who wrote Blue Moon?", "subject": "Blue Moon", "answer": "Jane Doe wrote Blue Moon."}]
+    table = trace.subject_last_token_effect(model, tok, rows, template="qa", samples=2)["table"]
+    from unedit_lib.prompts import get_template
+    scored = [tok.decode(tok(get_template("qa").answer(r["answer"]), add_special_tokens=False)["input_ids"][:1])
+              for r in rows]                    # the token the check scores: the answer's first
+    assert table["answer token"].tolist() == scored
+    assert table["copied from the subject"].tolist() == [trace.token_in_subject(t, "Blue Moon") for t in scored]
+    assert trace.token_in_subject(" Moon", "Blue Moon") and not trace.token_in_subject(" Jane", "Blue Moon")

@@ -437,9 +437,12 @@ def per_set_bars(table, preset: str, name: str = "per_set_bars.png"):
 def robustness_recovery(table, preset: str, name: str = "robustness_recovery.png"):
     """Forget ROUGE per run under each attack (robustness.summary_table): the plain question,
     the best attack without forget data, and the held-out rows before / after relearning."""
+    from .report import sort_runs
     from .robustness import RESURFACING
 
-    runs_ = list(table.index)
+    refs = [r for r in ("full", "retain") if r in table.index]       # the two references first, as the title says
+    runs_ = refs + sort_runs([r for r in table.index if r not in refs])
+    table = table.loc[runs_]
     best = [max(table.loc[r, f"ROUGE: {a}"] for a in RESURFACING) for r in runs_]
     series = [("question", table["ROUGE: question"].to_numpy(), "C7"),
               ("best prompt / retain fine-tune", np.asarray(best), "C1"),

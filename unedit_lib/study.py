@@ -126,7 +126,7 @@ def unlearned_kind(preset, run: str) -> str:
     info = folder / "unlearned.json"
     if not has_unlearned(preset, run):
         raise FileNotFoundError(
-            f"no saved unlearned model for run {run!r} of preset {models.get_preset(preset).name!r} ({folder}); "
+            f"no saved unlearned model for run {run!r} of preset {models.get_preset(preset).name!r} ({paths.display_path(folder)}); "
             "run its notebook (03-06) first, with force=True if its result was made on another machine "
             "(a committed record) or predates saved models")
     return store.read_json(info, "unlearned-model description").get("kind")

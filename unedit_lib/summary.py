@@ -179,9 +179,7 @@ def study_runs() -> list[str]:
 
 def progress_lines(preset: str, records: dict) -> list[str]:
     """Markdown bullets for a preset whose study is still running (the README's `progress`
-    block): which study runs exist, the subject models against `models.SUBJECT_TARGETS`, the
-    layer the causal trace picked, and the in-context probe. Every number from the records."""
-    from . import models, trace_records
+    block): which study runs exist, then `premise_lines`. Every number from the records."""
     from .store import is_ablation, is_grid_run
 
     grid_runs = sorted(r for r in records if is_grid_run(r))
@@ -197,6 +195,16 @@ def progress_lines(preset: str, records: dict) -> list[str]:
                      f"edits take; the premise table below says whether theirs did): {', '.join(f'`{r}`' for r in grid_runs)}.")
     if ablations:
         lines.append(f"* **Ablations** done: {', '.join(f'`{r}`' for r in ablations)}.")
+    return lines + premise_lines(preset, records)
+
+
+def premise_lines(preset: str, records: dict) -> list[str]:
+    """Markdown bullets on the subject models and the editors' premises measured before any run
+    (issue 14 item 4): the subject models against `models.SUBJECT_TARGETS` (notebook 01), the layer
+    the causal trace picked (notebook 02), the in-context probe (notebook 04). From the records."""
+    from . import models, trace_records
+
+    lines = []
     if "full" in records and "retain" in records:
         rows = models.subject_model_targets(records["full"], records["retain"], records.get("base"))
         held = sum(r["holds"] for r in rows)

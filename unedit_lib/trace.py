@@ -418,6 +418,12 @@ def choose_edit_layer(avg_mlp_result: dict, exclude_last_layer: bool = False) ->
     return int(np.nanargmax(row))
 
 
+def token_in_subject(token: str, subject: str) -> bool:
+    """Whether an answer token is a piece of the subject's own name (a bare space is not): the model
+    can copy it from the question, so a trace of it locates the copying, not the fact."""
+    return bool(token.strip()) and token.strip() in subject
+
+
 def subject_last_token_effect(model, tok, rows, template="qa", samples: int = 10, seed: int = 0) -> dict:
     """The subject-model notebook's short check of ROME's premise, over a few QA rows.
 
@@ -425,7 +431,8 @@ def subject_last_token_effect(model, tok, rows, template="qa", samples: int = 10
     (noise = 3 x the embedding std over these subjects), then restore the clean hidden state
     (block output) at the subject's LAST token in one layer at a time; score = p(first token
     of the true answer). Returns per-layer means of the restored score, the clean and the
-    corrupted means, and a per-row table.
+    corrupted means, and a per-row table (with the scored token and whether it is a piece of the subject's name,
+    a token the model copies from the question rather than recalls through the subject).
     """
     import pandas as pd
 
@@ -443,7 +450,11 @@ def subject_last_token_effect(model, tok, rows, template="qa", samples: int = 10
         restored.append(res["scores"][0])
         table.append({"question": r["question"], "subject": r["subject"], "clean": res["high_score"],
                       "corrupted": res["low_score"], "best restored": float(res["scores"][0].max()),
-                      "best layer": int(res["scores"][0].argmax())})
+                      "best layer": int(res["scores"][0].argmax()),
+                      # the scored token is a piece of the subject's name: the model copies it from the
+                      # corrupted subject tokens, which one restored state does not undo
+                      "answer token": res["answer_token"],
+                      "copied from the subject": token_in_subject(res["answer_token"], r["subject"])})
     df = pd.DataFrame(table)
     return {"restored_mean": np.mean(restored, axis=0), "clean_mean": float(df["clean"].mean()),
             "corrupted_mean": float(df["corrupted"].mean()), "table": df}

@@ -72,8 +72,7 @@ def load_edit_layer(preset: str, default: int | None = None, subject_model: str 
     return default, {"source": "fallback parameter"}
 
 
-def answer_token_in_subject(trace: dict) -> bool:
+def answer_token_in_subject(fact: dict) -> bool:
     """Whether a traced fact's answer token `o` (the clean argmax) is a piece of the subject's own
     name: the model can copy it from the question, so its trace locates the copying, not the fact."""
-    o = trace["hidden"]["answer_token"].strip()
-    return bool(o) and o in trace["subject"]
+    return trace.token_in_subject(fact["hidden"]["answer_token"], fact["subject"])
