@@ -183,10 +183,10 @@ def test_the_robustness_section_names_every_study_run_attacked_or_not():
     sys.path.insert(0, str(ROOT / "scripts"))
     import write_readme_results as w
 
-    from unedit_lib import recipes, robustness, store
+    from unedit_lib import report, robustness, store
 
     records = store.load_results("smollm2")
-    wanted = recipes.runs_to_attack(records, [0])
+    wanted = report.runs_to_attack(records, [0])
     assert "base" not in wanted and wanted[:2] == ["full", "retain"]
     text = w.robustness_section("smollm2")
     head, table = text.split("\n\n", 1)

@@ -263,7 +263,7 @@ def test_rome_reproduction_skips_grid_values_whose_probe_edits_do_not_take(monke
     assert calls == [("dummy", 0.1), ("dummy", 0.5), ("dummy", 1.0)]        # 0.2 failed its probe: no whole run
     chosen = [r for r, rec in out.items() if rec.get("gate_selected")]
     assert chosen == ["rome-dummy+v_lr=1"] and out[chosen[0]]["v_lr_probe"]["chosen"] == 0.5
-    assert "v_lr probe on the first 3 edits: v_lr 0.2: rewrite 0.0, v_lr 0.5: rewrite 1.0" in capsys.readouterr().out
+    assert "v_lr probe on the first 3 edits: v_lr 0.2: rewrite 0.000, v_lr 0.5: rewrite 1.000" in capsys.readouterr().out
 
 
 def test_wise_ablations_are_runs_named_by_what_they_change(monkeypatch, capsys):

@@ -534,20 +534,6 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
 
 
 # --------------------------------------------------------------------------- robustness (notebook 08)
-SUBJECT_MODEL_RUNS = ("full", "retain", "base")   # the subject models' records (base: the pretrained model)
-
-
-def runs_to_attack(records: dict, seeds=(0,)) -> list[str]:
-    """Notebook 08's default: the full and retain models, then every finished, non-collapsed study
-    run of `seeds` (`records` as store.load_results gives them: no ablations), in the study's order;
-    the pretrained base model is no unlearning run."""
-    from . import report
-
-    wanted = [r for r in records if r not in SUBJECT_MODEL_RUNS and report.split_seed(r)[1] in seeds
-              and not records[r].get("collapsed")]
-    return ["full", "retain"] + report.sort_runs(wanted)
-
-
 def attack_settings(preset, hparams: dict | None = None) -> dict:
     """Notebook 08's attack settings: robustness.DEFAULTS with the attacker's fine-tunes at the rate the
     preset's baselines unlearn with (STUDY_SETTINGS["baselines"]: 1e-3 tiny, 1e-4 smollm2), then `hparams`."""

@@ -56,6 +56,18 @@ def sort_runs(runs) -> list[str]:
     return sorted(runs, key=lambda r: (_sort_key(split_seed(r)[0]), split_seed(r)[1]))
 
 
+SUBJECT_MODEL_RUNS = ("full", "retain", "base")   # the subject models' records (base: the pretrained model)
+
+
+def runs_to_attack(records: dict, seeds=(0,)) -> list[str]:
+    """Notebook 08's default: the full and retain models, then every finished, non-collapsed study
+    run of `seeds` (`records` as store.load_results gives them: no ablations), in the study's order;
+    the pretrained base model is no unlearning run."""
+    wanted = [r for r in records if r not in SUBJECT_MODEL_RUNS and split_seed(r)[1] in seeds
+              and not records[r].get("collapsed")]
+    return ["full", "retain"] + sort_runs(wanted)
+
+
 def group_by_run(records: dict) -> dict[str, dict[int, dict]]:
     """{base run: {seed: record}}."""
     groups: dict[str, dict[int, dict]] = {}
