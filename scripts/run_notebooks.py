@@ -131,7 +131,7 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
            "total_s": sum(stages.values()), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
     # the parameters beyond preset/seeds/force each notebook last ran with (-p), kept as its time is
-    params = {k: v for k, v in (((last or {}).get("parameters") or {}) if earlier is not None else {}).items()
+    params = {k: v for k, v in (((last or {}).get("parameters") or {}) if earlier is not None and not force else {}).items()
               if k not in times}
     params.update({name: extra for name in times} if extra else {})
     if params:
