@@ -211,3 +211,17 @@ def test_the_subject_effect_check_names_answer_tokens_copied_from_the_subject(to
     assert table["answer token"].tolist() == scored
     assert table["copied from the subject"].tolist() == [trace.token_in_subject(t, "Blue Moon") for t in scored]
     assert trace.token_in_subject(" Moon", "Blue Moon") and not trace.token_in_subject(" Jane", "Blue Moon")
+
+
+def test_the_subject_effect_summary_gives_the_first_subject_tokens_peak_beside_the_last_ones():
+    """Notebook 02's finding compares the last subject token (ROME's premise) with the first (where a
+    copied name shows up); both peaks come from the same averaged trace."""
+    n_layers = 4
+    aie = np.zeros((len(trace.GROUP_LABELS), n_layers))
+    aie[trace.GROUP_LABELS.index("First subject token")] = [0.5, 0.6, 0.2, 0.0]
+    aie[trace.GROUP_LABELS.index("Last subject token")] = [0.0, 0.05, 0.1, 0.0]
+    avg = {"te": 0.8, "low_score": 0.1, "high_score": 0.9, "n": 4, "aie": aie, "ci95": np.full_like(aie, 0.02)}
+    out = trace.subject_effect_summary(avg)
+    assert (out["hidden_first_subject_peak"], out["hidden_first_subject_layer"]) == (pytest.approx(0.6), 1)
+    assert (out["hidden_subject_peak"], out["hidden_subject_layer"]) == (pytest.approx(0.1), 2)
+    assert out["clear"] is True          # 0.1 - 0.02 > 0 and 0.1 >= 0.1 x 0.8

@@ -512,7 +512,9 @@ def subject_effect_summary(avg_hidden: dict, avg_mlp: dict | None = None, min_sh
     """Is the fact recalled through the subject? From `average_traces` results.
 
     For the hidden-state trace (and the MLP trace when given): the peak AIE at the last subject
-    token, its layer and 95% half-width, the peak AIE at the last token, and the total effect TE.
+    token, its layer and 95% half-width, the peak AIE at the first subject token and its layer (for
+    comparison: a model that copies the subject's name into its answer shows its effect there), the
+    peak AIE at the last token, and the total effect TE.
     `clear` = the last-subject-token peak is above zero by more than its 95% half-width AND is at
     least `min_share` of TE (TE > 0). In rome's GPT models the hidden-state AIE at the last
     subject token reaches a large share of TE in the early-middle layers.
@@ -520,6 +522,7 @@ def subject_effect_summary(avg_hidden: dict, avg_mlp: dict | None = None, min_sh
     out = {"te": avg_hidden["te"], "low_score": avg_hidden["low_score"], "high_score": avg_hidden["high_score"],
            "n": avg_hidden["n"]}
     i_subj, i_last = GROUP_LABELS.index("Last subject token"), GROUP_LABELS.index("Last token")
+    i_first = GROUP_LABELS.index("First subject token")
     for name, avg in (("hidden", avg_hidden), ("mlp", avg_mlp)):
         if avg is None:
             continue
@@ -528,6 +531,9 @@ def subject_effect_summary(avg_hidden: dict, avg_mlp: dict | None = None, min_sh
         out[f"{name}_subject_peak"] = float(row[l])
         out[f"{name}_subject_layer"] = l
         out[f"{name}_subject_ci95"] = float(avg["ci95"][i_subj][l])
+        first = np.asarray(avg["aie"][i_first])
+        out[f"{name}_first_subject_peak"] = float(np.nanmax(first))
+        out[f"{name}_first_subject_layer"] = int(np.nanargmax(first))
         out[f"{name}_last_token_peak"] = float(np.nanmax(avg["aie"][i_last]))
     te = out["te"]
     peak, ci = out["hidden_subject_peak"], out["hidden_subject_ci95"]
