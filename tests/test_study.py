@@ -408,7 +408,7 @@ def test_a_lost_unlearned_model_is_remade_from_its_record_and_checked(ga_run, to
 def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_run, monkeypatch, capsys):
     """attack_runs names a run whose model is missing, re-makes it with rebuild=True (also over an
     incomplete folder), and keeps the cached attacks of runs it was not asked for while their
-    records are unchanged."""
+    records are unchanged, in the study's order."""
     import shutil
 
     from unedit_lib import robustness
@@ -437,6 +437,8 @@ def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_r
     store.save_record("smoke", "ga", {**store.load_record("smoke", "ga"), "note": "re-run"})
     recipes.attack_runs("smoke", ["ga"])
     assert len(attacked) == 2                                      # a changed record is attacked again
+    recipes.attack_runs("smoke", ["full"])
+    assert list(robustness.load_summary("smoke")) == ["full", "ga"]   # the study's order, not the order attacked
     paths.record_path("smoke", "ga").unlink()
     recipes.attack_runs("smoke", [])
     assert "ga" not in robustness.load_summary("smoke")         # a deleted run's attacks go with it

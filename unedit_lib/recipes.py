@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import time
 
-from . import baselines, data, gates, ike, models, paths, prompts, rome, store, study, trace_records, wise
+from . import baselines, data, gates, ike, models, paths, prompts, report, rome, store, study, trace_records, wise
 from . import edit_metrics as em
 from .guards import ModelCollapsed
 from .wise import scaled_freqs, wise_locality_texts  # noqa: F401  (notebook 05's names)
@@ -591,7 +591,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
         saved[run] = res
         robustness.save_summary(p.name, robustness.add_privleak(dict(saved)))
         print(f"{run}: {res['timings']['total_s']:.0f} s")
-    saved = robustness.add_privleak(saved)
+    saved = robustness.add_privleak({r: saved[r] for r in report.sort_runs(saved)})   # the study's order
     if no_model:
         saved["_skipped"] = no_model
     robustness.save_summary(p.name, saved)
