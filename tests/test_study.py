@@ -406,9 +406,10 @@ def test_a_lost_unlearned_model_is_remade_from_its_record_and_checked(ga_run, to
 
 
 def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_run, monkeypatch, capsys):
-    """attack_runs names a run whose model is missing, re-makes it with rebuild=True (also over an
-    incomplete folder), and keeps the cached attacks of runs it was not asked for while their
-    records are unchanged, in the study's order."""
+    """attack_runs names a run whose model is missing (and keeps saying so when later asked for
+    other runs), re-makes it with rebuild=True (also over an incomplete folder), and keeps the
+    cached attacks of runs it was not asked for while their records are unchanged, in the study's
+    order."""
     import shutil
 
     from unedit_lib import robustness
@@ -425,11 +426,14 @@ def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_r
     out = recipes.attack_runs("smoke", ["ga"])
     assert "ga" not in out and "no saved unlearned model" in out["_skipped"]["ga"] and not attacked
     assert "NOT attacked: ga" in capsys.readouterr().out
+    assert recipes.attack_runs("smoke", []) == {}                 # another call, for other runs ...
+    assert "no saved unlearned model" in robustness.load_summary("smoke")["_skipped"]["ga"]   # ... keeps the note
     left = study.unlearned_path("smoke", "ga")
     left.mkdir(parents=True)
     (left / "model.safetensors").write_bytes(b"cut short")      # a copy interrupted: no unlearned.json
     out = recipes.attack_runs("smoke", ["ga"], rebuild=True)
     assert "ga" in out and "_skipped" not in out and len(attacked) == 1
+    assert "_skipped" not in robustness.load_summary("smoke")    # attacked now: the note is gone
     assert recipes.attack_runs("smoke", []) == {}                 # asked for nothing ...
     assert "ga" in robustness.load_summary("smoke")             # ... the file keeps ga's attacks
     recipes.attack_runs("smoke", ["ga"])

@@ -554,10 +554,11 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
     in results/<preset>/robustness.json per run: a run is attacked again only when its record
     changed (a hash of its file) or the attack settings did, or with `force`. Progress is saved
     after every run (an interruption keeps what was done); the file also keeps the attacks of runs
-    not asked for here while they still match their records. A run whose model is missing (a fresh
-    clone, a lost `artifacts/`) is re-made first with `rebuild` (rebuild_unlearned: its unlearning
-    time again), else listed under "_skipped" with why. Returns {run: attacks} of `runs`, PrivLeak
-    added (against the retain model's attack, when it has one)."""
+    not asked for here while they still match their records, and their "_skipped" notes. A run
+    whose model is missing (a fresh clone, a lost `artifacts/`) is re-made first with `rebuild`
+    (rebuild_unlearned: its unlearning time again), else listed under "_skipped" with why. Returns
+    {run: attacks} of `runs` (and "_skipped" of those), PrivLeak added (against the retain
+    model's attack, when it has one)."""
     from . import robustness
 
     p = models.get_preset(preset)
@@ -570,8 +571,11 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
         return source is not None and res.get("source") == source and res.get("hparams") == store.to_jsonable(hp)
 
     saved = {} if force else (robustness.load_summary(p.name) or {})
+    earlier_skips = saved.get("_skipped") or {}
     saved = {r: v for r, v in saved.items() if not r.startswith("_") and isinstance(v, dict) and current(r, v)}
-    no_model = {}
+    # runs not asked for here keep their "not attacked" note while they have a record and no attacks
+    no_model = {r: why for r, why in earlier_skips.items()
+                if r not in runs and r not in saved and _record_hash(p.name, r) is not None}
     for run in runs:
         if run in saved:
             continue
@@ -596,5 +600,9 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
         saved["_skipped"] = no_model
     robustness.save_summary(p.name, saved)
     for run, why in no_model.items():
-        print(f"NOT attacked: {run}: {why}")
-    return {r: v for r, v in saved.items() if r in runs or r == "_skipped"}
+        if run in runs:
+            print(f"NOT attacked: {run}: {why}")
+    out = {r: v for r, v in saved.items() if r in runs}
+    if any(r in runs for r in no_model):
+        out["_skipped"] = {r: why for r, why in no_model.items() if r in runs}
+    return out
