@@ -24,13 +24,18 @@ def tok():
 
 @pytest.fixture(scope="module")
 def trained_llama_state(tok):
-    """A tiny Llama trained briefly on the facts, so that the subject drives the next token."""
+    """A tiny Llama trained on the facts, so that the subject drives the next token.
+
+    Trained to convergence (loss ~0.2805, the floor these sentences allow), so that every CPU gets
+    the same model: 60 steps at lr 1e-2 stopped mid-trajectory, where AVX2 and AVX512 kernels'
+    rounding gave two different models, and the layer-2 edits below took on one and not on the
+    other. With 200 steps at lr 3e-3 the edits take on all of init seeds 0-5, with either kernel set."""
     model = tiny_model("llama", vocab_size=len(tok))
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     ids, mask = rome._right_pad([tok(s)["input_ids"] + [tok.eos_token_id] for s in SENTS], tok.pad_token_id, "cpu")
     labels = ids.masked_fill(mask == 0, -100)
-    for _ in range(60):
+    for _ in range(200):
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad()
         loss.backward()
@@ -111,9 +116,10 @@ def test_edit_is_rank_one_and_rewrites_completion(tok, trained_llama_state):
     arch = architecture(model)
     w0 = arch.mlp_out_weight(2).detach().clone()
     stats = {}
-    # clamp 8, not 4: on this tiny model the clamp binds at 4 (||δ|| = 4 ||target_init||) and leaves
-    # the bare prompt's target a near tie; v_lr 0.5 (the named ablation): at the paper's 0.1, 50 steps
-    # do not reach the target here. The rank-one algebra is what this test checks.
+    # clamp 8 and v_lr 0.5 (the named ablation), not the paper's 4 and 0.1: with the paper's values the
+    # edit takes on this model but not on every init seed (3 of seeds 0-7 miss; ||δ|| is clamped to
+    # 4 ||target_init||); with these it takes on all 8, by 2 nats or more. The rank-one algebra is
+    # what this test checks.
     hp = rome.PAPER_HPARAMS.with_ablations("v_lr-0.5")
     out = rome.edit(model, tok, [req], hp=hp, layer=2, stats=stats, v_num_grad_steps=50, clamp_norm_factor=8.0)
     assert out is model
