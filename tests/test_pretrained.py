@@ -91,7 +91,12 @@ def test_bf16_flag_reading(monkeypatch):
     assert precision.cpu_has_native_bf16() is False
     precision.cpu_has_native_bf16.cache_clear()
     monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     assert precision.cpu_has_native_bf16() is True
+    precision.cpu_has_native_bf16.cache_clear()
+    # the same CPU with PyTorch held to its AVX2 kernels (ATEN_CPU_CAPABILITY=avx2): no bf16
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert precision.cpu_has_native_bf16() is False
     precision.cpu_has_native_bf16.cache_clear()
 
 

@@ -5,7 +5,8 @@ matmuls, 10-20x slower than float32; with AVX512-BF16 or AMX (recent Xeon / EPYC
 faster than float32. So `precision="auto"` (every preset's default) resolves per machine:
 
 * CUDA: bf16 when `torch.cuda.is_bf16_supported()`;
-* CPU: bf16 when the CPU reports `avx512_bf16` or `amx_bf16` (Linux /proc/cpuinfo); where the
+* CPU: bf16 when the CPU reports `avx512_bf16` or `amx_bf16` (Linux /proc/cpuinfo) and PyTorch
+  runs its AVX512 kernels (not ATEN_CPU_CAPABILITY=avx2 or default); where the
   flags cannot be read (macOS, Windows), a one-second probe times a bf16 against a float32
   matmul and picks bf16 only if it is not slower.
 
@@ -53,6 +54,11 @@ def _probe_cpu_bf16(seconds: float = 1.0) -> bool:
 
 @lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
+    # PyTorch's own kernels must be the AVX512 ones too: with ATEN_CPU_CAPABILITY=avx2 (or default) on
+    # a bf16 CPU, bf16 matmuls are emulated and bf16 SDPA raises ("pack_vnni2 is only supported when
+    # avx512 is supported")
+    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"):
+        return False
     flags = _cpu_flags()
     if flags is not None:
         return any(f in flags for f in _BF16_FLAGS)
