@@ -54,13 +54,13 @@ def _probe_cpu_bf16(seconds: float = 1.0) -> bool:
 
 @lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
-    # PyTorch's own kernels must be the AVX512 ones too: with ATEN_CPU_CAPABILITY=avx2 (or default) on
-    # a bf16 CPU, bf16 matmuls are emulated and bf16 SDPA raises ("pack_vnni2 is only supported when
-    # avx512 is supported")
-    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"):
-        return False
     flags = _cpu_flags()
     if flags is not None:
+        # PyTorch's own kernels must be the AVX512 ones too: with ATEN_CPU_CAPABILITY=avx2 (or default)
+        # on a bf16 CPU, bf16 matmuls are emulated and bf16 SDPA raises ("pack_vnni2 is only supported
+        # when avx512 is supported"). (Where flags cannot be read, the probe times the kernels in use.)
+        if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"):
+            return False
         return any(f in flags for f in _BF16_FLAGS)
     return _probe_cpu_bf16()
 
