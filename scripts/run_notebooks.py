@@ -27,6 +27,7 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
 from unedit_lib.models import get_preset  # noqa: E402
 from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
+from unedit_lib.precision import run_device  # noqa: E402
 from unedit_lib.store import CorruptFile, stage_times, write_json  # noqa: E402
 
 
@@ -92,7 +93,8 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
         progress: bool = False) -> dict:
     try:
         get_preset(preset)                 # an unknown preset fails here, before any notebook runs
-    except (KeyError, ValueError) as e:
+        run_device()                       # so does an UNEDIT_DEVICE this machine cannot use
+    except (KeyError, ValueError, RuntimeError) as e:
         raise SystemExit(f"FAILED before any notebook: {e}")
     notebooks = resolve_notebooks(notebooks)
     out_dir = Path(out_dir or runs_dir(preset))

@@ -35,6 +35,16 @@ def test_unknown_preset_fails_before_any_notebook(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_device_not_here_fails_before_any_notebook(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("UNEDIT_DEVICE", "cuda")
+    with pytest.raises(SystemExit, match="FAILED before any notebook: UNEDIT_DEVICE='cuda'.*no CUDA GPU"):
+        run_notebooks.run(NOTEBOOKS, preset="smoke", out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
 def test_notebooks_by_short_name_and_a_clear_error_for_an_unknown_one(tmp_path):
     assert run_notebooks.resolve_notebooks(["01", "03_rome"]) == [run_notebooks.NOTEBOOK_DIR / "01_subject_models.ipynb",
                                                                   run_notebooks.NOTEBOOK_DIR / "03_rome.ipynb"]

@@ -100,6 +100,31 @@ def test_bf16_flag_reading(monkeypatch):
     precision.cpu_has_native_bf16.cache_clear()
 
 
+def test_run_device_says_what_is_wrong(monkeypatch, tmp_path):
+    """UNEDIT_DEVICE names a device this machine cannot use: a message that says so before any
+    model loads, not PyTorch's "Torch not compiled with CUDA enabled" from deep inside `.to()`."""
+    monkeypatch.delenv("UNEDIT_DEVICE", raising=False)
+    assert precision.run_device() == torch.device("cpu")
+    monkeypatch.setenv("UNEDIT_DEVICE", "cpu")
+    assert precision.run_device() == torch.device("cpu")
+    assert precision.run_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("UNEDIT_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="UNEDIT_DEVICE='cuda'.*sees no CUDA GPU.*unset UNEDIT_DEVICE"):
+        precision.run_device()
+    with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
+        load_model(tmp_path)                               # checked before the folder is read
+    assert precision.run_device("cpu") == torch.device("cpu")   # an explicit device wins over the variable
+    monkeypatch.setenv("UNEDIT_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="UNEDIT_DEVICE='gpu' is not a torch device"):
+        precision.run_device()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("UNEDIT_DEVICE", "cuda:3")
+    with pytest.raises(RuntimeError, match="has 1 CUDA GPU"):
+        precision.run_device()
+
+
 def test_a_conversion_by_an_old_transformers_is_made_again(tmp_path):
     """transformers < 5.18 builds SmolLM2's tokenizer from the GGUF wrongly: such a folder is stale."""
     real = pretrained.base_model_folder("smollm2-135m-instruct")

@@ -36,6 +36,7 @@ from . import pretrained, store
 from .architecture import logits_at
 from .precision import describe as describe_precision
 from .precision import resolve as resolve_precision
+from .precision import run_device
 from .prompts import IGNORE_INDEX, TEMPLATES, context_fact, encode_answer, encode_qa, get_template, pad_id  # noqa: F401
 
 ARTIFACTS = tofu.output_dir("artifacts")
@@ -491,7 +492,7 @@ def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = device or os.environ.get("UNEDIT_DEVICE", "cpu")
+    device = run_device(device)     # checked before the (slow) load: a clear error for a device not here
     if dtype is None and os.environ.get("UNEDIT_DTYPE"):
         name = os.environ["UNEDIT_DTYPE"]
         dtype = getattr(torch, name, None)

@@ -65,6 +65,29 @@ def cpu_has_native_bf16() -> bool:
     return _probe_cpu_bf16()
 
 
+def run_device(device: str | torch.device | None = None) -> torch.device:
+    """The device models run on: `device`, else the environment variable UNEDIT_DEVICE, else the
+    CPU; a clear error when the name is not a device or this machine / PyTorch build has none."""
+    src = "device" if device is not None else "UNEDIT_DEVICE"
+    name = device if device is not None else (os.environ.get("UNEDIT_DEVICE") or "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{src}={name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    unset = " (unset UNEDIT_DEVICE to run on the CPU)" if src == "UNEDIT_DEVICE" else ""
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise RuntimeError(f"{src}={name!r}, but PyTorch {torch.__version__} ({build}) sees no CUDA GPU here{unset}; "
+                               "on a GPU machine, install a CUDA build of torch")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"{src}={name!r}, but this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                               f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}){unset}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"{src}={name!r}, but PyTorch sees no Apple MPS device here{unset}")
+    return dev
+
+
 def resolve(precision: str = "auto", device: str | torch.device = "cpu") -> str:
     """'float32' or 'bfloat16' for this machine."""
     if precision == "auto":

@@ -162,11 +162,9 @@ def precision_record(p) -> dict:
     """The arithmetic behind a record (precision.py): the methods and the evaluator compute in the
     model's float32; the subject models were trained with the precision their training log names
     (bf16 autocast only on hardware with native bf16); and what "auto" resolves to here."""
-    import os
+    from .precision import describe, run_device
 
-    from .precision import describe
-
-    out = {"methods_and_evaluation": "float32", "machine": describe(os.environ.get("UNEDIT_DEVICE", "cpu"))}
+    out = {"methods_and_evaluation": "float32", "machine": describe(run_device())}
     log = models.subject_model_path(p, "full") / "training_log.json" if not p.hub_full else None
     if log is not None and log.is_file():
         out["subject_model_training"] = json.loads(log.read_text()).get("precision", "bfloat16 autocast (before precision.py)")
