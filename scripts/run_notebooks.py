@@ -8,27 +8,34 @@ preset they are git-ignored. The source notebooks in notebooks/ stay stripped. P
 runs/<preset>/stage_times.json (what `make bench STAGES=recorded` prints); on failure, names
 the notebook and the cell that failed and exits non-zero. Finished work is cached by the
 library (models under artifacts/, results under results/), so a second run is quick;
-`--force` redoes it.
+`--force` redoes it. Each `-p NAME=VALUE` goes to the notebooks whose parameters cell declares
+NAME; a NAME that no notebook of the run declares is an error before any notebook runs. The
+notebooks import the library of this checkout (it is first on the kernels' PYTHONPATH), which
+writes every output under this checkout, whichever checkout the venv has installed.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import papermill as pm
+from papermill.translators import PythonTranslator
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
+from unedit_lib import paths  # noqa: E402
 from unedit_lib.models import get_preset  # noqa: E402
 from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
 from unedit_lib.precision import run_device  # noqa: E402
-from unedit_lib.store import CorruptFile, stage_times, write_json  # noqa: E402
+from unedit_lib.store import CorruptFile, clean_temporaries, stage_times, write_json  # noqa: E402
 
 
 # what a whole study from scratch takes on 2 CPU cores, printed before a run when no earlier run of
@@ -89,6 +96,91 @@ def resolve_notebooks(names) -> list[Path]:
     return found
 
 
+COMMON = ("preset", "seeds", "force")   # what every notebook of the study declares and the runner always passes
+
+
+def declared_parameters(notebook) -> list[str]:
+    """The names a notebook's `parameters` cell declares, as papermill reads that cell
+    (`papermill --help-notebook`; read as Python, the kernel the runner starts, so a notebook
+    without kernelspec metadata is read too)."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return []
+    cell = {**cell, "source": "".join(cell["source"])}
+    return [p.name for p in PythonTranslator.inspect(cell) if not p.name.startswith("_")]
+
+
+def notebook_extras(notebooks, extra) -> dict[str, dict]:
+    """Each notebook's share of the extra (-p) parameters: those its parameters cell declares.
+    A name no notebook of the run declares (a typo, or a notebook not in the run) would only get
+    papermill's warning and run the study's settings: an error here, before any notebook runs."""
+    extra = extra or {}
+    common = sorted(set(extra) & set(COMMON))
+    if common:
+        raise SystemExit(f"FAILED before any notebook: -p {', '.join(common)}: give "
+                         + ", ".join(f"--{name}" for name in common)
+                         + " instead (the runner passes preset, seeds and force to every notebook)")
+    declared = {Path(nb).name: declared_parameters(nb) for nb in notebooks}
+    unknown = [name for name in extra if not any(name in names for names in declared.values())]
+    if unknown:
+        valid = "; ".join(f"{nb}: {', '.join(n for n in names if n not in COMMON) or '(none)'}"
+                          for nb, names in declared.items())
+        raise SystemExit(f"FAILED before any notebook: unknown parameter {', '.join(unknown)} (-p): no notebook "
+                         f"of this run declares it. Check the spelling, or run the notebook that has it. The "
+                         f"parameters besides {', '.join(COMMON)}: {valid}")
+    return {nb: {k: v for k, v in extra.items() if k in names} for nb, names in declared.items()}
+
+
+# what a kernel the runner starts imports: jupyter_client starts the python3 kernel with this
+# interpreter (its kernelspec names "python"), in the notebook's folder, with the runner's environment
+# (Python puts that folder first on sys.path, then PYTHONPATH, then site-packages)
+_KERNEL_PROBE = "import unedit_lib.paths as p; print(p.REPO_ROOT)"
+
+
+def kernel_pythonpath() -> str:
+    """PYTHONPATH for the kernels: this checkout first, ahead of site-packages (and of an
+    editable install of another checkout), then what was set."""
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
+@contextlib.contextmanager
+def kernel_environment():
+    """Papermill's kernels inherit this process's environment: set their PYTHONPATH for the run."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = kernel_pythonpath()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def library_roots(notebook_dir) -> dict[str, Path]:
+    """The checkout whose library does the work (its paths.REPO_ROOT, under which it writes
+    every output), as this process imported it and as a kernel started in notebook_dir will."""
+    probe = subprocess.run([sys.executable, "-c", _KERNEL_PROBE], cwd=notebook_dir, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": kernel_pythonpath()})
+    if probe.returncode:
+        raise SystemExit(f"FAILED before any notebook: the notebooks' kernel ({sys.executable}) cannot import "
+                         f"unedit_lib: {probe.stderr.strip().splitlines()[-1:]}")
+    return {"the runner": Path(paths.REPO_ROOT), "the notebooks' kernel": Path(probe.stdout.strip())}
+
+
+def check_library(roots: dict[str, Path]) -> None:
+    """Every output goes under the checkout of the imported library: it must be the runner's."""
+    other = {who: root for who, root in roots.items() if root.resolve() != ROOT}
+    if other:
+        raise SystemExit("FAILED before any notebook: "
+                         + "; ".join(f"{who} imports the library of {root}" for who, root in other.items())
+                         + f", not that of the runner's checkout {ROOT}, so this run's results would go there. "
+                           "Run the runner of the checkout whose results you want, and let nothing put another "
+                           "checkout's unedit_lib ahead of it (an import before the runner's, a .pth file, the "
+                           "notebooks' folder).")
+
+
 def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None,
         progress: bool = False) -> dict:
     try:
@@ -97,29 +189,24 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
     except (KeyError, ValueError, RuntimeError) as e:
         raise SystemExit(f"FAILED before any notebook: {e}")
     notebooks = resolve_notebooks(notebooks)
+    extras = notebook_extras(notebooks, extra)   # an unknown -p name fails here
+    check_library(library_roots(notebooks[0].parent))   # so do results that would go to another checkout
     out_dir = Path(out_dir or runs_dir(preset))
     out_dir.mkdir(parents=True, exist_ok=True)
+    for kind in ("results", "artifacts", "runs"):     # what writers killed in an earlier run left behind
+        for gone in clean_temporaries(output_dir(kind) / preset):
+            print(f"removed the leftover of an interrupted write: {gone}")
     times = {}
     seed_list = [int(s) for s in str(seeds).split()]
     print(f"{len(notebooks)} notebooks on preset {preset}; " + estimate(notebooks, preset, out_dir), flush=True)
     t_all = time.time()
     for nb in notebooks:
         nb = Path(nb)
-        params = {"preset": preset, "seeds": seed_list, "force": bool(force), **(extra or {})}
-        print(f"==> {nb.name} (preset={preset}, seeds={seed_list}{', force' if force else ''})", flush=True)
+        got = extras[nb.name]
+        print(f"==> {nb.name} (preset={preset}, seeds={seed_list}{', force' if force else ''}"
+              + "".join(f", {k}={v!r}" for k, v in got.items()) + ")", flush=True)
         t0 = time.time()
-        try:
-            pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
-                                kernel_name="python3", progress_bar=progress, log_output=False)
-        except pm.PapermillExecutionError as e:
-            print(f"FAILED: {nb.name}, cell {e.cell_index} (execution count {e.exec_count}): "
-                  f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_dir / nb.name}",
-                  file=sys.stderr)
-            raise SystemExit(1)
-        except Exception as e:             # the kernel died (memory, a crash) or could not start
-            print(f"FAILED: {nb.name}, {_running_cell(out_dir / nb.name)}: {type(e).__name__}: {e}\n"
-                  f"  executed copy so far: {out_dir / nb.name}", file=sys.stderr)
-            raise SystemExit(1)
+        _execute(nb, out_dir, {"preset": preset, "seeds": seed_list, "force": bool(force), **got}, progress)
         times[nb.name] = time.time() - t0
         _relative_paths(out_dir / nb.name)
         print(f"    done in {times[nb.name]:.1f} s", flush=True)
@@ -135,13 +222,31 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
     # the parameters beyond preset/seeds/force each notebook last ran with (-p), kept as its time is
     params = {k: v for k, v in (((last or {}).get("parameters") or {}) if earlier is not None and not force else {}).items()
               if k not in times}
-    params.update({name: extra for name in times} if extra else {})
+    params.update({name: extras[name] for name in times if extras[name]})
     if params:
         rec["parameters"] = dict(sorted(params.items()))
     if not force and kept:   # a run that reused cached work keeps the times of the last from-scratch (FORCE) run
         rec["from_scratch"] = {k: v for k, v in kept.items() if k != "from_scratch"}
     write_json(rec, out_dir / "stage_times.json")
     return times
+
+
+def _execute(nb: Path, out_dir: Path, params: dict, progress: bool) -> None:
+    """One notebook into out_dir/<name> with papermill, its kernel importing this checkout's
+    library; a failure names the notebook and the cell, and exits non-zero."""
+    try:
+        with kernel_environment():
+            pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
+                                kernel_name="python3", language="python", progress_bar=progress, log_output=False)
+    except pm.PapermillExecutionError as e:
+        print(f"FAILED: {nb.name}, cell {e.cell_index} (execution count {e.exec_count}): "
+              f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_dir / nb.name}",
+              file=sys.stderr)
+        raise SystemExit(1)
+    except Exception as e:             # the kernel died (memory, a crash) or could not start
+        print(f"FAILED: {nb.name}, {_running_cell(out_dir / nb.name)}: {type(e).__name__}: {e}\n"
+              f"  executed copy so far: {out_dir / nb.name}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def parse_params(items) -> dict:
@@ -167,18 +272,22 @@ def _stage_times(out_dir: Path) -> tuple[dict | None, dict | None]:
 
 
 def _running_cell(executed) -> str:
-    """Which cell was running when the kernel died: the first code cell without a finished
-    execution in the executed copy papermill saved."""
+    """Which cell was running when the kernel died, from the executed copy papermill saved: the
+    last cell with a start time. (Papermill stamps a cell's start time when it starts it; when
+    the kernel dies it still gives the running cell an end time and status "completed", and
+    marks the cells it never started "completed" without a start time.) Named by its index in
+    the executed copy and its first line."""
     try:
-        import json
-
         cells = json.loads(Path(executed).read_text())["cells"]
-        for i, c in enumerate(cells):
-            if c["cell_type"] == "code" and c.get("metadata", {}).get("papermill", {}).get("status") != "completed":
-                return f"cell {i}"
-    except Exception:
-        pass
-    return "cell unknown (the kernel died)"
+    except (OSError, ValueError, KeyError) as e:
+        return f"cell unknown (no executed copy to read: {e})"
+    started = [i for i, c in enumerate(cells)
+               if (c.get("metadata", {}).get("papermill") or {}).get("start_time")]
+    if not started:
+        return "before any cell ran (the kernel did not start or died at once)"
+    source = cells[started[-1]].get("source", "")
+    first = next((line.strip() for line in "".join(source).splitlines() if line.strip()), "")
+    return f"cell {started[-1]} ({first!r}) was running"
 
 
 if __name__ == "__main__":
@@ -190,8 +299,9 @@ if __name__ == "__main__":
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-progress", action="store_true", help="no per-notebook progress bar (cells done, ETA)")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="another parameter for every notebook run, VALUE as JSON (e.g. -p 'runs_to_attack=[\"full\"]'), "
-                         "else a string; recorded in stage_times.json")
+                    help="another parameter, VALUE as JSON (e.g. -p 'runs_to_attack=[\"full\"]'), else a string; "
+                         "passed to the notebooks that declare NAME (one that none of the run declares is an "
+                         "error) and recorded for them in stage_times.json")
     a = ap.parse_args()
     run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir, extra=parse_params(a.param), progress=not a.no_progress)
     if a.preset == HEADLINE_PRESET and a.out_dir is None:

@@ -58,14 +58,16 @@ def test_a_crashed_kernel_is_named_with_its_cell(tmp_path, capsys):
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("preset = 'smoke'", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("x = 1"),
-                nbformat.v4.new_code_cell("import os\nos._exit(1)   # the kernel dies")]
+                nbformat.v4.new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)   # the kernel dies"),
+                nbformat.v4.new_code_cell("x = 1")]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     path = tmp_path / "crash.ipynb"
     nbformat.write(nb, path)
     with pytest.raises(SystemExit):
         run_notebooks.run([path], preset="smoke", out_dir=tmp_path / "out")
     err = capsys.readouterr().err
-    assert "FAILED: crash.ipynb" in err
+    # cell 2 of the executed copy: papermill put its injected-parameters cell at 1
+    assert "FAILED: crash.ipynb, cell 2 ('import os, signal') was running: DeadKernelError" in err
 
 
 def test_a_cached_rerun_keeps_the_from_scratch_runs_times(tmp_path):
