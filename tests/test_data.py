@@ -1,5 +1,6 @@
 """TOFU loading: split relations, authors, subjects, targets, and the error messages."""
 import json
+import shutil
 
 import pytest
 
@@ -107,3 +108,41 @@ def test_given_folder_must_exist_and_full_must_be_whole(tmp_path, monkeypatch):
         tofu.load_tofu("full", data_dir=tmp_path)
     with pytest.raises(tofu.TofuDataError, match="expected 4000 rows"):   # not an IndexError
         tofu.load_tofu("forget01", data_dir=tmp_path)
+
+
+def _real_file(fname):
+    for d in tofu.candidate_dirs():
+        if (d / fname).is_file():
+            return d / fname
+    pytest.skip(f"no local copy of TOFU's {fname}")
+
+
+def test_every_real_config_has_tofus_field_types(monkeypatch):
+    monkeypatch.delenv("UNEDIT_TOFU_DIR", raising=False)
+    for name in tofu.VALID_NAMES:
+        assert tofu.load_tofu(name), name
+
+
+@pytest.mark.parametrize("fname, row, field, value, found, expected", [
+    ("forget01_perturbed.json", 3, "perturbed_answer", "a perturbed answer", "a string", "a non-empty list of strings"),
+    ("forget01_perturbed.json", 1, "perturbed_answer", [], "an empty list", "a non-empty list of strings"),
+    ("forget01_perturbed.json", 40, "perturbed_answer", ["a", 7], "a list holding a number", "a non-empty list"),
+    ("forget01_perturbed.json", 2, "paraphrased_answer", ["an answer"], "a list", "a string"),
+    ("forget01_perturbed.json", 5, "paraphrased_question", None, "null", "a string"),
+    ("forget01.json", 2, "question", ["Who?"], "a list", "a string"),
+    ("forget01.json", 7, "answer", 42, "a number", "a string"),
+    ("real_authors_perturbed.json", 10, "perturbed_answer", "x", "a string", "a non-empty list of strings"),
+    ("forget10_avoidant.json", 4, "avoidant_answer", {"text": "no"}, "an object", "a string"),
+])
+def test_a_field_of_the_wrong_type_is_named(tmp_path, monkeypatch, fname, row, field, value, found, expected):
+    """A wrong type (a string where TOFU has a list would be scored character by character) is an
+    error naming the file, the row, the field, the type expected and the type found."""
+    monkeypatch.delenv("UNEDIT_TOFU_DIR", raising=False)
+    rows = [json.loads(line) for line in _real_file(fname).read_text().splitlines() if line.strip()]
+    rows[row - 1][field] = value
+    (tmp_path / fname).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.copy(_real_file("full.json"), tmp_path / "full.json")      # the authors: the rest of the folder is whole
+    with pytest.raises(tofu.TofuDataError) as e:
+        tofu.load_tofu(fname.removesuffix(".json"), data_dir=tmp_path)
+    msg = str(e.value)
+    assert f"{tmp_path / fname}, row {row}: field {field!r}" in msg and found in msg and expected in msg, msg

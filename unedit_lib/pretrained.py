@@ -16,12 +16,17 @@ an ordinary model folder once:
 
 The hub id (`HuggingFaceTB/SmolLM2-135M-Instruct`) stays the alternative source:
 `base_model_folder(name, source="hub")` or UNEDIT_BASE_MODEL_SOURCE=hub.
+
+Every saved model folder (this one, the subject models, the unlearned models) is read-checked
+before a load (`check_model_folder`, used by models.load_model and `_valid_folder`): a missing,
+truncated or garbled file is an error naming it and how to remake that folder (`remake_hint`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,12 +92,10 @@ def _valid_folder(folder: Path) -> bool:
     if made_with is None or tuple(int(x) for x in made_with.split(".")[:2]) < MIN_TRANSFORMERS_FOR_GGUF:
         return False
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
-            return len(list(f.keys())) > 0
-    except Exception:  # noqa: BLE001 - a truncated or corrupt file is simply not valid
+        check_model_folder(folder)
+    except DamagedModelFile:        # a truncated or garbled file: converted again
         return False
+    return True
 
 
 def _sha256(path: Path) -> str:
@@ -227,6 +230,90 @@ def base_model_folder(name: str = "smollm2-135m-instruct", source: str | None = 
     if not _valid_folder(folder):
         raise BaseModelUnavailable(f"{folder}: the conversion did not produce a loadable model")
     return folder
+
+
+# --------------------------------------------------------------------------- saved model folders
+class DamagedModelFile(OSError):
+    """A file of a saved model folder that is missing, truncated or garbled: `path`, `why`, and `fix`
+    (how to remake the folder). models.load_model raises it as a store.CorruptFile (this module
+    stays below the store in the import layers)."""
+
+    def __init__(self, path, why: str, fix: str):
+        self.path, self.why, self.fix = Path(path), why, fix
+        super().__init__(f"{self.path}: {why}; {fix}")
+
+
+_SUBJECT_FOLDER = re.compile(r"(full|retain)-[0-9a-f]+")
+
+
+def remake_hint(folder) -> str:
+    """What to do about a damaged model folder, by where it lies in artifacts/ (paths' layout): a
+    pretrained base model is converted again, a subject model trained again (notebook 01), a run's
+    unlearned model re-made by its notebook."""
+    folder = Path(folder)
+    shown = display_path(folder)
+    if folder.parent.name == "pretrained" and folder.name in BASE_MODELS:
+        return (f"convert it again with `python -m unedit_lib.pretrained {folder.name} --force` "
+                f"(or delete {shown} and run `make setup`)")
+    if folder.parent.parent.name == "unlearned":
+        return (f"delete {shown} and rerun the notebook of run {folder.name!r} (03-06) with force=True, or "
+                "notebook 08 with rebuild_missing=True, which re-makes it from its record")
+    if _SUBJECT_FOLDER.fullmatch(folder.name):
+        which = folder.name.split("-")[0]
+        return (f"delete {shown} and rerun notebooks/01_subject_models.ipynb "
+                f"(models.train_subject_model({folder.parent.name!r}, {which!r}) trains it again)")
+    return "save the model again (save_pretrained, with its tokenizer), or load another folder or a hub id"
+
+
+def check_model_folder(folder, fix: str | None = None) -> None:
+    """Read-check a saved model folder's files before transformers loads it, so that a missing,
+    truncated or garbled file is a DamagedModelFile naming that file and `fix` (default:
+    remake_hint): transformers' own errors ("incomplete metadata, file not fully covered") name
+    neither. Checked: config.json (a JSON object with a model_type), every other JSON file
+    (well-formed), the weights (each safetensors file's header agrees with its size, and the
+    shards an index names are there), the tokenizer (tokenizer.json reads as a tokenizer)."""
+    folder = Path(folder)
+    fix = fix or remake_hint(folder)
+
+    def bad(name: str, why: str) -> DamagedModelFile:
+        return DamagedModelFile(folder / name, why, fix)
+
+    if not (folder / "config.json").is_file():
+        raise bad("config.json", "missing: the folder is not a saved model")
+    for f in sorted(folder.glob("*.json")):
+        if f.name == "tokenizer.json":
+            continue                # read below, by the tokenizers library
+        try:
+            content = json.loads(f.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise bad(f.name, f"malformed JSON ({e})") from None
+        if f.name == "config.json" and not (isinstance(content, dict) and "model_type" in content):
+            raise bad(f.name, "not a model configuration (no model_type)")
+        if f.name.endswith(".index.json"):
+            shards = set((content.get("weight_map") or {}).values()) if isinstance(content, dict) else set()
+            missing = sorted(s for s in shards if not (folder / s).is_file())
+            if missing:
+                raise bad(missing[0], f"missing: {f.name} names it")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not (folder / "pytorch_model.bin").is_file():
+        raise bad("model.safetensors", "missing: the folder holds no weights")
+    from safetensors import safe_open
+
+    for f in weights:
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                st.keys()
+        except Exception as e:  # noqa: BLE001 - SafetensorError: a truncated file or a garbled header
+            raise bad(f.name, f"truncated or not a safetensors file ({e})") from None
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        try:
+            Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as e:  # noqa: BLE001 - the tokenizers library raises a bare Exception
+            raise bad("tokenizer.json", f"not a readable tokenizer ({str(e)[:200]})") from None
+    elif not any((folder / n).is_file() for n in ("tokenizer.model", "vocab.json")):
+        raise bad("tokenizer.json", "missing: the folder holds no tokenizer")
 
 
 if __name__ == "__main__":      # `make setup`: python -m unedit_lib.pretrained [name]

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from .architecture import TailForward, architecture, logits_at
 from .guards import ModelCollapsed, check_health
+from .paths import display_path
 from .prompts import encode_answer, encode_prompt, pad_batch, pad_id, subject_token_range
 from .store import write_file
 
@@ -129,9 +130,8 @@ class RomeHParams:
         return self.replace(**overrides, ablation="+".join(dict.fromkeys(applied)) or None)
 
     def record(self) -> dict:
-        """Every hyperparameter as JSON-able values, for a run's stats / record: the tensors and
-        the texts C is computed from are summarised (`cov` -> its shape, `mom2_texts` -> their
-        count), precomputed templates by their count (their text is in stats["context_templates"])."""
+        """Every hyperparameter as JSON-able values, for a run's stats / record: `cov` -> its shape, `mom2_texts`
+        and precomputed templates -> their count (stats["context_templates"] has their text), paths repo-relative."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
@@ -141,8 +141,8 @@ class RomeHParams:
                 out[f"n_{f.name}"] = len(v) if v is not None else None
             elif f.name == "context_template_length_params":
                 out[f.name] = [list(p) for p in v]
-            else:
-                out[f.name] = v
+            else:       # C's cache folder as records keep paths (display_path): the same on every machine
+                out[f.name] = display_path(v) if f.name == "mom2_cache_dir" and v is not None else v
         out["deviations_from_paper"] = self.deviations_from_paper()
         return out
 

@@ -499,31 +499,49 @@ def save_side_memory(model, folder) -> None:
 
 def load_side_memory(model, folder):
     """Install the side memory saved by `save_side_memory` on `model` (the unedited base
-    model); returns the model."""
+    model); returns the model. A truncated or garbled file raises store.CorruptFile naming it
+    and how to re-make the run's model."""
     import json
     from pathlib import Path
 
     from safetensors.torch import load_file
 
+    from .paths import display_path
+    from .store import CorruptFile
+
     folder = Path(folder)
+    fix = (f"delete {display_path(folder)} and rerun the run's WISE notebook (05) with force=True, or notebook 08 "
+           "with rebuild_missing=True, which re-makes it from its record")
     if not (folder / "side_memory.json").is_file():
         raise FileNotFoundError(f"{folder} holds no saved WISE side memory (side_memory.json)")
-    state = json.loads((folder / "side_memory.json").read_text())
-    tensors = load_file(str(folder / "side_memory.safetensors"))
-    hp = dict(state["hparams"])
-    if "routing" not in hp:     # saved before routing was a hyperparameter: it was evaluated routed per row
-        hp.update(routing="per_row", ablation="per-row-routing")
-    hp["act_margin"], hp["template_lengths"] = tuple(hp["act_margin"]), tuple(hp["template_lengths"])
-    hp["template_seeds"], hp["early_stop"] = tuple(hp["template_seeds"]), tuple(hp["early_stop"])
-    adapter = install(model, WiseHParams(**hp))
+    try:
+        state = json.loads((folder / "side_memory.json").read_text())   # ValueError when malformed
+        hp = dict(state["hparams"])
+        if "routing" not in hp:     # saved before routing was a hyperparameter: it was evaluated routed per row
+            hp.update(routing="per_row", ablation="per-row-routing")
+        hp["act_margin"], hp["template_lengths"] = tuple(hp["act_margin"]), tuple(hp["template_lengths"])
+        hp["template_seeds"], hp["early_stop"] = tuple(hp["template_seeds"]), tuple(hp["early_stop"])
+        hparams = WiseHParams(**hp)
+        counts = (list(state["memory_min_act"]), float(state["min_act"]), state["editing_total_cnt"],
+                  state["merge_cnt"], state["context_templates"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptFile(folder / "side_memory.json", f"not a saved WISE side memory ({type(e).__name__}: {e})",
+                          fix) from None
+    try:
+        tensors = load_file(str(folder / "side_memory.safetensors"))
+    except Exception as e:  # noqa: BLE001 - missing, truncated, or a garbled header (SafetensorError)
+        raise CorruptFile(folder / "side_memory.safetensors", f"unreadable side memory ({e})", fix) from None
+    adapter = install(model, hparams)
+    if tuple(tensors.get("side_weight", torch.empty(0)).shape) != tuple(adapter.side_weight.shape):
+        remove(model)
+        raise CorruptFile(folder / "side_memory.safetensors", "no side_weight of shape "
+                          f"{tuple(adapter.side_weight.shape)} (another model's side memory?)", fix)
     with torch.no_grad():
         adapter.side_weight.copy_(tensors["side_weight"])
     n = sum(1 for k in tensors if k.startswith("memory_"))
     adapter.memory_weights = nn.ParameterList([nn.Parameter(tensors[f"memory_{i}"], requires_grad=False)
                                                for i in range(n)])
     adapter.weight_mask = tensors.get("weight_mask")
-    adapter.memory_min_act = list(state["memory_min_act"])
-    adapter.min_act = float(state["min_act"])
-    adapter.editing_total_cnt, adapter.merge_cnt = state["editing_total_cnt"], state["merge_cnt"]
-    adapter.context_templates = state["context_templates"]
+    (adapter.memory_min_act, adapter.min_act, adapter.editing_total_cnt, adapter.merge_cnt,
+     adapter.context_templates) = counts
     return model
