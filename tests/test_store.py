@@ -129,3 +129,58 @@ def test_stage_times_keeps_the_last_forced_run(tmp_path):
     (tmp_path / "stage_times.json").write_text('{"force": ')
     with pytest.raises(store.CorruptFile, match="stage-times"):
         store.stage_times(tmp_path)
+
+
+def test_temporaries_of_dead_writers_are_cleaned_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+
+    proc = subprocess.Popen(["true"])                       # a process id that no longer runs
+    proc.wait()
+    dead = proc.pid
+    (tmp_path / "run").mkdir()
+    left = [tmp_path / f".gd.json.tmp{dead}", tmp_path / "run" / f".eval_log.json.tmp{dead}"]
+    for f in left:
+        f.write_text("{")
+    (tmp_path / f".gd.staged{dead}").mkdir()
+    live = tmp_path / f".ga.json.tmp{os.getpid()}"
+    live.write_text("{")
+    kept = tmp_path / ".gd.json.lock"
+    kept.write_text("")
+    gone = store.clean_temporaries(tmp_path)
+    assert set(gone) == set(left) | {tmp_path / f".gd.staged{dead}"}
+    assert live.exists() and kept.exists() and not any(f.exists() for f in left)
+
+
+def test_update_json_loses_no_update_of_concurrent_processes(tmp_path):
+    import multiprocessing
+    import time
+
+    path = tmp_path / "shared.json"
+
+    def add(key):
+        for i in range(5):
+            def change(d, i=i):
+                time.sleep(0.01)          # widen the read-change-write window
+                return {**d, f"{key}{i}": i}
+            store.update_json(path, change)
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=add, args=(k,)) for k in "ab"]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert sorted(store.read_json(path)) == [f"{k}{i}" for k in "ab" for i in range(5)]
+
+
+def test_commit_run_swaps_staged_folders_in_and_writes_the_record_last(tmp_path):
+    logs = tmp_path / "gd"
+    logs.mkdir()
+    (logs / "old.json").write_text("{}")
+    staged = store.stage_dir(logs, lambda d: (d / "new.json").write_text("{}"))
+    assert (logs / "old.json").exists() and staged.name.startswith(".gd.staged")
+    store.commit_run(tmp_path / "gd.json", {"run": "gd"}, {logs: staged})
+    assert sorted(p.name for p in logs.iterdir()) == ["new.json"] and not staged.exists()
+    assert store.read_json(tmp_path / "gd.json") == {"run": "gd"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gd", "gd.json"]

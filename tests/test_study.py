@@ -119,6 +119,7 @@ def fake_study(scratch, tok, monkeypatch):
                         lambda *a, **k: {s: log for s in store.LOG_FILES} | {"_seconds": 0.1})
     summary = {"metrics": {}, "model_utility": 0.5, "forget_quality": 0.1, "ks_statistic": 0.2, "n_items": {}}
     monkeypatch.setattr(study, "summarize_against_retain", lambda p, run, logs: summary)
+    monkeypatch.setattr(study, "cached_retain_logs", lambda p, retain_run="retain": {"forget": log})
     calls = []
 
     def run(hp, apply=None, **kw):
@@ -178,19 +179,109 @@ def test_a_subject_model_record_is_reused_only_for_the_model_it_evaluates(scratc
     assert study.cached_retain_logs(p) is not None
 
 
-def test_an_interrupted_run_leaves_no_record_beside_an_old_model(fake_study):
-    """The run is committed as one unit: an interrupt after a re-run starts removes the old
-    record and model, so a new record can never be paired with an old model (or vice versa)."""
+def _snapshot(folder) -> dict:
+    """{relative path: bytes} of every file under `folder` (hidden temporaries included)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_an_interrupted_run_keeps_the_previous_result_as_it_was(fake_study):
+    """The run is committed as one unit, and only once it succeeded: an interrupt of a re-run keeps
+    the old record, logs and model together, byte for byte."""
     fake_study({"lr": 1e-3})
     p = models.get_preset("smoke")
+    before = _snapshot(paths.output_dir("results")), _snapshot(paths.output_dir("artifacts"))
 
     def interrupted(model, tok, stats):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         fake_study({"lr": 2e-3}, apply=interrupted)
-    assert store.load_record("smoke", "gd") is None and not study.unlearned_path(p, "gd").exists()
-    assert study.cached(p, "gd", {"lr": 1e-3})[0] is None
+    assert (_snapshot(paths.output_dir("results")), _snapshot(paths.output_dir("artifacts"))) == before
+    assert study.cached(p, "gd", {"lr": 1e-3})[0] is not None and study.has_unlearned(p, "gd")
+
+
+def test_a_forced_run_that_fails_anywhere_leaves_the_previous_result_byte_identical(fake_study, monkeypatch, tmp_path):
+    """force recomputes into a staging place: whatever fails (the device, a corrupt full model or
+    retain log, the method, the evaluation, the metrics, writing the model or the record), the
+    previous record, logs and model are left exactly as they were, and no staging folder is left."""
+    from unedit_lib import precision
+
+    hp = {"lr": 1e-3}
+    fake_study(hp)
+    state = lambda: (_snapshot(paths.output_dir("results")), _snapshot(paths.output_dir("artifacts")))  # noqa: E731
+    before = state()
+
+    def boom(*a, **k):
+        raise RuntimeError("failed here")
+
+    failures = {         # where: how to make it fail (on a monkeypatch context)
+        "device": lambda m: m.setenv("UNEDIT_DEVICE", "cuda:7"),
+        "full model": lambda m: m.setattr(models, "load_subject_model", boom),
+        "retain logs": lambda m: m.setattr(study, "cached_retain_logs", boom),
+        "method": lambda m: None,
+        "evaluation": lambda m: m.setattr(study.evaluate, "evaluate_model", boom),
+        "metrics": lambda m: m.setattr(study, "summarize_against_retain", boom),
+        "model write": lambda m: None,
+        "record": lambda m: m.setattr(study, "record_for", boom),
+    }
+    for where, fail in failures.items():
+        with monkeypatch.context() as m:
+            fail(m)
+            calls = len(fake_study.calls)
+            with pytest.raises((RuntimeError, ValueError)):
+                fake_study(hp, force=True, apply=boom if where == "method" else None,
+                           write_model=boom if where == "model write" else study.write_plain_model)
+            assert state() == before, f"a failure at {where} changed the previous result"
+            if where in ("device", "full model", "retain logs"):
+                assert len(fake_study.calls) == calls, f"the method ran before the {where} was checked"
+    assert str(precision.run_device()) == "cpu"
+
+
+def test_a_run_on_other_data_is_a_clash_not_the_old_result(fake_study, tmp_path):
+    """The record names the rows it was made from (a content hash): a data folder whose forget
+    answers differ never gets the old run back; without force the clash is refused with what to
+    do (the old result kept), with force the run is recomputed and names the new data."""
+    import shutil
+
+    from unedit_lib import data as tofu
+
+    rec = fake_study({"lr": 1e-3})
+    here = study.data_record(models.get_preset("smoke"))
+    assert rec["data"] == here and here["source"] == "../shared/tofu"
+    changed = tmp_path / "tofu"
+    shutil.copytree(tofu.candidate_dirs()[-1], changed)
+    path = changed / "forget01_perturbed.json"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.chmod(0o644)
+    path.write_text("\n".join(json.dumps({**r, "answer": "Nobody knows."}) for r in rows) + "\n")
+    other = study.data_record(models.get_preset("smoke"), changed)
+    assert other["fingerprint"] != here["fingerprint"]
+    before = paths.record_path("smoke", "gd").read_bytes()
+    with pytest.raises(study.RunClash, match="other TOFU rows.*force=True"):
+        fake_study({"lr": 1e-3}, data_dir=changed)
+    assert paths.record_path("smoke", "gd").read_bytes() == before and len(fake_study.calls) == 1
+    assert fake_study({"lr": 1e-3}, data_dir=changed, force=True)["data"] == other and len(fake_study.calls) == 2
+    assert fake_study({"lr": 1e-3}, data_dir=changed)["data"] == other and len(fake_study.calls) == 2    # reused
+
+
+def test_two_settings_never_share_a_name_or_a_record(fake_study):
+    """Names write every setting exactly (no rounding, no lossy character replacement); a record
+    whose named settings differ from the run's under the same name is refused, not replaced."""
+    assert study.run_name("gd", 0, {"lr": 0.1}) == "gd+lr=0.1"
+    assert study.run_name("gd", 0, {"lr": 1.0}) == "gd+lr=1"
+    assert study.run_name("gd", 0, {"lr": 0.1 + 1e-9}) != study.run_name("gd", 0, {"lr": 0.1})
+    assert study.run_name("gd", 0, {"t": "a b"}) != study.run_name("gd", 0, {"t": "a_b"})
+    assert study.run_name("gd", 0, {"t": "raw"}) == "gd+t=raw"
+    fake_study({"lr": 1e-3})
+    rec = store.load_record("smoke", "gd")
+    store.save_record("smoke", "gd", {**rec, "ablation": {"lr": 0.5}})
+    before = paths.record_path("smoke", "gd").read_bytes()
+    with pytest.raises(study.RunClash, match="named settings"):
+        fake_study({"lr": 1e-3}, changed={})
+    assert paths.record_path("smoke", "gd").read_bytes() == before
 
 
 def test_a_collapse_is_recorded_without_numbers(fake_study):
@@ -364,6 +455,7 @@ def ga_run(scratch, tok, monkeypatch):
     monkeypatch.setattr(study.evaluate, "evaluate_model", forget_losses)
     summary = {"metrics": {}, "model_utility": 0.5, "forget_quality": 0.1, "ks_statistic": 0.2, "n_items": {}}
     monkeypatch.setattr(study, "summarize_against_retain", lambda p, run, logs: summary)
+    monkeypatch.setattr(study, "cached_retain_logs", lambda p, retain_run="retain": {})
     return recipes.run("smoke", "ga")
 
 
@@ -468,3 +560,77 @@ def test_a_remake_that_collapses_is_named_not_saved(ga_run, monkeypatch):
     with pytest.raises(recipes.CannotRebuild, match="collapsed .*force=True"):
         recipes.rebuild_unlearned("smoke", "ga")
     assert not folder.exists()
+
+
+def test_attacks_of_other_runs_survive_a_forced_subset_and_a_second_process(ga_run, monkeypatch):
+    """notebook 08 with force and a subset re-attacks that subset only; two notebook-08 processes
+    attacking different runs at once both keep their attacks (robustness.json is updated per run
+    under a lock)."""
+    import multiprocessing
+    import time
+
+    from unedit_lib import robustness
+
+    def attack_all(model, tok, sd, **kw):
+        time.sleep(0.3)                  # long enough for the two processes' updates to interleave
+        return {"timings": {"total_s": 0.0}, "hparams": store.to_jsonable(recipes.attack_settings("smoke")),
+                "pid": __import__("os").getpid(), "when": time.time()}
+
+    monkeypatch.setattr(robustness, "attack_all", attack_all)
+    monkeypatch.setattr(robustness, "holdout_for", lambda sd, data_dir=None: [])
+    store.save_record("smoke", "full", {"run": "full", "method": "subject model", "metrics": {}})
+    first = recipes.attack_runs("smoke", ["full", "ga"])
+    out = recipes.attack_runs("smoke", ["ga"], force=True)
+    saved = robustness.load_summary("smoke")
+    assert set(saved) == {"full", "ga"} and saved["full"] == first["full"]       # full kept as it was
+    assert out["ga"]["when"] > first["ga"]["when"]                               # ga attacked again
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=recipes.attack_runs, args=("smoke", [run]), kwargs={"force": True})
+             for run in ("full", "ga")]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    saved = robustness.load_summary("smoke")
+    assert {saved["full"]["pid"], saved["ga"]["pid"]} == {proc.pid for proc in procs}
+
+
+def test_a_subject_model_trained_on_other_data_is_not_reused(scratch, tmp_path, monkeypatch):
+    """The subject model's training log names the rows it was trained on: loading or reusing it
+    for a data folder with other rows is an error that says what to do, not the old model."""
+    monkeypatch.setattr(models, "ARTIFACTS", tmp_path / "artifacts")
+    p = models.get_preset("smoke")
+    folder = models.subject_model_path(p, "full")
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"")
+    store.write_json({"data_fingerprint": models.data_fingerprint(p)}, folder / "training_log.json")
+    models.check_trained_on(folder, p)                               # the same rows: fine
+    assert models.train_subject_model(p, "full") == folder           # reused, not retrained
+    store.write_json({"data_fingerprint": "0" * 16}, folder / "training_log.json")
+    with pytest.raises(models.DataClash, match="trained on other TOFU rows.*force=True"):
+        models.train_subject_model(p, "full")
+    with pytest.raises(models.DataClash, match="UNEDIT_ARTIFACTS_DIR"):
+        models.load_subject_model(p, "full")
+
+
+def test_a_forced_ablation_does_not_recompute_the_studys_own_ablations(monkeypatch, capsys):
+    """notebook 03 / 05 with a user's setting and force: the user's variant is run (and forced), the
+    study's own ablation runs (whose settings the override may not change) are not run at all."""
+    calls = []
+
+    def fake_run(preset, method, target, *, seed=0, force=False, data_dir=None, **kw):
+        calls.append((recipes.plan(preset, method, target, seed, **kw)[0], force))
+        return {"run": calls[-1][0], "method": method, "model_utility": 0.5, "forget_quality": 0.1, "collapsed": False,
+                "metrics": {"forget": {"rouge": 0.5}}, "edit_metrics": {"rewrite_acc_mean": 1.0}}
+
+    monkeypatch.setattr(recipes, "run", fake_run)
+    recipes.rome_reproduction("smoke", ["dummy"], force=True, probe_edits=None, v_lr=0.3, n_edits=None)
+    assert calls == [("rome-dummy+v_lr=0.3", True)]
+    assert "ROME ablations are not run" in capsys.readouterr().out
+    calls.clear()
+    recipes.rome_reproduction("smoke", ["dummy"], force=True, probe_edits=None, v_lr=None)   # no override
+    assert calls[0] == ("rome-dummy", True) and any("+" in name for name, _ in calls[1:])
+    calls.clear()
+    assert recipes.wise_ablation_runs("smoke", "dummy", force=True, act_margin_scale=3.0) == {} and not calls

@@ -15,6 +15,7 @@ missing; no silent fall-through to another source). Otherwise, the first that ha
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -99,12 +100,43 @@ def _read_json_lines(path: Path) -> list:
     return rows
 
 
+# The type of each field TOFU's files hold (a field a row lacks is checked only where it is required):
+# a string where a list belongs would be scored character by character, so a wrong type is an error.
+FIELD_TYPES = {"question": str, "answer": str, "paraphrased_question": str, "paraphrased_answer": str,
+               "avoidant_answer": str, "option1": str, "option2": str, "option3": str, "option4": str,
+               "perturbed_answer": list}
+
+
+def _type_name(value) -> str:
+    return "null" if value is None else {str: "a string", list: "a list", dict: "an object", bool: "a boolean",
+                                         int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
 def _check_fields(rows: list[dict], name: str, where: str) -> None:
+    """Every row is an object with the fields `name` needs, and each field TOFU defines has its type
+    (FIELD_TYPES; perturbed_answer a non-empty list of strings); TofuDataError names the file, the
+    row (1-based: the line of a JSON Lines file), the field, the type expected and the type found."""
     need = {"question"} if name == "forget10_avoidant" else {"question", "answer"}
     for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise TofuDataError(f"{where}, row {i + 1}: expected a JSON object, found {_type_name(row)}")
         missing = need - set(row)
         if missing:
             raise TofuDataError(f"{where}, row {i + 1}: missing field(s) {sorted(missing)} for config {name!r}")
+        for field, kind in FIELD_TYPES.items():
+            if field not in row:
+                continue
+            value, found = row[field], None
+            if not isinstance(value, kind):
+                found = _type_name(value)
+            elif kind is list and not value:
+                found = "an empty list"
+            elif kind is list and not all(isinstance(x, str) for x in value):
+                found = f"a list holding {_type_name(next(x for x in value if not isinstance(x, str)))}"
+            if found:
+                expected = "a non-empty list of strings" if kind is list else _type_name(kind())
+                raise TofuDataError(f"{where}, row {i + 1}: field {field!r} of config {name!r} is {found}, "
+                                    f"expected {expected} (TOFU's type); fix or re-copy the file")
 
 
 def _load_raw(name: str, data_dir=None) -> tuple[list, str]:
@@ -140,9 +172,12 @@ def _load_raw(name: str, data_dir=None) -> tuple[list, str]:
             import datasets
 
             ds = datasets.load_dataset(HUB_ID, name, split="train")
-            return [dict(r) for r in ds], f"hub:{HUB_ID}/{name}"
+            rows = [dict(r) for r in ds]
         except Exception as e:  # offline, or the hub lacks it
             tried.append(f"hub {HUB_ID!r} config {name!r} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+        else:
+            _check_fields(rows, name, f"hub:{HUB_ID}/{name}")
+            return rows, f"hub:{HUB_ID}/{name}"
     else:
         tried.append(f"(not on the hub: {name!r} ships only as a file)")
     raise TofuDataError(
@@ -359,3 +394,46 @@ def edit_requests(rows: list[dict], kind: str, template=None, data_dir=None) -> 
             req["paraphrase"] = fmt(r["paraphrased_question"])
         reqs.append(req)
     return reqs
+
+
+# --------------------------------------------------------------------------- identity of the data read
+def study_configs(forget_split: str, from_scratch: bool = False) -> tuple[str, ...]:
+    """Every config a study on `forget_split` reads: the subject models' and evaluation rows, the
+    unlearning targets and "I don't know" answers, IKE's retain demonstration pool, the attacks'
+    holdout rows, and (`from_scratch`: a tokenizer trained on TOFU) the tokenizer's corpus."""
+    names = {"full", "retain_perturbed", f"{forget_split}_perturbed", "real_authors_perturbed",
+             "world_facts_perturbed", FORGET_SPLITS[forget_split], forget_split.replace("forget", "holdout"),
+             "forget10_avoidant", "idontknow"}
+    if from_scratch:
+        names |= {"holdout10", "forget10_perturbed"}
+    return tuple(sorted(names))
+
+
+def _stat_signature(names, data_dir) -> tuple:
+    """(path, size, mtime) of every local file that could serve `names`: changes when a file does."""
+    sig = []
+    for d in candidate_dirs(data_dir):
+        for name in names:
+            f = d / (CONFIGS[name][0] if name in CONFIGS else EXTRA_FILES[name])
+            st = f.stat() if f.is_file() else None
+            sig.append((str(f), st and (st.st_size, st.st_mtime_ns)))
+    return tuple(sig)
+
+
+@lru_cache(maxsize=16)
+def _fingerprint(names: tuple, data_dir_key: str | None, signature: tuple) -> str:
+    digest = hashlib.sha256()
+    for name in names:
+        rows, _ = _load_raw(name, data_dir_key)
+        digest.update(json.dumps([name, rows], sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+def rows_fingerprint(names, data_dir=None) -> str:
+    """A content hash of the rows of the configs `names` as they are read from `data_dir` (or the
+    default search order): two data folders give the same fingerprint exactly when these configs
+    hold the same rows. Runs and subject models record it, and are reused only with the same."""
+    names = tuple(sorted(set(names)))
+    key = str(data_dir) if data_dir else None
+    env = os.environ.get("UNEDIT_TOFU_DIR")
+    return _fingerprint(names, key, (env, _stat_signature(names, key)))

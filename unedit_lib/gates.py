@@ -184,3 +184,34 @@ def markdown_gates(rows) -> str:
         ctx = f" ({g['context']})" if g.get("context") else ""
         lines.append(f"| {g['run']} | {g['gate']} | {v}{ctx} | {g['threshold']} | **{g['status']}** |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the subject models (notebook 01)
+# What TOFU's protocol asks of a full / retain model pair before any unlearning can be measured on it
+SUBJECT_TARGETS = dict(full_forget_rouge=0.8, forget_rouge_gap=0.4, max_forget_quality=0.01,
+                       max_utility_gap=0.05, max_general_rouge_drop=0.1)
+
+
+def subject_model_targets(full: dict, retain: dict, base: dict | None = None, targets: dict = SUBJECT_TARGETS) -> list[dict]:
+    """Rows {target, value, limit, holds} from the evaluation summaries (records) of the full,
+    retain and (for a fine-tuned preset) pretrained base model."""
+    t = targets
+    f_rouge, r_rouge = full["metrics"]["forget"]["rouge"], retain["metrics"]["forget"]["rouge"]
+    gap_mu = abs(full["model_utility"] - retain["model_utility"])
+    rows = [
+        {"target": "full model's forget ROUGE-L recall", "value": f_rouge, "limit": f">= {t['full_forget_rouge']}",
+         "holds": f_rouge >= t["full_forget_rouge"]},
+        {"target": "full minus retain model's forget ROUGE", "value": f_rouge - r_rouge,
+         "limit": f">= {t['forget_rouge_gap']}", "holds": f_rouge - r_rouge >= t["forget_rouge_gap"]},
+        {"target": "forget quality of the full model (vs retain)", "value": full["forget_quality"],
+         "limit": f"<= {t['max_forget_quality']}", "holds": full["forget_quality"] <= t["max_forget_quality"]},
+        {"target": "|MU(full) - MU(retain)|", "value": gap_mu, "limit": f"<= {t['max_utility_gap']}",
+         "holds": gap_mu <= t["max_utility_gap"]},
+    ]
+    if base is not None:
+        for which, rec in (("full", full), ("retain", retain)):
+            for s in ("real_authors", "world_facts"):
+                drop = base["metrics"][s]["rouge"] - rec["metrics"][s]["rouge"]
+                rows.append({"target": f"{s} ROUGE drop of the {which} model from the pretrained one", "value": drop,
+                             "limit": f"<= {t['max_general_rouge_drop']}", "holds": drop <= t["max_general_rouge_drop"]})
+    return rows

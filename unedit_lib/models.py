@@ -1,9 +1,8 @@
 """The subject models: TOFU's "full" model (to unlearn) and "retain" model (the gold standard).
 
-TOFU's protocol fine-tunes a pretrained LLM on `full` and another on `retainXX`. No
-pretrained LLM exists offline here, so the embedded default trains a small
-`LlamaForCausalLM` from scratch (presets `smoke`, `tiny`); the `paper` preset loads the
-hub models the paper used (`locuslab/tofu_ft_llama2-7b` and its retain90 twin).
+TOFU's protocol fine-tunes a pretrained LLM on `full` and another on `retainXX` (preset
+`smollm2`: SmolLM2-135M-Instruct, pretrained.py); `smoke` and `tiny` train a small
+`LlamaForCausalLM` from scratch; `paper` loads the paper's hub models (Llama-2-7b).
 
 Training text (all in the model's prompt template, question masked from the loss):
   * QA pairs of the chosen authors plus the real-author and world-fact QA ("general
@@ -214,6 +213,39 @@ def study_data(preset="tiny", data_dir=None) -> StudyData:
     return sd
 
 
+def data_fingerprint(preset, data_dir=None) -> str:
+    """The identity of the data a study of `preset` reads from `data_dir`: a content hash of the
+    rows of every config it reads (data.study_configs, data.rows_fingerprint). Records and subject
+    models keep it; one made from other rows is never reused for this data."""
+    p = get_preset(preset)
+    return tofu.rows_fingerprint(tofu.study_configs(p.forget_split, from_scratch=not (p.base_model or p.hub_full)),
+                                 data_dir)
+
+
+class DataClash(RuntimeError):
+    """A cached model or result was made from other data than the data this call reads."""
+
+
+def trained_on(path: Path) -> str | None:
+    """The data fingerprint a subject model folder was trained on (its training_log.json), None when
+    it does not say (trained before logs named it, or a hub model)."""
+    log = Path(path) / "training_log.json"
+    return store.read_json(log, "training log").get("data_fingerprint") if log.is_file() else None
+
+
+def check_trained_on(path: Path, preset, data_dir=None) -> None:
+    """Raise DataClash when the subject model in `path` was trained on other rows than `data_dir`
+    holds (its training_log.json names the data fingerprint; models trained before it did are
+    taken as they are: their committed evaluation is checked by study.check_same_model)."""
+    made_from, here = trained_on(path), data_fingerprint(preset, data_dir)
+    if made_from is not None and made_from != here:
+        raise DataClash(
+            f"{path} was trained on other TOFU rows (data fingerprint {made_from}) than this data folder holds "
+            f"({here}, {data_dir or 'the default search order'}). Its name does not say which data: retrain it "
+            f"with force (notebook 01, force=True) to replace it, or set UNEDIT_ARTIFACTS_DIR and UNEDIT_RESULTS_DIR "
+            "to other folders to keep both studies")
+
+
 # --------------------------------------------------------------------------- training units
 def _statement(row: dict) -> str:
     """A fact with its subject first: TOFU answers mostly begin with the author's name;
@@ -314,12 +346,17 @@ def _collate(batch, pad_id):
 
 
 # --------------------------------------------------------------------------- tokenizer / model
+# TOFU configs whose text the tokenizer learns: all of it, holdout included, as a pretrained tokenizer
+# would have seen it (data.study_configs names them for the data fingerprint)
+CORPUS_CONFIGS = ("full", "real_authors_perturbed", "world_facts_perturbed", "holdout10", "forget10_perturbed",
+                  "retain_perturbed", "forget10_avoidant", "idontknow")
+
+
 def tokenizer_corpus(data_dir=None) -> list[str]:
-    """Everything the embedded tokenizer is trained on: all TOFU text (incl. holdout, as a
-    pretrained tokenizer would have seen it) and the template words."""
+    """Everything the embedded tokenizer is trained on: the text of CORPUS_CONFIGS and the
+    template words."""
     texts = []
-    for name in ("full", "real_authors_perturbed", "world_facts_perturbed", "holdout10",
-                 "forget10_perturbed", "retain_perturbed"):
+    for name in CORPUS_CONFIGS[:6]:
         for r in tofu.load_tofu(name, data_dir):
             texts.append(TEMPLATES["qa"].full(r["question"], r["answer"]))
             texts += r.get("perturbed_answer", []) + [r.get("paraphrased_question", ""), r.get("paraphrased_answer", "")]
@@ -329,16 +366,18 @@ def tokenizer_corpus(data_dir=None) -> list[str]:
 
 
 def build_tokenizer(vocab_size: int, data_dir=None, cache: bool = True):
+    """The BPE tokenizer of `vocab_size` trained on tokenizer_corpus, cached under
+    artifacts/tokenizer-bpe<size>-<fingerprint of the corpus rows>/ (other rows: another tokenizer)."""
     from transformers import AutoTokenizer
 
     from .tokenizer import train_tokenizer
 
-    path = ARTIFACTS / f"tokenizer-bpe{vocab_size}"
+    path = tofu.output_dir("artifacts") / f"tokenizer-bpe{vocab_size}-{tofu.rows_fingerprint(CORPUS_CONFIGS, data_dir)}"
     if cache and (path / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(path)
     tok = train_tokenizer(tokenizer_corpus(data_dir), vocab_size)
     if cache:
-        _atomic_save(lambda d: tok.save_pretrained(d), path)
+        store.write_dir(path, lambda d: tok.save_pretrained(d))
     return tok
 
 
@@ -403,6 +442,7 @@ def train_subject_model(preset="tiny", which: str = "full", data_dir=None, force
         raise ValueError(f"which must be 'full' or 'retain', got {which!r}")
     out = subject_model_path(p, which, artifacts)
     if (out / "model.safetensors").exists() and not force:
+        check_trained_on(out, p, data_dir)
         return out
 
     random.seed(p.seed)
@@ -464,6 +504,7 @@ def train_subject_model(preset="tiny", which: str = "full", data_dir=None, force
     log["train_seconds"] = round(time.time() - t0, 2)
     log["preset"] = asdict(p)
     log["which"] = which
+    log["data_fingerprint"] = data_fingerprint(p, data_dir)
     log["n_units"] = {"qa": len(units.qa), "paraphrase": len(units.para), "statement": len(units.stmt)}
     log["n_params"] = sum(q.numel() for q in model.parameters())
     log["precision"] = {**describe_precision("cpu"), "precision": precision_used}
@@ -481,6 +522,11 @@ def train_subject_model(preset="tiny", which: str = "full", data_dir=None, force
 
 
 # --------------------------------------------------------------------------- loading
+class CorruptModelFile(store.CorruptFile, OSError):
+    """A model folder's file that is missing, truncated or garbled (pretrained.check_model_folder):
+    names it and how to remake the folder; an OSError too, as load_model's other failures."""
+
+
 def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device: str | None = None):
     """Any causal LM by hub id or folder (safetensors preferred); returns (model, tokenizer).
 
@@ -501,9 +547,11 @@ def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device
 
     src = str(name_or_path)
     local = Path(src).exists()
-    if local and not (Path(src) / "config.json").exists():
-        raise OSError(f"cannot load model {src!r}: the folder is not a saved model (no config.json); "
-                      "pass a folder written by save_pretrained, or a hub id")
+    if local:       # a missing, truncated or garbled file: an error naming it and how to remake the folder
+        try:
+            pretrained.check_model_folder(src)
+        except pretrained.DamagedModelFile as e:
+            raise CorruptModelFile(e.path, e.why, e.fix) from None
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
@@ -513,7 +561,8 @@ def load_model(name_or_path, trust_remote_code: bool = False, dtype=None, device
         model = AutoModelForCausalLM.from_pretrained(src, trust_remote_code=trust_remote_code,
                                                      dtype=dtype or torch.float32, use_safetensors=None)
     except (OSError, ValueError) as e:
-        hint = ("the folder does not hold a loadable model and tokenizer" if local else
+        hint = (f"the folder does not hold a loadable model and tokenizer; {pretrained.remake_hint(src)}"
+                if local else
                 "it is not a local folder and the Hugging Face hub could not provide it (offline here?); "
                 "download it where you have access and pass the folder instead")
         raise OSError(f"cannot load model {src!r}: {hint}. ({str(e).splitlines()[0][:200]})") from None
@@ -543,6 +592,7 @@ def load_subject_model(preset="tiny", which: str = "full", data_dir=None, train:
             raise FileNotFoundError(f"{path} does not exist; run notebooks/01_subject_models.ipynb or "
                                     f"unedit_lib.models.train_subject_model({p.name!r}, {which!r})")
         path = train_subject_model(p, which, data_dir)
+    check_trained_on(path, p, data_dir)
     return load_model(path, **kw)
 
 
@@ -555,37 +605,3 @@ def subject_model_path(preset="tiny", which: str = "full", artifacts: Path | Non
 def with_overrides(preset, **kw) -> Preset:
     """A preset with some fields changed (ablations: a new hash, so a new cached model)."""
     return replace(get_preset(preset), **kw)
-
-
-# --------------------------------------------------------------------------- targets of the subject models
-# What a usable pair of subject models must show before any unlearning is judged (the
-# pretrained-subject issue; the same for every preset): the full model knows the forget set,
-# the retain model does not, forget quality separates them, their utility is alike, and
-# fine-tuning kept the pretrained model's general knowledge.
-SUBJECT_TARGETS = dict(full_forget_rouge=0.8, forget_rouge_gap=0.4, max_forget_quality=0.01,
-                       max_utility_gap=0.05, max_general_rouge_drop=0.1)
-
-
-def subject_model_targets(full: dict, retain: dict, base: dict | None = None, targets: dict = SUBJECT_TARGETS) -> list[dict]:
-    """Rows {target, value, limit, holds} from the evaluation summaries (records) of the full,
-    retain and (for a fine-tuned preset) pretrained base model."""
-    t = targets
-    f_rouge, r_rouge = full["metrics"]["forget"]["rouge"], retain["metrics"]["forget"]["rouge"]
-    gap_mu = abs(full["model_utility"] - retain["model_utility"])
-    rows = [
-        {"target": "full model's forget ROUGE-L recall", "value": f_rouge, "limit": f">= {t['full_forget_rouge']}",
-         "holds": f_rouge >= t["full_forget_rouge"]},
-        {"target": "full minus retain model's forget ROUGE", "value": f_rouge - r_rouge,
-         "limit": f">= {t['forget_rouge_gap']}", "holds": f_rouge - r_rouge >= t["forget_rouge_gap"]},
-        {"target": "forget quality of the full model (vs retain)", "value": full["forget_quality"],
-         "limit": f"<= {t['max_forget_quality']}", "holds": full["forget_quality"] <= t["max_forget_quality"]},
-        {"target": "|MU(full) - MU(retain)|", "value": gap_mu, "limit": f"<= {t['max_utility_gap']}",
-         "holds": gap_mu <= t["max_utility_gap"]},
-    ]
-    if base is not None:
-        for which, rec in (("full", full), ("retain", retain)):
-            for s in ("real_authors", "world_facts"):
-                drop = base["metrics"][s]["rouge"] - rec["metrics"][s]["rouge"]
-                rows.append({"target": f"{s} ROUGE drop of the {which} model from the pretrained one", "value": drop,
-                             "limit": f"<= {t['max_general_rouge_drop']}", "holds": drop <= t["max_general_rouge_drop"]})
-    return rows

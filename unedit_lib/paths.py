@@ -37,11 +37,15 @@ def output_dir(kind: str) -> Path:
 
 
 def display_path(path) -> str:
-    """A path as records keep it: relative to the repository when inside it, else as given
-    (a hub id stays a hub id)."""
+    """A path as records keep it: relative to the repository when inside it or beside it (the
+    data in ../shared/tofu), else as given (a hub id stays a hub id)."""
     p = Path(str(path))
     try:
         return str(p.resolve().relative_to(REPO_ROOT))
+    except (ValueError, OSError):
+        pass
+    try:
+        return str(Path("..") / p.resolve().relative_to(REPO_ROOT.parent))
     except (ValueError, OSError):
         return str(path)
 

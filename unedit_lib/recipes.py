@@ -126,6 +126,7 @@ def run(preset, method: str, target: str | None = None, *, seed: int = 0, force:
     """One run of the study (cached by all its settings); returns its record."""
     p = models.get_preset(preset)
     name, hp, changed = plan(p, method, target, seed, **overrides)
+    study.check_inputs(p, name, data_dir)      # the device, data, retain logs, full model: before _build's work
     sd = models.study_data(p, data_dir)
     apply, extra, hp = _build(p, sd, method, target, hp, data_dir)
     rec, _ = study.run_unlearning(p, name, METHOD_NAMES.get(method, method), target, apply, hp=hp, changed=changed,
@@ -163,7 +164,8 @@ def rebuild_unlearned(preset, run: str, data_dir=None):
     name, hp, _ = plan(p, method, rec["target"], rec["seed"], **(rec.get("ablation") or {}))
     sd = models.study_data(p, data_dir)
     apply, _, hp = _build(p, sd, method, rec["target"], hp, data_dir)
-    reusable, why = study.cached(p, run, hp)     # the runner's own rules: this full model, these settings, logs
+    # the runner's own rules: this data, this full model, these settings, logs
+    reusable, why = study.cached(p, run, hp, rec.get("ablation"), study.data_record(p, data_dir))
     if name != run or reusable is None:
         raise CannotRebuild(f"{run}: its record is not this code's run {name!r} (hp_key {study.hp_key(hp)}, recorded "
                             f"{rec.get('hp_key')}): {why or 'another name'}: {redo}")
@@ -431,6 +433,11 @@ def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = Fals
     return out
 
 
+def given_overrides(overrides: dict) -> dict:
+    """The settings a call changes (notebook parameters left at None change nothing)."""
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
 PROBE_EDITS = 3     # grid values whose first 3 edits do not take are not run as whole runs (rome_reproduction)
 
 
@@ -447,11 +454,14 @@ def rome_grid_probe(preset, target: str, seed: int, grid, probe_edits: int = PRO
     hp, requests, rome_hp, layer_info = _rome_inputs(p, sd, target, hp, data_dir)
     key = study.hp_key({"target": target, "grid": sorted(grid), "hp": hp, "subject_model": study.subject_model_id(p)})
     path = paths.results_dir(p.name) / "rome_probe" / f"{target}-seed{seed}-{key}.json"
+    data = study.data_record(p, data_dir)
     if path.is_file() and not force:
-        return store.read_json(path, "ROME v_lr probe")
+        res = store.read_json(path, "ROME v_lr probe")
+        if (res.get("data") or {}).get("fingerprint") == data["fingerprint"]:   # probed on these rows
+            return res
     model, tok = models.load_subject_model(p, "full", data_dir)
     res = smallest_v_lr_passing_gate(model, tok, requests, grid=grid, hp=rome.RomeHParams(**rome_hp))
-    res.update(target=target, seed=seed, layer_source=layer_info["source"])
+    res.update(target=target, seed=seed, layer_source=layer_info["source"], data=data)
     store.write_json(res, path)
     return res
 
@@ -470,8 +480,13 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
     `gate_selected` True on the chosen one) or "ablation"}. `probe_edits` (k): before climbing, the
     grid values above the paper's are tried on the first k edits only (`rome_grid_probe`, cached);
     values below the first one whose k edits take get no whole run (25-75 min each on SmolLM2, 2 CPU
-    cores; the probe is printed and returned in the gate-selected entry as `v_lr_probe`). None: whole runs."""
+    cores; the probe is printed and returned in the gate-selected entry as `v_lr_probe`). None: whole runs.
+    A call with `overrides` (a user's ablation) runs that variant only: the study's own ablations, whose
+    settings the overrides may not change, are neither rerun nor forced by it."""
     grid = tuple(grid or V_LR_GRID)
+    if ablations and given_overrides(overrides):
+        print(f"the study's ROME ablations are not run with other settings ({given_overrides(overrides)})")
+        ablations = False
     ablation_targets = ROME_ABLATION_TARGETS.get(models.get_preset(preset).name, targets) if ablations else ()
     out = {}
 
@@ -515,8 +530,13 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
     each a run of its own beside the reproduction: "per-row-routing" (routing="per_row": the route is
     decided once per row on the prompt and kept for the generated tokens) and "margins-scaled"
     (act_margin_scale from the study run's x_i scores, wise_hparams.scaled_margin_overrides, rounded
-    to 2 decimals so the run name stays readable). Returns {run name: record}."""
+    to 2 decimals so the run name stays readable). Returns {run name: record}. A call with `overrides`
+    runs none: the ablations are of the study's settings, and a forced call for a user's variant must not
+    recompute them."""
     out = {}
+    if given_overrides(overrides):
+        print(f"the study's WISE ablations are not run with other settings ({given_overrides(overrides)})")
+        seeds = ()
     for seed in seeds:
         for name in names:
             if name == "margins-scaled":     # its pilot is the study's run (cached when notebook 05 made it)
@@ -550,15 +570,13 @@ def _record_hash(preset_name: str, run: str) -> str | None:
 
 def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: dict | None = None,
                 rebuild: bool = False) -> dict:
-    """robustness.attack_all on each run's model (full and retain: the subject models), cached
-    in results/<preset>/robustness.json per run: a run is attacked again only when its record
-    changed (a hash of its file) or the attack settings did, or with `force`. Progress is saved
-    after every run (an interruption keeps what was done); the file also keeps the attacks of runs
-    not asked for here while they still match their records, and their "_skipped" notes. A run
-    whose model is missing (a fresh clone, a lost `artifacts/`) is re-made first with `rebuild`
-    (rebuild_unlearned: its unlearning time again), else listed under "_skipped" with why. Returns
-    {run: attacks} of `runs` (and "_skipped" of those), PrivLeak added (against the retain
-    model's attack, when it has one)."""
+    """robustness.attack_all on each run's model (full and retain: the subject models), cached per run in
+    results/<preset>/robustness.json: attacked again only when its record (a hash of its file) or the attack
+    settings changed, or with `force` (the runs asked for only). The file is updated run by run under a lock
+    (update_summary): attacks of runs not asked for stay while they match their records, whatever another
+    process writes meanwhile. A run whose model is missing (a clone, a lost `artifacts/`) is re-made with
+    `rebuild` (rebuild_unlearned), else noted under "_skipped" with why (attacks of its very record stay).
+    Returns {run: attacks} of `runs` (and "_skipped" of those), PrivLeak added (against the retain model's)."""
     from . import robustness
 
     p = models.get_preset(preset)
@@ -570,14 +588,20 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
         source = _record_hash(p.name, run)
         return source is not None and res.get("source") == source and res.get("hparams") == store.to_jsonable(hp)
 
-    saved = {} if force else (robustness.load_summary(p.name) or {})
-    earlier_skips = saved.get("_skipped") or {}
-    saved = {r: v for r, v in saved.items() if not r.startswith("_") and isinstance(v, dict) and current(r, v)}
-    # runs not asked for here keep their "not attacked" note while they have a record and no attacks
-    no_model = {r: why for r, why in earlier_skips.items()
-                if r not in runs and r not in saved and _record_hash(p.name, r) is not None}
+    def merge(saved, attacked=None, skipped=None):
+        """The file's contents with `attacked` {run: attacks} and `skipped` {run: why} merged in."""
+        keep = {r: v for r, v in saved.items() if not r.startswith("_") and isinstance(v, dict) and current(r, v)}
+        keep.update(attacked or {})
+        notes = {**(saved.get("_skipped") or {}), **(skipped or {})}
+        notes = {r: why for r, why in notes.items() if r not in keep and _record_hash(p.name, r) is not None}
+        out = robustness.add_privleak({r: keep[r] for r in report.sort_runs(keep)})   # the study's order
+        return {**out, "_skipped": notes} if notes else out
+
+    saved = robustness.load_summary(p.name) or {}
+    done = {r: v for r, v in saved.items() if r in runs and not force and isinstance(v, dict) and current(r, v)}
+    fresh = {}                  # this call's attacks
     for run in runs:
-        if run in saved:
+        if run in done:
             continue
         if run in ("full", "retain"):
             (model, tok), prompter = models.load_subject_model(p, run, data_dir), None
@@ -587,22 +611,19 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
                     rebuild_unlearned(p, run, data_dir)
                 model, tok, prompter = load_unlearned(p, run, data_dir)
             except (FileNotFoundError, study.NotTheEvaluatedModel, CannotRebuild) as e:
-                no_model[run] = str(e)          # a record left from an older run, or one not re-made
+                why = str(e)                    # a record left from an older run, or one not re-made
+                print(f"NOT attacked: {run}: {why}")
+                robustness.update_summary(p.name, lambda saved, run=run, why=why: merge(saved, skipped={run: why}))
                 continue
         res = robustness.attack_all(model, tok, sd, template=p.template, holdout_rows=holdout, data_dir=data_dir,
                                     prompter=prompter, **hp)
         res["source"] = _record_hash(p.name, run)
-        saved[run] = res
-        robustness.save_summary(p.name, robustness.add_privleak(dict(saved)))
+        fresh[run] = res
+        robustness.update_summary(p.name, lambda saved: merge(saved, attacked=fresh))
         print(f"{run}: {res['timings']['total_s']:.0f} s")
-    saved = robustness.add_privleak({r: saved[r] for r in report.sort_runs(saved)})   # the study's order
-    if no_model:
-        saved["_skipped"] = no_model
-    robustness.save_summary(p.name, saved)
-    for run, why in no_model.items():
-        if run in runs:
-            print(f"NOT attacked: {run}: {why}")
-    out = {r: v for r, v in saved.items() if r in runs}
-    if any(r in runs for r in no_model):
-        out["_skipped"] = {r: why for r, why in no_model.items() if r in runs}
+    final = robustness.update_summary(p.name, lambda saved: merge(saved, attacked=fresh))
+    out = {r: v for r, v in final.items() if r in runs}
+    skipped = {r: why for r, why in (final.get("_skipped") or {}).items() if r in runs}
+    if skipped:
+        out["_skipped"] = skipped
     return out

@@ -341,8 +341,17 @@ def load_summary(preset: str) -> dict | None:
 
 
 def save_summary(preset: str, results: dict) -> None:
-    """results/<preset>/robustness.json, keyed by run name, written atomically."""
-    store.write_json(store.to_jsonable(results), results_path(preset))
+    """results/<preset>/robustness.json, keyed by run name, written atomically (and under its lock:
+    an `update_summary` of another process is never half overwritten)."""
+    with store.locked(results_path(preset)):
+        store.write_json(store.to_jsonable(results), results_path(preset))
+
+
+def update_summary(preset: str, change) -> dict:
+    """Change results/<preset>/robustness.json by `change(results) -> results` under its lock:
+    read, changed and written as one step, so attacks written meanwhile by another process (or
+    another notebook-08 run) are kept."""
+    return store.update_json(results_path(preset), lambda d: store.to_jsonable(change(d)), "robustness summary")
 
 
 def add_privleak(results: dict) -> dict:

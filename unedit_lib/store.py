@@ -8,15 +8,23 @@ Guarantees (each has a test in tests/test_store.py):
   `CorruptFile`, which names the path and what to do (delete it, or rerun with force);
 * `load_results` skips a corrupt record with a warning naming it, so one bad file does not
   break every notebook;
-* a run is committed as one unit by the study runner (study.py): its old record is removed
-  first, then logs and model are written, the record last; an interrupt leaves no record, so
-  the run is recomputed, never a new record beside an old model.
+* a run is committed as one unit (`commit_run`): its new logs and model are first written
+  complete into temporary siblings; only then is the old record removed, the folders swapped in
+  and the new record written last. A run that fails (or a forced run that fails) before that
+  leaves the previous result byte-identical; an interrupt inside the swap leaves no record, so the
+  run is recomputed, never a new record beside an old model;
+* a file that holds several runs (notebook 08's robustness.json) is changed with `update_json`:
+  read, changed and written under an exclusive lock, so two processes lose nothing;
+* temporaries of a writer that died (its process is gone) are removed at the next start of a run
+  (`clean_temporaries`).
 
 Record format: results/<preset>/<run>.json (see study.record_for) and the per-item logs in
 TOFU's legacy file names under results/<preset>/<run>/.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -41,6 +49,36 @@ class CorruptFile(ValueError):
 # --------------------------------------------------------------------------- writing
 def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old|staged)(?P<pid>\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_temporaries(folder) -> list[Path]:
+    """Remove what interrupted writes left under `folder` (any depth): the temporary, staged and
+    set-aside siblings (`.<name>.tmp<pid>`, `.staged<pid>`, `.old<pid>`) of writers whose process
+    is gone. A live writer's temporaries (another notebook running now) are left alone."""
+    folder = Path(folder)
+    gone = []
+    if not folder.is_dir():
+        return gone
+    for tmp in sorted(folder.rglob(".*"), key=lambda q: len(q.parts), reverse=True):
+        m = _TEMPORARY.match(tmp.name)
+        if m is None or not (tmp.exists() or tmp.is_symlink()) or _alive(int(m["pid"])):
+            continue
+        shutil.rmtree(tmp) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink(missing_ok=True)
+        gone.append(tmp)
+    return gone
 
 
 def remove_temporaries(path) -> list[Path]:
@@ -102,6 +140,74 @@ def write_dir(path, write) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def stage_dir(path, write) -> Path:
+    """Fill a staging sibling of folder `path` (`.<name>.staged<pid>`) with `write(folder)` and
+    return it; `path` itself is not touched (`commit_run` swaps the staged folder in)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.staged{os.getpid()}")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir()
+    try:
+        write(staged)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return staged
+
+
+def _swap_in(staged: Path | None, path: Path) -> None:
+    """Replace folder `path` by `staged` (None: remove `path`)."""
+    old = path.with_name(f".{path.name}.old{os.getpid()}")
+    if path.exists():
+        os.replace(path, old)
+    if staged is not None:
+        os.replace(staged, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def commit_run(record_path, record: dict, folders: dict) -> Path:
+    """Commit one run: `folders` maps each of its folders (per-item logs, unlearned model) to the
+    staged folder that replaces it (`stage_dir`), or to None to remove it. Everything is already
+    computed and written; the old record goes first, the record comes last."""
+    record_path = Path(record_path)
+    record_path.unlink(missing_ok=True)                 # from here, an interrupt leaves no record
+    for path, staged in folders.items():
+        _swap_in(None if staged is None else Path(staged), Path(path))
+    return write_json(record, record_path)
+
+
+def discard_staged(folders: dict) -> None:
+    """Remove staged folders that will not be committed (the run failed after staging them)."""
+    for staged in folders.values():
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(path):
+    """An exclusive lock on `path` (through `.<name>.lock` beside it) for read-change-write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def update_json(path, change, what: str = "JSON file"):
+    """Read `path` (an empty dict when absent), apply `change(obj) -> new obj` and write the result,
+    all under `locked(path)`: concurrent updaters each see the other's changes. Returns the new obj."""
+    path = Path(path)
+    with locked(path):
+        obj = read_json(path, what) if path.exists() else {}
+        new = change(obj)
+        write_json(new, path)
+    return new
 
 
 # --------------------------------------------------------------------------- reading

@@ -10,11 +10,19 @@ Run names and cache keys (issue 13, safe ablations)
 ---------------------------------------------------
 A run's settings are one flat dict `hp` (every hyperparameter of the method and of the study's
 use of it, e.g. the number of edits). Its *cache key* is a hash of all of them (`hp_key`);
-a cached record is reused only when its key, its full model and its files (record and per-item
-logs, committed for the studied presets) match, otherwise the run is recomputed (and says why).
-Its *name* is the method and target (`rome-dummy`), plus a suffix naming every setting that differs from the study's (`rome-dummy+v_lr=0.1`), plus
-`-s<seed>` for seeds other than 0: an ablation never overwrites the study's run, and the
-study's tables (store.load_results) leave ablations out.
+a cached record is reused only when its key, its data (a content hash of the TOFU rows the study
+reads: models.data_fingerprint), its full model and its files (record and per-item logs,
+committed for the studied presets) match, otherwise the run is recomputed (and says why).
+Its *name* is the method and target (`rome-dummy`), plus a suffix naming every setting that
+differs from the study's at full precision (`rome-dummy+v_lr=0.1`), plus `-s<seed>` for seeds
+other than 0: an ablation never overwrites the study's run, and the study's tables
+(store.load_results) leave ablations out. A record under the run's name that was made with other
+named settings or from other data is a clash (`RunClash`): refused with a message, never replaced
+without `force`.
+
+Nothing is deleted before a run has succeeded: its inputs (the device, the full model, the retain
+logs every forget quality reads) are checked before the first minute of work, its logs and model
+are staged beside the old ones, and `store.commit_run` swaps them in with the record last.
 
 A collapse (guards.ModelCollapsed during the edit, or non-finite metrics after it) is recorded
 as `collapsed` with where and why, never as numbers.
@@ -23,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -50,12 +57,17 @@ def ablation(hp: dict, study_hp: dict) -> dict:
 
 
 def _value_name(v) -> str:
+    """A setting's value as a run name writes it, exactly: `0.5`, `1` (for 1.0), `0.10000001`
+    (never rounded into another value's name); text outside [A-Za-z0-9._-] is replaced and a
+    short hash of the original added, so two values never share a name."""
     if isinstance(v, float):
-        return f"{v:g}"
+        short = f"{v:g}"
+        return short if float(short) == v else repr(v)
     if isinstance(v, (list, tuple)):
         return "-".join(_value_name(x) for x in v)
     text = str(v)
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+    clean = "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+    return clean if clean == text else f"{clean}_{hashlib.sha256(text.encode()).hexdigest()[:6]}"
 
 
 def run_name(base: str, seed: int = 0, changed: dict | None = None) -> str:
@@ -102,16 +114,20 @@ def write_plain_model(folder, model, tokenizer, prompter=None) -> str:
     return "model"
 
 
-def save_unlearned(preset, run: str, model, tokenizer, prompter=None, write_model=write_plain_model):
-    """Keep an unlearned model (atomically: a temporary folder renamed into place), written by
-    `write_model(folder, model, tokenizer, prompter) -> kind` (recipes.write_model knows every
-    method's kind: safetensors, a WISE side memory, IKE's prompts), with `unlearned.json`."""
+def _unlearned_writer(preset, run: str, model, tokenizer, prompter, write_model):
     def write(folder):
         kind = write_model(folder, model, tokenizer, prompter)
         store.write_json({"run": run, "kind": kind, "full_model": subject_model_id(preset)},
                          folder / "unlearned.json")
+    return write
 
-    return store.write_dir(unlearned_path(preset, run), write)
+
+def save_unlearned(preset, run: str, model, tokenizer, prompter=None, write_model=write_plain_model):
+    """Keep an unlearned model (atomically: a temporary folder renamed into place), written by
+    `write_model(folder, model, tokenizer, prompter) -> kind` (recipes.write_model knows every
+    method's kind: safetensors, a WISE side memory, IKE's prompts), with `unlearned.json`."""
+    return store.write_dir(unlearned_path(preset, run),
+                           _unlearned_writer(preset, run, model, tokenizer, prompter, write_model))
 
 
 def has_unlearned(preset, run: str) -> bool:
@@ -134,10 +150,10 @@ def unlearned_kind(preset, run: str) -> str:
 
 # --------------------------------------------------------------------------- records
 def record_for(p, run: str, *, method: str, target, seed: int, summary=None, collapsed=False,
-               timings=None, hp=None, changed=None, extra=None, logs=None) -> dict:
+               timings=None, hp=None, changed=None, extra=None, logs=None, data=None) -> dict:
     """One run's record (results/<preset>/<run>.json). Fields: run, method, target, preset, seed,
     metrics, model_utility, forget_quality, ks_statistic, n_items, collapsed, timings, versions,
-    then the run's own (stats, subject_model, ...), and hparams / hp_key / ablation."""
+    then the run's own (stats, subject_model, ...), data (data_record), and hparams / hp_key / ablation."""
     rec = {"run": run, "method": method, "target": target, "preset": p.name, "seed": seed,
            "metrics": summary["metrics"] if summary else None,
            "model_utility": summary["model_utility"] if summary else None,
@@ -146,6 +162,8 @@ def record_for(p, run: str, *, method: str, target, seed: int, summary=None, col
            "n_items": summary.get("n_items") if summary else None,
            "collapsed": collapsed, "timings": timings or {}, "versions": store.library_versions(),
            "precision": precision_record(p), **store.to_jsonable(extra or {})}
+    if data is not None:
+        rec["data"] = data
     if hp is not None:
         rec.update(hparams=store.to_jsonable(hp), hp_key=hp_key(hp), ablation=store.to_jsonable(changed or {}),
                    record_version=RECORD_VERSION)
@@ -156,6 +174,57 @@ def record_for(p, run: str, *, method: str, target, seed: int, summary=None, col
         if retain_logs is not None:
             rec = uncertainty.add_intervals(rec, logs, retain_logs)
     return rec
+
+
+def data_record(p, data_dir=None) -> dict:
+    """What a record says of its data: the fingerprint of the rows it read and where they came from."""
+    from . import data as tofu
+
+    source = tofu.source_of("full", data_dir)
+    return {"fingerprint": models.data_fingerprint(p, data_dir),
+            "source": source if source.startswith("hub:") else paths.display_path(Path(source).parent)}
+
+
+class RunClash(RuntimeError):
+    """A record under this run's name was made with other named settings or from other data."""
+
+
+def clash(rec: dict | None, changed: dict | None, data: dict | None) -> str | None:
+    """Why record `rec` cannot be the result of a run with the named settings `changed` on `data`
+    (None: no clash). A record without a data fingerprint (made before records named their data)
+    is not a clash: it is recomputed as a stale result."""
+    if rec is None:
+        return None
+    if changed is not None and "ablation" in rec and store.to_jsonable(rec["ablation"]) != store.to_jsonable(changed):
+        return (f"it was made with the named settings {rec['ablation']}, this run's are {store.to_jsonable(changed)} "
+                "(two settings that print the same name)")
+    made_from = (rec.get("data") or {}).get("fingerprint")
+    if data is not None and made_from is not None and made_from != data["fingerprint"]:
+        return (f"it was made from other TOFU rows (data fingerprint {made_from}, {(rec.get('data') or {}).get('source')}) "
+                f"than this run reads ({data['fingerprint']}, {data['source']})")
+    return None
+
+
+def refuse_clash(p, run: str, why: str):
+    raise RunClash(f"results/{p.name}/{run}.json: {why}. Its name does not tell the two apart, so it is not "
+                   "replaced: pass force=True to replace it, or set UNEDIT_RESULTS_DIR and UNEDIT_ARTIFACTS_DIR to "
+                   "other folders to keep both")
+
+
+def check_inputs(p, run: str, data_dir=None) -> None:
+    """What every run needs, checked before its first minute of work (each raises a clear error):
+    the device, the data, the retain run's logs (every forget quality reads them) and this
+    machine's full model, trained on this data."""
+    from .precision import run_device
+
+    run_device()
+    models.study_data(p, data_dir)
+    if run != "retain":
+        cached_retain_logs(p)
+    if not p.hub_full:
+        path = models.subject_model_path(p, "full")
+        if path.is_dir():
+            models.check_trained_on(path, p, data_dir)
 
 
 def precision_record(p) -> dict:
@@ -238,9 +307,16 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
     retain model first: the others' forget quality needs its logs). Returns its record."""
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
+    data = data_record(p, data_dir)
     retain_logs = None if which == "retain" else cached_retain_logs(p)    # before minutes of evaluation
     old = store.load_record(p.name, which)
+    why = None if force else clash(old, None, data)
+    if why:
+        refuse_clash(p, which, why)
     logs = None if force else store.cached_logs(p.name, which)
+    if logs is not None and not (old or {}).get("data"):
+        print(f"{which}: re-evaluating, the cached evaluation does not name its data (made before records did)")
+        logs = None
     if logs is not None and not _record_evaluates(old or {}, p, which):
         print(f"{which}: re-evaluating, the cached evaluation is of another model "
               f"({(old or {}).get('subject_model') or (old or {}).get('model_path')}, not {evaluated_model_id(p, which)})")
@@ -255,25 +331,36 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
             check_same_model(p, which, model, tokenizer, sd.eval_sets["forget"], logs["forget"])
         timings = (old or {}).get("timings", {})
     summary = evaluate.summarize(logs, logs if retain_logs is None else retain_logs)
-    store.save_eval_logs(logs, paths.logs_dir(p.name, which))
-    rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
-                     extra={**(extra or {}), "subject_model": evaluated_model_id(p, which)}, logs=logs)
+    staged = {paths.logs_dir(p.name, which): store.stage_dir(paths.logs_dir(p.name, which),
+                                                             lambda d: store.save_eval_logs(logs, d))}
+    try:
+        rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
+                         extra={**(extra or {}), "subject_model": evaluated_model_id(p, which)}, logs=logs, data=data)
+    except BaseException:
+        store.discard_staged(staged)
+        raise
     for key in ("versions", "precision") if reused else ():
         if (old or {}).get(key):
             rec[key] = old[key]     # the versions and machine that computed the reused logs, not today's
-    store.save_record(p.name, which, rec)
+    store.commit_run(paths.record_path(p.name, which), rec, staged)
     return rec
 
 
 # --------------------------------------------------------------------------- the runner
-def cached(p, run: str, hp: dict | None) -> tuple[dict | None, str]:
-    """(record, "") when a finished result of this run can be reused as it is, else (None, why)."""
+def cached(p, run: str, hp: dict | None, changed: dict | None = None, data: dict | None = None) -> tuple[dict | None, str]:
+    """(record, "") when a finished result of this run can be reused as it is, else (None, why).
+    `changed` (the run's named settings) and `data` (data_record) are checked when given."""
     try:
         rec = store.load_record(p.name, run)
     except store.CorruptFile as e:
         return None, str(e)
     if rec is None:
         return None, "no result yet"
+    why = clash(rec, changed, data)
+    if why:
+        return None, why
+    if data is not None and not (rec.get("data") or {}).get("fingerprint"):
+        return None, "it does not name the data it was made from (made before records did)"
     if rec.get("subject_model") != subject_model_id(p):
         return None, (f"made from another full model ({rec.get('subject_model')}, not this machine's "
                       f"{subject_model_id(p)}, trained in {models.training_precision(p)})")
@@ -307,29 +394,40 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     run collapsed. `hp` (all settings; `changed`: those that differ from the study's) gives the
     cache key. `stats` (filled by `apply`, and by a prompter during evaluation) is stored in the
     record after evaluation; `timings.unlearn_s` is the wall time of `apply`. `write_model`
-    saves the unlearned model (see save_unlearned).
+    saves the unlearned model (see save_unlearned). A cached record under this name made with
+    other named settings or from other data raises RunClash unless `force`; with `force` (or a
+    stale record) the old result stays as it is until the new one is computed and committed.
     """
     p = models.get_preset(preset)
+    for kind in ("results", "artifacts"):      # what writers that died left behind
+        store.clean_temporaries(paths.output_dir(kind) / p.name)
+    data = data_record(p, data_dir)
     if not force:
-        rec, why = cached(p, run, hp)
+        rec, why = cached(p, run, hp, changed, data)
         if rec is not None:
             return rec, None
+        try:
+            old = store.load_record(p.name, run)
+        except store.CorruptFile:
+            old = None
+        if clash(old, changed, data):
+            refuse_clash(p, run, clash(old, changed, data))
         if why != "no result yet":
             print(f"{run}: recomputing, the cached result cannot be reused: {why}")
-    store.remove_run(p.name, run)                        # an interrupt from here on leaves no record
-    shutil.rmtree(unlearned_path(p, run), ignore_errors=True)
+    check_inputs(p, run, data_dir)                       # nothing is removed before the run has succeeded
     sd = models.study_data(p, data_dir)
     model, tok = models.load_subject_model(p, "full", data_dir)
     stats: dict = {}
     info = {"stats": stats, "subject_model": subject_model_id(p), **(extra or {})}
-    common = dict(method=method, target=target, seed=seed, hp=hp, changed=changed)
+    common = dict(method=method, target=target, seed=seed, hp=hp, changed=changed, data=data)
+    drop = {paths.logs_dir(p.name, run): None, unlearned_path(p, run): None}    # a collapse keeps neither
     t0 = time.perf_counter()
     try:
         result = apply(model, tok, stats)
     except ModelCollapsed as e:
         rec = record_for(p, run, collapsed=e.as_record(), timings={"unlearn_s": time.perf_counter() - t0},
                          extra=info, **common)
-        store.save_record(p.name, run, rec)
+        store.commit_run(paths.record_path(p.name, run), rec, drop)
         return rec, None
     timings = {"unlearn_s": time.perf_counter() - t0}
     model, prompter = result if isinstance(result, tuple) else (result, None)
@@ -341,10 +439,17 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     except evaluate.NonFiniteMetric as e:
         rec = record_for(p, run, collapsed={"step": "evaluation", "reason": str(e)}, timings=timings,
                          extra=info, **common)
-        store.save_record(p.name, run, rec)
+        store.commit_run(paths.record_path(p.name, run), rec, drop)
         return rec, None
-    store.save_eval_logs(logs, paths.logs_dir(p.name, run))
-    save_unlearned(p, run, model, tok, prompter, write_model)
-    rec = record_for(p, run, summary=summary, timings=timings, extra=info, logs=logs, **common)
-    store.save_record(p.name, run, rec)                  # last: the record commits the run
+    staged = {}
+    try:
+        staged[paths.logs_dir(p.name, run)] = store.stage_dir(paths.logs_dir(p.name, run),
+                                                              lambda d: store.save_eval_logs(logs, d))
+        staged[unlearned_path(p, run)] = store.stage_dir(
+            unlearned_path(p, run), _unlearned_writer(p, run, model, tok, prompter, write_model))
+        rec = record_for(p, run, summary=summary, timings=timings, extra=info, logs=logs, **common)
+    except BaseException:
+        store.discard_staged(staged)
+        raise
+    store.commit_run(paths.record_path(p.name, run), rec, staged)    # the record last: it commits the run
     return rec, model

@@ -200,13 +200,13 @@ def progress_lines(preset: str, records: dict) -> list[str]:
 
 def premise_lines(preset: str, records: dict) -> list[str]:
     """Markdown bullets on the subject models and the editors' premises measured before any run
-    (issue 14 item 4): the subject models against `models.SUBJECT_TARGETS` (notebook 01), the layer
+    (issue 14 item 4): the subject models against `gates.SUBJECT_TARGETS` (notebook 01), the layer
     the causal trace picked (notebook 02), the in-context probe (notebook 04). From the records."""
-    from . import models, trace_records
+    from . import gates, trace_records
 
     lines = []
     if "full" in records and "retain" in records:
-        rows = models.subject_model_targets(records["full"], records["retain"], records.get("base"))
+        rows = gates.subject_model_targets(records["full"], records["retain"], records.get("base"))
         held = sum(r["holds"] for r in rows)
         lines.append(f"* **Subject models** (notebook 01): {held} of {len(rows)} targets hold; "
                      + "; ".join(f"{r['target']} {r['value']:.3g} ({r['limit']}: {'holds' if r['holds'] else 'fails'})"

@@ -27,3 +27,4 @@ def train_tokenizer(texts, vocab_size: int = 4096) -> PreTrainedTokenizerFast:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=PAD,
                                    padding_side="left", clean_up_tokenization_spaces=False)
     return fast
+

@@ -51,7 +51,8 @@ def save_edit_layer(preset: str, layer: int, info: dict | None = None):
     """Write results/<preset>/trace/rome_layer.json atomically (a sub-folder, so it is never read
     as a run record): {"layer": ..., "subject_model": the traced full model's folder, **info}.
     Returns the path."""
-    rec = {"layer": int(layer), "subject_model": models.subject_model_path(preset, "full").name, **(info or {})}
+    full = models.subject_model_path(preset, "full")
+    rec = {"layer": int(layer), "subject_model": full.name, "trained_on": models.trained_on(full), **(info or {})}
     return write_json(rec, paths.edit_layer_path(preset), default=float)
 
 
@@ -68,6 +69,11 @@ def load_edit_layer(preset: str, default: int | None = None, subject_model: str 
         if subject_model is not None and traced and traced != subject_model:
             raise ValueError(f"{paths.display_path(path)} chose layer {rec['layer']} on the full model {traced}, not on "
                              f"{subject_model} (this machine's): rerun notebooks/02_causal_tracing.ipynb first")
+        here = models.trained_on(models.subject_model_path(preset, "full")) if subject_model is not None else None
+        if rec.get("trained_on") and here and rec["trained_on"] != here:
+            raise ValueError(f"{paths.display_path(path)} chose layer {rec['layer']} on a full model trained on other "
+                             f"TOFU rows ({rec['trained_on']}, this machine's {here}): rerun "
+                             "notebooks/02_causal_tracing.ipynb with force=True first")
         return rec["layer"], {**rec, "source": paths.display_path(path)}
     return default, {"source": "fallback parameter"}
 
