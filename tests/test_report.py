@@ -59,38 +59,6 @@ def test_main_table_aggregates_seeds_and_keeps_collapsed_runs():
     assert "| rome-dummy |" in md and "0.700 ± 0.141" in md and "collapsed" in md
 
 
-def _ike(run, mu, fq, follows=0.9, rewrite=1.0):
-    rec = _rec(run, "IKE", run.split("-")[1], mu, fq)
-    rec["stats"] = {"in_context_probe": {"follow_rate_with_context": follows, "n": 40},
-                    "edit_metrics": {"pre": {"rewrite_acc": 0.2}, "post": {"rewrite_acc": rewrite}}}
-    return rec
-
-
-def test_findings_follow_the_numbers():
-    from unedit_lib import gates
-
-    base = {"full": _rec("full", "subject model", None, 0.9, 1e-6, rouge=0.99),
-            "retain": _rec("retain", "subject model", None, 0.9, 1.0, rouge=0.5),
-            "ike-incorrect": _ike("ike-incorrect", 0.5, 0.3),
-            "idk": _rec("idk", "idk", None, 0.8, 1e-5)}
-    find = lambda recs: {f["finding"]: f for f in report.findings(report.main_table(recs), gates.gate_rows(recs))}  # noqa: E731
-    items = find(base)
-    assert items["Editing can exceed the unlearning baselines in forget quality (abstract)"]["verdict"] == "reproduced"
-    assert items["IKE-incorrect gives the best forget quality of all methods"]["verdict"] == "reproduced"
-    assert items["GA destroys utility (MU -> 0)"]["verdict"] == "not comparable"          # not run
-    base["idk"] = _rec("idk", "idk", None, 0.8, 0.9)                                       # a baseline forgets better
-    items = find(base)
-    assert items["Editing can exceed the unlearning baselines in forget quality (abstract)"]["verdict"] == "not reproduced"
-    assert items["IKE-incorrect gives the best forget quality of all methods"]["verdict"] == "not reproduced"
-    base["full"] = _rec("full", "subject model", None, 0.0, 1e-6)                          # no utility to compare to
-    items = find(base)
-    assert items["IKE costs utility"]["verdict"] == "not comparable"
-    base["ike-incorrect"] = _ike("ike-incorrect", 0.5, 0.3, follows=0.1)                   # ignores its context
-    items = find(base)
-    assert items["IKE-incorrect gives the best forget quality of all methods"]["verdict"] == "not testable here"
-    assert "in-context follow rate) 0.100" in items["IKE-incorrect gives the best forget quality of all methods"]["premises"]
-
-
 # --------------------------------------------------------------------------- premise gates and verdicts
 def _rome(run, rewrite, mu=0.4, fq=0.2):
     rec = _rec(run, "ROME", run.split("-")[1], mu, fq)
@@ -116,106 +84,31 @@ def test_gates_read_the_records_and_report_unknown():
     t = gates.gate_table(recs).set_index(["run", "gate"])["status"]
     assert t["rome-dummy"].tolist() == ["holds"] and t["rome-incorrect"].tolist() == ["fails"]
     assert t["wise-dummy"].tolist() == ["holds", "holds", "holds", "unknown"]   # forget, retain, RA, WF
-    assert t["ike-dummy"].tolist() == ["unknown", "holds"]                     # follow rate not recorded
+    assert t["ike-dummy"].tolist() == ["holds"]                                # its contexts give the target
     assert "ga" not in t.index.get_level_values(0)                             # baselines have no premises
     assert set(gates.gate_table(recs, methods="ROME")["run"]) == {"rome-dummy", "rome-incorrect"}
     recs["full"] = _rec("full", "subject model", None, 0.9, 1e-6)
     recs["full"]["in_context_probe"] = gates.probe_summary({"follow_rate_with_context": 0.1, "n": 40, "items": None})
     t = gates.gate_table(recs).set_index(["run", "gate"])
-    assert t.loc["ike-dummy", "status"].tolist() == ["fails", "holds"] and t.loc["ike-dummy", "value"].iloc[0] == 0.1
+    assert t.loc["ike-dummy", "status"].tolist() == ["holds"]                 # the probe describes, gates nothing
     # the threshold is a stated constant: exactly at it, a ">=" gate holds
     assert gates.rome_gates("r", _rome("rome-dummy", gates.EDITS_TAKE_MIN))[0]["status"] == "holds"
-    assert "0.100 (needs > 0.5" in gates.describe(t.reset_index().to_dict("records")[-2])
+    assert "0.100 (needs >= 0.8" in gates.describe(gates.rome_gates("rome-incorrect", recs["rome-incorrect"])[0])
 
 
-def _study(**runs):
-    recs = {"full": _rec("full", "subject model", None, 0.9, 1e-6, rouge=0.99),
-            "retain": _rec("retain", "subject model", None, 0.9, 1.0, rouge=0.5),
-            "ga": _rec("ga", "ga", None, 0.0, 1e-3), "idk": _rec("idk", "idk", None, 0.8, 1e-5)}
-    recs.update(runs)
-    return recs
-
-
-def _verdicts(recs, with_gates=True):
-    from unedit_lib import gates
-
-    rows = gates.gate_rows(recs) if with_gates else None
-    return {f["finding"]: f for f in report.findings(report.main_table(recs), rows)}
-
-
-ROME_FQ = "ROME-dummy raises forget quality far above the full model's"
-ROME_MU = "ROME-dummy pays with utility (MU falls well below the full model's)"
-
-
-def test_each_of_the_four_verdicts_is_reachable():
-    # edits take: the rule decides (FQ 0.2 > 0.05 reproduced; MU 0.85 not below 0.8 x 0.9: not reproduced)
-    v = _verdicts(_study(**{"rome-dummy": _rome("rome-dummy", 0.95, mu=0.85, fq=0.2)}))
-    assert v[ROME_FQ]["verdict"] == "reproduced" and v[ROME_MU]["verdict"] == "not reproduced"
-    assert v[ROME_FQ]["premises"] == "" and v[ROME_FQ]["flips"] == ""
-    # the same numbers with edits that did not take: not testable, the failed premise named with its number
-    v = _verdicts(_study(**{"rome-dummy": _rome("rome-dummy", 0.04, mu=0.85, fq=0.2)}))
-    assert v[ROME_MU]["verdict"] == "not testable here" and v[ROME_FQ]["verdict"] == "not testable here"
-    assert "premise failed: rome-dummy: edits take" in v[ROME_MU]["premises"] and "0.040" in v[ROME_MU]["premises"]
-    assert "the rule would say: not reproduced" in v[ROME_MU]["ours"]
-    # a collapsed run: not comparable
-    v = _verdicts(_study(**{"rome-dummy": {**_rome("rome-dummy", 0.95), **_rec("rome-dummy", "ROME", "dummy", 0, 0, collapsed=True)}}))
-    assert v["ROME-dummy raises forget quality and costs utility"]["verdict"] == "not comparable"
-    # without the gates, an editor premise is unknown, never passed
-    v = _verdicts(_study(**{"rome-dummy": _rome("rome-dummy", 0.95, mu=0.85, fq=0.2)}), with_gates=False)
-    assert v[ROME_MU]["verdict"] == "not testable here" and "premise unknown" in v[ROME_MU]["premises"]
-    assert {f["verdict"] for f in v.values()} <= set(report.VERDICTS)
-    assert v["GA destroys utility (MU -> 0)"]["verdict"] == "reproduced"        # baselines have no premises
-
-
-def test_rome_forget_quality_rule_is_scale_free():
-    # smollm2's full model has FQ 0.0143 (40 forget rows): a rule scaled by it (1000x) could never hold
-    recs = _study(**{"rome-dummy": _rome("rome-dummy", 0.95, fq=0.405)})
-    recs["full"] = _rec("full", "subject model", None, 0.9, 0.0143, rouge=0.99)
-    assert _verdicts(recs)[ROME_FQ]["verdict"] == "reproduced"
-    recs["rome-dummy"] = _rome("rome-dummy", 0.95, fq=0.03)                     # still distinguishable
-    assert _verdicts(recs)[ROME_FQ]["verdict"] == "not reproduced"
-    recs["full"] = _rec("full", "subject model", None, 0.9, 0.2, rouge=0.99)     # full already indistinguishable
-    assert _verdicts(recs)[ROME_FQ]["verdict"] == "not comparable"
-
-
-def test_unknown_premise_and_router_gates_block_not_reproduced():
-    wise = {"wise-dummy": _wise("wise-dummy", 0.9, 0.1, 0.1, 0.1, rouge=0.5)}
-    claim = "WISE barely forgets in generation (forget ROUGE stays near the full model's)"
-    assert _verdicts(_study(**wise))[claim]["verdict"] == "not reproduced"                   # router selective
-    wise["wise-dummy"] = _wise("wise-dummy", 0.9, 0.95, 0.1, 0.1, rouge=0.5)                   # routes retain too
-    f = _verdicts(_study(**wise))[claim]
-    assert f["verdict"] == "not testable here" and "retain prompts sent to the side memory 0.950" in f["premises"]
-    wise["wise-dummy"] = _wise("wise-dummy", 0.9, 0.1, 0.1, None, rouge=0.5)                   # world facts unknown
-    f = _verdicts(_study(**wise))[claim]
-    assert f["verdict"] == "not testable here" and "premise unknown" in f["premises"]
-
-
-def test_claims_over_all_editors_use_the_runs_whose_premises_hold():
-    claim = "Editing can exceed the unlearning baselines in forget quality (abstract)"
-    good, bad = _rome("rome-dummy", 0.95, fq=0.3), _rome("rome-incorrect", 0.1, fq=0.5)
-    assert _verdicts(_study(**{"rome-dummy": good, "rome-incorrect": bad}))[claim]["verdict"] == "reproduced"
-    weak = _rome("rome-dummy", 0.95, fq=1e-9)                                 # the valid editor loses to IdK
-    assert _verdicts(_study(**{"rome-dummy": weak, "rome-incorrect": bad}))[claim]["verdict"] == "not testable here"
-    assert _verdicts(_study(**{"rome-dummy": weak}))[claim]["verdict"] == "not reproduced"
-
-
-def test_a_threshold_inside_the_interval_is_reported():
+def test_main_table_keeps_a_records_intervals_while_they_match_its_numbers():
     rec = _rome("rome-dummy", 0.95, mu=0.85, fq=0.2)
     rec["intervals"] = {"point": {"forget_quality": 0.2, "model_utility": 0.85, "forget/rouge": 0.5},
                         "forget_quality": [0.01, 0.6], "model_utility": [0.8, 0.9], "forget/rouge": [0.4, 0.6]}
-    t = report.main_table(_study(**{"rome-dummy": rec}))
+    t = report.main_table({"rome-dummy": rec})
     assert (t.loc["rome-dummy", "forget_quality lo"], t.loc["rome-dummy", "forget_quality hi"]) == (0.01, 0.6)
-    v = _verdicts(_study(**{"rome-dummy": rec}))
-    assert v[ROME_FQ]["verdict"] == "reproduced" and "spans 0.05" in v[ROME_FQ]["flips"]   # 0.05 inside [0.01, 0.6]
-    assert v[ROME_MU]["flips"] == ""                                   # 0.72 (0.8 x full) outside [0.8, 0.9]
-    assert "flips inside the interval" in report.markdown_findings(list(v.values()))
     assert "0.850 [0.800, 0.900]" in report.markdown_table(t)
     rec["intervals"]["point"]["forget_quality"] = 0.3                  # stale: made from other numbers
-    t = report.main_table(_study(**{"rome-dummy": rec}))
+    t = report.main_table({"rome-dummy": rec})
     assert math.isnan(t.loc["rome-dummy", "forget_quality lo"]) and t.loc["rome-dummy", "model_utility lo"] == 0.8
 
 
-def test_in_context_probe_is_stored_where_the_ike_gate_reads_it(tmp_path, monkeypatch):
+def test_in_context_probe_is_stored_in_the_full_models_record(tmp_path, monkeypatch):
     from unedit_lib import gates
 
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
@@ -224,10 +117,8 @@ def test_in_context_probe_is_stored_where_the_ike_gate_reads_it(tmp_path, monkey
     store.write_json(_rec("full", "subject model", None, 0.9, 1e-6), tmp_path / "smoke" / "full.json")
     gates.record_in_context_probe("smoke", {"follow_rate_with_context": 0.7, "follow_rate_without_context": 0.0,
                                             "n": 20, "items": object()})
-    recs = {"full": store.load_results("smoke")["full"], "ike-dummy": _ike("ike-dummy", 0.5, 0.1)}
-    del recs["ike-dummy"]["stats"]["in_context_probe"]
-    g = gates.gate_rows(recs)[0]
-    assert (g["value"], g["status"], g["source"]) == (0.7, "holds", "full: in_context_probe")
+    probe = store.load_results("smoke")["full"]["in_context_probe"]
+    assert probe == {"follow_rate_with_context": 0.7, "follow_rate_without_context": 0.0, "n": 20}
 
 
 def test_forget_examples_come_from_the_record_without_per_item_logs(tmp_path, monkeypatch):
@@ -252,22 +143,6 @@ def test_forget_examples_come_from_the_record_without_per_item_logs(tmp_path, mo
     ex = report.forget_examples("smoke", ["rome-dummy"], n=3, every=7)
     assert [e["question"] for e in ex] == ["q0?", "q7?", "q14?"]
     assert ex[1] == {"question": "q7?", "truth": "truth 7", "answers": {"rome-dummy": "answer 7"}}
-
-
-def test_a_notebook_shows_its_methods_share_of_the_findings():
-    from unedit_lib import gates
-
-    recs = _study(**{"rome-dummy": _rome("rome-dummy", 0.95, mu=0.85, fq=0.2),
-                     "wise-dummy": _wise("wise-dummy", 0.9, 0.1, 0.1, 0.1, rouge=0.5)})
-    items = report.study_findings(recs)
-    assert items == report.findings(report.main_table(recs), gates.gate_rows(recs))
-    rome = [f["finding"] for f in report.findings_about(items, "ROME")]
-    assert ROME_FQ in rome and ROME_MU in rome and any("(abstract" in f for f in rome)
-    assert not any(f.startswith(("WISE", "GA ", "IKE")) for f in rome)
-    base = [f["finding"] for f in report.findings_about(items, "GA", "IdK", general=False)]
-    assert base == ["GA destroys utility (MU -> 0)",
-                    "IdK keeps most utility and stops reciting the forget answers"]
-    assert not report.findings_about(items, "R-ROME", general=False)   # "R-ROME" is not "ROME"'s name
 
 
 def test_rome_edit_table_reads_the_records():

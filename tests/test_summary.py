@@ -1,5 +1,5 @@
 """The README's five-line answer: every number from the records, every record shape read."""
-from unedit_lib import gates, report, store, summary
+from unedit_lib import findings, report, store, summary
 
 
 def test_rewrite_accuracy_reads_each_editors_record():
@@ -20,7 +20,7 @@ def test_rewrite_accuracy_reads_each_editors_record():
 def test_answer_lines_follow_the_committed_records():
     records = store.load_results("tiny")
     table = report.main_table(records)
-    found = report.findings(table, gates.gate_rows(records))
+    found = findings.study_findings(records, preset="tiny")
     lines = summary.answer_lines(records, table, found)
     assert len(lines) == 5
     rome = next(line for line in lines if line.startswith("* **ROME**"))
@@ -101,7 +101,7 @@ def test_answer_lines_say_when_ike_utility_had_the_answers_in_its_prompts():
     records = store.load_results("smollm2")
     assert all(summary.answers_in_prompt(records[f"ike-{t}"]) for t in ("dummy", "incorrect", "avoidant"))
     table = report.main_table(records)
-    lines = summary.answer_lines(records, table, report.findings(table, gates.gate_rows(records)))
+    lines = summary.answer_lines(records, table, findings.study_findings(records, preset="smollm2"))
     ike = next(line for line in lines if line.startswith("* **IKE**"))
     assert "own answer at the end of its prompt" in ike
     assert not any("own answer at the end" in line for line in lines if not line.startswith("* **IKE**"))

@@ -7,21 +7,22 @@ threshold:
 * ROME / R-ROME, "edits take": mean rewrite accuracy of the edit prompts after all sequential
   edits (record `edit_metrics.rewrite_acc_mean`; before any edit: `pre_rewrite_acc_mean`) is
   at least `EDITS_TAKE_MIN` = 0.8. The paper's repo reached 0.985 for ROME-dummy (paper.md 7.3).
-* IKE, "the model follows its context": the subject model's in-context follow rate
-  (`evaluate.in_context_probe`, share of held-out questions whose greedy answer is closer to a
-  counterfactual stated in the context than to the truth) is above `IKE_FOLLOW_MIN` = 0.5, as
-  notebook 04 checks. Read from the run's `stats.in_context_probe`, else the run's or the full
-  model's record field `in_context_probe` (`probe_summary` makes the JSON-able part).
 * IKE, "edit takes": post-edit rewrite accuracy of the requests with their retrieved context
   (`stats.edit_metrics.post.rewrite_acc`) is at least `EDITS_TAKE_MIN`; the paper's repo had
-  1.0 / 0.996 / 0.999 (paper.md 7.3).
+  1.0 / 0.996 / 0.999 (paper.md 7.3). The subject model's held-out in-context probe
+  (`evaluate.in_context_probe`, stored by `record_in_context_probe`) describes the model and is
+  shown beside it; it gates nothing: IKE's findings rest on its own contexts, not on the probe's.
 * WISE, "router selective": the share of the evaluator's forget prompts routed to a side
   memory (`stats.routing.sets.forget.side_rate`) is at least `ROUTE_FORGET_MIN` = 0.8, and
   the share of retain, real-author and world-fact prompts is at most `ROUTE_OTHER_MAX` = 0.2
   each (WISE's claim: edited knowledge in the side memory, everything else in the main one;
-  editing.md section 4).
+  editing.md section 4). Routing is recorded per prompt scored alone; the evaluator's routing of
+  its own batches is not recorded yet.
 
-A number that the record lacks gives the status "unknown": it never counts as holding.
+Which gates a finding rests on is findings.PREMISES' choice ("edit acts": ROME's and IKE's edits
+take, WISE routes the forget prompts; "others not routed": what "WISE keeps utility" relies on);
+findings about damage ("breaks down") and about what happens anyway ("WISE barely forgets") rest
+on none. A number that the record lacks gives the status "unknown": it never counts as holding.
 """
 from __future__ import annotations
 
@@ -68,9 +69,9 @@ def probe_summary(probe: dict) -> dict:
 
 def record_in_context_probe(preset: str, probe: dict, run: str = "full") -> None:
     """Store the subject model's in-context probe (`evaluate.in_context_probe(full model, ...)`)
-    in results/<preset>/<run>.json as `in_context_probe` (atomically), where the IKE gate reads
-    it. Re-evaluating that run rewrites its record without it: the gate is then "unknown" again
-    until the probe is stored anew, so a probe of an older model never passes for a newer one."""
+    in results/<preset>/<run>.json as `in_context_probe` (atomically), where the README reads
+    it (a description of the model; no gate reads it). Re-evaluating that run rewrites its record
+    without it, so a probe of an older model is never shown for a newer one."""
     from . import paths, store
 
     path = paths.record_path(preset, run)
@@ -80,16 +81,6 @@ def record_in_context_probe(preset: str, probe: dict, run: str = "full") -> None
     rec = store.read_json(path, "run record")
     rec["in_context_probe"] = store.to_jsonable(probe_summary(probe))
     store.write_json(rec, path)
-
-
-def _ike_probe(rec: dict, records: dict):
-    for where, src in ((_dig(rec, "stats", "in_context_probe"), "stats.in_context_probe"),
-                       (rec.get("in_context_probe"), "in_context_probe"),
-                       (_dig(records.get("full") or {}, "in_context_probe"), "full: in_context_probe"),
-                       (_dig(records.get("full") or {}, "stats", "in_context_probe"), "full: stats.in_context_probe")):
-        if isinstance(where, dict) and _number(where.get("follow_rate_with_context")) is not None:
-            return where, src
-    return None, "not recorded (stats.in_context_probe)"
 
 
 def rome_gates(run: str, rec: dict) -> list[dict]:
@@ -109,16 +100,16 @@ def rome_edits_take(run: str, rec: dict) -> bool:
 
 
 def ike_gates(run: str, rec: dict, records: dict) -> list[dict]:
-    probe, src = _ike_probe(rec, records)
-    without = _number((probe or {}).get("follow_rate_without_context"))
+    """IKE's premise: its context makes the model give the target (rewrite accuracy with the retrieved
+    context). The subject model's held-out in-context probe describes the model, not the run: it is shown
+    beside (summary.premise_lines), not gated on."""
     post = _dig(rec, "stats", "edit_metrics", "post", "rewrite_acc")
     pre = _number(_dig(rec, "stats", "edit_metrics", "pre", "rewrite_acc"))
-    return [_gate(run, "model follows its context (in-context follow rate)",
-                  (probe or {}).get("follow_rate_with_context"), ">", IKE_FOLLOW_MIN, src,
-                  (f"without context {without:.2f}" if without is not None else "")
-                  + (f", n = {probe['n']}" if probe and probe.get("n") else ""), "follows its context"),
-            _gate(run, "edit takes (rewrite acc. with the context)", post, ">=", EDITS_TAKE_MIN,
-                  "stats.edit_metrics.post.rewrite_acc", f"before {pre:.3f}" if pre is not None else "", "edit takes")]
+    n = len(_dig(rec, "stats", "edit_metrics", "per_request", "rewrite_acc") or []) or None
+    return [_gate(run, "edit takes (rewrite acc. with the context)", post, ">=", EDITS_TAKE_MIN,
+                  "stats.edit_metrics.post.rewrite_acc",
+                  (f"without the context {pre:.3f}" if pre is not None else "") + (f", {n} requests" if n else ""),
+                  "edit takes")]
 
 
 def wise_gates(run: str, rec: dict) -> list[dict]:

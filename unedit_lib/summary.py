@@ -4,7 +4,7 @@ One line per method family (ROME, IKE, WISE, the unlearning baselines) answering
 edit take (EasyEdit's rewrite accuracy: teacher-forced target-token accuracy on the edited
 prompts, docs/editing.md §5), did it forget (forget ROUGE-L recall between the full and the
 retain model's, forget quality), what did utility cost (MU as a fraction of the full model's),
-and how many of the paper's findings about that family `report.findings` reproduces. A fifth
+and how many of the paper's findings about that family `findings.py` reproduces. A fifth
 line counts all findings. Every number comes from the records; nothing is typed.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from . import reference
-from .report import VERDICTS
+from .report import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
 
 FAMILIES = (("ROME", ("ROME", "R-ROME")), ("IKE", ("IKE",)), ("WISE", ("WISE",)))
 BASELINE_FINDINGS = ("GA ", "GD ", "KL ", "IdK ", "NPO ")   # findings about one baseline start with its name
@@ -66,14 +66,14 @@ def _span(vals) -> str:
     return _num(lo) if _num(lo) == _num(hi) else f"{_num(lo)}-{_num(hi)}"
 
 
-def _findings_of(found: list[dict], family: str) -> tuple[int, int]:
-    """(reproduced, tested) among the findings whose text names the family."""
+def _findings_of(found: list[dict], family: str) -> tuple[int, int, int]:
+    """(reproduced, decided or inconclusive, not testable) among the findings whose text names the family."""
     if family == "baselines":
         mine = [f for f in found if f["finding"].startswith(BASELINE_FINDINGS)]
     else:
         mine = [f for f in found if family in f["finding"]]
-    tested = [f for f in mine if f["verdict"] in ("reproduced", "not reproduced")]
-    return sum(f["verdict"] == "reproduced" for f in tested), len(tested), sum(f["verdict"] == "not testable here" for f in mine)
+    tested = [f for f in mine if f["verdict"] in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)]
+    return sum(f["verdict"] == REPRODUCED for f in tested), len(tested), sum(f["verdict"] == NOT_TESTABLE for f in mine)
 
 
 def answers_in_prompt(rec: dict) -> bool:
@@ -119,9 +119,46 @@ def subject_model_sentence(preset_name: str, records: dict) -> str:
             + (f" ({n} questions)" if n else "") + ".")
 
 
+def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[str]:
+    """The README's first screen: three plain sentences generated from the verdicts (`found`:
+    findings.study_findings): what was found, on which model and data, how much to trust it."""
+    from .models import get_preset
+
+    n = {v: sum(f["verdict"] == v for f in found) for v in VERDICTS}
+    p = get_preset(preset_name)
+    claim = lambda word: next((f for f in found if f["source"] == "abstract" and word in f["finding"]), None)  # noqa: E731
+    beat, damage = claim("exceed"), claim("No method")
+    abstract = "; ".join(f"{what} is **{f['verdict']}**" + (f" (P = {f['probability']:.2f})" if f["probability"] is not None else "")
+                         for what, f in (("its claim that editing can beat the unlearning baselines in forget quality", beat),
+                                         ("its claim that no method forgets without damaging the model", damage)) if f)
+    n_forget = ((records.get("full") or {}).get("n_items") or {}).get("forget")
+    seeds = sorted({int(r.rsplit("-s", 1)[1]) if "-s" in r and r.rsplit("-s", 1)[1].isdigit() else 0 for r in records})
+    if p.base_model:
+        from .pretrained import BASE_MODELS
+
+        model = f"{BASE_MODELS[p.base_model].hub_id.split('/')[-1]} fine-tuned on TOFU"
+    else:
+        model = "A small Llama trained from scratch on TOFU"
+    from_results = sum(f["source"] != "abstract" for f in found)
+    wide = n[INCONCLUSIVE] + n[NOT_TESTABLE] + n[NOT_COMPARABLE]
+    return [
+        f"**What we found.** Of the paper's {len(found)} findings, {n[REPRODUCED]} are reproduced on our runs and "
+        f"{n[NOT_REPRODUCED]} are not; {n[INCONCLUSIVE]} are inconclusive, {n[NOT_TESTABLE]} cannot be tested here "
+        f"because the editor did not do what the finding relies on, and {n[NOT_COMPARABLE]} lack a run"
+        + (f". Of the abstract, {abstract}." if abstract else "."),
+        f"**On what.** {model}, unlearning TOFU's `{p.forget_split}` ({n_forget} questions), with {len(seeds)} "
+        f"seed{'s' if len(seeds) != 1 else ''}; the paper's numbers come from Llama-2-7b on forget10 (300 evaluated rows).",
+        f"**How much to trust it.** The probabilities are over the {n_forget} evaluated forget questions and the "
+        f"utility rows only (one joint paired bootstrap), not over fine-tuning seeds or CPUs, whose noise we have seen "
+        f"move single runs; with {n_forget} rows forget quality moves in steps of 1/{n_forget} of its KS statistic, so "
+        f"{wide} of the {len(found)} verdicts stay open, and {from_results} of the findings are our readings of the "
+        "authors' released results rather than sentences of the paper.",
+    ]
+
+
 def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
     """The five lines (markdown bullets). `table` = report.main_table(records), `found` =
-    report.findings(table, gates.gate_rows(records))."""
+    findings.study_findings(records)."""
     if "full" not in table.index or "retain" not in table.index:
         raise ValueError("the answer needs the full and retain models' results (notebook 01)")
     full, retain = table.loc["full"], table.loc["retain"]
@@ -157,10 +194,10 @@ def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
                      f"utility {_span([table.loc[r, 'model_utility'] / mu_full for r in base])} x the full model's; "
                      f"paper's baseline findings reproduced: {rep} of {tested}.")
     n = {v: sum(f["verdict"] == v for f in found) for v in VERDICTS}
-    lines.append(f"* **Against the paper**: of its {len(found)} findings tested here, {n['reproduced']} reproduced, "
-                 f"{n['not reproduced']} not reproduced, {n['not testable here']} not testable here (an editor's "
-                 f"premise failed on this model: untested, not refuted), {n['not comparable']} not comparable "
-                 "(table below).")
+    lines.append(f"* **Against the paper**: of its {len(found)} findings tested here, {n[REPRODUCED]} reproduced, "
+                 f"{n[NOT_REPRODUCED]} not reproduced, {n[INCONCLUSIVE]} inconclusive (the joint bootstrap puts the "
+                 f"probability that the rule holds between 0.05 and 0.95), {n[NOT_TESTABLE]} not testable here (no run "
+                 f"whose premise holds: untested, not refuted), {n[NOT_COMPARABLE]} not comparable (table below).")
     return lines
 
 

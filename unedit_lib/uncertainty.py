@@ -17,8 +17,9 @@ a verdict that hinges on them needs an interval.
   Drawn rows repeat, so the KS test sees ties; its p-value is used as it comes. The KS
   statistic of a resample is a supremum, biased upwards, so for a model close to the retain
   model (p near 1) most resampled p-values fall below the point and the percentile interval
-  can end just below it (seen at p = 0.996: [0.72, 0.9993]); report.findings therefore treats
-  the interval joined with the point as the range a verdict may flip in.
+  can end just below it (seen at p = 0.996: [0.72, 0.9993]). These per-record intervals stay in
+  the records; the tables and verdicts use one joint paired bootstrap of every run instead
+  (joint_bootstrap.py: an interval on FQ's statistic D, not on its p-value, and paired ratios).
 What the interval does not cover: the noise of the retain model's run beyond its rows, of
 training (seeds), and of the full model's numbers that findings divide by.
 
