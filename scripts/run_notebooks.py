@@ -35,7 +35,7 @@ from unedit_lib import paths  # noqa: E402
 from unedit_lib.models import get_preset  # noqa: E402
 from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
 from unedit_lib.precision import run_device  # noqa: E402
-from unedit_lib.store import CorruptFile, clean_temporaries, stage_times, write_json  # noqa: E402
+from unedit_lib.store import CorruptFile, clean_temporaries, results_digest, stage_times, write_json  # noqa: E402
 
 
 # what a whole study from scratch takes on 2 CPU cores, printed before a run when no earlier run of
@@ -75,6 +75,15 @@ def _relative_paths(executed: Path) -> None:
         if meta.get(key):
             p = Path(meta[key]).resolve()
             meta[key] = str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
+    write_json(nb, executed, indent=1, ensure_ascii=False, allow_nan=True)
+
+
+def _stamp_results(executed: Path, preset: str, digest: str) -> None:
+    """Record in an executed notebook's metadata the digest of the results it was run against
+    (store.results_digest): `make readme` and the tests refuse a committed notebook whose results
+    have changed since (store.stale_notebooks)."""
+    nb = json.loads(executed.read_text())
+    nb.setdefault("metadata", {})["unedit"] = {"preset": preset, "results_digest": digest}
     write_json(nb, executed, indent=1, ensure_ascii=False, allow_nan=True)
 
 
@@ -210,6 +219,9 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
         times[nb.name] = time.time() - t0
         _relative_paths(out_dir / nb.name)
         print(f"    done in {times[nb.name]:.1f} s", flush=True)
+    digest = results_digest(preset)        # what the results are now that these notebooks ran
+    for name in times:
+        _stamp_results(out_dir / name, preset, digest)
     total = time.time() - t_all
     print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + f"; total {total:.0f}s")
     last, kept = _stage_times(out_dir)

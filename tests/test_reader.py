@@ -195,3 +195,12 @@ def test_the_robustness_section_names_every_study_run_attacked_or_not():
     for run in wanted[2:]:
         assert (f"| {run} |" in table) == (run in attacked), run
         assert (run in named.split(", ")) == (run not in attacked), run
+
+
+def test_no_committed_executed_notebook_shows_older_results():
+    """Each executed notebook of the headline preset records the digest of the results it ran against
+    (scripts/run_notebooks.py); one whose results changed since must be re-executed (make readme refuses)."""
+    from unedit_lib import paths, store
+
+    assert not store.stale_notebooks(paths.HEADLINE_PRESET), (
+        f"re-execute runs/{paths.HEADLINE_PRESET}/{store.stale_notebooks(paths.HEADLINE_PRESET)}")

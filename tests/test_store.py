@@ -184,3 +184,16 @@ def test_commit_run_swaps_staged_folders_in_and_writes_the_record_last(tmp_path)
     assert sorted(p.name for p in logs.iterdir()) == ["new.json"] and not staged.exists()
     assert store.read_json(tmp_path / "gd.json") == {"run": "gd"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gd", "gd.json"]
+
+
+def test_an_executed_notebook_is_stale_once_the_results_it_showed_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("UNEDIT_RUNS_DIR", str(tmp_path / "runs"))
+    store.save_record("smoke", "gd", _rec("gd"))
+    nb = tmp_path / "runs" / "smoke" / "07_results.ipynb"
+    store.write_json({"cells": [], "metadata": {}}, nb)
+    assert store.stale_notebooks("smoke") == ["07_results.ipynb"]            # never stamped
+    store.write_json({"cells": [], "metadata": {"unedit": {"results_digest": store.results_digest("smoke")}}}, nb)
+    assert store.stale_notebooks("smoke") == []
+    store.save_record("smoke", "gd", _rec("gd", model_utility=0.4))          # a number changed
+    assert store.stale_notebooks("smoke") == ["07_results.ipynb"]

@@ -237,6 +237,30 @@ def stage_times(runs_dir) -> tuple[dict | None, dict | None]:
     return last, forced
 
 
+def results_digest(preset: str) -> str:
+    """A hash of what results/<preset>/*.json hold (every run record and robustness.json, parsed, so
+    formatting does not count): an executed notebook records the digest of the results it showed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for f in sorted(paths.results_dir(preset).glob("*.json")):
+        digest.update(f.name.encode() + json.dumps(read_json(f, "result file"), sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def stale_notebooks(preset: str) -> list[str]:
+    """The executed notebooks in runs/<preset>/ that show other results than results/<preset>/ holds
+    now (their metadata's `unedit.results_digest`, written by scripts/run_notebooks.py, differs or is
+    missing): re-execute them before the README quotes those results."""
+    now = results_digest(preset)
+    stale = []
+    for nb in sorted(paths.runs_dir(preset).glob("[0-9][0-9]_*.ipynb")):
+        meta = read_json(nb, "executed notebook").get("metadata", {}).get("unedit") or {}
+        if meta.get("results_digest") != now:
+            stale.append(nb.name)
+    return stale
+
+
 def is_study_notebook(name: str) -> bool:
     """Notebooks 00-07 are the study; 08, the robustness check, has its own budget."""
     return name[:2] in {f"0{i}" for i in range(8)}
