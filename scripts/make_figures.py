@@ -65,7 +65,7 @@ def redraw(preset: str, act_ratio: float = 0.88, ike_k: int = 16, curve_edits=(0
     rob = robustness.load_summary(preset)
     if rob:
         rob = {r: v for r, v in rob.items() if not r.startswith("_")}
-        done(plots.robustness_recovery(robustness.summary_table(rob), preset), "robustness_recovery.png")
+        done(plots.robustness_recovery(rob, preset), "robustness_recovery.png")
         done(plots.probe_by_layer(rob, preset), "robustness_probe_layers.png")
     return drawn
 

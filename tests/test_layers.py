@@ -14,7 +14,8 @@ METHODS = {"rome", "ike", "wise", "baselines"}
 METHOD_PARTS = {"ike_prompts": "ike", "wise_hparams": "wise", "wise_memory": "wise"}
 EVALUATOR = {"evaluate", "edit_metrics", "prompt_cache"}
 STUDY = {"study", "recipes", "report", "plots", "robustness", "gates", "uncertainty", "summary", "trace_plots",
-         "figure_io", "trace_records", "rome_grid"}
+         "findings", "joint_bootstrap",
+         "figure_io", "trace_records", "rome_grid", "robustness_verdicts"}
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -3,6 +3,7 @@ for the headline preset, runs/<preset>/figures/ for the others). Notebook 02's c
 figures are in trace_plots.py."""
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -434,31 +435,66 @@ def per_set_bars(table, preset: str, name: str = "per_set_bars.png"):
 
 
 # --------------------------------------------------------------------------- robustness (notebook 08)
-def robustness_recovery(table, preset: str, name: str = "robustness_recovery.png"):
-    """Forget ROUGE per run under each attack (robustness.summary_table): the plain question,
-    the best attack without forget data, and the held-out rows before / after relearning."""
+def robustness_recovery(results: dict, preset: str, name: str = "robustness_recovery.png"):
+    """The verdicts by levels (robustness.verdicts): per attack, each unlearned run's forget ROUGE
+    (last panel: MIA Min-K AUC) against the full (black) and retain (gold) models' under the same
+    attack; a bar is the run's +-1.96 paired standard errors about the references' midpoint (dotted):
+    red = closer to the full model beyond the noise, blue = closer to the retain model, grey =
+    within the noise, hollow = the attack cannot tell the references apart. Panel titles carry the
+    attack's calibration (the full model's change from the plain question)."""
     from .report import sort_runs
-    from .robustness import RESURFACING
+    from .robustness_verdicts import CALIBRATED, INCONCLUSIVE, Z_MARGIN, calibration, level, mia_level, verdicts
 
-    refs = [r for r in ("full", "retain") if r in table.index]       # the two references first, as the title says
-    runs_ = refs + sort_runs([r for r in table.index if r not in refs])
-    table = table.loc[runs_]
-    best = [max(table.loc[r, f"ROUGE: {a}"] for a in RESURFACING) for r in runs_]
-    series = [("question", table["ROUGE: question"].to_numpy(), "C7"),
-              ("best prompt / retain fine-tune", np.asarray(best), "C1"),
-              ("held-out rows, before relearning", table["ROUGE: relearn before"].to_numpy(), "C0"),
-              ("held-out rows, after relearning on 10%", table["ROUGE: relearn after"].to_numpy(), "C3")]
-    fig, ax = plt.subplots(figsize=(max(9, 0.6 * len(runs_) + 2), 4.2))
-    xs = np.arange(len(runs_))
-    w = 0.8 / len(series)
-    for i, (label, vals, c) in enumerate(series):
-        ax.bar(xs + (i - 1.5) * w, vals, width=w, label=label, color=c)
-    ax.set_xticks(xs)
-    ax.set_xticklabels(runs_, rotation=45, ha="right", fontsize=8)
-    ax.set(ylabel="forget ROUGE-L recall", ylim=(0, 1.05),
-           title=f"Does the forgotten answer come back? ({preset}; full and retain models first)")
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
+    if "full" not in results or "retain" not in results:
+        return None
+    runs_ = sort_runs([r for r, v in results.items() if isinstance(v, dict) and "question" in v
+                       and r not in ("full", "retain")])
+    F, R = results["full"], results["retain"]
+    cal = {c["attack"]: c for c in calibration(results)}
+    panels = list(CALIBRATED) + ["MIA"]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 0.36 * len(runs_) * 2 + 2.4), sharey=True)
+    colors = {True: "C3", False: "C0", INCONCLUSIVE: "0.45"}
+    ys = np.arange(len(runs_))[::-1]
+    for ax, attack in zip(axes.flat, panels):
+        lv = [mia_level(results[r], F, R) if attack == "MIA" else level(results[r], F, R, attack) for r in runs_]
+        ref = lv[0] if lv else {}
+        for y, x in zip(ys, lv):
+            d = x["closer to full"]
+            if d is None:
+                continue
+            c = colors.get(d, "0.6")
+            err = Z_MARGIN * x["se"] if math.isfinite(x["se"]) else 0
+            ax.errorbar(x["run"], y, xerr=err, fmt="o", ms=6, color=c, mfc=c if d in colors else "w", capsize=2, lw=1.2)
+        for v, c, ls in ((ref.get("full"), "k", "-"), (ref.get("retain"), "goldenrod", "-")):
+            if v is not None:
+                ax.axvline(v, color=c, ls=ls, lw=2)
+        if ref.get("full") is not None:
+            ax.axvline((ref["full"] + ref["retain"]) / 2, color="0.5", ls=":", lw=1.2)
+        if attack == "MIA":
+            ax.set(title="MIA Min-K AUC\n(Hanley-McNeil SE)", xlim=(0, 1.02), xlabel="AUC forget vs holdout")
+        else:
+            c = cal[attack]
+            head = attack + ("" if c["informative"] else ": uninformative")
+            ch = "" if attack == "question" else f" ({c['full: change']:+.2f} vs question)"
+            ax.set(title=f"{head}\nfull {c['full']:.2f}{ch}, retain {c['retain']:.2f}", xlim=(0, 1.02),
+                   xlabel="forget ROUGE-L recall")
+        ax.title.set_fontsize(9)
+    verdict = {v["run"]: v["verdict"] for v in verdicts(results)}
+    labels = [f"{r}: {verdict.get(r, '?')}" for r in runs_]
+    axes[0, 0].set_yticks(ys)
+    axes[0, 0].set_yticklabels(labels, fontsize=8)
+    axes[1, 0].set_yticklabels(labels, fontsize=8)
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color="k", lw=2, label="full model"),
+               Line2D([], [], color="goldenrod", lw=2, label="retain model"),
+               Line2D([], [], color="0.5", ls=":", label="midpoint"),
+               *[Line2D([], [], marker="o", color=c, ls="", mfc=mfc, label=lab) for c, mfc, lab in (
+                   ("C3", "C3", "closer to full (beyond the noise)"), ("C0", "C0", "closer to retain"),
+                   ("0.45", "0.45", "within the noise"), ("0.6", "w", "attack uninformative"))]]
+    fig.legend(handles=handles, loc="lower center", ncol=7, fontsize=8, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(f"Does the forgotten answer come back? Each run's level (y: run: verdict) against the full and "
+                 f"retain models under the same attack ({preset}; bars: ±{Z_MARGIN} paired SE)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     save(fig, preset, name)
     return fig
 
