@@ -421,14 +421,17 @@ def test_a_reused_subject_model_evaluation_keeps_its_versions_and_checks_the_mod
     first = study.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
     assert first["subject_model"] == study.evaluated_model_id(p, "retain")
     elsewhere = {"methods_and_evaluation": "float32", "machine": {"device": "cpu", "cpu_capability": "AVX2-only CPU"}}
-    store.save_record("smoke", "retain", {**first, "versions": {"transformers": "5.0.0"}, "precision": elsewhere})
+    store.save_record("smoke", "retain", {**first, "versions": {"transformers": "5.0.0"}, "precision": elsewhere,
+                                          "model_path": "artifacts/smoke/retain-0"})   # a field older records had
     checked = []
     monkeypatch.setattr(models, "study_data", lambda p, data_dir=None: types.SimpleNamespace(eval_sets={"forget": []}))
     monkeypatch.setattr(study, "check_same_model", lambda *a, **k: checked.append(a[1]))
     monkeypatch.setattr(study.evaluate, "evaluate_model", lambda *a, **k: pytest.fail("re-evaluated cached logs"))
+    before = paths.record_path("smoke", "retain").read_bytes()
     again = study.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
     assert again["versions"] == {"transformers": "5.0.0"} and checked == ["retain"]
     assert again["precision"] == elsewhere
+    assert paths.record_path("smoke", "retain").read_bytes() == before     # the same evaluation: record kept as it is
 
 
 # --------------------------------------------------------------------------- re-making a lost unlearned model
