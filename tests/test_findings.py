@@ -230,3 +230,15 @@ def test_the_committed_study_is_decided_from_its_per_item_logs():
     assert len(items) == len(findings.FINDINGS) and all(f["verdict"] in report.VERDICTS for f in items)
     assert any(f["probability"] is not None for f in items)
     assert reference.PAPER_SOURCE
+
+
+def test_ike_rests_on_its_own_contexts_lifting_the_target():
+    def ike(pre, post):
+        rec = _rec("ike-incorrect", "IKE", "incorrect", 0.5, 0.9)
+        rec["stats"] = {"edit_metrics": {"pre": {"rewrite_acc": pre}, "post": {"rewrite_acc": post}}}
+        return rec
+
+    claim = "IKE-incorrect gives the best forget quality of all methods"
+    assert _verdicts(_study(**{"ike-incorrect": ike(0.4, 0.92)}))[claim]["verdict"] == report.REPRODUCED
+    f = _verdicts(_study(**{"ike-incorrect": ike(0.95, 0.92)}))[claim]      # it knew the target without its context
+    assert f["verdict"] == report.NOT_TESTABLE and "the context lifts it" in f["premises"]

@@ -84,13 +84,13 @@ def test_gates_read_the_records_and_report_unknown():
     t = gates.gate_table(recs).set_index(["run", "gate"])["status"]
     assert t["rome-dummy"].tolist() == ["holds"] and t["rome-incorrect"].tolist() == ["fails"]
     assert t["wise-dummy"].tolist() == ["holds", "holds", "holds", "unknown"]   # forget, retain, RA, WF
-    assert t["ike-dummy"].tolist() == ["holds"]                                # its contexts give the target
+    assert t["ike-dummy"].tolist() == ["holds", "holds"]                       # its contexts give the target
     assert "ga" not in t.index.get_level_values(0)                             # baselines have no premises
     assert set(gates.gate_table(recs, methods="ROME")["run"]) == {"rome-dummy", "rome-incorrect"}
     recs["full"] = _rec("full", "subject model", None, 0.9, 1e-6)
     recs["full"]["in_context_probe"] = gates.probe_summary({"follow_rate_with_context": 0.1, "n": 40, "items": None})
     t = gates.gate_table(recs).set_index(["run", "gate"])
-    assert t.loc["ike-dummy", "status"].tolist() == ["holds"]                 # the probe describes, gates nothing
+    assert t.loc["ike-dummy", "status"].tolist() == ["holds", "holds"]        # the probe describes, gates nothing
     # the threshold is a stated constant: exactly at it, a ">=" gate holds
     assert gates.rome_gates("r", _rome("rome-dummy", gates.EDITS_TAKE_MIN))[0]["status"] == "holds"
     assert "0.100 (needs >= 0.8" in gates.describe(gates.rome_gates("rome-incorrect", recs["rome-incorrect"])[0])

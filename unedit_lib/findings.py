@@ -52,7 +52,7 @@ PAPER_BASELINES = ("ga", "gd", "kl", "idk")
 # makes the model give the target, WISE routes the forget prompts to its side memory); "others
 # not routed": WISE leaves the other sets to the main memory (what "keeps utility" relies on).
 PREMISES = {
-    "edit acts": {"ROME": ("edits take",), "R-ROME": ("edits take",), "IKE": ("edit takes",),
+    "edit acts": {"ROME": ("edits take",), "R-ROME": ("edits take",), "IKE": ("edit takes", "context lifts"),
                   "WISE": ("forget prompts routed",)},
     "others not routed": {"WISE": ("retain prompts routed", "real-author prompts routed", "world-fact prompts routed")},
 }
@@ -284,6 +284,7 @@ def premise_gates(finding: Finding, run: str, records: dict) -> list[dict]:
 # and unrelated prompts keep their answers where it does not (locality)
 PAPER_GATES = {"edits take": ("rewrite_acc", ">=", gates.EDITS_TAKE_MIN),
                "edit takes": ("rewrite_acc", ">=", gates.EDITS_TAKE_MIN),
+               "context lifts": ("rewrite_acc - pre_rewrite_acc", ">", 0.0),
                "forget prompts routed": ("rewrite_acc", ">=", gates.ROUTE_FORGET_MIN),
                "retain prompts routed": ("1 - locality", "<=", gates.ROUTE_OTHER_MAX),
                "real-author prompts routed": ("1 - locality", "<=", gates.ROUTE_OTHER_MAX),
@@ -298,8 +299,10 @@ def paper_premise_gates(finding: Finding, run: str) -> list[dict]:
     out = []
     for short in wanted:
         name, op, bar = PAPER_GATES[short]
-        v = em.get(name) if name != "1 - locality" else (None if em.get("locality") is None else 1 - em["locality"])
-        status = gates.UNKNOWN if v is None else gates.HOLDS if (v >= bar if op == ">=" else v <= bar) else gates.FAILS
+        v = {"1 - locality": lambda: None if em.get("locality") is None else 1 - em["locality"],
+             "rewrite_acc - pre_rewrite_acc": lambda: None if em.get("rewrite_acc") is None or em.get("pre_rewrite_acc")
+             is None else em["rewrite_acc"] - em["pre_rewrite_acc"]}.get(name, lambda: em.get(name))()
+        status = gates.UNKNOWN if v is None else gates.HOLDS if gates.OPS[op](v, bar) else gates.FAILS
         out.append({"run": run, "gate": f"{short} (paper.md 7.3 {name})", "value": v, "threshold": f"{op} {bar:g}",
                     "status": status, "short": short, "context": ""})
     return out

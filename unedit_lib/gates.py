@@ -9,7 +9,8 @@ threshold:
   at least `EDITS_TAKE_MIN` = 0.8. The paper's repo reached 0.985 for ROME-dummy (paper.md 7.3).
 * IKE, "edit takes": post-edit rewrite accuracy of the requests with their retrieved context
   (`stats.edit_metrics.post.rewrite_acc`) is at least `EDITS_TAKE_MIN`; the paper's repo had
-  1.0 / 0.996 / 0.999 (paper.md 7.3). The subject model's held-out in-context probe
+  1.0 / 0.996 / 0.999 (paper.md 7.3); and "the context lifts it": that accuracy is above the
+  same requests' without the context (the model gives the target because of its context). The subject model's held-out in-context probe
   (`evaluate.in_context_probe`, stored by `record_in_context_probe`) describes the model and is
   shown beside it; it gates nothing: IKE's findings rest on its own contexts, not on the probe's.
 * WISE, "router selective": the share of the evaluator's forget prompts routed to a side
@@ -35,7 +36,7 @@ ROUTE_FORGET_MIN = 0.8    # share of forget prompts routed to the side memory
 ROUTE_OTHER_MAX = 0.2     # share of retain / real-author / world-fact prompts routed there, each
 
 HOLDS, FAILS, UNKNOWN = "holds", "fails", "unknown"
-_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt}
+OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt}
 _OTHER_SETS = (("retain", "retain"), ("real_authors", "real-author"), ("world_facts", "world-fact"))
 
 
@@ -56,7 +57,7 @@ def _gate(run, gate, value, op, threshold, source, context="", short=""):
     """One gate row: status "holds" / "fails" / "unknown" (value missing); `short` names the
     premise in a few words for lists over many runs."""
     value = _number(value)
-    status = UNKNOWN if value is None else HOLDS if _OPS[op](value, threshold) else FAILS
+    status = UNKNOWN if value is None else HOLDS if OPS[op](value, threshold) else FAILS
     return {"run": run, "gate": gate, "value": value, "threshold": f"{op} {threshold:g}", "status": status,
             "source": source, "context": context, "short": short or gate}
 
@@ -106,10 +107,14 @@ def ike_gates(run: str, rec: dict, records: dict) -> list[dict]:
     post = _dig(rec, "stats", "edit_metrics", "post", "rewrite_acc")
     pre = _number(_dig(rec, "stats", "edit_metrics", "pre", "rewrite_acc"))
     n = len(_dig(rec, "stats", "edit_metrics", "per_request", "rewrite_acc") or []) or None
+    post_n = _number(post)
     return [_gate(run, "edit takes (rewrite acc. with the context)", post, ">=", EDITS_TAKE_MIN,
                   "stats.edit_metrics.post.rewrite_acc",
                   (f"without the context {pre:.3f}" if pre is not None else "") + (f", {n} requests" if n else ""),
-                  "edit takes")]
+                  "edit takes"),
+            _gate(run, "the context lifts it (rewrite acc. with minus without the context)",
+                  None if post_n is None or pre is None else post_n - pre, ">", 0.0,
+                  "stats.edit_metrics.post - pre rewrite_acc", "", "context lifts")]
 
 
 def wise_gates(run: str, rec: dict) -> list[dict]:
