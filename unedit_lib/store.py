@@ -119,26 +119,24 @@ def write_file(path, write) -> Path:
     return path
 
 
+def _filled(folder: Path, write) -> Path:
+    """`folder` created and filled by `write(folder)`; removed again if `write` fails."""
+    folder.mkdir()
+    try:
+        write(folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
 def write_dir(path, write) -> Path:
     """Atomic write of a folder: `write(tmp_folder)` fills a temporary sibling, which then
     replaces `path` (the old folder is removed only once the new one is complete)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_temporaries(path)
-    tmp = _tmp_sibling(path)
-    tmp.mkdir()
-    try:
-        write(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old{os.getpid()}")
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    _swap_in(_filled(_tmp_sibling(path), write), path)
     return path
 
 
@@ -149,13 +147,7 @@ def stage_dir(path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.staged{os.getpid()}")
     shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir()
-    try:
-        write(staged)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    return staged
+    return _filled(staged, write)
 
 
 def _swap_in(staged: Path | None, path: Path) -> None:
