@@ -197,3 +197,14 @@ def test_an_executed_notebook_is_stale_once_the_results_it_showed_change(tmp_pat
     assert store.stale_notebooks("smoke") == []
     store.save_record("smoke", "gd", _rec("gd", model_utility=0.4))          # a number changed
     assert store.stale_notebooks("smoke") == ["07_results.ipynb"]
+
+
+def test_records_keep_paths_relative_to_the_checkout_even_through_a_symlink(tmp_path, monkeypatch):
+    repo, elsewhere = tmp_path / "main", tmp_path / "elsewhere"
+    (repo / "artifacts").mkdir(parents=True)
+    (elsewhere / "tofu").mkdir(parents=True)
+    (tmp_path / "shared").symlink_to(elsewhere)          # ../shared beside the clone, a link (as CI may lay it)
+    monkeypatch.setattr(paths, "REPO_ROOT", repo)
+    assert paths.display_path(repo / "artifacts" / "smoke") == "artifacts/smoke"
+    assert paths.display_path(tmp_path / "shared" / "tofu") == "../shared/tofu"
+    assert paths.display_path("locuslab/TOFU") == "locuslab/TOFU"     # a hub id stays a hub id

@@ -40,14 +40,13 @@ def display_path(path) -> str:
     """A path as records keep it: relative to the repository when inside it or beside it (the
     data in ../shared/tofu), else as given (a hub id stays a hub id)."""
     p = Path(str(path))
-    try:
-        return str(p.resolve().relative_to(REPO_ROOT))
-    except (ValueError, OSError):
-        pass
-    try:
-        return str(Path("..") / p.resolve().relative_to(REPO_ROOT.parent))
-    except (ValueError, OSError):
+    if not p.is_absolute():           # a hub id, or a path relative to where the user is: as given
         return str(path)
+    for where in (Path(os.path.abspath(p)), p.resolve()):      # as given, then through symlinks
+        for base, shown in ((REPO_ROOT, Path()), (REPO_ROOT.parent, Path(".."))):
+            if where.is_relative_to(base):
+                return str(shown / where.relative_to(base))
+    return str(path)
 
 
 LOG_FILES = {  # a run's per-item logs: TOFU's legacy file names (locuslab/tofu config/eval_everything.yaml)
