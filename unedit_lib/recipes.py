@@ -396,7 +396,7 @@ def _wise(p, sd, method, target, hp, data_dir):
                                    groups)(model, tok, stats)
         adapter = wise.get_side_memory(model)
         if adapter is not None:
-            adapter._route = None
+            adapter.reset_route()
         return model
 
     extra = {"edit_template": edit_tmpl.name, "eval_template": eval_tmpl.name, "n_edits": len(rows),

@@ -167,10 +167,7 @@ def _editing(model, adapter):
     try:
         yield
     finally:
-        adapter.editing = False
-        adapter._edit_outputs = None
-        adapter._edit_input = None
-        adapter._route = None
+        adapter.end_editing()
         for p, f in flags:
             p.requires_grad_(f)
         adapter.side_weight.requires_grad_(False)
@@ -181,7 +178,7 @@ def _editing(model, adapter):
 def _edit_scores(adapter, labels):
     """(in-scope scores of the edit rows, score of the irrelevant row, in-scope scores over
     the edit rows' prompt tokens only), each over real tokens (masked mean)."""
-    main, side, mask = adapter._edit_outputs
+    main, side, mask = adapter.edit_outputs
     d = token_distances(main, side, adapter.act_fn)
     s = activation_score(d, mask, None)
     real = torch.ones_like(labels) if mask is None else mask
@@ -211,15 +208,15 @@ class _EditForward:
         self.rows = self.keep.nonzero(as_tuple=True)[0]
         self.n_rows = labels.shape[0] - 1
         self.tail = TailForward(model, adapter.hparams.layer, self.keep, **batch)
-        main, side, _ = adapter._edit_outputs                      # from the tail's full forward
-        self.x, self.main = adapter._edit_input, main.detach()
+        main, side, _ = adapter.edit_outputs                      # from the tail's full forward
+        self.x, self.main = adapter.edit_input, main.detach()
         self.residual = self.tail.h - side.detach().to(self.tail.h.dtype)  # block output minus the projection's
         with torch.no_grad():
             self.exact = self.tail.matches(self._tail_logits())    # covers TailForward.exact's check
 
     def _tail_logits(self) -> torch.Tensor:
         side = self.adapter.side_forward(self.x, self.adapter.side_weight)
-        self.adapter._edit_outputs = (self.main, side, self.mask)
+        self.adapter.edit_outputs = (self.main, side, self.mask)
         return self.tail.logits(self.residual + side.to(self.residual.dtype))
 
     def target_nll(self) -> torch.Tensor:
@@ -359,7 +356,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         stats["memory_thresholds"] = [adapter.threshold(i) for i in range(len(adapter.memory_weights))]
         stats["n_memories"] = len(adapter.memory_weights)
         stats["layer"] = hp.layer
-    adapter._route = None
+    adapter.reset_route()
     return model
 
 
@@ -374,7 +371,7 @@ def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, locality
     edit(model, tokenizer, requests, locality_prompts=locality_prompts, stats=stats, **hp)
     adapter = get_side_memory(model)
     if adapter is not None:
-        adapter._route = None
+        adapter.reset_route()
     return model, stats
 
 
