@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from unedit_lib import evaluate, models, store  # noqa: E402
 
-STUDY_BUDGET_S = 1800     # issue: the tiny study end to end (notebooks 00-07) <= 30 minutes
+STUDY_BUDGET_S = 1800     # the tiny study end to end (notebooks 00-07) <= 30 minutes
 TRAIN_BUDGET_S = 600      # both subject models <= 10 minutes
 EVAL_BUDGET_S = 60        # one evaluation of a tiny model <= 60 s
 EVAL_BUDGETS_S = {"smollm2": 180}   # one TOFU evaluation of a SmolLM2 model <= 3 min on 2 CPU cores

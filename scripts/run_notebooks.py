@@ -46,14 +46,16 @@ from unedit_lib.store import CorruptFile, clean_temporaries, results_digest, sta
 
 # what a whole study from scratch takes on 2 CPU cores, printed before a run when no earlier run of
 # the preset recorded its own times (runs/<preset>/stage_times.json): smoke and tiny as measured
-# (CI; the FORCE=1 run behind the README). smollm2 (00-07; 08 not yet timed) projected from what its
-# parts took on 2 cores of an AMD EPYC, float32 (2026-12-02): one evaluation 190-210 s (the base model
-# 350 s); one ROME edit with the paper's settings 37 s (dummy) to 86 s (avoidant) since its steps
-# run only the blocks above the edited layer, so 25-57 min per 40-edit run (rome-dummy stopped its
-# v* steps early: 20 min), and per target the paper's run, 3-edit v_lr probes, the gate-selected run
-# where the paper's fails, and the ablation; one fact's causal trace ~17 min (4 facts); WISE 22-75 min
-# per run (median edit 26-100 s x 40, evaluation ~280-480 s; wise-incorrect 67 + 8 min), IKE ~45 min per run (ike-dummy: 70 s of retrieval, 2602 s of evaluation with the contexts); both fine-tunes ~10 min in float32 (bench --stages precision: 3.9 s per step). About 11
-# hours: more than the 3 hours the pretrained-subject issue asked for (docs/guide.md, "Time").
+# (CI; the FORCE=1 run behind the README). smollm2 (00-07; 08 not timed as a whole) projected from
+# what its parts took on 2 cores of an AMD EPYC in float32 (docs/guide.md, "Time"): one evaluation
+# 190-210 s (the base model 350 s); one ROME edit with the paper's settings 37 s (dummy) to 86 s
+# (avoidant), its steps running only the blocks above the edited layer, so 25-57 min per 40-edit run
+# (rome-dummy stopped its v* steps early: 20 min), and per target the paper's run, 3-edit v_lr probes,
+# the gate-selected run where the paper's fails, and the ablation; one fact's causal trace ~17 min
+# (4 facts); WISE 22-75 min per run (median edit 26-100 s x 40, evaluation ~280-480 s; wise-incorrect
+# 67 + 8 min); IKE ~45 min per run (ike-dummy: 70 s of retrieval, 2602 s of evaluation with the
+# contexts); both fine-tunes ~10 min in float32 (bench --stages precision: 3.9 s per step). About
+# 11 hours, beyond the 3 hours (00-07) the preset was meant to fit.
 FIRST_RUN_ESTIMATE_S = {"smoke": 300, "tiny": 2350, "smollm2": 11 * 3600}
 
 

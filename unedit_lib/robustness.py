@@ -73,7 +73,7 @@ DEFAULTS = dict(
     persistence_lr=1e-3,
     min_k=0.4,               # Min-K% of tofu.md 2.7
     ridge=1e-2,              # ridge of the linear probe (relative to the mean feature variance)
-    max_new_tokens=None,     # generation length; None: the preset's (200 on default, as the evaluator)
+    max_new_tokens=None,     # generation length; None: the preset's max_new_tokens, as the evaluator
     seed=0,
 )
 

@@ -31,7 +31,7 @@ Deviations from EasyEdit (each one deliberate):
   token in the call do not enter the batch mean, "> 100 tokens -> max over tokens" is applied
   per row on real tokens (EasyEdit: on the padded length), and with stored memories the batch
   mean of each memory's score is compared (EasyEdit compares a (B,) tensor, which works for one
-  row only). `routing="per_row"` (named ablation "per-row-routing", our earlier default)
+  row only). `routing="per_row"` (named ablation "per-row-routing")
   decides per row, once on the prompt, and keeps the route for the KV-cached continuation.
 * Margins: `act_margin_scale` multiplies (alpha, beta, gamma); 1 = the paper's. Ablation
   "margins-scaled" (`scaled_margin_overrides`) sets it from a pilot run with the paper's margins.
@@ -193,7 +193,7 @@ class _EditForward:
     the residual stream around its output and the arguments of the blocks above it are the
     same at every iteration. They are captured by one full forward; each iteration then
     recomputes the side output, the blocks above (none when the side memory sits in the last
-    block, as in the embedded default), the final norm and the LM head at the target positions
+    block, as on the from-scratch presets' models), the final norm and the LM head at the target positions
     only. In eval mode this is the full forward's arithmetic, reordered; the first tail forward
     is compared with the full one and any disagreement falls back to full forwards (an
     architecture whose head does more than norm + LM head, say).

@@ -533,7 +533,7 @@ def load_side_memory(model, folder):
     try:
         state = json.loads((folder / "side_memory.json").read_text())   # ValueError when malformed
         hp = dict(state["hparams"])
-        if "routing" not in hp:     # saved before routing was a hyperparameter: it was evaluated routed per row
+        if "routing" not in hp:     # a side memory saved without a routing setting was evaluated routed per row
             hp.update(routing="per_row", ablation="per-row-routing")
         hp["act_margin"], hp["template_lengths"] = tuple(hp["act_margin"]), tuple(hp["template_lengths"])
         hp["template_seeds"], hp["early_stop"] = tuple(hp["template_seeds"]), tuple(hp["early_stop"])
