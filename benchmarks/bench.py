@@ -11,11 +11,11 @@ Stages (comma-separated, --stages; default: tokenizer,train,eval,rome,wise,recor
   with the notebooks' settings for the preset; prints the median ms per edit;
 * trace: causal tracing of one forget fact (MLP kind, window 10, 10 noise draws) at two token
   positions (the subject's last token and the last token) x every layer, with whole forward passes
-  (rome's way) and with tail passes (`trace.TAIL_PASSES`); prints both times and their largest
+  (rome's way) and with tail passes (`trace_important_states(tail_passes=...)`); prints both times and their largest
   score difference (notebook 02 traces every position of 4 facts x 3 kinds);
 * ike_eval: the IKE (dummy) evaluation of --n-rows forget and --n-rows retain questions with the
   study's prompts, each context run twice (scores, then generation) and once (its KV cache kept
-  from the scores, `prompt_cache.REUSE`); prints both times and whether the logs agree;
+  from the scores, `evaluate_set(reuse_prompts=...)`); prints both times and whether the logs agree;
 * precision: one training step in float32 and in bf16 autocast, what precision="auto" picks
   here, and the implied time to train both models (the budget must hold in float32);
 * recorded: what earlier runs recorded, nothing re-run: the cached models' training times,
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from unedit_lib import evaluate, models, store  # noqa: E402
 
-STUDY_BUDGET_S = 1800     # issue: the tiny study end to end (notebooks 00-07) <= 30 minutes
+STUDY_BUDGET_S = 1800     # the tiny study end to end (notebooks 00-07) <= 30 minutes
 TRAIN_BUDGET_S = 600      # both subject models <= 10 minutes
 EVAL_BUDGET_S = 60        # one evaluation of a tiny model <= 60 s
 EVAL_BUDGETS_S = {"smollm2": 180}   # one TOFU evaluation of a SmolLM2 model <= 3 min on 2 CPU cores
@@ -180,13 +180,10 @@ def trace_stage(p):
     noise = trace.noise_level(model, tok, [r["subject"] for r in sd.forget_rows if r["subject"]])
     res = {}
     for tail in (False, True):
-        trace.TAIL_PASSES = tail
-        try:
-            res[tail], _ = _stage(f"trace 1 fact, mlp, 2 tokens x {p.n_layers} layers, {'tail' if tail else 'whole'} passes",
-                                  lambda: trace.trace_important_states(model, tok, prompt, row["subject"], kind="mlp",
-                                                                       noise=noise, tokens=[e - 1, len(ids) - 1]))
-        finally:
-            trace.TAIL_PASSES = True
+        res[tail], _ = _stage(f"trace 1 fact, mlp, 2 tokens x {p.n_layers} layers, {'tail' if tail else 'whole'} passes",
+                              lambda t=tail: trace.trace_important_states(model, tok, prompt, row["subject"], kind="mlp",
+                                                                          noise=noise, tokens=[e - 1, len(ids) - 1],
+                                                                          tail_passes=t))
     print(f"  largest score difference: {float(np.abs(res[True]['scores'] - res[False]['scores']).max()):.2e}")
 
 
@@ -194,7 +191,7 @@ def ike_eval_stage(p, n_rows: int):
     """An IKE evaluation with and without reusing each context's KV cache (prompt_cache)."""
     import numpy as np
 
-    from unedit_lib import evaluate, ike, prompt_cache, recipes
+    from unedit_lib import evaluate, ike, recipes
 
     sd = models.study_data(p)
     model, tok = models.load_subject_model(p, "full")
@@ -204,16 +201,12 @@ def ike_eval_stage(p, n_rows: int):
                             template=s["template"])
     logs = {}
     for reuse in (False, True):
-        prompt_cache.REUSE = reuse
-        try:
-            for set_name in ("forget", "retain"):
-                logs[reuse, set_name], _ = _stage(
-                    f"IKE eval, {n_rows} {set_name} rows, context run {'once' if reuse else 'twice'}",
-                    lambda n=set_name: evaluate.evaluate_set(model, tok, sd.eval_sets[n][:n_rows], n, p.template,
-                                                             max_new_tokens=p.max_new_tokens, progress=False,
-                                                             prompter=prompter))
-        finally:
-            prompt_cache.REUSE = True
+        for set_name in ("forget", "retain"):
+            logs[reuse, set_name], _ = _stage(
+                f"IKE eval, {n_rows} {set_name} rows, context run {'once' if reuse else 'twice'}",
+                lambda n=set_name, r=reuse: evaluate.evaluate_set(
+                    model, tok, sd.eval_sets[n][:n_rows], n, p.template, max_new_tokens=p.max_new_tokens,
+                    progress=False, prompter=prompter, reuse_prompts=r))
     for set_name in ("forget", "retain"):
         a, b = logs[False, set_name], logs[True, set_name]
         same = sum(a["generated_text"][k][1] == b["generated_text"][k][1] for k in a["generated_text"])

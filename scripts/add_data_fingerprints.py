@@ -1,8 +1,8 @@
 """Name the data of records made before records did (a shape migration: no number changes).
 
-Every record now says which TOFU rows it was made from (`data`: study.data_record, a content hash
+Every record says which TOFU rows it was made from (`data`: study.data_record, a content hash
 of the rows of every config the study reads), and a run or subject-model evaluation is reused only
-for the same rows. Records written before that have no `data` field and would be recomputed. This
+for the same rows. An older record without a `data` field would be recomputed. This
 script adds it to such records of a preset, computed from the data folder given (default: the one
 the study reads, ../shared/tofu): run it only for records that were made from that data. It also
 updates the record hashes by which notebook 08 caches its attacks (robustness.json `source`), so

@@ -8,7 +8,11 @@ preset they are git-ignored. The source notebooks in notebooks/ stay stripped. P
 runs/<preset>/stage_times.json (what `make bench STAGES=recorded` prints); on failure, names
 the notebook and the cell that failed and exits non-zero. Finished work is cached by the
 library (models under artifacts/, results under results/), so a second run is quick;
-`--force` redoes it. Each `-p NAME=VALUE` goes to the notebooks whose parameters cell declares
+`--force` redoes it. The estimate printed before the first notebook is the last recorded run of
+these notebooks plus, at measured costs, what this machine does not have yet (the subject models
+to fine-tune, IKE's sentence embeddings). While a cell runs, a progress bar of it that runs longer
+than PROGRESS_EVERY_S seconds (fine-tuning steps, sequential edits) shows as a line that often,
+and its last frame; the rest of a cell's output stays in the executed notebook. Each `-p NAME=VALUE` goes to the notebooks whose parameters cell declares
 NAME; a NAME that no notebook of the run declares is an error before any notebook runs. The
 notebooks import the library of this checkout (it is first on the kernels' PYTHONPATH), which
 writes every output under this checkout, whichever checkout the venv has installed.
@@ -20,6 +24,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -27,12 +32,13 @@ from pathlib import Path
 
 import papermill as pm
 from papermill.translators import PythonTranslator
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
 from unedit_lib import paths  # noqa: E402
-from unedit_lib.models import get_preset  # noqa: E402
+from unedit_lib.models import get_preset, subject_model_path  # noqa: E402
 from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
 from unedit_lib.precision import run_device  # noqa: E402
 from unedit_lib.store import CorruptFile, clean_temporaries, results_digest, stage_times, write_json  # noqa: E402
@@ -40,30 +46,152 @@ from unedit_lib.store import CorruptFile, clean_temporaries, results_digest, sta
 
 # what a whole study from scratch takes on 2 CPU cores, printed before a run when no earlier run of
 # the preset recorded its own times (runs/<preset>/stage_times.json): smoke and tiny as measured
-# (CI; the FORCE=1 run behind the README). smollm2 (00-07; 08 not yet timed) projected from what its
-# parts took on 2 cores of an AMD EPYC, float32 (2026-12-02): one evaluation 190-210 s (the base model
-# 350 s); one ROME edit with the paper's settings 37 s (dummy) to 86 s (avoidant) since its steps
-# run only the blocks above the edited layer, so 25-57 min per 40-edit run (rome-dummy stopped its
-# v* steps early: 20 min), and per target the paper's run, 3-edit v_lr probes, the gate-selected run
-# where the paper's fails, and the ablation; one fact's causal trace ~17 min (4 facts); WISE 22-75 min
-# per run (median edit 26-100 s x 40, evaluation ~280-480 s; wise-incorrect 67 + 8 min), IKE ~45 min per run (ike-dummy: 70 s of retrieval, 2602 s of evaluation with the contexts); both fine-tunes ~10 min in float32 (bench --stages precision: 3.9 s per step). About 11
-# hours: more than the 3 hours the pretrained-subject issue asked for (docs/guide.md, "Time").
+# (CI; the FORCE=1 run behind the README). smollm2 (00-07; 08 not timed as a whole) projected from
+# what its parts took on 2 cores of an AMD EPYC in float32 (docs/guide.md, "Time"): one evaluation
+# 190-210 s (the base model 350 s); one ROME edit with the paper's settings 37 s (dummy) to 86 s
+# (avoidant), its steps running only the blocks above the edited layer, so 25-57 min per 40-edit run
+# (rome-dummy stopped its v* steps early: 20 min), and per target the paper's run, 3-edit v_lr probes,
+# the gate-selected run where the paper's fails, and the ablation; one fact's causal trace ~17 min
+# (4 facts); WISE 22-75 min per run (median edit 26-100 s x 40, evaluation ~280-480 s; wise-incorrect
+# 67 + 8 min); IKE ~45 min per run (ike-dummy: 70 s of retrieval, 2602 s of evaluation with the
+# contexts); both fine-tunes ~10 min in float32 (bench --stages precision: 3.9 s per step). About
+# 11 hours, beyond the 3 hours (00-07) the preset was meant to fit.
 FIRST_RUN_ESTIMATE_S = {"smoke": 300, "tiny": 2350, "smollm2": 11 * 3600}
 
 
-def estimate(notebooks, preset: str, out_dir: Path) -> str:
-    """What the run will take: the last recorded times of these notebooks for this preset
-    (a rerun reuses cached work, so it is usually faster), else a first-run estimate."""
+# What a run makes when this machine does not have it yet, at its measured cost on 2 CPU cores. The last
+# recorded run of the notebooks (runs/<preset>/stage_times.json, committed for the headline preset) is
+# usually a cached one that had it all, so the estimate adds these; a recorded run that made one names it
+# under "made", its time already in that run's.
+# Fine-tuning one smollm2 subject model in float32 (its precision on every CPU): docs/guide.md, "Time",
+# the fine-tuning row, on the slowest CPU measured there (2 cores of an AVX2-only AMD EPYC; an AVX512 EPYC
+# or an AMX Xeon took 205-327 s for full). No such measurement for the from-scratch presets.
+SUBJECT_MODEL_S = {"smollm2": {"full": 480, "retain": 323}}
+# Embedding one IKE demonstration pool with all-MiniLM-L6-v2, one pool per target (notebook 04's three): the
+# largest `stats.time_pool_embed_s` of the committed IKE records (results/tiny/ike-avoidant.json, 8.4 s;
+# smollm2's 5.8-7.2 s).
+IKE_POOL_EMBED_S = 8.4
+IKE_POOLS = 3
+# what a notebook's source calls when it makes them: a missing subject model is trained by
+# models.train_subject_model / load_subject_model, IKE's pools are embedded when its prompts are built
+MAKERS = {"subject model": ("train_subject_model(", "load_subject_model("), "ike": ("ike.apply(", "ike_first_tokens(")}
+IKE_EMBEDDINGS = "IKE sentence embeddings"
+
+
+def not_here(preset: str) -> dict[str, float | None]:
+    """{what: its measured cost in seconds, None when not measured} of what a study on `preset`
+    makes that this machine does not have: its subject models (artifacts/<preset>/full-*/ and
+    retain-*/, models.subject_model_path; none for a hub preset) and IKE's sentence embeddings
+    (artifacts/ike_embeddings/, which holds none)."""
+    p = get_preset(preset)
+    out = {}
+    if not p.hub_full:
+        for which in ("full", "retain"):
+            if not (subject_model_path(p, which, artifacts=output_dir("artifacts")) / "model.safetensors").exists():
+                out[f"subject model {which}"] = SUBJECT_MODEL_S.get(p.name, {}).get(which)
+    if not any(paths.ike_embedding_cache_dir().glob("ike-emb-*.npy")):
+        out[IKE_EMBEDDINGS] = IKE_POOL_EMBED_S * IKE_POOLS
+    return out
+
+
+def missing_work(notebooks, preset: str) -> dict[str, float | None]:
+    """`not_here`, kept to what these notebooks make (by what their sources call, MAKERS)."""
+    source = "".join(Path(nb).read_text() for nb in notebooks)
+    makes = {kind for kind, calls in MAKERS.items() if any(c in source for c in calls)}
+    return {what: s for what, s in not_here(preset).items()
+            if ("ike" if what == IKE_EMBEDDINGS else "subject model") in makes}
+
+
+def _duration(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+
+
+def estimate(notebooks, preset: str, out_dir: Path, missing: dict | None = None) -> str:
+    """What the run will take: the last recorded times of these notebooks for this preset (a rerun
+    reuses cached work, so it is usually faster) plus what this machine does not have yet and they
+    make (`missing_work`, at measured costs), else a first-run estimate."""
+    missing = missing_work(notebooks, preset) if missing is None else missing
     rec, _ = _stage_times(out_dir)
     st = rec.get("stages_s") if isinstance(rec, dict) else None
     if isinstance(st, dict):
         known = [st[Path(nb).name] for nb in notebooks if Path(nb).name in st]
         if len(known) == len(notebooks):
-            return (f"estimate: {sum(known) / 60:.0f} min (the last recorded run of these notebooks on {preset}"
-                    f"{'' if rec.get('force') else ', itself partly cached'})")
+            made = {w for nb in notebooks for w in ((rec.get("made") or {}).get(Path(nb).name) or [])}
+            add = {} if rec.get("force") else {w: s for w, s in missing.items() if w not in made}
+            last = (f"the last recorded run of these notebooks on {preset}"
+                    f"{'' if rec.get('force') else ', itself partly cached'}")
+            if not add:
+                return f"estimate: {_duration(sum(known))} ({last})"
+            total = sum(known) + sum(s for s in add.values() if s)
+            return (f"estimate: {'at least ' if None in add.values() else ''}{_duration(total)}: "
+                    f"{_duration(sum(known))} ({last}) + what this machine does not have yet: " + ", ".join(
+                        f"{w} {_duration(s)}" if s else f"{w} (time not measured)" for w, s in add.items()))
     if preset in FIRST_RUN_ESTIMATE_S:
         return f"estimate: about {FIRST_RUN_ESTIMATE_S[preset] / 60:.0f} min from scratch on 2 CPU cores (less with cached work)"
     return "estimate: unknown for this preset"
+
+
+# --------------------------------------------------------------------------- a cell's progress
+PROGRESS_EVERY_S = 30     # a running cell's progress bar: one line per bar this often, and its last frame
+# a tqdm frame: "<desc>: 45%|####      | 45/100 [00:10<00:12, 4.5it/s, loss=0.9]" or, without a total,
+# "<desc>: 12it [00:03, 3.9it/s]"
+_FRAME = re.compile(r"^(?P<head>.*?)\s*\[(?P<info>\d+:\d\d(?::\d\d)?(?:<[^,\]]*)?(?:,[^\]]*)?)\]$")
+_BAR = re.compile(r"^(?:(?P<desc>.*?):\s*)?(?P<pct>\d+)%\|[^|]*\|\s*(?P<n>\S+)/(?P<total>\S+)$")
+_COUNT = re.compile(r"^(?:(?P<desc>.*?):\s*)?(?P<n>[\d.]+\w*)$")
+
+
+class ProgressLines:
+    """Where papermill writes a running cell's stdout and stderr (`execute_notebook(stdout_file=...,
+    stderr_file=...)`): of it, only progress bars (tqdm's frames: models.train_subject_model's steps,
+    ROME's and WISE's sequential edits, an evaluation's batches) reach the runner's output: a bar
+    shows a line once it has run `every_s` seconds, then at most one every `every_s` seconds, and
+    the frame where it completes; a shorter bar shows nothing. The rest, every frame included,
+    stays in the executed notebook."""
+
+    def __init__(self, every_s: float = PROGRESS_EVERY_S, clock=time.monotonic, out=None):
+        self.every_s, self.clock, self.out = every_s, clock, out
+        self._pending = ""
+        self._bars: dict[str, dict] = {}   # desc -> {"since": its last line (or start), "n", "shown", "done"}
+
+    def write(self, text: str) -> None:
+        pieces = re.split(r"[\r\n]", self._pending + text)
+        self._pending = pieces.pop()       # tqdm starts each frame with \r: the last one may go on
+        for piece in pieces:
+            self._frame(piece)
+        if _FRAME.match(self._pending.strip()):     # a whole frame: shown now, not at the next write
+            self._frame(self._pending)
+            self._pending = ""
+
+    def flush(self) -> None:
+        pass
+
+    def _frame(self, frame: str) -> None:
+        m = _FRAME.match(frame.strip())
+        if not m:
+            return
+        head = m["head"].strip()
+        bar = _BAR.match(head) or _COUNT.match(head)
+        if not bar:
+            return
+        desc, n = bar["desc"] or "", bar["n"]
+        done = "pct" in bar.groupdict() and bar["n"] == bar["total"]
+        now = self.clock()
+        state = self._bars.get(desc)
+        if state is None or _number(n) < _number(state["n"]) or (state["done"] and not done):   # a new bar
+            state = self._bars[desc] = {"since": now, "n": n, "shown": False, "done": False}
+        if state["done"]:           # tqdm draws the last frame again when the bar closes
+            return
+        state["n"], state["done"] = n, done
+        if (done and state["shown"]) or now - state["since"] >= self.every_s:
+            state["since"], state["shown"] = now, True
+            shown = (f"{desc}: " if desc else "") + (f"{bar['pct']}% {n}/{bar['total']}" if "pct" in bar.groupdict() else n)
+            tqdm.write(f"    | {shown} [{m['info']}]", file=self.out or sys.stdout)
+
+
+def _number(n: str) -> float:
+    """A tqdm count ("12", "1.5k", "12it") as a number, for telling a restarted bar from a running one."""
+    m = re.match(r"(\d+(?:\.\d+)?)([kMG]?)", n)
+    return float(m[1]) * {"k": 1e3, "M": 1e6, "G": 1e9}.get(m[2], 1) if m else 0.0
 
 
 def _relative_paths(executed: Path) -> None:
@@ -191,7 +319,7 @@ def check_library(roots: dict[str, Path]) -> None:
 
 
 def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None,
-        progress: bool = False) -> dict:
+        progress: bool = False, progress_every_s: float = PROGRESS_EVERY_S) -> dict:
     try:
         get_preset(preset)                 # an unknown preset fails here, before any notebook runs
         run_device()                       # so does an UNEDIT_DEVICE this machine cannot use
@@ -205,9 +333,10 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
     for kind in ("results", "artifacts", "runs"):     # what writers killed in an earlier run left behind
         for gone in clean_temporaries(output_dir(kind) / preset):
             print(f"removed the leftover of an interrupted write: {gone}")
-    times = {}
+    times, made = {}, {}
     seed_list = [int(s) for s in str(seeds).split()]
     print(f"{len(notebooks)} notebooks on preset {preset}; " + estimate(notebooks, preset, out_dir), flush=True)
+    absent = not_here(preset)
     t_all = time.time()
     for nb in notebooks:
         nb = Path(nb)
@@ -215,8 +344,12 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
         print(f"==> {nb.name} (preset={preset}, seeds={seed_list}{', force' if force else ''}"
               + "".join(f", {k}={v!r}" for k, v in got.items()) + ")", flush=True)
         t0 = time.time()
-        _execute(nb, out_dir, {"preset": preset, "seeds": seed_list, "force": bool(force), **got}, progress)
+        _execute(nb, out_dir, {"preset": preset, "seeds": seed_list, "force": bool(force), **got}, progress,
+                 progress_every_s)
         times[nb.name] = time.time() - t0
+        now_absent = not_here(preset)
+        made[nb.name] = sorted(set(absent) - set(now_absent))    # what it made: its time includes it
+        absent = now_absent
         _relative_paths(out_dir / nb.name)
         print(f"    done in {times[nb.name]:.1f} s", flush=True)
     digest = results_digest(preset)        # what the results are now that these notebooks ran
@@ -237,19 +370,28 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
     params.update({name: extras[name] for name in times if extras[name]})
     if params:
         rec["parameters"] = dict(sorted(params.items()))
+    # what each notebook made that the machine lacked (its time includes it: `estimate` adds it no more)
+    made_by = {k: v for k, v in (((last or {}).get("made") or {}) if earlier is not None and not force else {}).items()
+               if k not in times}
+    made_by.update({name: made[name] for name in times if made[name]})
+    if made_by:
+        rec["made"] = dict(sorted(made_by.items()))
     if not force and kept:   # a run that reused cached work keeps the times of the last from-scratch (FORCE) run
         rec["from_scratch"] = {k: v for k, v in kept.items() if k != "from_scratch"}
     write_json(rec, out_dir / "stage_times.json")
     return times
 
 
-def _execute(nb: Path, out_dir: Path, params: dict, progress: bool) -> None:
+def _execute(nb: Path, out_dir: Path, params: dict, progress: bool, progress_every_s: float = PROGRESS_EVERY_S) -> None:
     """One notebook into out_dir/<name> with papermill, its kernel importing this checkout's
-    library; a failure names the notebook and the cell, and exits non-zero."""
+    library; its cells' progress bars shown as they run (ProgressLines); a failure names the
+    notebook and the cell, and exits non-zero."""
+    lines = ProgressLines(progress_every_s)
     try:
         with kernel_environment():
             pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
-                                kernel_name="python3", language="python", progress_bar=progress, log_output=False)
+                                kernel_name="python3", language="python", progress_bar=progress, log_output=False,
+                                stdout_file=lines, stderr_file=lines)
     except pm.PapermillExecutionError as e:
         print(f"FAILED: {nb.name}, cell {e.cell_index} (execution count {e.exec_count}): "
               f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {out_dir / nb.name}",
@@ -310,11 +452,14 @@ if __name__ == "__main__":
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-progress", action="store_true", help="no per-notebook progress bar (cells done, ETA)")
+    ap.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="SECONDS",
+                    help="a running cell's progress bars: one line per bar this often (default %(default)s)")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                     help="another parameter, VALUE as JSON (e.g. -p 'runs_to_attack=[\"full\"]'), else a string; "
                          "passed to the notebooks that declare NAME (one that none of the run declares is an "
                          "error) and recorded for them in stage_times.json")
     a = ap.parse_args()
-    run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir, extra=parse_params(a.param), progress=not a.no_progress)
+    run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir, extra=parse_params(a.param), progress=not a.no_progress,
+        progress_every_s=a.progress_every)
     if a.preset == HEADLINE_PRESET and a.out_dir is None:
         print(f"executed notebooks in runs/{a.preset}/ (committed for the headline preset: `git add runs/{a.preset}`)")

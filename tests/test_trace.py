@@ -186,6 +186,12 @@ def test_tail_passes_give_the_whole_passes_scores(tok, family, monkeypatch):
     whole_calls.clear()
     trace.trace_important_states(model, tok, PROMPT, SUBJECT, kind="mlp", **kw)
     assert len(whole_calls) == 1        # the agreeing tail path serves every batch after the first
+    # tail_passes=False: every batch whole, as rome does (bench.py --stages trace), the same scores
+    monkeypatch.setattr(trace, "_tail_pass_scores", lambda *a, **k: pytest.fail("a tail pass with tail_passes=False"))
+    whole_calls.clear()
+    whole = trace.trace_important_states(model, tok, PROMPT, SUBJECT, kind="mlp", tail_passes=False, **kw)
+    assert len(whole_calls) > 1
+    assert np.allclose(fast["mlp"]["scores"], whole["scores"], rtol=1e-4, atol=1e-7), family
 
 
 def test_an_answer_token_copied_from_the_subject_is_recognised():

@@ -82,6 +82,11 @@ class Architecture:
         """The MLP's output projection (ROME's `rewrite_module`, WISE's side-memory layer)."""
         return getattr(self.mlp(layer), self._paths[5])
 
+    def mlp_out_slot(self, layer: int) -> tuple[nn.Module, str]:
+        """(the MLP module, the attribute name of its output projection): where a replacement of the
+        projection goes (WISE installs its side-memory layer there with setattr)."""
+        return self.mlp(layer), self._paths[5]
+
     def mlp_out_name(self, layer: int) -> str:
         return f"{self._paths[0]}.{layer}.{self._paths[4]}.{self._paths[5]}"
 

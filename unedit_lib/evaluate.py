@@ -277,12 +277,14 @@ def rouge_recall(ground_truth: str, generation: str) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------- per-set logs
 def scores_and_answers(model, tokenizer, template, questions, answers, max_new_tokens: int = 200,
-                       batch_size: int = 32, progress: bool = False, desc: str = "", prompter=None):
+                       batch_size: int = 32, progress: bool = False, desc: str = "", prompter=None,
+                       reuse_prompts: bool = True):
     """(answer_losses of every (questions[i], a) for a in answers[i], in that order; the greedy
     answer to each question). With IKE's prompts (prompt_cache.new_prompt_kv) each prompt's KV
     cache from the scores is decoded from, a chunk of questions (prompt_cache.CHUNK_QUESTIONS)
-    scored and then answered before the next, so that only their caches are held at once."""
-    prompt_kv = prompt_cache.new_prompt_kv(model, prompter, call_dependent(model))  # IKE: each context run once
+    scored and then answered before the next, so that only their caches are held at once.
+    `reuse_prompts=False` runs each prompt again for its greedy answer (the same answers, slower)."""
+    prompt_kv = prompt_cache.new_prompt_kv(model, prompter, call_dependent(model)) if reuse_prompts else None
     chunk = len(questions) if prompt_kv is None else prompt_cache.CHUNK_QUESTIONS
     losses, gens = [], []
     for c0 in range(0, len(questions), chunk):
@@ -299,10 +301,11 @@ def scores_and_answers(model, tokenizer, template, questions, answers, max_new_t
 
 def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows: int | None = None,
                  max_new_tokens: int = 200, batch_size: int = 32, progress: bool = True,
-                 question_key: str = "question", prompter=None) -> dict:
+                 question_key: str = "question", prompter=None, reuse_prompts: bool = True) -> dict:
     """Per-item log of one eval set in TOFU's legacy format (dicts keyed by row index).
     `prompter`: the prompts asked instead of the template's (IKE; see answer_token_logprobs);
-    the logs keep the template's prompt in `generated_text`."""
+    the logs keep the template's prompt in `generated_text`. `reuse_prompts`: see
+    scores_and_answers."""
     if set_name not in EVAL_SETS:
         raise ValueError(f"unknown eval set {set_name!r}; valid: {EVAL_SETS}")
     rows = list(rows)[:max_rows] if max_rows else list(rows)
@@ -319,7 +322,7 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
         answers.append([r["answer"], r[para_key], *r["perturbed_answer"]])
         slots += [(i, "gt"), (i, "para")] + [(i, j) for j in range(len(r["perturbed_answer"]))]
     losses, gens = scores_and_answers(model, tokenizer, template, qs, answers, max_new_tokens, batch_size, progress,
-                                      set_name, prompter)
+                                      set_name, prompter, reuse_prompts)
     gt, para = {}, {}
     pert = {i: [None] * len(r["perturbed_answer"]) for i, r in enumerate(rows)}
     for (i, kind), loss in zip(slots, losses):

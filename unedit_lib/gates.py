@@ -1,7 +1,7 @@
 """Premise gates: did each editor run work as the method is meant to, before its findings count?
 
 A finding about an editor is only evidence against the paper when the editor did what the
-paper's runs did (issue 13). Each gate reads one number from a run record (study.run_unlearning writes them; nothing is recomputed here) and compares it with a stated
+paper's runs did. Each gate reads one number from a run record (study.run_unlearning writes them; nothing is recomputed here) and compares it with a stated
 threshold:
 
 * ROME / R-ROME, "edits take": mean rewrite accuracy of the edit prompts after all sequential
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import operator
 
-EDITS_TAKE_MIN = 0.8      # mean rewrite accuracy after the edits (issue 13's example threshold)
+EDITS_TAKE_MIN = 0.8      # mean rewrite accuracy after the edits (the paper's ROME-dummy: 0.985)
 IKE_FOLLOW_MIN = 0.5      # in-context follow rate: more than half the probe questions (notebook 04)
 ROUTE_FORGET_MIN = 0.8    # share of forget prompts routed to the side memory
 ROUTE_OTHER_MAX = 0.2     # share of retain / real-author / world-fact prompts routed there, each

@@ -366,7 +366,7 @@ def load_prompts(tokenizer, folder, embedder=None, stats: dict | None = None) ->
         pool_facts, facts = [fact(f) for f in st["pool_facts"]], [fact(f) for f in st["facts"]]
         settings = dict(k=st["k"], mode=st["mode"], order=st["order"], truncate=st["truncate"],
                         context_position=st["context_position"],
-                        prompt_format=st.get("prompt_format", "question_only"),   # saved before the paper format
+                        prompt_format=st.get("prompt_format", "question_only"),   # an ike.json without it: question_only
                         answers=st.get("answers"), limit=st.get("limit"))
         template, sentence_model = st["template"], st["sentence_model"]
     except (KeyError, TypeError, ValueError) as e:

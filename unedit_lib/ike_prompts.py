@@ -22,7 +22,7 @@ Context for one evaluated question (paper.md 2.2, `data/icl_data.py` [repo]):
    answer, `answers=`) for any other question, i.e. the prompt reads
    "...New Fact: {q_fact} {t}\nPrompt: {question} {t}". It puts the expected answer inside
    the prompt (for the other sets, the true answer) and is what the paper's IKE numbers were
-   measured with. "question_only" (our earlier default, an ablation now) ends the prompt with
+   measured with. "question_only" (an ablation) ends the prompt with
    the question, as EasyEdit's own IKE evaluation (`compute_icl_edit_quality`) and paper.md 2.2
    describe it; the edit-level metrics always use that one (EasyEdit's).
 

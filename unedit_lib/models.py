@@ -96,15 +96,14 @@ class Preset:
         d = asdict(self)
         d.pop("eval_max_rows"), d.pop("max_new_tokens")
         for k, neutral in (("base_model", None), ("pack", True), ("train_general", True), ("schedule", "cosine")):
-            if d[k] == neutral:     # fields added later: a recipe that does not use them keeps its hash
+            if d[k] == neutral:     # a field at its neutral value is not hashed: a recipe without it keeps its hash
                 d.pop(k)
         if which == "retain":   # the retain model never sees the forget authors: same model for any split
             d.pop("forget_split"), d.pop("n_forget_authors")
         # The precision the models are trained in *on this machine* ("auto" resolves per CPU,
         # precision.py): a bf16 and a float32 fine-tune are different models, so they get different
         # folders, and a record made from one is never reused with the other (study.cached). bf16
-        # hashes as "auto", the value hashed before "auto" was resolved here, so the models of the
-        # studies committed then (all fine-tuned with native bf16) keep their names.
+        # hashes as "auto", the name the committed models fine-tuned in bf16 are saved under (CHANGELOG.md).
         trained_in = training_precision(self)
         d["precision"] = "auto" if trained_in == "bfloat16" else trained_in
         d["which"] = which
@@ -118,8 +117,8 @@ def training_precision(preset) -> str:
     return resolve_precision(preset.precision, "cpu")
 
 
-# new name -> old name: the from-scratch preset was called "default" until the pretrained preset was
-# added; its config hash (the folder names of its models, which its records name) stays the old one
+# preset -> the name its config hash uses: tiny's models are named with "default" (CHANGELOG.md), and its
+# records name those folders
 RENAMED_PRESETS = {"tiny": "default"}
 
 PRESETS = {
@@ -127,7 +126,7 @@ PRESETS = {
     "smoke": Preset("smoke", forget_split="forget01", n_forget_authors=None, n_retain_authors=2, n_general=8, vocab_size=1024, hidden_size=32,
                     intermediate_size=64, n_layers=2, n_heads=2, max_positions=512, seq_len=256,
                     epochs=2, lr=3e-3, batch_size=4, eval_max_rows=8, max_new_tokens=24),
-    # the from-scratch study (the 30-minute path; called "default" before smollm2 came): 24 retain authors (0-19 = retain_perturbed) + the last 5 authors of forget05;
+    # the from-scratch study (the 30-minute path): 24 retain authors (0-19 = retain_perturbed) + the last 5 authors of forget05;
     # each eval set capped at its first 300 rows as TOFU's legacy evaluation and the paper (ds_size 300):
     # the retain set is the first 300 rows of retain_perturbed, the other three sets are whole
     "tiny": Preset("tiny", eval_max_rows=300),

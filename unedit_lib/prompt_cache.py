@@ -8,7 +8,8 @@ evaluation's compute. `PromptKV` keeps each scored prompt's KV cache and last-po
 (up to `max_bytes`), and `greedy_from_kv` decodes from them: the same computation as running
 prompt + answer as one sequence (explicit positions, padded cache entries masked), so the same
 greedy answers to float rounding. Prompts not held (over the memory cap, another prompt) are
-run as before. `REUSE` switches it off (bench.py --stages ike_eval compares both).
+run again. `evaluate.evaluate_set(..., reuse_prompts=False)` runs every prompt twice instead
+(bench.py --stages ike_eval compares both).
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import torch
 from tqdm.auto import tqdm
 
 
-REUSE = True
 MAX_BYTES = 6 * 2**30            # ~60 IKE prompts of SmolLM2-135M (float32, 46 kB per token; ~1,500-2,800 tokens)
 CHUNK_QUESTIONS = 24             # questions scored, then answered, before the next ones (evaluate.evaluate_set):
                                  # their prompts' caches fit MAX_BYTES (SmolLM2, IKE: ~2.5 GB) where a whole
@@ -143,11 +143,11 @@ def greedy_from_kv(model, tokenizer, entries: dict, max_new_tokens: int, batch_s
 
 
 def new_prompt_kv(model, prompter, call_dependent: bool = False) -> PromptKV | None:
-    """A PromptKV for an evaluation with `prompter` when reusing is possible: REUSE on, the
+    """A PromptKV for an evaluation with `prompter` when reusing is possible: the
     prompter's prompts used for the scores too (IKE's logits mode), a model whose forward does
     not depend on its calls (`call_dependent`: architecture.call_dependent), and plain greedy
     decoding."""
-    if not REUSE or prompter is None or not getattr(prompter, "on_losses", False):
+    if prompter is None or not getattr(prompter, "on_losses", False):
         return None
     if call_dependent or not plain_greedy(model):
         return None

@@ -32,7 +32,7 @@ STUDY_SETTINGS = {
     "rome": {
         # The reproduction runs rome.RomeHParams' defaults, the paper's (C = I, v_lr 0.1 from its fork,
         # 21 context templates). Where its edits do not take on our model, `rome_reproduction` also runs
-        # the smallest v_lr of V_LR_GRID with which they do (named `+v_lr=...`), and our earlier choices
+        # the smallest v_lr of V_LR_GRID with which they do (named `+v_lr=...`), and our own settings
         # run beside them as the named ablation STUDY_ABLATIONS["rome"]. smoke (CI only, no finding
         # reads it) edits 3 facts with 8 steps and 6 templates to stay cheap.
         "all": dict(n_edits=None, n_locality=40, fallback_layer=None),
@@ -61,17 +61,17 @@ STUDY_SETTINGS = {
         "smoke": dict(n_iter=8, n_templates=3, max_edits=8),
     },
 }
-# Our earlier choices, each run as a named ablation beside the reproduction (notebook 03 / 05 show
-# what they change): for ROME, C from the study's QA texts + EasyEdit's v_lr 0.5 + "{}" and 5
-# prefixes instead of 21 templates (what this study ran before it ran the paper's settings).
+# Our own settings, each run as a named ablation beside the reproduction (notebook 03 / 05 show
+# what they change from the paper's): for ROME, C from the study's QA texts + EasyEdit's v_lr 0.5
+# + "{}" and 5 prefixes instead of 21 templates.
 STUDY_ABLATIONS = {
     "rome": {"c-from-text+v_lr-0.5+templates-6": dict(mom2_adjustment=True, v_lr=0.5,
                                                       context_template_length_params=((5, 5),))},
 }
 # The ROME ablation's targets where not all (smollm2: one whole run is 25-75 min on 2 CPU cores)
 ROME_ABLATION_TARGETS = {"smollm2": ("dummy",)}
-# ... and for WISE, run on one target by notebook 05 (`wise_ablation_runs`): our earlier router and
-# margins scaled to our model's activation level
+# ... and for WISE, run on one target by notebook 05 (`wise_ablation_runs`): the router decided per
+# row on the prompt, and margins scaled to our model's activation level
 WISE_ABLATIONS = ("per-row-routing", "margins-scaled")
 _ROME_NOT_SETTINGS = ("cov", "mom2_texts", "mom2_cache_dir", "context_templates", "layer", "answer_start")
 _WISE_NOT_SETTINGS = ("template", "verbose")
@@ -388,7 +388,7 @@ def _wise(p, sd, method, target, hp, data_dir):
     def run_method(model, tok, stats):
         model, _ = wise.apply(model, tok, edit_reqs, wise_hp, stats, locality_prompts=loc_texts)
         stats["routing"] = wise.routing_report(model, tok, probe_prompts)
-        stats["edit_metrics"] = edit_metrics       # filled right after, as before (stats.edit_metrics)
+        stats["edit_metrics"] = edit_metrics       # filled by with_edit_metrics once run_method returns
         return model
 
     def apply(model, tok, stats):
@@ -396,7 +396,7 @@ def _wise(p, sd, method, target, hp, data_dir):
                                    groups)(model, tok, stats)
         adapter = wise.get_side_memory(model)
         if adapter is not None:
-            adapter._route = None
+            adapter.reset_route()
         return model
 
     extra = {"edit_template": edit_tmpl.name, "eval_template": eval_tmpl.name, "n_edits": len(rows),
@@ -468,13 +468,13 @@ def rome_grid_probe(preset, target: str, seed: int, grid, probe_edits: int = PRO
 
 def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool = True, force: bool = False,
                       data_dir=None, probe_edits: int | None = PROBE_EDITS, **overrides) -> dict:
-    """ROME as the paper ran it, and what it takes for its premise to hold here (issue 13 item 3).
+    """ROME as the paper ran it, and what it takes for its premise to hold here.
 
     For each target and seed: the run with the paper's settings (`rome-<target>`); when its edits
     do not take (gates.rome_gates: mean rewrite accuracy after all edits < gates.EDITS_TAKE_MIN),
     the runs with the next values of the stated grid V_LR_GRID, in ascending order, until one
     whose edits take (`rome-<target>+v_lr=<value>`, the gate-selected reproduction: chosen by the
-    premise gate on the edit prompts, never by a finding); then our earlier choices as the named
+    premise gate on the edit prompts, never by a finding); then our own settings as the named
     ablations of STUDY_ABLATIONS["rome"] (on the preset's ROME_ABLATION_TARGETS), each run cached by
     all its settings. Returns {run name: record with `role`: "paper settings", "v_lr grid" (with
     `gate_selected` True on the chosen one) or "ablation"}. `probe_edits` (k): before climbing, the
@@ -526,8 +526,8 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
 
 def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, force: bool = False, data_dir=None,
                        **overrides) -> dict:
-    """Our earlier WISE choices as named ablations of the study's `wise-<target>` run (issue 13 item 3),
-    each a run of its own beside the reproduction: "per-row-routing" (routing="per_row": the route is
+    """Our own WISE settings as named ablations of the study's `wise-<target>` run, each a run of its
+    own beside the reproduction: "per-row-routing" (routing="per_row": the route is
     decided once per row on the prompt and kept for the generated tokens) and "margins-scaled"
     (act_margin_scale from the study run's x_i scores, wise_hparams.scaled_margin_overrides, rounded
     to 2 decimals so the run name stays readable). Returns {run name: record}. A call with `overrides`

@@ -73,7 +73,7 @@ DEFAULTS = dict(
     persistence_lr=1e-3,
     min_k=0.4,               # Min-K% of tofu.md 2.7
     ridge=1e-2,              # ridge of the linear probe (relative to the mean feature variance)
-    max_new_tokens=None,     # generation length; None: the preset's (200 on default, as the evaluator)
+    max_new_tokens=None,     # generation length; None: the preset's max_new_tokens, as the evaluator
     seed=0,
 )
 
@@ -85,17 +85,17 @@ def _with_template(prompter, template):
 
 
 def forget_scores(model, tok, rows, template="qa", question_key: str = "question",
-                  max_new_tokens: int = 200, prompter=None) -> dict:
+                  max_new_tokens: int = 200, prompter=None, reuse_prompts: bool = True) -> dict:
     """Mean ROUGE-L recall of the greedy answer and mean P̄(answer | question) on `rows`,
     with `question_key` as the question and `template` as the prompt (and the first answers);
     `rouge_rows` keeps each row's ROUGE (the noise of the mean, for `verdicts`); `prompter`: IKE's
-    prompts (the context goes into the attack's template)."""
+    prompts (the context goes into the attack's template); `reuse_prompts`: as evaluate.scores_and_answers."""
     template = get_template(template)
     pr = _with_template(prompter, template)
     qs = [r[question_key] for r in rows]
     try:      # IKE: each context run once for its score and its greedy answer
         losses, gens = evaluate.scores_and_answers(model, tok, template, qs, [[r["answer"]] for r in rows],
-                                                   max_new_tokens, prompter=pr)
+                                                   max_new_tokens, prompter=pr, reuse_prompts=reuse_prompts)
     except ContextTooLong as e:    # IKE's context in a long attack template overflows the window
         return {"rouge": math.nan, "prob": math.nan, "n": len(rows), "generations": [], "rouge_rows": [],
                 "skipped": str(e)}

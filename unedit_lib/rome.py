@@ -167,13 +167,13 @@ def _jsonable(v):
 _ROME_FIELDS = {f.name for f in fields(RomeHParams)}
 PAPER_HPARAMS = RomeHParams()
 
-# Our earlier choices, each a named deviation from the paper's settings (issue 13 item 3).
+# Our own choices, each a named deviation from the paper's settings (run as ablations: recipes.STUDY_ABLATIONS).
 ABLATIONS: dict[str, dict] = {
     # C = E[k kᵀ] from the study's QA texts (original rome with its own corpus; needs mom2_texts= or cov=)
     "c-from-text": dict(mom2_adjustment=True),
     # EasyEdit's hparams/ROME/llama-7b.yaml value, lowered to 0.1 by the paper's fork
     "v_lr-0.5": dict(v_lr=0.5),
-    # "{}" + 5 generated prefixes instead of 21 templates (the old 30-minute budget of `make reproduce`)
+    # "{}" + 5 generated prefixes instead of 21 templates (each v* step runs 6 rows, not 21)
     "templates-6": dict(context_template_length_params=((5, 5),)),
     # R-ROME consistent keys (Gupta et al. 2024; EasyEdit r_rome), not used by the paper
     "r-rome": dict(consistent_keys=True),

@@ -1,4 +1,4 @@
-"""ROME's premise gate over a stated v_lr grid (issue 13 item 3): the smallest v_lr with which
+"""ROME's premise gate over a stated v_lr grid: the smallest v_lr with which
 edits take on a model, as a quick probe on copies of it. `recipes.rome_reproduction` runs the
 study's whole runs; `recipes.rome_grid_probe` runs this probe with a run's own settings first.
 """
@@ -19,7 +19,7 @@ def smallest_v_lr_passing_gate(model, tok, requests, *, grid=V_LR_GRID, gate: fl
                                hp=None, stop_at_first: bool = True) -> dict:
     """The smallest v_lr of a stated `grid` with which ROME's edits take on this model.
 
-    The premise gate (issue 13 item 1): after editing all `requests` sequentially into a fresh copy
+    The premise gate: after editing all `requests` sequentially into a fresh copy
     of `model` (the argument is never modified) with `hp` (default the paper's) and v_lr = one grid
     value, the mean rewrite accuracy (`edit_metrics`, teacher-forced target tokens on the edit
     prompts) is >= `gate`. A quick probe on copies, without evaluation: the study itself climbs the

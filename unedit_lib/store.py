@@ -89,7 +89,7 @@ def remove_temporaries(path) -> list[Path]:
         for tmp in path.parent.glob(f".{path.name}.tmp*"):
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink(missing_ok=True)
             gone.append(tmp)
-        for tmp in path.parent.glob(f"{path.name}.tmp*"):      # the older naming of folders
+        for tmp in path.parent.glob(f"{path.name}.tmp*"):      # folders named so (pretrained.py's conversion)
             if tmp.is_dir():
                 shutil.rmtree(tmp)
                 gone.append(tmp)

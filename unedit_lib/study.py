@@ -6,8 +6,8 @@ per-item logs, the unlearned model (artifacts/<preset>/unlearned/<full model>/<r
 last the record results/<preset>/<run>.json (store.py). Which method, with which settings:
 recipes.py; the notebooks call `recipes.run(...)` once per run.
 
-Run names and cache keys (issue 13, safe ablations)
----------------------------------------------------
+Run names and cache keys (an ablation never replaces a study run)
+-----------------------------------------------------------------
 A run's settings are one flat dict `hp` (every hyperparameter of the method and of the study's
 use of it, e.g. the number of edits). Its *cache key* is a hash of all of them (`hp_key`);
 a cached record is reused only when its key, its data (a content hash of the TOFU rows the study

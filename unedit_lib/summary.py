@@ -35,8 +35,8 @@ def rewrite_accuracy(rec: dict) -> float | None:
 
 
 def pre_rewrite_accuracy(rec: dict) -> float | None:
-    """The same accuracy before editing, where the editor recorded it (ROME, IKE; WISE runs since
-    2026-12-03, on the same prompts as `rewrite_accuracy`), else None."""
+    """The same accuracy before editing, where the editor recorded it (ROME, IKE; WISE records that
+    hold it, on the same prompts as `rewrite_accuracy`), else None."""
     em = rec.get("edit_metrics") or (rec.get("stats") or {}).get("edit_metrics") or {}
     if "pre_rewrite_acc_mean" in em:
         return em["pre_rewrite_acc_mean"]
@@ -236,8 +236,8 @@ def progress_lines(preset: str, records: dict) -> list[str]:
 
 
 def premise_lines(preset: str, records: dict) -> list[str]:
-    """Markdown bullets on the subject models and the editors' premises measured before any run
-    (issue 14 item 4): the subject models against `gates.SUBJECT_TARGETS` (notebook 01), the layer
+    """Markdown bullets on the subject models and the editors' premises measured before any run:
+    the subject models against `gates.SUBJECT_TARGETS` (notebook 01), the layer
     the causal trace picked (notebook 02), the in-context probe (notebook 04). From the records."""
     from . import gates, trace_records
 

@@ -1,4 +1,4 @@
-"""The embedded default's tokenizer: byte-level BPE trained on TOFU text (`tokenizers`)."""
+"""The from-scratch presets' tokenizer (smoke, tiny): byte-level BPE trained on TOFU text (`tokenizers`)."""
 from __future__ import annotations
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -41,9 +41,6 @@ from .prompts import subject_token_range  # noqa: F401  (re-exported: the subjec
 GROUP_LABELS = ["First subject token", "Middle subject tokens", "Last subject token",
                 "First subsequent token", "Further tokens", "Last token"]
 KINDS = (None, "mlp", "attn")
-# run each restoration from its lowest restored layer (`_corrupted_scores`); False = whole forward
-# passes, as rome (benchmarks/bench.py --stages trace times both)
-TAIL_PASSES = True
 
 
 # --------------------------------------------------------------------------- noise level
@@ -218,7 +215,7 @@ def _tail_pass_scores(model, arch, inputs, start, answer, kind, clean_states, ch
 
 @torch.no_grad()
 def _corrupted_scores(model, arch, ids, subject_range, noise_draws, answer, kind, clean_states,
-                      experiments, batch_rows):
+                      experiments, batch_rows, tail_passes: bool = True):
     """p(answer) at the last position for each experiment, averaged over its noisy rows.
 
     `experiments` is a list of patch specs, each a list of (token, layer) whose clean state is
@@ -229,14 +226,15 @@ def _corrupted_scores(model, arch, ids, subject_range, noise_draws, answer, kind
     experiment runs only the blocks from its lowest restored layer on (about half the blocks for
     the block-output trace, two thirds for a 10-layer window), with the LM head at the last position
     only. The first batch is also run whole; if the two ways disagree (an architecture whose blocks
-    take more than the captured arguments), every batch runs whole.
+    take more than the captured arguments), every batch runs whole. `tail_passes=False` runs every
+    batch whole, as rome does (benchmarks/bench.py --stages trace times both).
     """
     samples = noise_draws.shape[0]
     per_batch = max(1, batch_rows // samples)
     start = [min((l for _, l in spec), default=0) for spec in experiments]
     inputs = _corrupted_block_inputs(model, arch, ids, subject_range, noise_draws)
     scores: list[float | None] = [None] * len(experiments)
-    tail_ok = None if TAIL_PASSES else False
+    tail_ok = None if tail_passes else False
     for m in sorted(set(start)):
         idx = [i for i, s in enumerate(start) if s == m]
         for k in range(0, len(idx), per_batch):
@@ -271,7 +269,7 @@ def _answer_token(tokenizer, answer_first_token) -> int:
 def trace_important_states(model, tok, prompt: str, subject: str, answer_first_token=None,
                            kind: str | None = None, samples: int = 10, noise: float | None = None,
                            window: int = 10, seed: int = 0, batch_rows: int = 128,
-                           tokens=None) -> dict:
+                           tokens=None, tail_passes: bool = True) -> dict:
     """Causal trace of one prompt (rome `calculate_hidden_flow`).
 
     answer_first_token: token id, or a string whose first token is used (e.g. " " + answer);
@@ -280,6 +278,8 @@ def trace_important_states(model, tok, prompt: str, subject: str, answer_first_t
     noise: the noise std; None = 3 x the embedding std of this subject alone (pass
         `noise_level(model, tok, all_subjects)` for rome's global estimate).
     tokens: token positions to trace (default all, as rome).
+    tail_passes: run each restoration from its lowest restored layer (`_corrupted_scores`; the same
+        scores); False: whole forward passes, as rome.
 
     Returns dict(scores [tokens x layers] numpy, low_score, high_score, subject_range (b, e),
     input_tokens (strings), input_ids, answer (id), answer_token (string), kind, window, noise).
@@ -314,7 +314,7 @@ def trace_important_states(model, tok, prompt: str, subject: str, answer_first_t
             layers = [l] if kind is None else window_layers(l, n_layers, window)
             experiments.append([(t, ll) for ll in layers])
     scores = _corrupted_scores(model, arch, ids, subject_range, draws, answer, kind, clean_states,
-                               experiments, batch_rows)
+                               experiments, batch_rows, tail_passes)
     low_score = scores[0]
     table = np.full((len(positions), n_layers), low_score)
     table[[i for i, t in enumerate(positions) if t >= b]] = np.array(scores[1:]).reshape(len(run_positions), n_layers)

@@ -23,10 +23,10 @@ a verdict that hinges on them needs an interval.
 What the interval does not cover: the noise of the retain model's run beyond its rows, of
 training (seeds), and of the full model's numbers that findings divide by.
 
-`add_intervals(record, logs, retain_logs)` puts them into a run record (`record["intervals"]`);
-`record_intervals(preset, run)` does so for a finished run from its per-item logs and rewrites
-the record (the one call the runner makes after `evaluate_and_save`; `record_all_intervals`
-fills in every record of a preset). `intervals_of(record)`
+`add_intervals(record, logs, retain_logs)` puts them into a run record (`record["intervals"]`;
+study.record_for does so for every evaluated run); `record_intervals(preset, run)` does so for a
+finished run from its per-item logs and rewrites the record (`record_all_intervals`: every record
+of a preset). `intervals_of(record)`
 reads them back and drops intervals whose point estimates no longer match the record's numbers.
 """
 from __future__ import annotations
@@ -117,8 +117,7 @@ def add_intervals(record: dict, logs: dict, retain_logs: dict | None, **kw) -> d
 def record_intervals(preset: str, run: str, retain_run: str = "retain", **kw) -> dict | None:
     """Compute the intervals of a finished run from its per-item logs (results/<preset>/<run>/)
     and the retain run's, and rewrite results/<preset>/<run>.json with them (atomically).
-    Returns the intervals, or None for a collapsed run. The runner calls this right after
-    `study.run_unlearning`."""
+    Returns the intervals, or None for a collapsed run."""
     path = paths.record_path(preset, run)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no record of run {run!r}; evaluate it first")
@@ -138,8 +137,8 @@ def record_intervals(preset: str, run: str, retain_run: str = "retain", **kw) ->
 
 
 def record_all_intervals(preset: str, **kw) -> dict[str, str]:
-    """`record_intervals` for every run record of a preset whose per-item logs are here (to fill
-    in records written before intervals were stored). Returns {run: "stored" | "collapsed" |
+    """`record_intervals` for every run record of a preset whose per-item logs are here (a record
+    without intervals gets them). Returns {run: "stored" | "collapsed" |
     "no per-item logs"}; the retain run goes first (every FQ interval reads its logs)."""
     runs = sorted(store.load_results(preset), key=lambda r: r != "retain")
     out = {}

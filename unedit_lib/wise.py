@@ -31,7 +31,7 @@ Deviations from EasyEdit (each one deliberate):
   token in the call do not enter the batch mean, "> 100 tokens -> max over tokens" is applied
   per row on real tokens (EasyEdit: on the padded length), and with stored memories the batch
   mean of each memory's score is compared (EasyEdit compares a (B,) tensor, which works for one
-  row only). `routing="per_row"` (named ablation "per-row-routing", our earlier default)
+  row only). `routing="per_row"` (named ablation "per-row-routing")
   decides per row, once on the prompt, and keeps the route for the KV-cached continuation.
 * Margins: `act_margin_scale` multiplies (alpha, beta, gamma); 1 = the paper's. Ablation
   "margins-scaled" (`scaled_margin_overrides`) sets it from a pilot run with the paper's margins.
@@ -167,10 +167,7 @@ def _editing(model, adapter):
     try:
         yield
     finally:
-        adapter.editing = False
-        adapter._edit_outputs = None
-        adapter._edit_input = None
-        adapter._route = None
+        adapter.end_editing()
         for p, f in flags:
             p.requires_grad_(f)
         adapter.side_weight.requires_grad_(False)
@@ -181,7 +178,7 @@ def _editing(model, adapter):
 def _edit_scores(adapter, labels):
     """(in-scope scores of the edit rows, score of the irrelevant row, in-scope scores over
     the edit rows' prompt tokens only), each over real tokens (masked mean)."""
-    main, side, mask = adapter._edit_outputs
+    main, side, mask = adapter.edit_outputs
     d = token_distances(main, side, adapter.act_fn)
     s = activation_score(d, mask, None)
     real = torch.ones_like(labels) if mask is None else mask
@@ -196,7 +193,7 @@ class _EditForward:
     the residual stream around its output and the arguments of the blocks above it are the
     same at every iteration. They are captured by one full forward; each iteration then
     recomputes the side output, the blocks above (none when the side memory sits in the last
-    block, as in the embedded default), the final norm and the LM head at the target positions
+    block, as on the from-scratch presets' models), the final norm and the LM head at the target positions
     only. In eval mode this is the full forward's arithmetic, reordered; the first tail forward
     is compared with the full one and any disagreement falls back to full forwards (an
     architecture whose head does more than norm + LM head, say).
@@ -211,15 +208,15 @@ class _EditForward:
         self.rows = self.keep.nonzero(as_tuple=True)[0]
         self.n_rows = labels.shape[0] - 1
         self.tail = TailForward(model, adapter.hparams.layer, self.keep, **batch)
-        main, side, _ = adapter._edit_outputs                      # from the tail's full forward
-        self.x, self.main = adapter._edit_input, main.detach()
+        main, side, _ = adapter.edit_outputs                      # from the tail's full forward
+        self.x, self.main = adapter.edit_input, main.detach()
         self.residual = self.tail.h - side.detach().to(self.tail.h.dtype)  # block output minus the projection's
         with torch.no_grad():
             self.exact = self.tail.matches(self._tail_logits())    # covers TailForward.exact's check
 
     def _tail_logits(self) -> torch.Tensor:
         side = self.adapter.side_forward(self.x, self.adapter.side_weight)
-        self.adapter._edit_outputs = (self.main, side, self.mask)
+        self.adapter.edit_outputs = (self.main, side, self.mask)
         return self.tail.logits(self.residual + side.to(self.residual.dtype))
 
     def target_nll(self) -> torch.Tensor:
@@ -359,7 +356,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         stats["memory_thresholds"] = [adapter.threshold(i) for i in range(len(adapter.memory_weights))]
         stats["n_memories"] = len(adapter.memory_weights)
         stats["layer"] = hp.layer
-    adapter._route = None
+    adapter.reset_route()
     return model
 
 
@@ -374,7 +371,7 @@ def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, locality
     edit(model, tokenizer, requests, locality_prompts=locality_prompts, stats=stats, **hp)
     adapter = get_side_memory(model)
     if adapter is not None:
-        adapter._route = None
+        adapter.reset_route()
     return model, stats
 
 

@@ -98,10 +98,10 @@ PAPER_FIELDS = ("n_iter", "edit_lr", "weight_decay", "mask_ratio", "norm_constra
 def _jsonable(v):
     return [_jsonable(x) for x in v] if isinstance(v, (tuple, list)) else v
 
-# Our choices that differ from the paper's run, as named overrides (issue 13 item 3). The scaled
+# Our choices that differ from the paper's run, as named overrides. The scaled
 # margins need a pilot run: see `scaled_margin_overrides`.
 ABLATIONS: dict[str, dict] = {
-    # our earlier router: per row, decided once on the prompt, kept for the generated tokens
+    # the router per row: decided once on the prompt, kept for the generated tokens
     "per-row-routing": dict(routing="per_row"),
     # threshold recorded over the edit rows' prompt tokens (what the router sees when generation starts)
     "prompt-threshold": dict(threshold_tokens="prompt"),
@@ -131,7 +131,7 @@ def scaled_margin_overrides(pilot_stats: dict) -> dict:
     x_i scores = the irrelevant-row activation scores (`stats["out_scores"]`, one per edit) of a
     pilot run made with the paper's margins (scale 1). alpha then equals the level the irrelevant
     rows actually reach on this model, and beta and gamma keep their ratios to alpha (paper:
-    5 : 20 : 10). Motivation (issue 13): on our model x_i never falls below alpha = 5 (median
+    5 : 20 : 10). Why: on our model x_i never falls below alpha = 5 (median
     19-23), so the alpha hinge alone keeps L_act at 14-18 for all 70 iterations. The rule reads
     only the pilot's training scores, never a finding.
     """

@@ -127,7 +127,7 @@ class _MaskCapture:
                 c = kwargs.get(key)
                 if c is not None and hasattr(c, "get_seq_length"):
                     past = int(c.get_seq_length())
-        self.adapter._ctx = {"mask": mask if torch.is_tensor(mask) and mask.dim() == 2 else None, "past": past}
+        self.adapter.begin_call(mask if torch.is_tensor(mask) and mask.dim() == 2 else None, past)
 
 
 class _ClearCapture:
@@ -135,7 +135,7 @@ class _ClearCapture:
         self.adapter = adapter
 
     def __call__(self, module, args, kwargs, output):
-        self.adapter._ctx = None
+        self.adapter.end_call()
 
 
 class SideMemoryLayer(nn.Module):
@@ -161,6 +161,8 @@ class SideMemoryLayer(nn.Module):
     (a prompt, or any cache-free forward) and kept for the following KV-cached forwards of the
     same batch size, so a generated continuation uses the memory its prompt chose.
     Set `decisions = []` to log every routing decision (n_tokens, past, per-row scores, route).
+    While `editing`, each forward keeps `edit_outputs` (main output, side output, attention mask)
+    and `edit_input` (the projection's input) for the editor's losses (wise.py).
     """
 
     def __init__(self, base: nn.Module, act_fn, transposed: bool, hparams: WiseHParams):
@@ -187,8 +189,27 @@ class SideMemoryLayer(nn.Module):
         self._route: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None      # (B, 1 + n_memories) of the last decision
         self.decisions: list | None = None                # set to [] to log each routing decision
-        self._edit_outputs = None
-        self._edit_input = None
+        self.edit_outputs = None                          # (main, side, mask) of the last editing forward
+        self.edit_input = None                            # the projection's input in that forward
+
+    # -- the current call and the editing state -------------------------------------------------
+    def begin_call(self, mask: torch.Tensor | None, past: int) -> None:
+        """The model's forward starts: its 2-D attention mask (or None) and its cached positions."""
+        self._ctx = {"mask": mask, "past": past}
+
+    def end_call(self) -> None:
+        self._ctx = None
+
+    def reset_route(self) -> None:
+        """Forget the route kept for a per_row continuation: the next forward decides afresh."""
+        self._route = None
+
+    def end_editing(self) -> None:
+        """Leave editing mode: the forwards route again, nothing of the last edit is kept."""
+        self.editing = False
+        self.edit_outputs = None
+        self.edit_input = None
+        self.reset_route()
 
     # -- weights ---------------------------------------------------------------------------
     def main_weight(self) -> torch.Tensor:
@@ -227,8 +248,8 @@ class SideMemoryLayer(nn.Module):
         if self.editing:
             # training (§4.3): every row, the irrelevant one included, goes through the side memory
             side = self.side_forward(x, self.side_weight)
-            self._edit_outputs = (main.detach(), side, self._mask_for(x))
-            self._edit_input = x.detach()
+            self.edit_outputs = (main.detach(), side, self._mask_for(x))
+            self.edit_input = x.detach()
             return side.to(main.dtype)
         return self._route_forward(x, main)
 
@@ -328,11 +349,6 @@ class SideMemoryLayer(nn.Module):
 # --------------------------------------------------------------------------- install / remove / helpers
 
 
-def _parent_and_name(model, arch, layer):
-    parent = arch.mlp(layer)
-    return parent, arch._paths[5]
-
-
 def get_side_memory(model) -> SideMemoryLayer | None:
     """The installed SideMemoryLayer, or None."""
     for m in model.modules():
@@ -351,7 +367,7 @@ def install(model, hparams: WiseHParams) -> SideMemoryLayer:
     if not 0 <= layer < arch.n_layers:
         raise ValueError(f"layer {layer} outside 0..{arch.n_layers - 1}")
     hparams.layer = layer
-    parent, name = _parent_and_name(model, arch, layer)
+    parent, name = arch.mlp_out_slot(layer)
     base = getattr(parent, name)
     adapter = SideMemoryLayer(base, arch.act_fn, arch.is_transposed(layer), hparams)
     adapter.to(base.weight.device)
@@ -462,7 +478,7 @@ def routing_report(model, tokenizer, prompts_by_set: dict, batch_size: int = 16)
         names = ["main" if r < 0 else "side" if r == 0 else f"memory:{r - 1}" for r in routes.tolist()]
         out["sets"][name] = {"scores": scores[:, 0].tolist(), "routes": names,
                              "side_rate": sum(r != "main" for r in names) / max(len(names), 1)}
-    adapter._route = None
+    adapter.reset_route()
     return out
 
 
@@ -517,7 +533,7 @@ def load_side_memory(model, folder):
     try:
         state = json.loads((folder / "side_memory.json").read_text())   # ValueError when malformed
         hp = dict(state["hparams"])
-        if "routing" not in hp:     # saved before routing was a hyperparameter: it was evaluated routed per row
+        if "routing" not in hp:     # a side memory saved without a routing setting was evaluated routed per row
             hp.update(routing="per_row", ablation="per-row-routing")
         hp["act_margin"], hp["template_lengths"] = tuple(hp["act_margin"]), tuple(hp["template_lengths"])
         hp["template_seeds"], hp["early_stop"] = tuple(hp["template_seeds"]), tuple(hp["early_stop"])
