@@ -138,3 +138,12 @@ def test_a_conversion_by_an_old_transformers_is_made_again(tmp_path):
     assert pretrained._valid_folder(folder)
     (folder / "source.json").write_text(json.dumps({**info, "converted_with": {"transformers": "5.5.4"}}))
     assert not pretrained._valid_folder(folder)
+
+
+def test_every_record_names_the_machine_that_computed_it():
+    """CPUs round differently over many sequential edits: a record says which CPU, flags and threads."""
+    from unedit_lib import models, study
+
+    machine = study.precision_record(models.get_preset("smoke"))["machine"]
+    assert machine["device"] == "cpu" and machine["threads"] >= 1
+    assert set(machine["cpu_flags"]) <= precision.RECORDED_FLAGS and "cpu_model" in machine

@@ -118,4 +118,25 @@ def describe(device: str | torch.device = "cpu") -> dict:
     if dev.type == "cpu":
         info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["cpu_native_bf16"] = cpu_has_native_bf16()
+        info.update(cpu_model=_cpu_model(), cpu_flags=sorted((_cpu_flags() or set()) & RECORDED_FLAGS))
+    elif dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    info["threads"] = torch.get_num_threads()
     return info
+
+
+# the CPU flags that decide which kernels run (and so the float rounding over many sequential edits)
+RECORDED_FLAGS = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"})
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform says."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or None
