@@ -603,7 +603,6 @@ def test_attacks_of_other_runs_survive_a_forced_subset_and_a_second_process(ga_r
 def test_a_subject_model_trained_on_other_data_is_not_reused(scratch, tmp_path, monkeypatch):
     """The subject model's training log names the rows it was trained on: loading or reusing it
     for a data folder with other rows is an error that says what to do, not the old model."""
-    monkeypatch.setattr(models, "ARTIFACTS", tmp_path / "artifacts")
     p = models.get_preset("smoke")
     folder = models.subject_model_path(p, "full")
     folder.mkdir(parents=True)

@@ -38,8 +38,6 @@ from .precision import resolve as resolve_precision
 from .precision import run_device
 from .prompts import IGNORE_INDEX, TEMPLATES, context_fact, encode_answer, encode_qa, get_template, pad_id  # noqa: F401
 
-ARTIFACTS = tofu.output_dir("artifacts")
-
 
 # --------------------------------------------------------------------------- presets
 @dataclass(frozen=True)
@@ -598,7 +596,7 @@ def load_subject_model(preset="tiny", which: str = "full", data_dir=None, train:
 def subject_model_path(preset="tiny", which: str = "full", artifacts: Path | None = None) -> Path:
     """artifacts/<preset>/<which>-<hash of the preset's training config>/"""
     p = get_preset(preset)
-    return Path(artifacts or ARTIFACTS) / p.name / f"{which}-{p.config_hash(which)}"
+    return Path(artifacts or tofu.output_dir("artifacts")) / p.name / f"{which}-{p.config_hash(which)}"
 
 
 def with_overrides(preset, **kw) -> Preset:
