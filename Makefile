@@ -42,7 +42,7 @@ figures: setup               ## redraw the figures that need only the committed 
 lab: setup                   ## JupyterLab on notebooks/
 	$(VENV)/bin/jupyter lab notebooks/
 
-bench: setup                 ## timings of each stage on $(PRESET) (not a test); STAGES=reproduce times the whole study afresh
+bench: setup                 ## timings of each stage on $(PRESET) (not a test); STAGES=reproduce times the whole study afresh, STAGES=plan prints each run's FLOPs and projected time first
 	$(PY) benchmarks/bench.py --preset $(PRESET) $(if $(STAGES),--stages $(STAGES))
 
 strip: setup                 ## strip outputs from the committed notebooks

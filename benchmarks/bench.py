@@ -3,6 +3,13 @@
     python benchmarks/bench.py --preset tiny [--stages tokenizer,train,eval,...]
 
 Stages (comma-separated, --stages; default: tokenizer,train,eval,rome,wise,recorded):
+* plan: a cost plan before the compute, nothing run but a few seconds of float32 matmuls: each
+  run of the study's FLOPs (unedit_lib/cost_plan.py: 2 x params x tokens a forward pass, 3x
+  that forward+backward, attention's quadratic term included; from the model's config and the
+  run's settings and token counts), this machine's measured sgemm throughput (GFLOP/s, CPU
+  model and threads), each run's projected time and the study's total, and for runs already
+  made (results/<preset>/<run>.json) the measured time and the achieved share of the probe's
+  throughput (projected / measured);
 * tokenizer: trains the BPE tokenizer on the TOFU text (not cached);
 * train: trains the full and the retain model from scratch into a temporary folder (the
   cached artifacts are not touched) and prints each one's wall time (budget: 600 s for both);
@@ -215,6 +222,24 @@ def ike_eval_stage(p, n_rows: int):
               f"{diff:.2e}; mean prompt {np.mean([len(prompter.prompt_ids(r['question'])) for r in sd.eval_sets[set_name][:n_rows]]):.0f} tokens")
 
 
+def plan_stage(p, probe_s: float = 3.0):
+    """The cost plan (cost_plan.py): FLOPs per run, the sgemm probe, projected vs measured time."""
+    from unedit_lib import cost_plan, recipes
+
+    tok = cost_plan.cached_tokenizer(p)
+    size, runs = cost_plan.plan(p.name, recipes.settings, lambda m, t, **ov: recipes.plan(p.name, m, t, **ov)[0],
+                                recipes.STUDY_ABLATIONS, recipes.ROME_ABLATION_TARGETS, cost_plan.Tokens(tok))
+    print(f"plan: model {size.layers} layers, hidden {size.hidden}, intermediate {size.intermediate}, vocab "
+          f"{size.vocab}, kv {size.kv}: {size.layers * size.block_params / 1e6:.1f} M block + "
+          f"{size.head_params / 1e6:.1f} M head parameters ({cost_plan.display_source(size)})")
+    print(f"plan: tokens counted with {cost_plan.Tokens(tok).how}; generation at its max_new_tokens "
+          f"{p.max_new_tokens} per question (an upper bound)")
+    gflops = cost_plan.sgemm_gflops(size, seconds=probe_s)
+    print(f"plan: sgemm probe {gflops:.1f} GFLOP/s float32 on {cost_plan.machine()}")
+    for line in cost_plan.table(runs, gflops):
+        print(line)
+
+
 def reproduce_afresh(p):
     """The whole study from scratch in a scratch folder; then `recorded` for it."""
     scratch = Path(tempfile.mkdtemp(prefix="unedit-bench-study-"))
@@ -243,6 +268,8 @@ def main():
     p = models.get_preset(a.preset)
     print(f"preset {p.name}: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     tmp = Path(tempfile.mkdtemp(prefix="unedit-bench-"))
+    if "plan" in stages:
+        plan_stage(p)
     if "tokenizer" in stages:
         _stage("tokenizer (BPE on TOFU text)", lambda: models.build_tokenizer(p.vocab_size, cache=False))
     paths = {}

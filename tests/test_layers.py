@@ -15,7 +15,7 @@ METHOD_PARTS = {"ike_prompts": "ike", "wise_hparams": "wise", "wise_memory": "wi
 EVALUATOR = {"evaluate", "edit_metrics", "prompt_cache"}
 STUDY = {"study", "recipes", "report", "plots", "robustness", "gates", "uncertainty", "summary", "trace_plots",
          "findings", "joint_bootstrap",
-         "figure_io", "trace_records", "rome_grid", "robustness_verdicts"}
+         "figure_io", "trace_records", "rome_grid", "robustness_verdicts", "cost_plan"}
 
 
 def import_graph() -> dict[str, set[str]]:

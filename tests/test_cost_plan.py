@@ -1,0 +1,84 @@
+"""The cost plan (issue 37): its FLOP formulas by hand on a tiny config, and a plan of the smoke
+study that covers every run with positive numbers (no model is run; the sgemm probe is tiny)."""
+import pytest
+
+from unedit_lib import cost_plan as c
+from unedit_lib import data, recipes
+
+# d 4, 2 blocks, i 8, V 10, no GQA: P_b = 2*16 (q, o) + 2*16 (k, v) + 3*32 (gate, up, down) = 160; head 40
+M = c.ModelSize(hidden=4, layers=2, intermediate=8, vocab=10, kv=4)
+
+
+def test_sizes_and_pairs():
+    assert (M.block_params, M.head_params) == (160, 40)
+    assert c.causal_pairs(3) == 6                  # 1 + 2 + 3
+    assert c.causal_pairs(2, before=3) == 9        # 4 + 5
+
+
+def test_forward_by_hand():
+    # 2 blocks x (2*160*3 tokens + 4*4*6 pairs) + 2*40*1 logit row = 2*(960 + 96) + 80
+    assert c.forward_flops(M, 3, pairs=6, logits=1) == 2192
+    assert c.sequence_forward(M, 3, logits=1) == 2192
+    assert c.sequence_forward(M, 2) == 2 * (2 * 160 * 2 + 4 * 4 * 3)          # 1376
+    assert c.sequence_forward(M, 2, blocks=1) == 688
+
+
+def test_eval_by_hand():
+    # one question of 2 prompt tokens, one answer of 1 token, 1 generated token:
+    # (prompt + answer) 2192 + the prompt again 1376 + one cached step after 2 tokens (3 pairs, 1 logit row) 816
+    assert c.eval_flops(M, [(2, [1])], max_new_tokens=1) == 2192 + 1376 + 816
+    # with a context of 1 token: context + prompt once (3 tokens, no logits) 2112, the answer after
+    # 3 cached (4 pairs) 2*(320 + 64) + 80 = 848, the generated token after 3 cached likewise 848
+    assert c.eval_flops(M, [(2, [1])], max_new_tokens=1, context=1) == 2112 + 848 + 848
+
+
+def test_baselines_by_hand():
+    row = c.sequence_forward(M, 3, logits=3)        # 2*(960 + 96) + 2*40*3 = 2352
+    assert row == 2352
+    assert c.baseline_flops(M, "ga", [3], retain_mean=3, epochs=2) == 2 * 3 * row              # forget only
+    assert c.baseline_flops(M, "gd", [3], retain_mean=3, epochs=2) == 2 * 2 * 3 * row          # + retain
+    assert c.baseline_flops(M, "kl", [3], retain_mean=3, epochs=2) == 2 * (2 * 3 * row + row)  # + reference
+    assert c.baseline_flops(M, "idk", [5], retain_mean=3, epochs=1, idk_mean=3) == 2 * 3 * row  # idk answer
+
+
+def test_editors_by_hand():
+    # ROME, layer 0, one template row of 2 tokens, a 1-token target, KL row of 2, one step:
+    # u 1376 + first forward (2 rows of 2) 2752 + 2*40*2 head rows + 1 step x 2 x (tail 2*688 + 160)
+    assert c.rome_edit_flops(M, 0, [2], 1, 2, steps=1) == 1376 + 2752 + 160 + 2 * (1376 + 160)
+    # WISE, layer 0, one row (2 prefix + 1 target) and a 2-token locality text, one iteration:
+    # first 2112 + 1376 + 80; side memory 2*4*8*5 = 320; tail 1056 + 688 + 320 + 80 = 2144; 2 x tail + side
+    assert c.wise_edit_flops(M, 0, [(2, 1)], locality=2, iters=1) == 3568 + 2 * 2144 + 320
+    # cost grows linearly in the steps
+    one, two = (c.rome_edit_flops(M, 0, [2], 1, 2, steps=s) for s in (1, 2))
+    assert two - one == 2 * (1376 + 160)
+
+
+@pytest.fixture(scope="module")
+def smoke_plan():
+    return c.plan("smoke", recipes.settings, lambda m, t, **ov: recipes.plan("smoke", m, t, **ov)[0],
+                  recipes.STUDY_ABLATIONS, recipes.ROME_ABLATION_TARGETS, c.Tokens(None))
+
+
+def test_plan_covers_every_run_of_the_smoke_study(smoke_plan):
+    size, runs = smoke_plan
+    assert size.hidden == 32 and size.layers == 2
+    names = [r.run for r in runs]
+    expected = {"full", "retain", "ga", "gd", "kl", "idk", "npo"} | \
+        {f"{m}-{t}" for m in ("rome", "ike", "wise") for t in data.TARGETS}
+    assert expected <= set(names) and len(names) == len(set(names))
+    assert any(n.startswith("rome-") and "mom2_adjustment=True" in n for n in names)   # the ROME ablation
+    for r in runs:
+        assert r.eval_flops > 0, r.run
+        assert (r.unlearn_flops > 0) == (r.run not in ("full", "retain")), r.run
+    by = {r.run: r for r in runs}
+    assert by["ike-dummy"].eval_flops > by["full"].eval_flops          # the contexts cost
+    assert by["gd"].unlearn_flops > by["ga"].unlearn_flops             # + the retain rows
+
+
+def test_table_and_a_tiny_probe(smoke_plan):
+    size, runs = smoke_plan
+    gflops = c.sgemm_gflops(size, tokens=8, seconds=0.01)
+    assert gflops > 0
+    lines = c.table(runs, gflops)
+    assert len(lines) == len(runs) + 3 and lines[-1].startswith("total: ")
+    assert c.cpu_name()
