@@ -80,5 +80,6 @@ def test_table_and_a_tiny_probe(smoke_plan):
     gflops = c.sgemm_gflops(size, tokens=8, seconds=0.01)
     assert gflops > 0
     lines = c.table(runs, gflops)
-    assert len(lines) == len(runs) + 3 and lines[-1].startswith("total: ")
+    made = any(r.measured for r in runs)       # results/smoke/ holds records when other tests made them
+    assert len(lines) == len(runs) + 3 + made and lines[len(runs) + 2].startswith("total: ")
     assert c.cpu_name()

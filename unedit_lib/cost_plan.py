@@ -373,10 +373,10 @@ def table(runs: list[RunCost], gflops: float) -> list[str]:
         mu, me = r.measured.get("unlearn_s"), r.measured.get("eval_s")
         done = (r.recorded_flops if r.recorded_flops is not None else r.unlearn_flops) / rate   # the work done
         share = "/".join("-" if not x else f"{100 * p / x:.0f}" for p, x in ((done, mu), (pe, me)))
-        if r.recorded_flops is not None and mu is not None:
-            r.notes = r.notes + [f"at the recorded steps {r.recorded_flops / 1e12:.4g} TFLOP = {done:.1f} s"]
+        notes = r.notes + ([f"at the recorded steps {r.recorded_flops / 1e12:.4g} TFLOP = {done:.1f} s"]
+                           if r.recorded_flops is not None and mu is not None else [])
         lines.append(f"{r.run[:46]:<46s} {r.unlearn_flops / 1e12:9.4g} {r.eval_flops / 1e12:9.4g} {pu:9.1f} {pe:9.1f} "
-                     f"{_s(mu):>9s} {_s(me):>9s} {share:>11s}  {'; '.join(r.notes)}")
+                     f"{_s(mu):>9s} {_s(me):>9s} {share:>11s}  {'; '.join(notes)}")
         made = mu is not None or me is not None
         tot = [a + b for a, b in zip(tot, (r.unlearn_flops, r.eval_flops, pu + pe, (done + pe) if made else 0,
                                            (mu or 0) + (me or 0)))]
