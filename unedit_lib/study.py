@@ -336,22 +336,15 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
             check_same_model(p, which, model, tokenizer, sd.eval_sets["forget"], logs["forget"])
         timings = (old or {}).get("timings", {})
     summary = evaluate.summarize(logs, logs if retain_logs is None else retain_logs)
-    if reused and old:      # the same evaluation: keep its record as it is (notebook 08's attacks are keyed by it)
-        again = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
-                           extra={**(extra or {}), "subject_model": evaluated_model_id(p, which)}, logs=logs, data=data)
-        if all(again.get(k) == old.get(k) for k in SAME_EVALUATION):
-            return old
-    staged = {paths.logs_dir(p.name, which): store.stage_dir(paths.logs_dir(p.name, which),
-                                                             lambda d: store.save_eval_logs(logs, d))}
-    try:
-        rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
-                         extra={**(extra or {}), "subject_model": evaluated_model_id(p, which)}, logs=logs, data=data)
-    except BaseException:
-        store.discard_staged(staged)
-        raise
+    rec = record_for(p, which, method="subject model", target=None, seed=p.seed, summary=summary, timings=timings,
+                     extra={**(extra or {}), "subject_model": evaluated_model_id(p, which)}, logs=logs, data=data)
     for key in ("versions", "precision") if reused else ():
         if (old or {}).get(key):
             rec[key] = old[key]     # the versions and machine that computed the reused logs, not today's
+    if reused and old and all(rec.get(k) == old.get(k) for k in SAME_EVALUATION):
+        return old          # the same evaluation: its record kept as it is (notebook 08's attacks are keyed by it)
+    staged = {paths.logs_dir(p.name, which): store.stage_dir(paths.logs_dir(p.name, which),
+                                                             lambda d: store.save_eval_logs(logs, d))}
     store.commit_run(paths.record_path(p.name, which), rec, staged)
     return rec
 
@@ -417,11 +410,11 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         if rec is not None:
             return rec, None
         try:
-            old = store.load_record(p.name, run)
+            why_clash = clash(store.load_record(p.name, run), changed, data)
         except store.CorruptFile:
-            old = None
-        if clash(old, changed, data):
-            refuse_clash(p, run, clash(old, changed, data))
+            why_clash = None
+        if why_clash:
+            refuse_clash(p, run, why_clash)
         if why != "no result yet":
             print(f"{run}: recomputing, the cached result cannot be reused: {why}")
     check_inputs(p, run, data_dir)                       # nothing is removed before the run has succeeded
