@@ -196,8 +196,7 @@ def cached_tokenizer(p):
     if p.base_model:
         folder = output_dir("artifacts") / "pretrained" / p.base_model
     else:
-        fingerprint = data.rows_fingerprint(models.CORPUS_CONFIGS)
-        folder = output_dir("artifacts") / f"tokenizer-bpe{p.vocab_size}-{fingerprint}"
+        folder = models.tokenizer_path(p.vocab_size)
     return AutoTokenizer.from_pretrained(folder) if (folder / "tokenizer.json").is_file() else None
 
 

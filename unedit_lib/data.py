@@ -397,6 +397,13 @@ def edit_requests(rows: list[dict], kind: str, template=None, data_dir=None) -> 
 
 
 # --------------------------------------------------------------------------- identity of the data read
+# the configs whose text the embedded tokenizer learns (models.tokenizer_corpus): all of TOFU's QA text,
+# holdout included, as a pretrained tokenizer would have seen it, and the avoidant and "I don't know" answers
+TOKENIZER_QA_CONFIGS = ("full", "real_authors_perturbed", "world_facts_perturbed", "holdout10", "forget10_perturbed",
+                        "retain_perturbed")
+TOKENIZER_CONFIGS = TOKENIZER_QA_CONFIGS + ("forget10_avoidant", "idontknow")
+
+
 def study_configs(forget_split: str, from_scratch: bool = False) -> tuple[str, ...]:
     """Every config a study on `forget_split` reads: the subject models' and evaluation rows, the
     unlearning targets and "I don't know" answers, IKE's retain demonstration pool, the attacks'
@@ -405,7 +412,7 @@ def study_configs(forget_split: str, from_scratch: bool = False) -> tuple[str, .
              "world_facts_perturbed", FORGET_SPLITS[forget_split], forget_split.replace("forget", "holdout"),
              "forget10_avoidant", "idontknow"}
     if from_scratch:
-        names |= {"holdout10", "forget10_perturbed"}
+        names |= set(TOKENIZER_CONFIGS)
     return tuple(sorted(names))
 
 

@@ -343,17 +343,11 @@ def _collate(batch, pad_id):
 
 
 # --------------------------------------------------------------------------- tokenizer / model
-# TOFU configs whose text the tokenizer learns: all of it, holdout included, as a pretrained tokenizer
-# would have seen it (data.study_configs names them for the data fingerprint)
-CORPUS_CONFIGS = ("full", "real_authors_perturbed", "world_facts_perturbed", "holdout10", "forget10_perturbed",
-                  "retain_perturbed", "forget10_avoidant", "idontknow")
-
-
 def tokenizer_corpus(data_dir=None) -> list[str]:
-    """Everything the embedded tokenizer is trained on: the text of CORPUS_CONFIGS and the
+    """Everything the embedded tokenizer is trained on: the text of data.TOKENIZER_CONFIGS and the
     template words."""
     texts = []
-    for name in CORPUS_CONFIGS[:6]:
+    for name in tofu.TOKENIZER_QA_CONFIGS:
         for r in tofu.load_tofu(name, data_dir):
             texts.append(TEMPLATES["qa"].full(r["question"], r["answer"]))
             texts += r.get("perturbed_answer", []) + [r.get("paraphrased_question", ""), r.get("paraphrased_answer", "")]
@@ -362,14 +356,18 @@ def tokenizer_corpus(data_dir=None) -> list[str]:
     return [t for t in texts if t]
 
 
+def tokenizer_path(vocab_size: int, data_dir=None) -> Path:
+    """artifacts/tokenizer-bpe<size>-<fingerprint of the corpus rows>/: other rows, another tokenizer."""
+    return tofu.output_dir("artifacts") / f"tokenizer-bpe{vocab_size}-{tofu.rows_fingerprint(tofu.TOKENIZER_CONFIGS, data_dir)}"
+
+
 def build_tokenizer(vocab_size: int, data_dir=None, cache: bool = True):
-    """The BPE tokenizer of `vocab_size` trained on tokenizer_corpus, cached under
-    artifacts/tokenizer-bpe<size>-<fingerprint of the corpus rows>/ (other rows: another tokenizer)."""
+    """The BPE tokenizer of `vocab_size` trained on tokenizer_corpus, cached under tokenizer_path."""
     from transformers import AutoTokenizer
 
     from .tokenizer import train_tokenizer
 
-    path = tofu.output_dir("artifacts") / f"tokenizer-bpe{vocab_size}-{tofu.rows_fingerprint(CORPUS_CONFIGS, data_dir)}"
+    path = tokenizer_path(vocab_size, data_dir)
     if cache and (path / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(path)
     tok = train_tokenizer(tokenizer_corpus(data_dir), vocab_size)
