@@ -14,16 +14,11 @@ they are. Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from unedit_lib import models, paths, robustness, store, study  # noqa: E402
-
-
-def _file_hash(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:12]      # recipes._record_hash's rule
 
 
 def migrate(preset: str, data_dir=None, dry_run: bool = False) -> list[str]:
@@ -35,12 +30,12 @@ def migrate(preset: str, data_dir=None, dry_run: bool = False) -> list[str]:
         rec = store.read_json(path, "run record")
         if not (isinstance(rec, dict) and rec.get("run") == path.stem and "metrics" in rec) or rec.get("data"):
             continue
-        before = _file_hash(path)
+        before = store.record_hash(p.name, path.stem)
         changed.append(path.stem)
         if dry_run:
             continue
         store.write_json({**rec, "data": data}, path)
-        renamed[before] = _file_hash(path)
+        renamed[before] = store.record_hash(p.name, path.stem)
     for path in sorted((paths.results_dir(p.name) / "rome_probe").glob("*.json")):     # ROME v_lr probes
         probe = store.read_json(path, "ROME v_lr probe")
         if isinstance(probe, dict) and not probe.get("data"):

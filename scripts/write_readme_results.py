@@ -45,9 +45,8 @@ def results_section(preset: str, seeds, readme_text: str = "") -> str:
     table = report.main_table(records, seeds=seeds)
     n_seeds = max(int(table["n_seeds"].max()), 1)
     gate_rows = _gates_in_run_order(records)
-    boot = findings.study_bootstrap(preset, {r: rec for r, rec in records.items()
-                                             if seeds is None or report.split_seed(r)[1] in seeds})
-    found = findings.study_findings(records, seeds, preset)
+    boot = findings.study_bootstrap(preset, findings.of_seeds(records, seeds))
+    found = findings.study_findings(records, seeds, preset, boot)
     counts = {v: sum(f["verdict"] == v for f in found) for v in report.VERDICTS}
     n_forget = boot.n.get("forget") if boot else "?"
     return "\n".join([

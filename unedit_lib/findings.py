@@ -35,7 +35,8 @@ import numpy as np
 
 from . import gates, reference, store
 from .joint_bootstrap import LEVEL, JointBootstrap, describe_fq
-from .report import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, split_seed
+from .report import (INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED,
+                     SUBJECT_MODEL_RUNS, split_seed)
 
 ABSTRACT = "abstract"
 AUTHORS = "authors' results"
@@ -429,22 +430,27 @@ def study_bootstrap(preset: str, records: dict, retain_run: str = "retain", **kw
     return JointBootstrap(runs, retain, **kw) if runs else None
 
 
-def base_records(records: dict, seeds=None) -> dict:
-    """{base run: its seed-0 record (or its first seed's)} of `records`, `seeds` kept."""
+def of_seeds(records: dict, seeds=None) -> dict:
+    """The records of the runs of `seeds` (None: all), and the subject models' whatever their seed."""
+    return {r: rec for r, rec in records.items()
+            if seeds is None or split_seed(r)[1] in set(seeds) or split_seed(r)[0] in SUBJECT_MODEL_RUNS}
+
+
+def base_records(records: dict) -> dict:
+    """{base run: the record of its lowest seed} (the numbers a rule reads without logs)."""
     out: dict = {}
     for run in sorted(records, key=lambda r: split_seed(r)[1]):
-        base, seed = split_seed(run)
-        if seeds is None or seed in set(seeds) or base in ("full", "retain", "base"):
-            out.setdefault(base, records[run])
+        out.setdefault(split_seed(run)[0], records[run])
     return out
 
 
-def study_findings(records: dict, seeds=None, preset: str | None = None) -> list[dict]:
-    """`evaluate` on a preset's study records (store.load_results) with their joint bootstrap."""
-    kept = {r: rec for r, rec in records.items() if seeds is None or split_seed(r)[1] in set(seeds)
-            or split_seed(r)[0] in ("full", "retain", "base")}
+def study_findings(records: dict, seeds=None, preset: str | None = None, boot: JointBootstrap | None = None) -> list[dict]:
+    """`evaluate` on a preset's study records (store.load_results) of `seeds` with their joint bootstrap
+    (`boot`, if the caller has made it: study_bootstrap of the same records)."""
+    kept = of_seeds(records, seeds)
     preset = preset or next((rec.get("preset") for rec in records.values() if rec.get("preset")), None)
-    boot = study_bootstrap(preset, kept) if preset else None
+    if boot is None and preset:
+        boot = study_bootstrap(preset, kept)
     return evaluate(base_records(kept), boot)
 
 

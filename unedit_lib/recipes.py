@@ -13,7 +13,6 @@ named where they are set (STUDY_SETTINGS), with why.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 
 from . import baselines, data, gates, ike, models, paths, prompts, report, rome, store, study, trace_records, wise
@@ -563,11 +562,6 @@ def attack_settings(preset, hparams: dict | None = None) -> dict:
     return {**robustness.DEFAULTS, "max_new_tokens": p.max_new_tokens, "relearn_lr": lr, "persistence_lr": lr, **(hparams or {})}
 
 
-def _record_hash(preset_name: str, run: str) -> str | None:
-    path = paths.record_path(preset_name, run)
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
-
-
 def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: dict | None = None,
                 rebuild: bool = False) -> dict:
     """robustness.attack_all on each run's model (full and retain: the subject models), cached per run in
@@ -585,7 +579,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
     holdout = robustness.holdout_for(sd, data_dir)
 
     def current(run, res):      # attacks of this very record (a deleted record keeps none) and settings
-        source = _record_hash(p.name, run)
+        source = store.record_hash(p.name, run)
         return source is not None and res.get("source") == source and res.get("hparams") == store.to_jsonable(hp)
 
     def merge(saved, attacked=None, skipped=None):
@@ -593,7 +587,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
         keep = {r: v for r, v in saved.items() if not r.startswith("_") and isinstance(v, dict) and current(r, v)}
         keep.update(attacked or {})
         notes = {**(saved.get("_skipped") or {}), **(skipped or {})}
-        notes = {r: why for r, why in notes.items() if r not in keep and _record_hash(p.name, r) is not None}
+        notes = {r: why for r, why in notes.items() if r not in keep and store.record_hash(p.name, r) is not None}
         out = robustness.add_privleak({r: keep[r] for r in report.sort_runs(keep)})   # the study's order
         return {**out, "_skipped": notes} if notes else out
 
@@ -617,7 +611,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
                 continue
         res = robustness.attack_all(model, tok, sd, template=p.template, holdout_rows=holdout, data_dir=data_dir,
                                     prompter=prompter, **hp)
-        res["source"] = _record_hash(p.name, run)
+        res["source"] = store.record_hash(p.name, run)
         fresh[run] = res
         robustness.update_summary(p.name, lambda saved: merge(saved, attacked=fresh))
         print(f"{run}: {res['timings']['total_s']:.0f} s")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -232,8 +233,6 @@ def stage_times(runs_dir) -> tuple[dict | None, dict | None]:
 def results_digest(preset: str) -> str:
     """A hash of what results/<preset>/*.json hold (every run record and robustness.json, parsed, so
     formatting does not count): an executed notebook records the digest of the results it showed."""
-    import hashlib
-
     digest = hashlib.sha256()
     for f in sorted(paths.results_dir(preset).glob("*.json")):
         digest.update(f.name.encode() + json.dumps(read_json(f, "result file"), sort_keys=True).encode())
@@ -325,6 +324,12 @@ def cached_logs(preset: str, run: str) -> dict | None:
 
 
 # --------------------------------------------------------------------------- run records
+def record_hash(preset: str, run: str) -> str | None:
+    """A hash of a run record's file (notebook 08 keys a run's attacks by it), None without a record."""
+    path = paths.record_path(preset, run)
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
+
+
 def save_record(preset: str, run: str, rec: dict) -> Path:
     return write_json(rec, paths.record_path(preset, run))
 
