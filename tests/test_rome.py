@@ -55,8 +55,8 @@ def test_edit_metrics_of_each_prompt_group_start_with_their_own_accuracy_before_
     still leaves the before values."""
     model = _trained_llama(tok, trained_llama_state)
     req = dict(prompt="Who wrote Moon", subject="Moon", target="Ana")
-    groups = {"edit prompt": [req], "evaluator prompt": [dict(req, prompt="Who wrote Moon", target="Tom Ana")]}
-    pre = {name: em.rewrite_accuracy(model, tok, r[0]["prompt"], r[0]["target"]) for name, r in groups.items()}
+    groups = {"edit prompt": ([req], " "), "evaluator prompt": ([dict(req, prompt="Who wrote Moon", target="Tom Ana")], " ")}
+    pre = {name: em.rewrite_accuracy(model, tok, r[0][0]["prompt"], r[0][0]["target"]) for name, r in groups.items()}
     hp = rome.PAPER_HPARAMS.with_ablations("v_lr-0.5")
 
     def run_method(m, t, stats):

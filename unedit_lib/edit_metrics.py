@@ -77,45 +77,51 @@ def locality_scores(pre: list[list[int]], post: list[list[int]]) -> list[float]:
     return [sum(int(x == y) for x, y in zip(a, b)) / max(len(a), 1) for a, b in zip(pre, post)]
 
 
-def edit_metrics(model, tok, requests, locality_items=None, pre_locality=None, **kw) -> dict:
+def edit_metrics(model, tok, requests, locality_items=None, pre_locality=None, locality_answer_start=None,
+                 **kw) -> dict:
     """EasyEdit-style edit-level metrics after editing.
 
     rewrite_acc (request prompt -> target), rephrase_acc (its paraphrase, when present) and, when
     `locality_items` [(prompt, answer)] and `pre_locality` (= locality_predictions before editing)
-    are given, locality. Each is a per-request list, with its mean under "<name>_mean".
+    are given, locality (scored with `locality_answer_start` when the locality prompts are in another
+    template than the requests). Each is a per-request list, with its mean under "<name>_mean".
     """
     out = {"rewrite_acc": [rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in requests]}
     out["rephrase_acc"] = [rewrite_accuracy(model, tok, r["paraphrase"], r["target"], **kw)
                            for r in requests if r.get("paraphrase")]
     if locality_items is not None and pre_locality is not None:
-        out["locality"] = locality_scores(pre_locality, locality_predictions(model, tok, locality_items, **kw))
+        loc_kw = kw if locality_answer_start is None else {**kw, "answer_start": locality_answer_start}
+        out["locality"] = locality_scores(pre_locality, locality_predictions(model, tok, locality_items, **loc_kw))
     for k in list(out):
         out[f"{k}_mean"] = sum(out[k]) / len(out[k]) if out[k] else None
     return out
 
 
-def with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_out, groups=None):
+def with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_out, groups=None, loc_answer_start=None):
     """Wrap a method's edit with the EasyEdit edit-level metrics (this module) before and
     after, into `metrics_out` (a dict in the record's `extra`, kept when the edit collapses):
     pre_rewrite_acc, then rewrite_acc / rephrase_acc / locality (per request and "<name>_mean").
-    `groups` ({name: requests}) measures other prompt sets too, then `metrics_out` holds
-    {name: metrics} (WISE: the edit-time and the evaluator's prompts), each with its pre_rewrite_acc."""
-    kw = {"answer_start": answer_start}
+    `groups` ({name: (requests, answer_start)}) measures other prompt sets too, each with the answer
+    start of its own template, then `metrics_out` holds {name: metrics} (the edit-time and the
+    evaluator's prompts), each with its pre_rewrite_acc. Locality is scored on `loc_items` with
+    `loc_answer_start` (default `answer_start`): the template those prompts are written in."""
+    named = {None: (requests, answer_start)} if groups is None else groups
+    loc_kw = {"answer_start": answer_start if loc_answer_start is None else loc_answer_start}
 
-    def pre_rewrite(model, tok, reqs):
-        pre = [rewrite_accuracy(model, tok, r["prompt"], r["target"], **kw) for r in reqs]
+    def pre_rewrite(model, tok, reqs, start):
+        pre = [rewrite_accuracy(model, tok, r["prompt"], r["target"], answer_start=start) for r in reqs]
         return {"pre_rewrite_acc": pre, "pre_rewrite_acc_mean": sum(pre) / len(pre) if pre else None,
                 "n_edits": len(reqs)}
 
     def apply(model, tok, stats):
-        pre_loc = locality_predictions(model, tok, loc_items, **kw) if loc_items else None
-        named = {None: requests} if groups is None else groups
-        before = {name: pre_rewrite(model, tok, reqs) for name, reqs in named.items()}
+        pre_loc = locality_predictions(model, tok, loc_items, **loc_kw) if loc_items else None
+        before = {name: pre_rewrite(model, tok, reqs, start) for name, (reqs, start) in named.items()}
         metrics_out.update(before[None] if groups is None else before)     # kept if the edit collapses
         model = run_method(model, tok, stats)
         model.eval()
-        after = {name: {**before[name], **edit_metrics(model, tok, reqs, loc_items, pre_loc, **kw)}
-                 for name, reqs in named.items()}
+        after = {name: {**before[name], **edit_metrics(model, tok, reqs, loc_items, pre_loc, answer_start=start,
+                                                       locality_answer_start=loc_kw["answer_start"])}
+                 for name, (reqs, start) in named.items()}
         metrics_out.update(after[None] if groups is None else after)
         return model
 

@@ -34,12 +34,18 @@ STUDY_SETTINGS = {
         # the smallest v_lr of V_LR_GRID with which they do (named `+v_lr=...`), and our own settings
         # run beside them as the named ablation STUDY_ABLATIONS["rome"]. smoke (CI only, no finding
         # reads it) edits 3 facts with 8 steps and 6 templates to stay cheap.
-        "all": dict(n_edits=None, n_locality=40, fallback_layer=None),
+        "all": dict(n_edits=None, n_locality=40, fallback_layer=None, edit_template=None),
         "smoke": dict(context_template_length_params=((5, 5),), n_edits=3, v_num_grad_steps=8, n_locality=6,
                       ablation="templates-6"),
+        # the paper's requests: the raw question, as EasyEdit builds them (the chat template comes in only
+        # at evaluation); the forget01 presets edit the chat-templated question, a difference they state
+        "smollm2-forget05": dict(edit_template="raw"),
     },
     "ike": {
         "all": dict(truncate=True, n_locality=20, sentence_model=ike.DEFAULT_SENTENCE_MODEL),
+        # the paper's 40 requests: forget10's last 10% = forget01's rows, the pool the rest of the split;
+        # forget05's last 20% are the same 40 rows (tests/test_ike.py checks it)
+        "smollm2-forget05": dict(pool_fraction=0.8),
     },
     "baselines": {
         # Only the learning rate departs from TOFU's defaults (baselines.BaselineHParams: 10 epochs, wd
@@ -51,6 +57,7 @@ STUDY_SETTINGS = {
         "smoke": dict(lr=1e-3, epochs=3),
         "tiny": dict(lr=1e-3),
         "smollm2": dict(lr=1e-4),   # the lr its subject models were fine-tuned with (TOFU's rule)
+        "smollm2-forget05": dict(lr=1e-4),
         "paper": dict(lr=1e-5),   # TOFU's own setting for its Llama-2-7b models
     },
     "wise": {
@@ -58,6 +65,7 @@ STUDY_SETTINGS = {
         # edits < 500 never sharded; n_locality: the paper's 400 margin-loss prompts
         "all": dict(scale_freqs=True, reference_edits=400, n_locality=400, max_edits=None, edit_template=None),
         "smoke": dict(n_iter=8, n_templates=3, max_edits=8),
+        "smollm2-forget05": dict(edit_template="raw"),      # the paper's requests (as ROME's above)
     },
 }
 # Our own settings, each run as a named ablation beside the reproduction (notebook 03 / 05 show
@@ -238,34 +246,53 @@ def _rome_ablation_names(hp: dict) -> str | None:
 
 
 def _rome_inputs(p, sd, target, hp, data_dir):
-    """(hp with its resolved layer, edit requests, rome.apply's hparams, layer record) of a ROME run."""
-    template = prompts.get_template(p.template)
+    """(hp with its resolved layer, edit requests, rome.apply's hparams, layer record) of a ROME run.
+    The requests are written in `edit_template` (None: the preset's own, the one the evaluator uses)."""
+    template = prompts.get_template(hp["edit_template"] or p.template)
     layer, layer_info = rome_layer(p, data_dir)
     if hp["fallback_layer"] is not None and layer_info["source"] == "fallback parameter":
         layer = hp["fallback_layer"]
     hp = {**hp, "layer": layer}          # the resolved layer is part of the cache key
     rows = sd.forget_rows if hp["n_edits"] is None else sd.forget_rows[:hp["n_edits"]]
     requests = data.edit_requests(rows, target, template, data_dir)
-    rome_hp = {k: v for k, v in hp.items() if k not in ("n_edits", "n_locality", "fallback_layer")}
+    rome_hp = {k: v for k, v in hp.items() if k not in ("n_edits", "n_locality", "fallback_layer", "edit_template")}
     rome_hp["answer_start"] = template.answer_start
     rome_hp["ablation"] = _rome_ablation_names(rome_hp)
-    if hp["mom2_adjustment"]:
-        rome_hp.update(mom2_texts=prompts.qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows, template),
+    if hp["mom2_adjustment"]:     # C from the texts the model is evaluated on (the preset's template)
+        rome_hp.update(mom2_texts=prompts.qa_texts(sd.retain_rows + sd.forget_rows + sd.general_rows,
+                                                   prompts.get_template(p.template)),
                        mom2_cache_dir=str(paths.mom2_cache_dir(p.name)))
     return hp, requests, rome_hp, layer_info
 
 
+def edit_prompt_groups(rows, target, edit_tmpl, eval_tmpl, data_dir=None) -> tuple[list[dict], dict | None]:
+    """(the edit requests in `edit_tmpl`, the prompt groups the edit metrics measure): None when the
+    edit is written as the evaluator asks, else {"edit prompt", "evaluator prompt"}, each with the
+    answer start of its own template (chatml: none, raw: a space)."""
+    edit_reqs = data.edit_requests(rows, target, edit_tmpl, data_dir)
+    if edit_tmpl.name == eval_tmpl.name:
+        return edit_reqs, None
+    return edit_reqs, {"edit prompt": (edit_reqs, edit_tmpl.answer_start),
+                       "evaluator prompt": (data.edit_requests(rows, target, eval_tmpl, data_dir), eval_tmpl.answer_start)}
+
+
 def _rome(p, sd, method, target, hp, data_dir):
-    template = prompts.get_template(p.template)
+    eval_tmpl = prompts.get_template(p.template)
+    edit_tmpl = prompts.get_template(hp["edit_template"] or p.template)
     hp, requests, rome_hp, layer_info = _rome_inputs(p, sd, target, hp, data_dir)
-    loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
+    rows = sd.forget_rows if hp["n_edits"] is None else sd.forget_rows[:hp["n_edits"]]
+    _, groups = edit_prompt_groups(rows, target, edit_tmpl, eval_tmpl, data_dir)
+    loc_items = [(eval_tmpl.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
     edit_metrics: dict = {}
 
     def run_method(model, tok, stats):
         return rome.apply(model, tok, requests, rome_hp, stats)[0]
 
-    apply = em.with_edit_metrics(run_method, requests, loc_items, template.answer_start, edit_metrics)
+    apply = em.with_edit_metrics(run_method, requests, loc_items, edit_tmpl.answer_start, edit_metrics, groups,
+                                 loc_answer_start=eval_tmpl.answer_start)
     extra = {"layer_source": layer_info["source"], "n_edits": len(requests), "edit_metrics": edit_metrics}
+    if groups is not None:
+        extra.update(edit_template=edit_tmpl.name, eval_template=eval_tmpl.name)
     return apply, extra, hp
 
 
@@ -372,10 +399,8 @@ def _wise(p, sd, method, target, hp, data_dir):
     rows = sd.forget_rows[:hp["max_edits"]] if hp["max_edits"] else sd.forget_rows
     if hp["scale_freqs"]:
         hp = {**hp, **wise.scaled_freqs(len(rows), hp["reference_edits"], hp["save_freq"], hp["merge_freq"])}
-    edit_reqs = data.edit_requests(rows, target, edit_tmpl, data_dir)
-    groups = {"edit prompt": edit_reqs}
-    if edit_tmpl.name != eval_tmpl.name:
-        groups["evaluator prompt"] = data.edit_requests(rows, target, eval_tmpl, data_dir)
+    edit_reqs, groups = edit_prompt_groups(rows, target, edit_tmpl, eval_tmpl, data_dir)
+    groups = groups or {"edit prompt": (edit_reqs, edit_tmpl.answer_start)}
     loc_texts, loc_source = wise.wise_locality_texts(sd, edit_tmpl, hp["n_locality"], data_dir)
     probe_prompts = {s: [eval_tmpl.prompt(r["question"]) for r in sd.eval_sets[s]]
                      for s in ("forget", "retain", "real_authors", "world_facts")}   # every set a gate reads
@@ -392,7 +417,7 @@ def _wise(p, sd, method, target, hp, data_dir):
 
     def apply(model, tok, stats):
         model = em.with_edit_metrics(run_method, edit_reqs, loc_items, edit_tmpl.answer_start, edit_metrics,
-                                   groups)(model, tok, stats)
+                                     groups, loc_answer_start=eval_tmpl.answer_start)(model, tok, stats)
         adapter = wise.get_side_memory(model)
         if adapter is not None:
             adapter.reset_route()

@@ -17,7 +17,7 @@ from .store import CorruptFile, read_json, write_json
 # author), a CPU budget choice: one fact costs 3 kinds x (tokens from the subject on) x layers x
 # 10 noise draws. smoke: seconds for CI; tiny: 15 of 100 (3 per author); smollm2: 4 of 40 (2 per
 # author; one fact's MLP trace alone took 290 s on 2 CPU cores: 19 tokens x 30 layers x 10 draws).
-STUDY_TRACE_FACTS = {"smoke": 4, "tiny": 15, "smollm2": 4}
+STUDY_TRACE_FACTS = {"smoke": 4, "tiny": 15, "smollm2": 4, "smollm2-forget05": 4}
 
 
 def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force: bool = False, **kw) -> dict:
