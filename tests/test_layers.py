@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "unedit_lib"
-BASE = {"paths", "prompts", "architecture", "guards", "tokenizer", "reference", "data", "store", "embeddings",
+BASE = {"paths", "prompts", "edit_records", "architecture", "guards", "tokenizer", "reference", "data", "store", "embeddings",
         "precision", "notebook_parameters"}
 METHODS = {"rome", "ike", "wise", "baselines"}
 # a method split into files along its seams (issue 12: ~600 lines a module): its parts are
@@ -15,7 +15,7 @@ METHOD_PARTS = {"ike_prompts": "ike", "wise_hparams": "wise", "wise_memory": "wi
 EVALUATOR = {"evaluate", "edit_metrics", "prompt_cache"}
 STUDY = {"study", "recipes", "report", "plots", "robustness", "gates", "uncertainty", "summary", "trace_plots",
          "findings", "joint_bootstrap",
-         "figure_io", "trace_records", "rome_grid", "robustness_verdicts", "cost_plan"}
+         "figure_io", "trace_records", "rome_grid", "robustness_verdicts", "cost_plan", "study_settings"}
 
 
 def import_graph() -> dict[str, set[str]]:

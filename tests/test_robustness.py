@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unedit_lib import baselines, data, evaluate, models, robustness
+from unedit_lib import baselines, data, evaluate, models, recipes, robustness
 from unedit_lib.prompts import TEMPLATES
 
 
@@ -314,11 +314,27 @@ def test_membership_inference_decides_with_the_hanley_mcneil_noise():
 
 
 def test_the_attacker_fine_tunes_at_the_presets_unlearning_rate():
-    from unedit_lib import recipes
-
     for preset in ("tiny", "smollm2"):
         hp = recipes.attack_settings(preset)
         lr = recipes.STUDY_SETTINGS["baselines"][preset]["lr"]
         assert hp["relearn_lr"] == hp["persistence_lr"] == lr
     assert recipes.attack_settings("smollm2")["relearn_lr"] == 1e-4
     assert recipes.attack_settings("smollm2", {"relearn_lr": 5e-4})["relearn_lr"] == 5e-4
+
+
+def test_forget05_attacks_a_fixed_spread_subset_and_forget01_keeps_its_settings():
+    """Notebook 08 on forget05 reads every 5th forget row (40 rows, 4 per author) and as many holdout
+    rows; the forget01 presets' settings carry no such key, so their cached attacks still match."""
+    hp = recipes.attack_settings("smollm2-forget05")
+    sd = models.study_data("smollm2-forget05")
+    rows = robustness.attacked_forget_rows(sd, hp)
+    assert hp["forget_every"] == 5 and len(sd.eval_sets["forget"]) == 200 and len(rows) == 40
+    assert rows == sd.eval_sets["forget"][::5]
+    per_author = [sum(r["question"] == q["question"] for r in rows for q in sd.eval_sets["forget"][20 * a:20 * a + 20])
+                  for a in range(10)]
+    assert per_author == [4] * 10
+    assert len(robustness.holdout_for(sd, None, hp)) == 40
+    for preset in ("tiny", "smollm2"):
+        assert "forget_every" not in recipes.attack_settings(preset)
+    with pytest.raises(TypeError, match="unknown robustness hyperparameters"):
+        robustness.attack_all(None, None, sd, forget_each=5)

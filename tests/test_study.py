@@ -516,7 +516,7 @@ def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_r
         return {"timings": {"total_s": 0.0}, "hparams": store.to_jsonable(recipes.attack_settings("smoke"))}
 
     monkeypatch.setattr(robustness, "attack_all", attack_all)
-    monkeypatch.setattr(robustness, "holdout_for", lambda sd, data_dir=None: [])
+    monkeypatch.setattr(robustness, "holdout_for", lambda sd, data_dir=None, hparams=None: [])
     shutil.rmtree(study.unlearned_path("smoke", "ga"))
     out = recipes.attack_runs("smoke", ["ga"])
     assert "ga" not in out and "no saved unlearned model" in out["_skipped"]["ga"] and not attacked
@@ -580,7 +580,7 @@ def test_attacks_of_other_runs_survive_a_forced_subset_and_a_second_process(ga_r
                 "pid": __import__("os").getpid(), "when": time.time()}
 
     monkeypatch.setattr(robustness, "attack_all", attack_all)
-    monkeypatch.setattr(robustness, "holdout_for", lambda sd, data_dir=None: [])
+    monkeypatch.setattr(robustness, "holdout_for", lambda sd, data_dir=None, hparams=None: [])
     store.save_record("smoke", "full", {"run": "full", "method": "subject model", "metrics": {}})
     first = recipes.attack_runs("smoke", ["full", "ga"])
     out = recipes.attack_runs("smoke", ["ga"], force=True)

@@ -106,3 +106,38 @@ def test_answer_lines_say_when_ike_utility_had_the_answers_in_its_prompts():
     assert "own answer at the end of its prompt" in ike
     assert not any("own answer at the end" in line for line in lines if not line.startswith("* **IKE**"))
     assert not summary.answers_in_prompt({"stats": {"prompt_format": "question_only"}})
+
+
+def test_every_editors_edit_metrics_read_in_one_shape():
+    """edit_records.metric_groups gives ROME's flat and grouped records, WISE's groups and IKE's
+    pre/post the same shape; ROME's gate reads the prompts the edits were made with, the summary the
+    evaluator's where they differ."""
+    from unedit_lib import edit_records, gates
+
+    flat = {"edit_metrics": {"pre_rewrite_acc_mean": 0.1, "rewrite_acc_mean": 0.9, "n_edits": 3}}
+    grouped = {"edit_metrics": {"edit prompt": {"pre_rewrite_acc_mean": 0.1, "rewrite_acc_mean": 0.9},
+                                "evaluator prompt": {"pre_rewrite_acc_mean": 0.0, "rewrite_acc_mean": 0.3}}}
+    wise_rec = {"stats": {"edit_metrics": grouped["edit_metrics"]}}
+    ike_rec = {"stats": {"edit_metrics": {"pre": {"rewrite_acc": 0.2}, "post": {"rewrite_acc": 0.7, "locality": 1.0},
+                                          "per_request": {"rewrite_acc": [0.6, 0.8]}}}}
+    groups = edit_records.metric_groups
+    assert groups(flat) == {"edit prompt": flat["edit_metrics"]}
+    assert set(groups(grouped)) == set(groups(wise_rec)) == {"edit prompt", "evaluator prompt"}
+    assert groups(ike_rec)["edit prompt"]["rewrite_acc_mean"] == 0.7 and groups(ike_rec)["edit prompt"]["n_edits"] == 2
+    assert groups({"metrics": {}}) == {}
+    assert gates.rome_gates("rome-dummy", grouped)[0]["value"] == 0.9          # the edit prompts
+    assert summary.rewrite_accuracy(grouped) == 0.3 and summary.pre_rewrite_accuracy(grouped) == 0.0   # the evaluator's
+    assert summary.rewrite_accuracy(flat) == 0.9 and summary.pre_rewrite_accuracy(ike_rec) == 0.2
+
+
+def test_subject_model_targets_hold_forget05_to_its_own_forget_quality_bound():
+    from unedit_lib import gates
+
+    def rec(preset, fq, rouge, mu):
+        return {"preset": preset, "forget_quality": fq, "model_utility": mu, "metrics": {"forget": {"rouge": rouge}}}
+
+    for preset, holds in (("smollm2", True), ("smollm2-forget05", False)):
+        rows = gates.subject_model_targets(rec(preset, 1e-3, 0.9, 0.4), rec(preset, 1.0, 0.3, 0.41))
+        fq = next(r for r in rows if r["target"].startswith("forget quality"))
+        assert fq["holds"] is holds and all(r["holds"] for r in rows if r is not fq)
+    assert gates.subject_model_targets(rec("smollm2-forget05", 1e-5, 0.9, 0.4), rec("x", 1.0, 0.3, 0.4))[2]["holds"]

@@ -126,3 +126,4 @@ def with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_out
         return model
 
     return apply
+

@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 import operator
 
+from .edit_records import EDIT_PROMPT, metric_groups as edit_metric_groups
+
 EDITS_TAKE_MIN = 0.8      # mean rewrite accuracy after the edits (the paper's ROME-dummy: 0.985)
 IKE_FOLLOW_MIN = 0.5      # in-context follow rate: more than half the probe questions (notebook 04)
 ROUTE_FORGET_MIN = 0.8    # share of forget prompts routed to the side memory
@@ -85,7 +87,7 @@ def record_in_context_probe(preset: str, probe: dict, run: str = "full") -> None
 
 
 def rome_gates(run: str, rec: dict) -> list[dict]:
-    em = rec.get("edit_metrics") or {}
+    em = edit_metric_groups(rec).get(EDIT_PROMPT, {})        # the prompts the edits were made with
     pre = _number(em.get("pre_rewrite_acc_mean"))
     n = em.get("n_edits") or rec.get("n_edits")
     return [_gate(run, "edits take (rewrite acc. after all edits)", em.get("rewrite_acc_mean"), ">=", EDITS_TAKE_MIN,
@@ -188,10 +190,16 @@ SUBJECT_TARGETS = dict(full_forget_rouge=0.8, forget_rouge_gap=0.4, max_forget_q
                        max_utility_gap=0.05, max_general_rouge_drop=0.1)
 
 
-def subject_model_targets(full: dict, retain: dict, base: dict | None = None, targets: dict = SUBJECT_TARGETS) -> list[dict]:
+# a preset's own targets where they differ: forget05's 200 rows let the KS test reach far below forget01's
+# 40 (the smallest FQ of 40 rows against 40 is 2/C(80, 40), of 200 rows 2/C(400, 200))
+SUBJECT_TARGETS_BY_PRESET = {"smollm2-forget05": dict(max_forget_quality=1e-4)}
+
+
+def subject_model_targets(full: dict, retain: dict, base: dict | None = None, targets: dict | None = None) -> list[dict]:
     """Rows {target, value, limit, holds} from the evaluation summaries (records) of the full,
-    retain and (for a fine-tuned preset) pretrained base model."""
-    t = targets
+    retain and (for a fine-tuned preset) pretrained base model; `targets` default: SUBJECT_TARGETS with
+    the records' preset's SUBJECT_TARGETS_BY_PRESET."""
+    t = targets or {**SUBJECT_TARGETS, **SUBJECT_TARGETS_BY_PRESET.get(full.get("preset"), {})}
     f_rouge, r_rouge = full["metrics"]["forget"]["rouge"], retain["metrics"]["forget"]["rouge"]
     gap_mu = abs(full["model_utility"] - retain["model_utility"])
     rows = [

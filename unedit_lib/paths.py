@@ -25,7 +25,7 @@ OUTPUT_KINDS = ("artifacts", "results", "figures", "runs")
 HEADLINE_PRESET = "smollm2"
 # A preset whose study is under way: `make readme` shows its runs and premises so far in the README's
 # `progress` block (scripts/write_readme_results.py); None when no study is in progress.
-IN_PROGRESS_PRESET = None
+IN_PROGRESS_PRESET = "smollm2-forget05"
 
 
 def output_dir(kind: str) -> Path:

@@ -18,6 +18,8 @@ import time
 from . import baselines, data, gates, ike, models, paths, prompts, report, rome, store, study, trace_records, wise
 from . import edit_metrics as em
 from .guards import ModelCollapsed
+from .study_settings import (ATTACK_SETTINGS, ROME_ABLATION_TARGETS, STUDY_ABLATIONS, STUDY_SETTINGS, WISE_ABLATIONS,
+                             runs_ablations)
 from .wise import scaled_freqs, wise_locality_texts  # noqa: F401  (notebook 05's names)
 from .rome_grid import REWRITE_GATE, V_LR_GRID, smallest_v_lr_passing_gate  # noqa: F401  (notebook 03's names)
 
@@ -25,61 +27,6 @@ EDITORS = ("rome", "rrome", "ike", "wise")
 METHODS = EDITORS + baselines.METHODS
 METHOD_NAMES = {"rome": "ROME", "rrome": "R-ROME", "ike": "IKE", "wise": "WISE"}
 
-# The study's own choices, per method and preset, on top of each method's defaults. Everything
-# not listed is the method's default (the paper's, via EasyEdit / TOFU).
-STUDY_SETTINGS = {
-    "rome": {
-        # The reproduction runs rome.RomeHParams' defaults, the paper's (C = I, v_lr 0.1 from its fork,
-        # 21 context templates). Where its edits do not take on our model, `rome_reproduction` also runs
-        # the smallest v_lr of V_LR_GRID with which they do (named `+v_lr=...`), and our own settings
-        # run beside them as the named ablation STUDY_ABLATIONS["rome"]. smoke (CI only, no finding
-        # reads it) edits 3 facts with 8 steps and 6 templates to stay cheap.
-        "all": dict(n_edits=None, n_locality=40, fallback_layer=None, edit_template=None),
-        "smoke": dict(context_template_length_params=((5, 5),), n_edits=3, v_num_grad_steps=8, n_locality=6,
-                      ablation="templates-6"),
-        # the paper's requests: the raw question, as EasyEdit builds them (the chat template comes in only
-        # at evaluation); the forget01 presets edit the chat-templated question, a difference they state
-        "smollm2-forget05": dict(edit_template="raw"),
-    },
-    "ike": {
-        "all": dict(truncate=True, n_locality=20, sentence_model=ike.DEFAULT_SENTENCE_MODEL),
-        # the paper's 40 requests: forget10's last 10% = forget01's rows, the pool the rest of the split;
-        # forget05's last 20% are the same 40 rows (tests/test_ike.py checks it)
-        "smollm2-forget05": dict(pool_fraction=0.8),
-    },
-    "baselines": {
-        # Only the learning rate departs from TOFU's defaults (baselines.BaselineHParams: 10 epochs, wd
-        # 0.01, warmup 1 epoch, effective batch 32 = 8 x 4, β 0.1, α=γ=1) for our subject models:
-        # TOFU unlearns with the lr it fine-tuned with (1e-5, tofu.md §4), but the `tiny` subject
-        # models were trained from scratch with lr ~5e-3 (models.Preset.lr), so 1e-5 would barely
-        # move them in 20 optimizer steps (forget01: 40 rows / 32 per step = 2 steps per epoch).
-        # 1e-3 (a fifth of the training lr) on `tiny`; `smoke` trains fewer epochs to stay cheap.
-        "smoke": dict(lr=1e-3, epochs=3),
-        "tiny": dict(lr=1e-3),
-        "smollm2": dict(lr=1e-4),   # the lr its subject models were fine-tuned with (TOFU's rule)
-        "smollm2-forget05": dict(lr=1e-4),
-        "paper": dict(lr=1e-5),   # TOFU's own setting for its Llama-2-7b models
-    },
-    "wise": {
-        # save_freq / merge_freq scaled to the forget-set size (scaled_freqs): the paper's 400
-        # edits < 500 never sharded; n_locality: the paper's 400 margin-loss prompts
-        "all": dict(scale_freqs=True, reference_edits=400, n_locality=400, max_edits=None, edit_template=None),
-        "smoke": dict(n_iter=8, n_templates=3, max_edits=8),
-        "smollm2-forget05": dict(edit_template="raw"),      # the paper's requests (as ROME's above)
-    },
-}
-# Our own settings, each run as a named ablation beside the reproduction (notebook 03 / 05 show
-# what they change from the paper's): for ROME, C from the study's QA texts + EasyEdit's v_lr 0.5
-# + "{}" and 5 prefixes instead of 21 templates.
-STUDY_ABLATIONS = {
-    "rome": {"c-from-text+v_lr-0.5+templates-6": dict(mom2_adjustment=True, v_lr=0.5,
-                                                      context_template_length_params=((5, 5),))},
-}
-# The ROME ablation's targets where not all (smollm2: one whole run is 25-75 min on 2 CPU cores)
-ROME_ABLATION_TARGETS = {"smollm2": ("dummy",)}
-# ... and for WISE, run on one target by notebook 05 (`wise_ablation_runs`): the router decided per
-# row on the prompt, and margins scaled to our model's activation level
-WISE_ABLATIONS = ("per-row-routing", "margins-scaled")
 _ROME_NOT_SETTINGS = ("cov", "mom2_texts", "mom2_cache_dir", "context_templates", "layer", "answer_start")
 _WISE_NOT_SETTINGS = ("template", "verbose")
 
@@ -508,6 +455,9 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
     A call with `overrides` (a user's ablation) runs that variant only: the study's own ablations, whose
     settings the overrides may not change, are neither rerun nor forced by it."""
     grid = tuple(grid or V_LR_GRID)
+    if not runs_ablations(preset):
+        print(f"{models.get_preset(preset).name} runs the paper's settings only: no v_lr grid, no ablation")
+        grid, ablations = (), False
     if ablations and given_overrides(overrides):
         print(f"the study's ROME ablations are not run with other settings ({given_overrides(overrides)})")
         ablations = False
@@ -561,6 +511,9 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
     if given_overrides(overrides):
         print(f"the study's WISE ablations are not run with other settings ({given_overrides(overrides)})")
         seeds = ()
+    elif not runs_ablations(preset):
+        print(f"{models.get_preset(preset).name} runs the paper's settings only: no WISE ablation")
+        seeds = ()
     for seed in seeds:
         for name in names:
             if name == "margins-scaled":     # its pilot is the study's run (cached when notebook 05 made it)
@@ -580,11 +533,13 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
 # --------------------------------------------------------------------------- robustness (notebook 08)
 def attack_settings(preset, hparams: dict | None = None) -> dict:
     """Notebook 08's attack settings: robustness.DEFAULTS with the attacker's fine-tunes at the rate the
-    preset's baselines unlearn with (STUDY_SETTINGS["baselines"]: 1e-3 tiny, 1e-4 smollm2), then `hparams`."""
+    preset's baselines unlearn with (STUDY_SETTINGS["baselines"]: 1e-3 tiny, 1e-4 smollm2), the preset's
+    ATTACK_SETTINGS, then `hparams`."""
     from . import robustness
     p = models.get_preset(preset)
     lr = STUDY_SETTINGS["baselines"].get(p.name, {}).get("lr", robustness.DEFAULTS["relearn_lr"])
-    return {**robustness.DEFAULTS, "max_new_tokens": p.max_new_tokens, "relearn_lr": lr, "persistence_lr": lr, **(hparams or {})}
+    return {**robustness.DEFAULTS, "max_new_tokens": p.max_new_tokens, "relearn_lr": lr, "persistence_lr": lr,
+            **ATTACK_SETTINGS.get(p.name, {}), **(hparams or {})}
 
 
 def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: dict | None = None,
@@ -601,7 +556,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
     p = models.get_preset(preset)
     sd = models.study_data(p, data_dir)
     hp = attack_settings(p, hparams)
-    holdout = robustness.holdout_for(sd, data_dir)
+    holdout = robustness.holdout_for(sd, data_dir, hp)
 
     def current(run, res):      # attacks of this very record (a deleted record keeps none) and settings
         source = store.record_hash(p.name, run)

@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from . import reference, uncertainty
+from .edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
 from .evaluate import EVAL_SETS, METRICS, flat_metrics
 from .prompts import question_of
 
@@ -163,12 +164,15 @@ def rome_edit_table(records: dict):
 
     rows = []
     for run, rec in records.items():
-        em, col = rec.get("edit_metrics") or {}, rec.get("collapsed")
+        groups, col = metric_groups(rec), rec.get("collapsed")
+        em = groups.get(EDIT_PROMPT, {})
         times = (rec.get("stats") or {}).get("edit_times_s") or []
         rows.append({"run": run, "role": rec.get("role", ""), "gate-selected": rec.get("gate_selected", False),
                      "n edits": rec.get("n_edits"), "v_lr": (rec.get("hparams") or {}).get("v_lr"),
                      "pre rewrite acc": em.get("pre_rewrite_acc_mean"), "rewrite acc": em.get("rewrite_acc_mean"),
                      "rephrase acc": em.get("rephrase_acc_mean"), "locality": em.get("locality_mean"),
+                     **({"rewrite acc, evaluator prompt": groups[EVALUATOR_PROMPT].get("rewrite_acc_mean")}
+                        if EVALUATOR_PROMPT in groups else {}),
                      "edits done": len(times), "median ms / edit": edit_ms(rec),
                      "collapsed at edit": col.get("step") if isinstance(col, dict) else None,
                      "collapse reason": col.get("reason") if isinstance(col, dict) else None})

@@ -76,6 +76,11 @@ DEFAULTS = dict(
     max_new_tokens=None,     # generation length; None: the preset's max_new_tokens, as the evaluator
     seed=0,
 )
+# Settings a preset may add (study_settings.ATTACK_SETTINGS); absent, an attack reads as before they existed
+OPTIONAL = dict(
+    forget_every=None,       # attack every k-th forget row only (rows 0, k, 2k, ...: spread over the
+                             # authors), so the attacks' cost stays bounded on a large forget set
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -297,14 +302,14 @@ def attack_all(model, tok, study, *, template="qa", holdout_rows=None, data_dir=
     """Every attack on one model; `study` = models.study_data(...); `prompter`: IKE's prompts
     (recipes.load_unlearned gives them). Returns a JSON-able dict."""
     hp = {**DEFAULTS, **hparams}
-    unknown = set(hparams) - set(DEFAULTS)
+    unknown = set(hparams) - set(DEFAULTS) - set(OPTIONAL)
     if unknown:
-        raise TypeError(f"unknown robustness hyperparameters {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
-    forget = study.eval_sets["forget"]
+        raise TypeError(f"unknown robustness hyperparameters {sorted(unknown)}; valid: {sorted(DEFAULTS | OPTIONAL)}")
+    forget = attacked_forget_rows(study, hp)
     retain_eval = study.eval_sets["retain"]
     retain_rows = study.retain_rows
     if holdout_rows is None:
-        holdout_rows = holdout_for(study, data_dir)
+        holdout_rows = holdout_for(study, data_dir, hp)
     if hp["max_new_tokens"] is None:
         hp["max_new_tokens"] = study.preset.max_new_tokens
     kw = {"max_new_tokens": hp["max_new_tokens"], "prompter": prompter}
@@ -335,12 +340,19 @@ def attack_all(model, tok, study, *, template="qa", holdout_rows=None, data_dir=
     return store.to_jsonable(out)
 
 
-def holdout_for(study, data_dir=None):
+def attacked_forget_rows(study, hparams: dict | None = None) -> list[dict]:
+    """The forget rows the attacks read: every evaluated one, or every `forget_every`-th (OPTIONAL)."""
+    every = (hparams or {}).get("forget_every")
+    rows = list(study.eval_sets["forget"])
+    return rows[::every] if every else rows
+
+
+def holdout_for(study, data_dir=None, hparams: dict | None = None):
     """TOFU holdout rows for membership inference: the holdout split that matches the forget
-    split (holdout05 for forget05), its first rows, as many as the forget rows evaluated."""
+    split (holdout05 for forget05), its first rows, as many as the forget rows attacked."""
     split = study.preset.forget_split.replace("forget", "holdout")
     rows = data.load_tofu(split, data_dir)
-    return rows[:len(study.eval_sets["forget"])]
+    return rows[:len(attacked_forget_rows(study, hparams))]
 
 
 # --------------------------------------------------------------------------- results

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from . import reference
+from .edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
 from .report import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
 
 FAMILIES = (("ROME", ("ROME", "R-ROME")), ("IKE", ("IKE",)), ("WISE", ("WISE",)))
@@ -20,31 +21,21 @@ TARGET_ORDER = ("dummy", "incorrect", "avoidant")
 
 
 def rewrite_accuracy(rec: dict) -> float | None:
-    """Post-edit rewrite accuracy of a run record, whichever editor wrote it (ROME: the record's
-    `edit_metrics`; IKE: `stats.edit_metrics.post`; WISE: `stats.edit_metrics`, on the
-    evaluator's prompt when edit and evaluation prompts differ). None when not recorded."""
-    em = rec.get("edit_metrics") or (rec.get("stats") or {}).get("edit_metrics") or {}
-    if "rewrite_acc_mean" in em:
-        return em["rewrite_acc_mean"]
-    if isinstance(em.get("post"), dict) and em["post"].get("rewrite_acc") is not None:
-        return em["post"]["rewrite_acc"]
-    for key in ("evaluator prompt", "edit prompt"):
-        if isinstance(em.get(key), dict) and em[key].get("rewrite_acc_mean") is not None:
-            return em[key]["rewrite_acc_mean"]
+    """Post-edit rewrite accuracy of a run record, whichever editor wrote it (edit_metrics.metric_groups),
+    on the evaluator's prompt when edit and evaluation prompts differ. None when not recorded."""
+    groups = metric_groups(rec)
+    for key in (EVALUATOR_PROMPT, EDIT_PROMPT):
+        if groups.get(key, {}).get("rewrite_acc_mean") is not None:
+            return groups[key]["rewrite_acc_mean"]
     return None
 
 
 def pre_rewrite_accuracy(rec: dict) -> float | None:
-    """The same accuracy before editing, where the editor recorded it (ROME, IKE; WISE records that
-    hold it, on the same prompts as `rewrite_accuracy`), else None."""
-    em = rec.get("edit_metrics") or (rec.get("stats") or {}).get("edit_metrics") or {}
-    if "pre_rewrite_acc_mean" in em:
-        return em["pre_rewrite_acc_mean"]
-    if isinstance(em.get("pre"), dict):
-        return em["pre"].get("rewrite_acc")
-    for key in ("evaluator prompt", "edit prompt"):
-        if isinstance(em.get(key), dict) and "rewrite_acc_mean" in em[key]:
-            return em[key].get("pre_rewrite_acc_mean")
+    """The same accuracy before editing, on the same prompts as `rewrite_accuracy`, where recorded."""
+    groups = metric_groups(rec)
+    for key in (EVALUATOR_PROMPT, EDIT_PROMPT):
+        if groups.get(key, {}).get("rewrite_acc_mean") is not None:
+            return groups[key].get("pre_rewrite_acc_mean")
     return None
 
 
