@@ -2,13 +2,15 @@
 ("easyedit", the paper's and the default), and real tokens only ("real-tokens"), in the edit loop's
 batch and threshold record and at routing time; the committed presets' setting and its migration.
 benchmarks/wise_vs_easyedit.py runs EasyEdit's own code beside ours."""
+import importlib.util
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
 
-from unedit_lib import recipes, wise
+from unedit_lib import recipes, study, wise
 from unedit_lib.architecture import tiny_model
 from unedit_lib.prompts import IGNORE_INDEX
 from unedit_lib.tokenizer import train_tokenizer
@@ -132,3 +134,39 @@ def test_side_memory_saved_before_the_setting_scored_real_tokens(tok, tmp_path):
     (tmp_path / "side_memory.json").write_text(json.dumps(state))
     old = wise.get_side_memory(wise.load_side_memory(tiny_model("llama", vocab_size=len(tok)), tmp_path))
     assert old.hparams.activation_score == "real-tokens"
+
+
+def _migration():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "add_wise_activation_score.py"
+    spec = importlib.util.spec_from_file_location("add_wise_activation_score", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_migration_names_the_setting_and_keeps_the_key_the_study_computes(tmp_path, monkeypatch):
+    from unedit_lib import paths, robustness, store
+
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
+    hp = recipes.settings("smoke", "wise")
+    old_hp = {k: v for k, v in store.to_jsonable(hp).items() if k != "activation_score"}
+    wise_hp = wise.WiseHParams(**{**wise.ablation_overrides("real-token-scores"), "ablation": None}).record()
+    stats_hp = {k: v for k, v in store.to_jsonable(wise_hp).items() if k != "activation_score"}
+    stats_hp["deviations_from_paper"] = {}
+    rec = {"run": "wise-dummy", "method": "WISE", "metrics": {}, "stats": {"hparams": stats_hp, "threshold": 1.0},
+           "hparams": old_hp, "hp_key": study.hp_key(old_hp), "ablation": {}}
+    other = {"run": "gd", "method": "gd", "metrics": {}, "hparams": {"lr": 1e-3}, "hp_key": study.hp_key({"lr": 1e-3})}
+    store.save_record("smoke", "wise-dummy", rec)
+    store.save_record("smoke", "gd", other)
+    gd_bytes = paths.record_path("smoke", "gd").read_bytes()
+    robustness.save_summary("smoke", {"wise-dummy": {"source": store.record_hash("smoke", "wise-dummy")}})
+    mig = _migration()
+    assert mig.migrate("smoke", dry_run=True) == ["wise-dummy"]
+    assert mig.migrate("smoke") == ["wise-dummy"] and mig.migrate("smoke") == []          # once
+    new = store.load_record("smoke", "wise-dummy")
+    assert new["hparams"] == store.to_jsonable(hp) and list(new["hparams"]) == list(store.to_jsonable(hp))
+    assert new["hp_key"] == study.hp_key(hp) != rec["hp_key"]
+    assert new["stats"]["hparams"] == json.loads(json.dumps(wise_hp))                      # as a run made now
+    assert new["stats"]["threshold"] == 1.0 and new["ablation"] == {}
+    assert paths.record_path("smoke", "gd").read_bytes() == gd_bytes
+    assert robustness.load_summary("smoke")["wise-dummy"]["source"] == store.record_hash("smoke", "wise-dummy")
