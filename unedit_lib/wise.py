@@ -11,7 +11,8 @@ Three files, each read top to bottom:
   and loading.
 * this file: the editing loop. `edit()` trains the side memory for each request in turn
   (§4.2 batch, §4.3 losses with the margins), then does the sharding / merging bookkeeping
-  (§4.4); `apply` is the methods' common entry point. The names of the other two files are
+  (§4.4); `apply` is the methods' common entry point; `route_watch` counts the routes an
+  evaluation takes (wise_memory.logging_routes). The names of the other two files are
   re-exported here (`wise.WiseHParams`, `wise.install`, `wise.get_side_memory`, ...).
 
 Deviations from EasyEdit (each one deliberate):
@@ -70,9 +71,10 @@ from .guards import ModelCollapsed, check_health
 from .prompts import IGNORE_INDEX, encode_prompt, get_template, pad_batch, pad_id
 from .wise_hparams import (ABLATIONS, ACTIVATION_SCORES, PAPER_FIELDS, ROUTINGS, WiseHParams,  # noqa: F401
                            ablation_overrides, default_layer, scaled_margin_overrides)
-from .wise_memory import (SideMemoryLayer, activation_score, get_side_memory, install,  # noqa: F401
-                          load_side_memory, main_memory_only, remove, routing_decisions, routing_report,
-                          routing_scores, routing_threshold, save_side_memory, ties_merge, token_distances)
+from .wise_memory import (RouteCounts, SideMemoryLayer, activation_score, get_side_memory, install,  # noqa: F401
+                          load_side_memory, logging_routes, main_memory_only, remove, routing_decisions,
+                          routing_report, routing_scores, routing_threshold, save_side_memory, ties_merge,
+                          token_distances)
 
 # --------------------------------------------------------------------------- training batch (§4.2)
 
@@ -388,6 +390,26 @@ def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, locality
     if adapter is not None:
         adapter.reset_route()
     return model, stats
+
+
+def route_watch(model, into: dict):
+    """A `watch` for evaluate.evaluate_model (None when no side memory is installed): each pass of
+    the evaluation, `watch(set_name, kind)` ("loss": the teacher-forced answer losses, "generate":
+    greedy generation), is counted by `logging_routes` and its `RouteCounts.summary()` written to
+    into[set_name][kind] when the pass ends (a pass met again adds to its counts)."""
+    if get_side_memory(model) is None:
+        return None
+    counters: dict = {}
+
+    @contextlib.contextmanager
+    def watch(set_name: str, kind: str):
+        counts = counters.setdefault((set_name, kind), RouteCounts())
+        try:
+            with logging_routes(model, counts):
+                yield
+        finally:
+            into.setdefault(set_name, {})[kind] = counts.summary()
+    return watch
 
 
 # --------------------------------------------------------------------------- the study's inputs (paper.md §2.3)

@@ -16,7 +16,8 @@ saving / loading it (Wang et al. 2024, arXiv 2405.14768; EasyEdit `easyeditor/mo
    token on its own). Ablation `routing="per_row"`: per row, decided once on the prompt and
    kept for the KV-cached continuation.
 4. `install` / `remove` / `get_side_memory` / `main_memory_only`, the routing read-outs
-   (`routing_threshold`, `routing_scores`, `routing_decisions`, `routing_report`).
+   (`routing_threshold`, `routing_scores`, `routing_decisions`, `routing_report`), and the routes
+   forwards take, counted (`logging_routes`, `RouteCounts`; wise.route_watch for an evaluation).
 5. `save_side_memory` / `load_side_memory`: the side memory alone, the main memory being the
    base model's own weights.
 """
@@ -169,7 +170,8 @@ class SideMemoryLayer(nn.Module):
     `routing="per_row"` (ablation): the rule per row, decided on a forward with no cached positions
     (a prompt, or any cache-free forward) and kept for the following KV-cached forwards of the
     same batch size, so a generated continuation uses the memory its prompt chose.
-    Set `decisions = []` to log every routing decision (n_tokens, past, per-row scores, route).
+    Set `decisions = []` to log every routing decision (n_tokens, past, per-row scores, route);
+    `logging_routes(model)` counts the route of every routed forward instead (kept routes too).
     While `editing`, each forward keeps `edit_outputs` (main output, side output, attention mask)
     and `edit_input` (the projection's input) for the editor's losses (wise.py).
     """
@@ -198,6 +200,7 @@ class SideMemoryLayer(nn.Module):
         self._route: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None      # (B, 1 + n_memories) of the last decision
         self.decisions: list | None = None                # set to [] to log each routing decision
+        self._listeners: list = []                        # RouteCounts of `logging_routes`, called per forward
         self.edit_outputs = None                          # (main, side, mask) of the last editing forward
         self.edit_input = None                            # the projection's input in that forward
 
@@ -312,6 +315,8 @@ class SideMemoryLayer(nn.Module):
             if self.decisions is not None:
                 self.decisions.append({"n_tokens": x.shape[1], "past": past, "scores": self.last_scores,
                                        "route": route.detach().cpu()})
+        for listen in self._listeners:
+            listen(past, route, None if outs is None else self.last_scores)
         if bool((route < 0).all()):
             return main
         out = main
@@ -423,6 +428,58 @@ def main_memory_only(model):
         yield model
     finally:
         adapter.force_main = old
+
+
+class RouteCounts:
+    """The routes forwards took while it listened (`logging_routes`), as counts: forward calls,
+    prompt rows (rows of forwards with no cached positions: a generation's prompt, a scoring
+    pass's prompt + answer) and generated-token rows (rows of forwards with cached positions, rows
+    that have already ended included: generate still runs them), each with how many went to a side
+    memory (any route but main; a call counts when one of its rows did); and the current side
+    memory's score per row (mean, max) where a decision was made. A few numbers, however long it listens."""
+
+    KEYS = ("calls", "calls_routed", "prompt_rows", "prompt_rows_routed", "token_rows", "token_rows_routed")
+
+    def __init__(self):
+        self.n = dict.fromkeys(self.KEYS, 0)
+        self.score = {k: [0.0, 0, -math.inf] for k in ("prompt", "token")}      # sum, rows, max
+
+    def __call__(self, past: int, route: torch.Tensor, scores: torch.Tensor | None) -> None:
+        kind, routed = ("token" if past > 0 else "prompt"), int((route >= 0).sum())
+        self.n["calls"] += 1
+        self.n["calls_routed"] += routed > 0
+        self.n[f"{kind}_rows"] += route.numel()
+        self.n[f"{kind}_rows_routed"] += routed
+        if scores is not None:
+            s, acc = scores[:, 0].double(), self.score[kind]
+            acc[0], acc[1], acc[2] = acc[0] + float(s.sum()), acc[1] + s.numel(), max(acc[2], float(s.max()))
+
+    def summary(self) -> dict:
+        """The counts, the shares routed to a side memory (None where nothing was counted) and the scores."""
+        out = dict(self.n)
+        for kind, total in (("call", "calls"), ("prompt", "prompt_rows"), ("token", "token_rows")):
+            routed = "calls_routed" if kind == "call" else f"{total}_routed"
+            out[f"{kind}_share"] = self.n[routed] / self.n[total] if self.n[total] else None
+        for kind, (total, rows, mx) in self.score.items():
+            out[f"{kind}_score_mean"], out[f"{kind}_score_max"] = (total / rows, mx) if rows else (None, None)
+        return out
+
+
+@contextlib.contextmanager
+def logging_routes(model, counts: RouteCounts | None = None):
+    """Inside the block, the route of every routed forward of `model` is counted into `counts` (a
+    new RouteCounts unless given: counts accumulate across blocks), yielded; None and nothing
+    counted when no side memory is installed."""
+    adapter = get_side_memory(model)
+    if adapter is None:
+        yield None
+        return
+    counts = RouteCounts() if counts is None else counts
+    adapter._listeners.append(counts)
+    try:
+        yield counts
+    finally:
+        adapter._listeners.remove(counts)
 
 
 def routing_threshold(model, memory: int | None = None) -> float:
