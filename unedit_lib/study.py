@@ -400,7 +400,7 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     saves the unlearned model (see save_unlearned). `watch_eval(model, stats)` (optional), called
     once `apply` has returned, gives the evaluation's `watch(set_name, kind)` (a context manager
     around each pass: evaluate.evaluate_set) or None; it may write into `stats` (WISE: the routes
-    the evaluation took, recipes._wise). A cached record under this name made with
+    the evaluation took: recipes.wise_eval_routes). A cached record under this name made with
     other named settings or from other data raises RunClash unless `force`; with `force` (or a
     stale record) the old result stays as it is until the new one is computed and committed.
     """
