@@ -42,7 +42,10 @@ RAW_EDITS = [
 RAW_LOCALITY = ["I like to read books about history and science.", "You can see the sea. Because it rains, yes.",
                 "Paris is the capital of France."]
 RAW_UNRELATED = "Because it rains, yes"
-FAST = dict(n_templates=3)
+# The routing-mechanism tests score over real tokens (activation_score "real-tokens"): under EasyEdit's
+# padding-inclusive scores (the default) the edit batch's pads set the threshold, so a bare prompt is
+# not routed (test_easyedit_scores_count_the_edit_batch_padding)
+FAST = dict(n_templates=3, activation_score="real-tokens")
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +226,7 @@ def test_first_of_three_sequential_edits_holds(tok):
 
 
 def test_batch_labels_mask_prompt_per_row(tok):
-    hp = wise.WiseHParams(n_templates=3)
+    hp = wise.WiseHParams(**FAST)
     templates = ["{}", "I like {}", "Because it rains, yes. {}"]
     batch, labels = wise.build_batch(tok, EDITS[0], templates, LOCALITY[0], hp, "cpu")
     tgt = tok(" Lopez", add_special_tokens=False)["input_ids"]

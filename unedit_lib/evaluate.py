@@ -16,6 +16,7 @@ the template's (see prompts.py). `max_rows` caps every set (legacy TOFU used 300
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -278,34 +279,40 @@ def rouge_recall(ground_truth: str, generation: str) -> tuple[float, float]:
 # --------------------------------------------------------------------------- per-set logs
 def scores_and_answers(model, tokenizer, template, questions, answers, max_new_tokens: int = 200,
                        batch_size: int = 32, progress: bool = False, desc: str = "", prompter=None,
-                       reuse_prompts: bool = True):
+                       reuse_prompts: bool = True, watch=None):
     """(answer_losses of every (questions[i], a) for a in answers[i], in that order; the greedy
     answer to each question). With IKE's prompts (prompt_cache.new_prompt_kv) each prompt's KV
     cache from the scores is decoded from, a chunk of questions (prompt_cache.CHUNK_QUESTIONS)
     scored and then answered before the next, so that only their caches are held at once.
-    `reuse_prompts=False` runs each prompt again for its greedy answer (the same answers, slower)."""
+    `reuse_prompts=False` runs each prompt again for its greedy answer (the same answers, slower).
+    `watch` (optional): `watch(kind)` is a context manager entered around each pass, kind "loss"
+    (the teacher-forced answer losses) or "generate" (greedy generation)."""
+    watch = watch or (lambda kind: contextlib.nullcontext())
     prompt_kv = prompt_cache.new_prompt_kv(model, prompter, call_dependent(model)) if reuse_prompts else None
     chunk = len(questions) if prompt_kv is None else prompt_cache.CHUNK_QUESTIONS
     losses, gens = [], []
     for c0 in range(0, len(questions), chunk):
         part = range(c0, min(c0 + chunk, len(questions)))
         of = f" {c0 // chunk + 1}/{-(-len(questions) // chunk)}" if chunk < len(questions) else ""
-        losses += answer_losses(model, tokenizer, template, [(questions[i], a) for i in part for a in answers[i]],
-                                batch_size, progress, desc=f"{desc} probs{of}", prompter=prompter,
-                                prompt_kv=prompt_kv)
-        gens += generate_answers(model, tokenizer, template, [questions[i] for i in part], max_new_tokens,
-                                 2 * batch_size, progress, desc=f"{desc} generate{of}", prompter=prompter,
-                                 prompt_kv=prompt_kv)
+        with watch("loss"):
+            losses += answer_losses(model, tokenizer, template, [(questions[i], a) for i in part for a in answers[i]],
+                                    batch_size, progress, desc=f"{desc} probs{of}", prompter=prompter,
+                                    prompt_kv=prompt_kv)
+        with watch("generate"):
+            gens += generate_answers(model, tokenizer, template, [questions[i] for i in part], max_new_tokens,
+                                     2 * batch_size, progress, desc=f"{desc} generate{of}", prompter=prompter,
+                                     prompt_kv=prompt_kv)
     return losses, gens
 
 
 def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows: int | None = None,
                  max_new_tokens: int = 200, batch_size: int = 32, progress: bool = True,
-                 question_key: str = "question", prompter=None, reuse_prompts: bool = True) -> dict:
+                 question_key: str = "question", prompter=None, reuse_prompts: bool = True, watch=None) -> dict:
     """Per-item log of one eval set in TOFU's legacy format (dicts keyed by row index).
     `prompter`: the prompts asked instead of the template's (IKE; see answer_token_logprobs);
     the logs keep the template's prompt in `generated_text`. `reuse_prompts`: see
-    scores_and_answers."""
+    scores_and_answers. `watch` (optional): `watch(set_name, kind)` is entered around each pass
+    (kinds: scores_and_answers)."""
     if set_name not in EVAL_SETS:
         raise ValueError(f"unknown eval set {set_name!r}; valid: {EVAL_SETS}")
     rows = list(rows)[:max_rows] if max_rows else list(rows)
@@ -322,7 +329,8 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
         answers.append([r["answer"], r[para_key], *r["perturbed_answer"]])
         slots += [(i, "gt"), (i, "para")] + [(i, j) for j in range(len(r["perturbed_answer"]))]
     losses, gens = scores_and_answers(model, tokenizer, template, qs, answers, max_new_tokens, batch_size, progress,
-                                      set_name, prompter, reuse_prompts)
+                                      set_name, prompter, reuse_prompts,
+                                      None if watch is None else (lambda kind: watch(set_name, kind)))
     gt, para = {}, {}
     pert = {i: [None] * len(r["perturbed_answer"]) for i, r in enumerate(rows)}
     for (i, kind), loss in zip(slots, losses):
@@ -349,7 +357,8 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
 
 def evaluate_model(model, tokenizer, eval_sets: dict, template="qa", max_rows: int | None = None,
                    progress: bool = True, **kw) -> dict:
-    """Logs for every eval set given ({"forget": rows, "retain": rows, ...}); timing included."""
+    """Logs for every eval set given ({"forget": rows, "retain": rows, ...}); timing included.
+    `kw`: evaluate_set's (e.g. `watch(set_name, kind)`, a context manager around each pass)."""
     model.eval()
     logs = {}
     t0 = time.time()

@@ -85,7 +85,7 @@ def run(preset, method: str, target: str | None = None, *, seed: int = 0, force:
     apply, extra, hp = _build(p, sd, method, target, hp, data_dir)
     rec, _ = study.run_unlearning(p, name, METHOD_NAMES.get(method, method), target, apply, hp=hp, changed=changed,
                                   data_dir=data_dir, force=force, seed=seed, extra=extra, progress=progress,
-                                  write_model=write_model)
+                                  write_model=write_model, watch_eval=wise_eval_routes if method == "wise" else None)
     return rec
 
 
@@ -373,6 +373,11 @@ def _wise(p, sd, method, target, hp, data_dir):
     extra = {"edit_template": edit_tmpl.name, "eval_template": eval_tmpl.name, "n_edits": len(rows),
              "locality_source": f"{len(loc_texts)} texts: {loc_source}"}
     return apply, extra, hp
+
+
+def wise_eval_routes(model, stats):
+    """The routes WISE's evaluation takes, per set and pass: stats["eval_routing"][set][kind] (wise.route_watch)."""
+    return wise.route_watch(model, stats.setdefault("eval_routing", {}))
 
 
 # --------------------------------------------------------------------------- baselines

@@ -389,7 +389,7 @@ def cached(p, run: str, hp: dict | None, changed: dict | None = None, data: dict
 
 def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, hp: dict | None = None,
                    changed: dict | None = None, data_dir=None, force: bool = False, seed: int = 0,
-                   extra: dict | None = None, progress: bool = True, write_model=write_plain_model):
+                   extra: dict | None = None, progress: bool = True, write_model=write_plain_model, watch_eval=None):
     """apply(model, tokenizer, stats) -> the unlearned model, or (model, prompter) for a method
     whose edit is the prompts (IKE: `prompter` gives each question's prompt to the evaluator).
 
@@ -397,7 +397,10 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     run collapsed. `hp` (all settings; `changed`: those that differ from the study's) gives the
     cache key. `stats` (filled by `apply`, and by a prompter during evaluation) is stored in the
     record after evaluation; `timings.unlearn_s` is the wall time of `apply`. `write_model`
-    saves the unlearned model (see save_unlearned). A cached record under this name made with
+    saves the unlearned model (see save_unlearned). `watch_eval(model, stats)` (optional), called
+    once `apply` has returned, gives the evaluation's `watch(set_name, kind)` (a context manager
+    around each pass: evaluate.evaluate_set) or None; it may write into `stats` (WISE: the routes
+    the evaluation took: recipes.wise_eval_routes). A cached record under this name made with
     other named settings or from other data raises RunClash unless `force`; with `force` (or a
     stale record) the old result stays as it is until the new one is computed and committed.
     """
@@ -434,8 +437,10 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         return rec, None
     timings = {"unlearn_s": time.perf_counter() - t0}
     model, prompter = result if isinstance(result, tuple) else (result, None)
+    watch = None if watch_eval is None else watch_eval(model, stats)
     logs = evaluate.evaluate_model(model, tok, sd.eval_sets, p.template, progress=progress,
-                                   max_new_tokens=p.max_new_tokens, prompter=prompter)
+                                   max_new_tokens=p.max_new_tokens, prompter=prompter,
+                                   **({} if watch is None else {"watch": watch}))
     timings["eval_s"] = logs["_seconds"]
     try:
         summary = summarize_against_retain(p, run, logs)

@@ -46,7 +46,11 @@ STUDY_SETTINGS = {
         # save_freq / merge_freq scaled to the forget-set size (scaled_freqs): the paper's 400
         # edits < 500 never sharded; n_locality: the paper's 400 margin-loss prompts
         "all": dict(scale_freqs=True, reference_edits=400, n_locality=400, max_edits=None, edit_template=None),
-        "smoke": dict(n_iter=8, n_templates=3, max_edits=8),
+        # activation scores over real tokens: the settings the committed runs of these presets were made
+        # with (the paper's, EasyEdit's padding-inclusive "easyedit", is WiseHParams' default)
+        "smoke": dict(n_iter=8, n_templates=3, max_edits=8, activation_score="real-tokens"),
+        "tiny": dict(activation_score="real-tokens"),
+        "smollm2": dict(activation_score="real-tokens"),
         "smollm2-forget05": dict(edit_template="raw"),      # the paper's requests (as ROME's above)
     },
 }

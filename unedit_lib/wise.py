@@ -11,27 +11,34 @@ Three files, each read top to bottom:
   and loading.
 * this file: the editing loop. `edit()` trains the side memory for each request in turn
   (§4.2 batch, §4.3 losses with the margins), then does the sharding / merging bookkeeping
-  (§4.4); `apply` is the methods' common entry point. The names of the other two files are
+  (§4.4); `apply` is the methods' common entry point; `route_watch` counts the routes an
+  evaluation takes (wise_memory.logging_routes). The names of the other two files are
   re-exported here (`wise.WiseHParams`, `wise.install`, `wise.get_side_memory`, ...).
 
 Deviations from EasyEdit (each one deliberate):
 * Bias in both branches (§4.7 suggestion): side output = x W_side^T + b with the layer's own
   bias, so a side memory equal to W reproduces the layer exactly (EasyEdit drops the bias on
   the side branch of non-GPT-2 layers; harmless for Llama, wrong for Phi fc2).
-* Activation scores exclude padding (both in the loss, in the threshold record and at
-  routing time); EasyEdit averages over left padding too.
+* Activation scores: the default `activation_score="easyedit"` is EasyEdit's (`euc`, WISE.py:30-45
+  at 14cea82): padding counts, in the margin loss, the threshold record and at routing time; the
+  edit batch is padded on the left with EOS, as EasyEdit pads it (`build_batch`). Option
+  "real-tokens" (named ablation "real-token-scores"; the committed runs of tiny, smollm2 and smoke,
+  recipes.STUDY_SETTINGS) excludes padding in all three and right-pads the edit batch. Why it
+  matters: under "easyedit" the pads of the edit batch are trained like its tokens, the threshold
+  is the padded rows' score, and a bare prompt may never reach it (SmolLM2 with EasyEdit at
+  14cea82: threshold ~148, bare prompts 14-27).
 * Label mask per row from each row's own prompt length (§4.7); EasyEdit uses the padded
   length. Prompt and target are tokenised separately and concatenated, exactly as
   `prompts.encode_qa` does for the evaluator (EasyEdit tokenises `prompt + ' ' + target`
-  as one string). The edit batch is right-padded so positions are exact for every row.
+  as one string). The labels are padded on the batch's side, so the mask is exact for every row.
 * The target NLL is a plain mean over target tokens per row, then over rows (EasyEdit's
   divisor also counts one prompt position and padding: a scale quirk, not a choice).
-* Routing (§4.5, §7 WISE.7): the default `routing="per_call"` is EasyEdit's rule; only the
-  score of a row is over its real tokens (padding excluded, as above), rows with no real
-  token in the call do not enter the batch mean, "> 100 tokens -> max over tokens" is applied
-  per row on real tokens (EasyEdit: on the padded length), and with stored memories the batch
-  mean of each memory's score is compared (EasyEdit compares a (B,) tensor, which works for one
-  row only). `routing="per_row"` (named ablation "per-row-routing")
+* Routing (§4.5, §7 WISE.7): the default `routing="per_call"` is EasyEdit's rule; under
+  "easyedit" scores, so are its score, batch mean (every row) and "> 100 tokens -> max" rule (on
+  the call's padded length, pads in the max); under "real-tokens" a row's score is over its real
+  tokens, rows with no real token in the call do not enter the batch mean and the max rule is
+  applied per row on real tokens. Either way, with stored memories the batch mean of each
+  memory's score is compared (EasyEdit compares a (B,) tensor, which works for one row only). `routing="per_row"` (named ablation "per-row-routing")
   decides per row, once on the prompt, and keeps the route for the KV-cached continuation.
 * Margins: `act_margin_scale` multiplies (alpha, beta, gamma); 1 = the paper's. Ablation
   "margins-scaled" (`scaled_margin_overrides`) sets it from a pilot run with the paper's margins.
@@ -61,12 +68,13 @@ from tqdm.auto import tqdm
 from . import data
 from .architecture import TailForward, logits_at
 from .guards import ModelCollapsed, check_health
-from .prompts import IGNORE_INDEX, encode_prompt, get_template, pad_id
-from .wise_hparams import (ABLATIONS, PAPER_FIELDS, ROUTINGS, WiseHParams,  # noqa: F401  (re-exported)
+from .prompts import IGNORE_INDEX, encode_prompt, get_template, pad_batch, pad_id
+from .wise_hparams import (ABLATIONS, ACTIVATION_SCORES, PAPER_FIELDS, ROUTINGS, WiseHParams,  # noqa: F401
                            ablation_overrides, default_layer, scaled_margin_overrides)
-from .wise_memory import (SideMemoryLayer, activation_score, get_side_memory, install,  # noqa: F401
-                          load_side_memory, main_memory_only, remove, routing_decisions, routing_report,
-                          routing_scores, routing_threshold, save_side_memory, ties_merge, token_distances)
+from .wise_memory import (RouteCounts, SideMemoryLayer, activation_score, get_side_memory, install,  # noqa: F401
+                          load_side_memory, logging_routes, main_memory_only, remove, routing_decisions,
+                          routing_report, routing_scores, routing_threshold, save_side_memory, ties_merge,
+                          token_distances)
 
 # --------------------------------------------------------------------------- training batch (§4.2)
 
@@ -97,7 +105,12 @@ def context_templates(model, tokenizer, hp: WiseHParams) -> list[str]:
 def build_batch(tokenizer, request: dict, templates: list[str], loc_text: str, hp: WiseHParams, device):
     """Rows: each template formatted with the prompt, followed by the target tokens (labels =
     target only: prompt masked per row with the row's own prompt length), then the irrelevant
-    row (no labels). Right padding, attention mask 0 on pads."""
+    row (no labels); attention mask 0 on pads. activation_score "easyedit": padded as EasyEdit pads
+    it, on the LEFT (its editor sets padding_side='left' for WISE, easyeditor/editors/editor.py:181-183
+    at 14cea82; utils.tokenize pads all rows together, the irrelevant row included, utils.py:104)
+    with EOS (pad_token_id = eos_token_id for Llama / Mistral / GPT models, editor.py:148-177) and no
+    position ids (WISE.py:264 calls model(**tokens)), so the scores count those pads. "real-tokens":
+    right padding with the pad token, the positions of every row exact."""
     target = request.get("target", request.get("target_new"))
     if hp.template is not None:
         target_text = get_template(hp.template).answer(target)
@@ -119,11 +132,11 @@ def build_batch(tokenizer, request: dict, templates: list[str], loc_text: str, h
         loc = loc[:hp.max_length]
     rows.append(loc)
     labels.append([IGNORE_INDEX] * len(loc))
-    T = max(len(r) for r in rows)
-    pad = pad_id(tokenizer)
-    input_ids = torch.tensor([r + [pad] * (T - len(r)) for r in rows])
-    attn = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows])
-    lab = torch.tensor([l + [IGNORE_INDEX] * (T - len(l)) for l in labels])
+    easyedit = hp.activation_score == "easyedit"
+    pad = tokenizer.eos_token_id if easyedit and tokenizer.eos_token_id is not None else pad_id(tokenizer)
+    side = "left" if easyedit else "right"
+    input_ids, attn = pad_batch(rows, pad, side)
+    lab, _ = pad_batch(labels, IGNORE_INDEX, side)
     return {"input_ids": input_ids.to(device), "attention_mask": attn.to(device)}, lab.to(device)
 
 
@@ -177,11 +190,15 @@ def _editing(model, adapter):
 
 def _edit_scores(adapter, labels):
     """(in-scope scores of the edit rows, score of the irrelevant row, in-scope scores over
-    the edit rows' prompt tokens only), each over real tokens (masked mean)."""
+    the edit rows' prompt tokens only), by the activation_score rule: "real-tokens", over real
+    tokens (masked mean); "easyedit", over the padded length as EasyEdit's loss and threshold record
+    (`_cal_activation_loss` and `save_editing_activation`: `euc` with no mask, infer=False, WISE.py:302,
+    475), the prompt-only score then over the positions that are not target tokens (prompt and pads)."""
     main, side, mask = adapter.edit_outputs
+    rule = adapter.hparams.activation_score
     d = token_distances(main, side, adapter.act_fn)
-    s = activation_score(d, mask, None)
-    real = torch.ones_like(labels) if mask is None else mask
+    s = activation_score(d, mask, None, rule)
+    real = torch.ones_like(labels) if mask is None or rule == "easyedit" else mask
     prompt_only = activation_score(d[:-1], (real[:-1] > 0) & (labels[:-1] == IGNORE_INDEX), None)
     return s[:-1], s[-1:], prompt_only.detach()
 
@@ -373,6 +390,26 @@ def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, locality
     if adapter is not None:
         adapter.reset_route()
     return model, stats
+
+
+def route_watch(model, into: dict):
+    """A `watch` for evaluate.evaluate_model (None when no side memory is installed): each pass of
+    the evaluation, `watch(set_name, kind)` ("loss": the teacher-forced answer losses, "generate":
+    greedy generation), is counted by `logging_routes` and its `RouteCounts.summary()` written to
+    into[set_name][kind] when the pass ends (a pass met again adds to its counts)."""
+    if get_side_memory(model) is None:
+        return None
+    counters: dict = {}
+
+    @contextlib.contextmanager
+    def watch(set_name: str, kind: str):
+        counts = counters.setdefault((set_name, kind), RouteCounts())
+        try:
+            with logging_routes(model, counts):
+                yield
+        finally:
+            into.setdefault(set_name, {})[kind] = counts.summary()
+    return watch
 
 
 # --------------------------------------------------------------------------- the study's inputs (paper.md §2.3)

@@ -37,6 +37,10 @@ class WiseHParams:
     template_seeds: tuple = ("I", "You", "Because", "Yes", "Q: ")
     early_stop: tuple = (1e-4, 0.02)    # stop when |dloss| <= a and loss <= b
     infer_max_above: int | None = 100   # at inference, max (not mean) over tokens beyond this length
+    activation_score: str = "easyedit"  # how a row's score counts padding, in the margin loss, the threshold
+                                        # record and routing: "easyedit" = EasyEdit's `euc` (WISE.py:30-45 at
+                                        # 14cea82), the mean (or max) over the padded length, edit batch left
+                                        # padded; "real-tokens" = over real tokens only (right-padded edit batch)
     threshold_tokens: str = "all"       # tokens of the edit rows whose score is recorded for the threshold:
                                         # "all" = prompt + target (EasyEdit), "prompt" = prompt tokens only
                                         # (what the router sees when generation starts; opt-in deviation)
@@ -61,6 +65,8 @@ class WiseHParams:
             raise ValueError("act_margin is (alpha, beta, gamma)")
         if not self.act_margin_scale > 0:
             raise ValueError(f"act_margin_scale must be > 0, got {self.act_margin_scale!r}")
+        if self.activation_score not in ACTIVATION_SCORES:
+            raise ValueError(f"activation_score is one of {ACTIVATION_SCORES}, got {self.activation_score!r}")
         if self.routing not in ROUTINGS:
             raise ValueError(f"routing is one of {ROUTINGS}, got {self.routing!r}")
         max_t = 1 + len(self.template_seeds) * len(self.template_lengths)
@@ -88,11 +94,12 @@ class WiseHParams:
 
 
 ROUTINGS = ("per_call", "per_row")
+ACTIVATION_SCORES = ("easyedit", "real-tokens")
 # the settings of the paper's yaml and EasyEdit's code constants (the others: inputs, seeds, logging)
 PAPER_FIELDS = ("n_iter", "edit_lr", "weight_decay", "mask_ratio", "norm_constraint", "act_margin", "act_margin_scale",
                 "act_ratio", "save_freq", "merge_freq", "densities", "weights", "retrieve", "n_templates",
-                "template_lengths", "template_seeds", "early_stop", "infer_max_above", "threshold_tokens", "target_eos",
-                "routing")
+                "template_lengths", "template_seeds", "early_stop", "infer_max_above", "activation_score", "threshold_tokens",
+                "target_eos", "routing")
 
 
 def _jsonable(v):
@@ -105,6 +112,8 @@ ABLATIONS: dict[str, dict] = {
     "per-row-routing": dict(routing="per_row"),
     # threshold recorded over the edit rows' prompt tokens (what the router sees when generation starts)
     "prompt-threshold": dict(threshold_tokens="prompt"),
+    # activation scores over real tokens only (the committed tiny / smollm2 runs: recipes.STUDY_SETTINGS)
+    "real-token-scores": dict(activation_score="real-tokens"),
 }
 
 

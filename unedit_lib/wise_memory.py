@@ -2,7 +2,8 @@
 saving / loading it (Wang et al. 2024, arXiv 2405.14768; EasyEdit `easyeditor/models/wise/`;
 "§" numbers refer to docs/editing.md section 4). Deviations from EasyEdit are listed in wise.py.
 
-1. `activation_score` is EasyEdit's `euc` (§4.3) over REAL tokens only.
+1. `activation_score` is EasyEdit's `euc` (§4.3): padding counted as EasyEdit counts it
+   (`activation_score="easyedit"`, the default) or over real tokens only ("real-tokens").
 2. `ties_merge` is EasyEdit's GTA('magnitude', 'sum', normalize=True) (§4.4), used by
    `SideMemoryLayer.merge_shards`.
 3. `SideMemoryLayer` replaces the MLP output projection of one late layer (§4.1). It holds
@@ -14,8 +15,9 @@ saving / loading it (Wang et al. 2024, arXiv 2405.14768; EasyEdit `easyeditor/mo
    from the score averaged over the batch (under a KV cache: the prompt, then each generated
    token on its own). Ablation `routing="per_row"`: per row, decided once on the prompt and
    kept for the KV-cached continuation.
-4. `install` / `remove` / `get_side_memory` / `main_memory_only`, and the routing read-outs
-   (`routing_threshold`, `routing_scores`, `routing_decisions`, `routing_report`).
+4. `install` / `remove` / `get_side_memory` / `main_memory_only`, the routing read-outs
+   (`routing_threshold`, `routing_scores`, `routing_decisions`, `routing_report`), and the routes
+   forwards take, counted (`logging_routes`, `RouteCounts`; wise.route_watch for an evaluation).
 5. `save_side_memory` / `load_side_memory`: the side memory alone, the main memory being the
    base model's own weights.
 """
@@ -43,13 +45,21 @@ def token_distances(main_out: torch.Tensor, side_out: torch.Tensor, act_fn) -> t
     return torch.norm(act_fn(side_out.float()) - act_fn(main_out.float()), dim=-1)
 
 
-def activation_score(dist: torch.Tensor, mask: torch.Tensor | None, max_above: int | None = None) -> torch.Tensor:
-    """Per-row score from per-token distances, over real tokens only (mask 1 = real token).
+def activation_score(dist: torch.Tensor, mask: torch.Tensor | None, max_above: int | None = None,
+                     rule: str = "real-tokens") -> torch.Tensor:
+    """Per-row score from per-token distances (B, T) (WiseHParams.activation_score names the rule).
 
-    Mean over real tokens; rows with more than `max_above` real tokens use the max instead
-    (EasyEdit's inference rule for sequences > 100 tokens; None disables it).
+    "real-tokens": over the row's real tokens only (mask 1 = real token; None: all real): their
+    mean, or their max when the row has more than `max_above` real tokens.
+    "easyedit": EasyEdit's `euc` (easyeditor/models/wise/WISE.py lines 30-45 at 14cea82): no mask,
+    every position of the padded length T counts, padding included: `torch.mean(l2_norm, dim=-1)`
+    (line 45), or when T > `max_above` the max over the T positions (`infer and l2_norm.size(1) > 100`,
+    lines 37-39: the padded length decides, pads enter the max).
+    `max_above` None: no max rule (EasyEdit's edit loop calls `euc` with infer=False, WISE.py:475, 302).
     """
-    if mask is None:
+    if rule not in ("easyedit", "real-tokens"):
+        raise ValueError(f"activation score rule is 'easyedit' or 'real-tokens', got {rule!r}")
+    if mask is None or rule == "easyedit":
         mask = torch.ones_like(dist)
     mask = mask.to(dist.dtype)
     n_real = mask.sum(-1)
@@ -160,7 +170,8 @@ class SideMemoryLayer(nn.Module):
     `routing="per_row"` (ablation): the rule per row, decided on a forward with no cached positions
     (a prompt, or any cache-free forward) and kept for the following KV-cached forwards of the
     same batch size, so a generated continuation uses the memory its prompt chose.
-    Set `decisions = []` to log every routing decision (n_tokens, past, per-row scores, route).
+    Set `decisions = []` to log every routing decision (n_tokens, past, per-row scores, route);
+    `logging_routes(model)` counts the route of every routed forward instead (kept routes too).
     While `editing`, each forward keeps `edit_outputs` (main output, side output, attention mask)
     and `edit_input` (the projection's input) for the editor's losses (wise.py).
     """
@@ -189,6 +200,7 @@ class SideMemoryLayer(nn.Module):
         self._route: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None      # (B, 1 + n_memories) of the last decision
         self.decisions: list | None = None                # set to [] to log each routing decision
+        self._listeners: list = []                        # RouteCounts of `logging_routes`, called per forward
         self.edit_outputs = None                          # (main, side, mask) of the last editing forward
         self.edit_input = None                            # the projection's input in that forward
 
@@ -267,20 +279,23 @@ class SideMemoryLayer(nn.Module):
     @torch.no_grad()
     def _decide(self, x, main, mask):
         """Scores of this call's input per row (B, 1 + M) and the route per row: the rule per row
-        (per_row), or once on the batch mean over rows with a real token (per_call, EasyEdit)."""
+        (per_row), or once on the batch mean (per_call, EasyEdit): over every row under
+        activation_score "easyedit" (`min_dist.mean()`, WISE.py:538), over the rows with a real
+        token under "real-tokens"."""
         hp = self.hparams
         weights = [self.side_weight] + list(self.memory_weights)
         outs, scores = [], []
         for w in weights:
             o = self.side_forward(x, w)
             outs.append(o)
-            scores.append(activation_score(token_distances(main, o, self.act_fn), mask, hp.infer_max_above))
+            scores.append(activation_score(token_distances(main, o, self.act_fn), mask, hp.infer_max_above,
+                                           hp.activation_score))
         scores = torch.stack(scores, -1)                                   # (B, 1 + M)
         if hp.routing == "per_row":
             route = self.route_from_scores(scores)
         else:
-            real = torch.ones(scores.shape[0], dtype=torch.bool, device=scores.device) if mask is None \
-                else mask.sum(-1) > 0
+            real = torch.ones(scores.shape[0], dtype=torch.bool, device=scores.device) \
+                if mask is None or hp.activation_score == "easyedit" else mask.sum(-1) > 0
             batch_mean = scores[real].mean(0, keepdim=True) if bool(real.any()) else scores.mean(0, keepdim=True)
             route = self.route_from_scores(batch_mean).expand(scores.shape[0])
         self.last_scores = scores.detach().cpu()
@@ -300,6 +315,8 @@ class SideMemoryLayer(nn.Module):
             if self.decisions is not None:
                 self.decisions.append({"n_tokens": x.shape[1], "past": past, "scores": self.last_scores,
                                        "route": route.detach().cpu()})
+        for listen in self._listeners:
+            listen(past, route, None if outs is None else self.last_scores)
         if bool((route < 0).all()):
             return main
         out = main
@@ -413,6 +430,58 @@ def main_memory_only(model):
         adapter.force_main = old
 
 
+class RouteCounts:
+    """The routes forwards took while it listened (`logging_routes`), as counts: forward calls,
+    prompt rows (rows of forwards with no cached positions: a generation's prompt, a scoring
+    pass's prompt + answer) and generated-token rows (rows of forwards with cached positions, rows
+    that have already ended included: generate still runs them), each with how many went to a side
+    memory (any route but main; a call counts when one of its rows did); and the current side
+    memory's score per row (mean, max) where a decision was made. A few numbers, however long it listens."""
+
+    KEYS = ("calls", "calls_routed", "prompt_rows", "prompt_rows_routed", "token_rows", "token_rows_routed")
+
+    def __init__(self):
+        self.n = dict.fromkeys(self.KEYS, 0)
+        self.score = {k: [0.0, 0, -math.inf] for k in ("prompt", "token")}      # sum, rows, max
+
+    def __call__(self, past: int, route: torch.Tensor, scores: torch.Tensor | None) -> None:
+        kind, routed = ("token" if past > 0 else "prompt"), int((route >= 0).sum())
+        self.n["calls"] += 1
+        self.n["calls_routed"] += routed > 0
+        self.n[f"{kind}_rows"] += route.numel()
+        self.n[f"{kind}_rows_routed"] += routed
+        if scores is not None:
+            s, acc = scores[:, 0].double(), self.score[kind]
+            acc[0], acc[1], acc[2] = acc[0] + float(s.sum()), acc[1] + s.numel(), max(acc[2], float(s.max()))
+
+    def summary(self) -> dict:
+        """The counts, the shares routed to a side memory (None where nothing was counted) and the scores."""
+        out = dict(self.n)
+        for kind, total in (("call", "calls"), ("prompt", "prompt_rows"), ("token", "token_rows")):
+            routed = "calls_routed" if kind == "call" else f"{total}_routed"
+            out[f"{kind}_share"] = self.n[routed] / self.n[total] if self.n[total] else None
+        for kind, (total, rows, mx) in self.score.items():
+            out[f"{kind}_score_mean"], out[f"{kind}_score_max"] = (total / rows, mx) if rows else (None, None)
+        return out
+
+
+@contextlib.contextmanager
+def logging_routes(model, counts: RouteCounts | None = None):
+    """Inside the block, the route of every routed forward of `model` is counted into `counts` (a
+    new RouteCounts unless given: counts accumulate across blocks), yielded; None and nothing
+    counted when no side memory is installed."""
+    adapter = get_side_memory(model)
+    if adapter is None:
+        yield None
+        return
+    counts = RouteCounts() if counts is None else counts
+    adapter._listeners.append(counts)
+    try:
+        yield counts
+    finally:
+        adapter._listeners.remove(counts)
+
+
 def routing_threshold(model, memory: int | None = None) -> float:
     """The routing threshold act_ratio * min_act (current shard, or stored memory `memory`)."""
     adapter = get_side_memory(model)
@@ -441,15 +510,17 @@ def _score_batches(model, tokenizer, prompts, batch_size):
     for i in range(0, len(prompts), batch_size):
         model(**_padded_batch(tokenizer, prompts[i:i + batch_size], device))
         scores.append(adapter.last_scores)
-        # per prompt, as a forward of that prompt alone (under per_call routing a batch shares one
-        # decision, made on the batch mean, so it would depend on which prompts share the batch)
+        # per prompt, on its own score (under per_call routing a batch shares one decision, made on
+        # the batch mean; "easyedit" scores count the batch's padding: see routing_scores)
         routes.append(adapter.route_from_scores(adapter.last_scores.to(device)).cpu())
     return torch.cat(scores), torch.cat(routes)
 
 
 def routing_scores(model, tokenizer, prompts, memory: int | None = None, batch_size: int = 16) -> list[float]:
-    """Activation score of each prompt (padding excluded) for the current side memory
-    (memory=None) or stored memory i; compare with `routing_threshold(model, memory)`."""
+    """Activation score of each prompt for the current side memory (memory=None) or stored memory
+    i, by the side memory's `activation_score` rule: under "easyedit" the padding of the prompt's
+    batch (batch_size prompts, padded on the tokenizer's side) counts, as the router counts it in a
+    batch (batch_size=1: the bare prompt's score); compare with `routing_threshold(model, memory)`."""
     scores, _ = _score_batches(model, tokenizer, list(prompts), batch_size)
     return scores[:, 0 if memory is None else memory + 1].tolist()
 
@@ -464,14 +535,14 @@ def routing_report(model, tokenizer, prompts_by_set: dict, batch_size: int = 16)
     """Routing scores and decisions of prompt sets ({name: [prompt, ...]}) on an edited model.
 
     Returns {"threshold": current shard's threshold (inf before any edit), "memory_thresholds",
-    "sets": {name: {"scores": score for the current side memory, "routes": 'main' | 'side' |
-    'memory:i', "side_rate": share not routed to main}}}.
+    "activation_score" (the rule; see routing_scores), "batch_size", "sets": {name: {"scores": score
+    for the current side memory, "routes": 'main' | 'side' | 'memory:i', "side_rate": share not routed to main}}}.
     """
     adapter = get_side_memory(model)
     if adapter is None:
         raise ValueError("no WISE side memory installed")
     out = {"threshold": adapter.threshold(), "memory_thresholds": [adapter.threshold(i) for i in range(len(adapter.memory_weights))],
-           "sets": {}}
+           "activation_score": adapter.hparams.activation_score, "batch_size": batch_size, "sets": {}}
     for name, prompts in prompts_by_set.items():
         prompts = list(prompts)
         scores, routes = _score_batches(model, tokenizer, prompts, batch_size)
@@ -535,6 +606,7 @@ def load_side_memory(model, folder):
         hp = dict(state["hparams"])
         if "routing" not in hp:     # a side memory saved without a routing setting was evaluated routed per row
             hp.update(routing="per_row", ablation="per-row-routing")
+        hp.setdefault("activation_score", "real-tokens")    # saved before the setting: scored on real tokens
         hp["act_margin"], hp["template_lengths"] = tuple(hp["act_margin"]), tuple(hp["template_lengths"])
         hp["template_seeds"], hp["early_stop"] = tuple(hp["template_seeds"]), tuple(hp["early_stop"])
         hparams = WiseHParams(**hp)
