@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from unedit_lib import findings, joint_bootstrap, reference, report, store
+from unedit_lib import findings, gates, joint_bootstrap, reference, report, store
 from unedit_lib.evaluate import EVAL_SETS, METRICS
 
 BY_CLAIM = {f.claim: f for f in findings.FINDINGS}
@@ -66,10 +66,18 @@ def _rome(run, rewrite, mu=0.4, fq=0.2):
     return rec
 
 
+def _routes(share, rows=100):
+    """One evaluation set's routes as wise.route_watch records them: both passes at `share`."""
+    routed = round(share * rows)
+    return {"loss": {"prompt_rows": rows, "prompt_rows_routed": routed, "token_rows": 0, "token_rows_routed": 0},
+            "generate": {"prompt_rows": rows, "prompt_rows_routed": routed, "token_rows": 10 * rows,
+                         "token_rows_routed": 10 * routed}}
+
+
 def _wise(run, forget, others, mu=0.9, rouge=0.98):
     rec = _rec(run, "WISE", run.split("-")[1], mu, 1e-5, rouge=rouge)
-    rec["stats"] = {"routing": {"sets": {"forget": {"side_rate": forget},
-                                         **{s: {"side_rate": others} for s in ("retain", "real_authors", "world_facts")}}}}
+    rec["stats"] = {"eval_routing": {"forget": _routes(forget),
+                                     **{s: _routes(others) for s in ("retain", "real_authors", "world_facts")}}}
     return rec
 
 
@@ -115,7 +123,7 @@ def test_one_valid_counterexample_refutes_a_claim_over_every_run_and_coverage_is
     wise["wise-dummy"] = _wise("wise-dummy", 0.9, 0.9, mu=0.5)                         # ... routes everything: invalid
     f = _verdicts(_study(**wise))[WISE_MU]
     assert f["verdict"] == report.INCONCLUSIVE and "do not cover dummy" in f["premises"]
-    assert "retain prompts sent to the side memory 0.900" in f["premises"]
+    assert "retain set's evaluation sent to the side memory (higher of its passes) 0.900" in f["premises"]
 
 
 def test_an_exists_claim_is_refuted_only_when_no_run_of_any_status_meets_it():
@@ -242,3 +250,20 @@ def test_ike_rests_on_its_own_contexts_lifting_the_target():
     assert _verdicts(_study(**{"ike-incorrect": ike(0.4, 0.92)}))[claim]["verdict"] == report.REPRODUCED
     f = _verdicts(_study(**{"ike-incorrect": ike(0.95, 0.92)}))[claim]      # it knew the target without its context
     assert f["verdict"] == report.NOT_TESTABLE and "the context lifts it" in f["premises"]
+
+
+def test_wise_premises_read_the_routes_the_evaluation_took_not_prompts_scored_alone():
+    """A WISE record with only the per-prompt read-out (prompts scored alone) leaves its premises
+    unknown, the per-prompt share shown as context; the evaluation's own routes decide, the lower
+    pass for the forget set, the higher for the others."""
+    old = _rec("wise-dummy", "WISE", "dummy", 0.9, 1e-5)
+    old["stats"] = {"routing": {"sets": {s: {"side_rate": 0.9} for s in ("forget", "retain", "real_authors", "world_facts")}}}
+    rows = gates.wise_gates("wise-dummy", old)
+    assert {g["status"] for g in rows} == {gates.UNKNOWN} and "prompts scored alone: 0.900" in rows[0]["context"]
+    rec = _wise("wise-dummy", 0.9, 0.05)
+    rec["stats"]["eval_routing"]["forget"]["generate"]["token_rows_routed"] = 0      # generation not routed
+    rec["stats"]["eval_routing"]["retain"]["loss"]["prompt_rows_routed"] = 100     # loss pass all routed
+    rows = {g["short"]: g for g in gates.wise_gates("wise-dummy", rec)}
+    assert rows["forget prompts routed"]["status"] == gates.FAILS and rows["forget prompts routed"]["value"] < 0.1
+    assert rows["retain prompts routed"]["status"] == gates.FAILS
+    assert rows["world-fact prompts routed"]["status"] == gates.HOLDS

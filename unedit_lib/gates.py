@@ -13,12 +13,16 @@ threshold:
   same requests' without the context (the model gives the target because of its context). The subject model's held-out in-context probe
   (`evaluate.in_context_probe`, stored by `record_in_context_probe`) describes the model and is
   shown beside it; it gates nothing: IKE's findings rest on its own contexts, not on the probe's.
-* WISE, "router selective": the share of the evaluator's forget prompts routed to a side
-  memory (`stats.routing.sets.forget.side_rate`) is at least `ROUTE_FORGET_MIN` = 0.8, and
-  the share of retain, real-author and world-fact prompts is at most `ROUTE_OTHER_MAX` = 0.2
-  each (WISE's claim: edited knowledge in the side memory, everything else in the main one;
-  editing.md section 4). Routing is recorded per prompt scored alone; the evaluator's routing of
-  its own batches is not recorded yet.
+* WISE, "router selective", read on the routes the evaluation itself took (`stats.eval_routing`,
+  recorded per set and pass by wise.route_watch): the share of the rows the side memory served in
+  each pass (the teacher-forced loss pass: prompt + answer rows; the generation: its prompt rows
+  and every generated token's row). The forget set is routed when both passes send at least
+  `ROUTE_FORGET_MIN` = 0.8 of their rows there (the lower share counts); retain, real-author and
+  world-fact sets are left to the main memory when neither pass sends more than `ROUTE_OTHER_MAX`
+  = 0.2 (the higher share counts). WISE's claim: edited knowledge in the side memory, everything
+  else in the main one (editing.md section 4). A record made before the evaluation's routes were
+  recorded gives "unknown": its per-prompt routing (`stats.routing`, each prompt scored alone, not
+  the evaluator's batches) is shown as context, never gated on.
 
 Which gates a finding rests on is findings.PREMISES' choice ("edit acts": ROME's and IKE's edits
 take, WISE routes the forget prompts; "others not routed": what "WISE keeps utility" relies on);
@@ -119,16 +123,32 @@ def ike_gates(run: str, rec: dict, records: dict) -> list[dict]:
                   "stats.edit_metrics.post - pre rewrite_acc", "", "context lifts")]
 
 
+def eval_routed_shares(rec: dict, set_name: str) -> dict:
+    """{pass: share of its rows the side memory served} of one evaluation set ({} when the record
+    has no `stats.eval_routing`): "loss" (prompt + answer rows), "generate" (prompt and token rows)."""
+    out = {}
+    for kind, c in (_dig(rec, "stats", "eval_routing", set_name) or {}).items():
+        rows = (c.get("prompt_rows") or 0) + (c.get("token_rows") or 0)
+        out[kind] = ((c.get("prompt_rows_routed") or 0) + (c.get("token_rows_routed") or 0)) / rows if rows else None
+    return out
+
+
 def wise_gates(run: str, rec: dict) -> list[dict]:
-    sets = _dig(rec, "stats", "routing", "sets") or {}
-    n = lambda s: len((sets.get(s) or {}).get("routes") or []) or None  # noqa: E731
-    out = [_gate(run, "router: share of forget prompts sent to the side memory", _dig(sets, "forget", "side_rate"), ">=",
-                 ROUTE_FORGET_MIN, "stats.routing.sets.forget.side_rate", f"n = {n('forget')}" if n("forget") else "",
-                 "forget prompts routed")]
-    for key, name in _OTHER_SETS:
-        out.append(_gate(run, f"router: share of {name} prompts sent to the side memory", _dig(sets, key, "side_rate"), "<=",
-                         ROUTE_OTHER_MAX, f"stats.routing.sets.{key}.side_rate",
-                         f"n = {n(key)}" if n(key) else "", f"{name} prompts routed"))
+    per_prompt = _dig(rec, "stats", "routing", "sets") or {}
+    out = []
+    for key, name, op, bar, pick in (("forget", "forget", ">=", ROUTE_FORGET_MIN, min),
+                                     *((k, n, "<=", ROUTE_OTHER_MAX, max) for k, n in _OTHER_SETS)):
+        shares = {k: v for k, v in eval_routed_shares(rec, key).items() if v is not None}
+        if shares:
+            value = pick(shares.values())
+            context = ", ".join(f"{'generation' if k == 'generate' else k} {v:.3f}" for k, v in sorted(shares.items()))
+        else:
+            alone = _number(_dig(per_prompt, key, "side_rate"))
+            value, context = None, ("the evaluation's routes not recorded" +
+                                    (f"; prompts scored alone: {alone:.3f}" if alone is not None else ""))
+        out.append(_gate(run, f"router: share of the {name} set's evaluation sent to the side memory "
+                              f"({'lower' if pick is min else 'higher'} of its passes)", value, op, bar,
+                         f"stats.eval_routing.{key}", context, f"{name} prompts routed"))
     return out
 
 
