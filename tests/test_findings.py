@@ -240,16 +240,24 @@ def test_the_committed_study_is_decided_from_its_per_item_logs():
     assert reference.PAPER_SOURCE
 
 
-def test_ike_rests_on_its_own_contexts_lifting_the_target():
-    def ike(pre, post):
+def test_ike_rests_on_its_own_contexts_lifting_the_target_on_every_forget_row():
+    def ike(pre, post, requests_only=False):
         rec = _rec("ike-incorrect", "IKE", "incorrect", 0.5, 0.9)
-        rec["stats"] = {"edit_metrics": {"pre": {"rewrite_acc": pre}, "post": {"rewrite_acc": post}}}
+        em = {"pre": {"rewrite_acc": pre}, "post": {"rewrite_acc": post}, "per_request": {"rewrite_acc": [post] * 4}}
+        if not requests_only:      # edit_metrics.context_lift's shape
+            em["forget_rows"] = {"n": 40, "means": {"rewrite_acc_with_context": post, "rewrite_acc_without_context": pre,
+                                                    "rewrite_acc_lift": post - pre},
+                                 "counts": {"target_beats_truth_with_context": 38, "target_beats_truth_without_context": 0}}
+        rec["stats"] = {"edit_metrics": em}
         return rec
 
     claim = "IKE-incorrect gives the best forget quality of all methods"
     assert _verdicts(_study(**{"ike-incorrect": ike(0.4, 0.92)}))[claim]["verdict"] == report.REPRODUCED
     f = _verdicts(_study(**{"ike-incorrect": ike(0.95, 0.92)}))[claim]      # it knew the target without its context
     assert f["verdict"] == report.NOT_TESTABLE and "the context lifts it" in f["premises"]
+    rows = gates.ike_gates("ike-incorrect", ike(0.4, 0.92, requests_only=True), {})   # 4 requests only: unknown
+    assert {g["status"] for g in rows} == {gates.UNKNOWN} and "its 4 requests: 0.920" in rows[0]["context"]
+    assert "the target beats the truth on 38" in gates.ike_gates("ike-incorrect", ike(0.4, 0.92), {})[0]["context"]
 
 
 def test_wise_premises_read_the_routes_the_evaluation_took_not_prompts_scored_alone():

@@ -7,12 +7,14 @@ threshold:
 * ROME / R-ROME, "edits take": mean rewrite accuracy of the edit prompts after all sequential
   edits (record `edit_metrics.rewrite_acc_mean`; before any edit: `pre_rewrite_acc_mean`) is
   at least `EDITS_TAKE_MIN` = 0.8. The paper's repo reached 0.985 for ROME-dummy (paper.md 7.3).
-* IKE, "edit takes": post-edit rewrite accuracy of the requests with their retrieved context
-  (`stats.edit_metrics.post.rewrite_acc`) is at least `EDITS_TAKE_MIN`; the paper's repo had
-  1.0 / 0.996 / 0.999 (paper.md 7.3); and "the context lifts it": that accuracy is above the
-  same requests' without the context (the model gives the target because of its context). The subject model's held-out in-context probe
-  (`evaluate.in_context_probe`, stored by `record_in_context_probe`) describes the model and is
-  shown beside it; it gates nothing: IKE's findings rest on its own contexts, not on the probe's.
+* IKE, read on every forget row the evaluator asks, each with the context retrieved for it
+  (`stats.edit_metrics.forget_rows`): "edit takes", the rows' mean rewrite accuracy of the target
+  with their context is at least `EDITS_TAKE_MIN` (the paper's repo had 1.0 / 0.996 / 0.999 on its
+  40 requests, paper.md 7.3); "the context lifts it", that mean is above the same rows' without any
+  context (the model gives the target because of its context). A record made before the per-row
+  numbers were recorded gives "unknown" (its few requests' numbers are shown as context). The
+  subject model's held-out in-context probe (`evaluate.in_context_probe`, stored by
+  `record_in_context_probe`) describes the model and gates nothing.
 * WISE, "router selective", read on the routes the evaluation itself took (`stats.eval_routing`,
   recorded per set and pass by wise.route_watch): the share of the rows the side memory served in
   each pass (the teacher-forced loss pass: prompt + answer rows; the generation: its prompt rows
@@ -107,20 +109,29 @@ def rome_edits_take(run: str, rec: dict) -> bool:
 
 
 def ike_gates(run: str, rec: dict, records: dict) -> list[dict]:
-    """IKE's premise: its context makes the model give the target (rewrite accuracy with the retrieved
-    context). The subject model's held-out in-context probe describes the model, not the run: it is shown
-    beside (summary.premise_lines), not gated on."""
-    post = _dig(rec, "stats", "edit_metrics", "post", "rewrite_acc")
-    pre = _number(_dig(rec, "stats", "edit_metrics", "pre", "rewrite_acc"))
-    n = len(_dig(rec, "stats", "edit_metrics", "per_request", "rewrite_acc") or []) or None
-    post_n = _number(post)
-    return [_gate(run, "edit takes (rewrite acc. with the context)", post, ">=", EDITS_TAKE_MIN,
-                  "stats.edit_metrics.post.rewrite_acc",
-                  (f"without the context {pre:.3f}" if pre is not None else "") + (f", {n} requests" if n else ""),
-                  "edit takes"),
-            _gate(run, "the context lifts it (rewrite acc. with minus without the context)",
-                  None if post_n is None or pre is None else post_n - pre, ">", 0.0,
-                  "stats.edit_metrics.post - pre rewrite_acc", "", "context lifts")]
+    """IKE's premise, on every forget row: its context makes the model give the target, and because of
+    the context. Records without the per-row numbers: "unknown", the requests' numbers as context."""
+    rows = _dig(rec, "stats", "edit_metrics", "forget_rows") or {}
+    means, counts, n = rows.get("means") or {}, rows.get("counts") or {}, rows.get("n")
+    if means:
+        with_, lift = means.get("rewrite_acc_with_context"), means.get("rewrite_acc_lift")
+        without = _number(means.get("rewrite_acc_without_context"))
+        beats = counts.get("target_beats_truth_with_context")
+        ctx_take = (f"{n} forget rows" + (f"; the target beats the truth on {beats}" if beats is not None else "")
+                    + (f" (without the context {counts.get('target_beats_truth_without_context')})"
+                       if counts.get("target_beats_truth_without_context") is not None else ""))
+        ctx_lift = f"without the context {without:.3f}" if without is not None else ""
+    else:
+        post = _number(_dig(rec, "stats", "edit_metrics", "post", "rewrite_acc"))
+        with_ = lift = None
+        ctx_take = ctx_lift = "not recorded on every forget row" + (
+            f"; its {len(_dig(rec, 'stats', 'edit_metrics', 'per_request', 'rewrite_acc') or [])} requests: {post:.3f}"
+            if post is not None else "")
+    src = "stats.edit_metrics.forget_rows.means"
+    return [_gate(run, "edit takes (rewrite acc. with the context, every forget row)", with_, ">=", EDITS_TAKE_MIN,
+                  f"{src}.rewrite_acc_with_context", ctx_take, "edit takes"),
+            _gate(run, "the context lifts it (rewrite acc. with minus without the context)", lift, ">", 0.0,
+                  f"{src}.rewrite_acc_lift", ctx_lift, "context lifts")]
 
 
 def eval_routed_shares(rec: dict, set_name: str) -> dict:
