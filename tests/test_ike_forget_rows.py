@@ -10,7 +10,7 @@ import pytest
 
 from unedit_lib import edit_metrics as em
 from unedit_lib import evaluate as ev
-from unedit_lib import ike
+from unedit_lib import ike, models, recipes
 from unedit_lib.architecture import tiny_model
 from unedit_lib.data import load_tofu
 from unedit_lib.prompts import TEMPLATES, encode_prompt
@@ -124,3 +124,50 @@ def test_with_context_scores_the_ike_prompt(tok, model, monkeypatch):
         assert text.count("New Fact: ") == 3                                               # 2 demos + the line
         assert encode_prompt(tok, text) in asked
     assert len(asked) == len(FACTS)            # one context pass a row, target and truth on top
+
+
+# --------------------------------------------------------------------------- the IKE recipe (recipes._ike)
+@pytest.fixture(scope="module")
+def smoke():
+    sd = models.study_data("smoke")
+    sd.eval_sets["forget"] = sd.forget_rows[:3] + sd.forget_rows[-3:]      # 3 pool rows, 3 of the 4 requests
+    return sd
+
+
+def test_the_ike_run_records_every_forget_row(smoke, monkeypatch):
+    monkeypatch.setattr(recipes, "shared_embedder", lambda name: bow_embedder())
+    p = models.get_preset("smoke")
+    rows = smoke.forget_rows + smoke.retain_rows
+    texts = [QA.full(r["question"], r["answer"]) for r in rows] + [r["perturbed_answer"][0] for r in smoke.forget_rows]
+    tok = train_tokenizer(texts, vocab_size=600)
+    model = tiny_model("llama", vocab_size=len(tok), seed=0, max_position_embeddings=4096)
+    hp = recipes.settings("smoke", "ike", k=2)
+    apply, _, hp = recipes._ike(p, smoke, "ike", "incorrect", hp, None)
+    stats: dict = {}
+    _, prompts = apply(model, tok, stats)
+    em_ = stats["edit_metrics"]
+    assert {"pre", "post", "per_request", "answer_start"} <= set(em_)            # the older fields stay
+    fr = em_["forget_rows"]
+    n = len(smoke.eval_sets["forget"])
+    assert fr["n"] == n == 6
+    for k in ("rewrite_acc", "target_beats_truth", "target_logprob", "truth_logprob"):
+        assert len(fr[f"{k}_with_context"]) == len(fr[f"{k}_without_context"]) == n
+    assert fr["request_row"] == [False] * 3 + [True] * 3 and fr["counts"]["request_rows"] == 3
+    assert fr["means"]["rewrite_acc_with_context"] == pytest.approx(np.mean(fr["rewrite_acc_with_context"]))
+    assert fr["means"]["target_beats_truth_without_context"] == pytest.approx(
+        np.mean(fr["target_beats_truth_without_context"]))
+    assert fr["means"]["rewrite_acc_lift"] == pytest.approx(
+        fr["means"]["rewrite_acc_with_context"] - fr["means"]["rewrite_acc_without_context"])
+    assert fr["time_s"] > 0 and fr["time_per_row_s"] == pytest.approx(fr["time_s"] / n)
+    assert fr["truncated_rows"] == fr["dropped_demos"] == 0 and "length-normalised" in fr["logprob"]
+    # the request rows agree with the requests' own edit-level numbers (the last 3 of the 4 requests)
+    assert fr["rewrite_acc_with_context"][3:] == em_["per_request"]["rewrite_acc"][1:]
+    # each row's target is the run's (the incorrect target: TOFU's first perturbed answer), its context the evaluator's
+    forget = smoke.eval_sets["forget"]
+    probe = ike.edit_metric_prompts(prompts)
+    for i, r in enumerate(forget):
+        prompt, target = QA.prompt(r["question"]), r["perturbed_answer"][0]
+        assert fr["rewrite_acc_without_context"][i] == em.rewrite_accuracy(model, tok, prompt, target,
+                                                                           answer_start=QA.answer_start)
+        assert f"New Fact: {r['question']} {target}\nPrompt: {r['question']}" in probe.augment_prompt(prompt)
+        assert prompts.prefix_for(prompt) == probe.prefix_for(prompt)      # the evaluator's context
