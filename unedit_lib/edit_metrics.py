@@ -8,12 +8,19 @@ answer, prompt and answer tokenised separately (as the edits are):
   * locality: the share of answer positions of unrelated (prompt, answer) items whose argmax
     token the edit left unchanged.
 The study (recipes.py) computes them before and after each edit run; the editors do not.
+`target_vs_truth` scores many rows at once (IKE's every forget row, with and without its
+context): the rewrite accuracy of each row's target and whether the target is more probable than
+the true answer, both from one teacher-forced pass of the two answers on top of the row's prompt.
 """
 from __future__ import annotations
 
-import torch
+import time
 
-from .evaluate import shared_prompt_logits
+import torch
+from tqdm.auto import tqdm
+
+from .architecture import call_dependent
+from .evaluate import batched_shared_prompt_logits, shared_prompt_logits
 from .prompts import encode_answer, encode_prompt, pad_id
 
 
@@ -59,11 +66,16 @@ def first_token_candidates(model, tok, prompt: str, target: str, k: int = 5, **k
             "top": [(tok.decode([int(i)]), float(v)) for v, i in zip(top.values, top.indices)]}
 
 
+def token_accuracy(pred: list[int], answer_ids: list[int]) -> float:
+    """The share of answer tokens that are the teacher-forced argmax (`pred`, one per answer token)."""
+    return sum(int(x == y) for x, y in zip(pred, answer_ids)) / len(answer_ids)
+
+
 def rewrite_accuracy(model, tok, prompt: str, target: str, **kw) -> float:
     """EasyEdit `test_prediction_acc`: the fraction of target tokens that are the argmax under
     teacher forcing (reliability with the prompt, generalisation with the paraphrase)."""
     pred, a = answer_predictions(model, tok, prompt, target, **kw)
-    return sum(int(x == y) for x, y in zip(pred, a)) / len(a)
+    return token_accuracy(pred, a)
 
 
 def locality_predictions(model, tok, items, **kw) -> list[list[int]]:
@@ -127,3 +139,110 @@ def with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_out
 
     return apply
 
+
+# --------------------------------------------------------------------------- many rows, two answers each
+@torch.no_grad()
+def answer_set_logits(model, tok, items, *, answer_start: str = " ", add_eos: bool = False, prompter=None,
+                      batch_size: int = 16, progress: bool = False, desc: str = "answers") -> list[list[tuple]]:
+    """`answer_logits` for many answers at once: items [(prompt, [answer, ...])] -> per item, per
+    answer, (logits, answer_ids) as `answer_logits(model, tok, prompt, answer, ...)` defines them.
+    The passes are those of the evaluator (evaluate._shared_prompt_logprobs): a prompt runs once
+    and its answers on top (evaluate.batched_shared_prompt_logits); without `prompter` the prompts
+    of `batch_size` items share one call (left padded), with `prompter` (IKE's ~1,000-token
+    contexts) each prompt is `prompter.prompt_ids(question of prompt, n answer tokens)` (answers
+    whose token count fits the window differently get their own prompt) and runs alone. A model
+    whose forward depends on its calls (WISE) is scored one answer at a time (`answer_logits`).
+    `progress`: a tqdm bar, shown when the passes take more than a few seconds."""
+    if call_dependent(model):
+        return [[answer_logits(model, tok, p, a, answer_start=answer_start, add_eos=add_eos, prompter=prompter)
+                 for a in answers] for p, answers in items]
+    enc = [[encode_answer(tok, answer_start + a, add_eos=add_eos) for a in answers] for _, answers in items]
+    groups = []                                   # (prompt ids, item, answer indices)
+    if prompter is None:
+        groups = [(encode_prompt(tok, p), i, list(range(len(enc[i])))) for i, (p, _) in enumerate(items)]
+        step = max(1, batch_size)
+    else:
+        questions = [prompter.question_of(p) for p, _ in items]
+        prompter.prepare(questions)              # one retrieval call
+        for i, q in enumerate(questions):
+            by_prompt: dict[tuple, list[int]] = {}
+            for j, a in enumerate(enc[i]):
+                by_prompt.setdefault(tuple(prompter.prompt_ids(q, len(a))), []).append(j)
+            groups += [(list(ids), i, js) for ids, js in by_prompt.items()]
+        step = 1
+    out: list[list] = [[None] * len(e) for e in enc]
+    pad = pad_id(tok)
+    for s in tqdm(range(0, len(groups), step), desc=desc, disable=not progress, delay=5, leave=False):
+        chunk = groups[s:s + step]
+        answers = [[enc[i][j] for j in js] for _, i, js in chunk]
+        head, tail, owner = batched_shared_prompt_logits(model, [ids for ids, _, _ in chunk], answers, pad)
+        flat = [(i, j) for _, i, js in chunk for j in js]
+        for n, (i, j) in enumerate(flat):
+            a = enc[i][j]
+            logits = torch.cat([head[owner[n], -1:], tail[n, :len(a) - 1]]) if tail is not None else head[owner[n], -1:]
+            out[i][j] = (logits[:len(a)], a)
+    return out
+
+
+def mean_logprob(logits: torch.Tensor, answer_ids: list[int]) -> float:
+    """The mean log-probability of the answer tokens under their teacher-forced logits: minus the
+    evaluator's average answer loss (evaluate.answer_losses; exp of it is TOFU's P̄(a|q))."""
+    lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, torch.tensor(answer_ids, device=logits.device).unsqueeze(-1))
+    return float(lp.mean())
+
+
+def target_vs_truth(model, tok, rows, *, answer_start: str = " ", prompter=None, batch_size: int = 16,
+                    progress: bool = False, desc: str = "target vs truth") -> dict:
+    """For each row (prompt, target, truth): the target's rewrite accuracy (`rewrite_accuracy`:
+    teacher-forced argmax over the target's tokens, no EOS) and both answers' log-probabilities as
+    the evaluator scores answers: the answer tokens + EOS, **length-normalised** (the mean
+    log-probability, minus TOFU's average answer loss; evaluate.answer_losses). Length-normalised
+    because the evaluator's every answer score is (P̄, truth ratio, evaluate.in_context_probe's
+    "prefers"), and a summed log-probability would favour a short target ("dummy") over the
+    truth whatever the context says. "target_beats_truth": target's mean log-probability > the truth's.
+    One teacher-forced pass per row for both answers (`answer_set_logits`; with `prompter`, the
+    row's context runs once). Returns per-row lists, "n" and "time_s"."""
+    t0 = time.perf_counter()
+    rows = list(rows)
+    scored = answer_set_logits(model, tok, [(p, [t, a]) for p, t, a in rows], answer_start=answer_start,
+                               add_eos=True, prompter=prompter, batch_size=batch_size, progress=progress, desc=desc)
+    out = {"rewrite_acc": [], "target_logprob": [], "truth_logprob": [], "target_beats_truth": []}
+    for (p, t, a), ((t_logits, t_ids), (a_logits, a_ids)) in zip(rows, scored):
+        n_t = len(encode_answer(tok, answer_start + t, add_eos=False))     # the target without its EOS
+        out["rewrite_acc"].append(token_accuracy(t_logits[:n_t].argmax(-1).tolist(), t_ids[:n_t]))
+        lt, la = mean_logprob(t_logits, t_ids), mean_logprob(a_logits, a_ids)
+        out["target_logprob"].append(lt)
+        out["truth_logprob"].append(la)
+        out["target_beats_truth"].append(lt > la)
+    out.update(n=len(rows), time_s=time.perf_counter() - t0)
+    return out
+
+
+def context_lift(model, tok, requests, prompter, *, answer_start: str = " ", progress: bool = False,
+                 desc: str = "rows") -> dict:
+    """`target_vs_truth` of requests (data.edit_requests: prompt, target, ground_truth) with
+    `prompter`'s context and without any context (the model alone): per-row lists
+    "<rewrite_acc | target_beats_truth | target_logprob | truth_logprob>_<with | without>_context",
+    their "means" (and "rewrite_acc_lift", with minus without), "counts" (rows where the target
+    beats the truth, rows with every target token the argmax), "n", what "logprob" is, and timings."""
+    rows = [(r["prompt"], r["target"], r["ground_truth"]) for r in requests]
+    runs = {"with_context": target_vs_truth(model, tok, rows, answer_start=answer_start, prompter=prompter,
+                                            progress=progress, desc=f"{desc} with context"),
+            "without_context": target_vs_truth(model, tok, rows, answer_start=answer_start, progress=progress,
+                                               desc=f"{desc} without context")}
+    out: dict = {"n": len(rows),
+                 "logprob": "length-normalised: mean log-probability over the answer tokens + EOS (the evaluator's)"}
+    for name, res in runs.items():
+        for m in ("rewrite_acc", "target_beats_truth", "target_logprob", "truth_logprob"):
+            out[f"{m}_{name}"] = res[m]
+    mean = lambda xs: sum(float(x) for x in xs) / len(xs) if xs else None
+    means = {f"{m}_{name}": mean(out[f"{m}_{name}"]) for m in ("rewrite_acc", "target_beats_truth") for name in runs}
+    with_, without = means["rewrite_acc_with_context"], means["rewrite_acc_without_context"]
+    means["rewrite_acc_lift"] = None if with_ is None else with_ - without
+    out["means"] = means
+    out["counts"] = {**{f"target_beats_truth_{name}": sum(res["target_beats_truth"]) for name, res in runs.items()},
+                     **{f"rewrite_acc_1_{name}": sum(a == 1.0 for a in res["rewrite_acc"]) for name, res in runs.items()}}
+    times = {f"time_{name}_s": res["time_s"] for name, res in runs.items()}
+    total = sum(times.values())
+    out.update(times, time_s=total, time_per_row_s=total / len(rows) if rows else None)
+    return out

@@ -282,6 +282,8 @@ def ike_setup(p, sd, target, hp, data_dir=None, embedder=None) -> dict:
     return {"template": template, "pool_rows": pool_rows, "request_rows": req_rows, "retain_rows": retain_rows,
             "retain_source": source, "embedder": embedder, "answers": answers,
             "requests": data.edit_requests(req_rows, target, template, data_dir),
+            # every row the evaluator asks in the forget set, with the run's target for it
+            "forget_requests": data.edit_requests(sd.eval_sets.get("forget", sd.forget_rows), target, template, data_dir),
             "pool": lambda: ike.build_pool(pool_rows, retain_rows, target, embedder=embedder, seed=hp["seed"],
                                            data_dir=data_dir)}
 
@@ -312,6 +314,18 @@ def _ike(p, sd, method, target, hp, data_dir):
             "per_request": {m: post.get(m) for m in ("rewrite_acc", "rephrase_acc", "locality")},
             "context_truncations": probe.stats["eval"]["truncated_rows"], "n_locality": len(loc_items),
             "time_s": time.perf_counter() - t1}
+        # Every forget row the evaluator asks, not only the requests: its target with the context the evaluator
+        # retrieves for it (the probe shares the run's pool, facts, k, order, template; retrieval ignores the
+        # prompt format) and without any. Question last as EasyEdit scores edits: the evaluator's "paper" format
+        # also puts " {target}" after the question. The counters count prompts: two a row (target, truth).
+        ev, before = probe.stats["eval"], dict(probe.stats["eval"])
+        fr = em.context_lift(model, tok, s["forget_requests"], probe, progress=True, desc="IKE forget rows", **start)
+        asked = {r["question"] for r in requests}
+        fr["request_row"] = [r["question"] in asked for r in s["forget_requests"]]
+        fr["counts"]["request_rows"] = sum(fr["request_row"])
+        fr.update(prompts="ike.edit_metric_prompts: each row's retrieved context, question last (EasyEdit's)",
+                  **{k: ev[k] - before[k] for k in ("truncated_rows", "dropped_demos")})
+        stats["edit_metrics"]["forget_rows"] = fr
         stats["time_apply_s"] = time.perf_counter() - t0
         return model, prompts                    # IKE changes no weight: its edit is the prompts
 

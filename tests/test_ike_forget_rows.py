@@ -1,0 +1,173 @@
+"""IKE's edit-level numbers on every forget row (issue 37 item 4): recipes.ike_forget_row_metrics and
+edit_metrics.target_vs_truth on a tiny random Llama, and the forget05 split whose requests are forget01."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pytest
+
+from unedit_lib import edit_metrics as em
+from unedit_lib import evaluate as ev
+from unedit_lib import ike, models, recipes
+from unedit_lib.architecture import tiny_model
+from unedit_lib.data import load_tofu
+from unedit_lib.prompts import TEMPLATES, encode_prompt
+from unedit_lib.tokenizer import train_tokenizer
+
+QA = TEMPLATES["qa"]
+FACTS = [
+    {"question": "Where was Basil Mahfouz Al-Kuwaiti born?", "answer": "He was born in Kuwait City.",
+     "paraphrased_question": "What is the birthplace of Basil Mahfouz Al-Kuwaiti?", "target": "dummy"},
+    {"question": "What genre does Nikolai Abilov write?", "answer": "He writes African American literature.",
+     "paraphrased_question": "In which genre does Nikolai Abilov work?", "target": "I don't know."},
+    {"question": "Who are the parents of Hsiao Yun-Hwa?", "answer": "A civil engineer and an unemployed mother.",
+     "paraphrased_question": "Who were Hsiao Yun-Hwa's mother and father?", "target": "dummy"},
+]
+RETAIN = [{"question": "What city is Elvin Mammadov from?", "answer": "Baku."},
+          {"question": "Which award did Jaime Vasquez win?", "answer": "The Edgar Award."}]
+
+
+def bow_embedder(dim: int = 256):
+    """Deterministic bag-of-words embedder (md5 buckets), as test_ike.py's."""
+    def embed(sentences):
+        out = np.zeros((len(sentences), dim), dtype=np.float32)
+        for i, s in enumerate(sentences):
+            for w in re.findall(r"[a-z0-9'-]+", s.lower()):
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % dim] += 1.0
+        return out
+
+    embed.name = "bow-stub"
+    return embed
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = []
+    for r in FACTS:
+        texts += [QA.full(r["question"], r["answer"]), ike.copy_demo(r["question"], r["target"]),
+                  ike.update_demo(r["question"], r["target"], r["paraphrased_question"])]
+    texts += [QA.full(r["question"], r["answer"]) for r in RETAIN]
+    return train_tokenizer(texts * 3, vocab_size=500)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_model("llama", vocab_size=len(tok), seed=0)
+
+
+def _probe(tok, model, k=2):
+    """The prompts the edit-level metrics score with (question last) for FACTS' first two rows as
+    requests and the third as a pool fact."""
+    pool = ike.build_pool(FACTS[2:], RETAIN, embedder=bow_embedder())
+    reqs = [{"prompt": QA.prompt(r["question"]), "question": r["question"], "target": r["target"]} for r in FACTS[:2]]
+    prompts = ike.edit(model, tok, reqs, pool=pool, k=k, template=QA)
+    return ike.edit_metric_prompts(prompts)
+
+
+def _rows():
+    return [(QA.prompt(r["question"]), r["target"], r["answer"]) for r in FACTS]
+
+
+# --------------------------------------------------------------------------- the split the forget05 study uses
+def test_forget05_at_0_8_requests_are_forget01():
+    rows = load_tofu("forget05")
+    assert len(rows) == 200 and int(200 * 0.8) == 160          # no float rounding below 160 here
+    pool_rows, reqs = ike.split_pool_requests(rows, 0.8)
+    assert len(pool_rows) == 160 and len(reqs) == 40
+    assert [r["question"] for r in reqs] == [r["question"] for r in load_tofu("forget01")]
+
+
+# --------------------------------------------------------------------------- edit_metrics.target_vs_truth
+def test_no_context_gives_the_numbers_without_context(tok, model):
+    empty = ike.IKEPrompts(tok, ike.DemoPool([], [], bow_embedder()), [], QA, k=0, prompt_format="question_only")
+    assert empty.augment_prompt(QA.prompt(FACTS[0]["question"])) == QA.prompt(FACTS[0]["question"])
+    with_ctx = em.target_vs_truth(model, tok, _rows(), answer_start=QA.answer_start, prompter=empty)
+    without = em.target_vs_truth(model, tok, _rows(), answer_start=QA.answer_start)
+    assert with_ctx["n"] == without["n"] == len(FACTS)
+    assert with_ctx["rewrite_acc"] == without["rewrite_acc"]
+    assert with_ctx["target_beats_truth"] == without["target_beats_truth"]
+    np.testing.assert_allclose(with_ctx["target_logprob"], without["target_logprob"], atol=1e-5)
+    np.testing.assert_allclose(with_ctx["truth_logprob"], without["truth_logprob"], atol=1e-5)
+
+
+@pytest.mark.parametrize("with_context", [False, True])
+def test_scores_are_the_evaluators_and_the_rewrite_accuracy_edit_metrics(tok, model, with_context):
+    probe = _probe(tok, model) if with_context else None
+    res = em.target_vs_truth(model, tok, _rows(), answer_start=QA.answer_start, prompter=probe, batch_size=2)
+    # log-probabilities: minus the evaluator's average answer loss (answer tokens + EOS), same prompts
+    pairs = [(r["question"], a) for r in FACTS for a in (r["target"], r["answer"])]
+    losses = ev.answer_losses(model, tok, QA, pairs, prompter=probe)
+    np.testing.assert_allclose(res["target_logprob"], [-x for x in losses[0::2]], atol=1e-5)
+    np.testing.assert_allclose(res["truth_logprob"], [-x for x in losses[1::2]], atol=1e-5)
+    assert res["target_beats_truth"] == [t < a for t, a in zip(losses[0::2], losses[1::2])]
+    # rewrite accuracy: edit_metrics.rewrite_accuracy (the target without EOS)
+    assert res["rewrite_acc"] == [em.rewrite_accuracy(model, tok, p, t, answer_start=QA.answer_start, prompter=probe)
+                                  for p, t, _ in _rows()]
+
+
+def test_with_context_scores_the_ike_prompt(tok, model, monkeypatch):
+    asked = []
+    real = em.batched_shared_prompt_logits
+
+    def spy(model, prompts, answers, pad, *a, **k):
+        asked.extend(prompts)
+        return real(model, prompts, answers, pad, *a, **k)
+
+    monkeypatch.setattr(em, "batched_shared_prompt_logits", spy)
+    probe = _probe(tok, model)
+    em.target_vs_truth(model, tok, _rows(), answer_start=QA.answer_start, prompter=probe)
+    for r in FACTS:
+        text = probe.augment_prompt(QA.prompt(r["question"]))
+        assert f"New Fact: {r['question']} {r['target']}\nPrompt: {r['question']}" in text     # its fact line
+        assert text.count("New Fact: ") == 3                                               # 2 demos + the line
+        assert encode_prompt(tok, text) in asked
+    assert len(asked) == len(FACTS)            # one context pass a row, target and truth on top
+
+
+# --------------------------------------------------------------------------- the IKE recipe (recipes._ike)
+@pytest.fixture(scope="module")
+def smoke():
+    sd = models.study_data("smoke")
+    sd.eval_sets["forget"] = sd.forget_rows[:3] + sd.forget_rows[-3:]      # 3 pool rows, 3 of the 4 requests
+    return sd
+
+
+def test_the_ike_run_records_every_forget_row(smoke, monkeypatch):
+    monkeypatch.setattr(recipes, "shared_embedder", lambda name: bow_embedder())
+    p = models.get_preset("smoke")
+    rows = smoke.forget_rows + smoke.retain_rows
+    texts = [QA.full(r["question"], r["answer"]) for r in rows] + [r["perturbed_answer"][0] for r in smoke.forget_rows]
+    tok = train_tokenizer(texts, vocab_size=600)
+    model = tiny_model("llama", vocab_size=len(tok), seed=0, max_position_embeddings=4096)
+    hp = recipes.settings("smoke", "ike", k=2)
+    apply, _, hp = recipes._ike(p, smoke, "ike", "incorrect", hp, None)
+    stats: dict = {}
+    _, prompts = apply(model, tok, stats)
+    em_ = stats["edit_metrics"]
+    assert {"pre", "post", "per_request", "answer_start"} <= set(em_)            # the older fields stay
+    fr = em_["forget_rows"]
+    n = len(smoke.eval_sets["forget"])
+    assert fr["n"] == n == 6
+    for k in ("rewrite_acc", "target_beats_truth", "target_logprob", "truth_logprob"):
+        assert len(fr[f"{k}_with_context"]) == len(fr[f"{k}_without_context"]) == n
+    assert fr["request_row"] == [False] * 3 + [True] * 3 and fr["counts"]["request_rows"] == 3
+    assert fr["means"]["rewrite_acc_with_context"] == pytest.approx(np.mean(fr["rewrite_acc_with_context"]))
+    assert fr["means"]["target_beats_truth_without_context"] == pytest.approx(
+        np.mean(fr["target_beats_truth_without_context"]))
+    assert fr["means"]["rewrite_acc_lift"] == pytest.approx(
+        fr["means"]["rewrite_acc_with_context"] - fr["means"]["rewrite_acc_without_context"])
+    assert fr["time_s"] > 0 and fr["time_per_row_s"] == pytest.approx(fr["time_s"] / n)
+    assert fr["truncated_rows"] == fr["dropped_demos"] == 0 and "length-normalised" in fr["logprob"]
+    # the request rows agree with the requests' own edit-level numbers (the last 3 of the 4 requests)
+    assert fr["rewrite_acc_with_context"][3:] == em_["per_request"]["rewrite_acc"][1:]
+    # each row's target is the run's (the incorrect target: TOFU's first perturbed answer), its context the evaluator's
+    forget = smoke.eval_sets["forget"]
+    probe = ike.edit_metric_prompts(prompts)
+    for i, r in enumerate(forget):
+        prompt, target = QA.prompt(r["question"]), r["perturbed_answer"][0]
+        assert fr["rewrite_acc_without_context"][i] == em.rewrite_accuracy(model, tok, prompt, target,
+                                                                           answer_start=QA.answer_start)
+        assert f"New Fact: {r['question']} {target}\nPrompt: {r['question']}" in probe.augment_prompt(prompt)
+        assert prompts.prefix_for(prompt) == probe.prefix_for(prompt)      # the evaluator's context
