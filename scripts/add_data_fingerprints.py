@@ -42,13 +42,7 @@ def migrate(preset: str, data_dir=None, dry_run: bool = False) -> list[str]:
             changed.append(f"rome_probe/{path.stem}")
             if not dry_run:
                 store.write_json({**probe, "data": data}, path)
-    if renamed and robustness.results_path(p.name).exists():
-        def resource(saved):
-            for run, res in saved.items():
-                if isinstance(res, dict) and res.get("source") in renamed:
-                    res["source"] = renamed[res["source"]]
-            return saved
-        robustness.update_summary(p.name, resource)
+    robustness.follow_record_hashes(p.name, renamed)
     return changed
 
 

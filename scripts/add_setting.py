@@ -91,13 +91,7 @@ def migrate(preset: str, methods, name: str, value, data_dir=None, dry_run: bool
         renamed[before] = store.record_hash(p.name, path.stem)
     for old, new in probes:
         old.rename(new)
-    if renamed and robustness.results_path(p.name).exists():
-        def resource(saved):
-            for res in saved.values():
-                if isinstance(res, dict) and res.get("source") in renamed:
-                    res["source"] = renamed[res["source"]]
-            return saved
-        robustness.update_summary(p.name, resource)
+    robustness.follow_record_hashes(p.name, renamed)
     return changed
 
 

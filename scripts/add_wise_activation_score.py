@@ -90,13 +90,7 @@ def migrate(preset: str, dry_run: bool = False) -> list[str]:
         before = store.record_hash(p.name, path.stem)
         store.write_json(new, path)
         renamed[before] = store.record_hash(p.name, path.stem)
-    if renamed and robustness.results_path(p.name).exists():
-        def resource(saved):
-            for res in saved.values():
-                if isinstance(res, dict) and res.get("source") in renamed:
-                    res["source"] = renamed[res["source"]]
-            return saved
-        robustness.update_summary(p.name, resource)
+    robustness.follow_record_hashes(p.name, renamed)
     return changed
 
 

@@ -102,11 +102,17 @@ class CannotRebuild(ValueError):
 def rebuild_unlearned(preset, run: str, data_dir=None):
     """Re-make a finished run's unlearned model where its record is but its model is not (a fresh
     clone, a lost `artifacts/`: only notebook 08's attacks need the model), and keep it as the run
-    would have (study.save_unlearned). Its method is applied again to the full model with the
-    settings its record names; the model is kept only if it gives the record's answer losses on the
-    first forget questions (study.forget_losses_match: float noise, not another model), so the
-    attacks hit the model the record evaluated. Costs the run's unlearning time again, not its
-    evaluation. Returns the saved folder."""
+    would have (study.save_unlearned). Costs the run's unlearning time again, not its evaluation.
+    Returns the saved folder."""
+    model, tok, prompter, _ = remake_unlearned(preset, run, data_dir)
+    return study.save_unlearned(models.get_preset(preset), run, model, tok, prompter, write_model)
+
+
+def remake_unlearned(preset, run: str, data_dir=None):
+    """(model, tokenizer, prompter, stats) of a finished run made again: its method applied to the
+    full model with the settings its record names, `stats` what the method records. Refused unless the
+    model gives the record's answer losses on the first forget questions (study.forget_losses_match:
+    float noise, not another model), so what is read from it is of the model the record evaluated."""
     p = models.get_preset(preset)
     rec = store.load_record(p.name, run)
     redo = f"rerun its notebook with force=True to recompute {run!r} and its model together"
@@ -126,8 +132,9 @@ def rebuild_unlearned(preset, run: str, data_dir=None):
     logs = store.cached_logs(p.name, run)
     model, tok = models.load_subject_model(p, "full", data_dir)
     print(f"{run}: re-making its unlearned model ({(rec.get('timings') or {}).get('unlearn_s', 0):.0f} s when it ran)")
+    stats: dict = {}
     try:
-        result = apply(model, tok, {})
+        result = apply(model, tok, stats)
     except ModelCollapsed as e:
         raise CannotRebuild(f"{run}: re-making it collapsed ({e}), though the recorded run did not: {redo}") from e
     model, prompter = result if isinstance(result, tuple) else (result, None)
@@ -139,7 +146,7 @@ def rebuild_unlearned(preset, run: str, data_dir=None):
             f"{run}: the re-made model gives answer losses {study.rounded_losses(ours)} on the first forget "
             f"questions, its record {study.rounded_losses(theirs)}: not the model "
             f"the record evaluated (another CPU's float rounding over its edits?); {redo}")
-    return study.save_unlearned(p, run, model, tok, prompter, write_model)
+    return model, tok, prompter, stats
 
 
 def write_model(folder, model, tokenizer, prompter=None) -> str:

@@ -379,6 +379,20 @@ def update_summary(preset: str, change) -> dict:
     return store.update_json(results_path(preset), lambda d: store.to_jsonable(change(d)), "robustness summary")
 
 
+def follow_record_hashes(preset: str, renamed: dict) -> None:
+    """After records were rewritten without a number changing (a migration), key their attacks by the
+    records' new hashes ({old hash: new hash}), so the attacks stay the attacks of those records."""
+    if not renamed or not results_path(preset).exists():
+        return
+
+    def resource(saved):
+        for res in saved.values():
+            if isinstance(res, dict) and res.get("source") in renamed:
+                res["source"] = renamed[res["source"]]
+        return saved
+    update_summary(preset, resource)
+
+
 def add_privleak(results: dict) -> dict:
     """PrivLeak of every run's Min-K% AUC against the retain model's (needs results["retain"])."""
     ret = results.get("retain", {}).get("mia")
