@@ -228,7 +228,8 @@ def plan_stage(p, probe_s: float = 3.0):
 
     tok = cost_plan.cached_tokenizer(p)
     size, runs = cost_plan.plan(p.name, recipes.settings, lambda m, t, **ov: recipes.plan(p.name, m, t, **ov)[0],
-                                recipes.STUDY_ABLATIONS, recipes.ROME_ABLATION_TARGETS, cost_plan.Tokens(tok))
+                                recipes.STUDY_ABLATIONS if recipes.runs_ablations(p) else {},
+                                recipes.ROME_ABLATION_TARGETS, cost_plan.Tokens(tok))
     print(f"plan: model {size.layers} layers, hidden {size.hidden}, intermediate {size.intermediate}, vocab "
           f"{size.vocab}, kv {size.kv}: {size.layers * size.block_params / 1e6:.1f} M block + "
           f"{size.head_params / 1e6:.1f} M head parameters ({cost_plan.display_source(size)})")
