@@ -6,16 +6,17 @@ preset, then `overrides`), names the run (`rome-dummy`, or `rome-dummy+v_lr=0.1`
 differs from the study's: an ablation), builds the method's inputs from the study data and
 hands them to the runner (study.run_unlearning), which caches by every setting.
 
-Methods: "rome", "rrome" (R-ROME, consistent keys), "ike", "wise", and the baselines "ga",
-"gd", "kl", "idk", "npo". Study choices that differ from the method's published defaults are
-named where they are set (STUDY_SETTINGS), with why.
+Methods: registry.py's ("rome", "rrome" (R-ROME, consistent keys), "ike", "wise", the baselines "ga",
+"gd", "kl", "idk", "npo"), each built by the builder attached here (with how its model is kept). Study
+choices that differ from the method's published defaults are named where they are set (STUDY_SETTINGS).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
-from . import baselines, data, gates, ike, models, paths, prompts, report, rome, store, study, trace_records, wise
+from . import baselines, data, gates, ike, models, paths, prompts, registry, report, rome, store, study, trace_records, wise
 from . import edit_metrics as em
 from .guards import ModelCollapsed
 from .study_settings import (ATTACK_SETTINGS, ROME_ABLATION_TARGETS, STUDY_ABLATIONS, STUDY_SETTINGS, WISE_ABLATIONS,
@@ -23,27 +24,24 @@ from .study_settings import (ATTACK_SETTINGS, ROME_ABLATION_TARGETS, STUDY_ABLAT
 from .wise import scaled_freqs, wise_locality_texts  # noqa: F401  (notebook 05's names)
 from .rome_grid import REWRITE_GATE, V_LR_GRID, smallest_v_lr_passing_gate  # noqa: F401  (notebook 03's names)
 
-EDITORS = ("rome", "rrome", "ike", "wise")
-METHODS = EDITORS + baselines.METHODS
-METHOD_NAMES = {"rome": "ROME", "rrome": "R-ROME", "ike": "IKE", "wise": "WISE"}
-
 _ROME_NOT_SETTINGS = ("cov", "mom2_texts", "mom2_cache_dir", "context_templates", "layer", "answer_start")
 _WISE_NOT_SETTINGS = ("template", "verbose")
 
 
 # --------------------------------------------------------------------------- settings
+def _rome_defaults(consistent_keys: bool) -> dict:
+    names = {f.name for f in dataclasses.fields(rome.RomeHParams)} - set(_ROME_NOT_SETTINGS)
+    d = rome.PAPER_HPARAMS.record()            # every setting, JSON-able (the paper's defaults)
+    return {k: consistent_keys if k == "consistent_keys" else v for k, v in d.items() if k in names}
+
+
+def _fields(hparams, leave_out=()) -> dict:    # a method's settings: its hparams but those that are no setting
+    return {k: v for k, v in dataclasses.asdict(hparams).items() if k not in leave_out}
+
+
 def _defaults(method: str) -> dict:
-    if method in ("rome", "rrome"):
-        d = rome.PAPER_HPARAMS.record()            # every setting, JSON-able (the paper's defaults)
-        names = {f.name for f in dataclasses.fields(rome.RomeHParams)}
-        return {k: v for k, v in d.items() if k in names and k not in _ROME_NOT_SETTINGS}
-    if method == "ike":
-        return {k: v for k, v in dataclasses.asdict(ike.IKEHParams()).items() if k != "sentence_model_name"}
-    if method == "wise":
-        return {k: v for k, v in dataclasses.asdict(wise.WiseHParams()).items() if k not in _WISE_NOT_SETTINGS}
-    if method in baselines.METHODS:
-        return {k: v for k, v in dataclasses.asdict(baselines.BaselineHParams()).items() if k != "progress"}
-    raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
+    """The method's own settings (its registered `defaults`); unknown methods raise, naming the valid ones."""
+    return registry.code(method, "defaults")()
 
 
 def settings(preset, method: str, seed: int = 0, **overrides) -> dict:
@@ -52,11 +50,9 @@ def settings(preset, method: str, seed: int = 0, **overrides) -> dict:
     Unknown names raise, naming the valid ones."""
     p = models.get_preset(preset)
     hp = _defaults(method)
-    table = STUDY_SETTINGS.get({"rrome": "rome"}.get(method, "baselines" if method in baselines.METHODS else method), {})
+    table = registry.code(method, "study_settings", {})
     hp.update(table.get("all", {}))
     hp.update(table.get(p.name, {}))
-    if method in ("rome", "rrome"):
-        hp["consistent_keys"] = method == "rrome"
     hp["seed"] = seed
     unknown = sorted(k for k, v in overrides.items() if v is not None and k not in hp)
     if unknown:
@@ -67,11 +63,12 @@ def settings(preset, method: str, seed: int = 0, **overrides) -> dict:
 
 def plan(preset, method: str, target: str | None = None, seed: int = 0, **overrides) -> tuple[str, dict, dict]:
     """(run name, all settings, the settings that differ from the study's) of one run."""
-    if method in EDITORS and target not in data.TARGETS:
+    editor = registry.get(method).kind == registry.EDITOR
+    if editor and target not in data.TARGETS:
         raise ValueError(f"{method} needs a target in {data.TARGETS}, got {target!r}")
     hp = settings(preset, method, seed, **overrides)
     changed = study.ablation(hp, settings(preset, method, seed))
-    base = method if method in baselines.METHODS else f"{method}-{target}"
+    base = f"{method}-{target}" if editor else method
     return study.run_name(base, seed, changed), hp, changed
 
 
@@ -83,16 +80,16 @@ def run(preset, method: str, target: str | None = None, *, seed: int = 0, force:
     study.check_inputs(p, name, data_dir)      # the device, data, retain logs, full model: before _build's work
     sd = models.study_data(p, data_dir)
     apply, extra, hp = _build(p, sd, method, target, hp, data_dir)
-    rec, _ = study.run_unlearning(p, name, METHOD_NAMES.get(method, method), target, apply, hp=hp, changed=changed,
+    rec, _ = study.run_unlearning(p, name, registry.get(method).label, target, apply, hp=hp, changed=changed,
                                   data_dir=data_dir, force=force, seed=seed, extra=extra, progress=progress,
-                                  write_model=write_model, watch_eval=wise_eval_routes if method == "wise" else None)
+                                  write_model=registry.code(method, "save", study.write_plain_model),
+                                  watch_eval=registry.code(method, "watch_eval", None))
     return rec
 
 
 def _build(p, sd, method, target, hp, data_dir):
-    """(apply, the record's extra fields, hp with what the inputs resolved) of one run of `method`."""
-    build = {"rome": _rome, "rrome": _rome, "ike": _ike, "wise": _wise}.get(method, _baseline)
-    return build(p, sd, method, target, hp, data_dir)
+    """(apply, the record's extra fields, hp with what the inputs resolved) of one run (its method's `build`)."""
+    return registry.code(method, "build")(p, sd, method, target, hp, data_dir)
 
 
 class CannotRebuild(ValueError):
@@ -105,7 +102,9 @@ def rebuild_unlearned(preset, run: str, data_dir=None):
     would have (study.save_unlearned). Costs the run's unlearning time again, not its evaluation.
     Returns the saved folder."""
     model, tok, prompter, _ = remake_unlearned(preset, run, data_dir)
-    return study.save_unlearned(models.get_preset(preset), run, model, tok, prompter, write_model)
+    p = models.get_preset(preset)
+    method = registry.from_label(store.load_record(p.name, run)["method"]).name
+    return study.save_unlearned(p, run, model, tok, prompter, registry.code(method, "save", study.write_plain_model))
 
 
 def remake_unlearned(preset, run: str, data_dir=None):
@@ -120,7 +119,7 @@ def remake_unlearned(preset, run: str, data_dir=None):
         raise FileNotFoundError(f"no record results/{p.name}/{run}.json: run its notebook (03-06) first")
     if rec.get("collapsed"):
         raise CannotRebuild(f"{run} collapsed ({rec['collapsed'].get('reason')}): there is no unlearned model to re-make")
-    method = {v: k for k, v in METHOD_NAMES.items()}.get(rec["method"], rec["method"])
+    method = registry.from_label(rec["method"]).name
     name, hp, _ = plan(p, method, rec["target"], rec["seed"], **(rec.get("ablation") or {}))
     sd = models.study_data(p, data_dir)
     apply, _, hp = _build(p, sd, method, rec["target"], hp, data_dir)
@@ -162,27 +161,17 @@ def write_model(folder, model, tokenizer, prompter=None) -> str:
 
 def load_unlearned(preset, run: str, data_dir=None):
     """(model, tokenizer, prompter) of a finished run's unlearned model, as it was evaluated:
-    `prompter` is IKE's prompts (its model is the full model), else None."""
+    `prompter` is IKE's prompts (its model is the full model), else None; a kind other than "model" is
+    a method's own, loaded by its registered `load` onto the full model."""
     kind = study.unlearned_kind(preset, run)
     folder = study.unlearned_path(preset, run)
     if kind == "model":
         return (*models.load_model(folder), None)
+    load = registry.code(kind, "load", None) if kind in registry.names() else None
+    if load is None:
+        raise store.CorruptFile(folder / "unlearned.json", f"unknown kind {kind!r}")
     model, tok = models.load_subject_model(preset, "full", data_dir)
-    if kind == "wise":
-        return wise.load_side_memory(model, folder), tok, None
-    if kind == "ike":
-        return model, tok, ike.load_prompts(tok, folder)
-    raise store.CorruptFile(folder / "unlearned.json", f"unknown kind {kind!r}")
-
-
-def describe(rec: dict) -> str:
-    """One line per run for the notebooks' logs."""
-    if rec.get("collapsed"):
-        c = rec["collapsed"]
-        return f"{rec['run']}: COLLAPSED at {c.get('step')}: {c.get('reason')}"
-    return (f"{rec['run']}: MU {rec['model_utility']:.4f}  FQ {rec['forget_quality']:.3g}  "
-            f"forget ROUGE {rec['metrics']['forget']['rouge']:.3f}"
-            + (f"  (ablation: {rec['ablation']})" if rec.get("ablation") else ""))
+    return load(model, tok, folder)
 
 
 # --------------------------------------------------------------------------- ROME
@@ -415,6 +404,18 @@ def _baseline(p, sd, method, target, hp, data_dir):
     return apply, extra, hp
 
 
+# each method's defaults, builder and how its unlearned model is kept (its study settings: study_settings.py)
+for _name in ("rome", "rrome"):              # R-ROME: ROME with consistent keys
+    registry.attach(_name, defaults=functools.partial(_rome_defaults, _name == "rrome"), build=_rome)
+registry.attach("ike", defaults=lambda: _fields(ike.IKEHParams(), ("sentence_model_name",)), build=_ike,
+                save=write_model, load=lambda model, tok, folder: (model, tok, ike.load_prompts(tok, folder)))
+registry.attach("wise", defaults=lambda: _fields(wise.WiseHParams(), _WISE_NOT_SETTINGS), build=_wise,
+                save=write_model, load=lambda model, tok, folder: (wise.load_side_memory(model, folder), tok, None),
+                watch_eval=wise_eval_routes)
+for _name in baselines.METHODS:
+    registry.attach(_name, defaults=lambda: _fields(baselines.BaselineHParams(), ("progress",)), build=_baseline)
+
+
 def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = False, data_dir=None,
              **overrides) -> dict:
     """`run` for every seed x method x target (the notebooks' one call per method or group of
@@ -425,7 +426,7 @@ def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = Fals
         for method in methods:
             for target in targets:
                 rec = run(preset, method, target, seed=seed, force=force, data_dir=data_dir, **overrides)
-                print(describe(rec))
+                print(report.describe_run(rec))
                 out[rec["run"]] = rec
     return out
 
@@ -492,7 +493,7 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
 
     def one(target, seed, role, **kw):
         rec = run(preset, "rome", target, seed=seed, force=force, data_dir=data_dir, **{**overrides, **kw})
-        print(describe(rec) + f"  [{role}]")
+        print(report.describe_run(rec) + f"  [{role}]")
         out[rec["run"]] = {**rec, "role": role}
         return rec
 
@@ -551,7 +552,7 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
             else:
                 kw = {k: v for k, v in wise.ablation_overrides(name).items() if k != "ablation"}
             rec = run(preset, "wise", target, seed=seed, force=force, data_dir=data_dir, **{**overrides, **kw})
-            print(describe(rec) + f"  [ablation {name}]")
+            print(report.describe_run(rec) + f"  [ablation {name}]")
             out[rec["run"]] = rec
     return out
 

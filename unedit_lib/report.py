@@ -64,6 +64,16 @@ def runs_to_attack(records: dict, seeds=(0,)) -> list[str]:
     return ["full", "retain"] + sort_runs(wanted)
 
 
+def describe_run(rec: dict) -> str:
+    """One line per run record for the notebooks' logs (recipes.run_grid and the editors' runs)."""
+    if rec.get("collapsed"):
+        c = rec["collapsed"]
+        return f"{rec['run']}: COLLAPSED at {c.get('step')}: {c.get('reason')}"
+    return (f"{rec['run']}: MU {rec['model_utility']:.4f}  FQ {rec['forget_quality']:.3g}  "
+            f"forget ROUGE {rec['metrics']['forget']['rouge']:.3f}"
+            + (f"  (ablation: {rec['ablation']})" if rec.get("ablation") else ""))
+
+
 def group_by_run(records: dict) -> dict[str, dict[int, dict]]:
     """{base run: {seed: record}}."""
     groups: dict[str, dict[int, dict]] = {}

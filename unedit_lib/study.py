@@ -124,8 +124,8 @@ def _unlearned_writer(preset, run: str, model, tokenizer, prompter, write_model)
 
 def save_unlearned(preset, run: str, model, tokenizer, prompter=None, write_model=write_plain_model):
     """Keep an unlearned model (atomically: a temporary folder renamed into place), written by
-    `write_model(folder, model, tokenizer, prompter) -> kind` (recipes.write_model knows every
-    method's kind: safetensors, a WISE side memory, IKE's prompts), with `unlearned.json`."""
+    `write_model(folder, model, tokenizer, prompter) -> kind` (each method's registered `save`:
+    safetensors, a WISE side memory, IKE's prompts), with `unlearned.json`."""
     return store.write_dir(unlearned_path(preset, run),
                            _unlearned_writer(preset, run, model, tokenizer, prompter, write_model))
 

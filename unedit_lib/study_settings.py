@@ -1,10 +1,11 @@
 """The study's own settings, per method and preset, on top of each method's published defaults (the
 paper's), the named ablations run beside them, and notebook 08's attack settings per preset: tables
-that recipes.py reads (recipes.settings resolves one run's settings from them).
+that recipes.py reads (recipes.settings resolves one run's settings from them). Each method's
+table is attached to its entry of registry.py (at the end).
 """
 from __future__ import annotations
 
-from . import models
+from . import models, registry
 from .embeddings import DEFAULT_SENTENCE_MODEL
 
 # The study's own choices, per method and preset, on top of each method's defaults. Everything
@@ -81,3 +82,11 @@ WISE_ABLATIONS = ("per-row-routing", "margins-scaled")
 # Notebook 08's settings per preset on top of robustness.DEFAULTS. forget05: the attacks read every 5th
 # forget row (rows 0, 5, ..., 195: 40 rows, 4 of each of the 10 authors), as many as forget01 has
 ATTACK_SETTINGS = {"smollm2-forget05": {"forget_every": 5}}
+
+
+
+# each method's table above, attached to its registry entry (recipes.settings reads it there)
+for _name, _table in (("rome", "rome"), ("rrome", "rome"), ("ike", "ike"), ("wise", "wise")):
+    registry.attach(_name, study_settings=STUDY_SETTINGS[_table])
+for _name in registry.names(registry.BASELINE):
+    registry.attach(_name, study_settings=STUDY_SETTINGS["baselines"])
