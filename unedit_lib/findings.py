@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import gates, reference, store
+from . import gates, reference, registry, store
 from .joint_bootstrap import LEVEL, JointBootstrap, describe_fq
 from .report import (INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED,
                      SUBJECT_MODEL_RUNS, split_seed)
@@ -45,13 +45,13 @@ SOURCES = {ABSTRACT: "the paper's abstract (arXiv 2512.20794)",
                     "Llama-2-7b, forget10, 300 rows), not a sentence of the paper"}
 EACH, EXISTS = "each", "exists"
 TARGETS = ("dummy", "incorrect", "avoidant")
-EDITOR_FAMILIES = {"ROME": "rome", "IKE": "ike", "WISE": "wise"}
 PAPER_BASELINES = ("ga", "gd", "kl", "idk")
 
 # What a finding may rest on, per method: the gates (gates.py, by their short names) of a run
 # that must hold. "edit acts": the edit did what the method does (ROME's edits take, IKE's context
 # makes the model give the target, WISE routes the forget prompts to its side memory); "others
-# not routed": WISE leaves the other sets to the main memory (what "keeps utility" relies on).
+# not routed": WISE leaves the other sets to the main memory (what "keeps utility" relies on). An
+# editor not named here (registered later) rests "edit acts" on every gate it has (premise_gates).
 PREMISES = {
     "edit acts": {"ROME": ("edits take",), "R-ROME": ("edits take",), "IKE": ("edit takes", "context lifts"),
                   "WISE": ("forget prompts routed",)},
@@ -86,7 +86,9 @@ def _only(run: str):
 
 
 def _editors(runs):
-    return [r for r in runs if r.split("-")[0] in EDITOR_FAMILIES.values() and "+" not in r]
+    """The runs of the editors a study runs (registry.py; not R-ROME), study settings only."""
+    study_editors = registry.names(registry.EDITOR, in_study=True)
+    return [r for r in runs if r.split("-")[0] in study_editors and "+" not in r]
 
 
 def _unlearning_runs(runs):
@@ -276,8 +278,13 @@ class PaperView(View):
 def premise_gates(finding: Finding, run: str, records: dict) -> list[dict]:
     """The gate rows (gates.py) of `run` that `finding` rests on (none without a premise)."""
     rec = records.get(run) or {}
-    wanted = PREMISES.get(finding.premise or "", {}).get(str(rec.get("method") or ""), ())
-    return [g for g in gates.run_gates(run, rec, records) if g["short"] in wanted]
+    label, rows = str(rec.get("method") or ""), gates.run_gates(run, rec, records)
+    wanted = PREMISES.get(finding.premise or "", {}).get(label)
+    if wanted is None:
+        spec = registry.of_label(label)
+        editor = spec is not None and spec.kind == registry.EDITOR
+        wanted = tuple(g["short"] for g in rows) if editor and finding.premise == "edit acts" else ()
+    return [g for g in rows if g["short"] in wanted]
 
 
 # the paper's reading of each gate: docs/paper.md 7.3's edit-level numbers (EasyEdit), since the
@@ -290,13 +297,12 @@ PAPER_GATES = {"edits take": ("rewrite_acc", ">=", gates.EDITS_TAKE_MIN),
                "retain prompts routed": ("1 - locality", "<=", gates.ROUTE_OTHER_MAX),
                "real-author prompts routed": ("1 - locality", "<=", gates.ROUTE_OTHER_MAX),
                "world-fact prompts routed": ("1 - locality", "<=", gates.ROUTE_OTHER_MAX)}
-_METHOD_OF = {"rome": "ROME", "rrome": "R-ROME", "ike": "IKE", "wise": "WISE"}
-
 
 def paper_premise_gates(finding: Finding, run: str) -> list[dict]:
     """The same premise read on the paper's run (PAPER_GATES over reference.paper_edit_metrics)."""
     em = reference.paper_edit_metrics(run) or {}
-    wanted = PREMISES.get(finding.premise or "", {}).get(_METHOD_OF.get(run.split("-")[0], ""), ())
+    spec = registry.of_run(run)
+    wanted = PREMISES.get(finding.premise or "", {}).get(spec.label if spec else "", ())
     out = []
     for short in wanted:
         name, op, bar = PAPER_GATES[short]

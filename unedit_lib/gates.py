@@ -26,6 +26,9 @@ threshold:
   recorded gives "unknown": its per-prompt routing (`stats.routing`, each prompt scored alone, not
   the evaluator's batches) is shown as context, never gated on.
 
+Each method's gates are attached to its entry of registry.py (below: ROME's serve R-ROME too);
+`run_gates` reads them from there by the record's `method` label.
+
 Which gates a finding rests on is findings.PREMISES' choice ("edit acts": ROME's and IKE's edits
 take, WISE routes the forget prompts; "others not routed": what "WISE keeps utility" relies on);
 findings about damage ("breaks down") and about what happens anyway ("WISE barely forgets") rest
@@ -36,6 +39,7 @@ from __future__ import annotations
 import math
 import operator
 
+from . import registry
 from .edit_records import EDIT_PROMPT, metric_groups as edit_metric_groups
 
 EDITS_TAKE_MIN = 0.8      # mean rewrite accuracy after the edits (the paper's ROME-dummy: 0.985)
@@ -92,7 +96,7 @@ def record_in_context_probe(preset: str, probe: dict, run: str = "full") -> None
     store.write_json(rec, path)
 
 
-def rome_gates(run: str, rec: dict) -> list[dict]:
+def rome_gates(run: str, rec: dict, records: dict | None = None) -> list[dict]:
     em = edit_metric_groups(rec).get(EDIT_PROMPT, {})        # the prompts the edits were made with
     pre = _number(em.get("pre_rewrite_acc_mean"))
     n = em.get("n_edits") or rec.get("n_edits")
@@ -144,7 +148,7 @@ def eval_routed_shares(rec: dict, set_name: str) -> dict:
     return out
 
 
-def wise_gates(run: str, rec: dict) -> list[dict]:
+def wise_gates(run: str, rec: dict, records: dict | None = None) -> list[dict]:
     per_prompt = _dig(rec, "stats", "routing", "sets") or {}
     out = []
     for key, name, op, bar, pick in (("forget", "forget", ">=", ROUTE_FORGET_MIN, min),
@@ -163,16 +167,16 @@ def wise_gates(run: str, rec: dict) -> list[dict]:
     return out
 
 
+for _name, _gates in (("rome", rome_gates), ("rrome", rome_gates), ("ike", ike_gates), ("wise", wise_gates)):
+    registry.attach(_name, gates=_gates)
+
+
 def run_gates(run: str, rec: dict, records: dict | None = None) -> list[dict]:
-    """The gates of one run record (none for methods without premises: subject models, baselines)."""
-    method = str(rec.get("method") or "")
-    if method in ("ROME", "R-ROME"):
-        return rome_gates(run, rec)
-    if method == "IKE":
-        return ike_gates(run, rec, records or {})
-    if method == "WISE":
-        return wise_gates(run, rec)
-    return []
+    """The gates of one run record: its method's registered `gates` (none for methods without
+    premises: subject models, baselines)."""
+    spec = registry.of_label(str(rec.get("method") or ""))
+    fn = registry.code(spec.name, "gates", None) if spec else None
+    return fn(run, rec, records or {}) if fn else []
 
 
 def gate_rows(records: dict) -> list[dict]:

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import seaborn as sns
 
+from . import registry
 from .figure_io import figure_path, integer_ticks, layer_ticks, plt, save  # noqa: F401  (the notebooks' names)
 
 
@@ -20,31 +21,33 @@ def _smooth(x, k=10):
 
 
 # --------------------------------------------------------------------------- one style per run
-# One colour per method family, one marker per unlearning target (baselines: one marker per
-# method), so every run of every figure can be told apart; a variant of a run (a run name
-# with more than family-target, e.g. wise-dummy-rawprompt) is drawn dashed / hollow.
-FAMILY_COLORS = {"ROME": "C0", "R-ROME": "C9", "IKE": "C1", "WISE": "C2", "baseline": "C3"}
+# One colour per method (registry.py's `color`: R-ROME apart from ROME, every baseline the same), one
+# marker per unlearning target (baselines: their own marker), so every run of every figure can be told
+# apart; a variant of a run (a run name with more than family-target, e.g. wise-dummy-rawprompt) is
+# drawn dashed / hollow.
 TARGET_MARKERS = {"dummy": "o", "incorrect": "s", "avoidant": "^"}
-BASELINE_MARKERS = {"ga": "v", "gd": "D", "kl": "X", "idk": "P", "npo": "h"}
 SUBJECT_COLORS = {"full": "k", "retain": "gold", "base": "0.65"}
 SUBJECT_LABELS = {"full": "full model", "retain": "retain model", "base": "pretrained model (before fine-tuning)"}
-_PREFIX_FAMILY = {"rome": "ROME", "rrome": "R-ROME", "ike": "IKE", "wise": "WISE"}
 
 
 def run_style(run: str) -> dict:
-    """{"family", "target", "color", "marker", "variant", "ls", "fill"} of a run, from its name
+    """{"family", "method", "target", "color", "marker", "variant", "ls", "fill"} of a run, from its name
     (`rome-dummy`, `rome-dummy+v_lr=0.5`, `ga`, `full`; a seed suffix `-s1` is ignored; settings
-    after a `+` make a variant of the run before it)."""
+    after a `+` make a variant of the run before it). `family`: its method's family in registry.py for
+    an editor, "baseline" for an unlearning baseline (and a prefix no method has); `method`: its label."""
     base, plus, _ = str(run).partition("+")
     parts = [x for x in base.split("-") if not re.fullmatch(r"s\d+", x)]
     if parts[0] in SUBJECT_COLORS:          # the fine-tuned models and the pretrained one before them (base)
-        return {"family": "subject model", "target": None, "color": SUBJECT_COLORS[parts[0]],
+        return {"family": "subject model", "method": None, "target": None, "color": SUBJECT_COLORS[parts[0]],
                 "marker": "*", "variant": False, "ls": "-", "fill": True}
-    family = _PREFIX_FAMILY.get(parts[0], "baseline")
-    target = parts[1] if family != "baseline" and len(parts) > 1 else None
-    variant = bool(plus) or len(parts) > (2 if family != "baseline" else 1)
-    marker = TARGET_MARKERS.get(target, "D") if family != "baseline" else BASELINE_MARKERS.get(parts[0], "D")
-    return {"family": family, "target": target, "color": _shade(FAMILY_COLORS[family], target), "marker": marker,
+    spec = registry.of_run(run)
+    editor = spec is not None and spec.kind == registry.EDITOR
+    target = parts[1] if editor and len(parts) > 1 else None
+    variant = bool(plus) or len(parts) > (2 if editor else 1)
+    marker = TARGET_MARKERS.get(target, "D") if editor else (spec and spec.marker) or "D"
+    color = spec.color if spec else registry.BASELINE_COLOR
+    return {"family": spec.family if editor else registry.BASELINE, "method": spec.label if spec else parts[0],
+            "target": target, "color": _shade(color, target), "marker": marker,
             "variant": variant, "ls": "--" if variant else "-", "fill": not variant}
 
 
@@ -386,11 +389,12 @@ def fq_vs_mu(table, preset: str, name: str = "fq_vs_mu.png", fq_floor: float = 1
            ylabel="model utility",
            title=f"Forgetting against utility, every run ({preset}); top right is best")
     styles = [run_style(r) for r in keys]
-    fams = [f for f in FAMILY_COLORS if any(s["family"] == f for s in styles)]
+    editors = [m for m in registry.all_methods(registry.EDITOR) if any(s["method"] == m.label for s in styles)]
     handles = [Line2D([], [], marker="*", ls="", color=c, mec="k", ms=12, label=SUBJECT_LABELS[w])
                for w, c in SUBJECT_COLORS.items() if w in ("full", "retain") or w in keys]
-    handles += [Line2D([], [], marker="o" if f != "baseline" else "D", ls="", color=FAMILY_COLORS[f], ms=7,
-                       label=f if f != "baseline" else "unlearning baseline") for f in fams]
+    handles += [Line2D([], [], marker="o", ls="", color=m.color, ms=7, label=m.label) for m in editors]
+    if any(s["family"] == registry.BASELINE for s in styles):
+        handles.append(Line2D([], [], marker="D", ls="", color=registry.BASELINE_COLOR, ms=7, label="unlearning baseline"))
     handles += [Line2D([], [], marker=m, ls="", color="w", mec="k", ms=7, label=f"target: {t}")
                 for t, m in TARGET_MARKERS.items() if any(s["target"] == t for s in styles)]
     if any(s["variant"] for s in styles):

@@ -18,15 +18,15 @@ import re
 
 import numpy as np
 
-from . import reference, uncertainty
+from . import reference, registry, uncertainty
 from .edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
 from .evaluate import EVAL_SETS, METRICS, flat_metrics
 from .prompts import question_of
 
 SET_METRICS = [f"{s}/{m}" for s in EVAL_SETS for m in METRICS]
 NUMBERS = SET_METRICS + ["model_utility", "forget_quality"]
-EDITOR_METHODS = ("ROME", "R-ROME", "IKE", "WISE")
-_ORDER = ("full", "retain", "base", "rome", "rrome", "ike", "wise", "ga", "gd", "kl", "idk", "npo")
+SUBJECT_MODEL_RUNS = registry.SUBJECT_MODEL_RUNS   # the subject models' records (base: the pretrained model)
+SUBJECT_MODEL = "subject model"                     # their records' `method`
 _SEED = re.compile(r"^(?P<base>.+?)-s(?P<seed>\d+)$")
 
 
@@ -43,16 +43,23 @@ def edit_ms(rec: dict) -> float | None:
 
 
 def _sort_key(base: str):
-    head = base.split("-")[0]
-    return (_ORDER.index(head) if head in _ORDER else len(_ORDER), base)
+    """Subject models, then the registered methods in the registry's order (editors, baselines), then the rest."""
+    order = SUBJECT_MODEL_RUNS + registry.names()
+    head = registry.prefix(base)
+    return (order.index(head) if head in order else len(order), base)
+
+
+def method_kind(method) -> str | None:
+    """A record's `method` label as a kind: "subject model", registry.EDITOR or registry.BASELINE (None: unknown)."""
+    if method == SUBJECT_MODEL:
+        return SUBJECT_MODEL
+    spec = registry.of_label(method)
+    return spec.kind if spec else None
 
 
 def sort_runs(runs) -> list[str]:
     """Run names in the study's order (subject models, editors, baselines; seeds together)."""
     return sorted(runs, key=lambda r: (_sort_key(split_seed(r)[0]), split_seed(r)[1]))
-
-
-SUBJECT_MODEL_RUNS = ("full", "retain", "base")   # the subject models' records (base: the pretrained model)
 
 
 def runs_to_attack(records: dict, seeds=(0,)) -> list[str]:
@@ -87,9 +94,9 @@ def main_table(records: dict, seeds=None):
     """One row per run, seeds aggregated (mean; `<metric> sd` with >= 2 seeds).
 
     seeds: keep only these seeds (None = every seed found). The subject models (`full`,
-    `retain`) have one seed. Columns: method, target, n_seeds, the 12 set metrics, model
-    utility, forget quality, unlearn seconds, median ms per edit, collapsed ("" or "k of n
-    seeds: reason"), and `<key> lo` / `<key> hi` for forget quality, model utility and forget
+    `retain`) have one seed. Columns: method, kind ("subject model", "editor", "baseline":
+    `method_kind`), target, n_seeds, the 12 set metrics, model utility, forget quality, unlearn
+    seconds, median ms per edit, collapsed ("" or "k of n seeds: reason"), and `<key> lo` / `<key> hi` for forget quality, model utility and forget
     ROUGE: the row-bootstrap interval stored in a one-seed record (uncertainty.py; NaN when the
     record has none or the run has several seeds). A collapsed seed contributes no numbers; a run whose every seed collapsed
     has NaN numbers and says so in `collapsed`.
@@ -104,8 +111,8 @@ def main_table(records: dict, seeds=None):
             continue
         recs = [by_seed[s] for s in sorted(by_seed)]
         ok = [r for r in recs if not r.get("collapsed")]
-        row = {"run": base, "method": recs[0].get("method"), "target": recs[0].get("target"),
-               "n_seeds": len(recs)}
+        row = {"run": base, "method": recs[0].get("method"), "kind": method_kind(recs[0].get("method")),
+               "target": recs[0].get("target"), "n_seeds": len(recs)}
         flats = [flat_metrics(r) for r in ok]
         for k in NUMBERS:
             vals = [f[k] for f in flats if f[k] is not None]

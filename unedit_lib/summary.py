@@ -1,6 +1,7 @@
 """The README's answer in five lines, computed from the run records (`make readme`).
 
-One line per method family (ROME, IKE, WISE, the unlearning baselines) answering: did the
+One line per editor family of registry.py (ROME with R-ROME, IKE, WISE), then one for the
+unlearning baselines, answering: did the
 edit take (EasyEdit's rewrite accuracy: teacher-forced target-token accuracy on the edited
 prompts, docs/editing.md §5), did it forget (forget ROUGE-L recall between the full and the
 retain model's, forget quality), what did utility cost (MU as a fraction of the full model's),
@@ -11,11 +12,10 @@ from __future__ import annotations
 
 import math
 
-from . import reference
+from . import reference, registry
 from .edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
 from .report import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
 
-FAMILIES = (("ROME", ("ROME", "R-ROME")), ("IKE", ("IKE",)), ("WISE", ("WISE",)))
 BASELINE_FINDINGS = ("GA ", "GD ", "KL ", "IdK ", "NPO ")   # findings about one baseline start with its name
 TARGET_ORDER = ("dummy", "incorrect", "avoidant")
 
@@ -155,7 +155,8 @@ def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
     full, retain = table.loc["full"], table.loc["retain"]
     mu_full = full["model_utility"]
     lines = []
-    for family, methods in FAMILIES:
+    families = registry.families()             # [(family, its editors' labels)]: ROME with R-ROME
+    for family, methods in families:
         runs_ = sorted((r for r in table.index if str(table.loc[r, "method"]) in methods),
                        key=lambda r: (TARGET_ORDER.index(table.loc[r, "target"]) if table.loc[r, "target"] in TARGET_ORDER
                                       else len(TARGET_ORDER), r))
@@ -177,7 +178,7 @@ def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
                         f"none of the paper's {family} findings testable here")
                      + (f" ({untestable} not testable: a premise failed or was not recorded)" if untestable else "") + ".")
     base = [r for r in table.index if str(table.loc[r, "method"]) not in
-            {m for _, ms in FAMILIES for m in ms} | {"subject model"}]
+            {m for _, ms in families for m in ms} | {"subject model"}]
     if base:
         rep, tested, _ = _findings_of(found, "baselines")
         lines.append(f"* **Unlearning baselines** ({', '.join(base)}) — no edit; "
@@ -193,16 +194,14 @@ def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- a study under way
-STUDY_EDITORS = ("rome", "ike", "wise")     # R-ROME is off by default (notebook 03's rrome_targets)
-
-
 def study_runs() -> list[str]:
-    """The run names a whole study writes with the paper's settings (one seed): each editor
-    with each target, then each unlearning baseline."""
-    from .baselines import METHODS
+    """The run names a whole study writes with the paper's settings (one seed): each editor the
+    study runs (registry.py; R-ROME is off by default, notebook 03's rrome_targets) with each
+    target, then each unlearning baseline."""
     from .data import TARGETS
 
-    return [f"{m}-{t}" for m in STUDY_EDITORS for t in TARGETS] + list(METHODS)
+    return ([f"{m}-{t}" for m in registry.names(registry.EDITOR, in_study=True) for t in TARGETS]
+            + list(registry.names(registry.BASELINE, in_study=True)))
 
 
 def progress_lines(preset: str, records: dict) -> list[str]:
