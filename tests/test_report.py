@@ -69,8 +69,8 @@ def _rome(run, rewrite, mu=0.4, fq=0.2):
 def _wise(run, forget, retain, ra, wf=None, mu=0.9, rouge=0.98):
     rec = _rec(run, "WISE", run.split("-")[1], mu, 1e-5, rouge=rouge)
     sets = {"forget": forget, "retain": retain, "real_authors": ra, "world_facts": wf}
-    rec["stats"] = {"routing": {"sets": {s: {"side_rate": v, "routes": ["side"] * 10} for s, v in sets.items()
-                                         if v is not None}}}
+    rec["stats"] = {"eval_routing": {s: {kind: {"prompt_rows": 10, "prompt_rows_routed": round(10 * v)}
+                                         for kind in ("loss", "generate")} for s, v in sets.items() if v is not None}}
     return rec
 
 
@@ -80,7 +80,8 @@ def test_gates_read_the_records_and_report_unknown():
     recs = {"rome-dummy": _rome("rome-dummy", 0.9), "rome-incorrect": _rome("rome-incorrect", 0.1),
             "wise-dummy": _wise("wise-dummy", 0.9, 0.1, 0.05),                       # no world-fact routing
             "ike-dummy": _rec("ike-dummy", "IKE", "dummy", 0.5, 0.1), "ga": _rec("ga", "ga", None, 0.0, 1e-3)}
-    recs["ike-dummy"]["stats"] = {"edit_metrics": {"pre": {"rewrite_acc": 0.0}, "post": {"rewrite_acc": 1.0}}}
+    recs["ike-dummy"]["stats"] = {"edit_metrics": {"forget_rows": {"n": 40, "means": {
+        "rewrite_acc_with_context": 1.0, "rewrite_acc_without_context": 0.0, "rewrite_acc_lift": 1.0}}}}
     t = gates.gate_table(recs).set_index(["run", "gate"])["status"]
     assert t["rome-dummy"].tolist() == ["holds"] and t["rome-incorrect"].tolist() == ["fails"]
     assert t["wise-dummy"].tolist() == ["holds", "holds", "holds", "unknown"]   # forget, retain, RA, WF
