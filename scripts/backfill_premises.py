@@ -10,7 +10,8 @@ the record was made before runs recorded them. No metric of the record changes.
   and probability), else nothing is written: rerun the run with force=True instead.
 
 Either way the re-made model must give the record's answer losses on the first forget questions
-(recipes.remake_unlearned). The record gains `backfilled`: what was added, when and on which CPU.
+(recipes.remake_unlearned). The record gains `backfilled`: what was added, when, and the arithmetic
+it was computed with (study.precision_record: the CPU, its flags, the threads).
 Notebook 08's attack cache follows the record's new hash. Usage:
 
     python scripts/backfill_premises.py --preset smollm2 [--runs ike-dummy wise-dummy ...] [--dry-run]
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from unedit_lib import evaluate, models, paths, precision, recipes, robustness, store, study  # noqa: E402
+from unedit_lib import evaluate, models, paths, recipes, robustness, store, study  # noqa: E402
 
 NEEDS = {"IKE": ("edit_metrics", "forget_rows"), "WISE": ("eval_routing",)}
 
@@ -80,7 +81,7 @@ def backfill(preset: str, run: str, data_dir=None, tol: float = 1e-3) -> str:
         else:
             new["stats"][where] = value
     new["backfilled"] = {"fields": [f"stats.{w}" for w in added], "by": "scripts/backfill_premises.py",
-                         "date": time.strftime("%Y-%m-%d"), "cpu": precision.describe(),
+                         "date": time.strftime("%Y-%m-%d"), "precision": study.precision_record(p),
                          "seconds": round(time.perf_counter() - t0, 1)}
     before = store.record_hash(p.name, run)
     store.write_json(new, paths.record_path(p.name, run))

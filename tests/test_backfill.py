@@ -46,7 +46,7 @@ def test_backfill_adds_the_premise_numbers_and_keeps_every_metric(records, monke
     backfill_premises.backfill("smoke", "wise-dummy")
     for run, old in before.items():
         new = store.load_record("smoke", run)
-        assert not backfill_premises.lacking(new) and new["backfilled"]["cpu"]
+        assert not backfill_premises.lacking(new) and new["backfilled"]["precision"]["machine"]["cpu_model"]
         assert {k: new[k] for k in ("model_utility", "forget_quality", "metrics")} == \
                {k: old[k] for k in ("model_utility", "forget_quality", "metrics")}
     assert store.load_record("smoke", "wise-dummy")["stats"]["eval_routing"] == records
