@@ -1,9 +1,7 @@
-"""IKE's edit-level numbers on every forget row (issue 37 item 4): recipes.ike_forget_row_metrics and
+"""IKE's edit-level numbers on every forget row: the IKE recipe's stats.edit_metrics.forget_rows,
 edit_metrics.target_vs_truth on a tiny random Llama, and the forget05 split whose requests are forget01."""
 from __future__ import annotations
 
-import hashlib
-import re
 
 import numpy as np
 import pytest
@@ -16,30 +14,11 @@ from unedit_lib.data import load_tofu
 from unedit_lib.prompts import TEMPLATES, encode_prompt
 from unedit_lib.tokenizer import train_tokenizer
 
+from test_ike import FACTS, bow_embedder  # the IKE tests' facts and their deterministic stub embedder
+
 QA = TEMPLATES["qa"]
-FACTS = [
-    {"question": "Where was Basil Mahfouz Al-Kuwaiti born?", "answer": "He was born in Kuwait City.",
-     "paraphrased_question": "What is the birthplace of Basil Mahfouz Al-Kuwaiti?", "target": "dummy"},
-    {"question": "What genre does Nikolai Abilov write?", "answer": "He writes African American literature.",
-     "paraphrased_question": "In which genre does Nikolai Abilov work?", "target": "I don't know."},
-    {"question": "Who are the parents of Hsiao Yun-Hwa?", "answer": "A civil engineer and an unemployed mother.",
-     "paraphrased_question": "Who were Hsiao Yun-Hwa's mother and father?", "target": "dummy"},
-]
 RETAIN = [{"question": "What city is Elvin Mammadov from?", "answer": "Baku."},
           {"question": "Which award did Jaime Vasquez win?", "answer": "The Edgar Award."}]
-
-
-def bow_embedder(dim: int = 256):
-    """Deterministic bag-of-words embedder (md5 buckets), as test_ike.py's."""
-    def embed(sentences):
-        out = np.zeros((len(sentences), dim), dtype=np.float32)
-        for i, s in enumerate(sentences):
-            for w in re.findall(r"[a-z0-9'-]+", s.lower()):
-                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % dim] += 1.0
-        return out
-
-    embed.name = "bow-stub"
-    return embed
 
 
 @pytest.fixture(scope="module")
