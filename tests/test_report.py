@@ -162,3 +162,13 @@ def test_question_of_inverts_every_template():
     for t in TEMPLATES.values():
         assert question_of(t.prompt(q)) == q, t.name
     assert question_of("no template here") == "no template here"
+
+
+def test_wise_eval_routing_table_shows_each_set_and_pass():
+    rec = _wise("wise-dummy", 0.9, 0.1, 0.05)
+    for passes in rec["stats"]["eval_routing"].values():
+        for c in passes.values():
+            c.update(calls=3, prompt_share=c["prompt_rows_routed"] / c["prompt_rows"])
+    t = report.wise_eval_routing_table({"wise-dummy": rec, "ga": _rec("ga", "ga", None, 0.0, 1e-3)})
+    assert len(t) == 6 and t.loc[("wise-dummy", "forget", "generate"), "share of prompt rows"] == 0.9
+    assert report.wise_eval_routing_table({"ga": _rec("ga", "ga", None, 0.0, 1e-3)}).empty

@@ -267,3 +267,18 @@ def forget_examples(preset: str, runs, n: int = 4, every: int | None = None) -> 
         out.append({"question": q, "truth": truth,
                     "answers": {r: g[k][1] for r, g in gens.items() if k in g}})
     return out
+
+
+def wise_eval_routing_table(records: dict):
+    """One row per WISE run, evaluation set and pass (the teacher-forced "loss" pass, the "generate"
+    pass): the shares of forward calls, prompt rows and generated-token rows its evaluation sent to a
+    side memory (`stats.eval_routing`, recorded by wise.route_watch) and the side memory's mean score."""
+    import pandas as pd
+
+    rows = [{"run": run, "set": set_name, "pass": kind, "calls": c.get("calls"), "share of calls": c.get("call_share"),
+             "share of prompt rows": c.get("prompt_share"), "share of generated-token rows": c.get("token_share"),
+             "mean score, prompts": c.get("prompt_score_mean")}
+            for run, rec in records.items() if rec.get("method") == "WISE"
+            for set_name, passes in ((rec.get("stats") or {}).get("eval_routing") or {}).items()
+            for kind, c in passes.items()]
+    return pd.DataFrame(rows).set_index(["run", "set", "pass"]) if rows else pd.DataFrame()
