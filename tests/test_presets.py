@@ -1,6 +1,6 @@
-"""Preset files (presets/*.toml, presets.py): every cache key of the committed presets is what it was
-when presets were Python tables, a malformed file is an error naming the file and the field, and a
-preset file for a local Hugging Face model folder runs the subject-model notebooks."""
+"""Preset files (presets/*.toml, presets.py): the committed presets' cache keys are pinned, a malformed
+file is an error naming the file and the field, and a preset file for a local Hugging Face model folder
+runs the subject-model notebooks."""
 import json
 import sys
 from pathlib import Path
@@ -19,9 +19,9 @@ def _forget_given_files():
     yield
     presets._given.clear()
 
-# Computed with the presets as Python tables (models.PRESETS, study_settings.STUDY_SETTINGS per preset),
-# before they became files: the subject models' folder hashes (full, retain) in each training precision
-# ("auto" resolves per machine; smollm2 pins float32), artifacts/smollm2/full-157d6204d5 and
+# The committed presets' cache keys: a preset file (or loader) change that moves one leaves that preset's
+# models or runs behind. The subject models' folder hashes (full, retain) in each training precision
+# ("auto" resolves per machine; smollm2 pins float32): artifacts/smollm2/full-157d6204d5 and
 # retain-ad5935bdee, tiny's bf16 full-b1e378f178 (results/tiny/full.json's model_path) among them ...
 CONFIG_HASHES = {
     "smoke": {"float32": ("ca65ceba25", "91dae633d5"), "bfloat16": ("42fdfe6a2a", "bbf89811ce")},
@@ -284,3 +284,28 @@ def test_a_local_model_folder_runs_the_subject_model_notebooks(tmp_path, monkeyp
     for rec in recs.values():
         assert rec["n_items"]["forget"] == 8 and 0 <= rec["model_utility"] <= 1
     assert "in_context_probe" in recs["full"]
+
+
+def test_the_guides_preset_files_read(tmp_path):
+    """docs/guide.md's example files ("Run the study on your own model") are valid preset files: the local
+    folder's sizes come from its config.json, and the shortest file is smollm2's recipe on that folder."""
+    import re
+
+    text = (ROOT / "docs" / "guide.md").read_text().split("## Run the study on your own model")[1].split("\n## ")[0]
+    examples = re.findall(r"```toml\n(.*?)```", text, re.S)
+    assert len(examples) == 3
+    folder = tmp_path / "my-llama-folder"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(dict(vocab_size=500, hidden_size=64, intermediate_size=128,
+                                                        num_hidden_layers=4, num_attention_heads=4,
+                                                        max_position_embeddings=256)))
+    got = [models.get_preset(str(_write(tmp_path, f"example{i}", t.replace('"/models/my-llama"', f'"{folder}"'))))
+           for i, t in enumerate(examples)]
+    short, full, hub = got
+    assert (short.local_base, short.n_layers, short.vocab_size, short.template) == (folder, 4, 500, "chatml")
+    sm = models.get_preset("smollm2").recipe()
+    assert {k for k, v in short.recipe().items() if sm[k] != v} == \
+        {"name", "base_model", "vocab_size", "hidden_size", "intermediate_size", "n_layers", "n_heads", "max_positions"}
+    assert {k: v for k, v in full.recipe().items() if k != "name"} == {k: v for k, v in short.recipe().items() if k != "name"}
+    assert full.method_settings("baselines") == {"lr": 1e-4} and full.trace_facts == 4
+    assert hub.hub_full == "you/tofu-full-model" and hub.base_model is None and hub.forget_split == "forget10"
