@@ -120,9 +120,10 @@ def _write(folder: Path, name: str, text: str) -> Path:
 
 @pytest.mark.parametrize("text, where, why", [
     ("[training]\nlr = 'fast'\n", "[training] lr", "expected a number, got 'fast'"),
+    ("[training]\npack = 1\n", "[training] pack", "expected true or false, got 1"),
     ("[training]\nforget_split = 'forget01'\n", "[training] forget_split", "belongs in [data]"),
     ("[data]\nforget_split = 'forget02'\n", "[data] forget_split", "'forget02' is not one of"),
-    ("[data]\nn_forget_authors = 'some'\n", "[data] n_forget_authors", 'expected a int or "all"'),
+    ("[data]\nn_forget_authors = 'some'\n", "[data] n_forget_authors", 'expected an integer or "all"'),
     ("[data]\nicl_facts_per_seq = [1]\n", "[data] icl_facts_per_seq", "expected two integers"),
     ("[model]\ntemplate = 'llama3'\n", "[model] template", "'llama3' is not one of"),
     ("[model]\nbase_model = 'x'\nhub_full = 'a/b'\nhub_retain = 'a/c'\n", "[model]", "give one source"),

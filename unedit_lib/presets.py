@@ -226,7 +226,7 @@ def _value(file, where: str, name: str, v):
           "tuple[str, ...]": isinstance(v, list) and all(isinstance(x, str) for x in v)}.get(base)
     if not ok:
         want = {"tuple[int, int]": "two integers, e.g. [1, 3]", "tuple[str, ...]": 'a list of names, e.g. ["dummy"]',
-                "float": "a number"}.get(base, f"a {base}")
+                "float": "a number", "int": "an integer", "str": "a string", "bool": "true or false"}[base]
         alt = ' or "all"' if name in ALL_IS_NONE else ""
         raise PresetFileError(file, where, f"expected {want}{alt}, got {v!r}")
     return float(v) if base == "float" else tuple(v) if base.startswith("tuple") else v
@@ -375,8 +375,22 @@ _given: dict[str, Path] = {}    # files this process was given by path, by prese
 def preset_files() -> dict[str, Path]:
     """{name: file} of every preset this process can name: presets/*.toml, the files and folders that
     UNEDIT_PRESETS lists, and files given by path to get_preset. Two files of one name are an error."""
-    out: dict[str, Path] = {}
     extra = [Path(p) for p in os.environ.get(ENV, "").split(os.pathsep) if p]
+    for p in extra:
+        if not (p.is_dir() or p.is_file() and p.suffix == ".toml"):
+            raise ValueError(f"{ENV} names {p}: neither a preset file (.toml) nor a folder of them")
+    # the folders' modification times change when a file is added, renamed or removed
+    key = (tuple(d.stat().st_mtime_ns for d in [PRESET_DIR, *extra] if d.is_dir()), tuple(extra), tuple(_given.items()))
+    if _files[0] != key:
+        _files[:] = [key, _find(extra)]
+    return dict(_files[1])
+
+
+_files: list = [None, {}]       # [what the listing depends on, {name: file}]
+
+
+def _find(extra: list[Path]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
     candidates = sorted(PRESET_DIR.glob("*.toml")) + [f for p in extra for f in
                                                       (sorted(p.glob("*.toml")) if p.is_dir() else [p])]
     for f in candidates + list(_given.values()):
