@@ -287,7 +287,8 @@ def main():
         model, tok = models.load_model(paths["full"]) if "full" in paths else models.load_subject_model(p, "full")
         sd = models.study_data(p)
         _stage("evaluate full model (4 TOFU sets)", lambda: evaluate.evaluate_model(
-            model, tok, sd.eval_sets, p.template, progress=False, max_new_tokens=p.max_new_tokens), budget=p.budgets.get("eval_s"))
+            model, tok, sd.eval_sets, p.template, progress=False, max_new_tokens=p.max_new_tokens),
+            budget=p.budgets.get("eval_s"))
     for editor in ("rome", "wise"):
         if editor in stages:
             for target in ("dummy", "avoidant"):

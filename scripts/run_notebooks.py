@@ -37,12 +37,11 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
-from unedit_lib import paths  # noqa: E402
-from unedit_lib import presets  # noqa: E402
+from unedit_lib import paths, presets  # noqa: E402
 from unedit_lib.models import get_preset, subject_model_path  # noqa: E402
-from unedit_lib.presets import is_path  # noqa: E402
 from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
 from unedit_lib.precision import run_device  # noqa: E402
+from unedit_lib.presets import is_path  # noqa: E402
 from unedit_lib.store import CorruptFile, clean_temporaries, results_digest, stage_times, write_json  # noqa: E402
 
 

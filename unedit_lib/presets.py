@@ -304,8 +304,9 @@ def load(file) -> Preset:
                 kw[k] = _value(file, f"[{section}] {k}", k, v)
             elif not (section == "model" and k in SOURCES):
                 home = next((s for s, ns in SECTIONS.items() if k in ns), None)
+                valid = list(names_ + (SOURCES if section == "model" else ()))
                 raise PresetFileError(file, f"[{section}] {k}", f"belongs in [{home}]" if home else
-                                      f"not a field of [{section}]; valid: {list(names_ + (SOURCES if section == 'model' else ()))}")
+                                      f"not a field of [{section}]; valid: {valid}")
     _source(file, raw.get("model", {}), kw)
     settings = raw.get("settings", {})
     for k, v in settings.items():
