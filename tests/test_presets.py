@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from unedit_lib import data, gates, models, paths, presets, recipes, study, study_settings, wise
+from unedit_lib import data, gates, models, paths, presets, recipes, registry, study, study_settings, wise
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("smoke", "tiny", "smollm2", "smollm2-forget05", "paper")
@@ -68,7 +68,6 @@ def test_the_committed_records_are_this_codes_runs(preset):
     """Every committed ROME, IKE, WISE and baseline record is the run recipes.plan names with the settings
     it resolves now (ROME's layer from notebook 02's rome_layer.json, WISE's frequencies scaled to the
     forget set): the same run name and hp_key, so the study reuses them."""
-    names = {v: k for k, v in recipes.METHOD_NAMES.items()}
     layer = json.loads(paths.edit_layer_path(preset).read_text())["layer"]
     n_forget = len(models.study_data(preset).forget_rows)
     seen = set()
@@ -76,7 +75,7 @@ def test_the_committed_records_are_this_codes_runs(preset):
         rec = json.loads(f.read_text())
         if rec.get("method") in (None, "subject model"):
             continue
-        method = names.get(rec["method"], rec["method"])
+        method = registry.from_label(rec["method"]).name
         name, hp, _ = recipes.plan(preset, method, rec["target"], rec["seed"], **(rec.get("ablation") or {}))
         if method in ("rome", "rrome"):
             hp = {**hp, "layer": layer}
@@ -107,7 +106,8 @@ def test_the_per_preset_study_choices_read_from_the_files():
 
 
 def test_the_tables_a_file_may_name_are_the_librarys():
-    assert set(presets.SETTINGS_TABLES) == set(study_settings.STUDY_SETTINGS)
+    assert presets.settings_tables() == sorted(study_settings.STUDY_SETTINGS)
+    assert presets.settings_table("rrome") == "rome" and presets.settings_table("npo") == "baselines"
     assert set(presets.FORGET_SPLITS) == {c for c in data.CONFIGS if c.startswith("forget") and c[6:].isdigit()}
     assert presets.names() == sorted(PRESETS)
 

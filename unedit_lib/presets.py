@@ -30,7 +30,7 @@ try:
 except ModuleNotFoundError:     # Python 3.10: the same parser as a package (pyproject.toml installs it there)
     import tomli as tomllib
 
-from . import paths
+from . import paths, registry
 from .precision import resolve as resolve_precision
 from .prompts import TEMPLATES
 
@@ -190,7 +190,6 @@ CONFIG_NAMES = {"vocab_size": ("vocab_size",), "hidden_size": ("hidden_size", "n
                 "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim"),
                 "n_layers": ("num_hidden_layers", "n_layer"), "n_heads": ("num_attention_heads", "n_head"),
                 "max_positions": ("max_position_embeddings", "n_positions")}
-SETTINGS_TABLES = ("rome", "ike", "wise", "baselines")   # study_settings.STUDY_SETTINGS' tables
 TABLES = ("attack", "subject_targets", "runner", "budgets")
 TOP_LEVEL = ("extends", "renamed_from", *SECTIONS, "settings", *TABLES)
 NOT_INHERITED = ("extends", "renamed_from", "runner", "budgets")
@@ -199,6 +198,22 @@ FORGET_SPLITS = ("forget01", "forget05", "forget10")    # TOFU's (data.CONFIGS)
 CHOICES = {"precision": ("auto", "float32", "bfloat16"), "schedule": ("cosine", "linear"),
            "forget_split": FORGET_SPLITS, "template": tuple(TEMPLATES)}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def settings_table(method: str) -> str:
+    """The [settings.<table>] of a preset file that holds `method`'s settings: every baseline the
+    baselines' table, an editor its family's head's (R-ROME, of family ROME, shares ROME's table as in
+    study_settings.py), any other registered method its own name."""
+    spec = registry.get(method)
+    if spec.kind == registry.BASELINE:
+        return "baselines"
+    head = registry.of_label(spec.family)
+    return head.name if head else method
+
+
+def settings_tables() -> list[str]:
+    """The [settings.<table>] names a preset file may hold (one per registered method's table)."""
+    return sorted({settings_table(m) for m in registry.names()})
 
 
 class PresetFileError(ValueError):
@@ -310,8 +325,8 @@ def load(file) -> Preset:
     _source(file, raw.get("model", {}), kw)
     settings = raw.get("settings", {})
     for k, v in settings.items():
-        if k not in SETTINGS_TABLES or not isinstance(v, dict):
-            raise PresetFileError(file, f"settings.{k}", f"expected a table [settings.<one of {list(SETTINGS_TABLES)}>]")
+        if k not in settings_tables() or not isinstance(v, dict):
+            raise PresetFileError(file, f"settings.{k}", f"expected a table [settings.<one of {settings_tables()}>]")
     kw["settings"] = _frozen(settings)
     for k in TABLES:
         if not isinstance(raw.get(k, {}), dict):

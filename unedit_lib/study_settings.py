@@ -6,7 +6,7 @@ preset file (presets/*.toml). Each method's table is attached to its entry of re
 """
 from __future__ import annotations
 
-from . import models, registry
+from . import models, presets, registry
 from .embeddings import DEFAULT_SENTENCE_MODEL
 
 # The study's own choices for every preset, per settings table, on top of each method's defaults.
@@ -54,18 +54,10 @@ def runs_ablations(preset) -> bool:
 WISE_ABLATIONS = ("per-row-routing", "margins-scaled")
 
 
-def settings_table(method: str) -> str:
-    """The preset files' [settings.<table>] that holds `method`'s settings: R-ROME shares ROME's (as it
-    shares its table here), every baseline the baselines' table, any other method its own name."""
-    if registry.get(method).kind == registry.BASELINE:
-        return "baselines"
-    return {"rrome": "rome"}.get(method, method)
-
-
 def preset_settings(preset, method: str, valid) -> dict:
     """The preset file's own settings of `method` (its [settings.<table>]); a name that is none of
     `valid` (the run's settings) is an error naming the file."""
-    p, table = models.get_preset(preset), settings_table(method)
+    p, table = models.get_preset(preset), presets.settings_table(method)
     own = p.method_settings(table)
     unknown = sorted(set(own) - set(valid))
     if unknown:
