@@ -52,14 +52,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from unedit_lib import evaluate, models, store  # noqa: E402
 
-STUDY_BUDGET_S = 1800     # the tiny study end to end (notebooks 00-07) <= 30 minutes
-TRAIN_BUDGET_S = 600      # both subject models <= 10 minutes
-EVAL_BUDGET_S = 60        # one evaluation of a tiny model <= 60 s
-EVAL_BUDGETS_S = {"smollm2": 180}   # one TOFU evaluation of a SmolLM2 model <= 3 min on 2 CPU cores
-TRAIN_BUDGETS_S = {"smollm2": 1800}   # both fine-tuned SmolLM2 models <= 30 min on 2 CPU cores, float32
-# the editors' settings that notebooks 03 / 05 use for each preset (their parameter cells)
-ROME_SETTINGS = {"smoke": dict(context_template_length_params=((5, 5),), v_num_grad_steps=8)}
-WISE_SETTINGS = {"smoke": dict(n_iter=8, n_templates=3)}
+# A preset's budgets are its file's [budgets]: study_s (notebooks 00-07 end to end), train_s (both subject
+# models), eval_s (one evaluation); a budget the file does not state is not checked.
+# The settings of a preset file's [settings.rome] / [settings.wise] that the editors' edit functions take
+# (the study's cheap smoke editors: ROME's 6 templates and 8 steps, WISE's 8 iterations and 3 templates)
+EDIT_SETTINGS = {"rome": ("context_template_length_params", "v_num_grad_steps"), "wise": ("n_iter", "n_templates")}
+
+
+def _edit_settings(p, editor: str) -> dict:
+    return {k: v for k, v in p.method_settings(editor).items() if k in EDIT_SETTINGS[editor]}
 
 
 def _stage(name, fn, budget=None):
@@ -100,7 +101,8 @@ def recorded(p, runs_dir: Path | None = None):
         if n_study < 8:     # run piecewise (scripts/run_notebooks.py <notebook>): not the study's time
             print(f"recorded: only {n_study} of the 8 study notebooks (00-07) in this run: no study total")
         else:
-            budget = f"  (budget {STUDY_BUDGET_S} s: {'ok' if study <= STUDY_BUDGET_S else 'OVER'})" if p.name == "tiny" else ""
+            b = p.budgets.get("study_s")
+            budget = f"  (budget {b:.0f} s: {'ok' if study <= b else 'OVER'})" if b else ""
             _line("recorded: notebooks 00-07 (the study)", study, budget)
         _line("recorded: all notebooks run", rec["total_s"],
               f"  ({rec['finished']}, seeds {rec['seeds']}{', force' if rec['force'] else ''})")
@@ -166,8 +168,8 @@ def precision_stage(p, n_steps: int = 3):
         if steps["full"]:
             both = step_s * (steps["full"] + steps["retain"])
             note = f"   x {steps['full']} + {steps['retain']} steps = {both:.0f} s for both models"
-            if prec == "float32" and p.name in TRAIN_BUDGETS_S:
-                note += f" (budget {TRAIN_BUDGETS_S[p.name]} s: {'ok' if both <= TRAIN_BUDGETS_S[p.name] else 'OVER'})"
+            if prec == "float32" and (b := p.budgets.get("train_s")):
+                note += f" (budget {b:.0f} s: {'ok' if both <= b else 'OVER'})"
         _line(f"train step, {prec} ({tuple(ids.shape)} tokens)", step_s, note)
     print(f"precision='auto' here: {precision.describe()}")
 
@@ -228,8 +230,7 @@ def plan_stage(p, probe_s: float = 3.0):
 
     tok = cost_plan.cached_tokenizer(p)
     size, runs = cost_plan.plan(p.name, recipes.settings, lambda m, t, **ov: recipes.plan(p.name, m, t, **ov)[0],
-                                recipes.STUDY_ABLATIONS if recipes.runs_ablations(p) else {},
-                                recipes.ROME_ABLATION_TARGETS, cost_plan.Tokens(tok))
+                                recipes.STUDY_ABLATIONS if recipes.runs_ablations(p) else {}, cost_plan.Tokens(tok))
     print(f"plan: model {size.layers} layers, hidden {size.hidden}, intermediate {size.intermediate}, vocab "
           f"{size.vocab}, kv {size.kv}: {size.layers * size.block_params / 1e6:.1f} M block + "
           f"{size.head_params / 1e6:.1f} M head parameters ({cost_plan.display_source(size)})")
@@ -280,12 +281,14 @@ def main():
             paths[which], dt = _stage(f"train {which} model", lambda w=which: models.train_subject_model(
                 p, w, progress=False, artifacts=tmp, force=True))
             total += dt
-        _line("train both models", total, f"  (budget {TRAIN_BUDGET_S} s: {'ok' if total <= TRAIN_BUDGET_S else 'OVER'})")
+        b = p.budgets.get("train_s")
+        _line("train both models", total, f"  (budget {b:.0f} s: {'ok' if total <= b else 'OVER'})" if b else "")
     if "eval" in stages:
         model, tok = models.load_model(paths["full"]) if "full" in paths else models.load_subject_model(p, "full")
         sd = models.study_data(p)
         _stage("evaluate full model (4 TOFU sets)", lambda: evaluate.evaluate_model(
-            model, tok, sd.eval_sets, p.template, progress=False, max_new_tokens=p.max_new_tokens), budget=EVAL_BUDGETS_S.get(p.name, EVAL_BUDGET_S))
+            model, tok, sd.eval_sets, p.template, progress=False, max_new_tokens=p.max_new_tokens),
+            budget=p.budgets.get("eval_s"))
     for editor in ("rome", "wise"):
         if editor in stages:
             for target in ("dummy", "avoidant"):
@@ -313,10 +316,10 @@ def _bench_editor(editor: str, p, n_edits: int, target: str):
     t0 = time.perf_counter()
     if editor == "rome":
         layer, _ = trace_records.load_edit_layer(p.name, default=max(0, p.n_layers // 4))   # notebook 02's choice
-        rome.edit(model, tok, reqs, layer=layer, stats=stats, **ROME_SETTINGS.get(p.name, {}))
+        rome.edit(model, tok, reqs, layer=layer, stats=stats, **_edit_settings(p, "rome"))
     else:
         loc, _ = wise.locality_texts(sd, tmpl, 400)
-        wise.edit(model, tok, reqs, locality_prompts=loc, stats=stats, template=tmpl, **WISE_SETTINGS.get(p.name, {}))
+        wise.edit(model, tok, reqs, locality_prompts=loc, stats=stats, template=tmpl, **_edit_settings(p, "wise"))
     total = time.perf_counter() - t0
     ms = 1000 * statistics.median(stats["edit_times_s"])
     _line(f"{editor} {target} ({n_edits} sequential edits)", total, f"   median {ms:.0f} ms per edit")

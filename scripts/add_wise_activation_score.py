@@ -6,7 +6,7 @@ migration: no number changes).
 WISE run made before the setting used. study.hp_key hashes every setting of a run, so the new
 setting changes every WISE run's cache key, and the committed WISE records would no longer be
 reused. The presets whose WISE runs were made before the setting (smoke, tiny, smollm2) keep
-"real-tokens" (recipes.STUDY_SETTINGS["wise"]); for their records this script
+"real-tokens" (their preset files' [settings.wise]); for their records this script
 
 * adds "activation_score": "real-tokens" to the record's settings (`hparams`, after
   `infer_max_above`, where a new record has it) and recomputes `hp_key` from them as study.hp_key

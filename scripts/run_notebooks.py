@@ -37,36 +37,19 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
-from unedit_lib import paths  # noqa: E402
+from unedit_lib import paths, presets  # noqa: E402
 from unedit_lib.models import get_preset, subject_model_path  # noqa: E402
 from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
 from unedit_lib.precision import run_device  # noqa: E402
+from unedit_lib.presets import is_path  # noqa: E402
 from unedit_lib.store import CorruptFile, clean_temporaries, results_digest, stage_times, write_json  # noqa: E402
 
 
-# what a whole study from scratch takes on 2 CPU cores, printed before a run when no earlier run of
-# the preset recorded its own times (runs/<preset>/stage_times.json): smoke and tiny as measured
-# (CI; the FORCE=1 run behind the README). smollm2 (00-07; 08 not timed as a whole) projected from
-# what its parts took on 2 cores of an AMD EPYC in float32 (docs/guide.md, "Time"): one evaluation
-# 190-210 s (the base model 350 s); one ROME edit with the paper's settings 37 s (dummy) to 86 s
-# (avoidant), its steps running only the blocks above the edited layer, so 25-57 min per 40-edit run
-# (rome-dummy stopped its v* steps early: 20 min), and per target the paper's run, 3-edit v_lr probes,
-# the gate-selected run where the paper's fails, and the ablation; one fact's causal trace ~17 min
-# (4 facts); WISE 22-75 min per run (median edit 26-100 s x 40, evaluation ~280-480 s; wise-incorrect
-# 67 + 8 min); IKE ~45 min per run (ike-dummy: 70 s of retrieval, 2602 s of evaluation with the
-# contexts); both fine-tunes ~10 min in float32 (bench --stages precision: 3.9 s per step). About
-# 11 hours, beyond the 3 hours (00-07) the preset was meant to fit.
-FIRST_RUN_ESTIMATE_S = {"smoke": 300, "tiny": 2350, "smollm2": 11 * 3600}
-
-
-# What a run makes when this machine does not have it yet, at its measured cost on 2 CPU cores. The last
-# recorded run of the notebooks (runs/<preset>/stage_times.json, committed for the headline preset) is
-# usually a cached one that had it all, so the estimate adds these; a recorded run that made one names it
-# under "made", its time already in that run's.
-# Fine-tuning one smollm2 subject model in float32 (its precision on every CPU): docs/guide.md, "Time",
-# the fine-tuning row, on the slowest CPU measured there (2 cores of an AVX2-only AMD EPYC; an AVX512 EPYC
-# or an AMX Xeon took 205-327 s for full). No such measurement for the from-scratch presets.
-SUBJECT_MODEL_S = {"smollm2": {"full": 480, "retain": 323}}
+# What a whole study from scratch takes (printed before a run when no earlier run of the preset recorded
+# its own times, runs/<preset>/stage_times.json) and what fine-tuning each subject model takes (added
+# when this machine does not have it yet; a recorded run of the notebooks is usually a cached one that
+# had it all, and one that made it names it under "made", its time already in that run's): the preset
+# file's [runner] first_run_s and subject_model_s, measured on 2 CPU cores.
 # Embedding one IKE demonstration pool with all-MiniLM-L6-v2, one pool per target (notebook 04's three): the
 # largest `stats.time_pool_embed_s` of the committed IKE records (results/tiny/ike-avoidant.json, 8.4 s;
 # smollm2's 5.8-7.2 s).
@@ -88,7 +71,7 @@ def not_here(preset: str) -> dict[str, float | None]:
     if not p.hub_full:
         for which in ("full", "retain"):
             if not (subject_model_path(p, which, artifacts=output_dir("artifacts")) / "model.safetensors").exists():
-                out[f"subject model {which}"] = SUBJECT_MODEL_S.get(p.name, {}).get(which)
+                out[f"subject model {which}"] = p.subject_model_s.get(which)
     if not any(paths.ike_embedding_cache_dir().glob("ike-emb-*.npy")):
         out[IKE_EMBEDDINGS] = IKE_POOL_EMBED_S * IKE_POOLS
     return out
@@ -126,8 +109,9 @@ def estimate(notebooks, preset: str, out_dir: Path, missing: dict | None = None)
             return (f"estimate: {'at least ' if None in add.values() else ''}{_duration(total)}: "
                     f"{_duration(sum(known))} ({last}) + what this machine does not have yet: " + ", ".join(
                         f"{w} {_duration(s)}" if s else f"{w} (time not measured)" for w, s in add.items()))
-    if preset in FIRST_RUN_ESTIMATE_S:
-        return f"estimate: about {FIRST_RUN_ESTIMATE_S[preset] / 60:.0f} min from scratch on 2 CPU cores (less with cached work)"
+    first = get_preset(preset).first_run_s
+    if first:
+        return f"estimate: about {first / 60:.0f} min from scratch on 2 CPU cores (less with cached work)"
     return "estimate: unknown for this preset"
 
 
@@ -282,17 +266,22 @@ def kernel_pythonpath() -> str:
 
 
 @contextlib.contextmanager
-def kernel_environment():
-    """Papermill's kernels inherit this process's environment: set their PYTHONPATH for the run."""
-    old = os.environ.get("PYTHONPATH")
+def kernel_environment(preset_file: Path | None = None):
+    """Papermill's kernels inherit this process's environment: set their PYTHONPATH for the run, and
+    with `preset_file` (a preset given by its file's path) add it to UNEDIT_PRESETS, so that the
+    notebooks find that preset by its name."""
+    old = {k: os.environ.get(k) for k in ("PYTHONPATH", presets.ENV)}
     os.environ["PYTHONPATH"] = kernel_pythonpath()
+    if preset_file is not None:
+        os.environ[presets.ENV] = os.pathsep.join(filter(None, [str(preset_file), old[presets.ENV]]))
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def library_roots(notebook_dir) -> dict[str, Path]:
@@ -320,11 +309,15 @@ def check_library(roots: dict[str, Path]) -> None:
 
 def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=None, extra=None,
         progress: bool = False, progress_every_s: float = PROGRESS_EVERY_S) -> dict:
+    """Run `notebooks` on `preset`: a preset's name, or the path of a preset file (the notebooks then
+    get its name, and find its file through UNEDIT_PRESETS)."""
     try:
-        get_preset(preset)                 # an unknown preset fails here, before any notebook runs
+        p = get_preset(preset)             # an unknown preset or a malformed preset file fails here, before any notebook
         run_device()                       # so does an UNEDIT_DEVICE this machine cannot use
     except (KeyError, ValueError, RuntimeError) as e:
         raise SystemExit(f"FAILED before any notebook: {e}")
+    preset_file = Path(preset).resolve() if is_path(preset) else None
+    preset = p.name
     notebooks = resolve_notebooks(notebooks)
     extras = notebook_extras(notebooks, extra)   # an unknown -p name fails here
     check_library(library_roots(notebooks[0].parent))   # so do results that would go to another checkout
@@ -345,7 +338,7 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
               + "".join(f", {k}={v!r}" for k, v in got.items()) + ")", flush=True)
         t0 = time.time()
         _execute(nb, out_dir, {"preset": preset, "seeds": seed_list, "force": bool(force), **got}, progress,
-                 progress_every_s)
+                 progress_every_s, preset_file)
         times[nb.name] = time.time() - t0
         now_absent = not_here(preset)
         made[nb.name] = sorted(set(absent) - set(now_absent))    # what it made: its time includes it
@@ -382,13 +375,14 @@ def run(notebooks, preset: str, seeds: str = "0", force: bool = False, out_dir=N
     return times
 
 
-def _execute(nb: Path, out_dir: Path, params: dict, progress: bool, progress_every_s: float = PROGRESS_EVERY_S) -> None:
+def _execute(nb: Path, out_dir: Path, params: dict, progress: bool, progress_every_s: float = PROGRESS_EVERY_S,
+             preset_file: Path | None = None) -> None:
     """One notebook into out_dir/<name> with papermill, its kernel importing this checkout's
     library; its cells' progress bars shown as they run (ProgressLines); a failure names the
     notebook and the cell, and exits non-zero."""
     lines = ProgressLines(progress_every_s)
     try:
-        with kernel_environment():
+        with kernel_environment(preset_file):
             pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, cwd=str(nb.parent),
                                 kernel_name="python3", language="python", progress_bar=progress, log_output=False,
                                 stdout_file=lines, stderr_file=lines)
@@ -447,7 +441,7 @@ def _running_cell(executed) -> str:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("notebooks", nargs="+")
-    ap.add_argument("--preset", default=HEADLINE_PRESET)
+    ap.add_argument("--preset", default=HEADLINE_PRESET, help="a preset's name (presets/<name>.toml) or a preset file's path")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--out-dir", default=None)

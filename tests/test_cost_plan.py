@@ -56,7 +56,7 @@ def test_editors_by_hand():
 @pytest.fixture(scope="module")
 def smoke_plan():
     return c.plan("smoke", recipes.settings, lambda m, t, **ov: recipes.plan("smoke", m, t, **ov)[0],
-                  recipes.STUDY_ABLATIONS, recipes.ROME_ABLATION_TARGETS, c.Tokens(None))
+                  recipes.STUDY_ABLATIONS, c.Tokens(None))
 
 
 def test_plan_covers_every_run_of_the_smoke_study(smoke_plan):

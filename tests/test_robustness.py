@@ -316,7 +316,7 @@ def test_membership_inference_decides_with_the_hanley_mcneil_noise():
 def test_the_attacker_fine_tunes_at_the_presets_unlearning_rate():
     for preset in ("tiny", "smollm2"):
         hp = recipes.attack_settings(preset)
-        lr = recipes.STUDY_SETTINGS["baselines"][preset]["lr"]
+        lr = models.get_preset(preset).method_settings("baselines")["lr"]
         assert hp["relearn_lr"] == hp["persistence_lr"] == lr
     assert recipes.attack_settings("smollm2")["relearn_lr"] == 1e-4
     assert recipes.attack_settings("smollm2", {"relearn_lr": 5e-4})["relearn_lr"] == 5e-4

@@ -94,6 +94,7 @@ def test_the_notebooks_import_the_library_of_the_runners_checkout(tmp_path):
     kernel still imports its own library, which writes under its own folder."""
     clone = tmp_path / "clone"
     shutil.copytree(ROOT / "unedit_lib", clone / "unedit_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "presets", clone / "presets")
     (clone / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "run_notebooks.py", clone / "scripts")
     nb = tiny_notebook(tmp_path / "where.ipynb", "preset = 'smoke'",
@@ -145,7 +146,7 @@ def test_the_estimate_counts_what_this_machine_does_not_have_yet(tmp_path, monke
     _stage_times(out, {"01.ipynb": 125.0, "04.ipynb": 94.0, "07.ipynb": 4.0})
     text = run_notebooks.estimate([nb01, nb04, nb07], "smollm2", out)
     assert "subject model full" in text and "subject model retain" in text and "IKE sentence embeddings" in text
-    full_s, retain_s = run_notebooks.SUBJECT_MODEL_S["smollm2"].values()     # guide.md's "Time": 480 s, 323 s
+    full_s, retain_s = (models.get_preset("smollm2").subject_model_s[w] for w in ("full", "retain"))   # guide.md's "Time"
     ike_s = run_notebooks.IKE_POOL_EMBED_S * run_notebooks.IKE_POOLS
     assert f"estimate: {(223 + full_s + retain_s + ike_s) / 60:.0f} min: 4 min (the last recorded run" in text
     assert (f"what this machine does not have yet: subject model full {full_s / 60:.0f} min, subject model retain "

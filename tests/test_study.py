@@ -324,8 +324,8 @@ def test_rome_reproduction_climbs_the_stated_grid_until_the_edits_take(monkeypat
     ablations = [r for r, rec in out.items() if rec["role"].startswith("ablation")]
     assert ablations == ["rome-dummy+mom2_adjustment=True+v_lr=0.5", "rome-avoidant+mom2_adjustment=True+v_lr=0.5"]
     # a preset that lists its ablation targets runs the ablation on those only
-    monkeypatch.setitem(recipes.ROME_ABLATION_TARGETS, "smoke", ("avoidant",))
-    out = recipes.rome_reproduction("smoke", ["dummy", "avoidant"], grid=(0.1, 0.2, 0.5, 1.0), probe_edits=None)
+    smoke = models.with_overrides("smoke", rome_ablation_targets=("avoidant",))
+    out = recipes.rome_reproduction(smoke, ["dummy", "avoidant"], grid=(0.1, 0.2, 0.5, 1.0), probe_edits=None)
     assert [r for r, rec in out.items() if rec["role"].startswith("ablation")] == ["rome-avoidant+mom2_adjustment=True+v_lr=0.5"]
 
 

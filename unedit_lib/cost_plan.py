@@ -67,7 +67,7 @@ def model_size(p) -> ModelSize:
     """The subject model's sizes: a pretrained base model's config.json when it is here, else the
     Preset fields (which restate a pretrained model's sizes; SmolLM2-135M: 3 key/value heads)."""
     if p.base_model:
-        cfg_path = output_dir("artifacts") / "pretrained" / p.base_model / "config.json"
+        cfg_path = (p.local_base or output_dir("artifacts") / "pretrained" / p.base_model) / "config.json"
         if cfg_path.is_file():
             c = json.loads(cfg_path.read_text())
             head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
@@ -194,7 +194,7 @@ def cached_tokenizer(p):
     from transformers import AutoTokenizer
 
     if p.base_model:
-        folder = output_dir("artifacts") / "pretrained" / p.base_model
+        folder = p.local_base or output_dir("artifacts") / "pretrained" / p.base_model
     else:
         folder = models.tokenizer_path(p.vocab_size)
     return AutoTokenizer.from_pretrained(folder) if (folder / "tokenizer.json").is_file() else None
@@ -212,23 +212,22 @@ class RunCost:
     recorded_flops: float | None = None   # unlearn_flops at the steps each edit made (early stops), if recorded
 
 
-def study_runs(p, plan_name, ablations: dict, ablation_targets: dict) -> list[tuple[str, str, str | None, dict]]:
+def study_runs(p, plan_name, ablations: dict) -> list[tuple[str, str, str | None, dict]]:
     """(run, method, target, overrides): the subject models' evaluations, every editor x target,
-    the ROME ablation (STUDY_ABLATIONS) and the five baselines. `plan_name(method, target, **ov)`
-    names a run (recipes.plan(...)[0])."""
+    the ROME ablation (`ablations`: STUDY_ABLATIONS, on the preset's rome_ablation_targets) and the five
+    baselines. `plan_name(method, target, **ov)` names a run (recipes.plan(...)[0])."""
     out = [("full", "eval", None, {}), ("retain", "eval", None, {})]
     for method in ("rome", "ike", "wise"):
         for target in data.TARGETS:
             out.append((plan_name(method, target), method, target, {}))
-        for ov in ablations.get(method, {}).values():
-            for target in ablation_targets.get(p.name, data.TARGETS):
+        for ov in (ablations.get(method, {}) if not p.paper_settings_only else {}).values():
+            for target in p.rome_ablation_targets or data.TARGETS:
                 out.append((plan_name(method, target, **ov), method, target, ov))
     return out + [(plan_name(m, None), m, None, {}) for m in ("ga", "gd", "kl", "idk", "npo")]
 
 
-def plan(preset, settings, plan_name, ablations: dict | None = None, ablation_targets: dict | None = None,
-         tokens: Tokens | None = None, data_dir=None, results_dir: Path | None = None
-         ) -> tuple[ModelSize, list[RunCost]]:
+def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tokens | None = None, data_dir=None,
+         results_dir: Path | None = None) -> tuple[ModelSize, list[RunCost]]:
     """(the model's sizes, one RunCost per run of the study). `settings(preset, method, **ov)`:
     recipes.settings; `plan_name`: see study_runs."""
     p = models.get_preset(preset)
@@ -251,7 +250,7 @@ def plan(preset, settings, plan_name, ablations: dict | None = None, ablation_ta
     loc_items = lambda n: [qa(r["question"], r["answer"]) for r in sd.eval_sets["retain"][:n]]    # noqa: E731
     rdir = Path(results_dir or output_dir("results") / p.name)
     out = []
-    for run, method, target, ov in study_runs(p, plan_name, ablations or {}, ablation_targets or {}):
+    for run, method, target, ov in study_runs(p, plan_name, ablations or {}):
         hp = settings(p.name, method, **ov) if method != "eval" else {}
         unlearn, ev, notes = 0.0, plain_eval, []
         rec = rdir / f"{run}.json"

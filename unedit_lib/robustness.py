@@ -76,7 +76,7 @@ DEFAULTS = dict(
     max_new_tokens=None,     # generation length; None: the preset's max_new_tokens, as the evaluator
     seed=0,
 )
-# Settings a preset may add (study_settings.ATTACK_SETTINGS); absent, an attack reads as before they existed
+# Settings a preset may add (its file's [attack]); absent, an attack reads as before they existed
 OPTIONAL = dict(
     forget_every=None,       # attack every k-th forget row only (rows 0, k, 2k, ...: spread over the
                              # authors), so the attacks' cost stays bounded on a large forget set

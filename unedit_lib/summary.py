@@ -90,13 +90,15 @@ def scratch_parameter_count(p) -> int:
 
 
 def subject_model_sentence(preset_name: str, records: dict) -> str:
-    """Which model the results are about, read from the preset (models.PRESETS) and the full
+    """Which model the results are about, read from the preset (its file in presets/) and the full
     model's record: pretrained and fine-tuned, or trained from scratch; its size; the forget set."""
     from .models import get_preset
 
     p = get_preset(preset_name)
     arch = f"{p.n_layers} layers, hidden size {p.hidden_size}, vocabulary {p.vocab_size}"
-    if p.base_model:
+    if p.local_base:
+        what = f"the pretrained model of the folder {p.local_base.name} ({arch}) fine-tuned on TOFU by TOFU's protocol"
+    elif p.base_model:
         from .pretrained import BASE_MODELS
 
         b = BASE_MODELS[p.base_model]
@@ -124,7 +126,9 @@ def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[
                                          ("its claim that no method forgets without damaging the model", damage)) if f)
     n_forget = ((records.get("full") or {}).get("n_items") or {}).get("forget")
     seeds = sorted({int(r.rsplit("-s", 1)[1]) if "-s" in r and r.rsplit("-s", 1)[1].isdigit() else 0 for r in records})
-    if p.base_model:
+    if p.local_base:
+        model = f"{p.local_base.name} fine-tuned on TOFU"
+    elif p.base_model:
         from .pretrained import BASE_MODELS
 
         model = f"{BASE_MODELS[p.base_model].hub_id.split('/')[-1]} fine-tuned on TOFU"

@@ -13,13 +13,6 @@ from . import models, paths, trace
 from .store import CorruptFile, read_json, write_json
 
 
-# Forget facts notebook 02 traces per preset (spread evenly over the forget rows, so over every
-# author), a CPU budget choice: one fact costs 3 kinds x (tokens from the subject on) x layers x
-# 10 noise draws. smoke: seconds for CI; tiny: 15 of 100 (3 per author); smollm2: 4 of 40 (2 per
-# author; one fact's MLP trace alone took 290 s on 2 CPU cores: 19 tokens x 30 layers x 10 draws).
-STUDY_TRACE_FACTS = {"smoke": 4, "tiny": 15, "smollm2": 4, "smollm2-forget05": 4}
-
-
 def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force: bool = False, **kw) -> dict:
     """`trace.trace_facts`, cached as JSON under `cache_dir` (keyed by the model's name or folder name,
     the rows' questions and subjects, the template and every setting), so that a second run of the
