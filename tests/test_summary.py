@@ -1,4 +1,6 @@
 """The README's five-line answer: every number from the records, every record shape read."""
+import pytest
+
 from unedit_lib import findings, report, store, summary
 
 
@@ -141,3 +143,19 @@ def test_subject_model_targets_hold_forget05_to_its_own_forget_quality_bound():
         fq = next(r for r in rows if r["target"].startswith("forget quality"))
         assert fq["holds"] is holds and all(r["holds"] for r in rows if r is not fq)
     assert gates.subject_model_targets(rec("smollm2-forget05", 1e-5, 0.9, 0.4), rec("x", 1.0, 0.3, 0.4))[2]["holds"]
+
+
+def test_a_new_unlearning_target_is_one_entry(monkeypatch):
+    """One entry in data.TARGET_SPECS (the table data.TARGETS is made from) and every editor runs the
+    target: its requests carry the entry's answer, the study's run list has it, figures mark it."""
+    from unedit_lib import data, plots, recipes
+
+    with pytest.raises(ValueError, match="needs a target in"):
+        recipes.plan("smoke", "rome", "toy")
+    monkeypatch.setitem(data.TARGET_SPECS, "toy", data.TargetSpec(lambda row, data_dir=None: "no comment", marker="P"))
+    monkeypatch.setattr(data, "TARGETS", tuple(data.TARGET_SPECS))        # what the module computes from the table
+    assert recipes.plan("smoke", "rome", "toy")[0] == "rome-toy"
+    req = data.edit_requests([{"question": "Who?", "answer": "Ann.", "subject": "Who"}], "toy")[0]
+    assert req["target"] == "no comment"
+    assert {"rome-toy", "ike-toy", "wise-toy"} <= set(summary.study_runs())
+    assert plots.run_style("wise-toy")["marker"] == "P" and plots.run_style("wise-toy")["target"] == "toy"

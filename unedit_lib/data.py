@@ -20,8 +20,10 @@ import json
 import os
 import re
 from collections import Counter
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from .paths import HEADLINE_PRESET, REPO_ROOT, display_path, output_dir  # noqa: F401  (where files go: paths.py)
 
@@ -338,7 +340,6 @@ def forget_author_indices(split: str) -> list[int]:
 
 
 # --------------------------------------------------------------------------- targets
-TARGETS = ("dummy", "incorrect", "avoidant")
 AVOIDANT_TEMPLATE = "I'm sorry, but I don't have any information about {subject}."
 
 
@@ -348,29 +349,50 @@ def _avoidant_by_question(data_dir_key: str | None) -> dict[str, str]:
     return {r["question"]: r["avoidant_answer"] for r in rows}
 
 
-def unlearning_target(row: dict, kind: str, data_dir=None) -> str:
-    """The answer an editor is asked to put in place of the true one (paper section 3 [repo]).
+def _incorrect(row: dict, data_dir=None) -> str:
+    """TOFU's first perturbed (wrong) answer."""
+    pert = row.get("perturbed_answer")
+    if not pert:
+        raise TofuDataError(
+            "the 'incorrect' target needs a row with 'perturbed_answer' (load a *_perturbed config, "
+            f"e.g. forget10_perturbed); got fields {sorted(row)}"
+        )
+    return pert[0]
 
-    dummy: the literal "dummy"; incorrect: TOFU's first perturbed (wrong) answer;
-    avoidant: the paper's GPT-4o refusal for forget10 questions, else AVOIDANT_TEMPLATE
-    filled with the row's subject (documented fallback for rows outside forget10).
-    """
-    if kind == "dummy":
-        return "dummy"
-    if kind == "incorrect":
-        pert = row.get("perturbed_answer")
-        if not pert:
-            raise TofuDataError(
-                "the 'incorrect' target needs a row with 'perturbed_answer' (load a *_perturbed config, "
-                f"e.g. forget10_perturbed); got fields {sorted(row)}"
-            )
-        return pert[0]
-    if kind == "avoidant":
-        avoid = _avoidant_by_question(str(data_dir) if data_dir else None)
-        if row["question"] in avoid:
-            return avoid[row["question"]]
-        return AVOIDANT_TEMPLATE.format(subject=row.get("author") or row.get("subject") or "that")
-    raise TofuDataError(f"unknown unlearning target {kind!r}; valid: {', '.join(TARGETS)}")
+
+def _avoidant(row: dict, data_dir=None) -> str:
+    """The paper's GPT-4o refusal for forget10 questions, else AVOIDANT_TEMPLATE filled with the row's
+    subject (documented fallback for rows outside forget10)."""
+    avoid = _avoidant_by_question(str(data_dir) if data_dir else None)
+    if row["question"] in avoid:
+        return avoid[row["question"]]
+    return AVOIDANT_TEMPLATE.format(subject=row.get("author") or row.get("subject") or "that")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """An unlearning target: the answer an editor is asked to give for a row, and how figures mark it
+    (`marker`; `shade` darkens (< 0) or lightens (> 0) its family's colour)."""
+    answer: Callable[..., str]
+    marker: str
+    shade: float = 0.0
+
+
+# The unlearning targets (paper section 3 [repo]), in the study's order: a new target is one entry here
+# (every editor then runs it, tables and figures show it).
+TARGET_SPECS = {
+    "dummy": TargetSpec(lambda row, data_dir=None: "dummy", marker="o"),
+    "incorrect": TargetSpec(_incorrect, marker="s", shade=-0.4),
+    "avoidant": TargetSpec(_avoidant, marker="^", shade=0.45),
+}
+TARGETS = tuple(TARGET_SPECS)
+
+
+def unlearning_target(row: dict, kind: str, data_dir=None) -> str:
+    """The answer an editor is asked to put in place of the true one for `row` (TARGET_SPECS)."""
+    if kind not in TARGET_SPECS:
+        raise TofuDataError(f"unknown unlearning target {kind!r}; valid: {', '.join(TARGETS)}")
+    return TARGET_SPECS[kind].answer(row, data_dir)
 
 
 def edit_requests(rows: list[dict], kind: str, template=None, data_dir=None) -> list[dict]:

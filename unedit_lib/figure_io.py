@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402, F401  (the figures' plt, re-exported to plots and notebooks)
 import seaborn as sns  # noqa: E402
 
 from . import paths  # noqa: E402

@@ -44,7 +44,7 @@ SOURCES = {ABSTRACT: "the paper's abstract (arXiv 2512.20794)",
            AUTHORS: "a reading of the authors' released results (docs/paper.md 7.2: their repositories, "
                     "Llama-2-7b, forget10, 300 rows), not a sentence of the paper"}
 EACH, EXISTS = "each", "exists"
-TARGETS = ("dummy", "incorrect", "avoidant")
+TARGETS = ("dummy", "incorrect", "avoidant")     # the paper's targets (a finding covers all it tested)
 PAPER_BASELINES = ("ga", "gd", "kl", "idk")
 
 # What a finding may rest on, per method: the gates (gates.py, by their short names) of a run

@@ -10,6 +10,7 @@ import numpy as np
 import seaborn as sns
 
 from . import registry
+from . import data
 from .figure_io import figure_path, integer_ticks, layer_ticks, plt, save  # noqa: F401  (the notebooks' names)
 
 
@@ -22,10 +23,9 @@ def _smooth(x, k=10):
 
 # --------------------------------------------------------------------------- one style per run
 # One colour per method (registry.py's `color`: R-ROME apart from ROME, every baseline the same), one
-# marker per unlearning target (baselines: their own marker), so every run of every figure can be told
+# marker per unlearning target (data.TARGET_SPECS; baselines: their own marker), so every run of every figure can be told
 # apart; a variant of a run (a run name with more than family-target, e.g. wise-dummy-rawprompt) is
 # drawn dashed / hollow.
-TARGET_MARKERS = {"dummy": "o", "incorrect": "s", "avoidant": "^"}
 SUBJECT_COLORS = {"full": "k", "retain": "gold", "base": "0.65"}
 SUBJECT_LABELS = {"full": "full model", "retain": "retain model", "base": "pretrained model (before fine-tuning)"}
 
@@ -44,7 +44,7 @@ def run_style(run: str) -> dict:
     editor = spec is not None and spec.kind == registry.EDITOR
     target = parts[1] if editor and len(parts) > 1 else None
     variant = bool(plus) or len(parts) > (2 if editor else 1)
-    marker = TARGET_MARKERS.get(target, "D") if editor else (spec and spec.marker) or "D"
+    marker = (data.TARGET_SPECS[target].marker if target in data.TARGET_SPECS else "D") if editor else (spec and spec.marker) or "D"
     color = spec.color if spec else registry.BASELINE_COLOR
     return {"family": spec.family if editor else registry.BASELINE, "method": spec.label if spec else parts[0],
             "target": target, "color": _shade(color, target), "marker": marker,
@@ -62,15 +62,13 @@ def run_label(run: str) -> str:
 
 
 def _shade(color, target) -> tuple:
-    """The family's hue, darker for `incorrect`, lighter for `avoidant` (lines of one family stay
-    distinguishable where markers are small)."""
+    """The family's hue shaded by the target (data.TARGET_SPECS: darker for `incorrect`, lighter for
+    `avoidant`), so lines of one family stay distinguishable where markers are small."""
     from matplotlib.colors import to_rgb
 
     c = np.asarray(to_rgb(color))
-    if target == "incorrect":
-        c = 0.6 * c
-    elif target == "avoidant":
-        c = c + 0.45 * (1 - c)
+    s = data.TARGET_SPECS[target].shade if target in data.TARGET_SPECS else 0.0
+    c = (1 + s) * c if s < 0 else c + s * (1 - c)
     return tuple(float(x) for x in c)
 
 
@@ -396,7 +394,7 @@ def fq_vs_mu(table, preset: str, name: str = "fq_vs_mu.png", fq_floor: float = 1
     if any(s["family"] == registry.BASELINE for s in styles):
         handles.append(Line2D([], [], marker="D", ls="", color=registry.BASELINE_COLOR, ms=7, label="unlearning baseline"))
     handles += [Line2D([], [], marker=m, ls="", color="w", mec="k", ms=7, label=f"target: {t}")
-                for t, m in TARGET_MARKERS.items() if any(s["target"] == t for s in styles)]
+                for t, m in ((t, spec.marker) for t, spec in data.TARGET_SPECS.items()) if any(s["target"] == t for s in styles)]
     if any(s["variant"] for s in styles):
         handles += [Line2D([], [], marker="o", ls="", color="w", mec="0.3", mew=1.5, ms=7, label="variant (hollow)")]
     ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.9, ncol=2)

@@ -40,7 +40,7 @@ class Method:
     family: str            # methods of one family answer together (summary.answer_lines)
     in_study: bool         # a whole study runs it (summary.study_runs; the findings' editor runs)
     color: str             # matplotlib colour of its runs (plots.run_style)
-    marker: str | None     # its marker in figures; None: one per unlearning target (plots.TARGET_MARKERS)
+    marker: str | None     # its marker in figures; None: one per unlearning target (data.TARGET_SPECS)
     order: int             # its place among the methods of its kind in tables
     module: str | None     # the package module that implements it (tests/test_layers.py places it)
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 
-from . import reference, registry
+from . import data, reference, registry
 from .edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
 from .report import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
 
 BASELINE_FINDINGS = ("GA ", "GD ", "KL ", "IdK ", "NPO ")   # findings about one baseline start with its name
-TARGET_ORDER = ("dummy", "incorrect", "avoidant")
 
 
 def rewrite_accuracy(rec: dict) -> float | None:
@@ -162,8 +161,8 @@ def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
     families = registry.families()             # [(family, its editors' labels)]: ROME with R-ROME
     for family, methods in families:
         runs_ = sorted((r for r in table.index if str(table.loc[r, "method"]) in methods),
-                       key=lambda r: (TARGET_ORDER.index(table.loc[r, "target"]) if table.loc[r, "target"] in TARGET_ORDER
-                                      else len(TARGET_ORDER), r))
+                       key=lambda r: (data.TARGETS.index(table.loc[r, "target"]) if table.loc[r, "target"] in data.TARGETS
+                                      else len(data.TARGETS), r))
         if not runs_:
             continue
         took = []
@@ -202,9 +201,8 @@ def study_runs() -> list[str]:
     """The run names a whole study writes with the paper's settings (one seed): each editor the
     study runs (registry.py; R-ROME is off by default, notebook 03's rrome_targets) with each
     target, then each unlearning baseline."""
-    from .data import TARGETS
 
-    return ([f"{m}-{t}" for m in registry.names(registry.EDITOR, in_study=True) for t in TARGETS]
+    return ([f"{m}-{t}" for m in registry.names(registry.EDITOR, in_study=True) for t in data.TARGETS]
             + list(registry.names(registry.BASELINE, in_study=True)))
 
 
@@ -243,7 +241,7 @@ def premise_lines(preset: str, records: dict) -> list[str]:
                      + "; ".join(f"{r['target']} {r['value']:.3g} ({r['limit']}: {'holds' if r['holds'] else 'fails'})"
                                  for r in rows) + ".")
     layer, info = trace_records.load_edit_layer(preset)
-    lines.append(f"* **Causal trace** (notebook 02): "
+    lines.append("* **Causal trace** (notebook 02): "
                  + (f"ROME edits layer {layer}: {info['why']}." if layer is not None and info.get("why")
                     else f"ROME edits layer {layer}." if layer is not None else "not run yet."))
     probe = (records.get("full") or {}).get("in_context_probe")
@@ -287,7 +285,7 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
     from .store import is_ablation, is_grid_run
 
     lines = []
-    for target in TARGET_ORDER:
+    for target in data.TARGETS:
         run = f"rome-{target}"
         rec = records.get(run)
         if rec is None:
