@@ -8,7 +8,7 @@ import pytest
 from unedit_lib import registry
 
 PKG = Path(__file__).resolve().parents[1] / "unedit_lib"
-BASE = {"paths", "prompts", "edit_records", "architecture", "guards", "tokenizer", "reference", "data", "store", "embeddings",
+BASE = {"hparams", "paths", "prompts", "edit_records", "architecture", "guards", "tokenizer", "reference", "data", "store", "embeddings",
         "precision", "notebook_parameters", "registry", "presets"}
 METHODS = {m.module for m in registry.all_methods() if m.module}     # the modules implementing the registered methods
 # a method split into files along its seams (issue 12: ~600 lines a module): its parts are

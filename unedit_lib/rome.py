@@ -39,7 +39,7 @@ import hashlib
 import re
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from .architecture import TailForward, architecture, logits_at
 from .guards import ModelCollapsed, check_health
+from .hparams import HParams
 from .paths import display_path
 from .prompts import encode_answer, encode_prompt, pad_batch, pad_id, subject_token_range
 from .store import write_file
@@ -59,14 +60,15 @@ PAPER_HPARAMS_SOURCE = ("shariqahn/EasyEdit hparams/ROME/llama-7b.yaml at d71c0b
 
 
 @dataclass(frozen=True)
-class RomeHParams:
+class RomeHParams(HParams):
     """ROME's hyperparameters; the defaults are the paper's (the authors' EasyEdit fork,
     `PAPER_HPARAMS_SOURCE`; paper.md §2.1, editing.md §2.4, §2.7, §6): layer 5, C = I
     (`mom2_adjustment: false`), v_lr 0.1, 25 steps, clamp 4, KL 0.0625, weight decay 1e-3,
     21 context templates ([[5, 10], [10, 10]]). The rest are implementation settings that
     rome/EasyEdit hard-code (early stop 0.05, the " " before the target) or our own (seed,
     max_norm_ratio guard). Our other choices are named overrides in `ABLATIONS`; `ablation`
-    names the ones applied (recorded with the run, see `record`).
+    names the ones applied (recorded with the run, see `record`). The base (hparams.HParams)
+    validates, copies (`replace`), records and names the deviations from the paper.
     """
 
     layer: int = 5                      # yaml `layers: [5]`; clamped to the model depth by `edit`
@@ -94,7 +96,28 @@ class RomeHParams:
     mom2_batch_size: int = 8
     ablation: str | None = None         # names of the ABLATIONS applied, joined by "+"; None: the paper's settings
 
-    def __post_init__(self):
+    METHOD = "ROME"
+    CHOICES = {"fact_token": ("subject_last", "subject_first", "subject_first_after_last", "last")}
+    POSITIVE = ("v_num_grad_steps", "v_lr", "clamp_norm_factor", "max_norm_ratio", "mom2_batch_size")
+    NON_NEGATIVE = ("v_weight_decay", "kl_factor")
+    # the settings of the paper's yaml and rome's code constants (the others: the target's format, which
+    # follows the prompt template, inputs, seeds and guards)
+    PAPER_FIELDS = ("layer", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor",
+                    "kl_factor", "mom2_adjustment", "context_template_length_params", "consistent_keys",
+                    "early_stop_loss")
+    # Our own choices, each a named deviation from the paper's settings (run as ablations: recipes.STUDY_ABLATIONS).
+    ABLATIONS = {
+        # C = E[k kᵀ] from the study's QA texts (original rome with its own corpus; needs mom2_texts= or cov=)
+        "c-from-text": dict(mom2_adjustment=True),
+        # EasyEdit's hparams/ROME/llama-7b.yaml value, lowered to 0.1 by the paper's fork
+        "v_lr-0.5": dict(v_lr=0.5),
+        # "{}" + 5 generated prefixes instead of 21 templates (each v* step runs 6 rows, not 21)
+        "templates-6": dict(context_template_length_params=((5, 5),)),
+        # R-ROME consistent keys (Gupta et al. 2024; EasyEdit r_rome), not used by the paper
+        "r-rome": dict(consistent_keys=True),
+    }
+
+    def _normalise(self):
         # lists (e.g. from JSON or a notebook parameter) become tuples: hashable, and equal to the defaults
         object.__setattr__(self, "context_template_length_params",
                            tuple((int(length), int(n)) for length, n in self.context_template_length_params))
@@ -103,81 +126,24 @@ class RomeHParams:
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.mom2_cache_dir is not None:
             object.__setattr__(self, "mom2_cache_dir", str(self.mom2_cache_dir))
-        if self.fact_token not in FACT_TOKENS:
-            raise ValueError(f"unknown fact_token {self.fact_token!r}; use one of {FACT_TOKENS}")
-        for name in ("v_num_grad_steps", "v_lr", "clamp_norm_factor", "max_norm_ratio", "mom2_batch_size"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"ROME hparam {name} must be > 0, got {getattr(self, name)!r}")
-        if self.v_weight_decay < 0 or self.kl_factor < 0:
-            raise ValueError("ROME hparams v_weight_decay and kl_factor must be >= 0")
+        super()._normalise()
 
-    def replace(self, **overrides) -> "RomeHParams":
-        """A copy with `overrides`; unknown names raise TypeError listing the valid ones."""
-        unknown = set(overrides) - _ROME_FIELDS
-        if unknown:
-            raise TypeError(f"unknown ROME hyperparameters {sorted(unknown)}; valid: {sorted(_ROME_FIELDS)}")
-        return replace(self, **overrides)
-
-    def with_ablations(self, *names: str) -> "RomeHParams":
-        """A copy with the named `ABLATIONS` applied in order and `ablation` naming them
-        (`with_ablations("c-from-text", "v_lr-0.5")` -> ablation "c-from-text+v_lr-0.5")."""
-        overrides = {}
-        for name in names:
-            if name not in ABLATIONS:
-                raise KeyError(f"unknown ROME ablation {name!r}; known: {sorted(ABLATIONS)}")
-            overrides.update(ABLATIONS[name])
-        applied = (self.ablation.split("+") if self.ablation else []) + list(names)
-        return self.replace(**overrides, ablation="+".join(dict.fromkeys(applied)) or None)
-
-    def record(self) -> dict:
-        """Every hyperparameter as JSON-able values, for a run's stats / record: `cov` -> its shape, `mom2_texts`
-        and precomputed templates -> their count (stats["context_templates"] has their text), paths repo-relative."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "cov":
-                out["cov_shape"] = list(v.shape) if v is not None else None
-            elif f.name in ("mom2_texts", "context_templates"):
-                out[f"n_{f.name}"] = len(v) if v is not None else None
-            elif f.name == "context_template_length_params":
-                out[f.name] = [list(p) for p in v]
-            else:       # C's cache folder as records keep paths (display_path): the same on every machine
-                out[f.name] = display_path(v) if f.name == "mom2_cache_dir" and v is not None else v
-        out["deviations_from_paper"] = self.deviations_from_paper()
-        return out
-
-    def deviations_from_paper(self) -> dict:
-        """{name: {"value", "paper"}} for each algorithm setting (`PAPER_FIELDS`) that differs from
-        the paper's, named by `ablation` or not: a record states what it changed either way."""
-        return {name: {"value": _jsonable(getattr(self, name)), "paper": _jsonable(getattr(PAPER_HPARAMS, name))}
-                for name in PAPER_FIELDS if getattr(self, name) != getattr(PAPER_HPARAMS, name)}
+    def _record_field(self, name, value) -> dict:
+        """`cov` -> its shape, `mom2_texts` and precomputed templates -> their count (stats["context_templates"]
+        has their text), C's cache folder repo-relative as records keep paths (display_path): the same on every machine."""
+        if name == "cov":
+            return {"cov_shape": list(value.shape) if value is not None else None}
+        if name in ("mom2_texts", "context_templates"):
+            return {f"n_{name}": len(value) if value is not None else None}
+        if name == "mom2_cache_dir" and value is not None:
+            return {name: display_path(value)}
+        return super()._record_field(name, value)
 
 
-FACT_TOKENS = ("subject_last", "subject_first", "subject_first_after_last", "last")
-# the settings of the paper's yaml and rome's code constants (the others: the target's format, which
-# follows the prompt template, inputs, seeds and guards)
-PAPER_FIELDS = ("layer", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor",
-                "mom2_adjustment", "context_template_length_params", "consistent_keys", "early_stop_loss")
-
-
-def _jsonable(v):
-    return [_jsonable(x) for x in v] if isinstance(v, tuple) else v
-
-
-_ROME_FIELDS = {f.name for f in fields(RomeHParams)}
-PAPER_HPARAMS = RomeHParams()
-
-# Our own choices, each a named deviation from the paper's settings (run as ablations: recipes.STUDY_ABLATIONS).
-ABLATIONS: dict[str, dict] = {
-    # C = E[k kᵀ] from the study's QA texts (original rome with its own corpus; needs mom2_texts= or cov=)
-    "c-from-text": dict(mom2_adjustment=True),
-    # EasyEdit's hparams/ROME/llama-7b.yaml value, lowered to 0.1 by the paper's fork
-    "v_lr-0.5": dict(v_lr=0.5),
-    # "{}" + 5 generated prefixes instead of 21 templates (each v* step runs 6 rows, not 21)
-    "templates-6": dict(context_template_length_params=((5, 5),)),
-    # R-ROME consistent keys (Gupta et al. 2024; EasyEdit r_rome), not used by the paper
-    "r-rome": dict(consistent_keys=True),
-}
+FACT_TOKENS = RomeHParams.CHOICES["fact_token"]
+PAPER_FIELDS = RomeHParams.PAPER_FIELDS
+PAPER_HPARAMS = RomeHParams.paper()
+ABLATIONS: dict[str, dict] = RomeHParams.ABLATIONS
 
 SEED_WORDS = ("The", "Therefore", "Because", "I", "You")  # EasyEdit get_context_templates
 KL_PROMPT = "{} is a"  # the "essence" prompt (§2.5)
@@ -606,5 +572,5 @@ def apply(model, tokenizer, requests, hp, stats: dict | None = None):
     filled as by `edit`, and keeps what it holds when an edit collapses (ModelCollapsed propagates)."""
     stats = {} if stats is None else stats
     if not isinstance(hp, RomeHParams):
-        hp = RomeHParams(**dict(hp))           # a dict of RomeHParams names (e.g. a run's settings)
+        hp = PAPER_HPARAMS.replace(**dict(hp))   # a dict of RomeHParams names (e.g. a run's settings)
     return edit(model, tokenizer, requests, hp=hp, stats=stats), stats
