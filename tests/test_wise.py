@@ -89,7 +89,7 @@ def test_routing_edited_prompt_to_side_unrelated_to_main(tok):
     # generation under the per-row ablation: the route is decided once, on the prompt, and kept for
     # the cached continuation (the default per-call routing: test_per_call_routing_decides_every_call)
     adapter = wise.get_side_memory(model)
-    adapter.hparams.routing = "per_row"
+    adapter.hparams = adapter.hparams.replace(routing="per_row")
     calls = []
     decide = adapter._decide
     adapter._decide = lambda *a: calls.append(a[0].shape[1]) or decide(*a)
@@ -343,7 +343,7 @@ def test_per_call_routing_decides_every_call(tok):
     assert any(d["route"].tolist() != [0] for d in log[1:])              # generated tokens decided separately
 
     # the per-row ablation decides once, on the prompt, and keeps the side memory for every token
-    adapter.hparams.routing, adapter.decisions = "per_row", []
+    adapter.hparams, adapter.decisions = adapter.hparams.replace(routing="per_row"), []
     greedy(model, tok, [EDITS[0]["prompt"]], n=6)
     assert [d["n_tokens"] for d in adapter.decisions] == [n_prompt]
 
@@ -355,7 +355,7 @@ def test_per_call_equals_per_row_on_full_sequence_forwards(tok, family):
     adapter = wise.get_side_memory(model)
     out = {}
     for routing in ("per_call", "per_row"):
-        adapter.hparams.routing = routing
+        adapter.hparams = adapter.hparams.replace(routing=routing)
         with torch.no_grad():
             logits = [model(**tok([p], return_tensors="pt"), use_cache=False).logits
                       for p in (RAW_EDITS[0]["prompt"], RAW_UNRELATED)]
@@ -369,7 +369,7 @@ def test_per_call_equals_per_row_on_full_sequence_forwards(tok, family):
     enc = wise_memory._padded_batch(tok, batch, "cpu")            # left padding with position ids
     routes = {}
     for routing in ("per_call", "per_row"):
-        adapter.hparams.routing, adapter.decisions = routing, []
+        adapter.hparams, adapter.decisions = adapter.hparams.replace(routing=routing), []
         with torch.no_grad():
             model(**enc)
         routes[routing] = adapter.decisions[-1]["route"].tolist()

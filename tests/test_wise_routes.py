@@ -82,7 +82,7 @@ def test_counts_agree_with_the_decision_log(tok):
         mean = sum(p[f"{kind}_score_mean"] * p[f"{kind}_rows"] for p in passes if p[f"{kind}_rows"]) / len(scores)
         assert mean == pytest.approx(sum(scores) / len(scores), rel=1e-6)
     # per row (ablation): decided on the prompt, kept for the generated tokens, which are counted all the same
-    adapter.hparams.routing, adapter.decisions = "per_row", []
+    adapter.hparams, adapter.decisions = adapter.hparams.replace(routing="per_row"), []
     gen = _evaluate(model, tok, {"forget": SETS["forget"]}, max_new_tokens=5)["forget"]["generate"]
     assert adapter.decisions and all(d["past"] == 0 for d in adapter.decisions)      # prompt forwards only
     assert gen["token_rows"] == len(QA) * (gen["calls"] - 1)

@@ -105,7 +105,7 @@ def test_easyedit_scores_count_the_edit_batch_padding(tok):
     d = wise.token_distances(adapter.original_layer(x), adapter.side_forward(x, adapter.side_weight), adapter.act_fn)
     for rule, expect in (("easyedit", d.mean(-1)),
                          ("real-tokens", (d * enc["attention_mask"]).sum(-1) / enc["attention_mask"].sum(-1))):
-        adapter.hparams.activation_score, adapter.decisions = rule, []
+        adapter.hparams, adapter.decisions = adapter.hparams.replace(activation_score=rule), []
         with torch.no_grad():
             model(**enc, use_cache=False)
         scores, route = adapter.decisions[-1]["scores"][:, 0], adapter.decisions[-1]["route"]

@@ -59,7 +59,6 @@ import contextlib
 import math
 import random
 import time
-from dataclasses import fields
 
 import torch
 import torch.nn.functional as F
@@ -290,21 +289,12 @@ def _edit_one(model, tokenizer, adapter: SideMemoryLayer, request, loc_text, hp:
 
 
 def _make_hparams(hparams: dict, existing: WiseHParams | None) -> WiseHParams:
-    names = {f.name for f in fields(WiseHParams)}
-    unknown = set(hparams) - names
-    if unknown:
-        raise TypeError(f"unknown WISE hparams {sorted(unknown)}; valid: {sorted(names)}")
+    """The paper's settings (no side memory yet) or the installed memory's (its layer fixed) with `hparams`."""
     if existing is None:
-        hp = WiseHParams(**hparams)
-    else:
-        if hparams.get("layer") is not None and hparams["layer"] != existing.layer:
-            raise ValueError(f"a side memory is already installed at layer {existing.layer}")
-        current = {f.name: getattr(existing, f.name) for f in fields(WiseHParams)}
-        hp = WiseHParams(**{**current, **{k: v for k, v in hparams.items() if k != "layer"}})
-        hp.layer = existing.layer
-    hp.act_margin = tuple(hp.act_margin)
-    hp.validate()
-    return hp
+        return WiseHParams.paper().replace(**hparams)
+    if hparams.get("layer") is not None and hparams["layer"] != existing.layer:
+        raise ValueError(f"a side memory is already installed at layer {existing.layer}")
+    return existing.replace(**{k: v for k, v in hparams.items() if k != "layer"})
 
 
 def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams):
@@ -330,6 +320,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         templates = context_templates(model, tokenizer, hp)
         adapter = install(model, hp)
         adapter.context_templates = templates
+        hp = adapter.hparams                    # with its resolved layer
     else:
         adapter.hparams = hp
         if adapter.context_templates is None or len(adapter.context_templates) != hp.n_templates:
@@ -384,7 +375,7 @@ def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, locality
     `locality_prompts` (x_i of the margin loss). Returns (model, stats), the routing left to
     each forward call."""
     stats = {} if stats is None else stats
-    hp = {f.name: getattr(hp, f.name) for f in fields(WiseHParams)} if isinstance(hp, WiseHParams) else dict(hp)
+    hp = {n: getattr(hp, n) for n in WiseHParams.field_names()} if isinstance(hp, WiseHParams) else dict(hp)
     edit(model, tokenizer, requests, locality_prompts=locality_prompts, stats=stats, **hp)
     adapter = get_side_memory(model)
     if adapter is not None:

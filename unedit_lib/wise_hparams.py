@@ -3,20 +3,27 @@ the edited layer's default depth. The algorithm is in wise.py, the side memory i
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from .hparams import HParams
 from .prompts import get_template
 
 # --------------------------------------------------------------------------- hyperparameters
 
 
-@dataclass
-class WiseHParams:
+ROUTINGS = ("per_call", "per_row")
+ACTIVATION_SCORES = ("easyedit", "real-tokens")
+
+
+@dataclass(frozen=True)
+class WiseHParams(HParams):
     """Defaults = the paper's run: hparams/WISE/llama-7b.yaml of the paper's fork (shariqahn/EasyEdit at
     d71c0bc) = of EasyEdit (zjunlp/EasyEdit at 14cea82), the two files agree on every WISE setting
     (margins 5/20/10, act_ratio 0.88, 70 iterations, lr 1.0, mask 0.2, 500/1000, ties 0.53,
     retrieve); routing per forward call as EasyEdit's WISEAdapter.forward (paper.md §2.3,
-    editing.md §4.6, §6). `ablation` names our deviations applied (`ABLATIONS`)."""
+    editing.md §4.6, §6). `ablation` names our deviations applied (`ABLATIONS`). Frozen: a changed
+    setting is a copy (`replace`); the base (hparams.HParams) validates, records and names the
+    deviations from the paper."""
 
     layer: int | None = None            # None -> round(27/32 * n_layers), clamped (Llama-2-7b: 27)
     n_iter: int = 70
@@ -54,84 +61,74 @@ class WiseHParams:
     verbose: bool = False
     ablation: str | None = None         # names of the ABLATIONS applied, joined by "+"; None: the paper's settings
 
-    def validate(self):
+    METHOD = "WISE"
+    CHOICES = {"threshold_tokens": ("all", "prompt"), "activation_score": ACTIVATION_SCORES, "routing": ROUTINGS}
+    POSITIVE = ("n_iter", "act_margin_scale", "save_freq", "merge_freq")   # edit_lr unchecked: a non-finite one
+    NON_NEGATIVE = ("weight_decay", "norm_constraint", "act_ratio")           # must reach the collapse guard
+    FRACTIONS = ("mask_ratio", "densities")
+    # the settings of the paper's yaml and EasyEdit's code constants (the others: inputs, seeds, logging;
+    # the layer is resolved per model)
+    PAPER_FIELDS = ("n_iter", "edit_lr", "weight_decay", "mask_ratio", "norm_constraint", "act_margin",
+                    "act_margin_scale", "act_ratio", "save_freq", "merge_freq", "densities", "weights", "retrieve",
+                    "n_templates", "template_lengths", "template_seeds", "early_stop", "infer_max_above",
+                    "activation_score", "threshold_tokens", "target_eos", "routing")
+    # Our choices that differ from the paper's run, as named overrides. The scaled
+    # margins need a pilot run: see `scaled_margin_overrides`.
+    ABLATIONS = {
+        # the router per row: decided once on the prompt, kept for the generated tokens
+        "per-row-routing": dict(routing="per_row"),
+        # threshold recorded over the edit rows' prompt tokens (what the router sees when generation starts)
+        "prompt-threshold": dict(threshold_tokens="prompt"),
+        # activation scores over real tokens only (the committed tiny / smollm2 runs: their preset files' [settings.wise])
+        "real-token-scores": dict(activation_score="real-tokens"),
+    }
+
+    def _check(self):
         if not self.retrieve:
             raise NotImplementedError("only WISE-Retrieve (retrieve=True) is implemented")
         if self.merge_freq % self.save_freq:
-            raise ValueError("merge_freq must be a multiple of save_freq")
-        if self.threshold_tokens not in ("all", "prompt"):
-            raise ValueError("threshold_tokens is 'all' or 'prompt'")
+            raise ValueError(f"WISE hyperparameter merge_freq must be a multiple of save_freq ({self.save_freq}), "
+                             f"got {self.merge_freq}")
         if len(self.act_margin) != 3:
-            raise ValueError("act_margin is (alpha, beta, gamma)")
-        if not self.act_margin_scale > 0:
-            raise ValueError(f"act_margin_scale must be > 0, got {self.act_margin_scale!r}")
-        if self.activation_score not in ACTIVATION_SCORES:
-            raise ValueError(f"activation_score is one of {ACTIVATION_SCORES}, got {self.activation_score!r}")
-        if self.routing not in ROUTINGS:
-            raise ValueError(f"routing is one of {ROUTINGS}, got {self.routing!r}")
+            raise ValueError(f"WISE hyperparameter act_margin is (alpha, beta, gamma), got {self.act_margin!r}")
         max_t = 1 + len(self.template_seeds) * len(self.template_lengths)
         if not 1 <= self.n_templates <= max_t:
-            raise ValueError(f"n_templates must be in [1, {max_t}] for these seeds/lengths")
+            raise ValueError(f"WISE hyperparameter n_templates must be in [1, {max_t}] for these seeds/lengths, "
+                             f"got {self.n_templates}")
 
     def margins(self) -> tuple:
         """(alpha, beta, gamma) used by the margin loss: act_margin x act_margin_scale."""
         return tuple(float(m) * self.act_margin_scale for m in self.act_margin)
 
-    def record(self) -> dict:
-        """Every hyperparameter, JSON-able (template -> its name), for a run's stats / record."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["template"] = get_template(out["template"]).name if out["template"] is not None else None
-        out["margins_used"] = list(self.margins())
-        out["deviations_from_paper"] = self.deviations_from_paper()
-        return out
+    def _record_field(self, name, value) -> dict:
+        if name == "template":          # a PromptTemplate or its name -> its name
+            return {name: get_template(value).name if value is not None else None}
+        return super()._record_field(name, value)
 
-    def deviations_from_paper(self) -> dict:
-        """{name: {"value", "paper"}} for each algorithm setting (`PAPER_FIELDS`) that differs from
-        the paper's run, named by `ablation` or not (the layer is resolved per model: not listed)."""
-        paper = WiseHParams()
-        return {name: {"value": _jsonable(getattr(self, name)), "paper": _jsonable(getattr(paper, name))}
-                for name in PAPER_FIELDS if _jsonable(getattr(self, name)) != _jsonable(getattr(paper, name))}
+    def _record_extra(self) -> dict:
+        return {"margins_used": list(self.margins())}
 
+    @classmethod
+    def ablation_names(cls) -> list[str]:
+        return sorted(cls.ABLATIONS) + ["margins-scaled"]
 
-ROUTINGS = ("per_call", "per_row")
-ACTIVATION_SCORES = ("easyedit", "real-tokens")
-# the settings of the paper's yaml and EasyEdit's code constants (the others: inputs, seeds, logging)
-PAPER_FIELDS = ("n_iter", "edit_lr", "weight_decay", "mask_ratio", "norm_constraint", "act_margin", "act_margin_scale",
-                "act_ratio", "save_freq", "merge_freq", "densities", "weights", "retrieve", "n_templates",
-                "template_lengths", "template_seeds", "early_stop", "infer_max_above", "activation_score", "threshold_tokens",
-                "target_eos", "routing")
+    @classmethod
+    def _ablation(cls, name, pilot_stats: dict | None = None, **context) -> dict:
+        if name == "margins-scaled":
+            if pilot_stats is None:
+                raise ValueError("ablation 'margins-scaled' needs pilot_stats= (the stats of a run with the paper's margins)")
+            return scaled_margin_overrides(pilot_stats)
+        return super()._ablation(name, **context)
 
 
-def _jsonable(v):
-    return [_jsonable(x) for x in v] if isinstance(v, (tuple, list)) else v
-
-# Our choices that differ from the paper's run, as named overrides. The scaled
-# margins need a pilot run: see `scaled_margin_overrides`.
-ABLATIONS: dict[str, dict] = {
-    # the router per row: decided once on the prompt, kept for the generated tokens
-    "per-row-routing": dict(routing="per_row"),
-    # threshold recorded over the edit rows' prompt tokens (what the router sees when generation starts)
-    "prompt-threshold": dict(threshold_tokens="prompt"),
-    # activation scores over real tokens only (the committed tiny / smollm2 runs: their preset files' [settings.wise])
-    "real-token-scores": dict(activation_score="real-tokens"),
-}
+PAPER_FIELDS = WiseHParams.PAPER_FIELDS
+ABLATIONS: dict[str, dict] = WiseHParams.ABLATIONS
 
 
 def ablation_overrides(*names: str, pilot_stats: dict | None = None) -> dict:
     """WiseHParams overrides for the named ablations, with `ablation` naming them ("a+b");
     "margins-scaled" needs `pilot_stats` (see `scaled_margin_overrides`)."""
-    out = {}
-    for name in names:
-        if name == "margins-scaled":
-            if pilot_stats is None:
-                raise ValueError("ablation 'margins-scaled' needs pilot_stats= (the stats of a run with the paper's margins)")
-            out.update(scaled_margin_overrides(pilot_stats))
-        elif name in ABLATIONS:
-            out.update(ABLATIONS[name])
-        else:
-            raise KeyError(f"unknown WISE ablation {name!r}; known: {sorted(ABLATIONS) + ['margins-scaled']}")
-    out["ablation"] = "+".join(dict.fromkeys(names)) or None
-    return out
+    return WiseHParams.ablation_overrides(*names, pilot_stats=pilot_stats)
 
 
 def scaled_margin_overrides(pilot_stats: dict) -> dict:

@@ -375,7 +375,8 @@ def get_side_memory(model) -> SideMemoryLayer | None:
 
 
 def install(model, hparams: WiseHParams) -> SideMemoryLayer:
-    """Replace the chosen layer's MLP output projection by a SideMemoryLayer (idempotent)."""
+    """Replace the chosen layer's MLP output projection by a SideMemoryLayer (idempotent); the adapter
+    holds `hparams` with the layer resolved (`hparams` itself is frozen and unchanged)."""
     adapter = get_side_memory(model)
     if adapter is not None:
         return adapter
@@ -383,7 +384,7 @@ def install(model, hparams: WiseHParams) -> SideMemoryLayer:
     layer = default_layer(arch.n_layers) if hparams.layer is None else hparams.layer
     if not 0 <= layer < arch.n_layers:
         raise ValueError(f"layer {layer} outside 0..{arch.n_layers - 1}")
-    hparams.layer = layer
+    hparams = hparams.replace(layer=layer)
     parent, name = arch.mlp_out_slot(layer)
     base = getattr(parent, name)
     adapter = SideMemoryLayer(base, arch.act_fn, arch.is_transposed(layer), hparams)
@@ -607,9 +608,7 @@ def load_side_memory(model, folder):
         if "routing" not in hp:     # a side memory saved without a routing setting was evaluated routed per row
             hp.update(routing="per_row", ablation="per-row-routing")
         hp.setdefault("activation_score", "real-tokens")    # saved before the setting: scored on real tokens
-        hp["act_margin"], hp["template_lengths"] = tuple(hp["act_margin"]), tuple(hp["template_lengths"])
-        hp["template_seeds"], hp["early_stop"] = tuple(hp["template_seeds"]), tuple(hp["early_stop"])
-        hparams = WiseHParams(**hp)
+        hparams = WiseHParams(**hp)             # lists (JSON) become tuples
         counts = (list(state["memory_min_act"]), float(state["min_act"]), state["editing_total_cnt"],
                   state["merge_cnt"], state["context_templates"])
     except (KeyError, TypeError, ValueError) as e:
