@@ -35,7 +35,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -44,6 +44,7 @@ import numpy as np
 from . import data
 from .embeddings import (DEFAULT_SENTENCE_MODEL, CachedEmbedder, SentenceEmbedder,  # noqa: F401
                          as_embedder, load_sentence_model, packaged_model_path, sentence_embedder)
+from .hparams import HParams
 from .paths import display_path, ike_embedding_cache_dir
 from .ike_prompts import (DEMO_END, MODES, ORDERS, PROMPT_FORMATS, Demo, Fact, Hit, IKEPrompts,  # noqa: F401
                           copy_demo, forget_query, new_fact, new_fact_prefix, other_query, retain_demo,
@@ -55,9 +56,10 @@ EDITOR_NAME = "IKE"
 
 
 @dataclass(frozen=True)
-class IKEHParams:
+class IKEHParams(HParams):
     """Defaults = the paper's IKE runs (its EasyEdit fork: hparams/IKE/llama-7b.yaml, the 90/10
-    pool split of zsre_transform.py, the prompts of data/icl_data.py; paper.md 2.2)."""
+    pool split of zsre_transform.py, the prompts of data/icl_data.py; paper.md 2.2). The base
+    (hparams.HParams) validates, copies (`replace`), records and names the deviations from the paper."""
 
     k: int = 16                                  # demonstrations per prompt
     sentence_model_name: str = DEFAULT_SENTENCE_MODEL
@@ -69,6 +71,12 @@ class IKEHParams:
     prompt_format: str = "paper"                 # the answer after the question (icl_data.py)
     truncate: bool = False                       # the paper's 4096 positions never needed it
     seed: int = 0                                # the retain demonstrations' draw
+
+    METHOD = "IKE"
+    CHOICES = {"order": ORDERS, "mode": MODES, "new_fact_scope": ("forget", "requests"),
+               "context_position": ("inside", "before"), "prompt_format": PROMPT_FORMATS}
+    NON_NEGATIVE = ("k",)
+    FRACTIONS = ("pool_fraction",)
 
 
 DEFAULT_HPARAMS = asdict(IKEHParams())
@@ -228,52 +236,54 @@ def _request_fact(req: dict, template: PromptTemplate) -> Fact:
     return Fact(q, req["target"], _raw_paraphrase(req, template))
 
 
-def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode: str = "logits",
-         stats: dict | None = None, template=None, order: str = "most_similar_first", truncate: bool = False,
-         new_fact_scope: str = "forget", context_position: str = "inside", prompt_format: str = "paper",
-         answers: dict | None = None, embedder=None, retain_rows=None, target=None, seed: int = 0,
-         sentence_model_name: str | None = None, embedding_cache_dir=None, **hparams) -> IKEPrompts:
+def edit(model, tokenizer, requests: Sequence[dict], *, pool, hp: IKEHParams | None = None,
+         stats: dict | None = None, template=None, answers: dict | None = None, embedder=None, retain_rows=None,
+         target=None, embedding_cache_dir=None, **hparams) -> IKEPrompts:
     """IKE "edit": no weights change; returns the `IKEPrompts` the evaluator asks instead of
     each question (see the module docstring). `model` only gives the context window.
 
+    hp: an IKEHParams (default the paper's); IKEHParams fields given as keywords override it
+      (`edit(..., k=3)`); other keywords (e.g. EasyEdit's `layers`) are ignored with a warning.
+      k: demonstrations per prompt (16, the paper's EasyEdit yaml). mode: "logits" (context on
+      generation and on the scored inputs, the paper's "_logit" runs) or "generation" (generation
+      only). new_fact_scope: "forget" (requests and pool facts get their New Fact line, as the paper
+      did for all forget10 questions) or "requests". prompt_format: "paper" (the question followed by
+      its fact's target, or by its answer from `answers` {question: answer} for other questions, as
+      the paper's icl_data.py) or "question_only".
     requests: `data.edit_requests(...)` dicts (raw `question`, `target`, templated `prompt`
       and `paraphrase`). pool: a `DemoPool` (`build_pool`), or pool rows (then `retain_rows`,
-      `target`, `embedder`, `seed` are passed to `build_pool`; without `embedder`, MiniLM or
-      `sentence_model_name`, cached under `embedding_cache_dir` if given). k: demonstrations per prompt
-      (16, the paper's EasyEdit yaml). mode: "logits" (context on generation and on the scored
-      inputs, the paper's "_logit" runs) or "generation" (generation only).
+      `target`, `embedder`, `hp.seed` are passed to `build_pool`; without `embedder`,
+      `hp.sentence_model_name` (MiniLM), cached under `embedding_cache_dir` if given).
       template: the evaluator's prompt template (name or PromptTemplate); None -> inferred
-      from the requests' `prompt` vs `question`, else "qa". new_fact_scope: "forget" (requests
-      and pool facts get their New Fact line, as the paper did for all forget10 questions) or
-      "requests". prompt_format: "paper" (the question followed by its fact's target, or by
-      its answer from `answers` {question: answer} for other questions, as the paper's
-      icl_data.py) or "question_only". stats: filled with pool/retrieval info, neighbours per
-      request, timings; the evaluator's counters accumulate under stats["eval"].
+      from the requests' `prompt` vs `question`, else "qa". stats: filled with pool/retrieval info,
+      neighbours per request, timings; the evaluator's counters accumulate under stats["eval"].
     """
     t0 = time.perf_counter()
-    if hparams:
-        warnings.warn(f"IKE edit(): ignoring hyperparameters {sorted(hparams)}", stacklevel=2)
-    if new_fact_scope not in ("forget", "requests"):
-        raise ValueError(f"new_fact_scope must be 'forget' or 'requests', got {new_fact_scope!r}")
+    if hp is not None and not isinstance(hp, IKEHParams):
+        raise TypeError(f"hp must be an ike.IKEHParams (got {type(hp).__name__}); pass single settings as keywords")
+    ignored = sorted(set(hparams) - set(IKEHParams.field_names()))
+    if ignored:
+        warnings.warn(f"IKE edit(): ignoring hyperparameters {ignored}", stacklevel=2)
+    hp = (hp or IKEHParams.paper()).replace(**{k: v for k, v in hparams.items() if k not in ignored})
     if template is None:
         template = _infer_template(requests) or TEMPLATES["qa"]
     template = get_template(template)
-    if embedder is None and (sentence_model_name or embedding_cache_dir):
-        embedder = sentence_embedder(sentence_model_name or DEFAULT_SENTENCE_MODEL, cache_dir=embedding_cache_dir)
     if not isinstance(pool, DemoPool):
+        if embedder is None:
+            embedder = sentence_embedder(hp.sentence_model_name, cache_dir=embedding_cache_dir)
         pool = list(pool)
         if pool and isinstance(pool[0], dict):
-            pool = build_pool(pool, retain_rows, target, embedder=embedder, seed=seed, template=template)
+            pool = build_pool(pool, retain_rows, target, embedder=embedder, seed=hp.seed, template=template)
         else:
             pool = DemoPool(pool, (), embedder)
-    elif embedder is not None:
+    elif embedder is not None or embedding_cache_dir is not None:
         warnings.warn("IKE edit(): `embedder` ignored, the given DemoPool has its own", stacklevel=2)
     facts = [_request_fact(r, template) for r in requests]
-    if new_fact_scope == "forget":
+    if hp.new_fact_scope == "forget":
         facts += pool.facts
     stats = stats if stats is not None else {}
-    prompts = IKEPrompts(tokenizer, pool, facts, template, k=k, mode=mode, order=order, truncate=truncate,
-                         context_position=context_position, prompt_format=prompt_format, answers=answers,
+    prompts = IKEPrompts(tokenizer, pool, facts, template, k=hp.k, mode=hp.mode, order=hp.order, truncate=hp.truncate,
+                         context_position=hp.context_position, prompt_format=hp.prompt_format, answers=answers,
                          limit=_model_limit(model.config), stats=stats)
     _ = pool.embeddings  # embed the pool now (timed)
     t1 = time.perf_counter()
@@ -289,9 +299,9 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
         per_request.append(item)
     emb = pool.embedder
     stats.update({
-        "editor": EDITOR_NAME, "k": k, "mode": mode, "order": order, "truncate": truncate,
-        "template": template.name, "context_position": context_position, "new_fact_scope": new_fact_scope,
-        "prompt_format": prompt_format, "n_answers_known": len(prompts.answers),
+        "editor": EDITOR_NAME, "k": hp.k, "mode": hp.mode, "order": hp.order, "truncate": hp.truncate,
+        "template": template.name, "context_position": hp.context_position, "new_fact_scope": hp.new_fact_scope,
+        "prompt_format": hp.prompt_format, "n_answers_known": len(prompts.answers),
         "n_requests": len(requests), "n_pool_demos": len(pool), "n_pool_facts": len(pool.facts),
         "pool_kinds": pool.kind_counts(), "embedder": emb.name,
         "embedder_source": getattr(emb, "source", None) or (
@@ -305,17 +315,16 @@ def edit(model, tokenizer, requests: Sequence[dict], *, pool, k: int = 16, mode:
 
 
 # =========================================================================== entry point
-def apply(model, tokenizer, requests, hp: dict, stats: dict | None = None, *, pool, answers=None, template=None):
+def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, pool, answers=None, template=None):
     """The methods' common entry point: IKE "edits" `requests` with hyperparameters `hp`
-    (an IKEHParams, or a dict of its names: k, mode, order, truncate, new_fact_scope,
-    context_position, prompt_format, seed) and a demonstration `pool` (`build_pool`). IKE changes no weight: its
+    (an IKEHParams, or a dict holding its names, e.g. a run's settings: other names are the run's,
+    not IKE's, and are left out) and a demonstration `pool` (`build_pool`). IKE changes no weight: its
     result is the prompts the model is asked, returned as (IKEPrompts, stats); `answers`
     {question: answer} feed the paper's prompt format."""
     stats = {} if stats is None else stats
-    hp = asdict(hp) if is_dataclass(hp) else dict(hp)
-    kw = {k: hp[k] for k in ("k", "mode", "order", "truncate", "new_fact_scope", "context_position",
-                             "prompt_format", "seed") if k in hp}
-    return edit(model, tokenizer, requests, pool=pool, stats=stats, template=template, answers=answers, **kw), stats
+    if not isinstance(hp, IKEHParams):
+        hp = IKEHParams.paper().replace(**{k: v for k, v in dict(hp).items() if k in IKEHParams.field_names()})
+    return edit(model, tokenizer, requests, pool=pool, hp=hp, stats=stats, template=template, answers=answers), stats
 
 
 # =========================================================================== saving
