@@ -46,12 +46,13 @@ import copy
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
 from .guards import ModelCollapsed, check_health, weight_norms
+from .hparams import HParams
 from .prompts import IGNORE_INDEX, encode_qa, get_template, pad_batch, pad_id
 
 METHODS = ("ga", "gd", "kl", "idk", "npo")
@@ -61,10 +62,11 @@ _NEEDS_RETAIN = {"ga": False, "gd": True, "kl": True, "idk": True, "npo": True}
 _NEEDS_REF = {"ga": False, "gd": False, "kl": True, "idk": False, "npo": True}
 
 @dataclass(frozen=True)
-class BaselineHParams:
+class BaselineHParams(HParams):
     """Defaults of open-unlearning's TOFU unlearning runs (tofu.md §4): lr 1e-5, 10 epochs (legacy
     TOFU: 5), wd 0.01, warmup 1 epoch, effective batch 32 (here 8 x 4 accumulation, one device),
-    seed 0, β=0.1, α=γ=1."""
+    seed 0, β=0.1, α=γ=1. The base (hparams.HParams) validates, copies (`replace`) and records them
+    with their deviations from these (the "paper's" values: the paper ran TOFU's released checkpoints)."""
 
     lr: float = 1e-5
     epochs: int = 10
@@ -78,10 +80,18 @@ class BaselineHParams:
     alpha: float = 1.0
     gamma: float = 1.0
     kl_mask_padding: bool = False
-    max_length: int = 500                # legacy TOFU max_length (capped at the model's context length)
+    max_length: int | None = 500         # legacy TOFU max_length (capped at the model's context length)
     check_params_every: int = 10         # optimizer steps between (cheap) parameter health checks
     max_norm_ratio: float | None = None  # opt-in: also fail when a watched weight's norm grows this many times
     progress: bool = True
+
+    METHOD = "baseline"
+    POSITIVE = ("epochs", "batch_size", "grad_accum", "beta", "max_length", "max_norm_ratio")
+    NON_NEGATIVE = ("lr", "weight_decay", "warmup_epochs", "max_grad_norm", "alpha", "gamma", "check_params_every")
+    # TOFU's training settings (the others: the seed and our guards)
+    PAPER_FIELDS = ("lr", "epochs", "batch_size", "grad_accum", "weight_decay", "warmup_epochs", "max_grad_norm",
+                    "beta", "alpha", "gamma", "kl_mask_padding", "max_length")
+    NOT_RECORDED = ("progress",)       # a progress bar, no setting
 
 
 DEFAULTS = asdict(BaselineHParams())
@@ -282,7 +292,8 @@ def _watched_params(model, n: int = 4):
 
 # --------------------------------------------------------------------------- training loop
 def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template,
-            idk_answers=None, stats: dict | None = None, ref_model=None, **hparams):
+            idk_answers=None, stats: dict | None = None, ref_model=None, hp: BaselineHParams | None = None,
+            **hparams):
     """Unlearn `forget_rows` from `model` in place with one of METHODS; returns the model.
 
     `forget_rows` / `retain_rows`: TOFU rows (dicts with "question", "answer").
@@ -290,19 +301,18 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
     `idk_answers`: refusal strings for "idk" (default: data.load_tofu("idontknow")).
     `ref_model`: the frozen reference for "kl"/"npo" (default: a deepcopy of `model` taken now).
     `stats`: if given, filled with loss_curve and component curves (per optimizer step, the
-    mean over its micro-batches), lr, steps, wall_time_s, method, hparams.
-    `hparams`: any of DEFAULTS (lr, epochs, batch_size, grad_accum, weight_decay,
-    warmup_epochs, max_grad_norm, seed, beta, alpha, gamma, kl_mask_padding, max_length,
-    check_params_every, max_norm_ratio, progress).
+    mean over its micro-batches), lr, steps, wall_time_s, method, hparams (`hp.record(deviations=False)`).
+    `hp`: a BaselineHParams (default TOFU's), overridden by any of its fields given as keywords
+    (lr, epochs, batch_size, grad_accum, weight_decay, warmup_epochs, max_grad_norm, seed, beta,
+    alpha, gamma, kl_mask_padding, max_length, check_params_every, max_norm_ratio, progress).
 
     Raises ModelCollapsed(step, reason) when a loss or a watched parameter becomes non-finite.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
-    unknown = set(hparams) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown hyperparameters {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
-    hp = {**DEFAULTS, **hparams}
+    if hp is not None and not isinstance(hp, BaselineHParams):
+        raise TypeError(f"hp must be a baselines.BaselineHParams (got {type(hp).__name__}); pass single settings as keywords")
+    hp = (hp or BaselineHParams.paper()).replace(**hparams)      # unknown names raise TypeError naming the valid ones
     forget_rows, retain_rows = list(forget_rows), list(retain_rows or [])
     if not forget_rows:
         raise ValueError("forget_rows is empty")
@@ -317,10 +327,10 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
             raise ValueError("idk_answers is empty")
 
     t0 = time.perf_counter()
-    torch.manual_seed(hp["seed"])
-    rng = random.Random(hp["seed"])  # shuffling, retain pairing, IdK answers
+    torch.manual_seed(hp.seed)
+    rng = random.Random(hp.seed)  # shuffling, retain pairing, IdK answers
     device = next(model.parameters()).device
-    max_len = hp["max_length"]
+    max_len = hp.max_length
     ctx = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     if ctx is not None:
         max_len = ctx if max_len is None else min(max_len, ctx)
@@ -334,27 +344,27 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
 
     # AdamW with HF's weight-decay split: no decay on biases and norm weights (1-D tensors).
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": hp["weight_decay"]},
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": hp.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=hp["lr"], betas=(0.9, 0.999), eps=1e-8)
+    optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=(0.9, 0.999), eps=1e-8)
 
-    bs, accum = hp["batch_size"], hp["grad_accum"]
+    bs, accum = hp.batch_size, hp.grad_accum
     n = len(forget_rows)
     per_epoch = steps_per_epoch(n, bs, accum)
-    total = per_epoch * hp["epochs"]
-    warmup = warmup_steps_for(n, bs, accum, hp["warmup_epochs"])
+    total = per_epoch * hp.epochs
+    warmup = warmup_steps_for(n, bs, accum, hp.warmup_epochs)
     lr_factor = linear_schedule(warmup, total)
     watched = _watched_params(model)
-    ref_norms = weight_norms(watched) if hp["max_norm_ratio"] else None
+    ref_norms = weight_norms(watched) if hp.max_norm_ratio else None
 
     curves: dict[str, list[float]] = {"loss_curve": [], "lr": []}
     was_training = model.training
     model.train()
     step = 0  # optimizer steps completed; ModelCollapsed reports the 1-based step that failed
     from tqdm.auto import tqdm
-    bar = tqdm(total=total, desc=f"unlearn[{method}]", disable=not hp["progress"], leave=False)
+    bar = tqdm(total=total, desc=f"unlearn[{method}]", disable=not hp.progress, leave=False)
     try:
-        for _epoch in range(hp["epochs"]):
+        for _epoch in range(hp.epochs):
             # one epoch = the forget set in shuffled order, each item with a fresh random retain row
             order = list(range(n))
             rng.shuffle(order)
@@ -362,7 +372,7 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
             for g in range(0, len(micro), accum):
                 group = micro[g:g + accum]
                 for pg in optimizer.param_groups:
-                    pg["lr"] = hp["lr"] * lr_factor(step)
+                    pg["lr"] = hp.lr * lr_factor(step)
                 optimizer.zero_grad(set_to_none=True)
                 step_loss, step_parts = 0.0, {}
                 for idx in group:
@@ -371,9 +381,9 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
                     idk = [idk_answers[rng.randrange(len(idk_answers))] for _ in idx] if method == "idk" else None
                     batch = make_batch(tokenizer, template, f_rows, r_rows if _NEEDS_RETAIN[method] else None,
                                        idk, max_length=max_len, device=device)
-                    loss, parts = compute_loss(method, model, batch, ref_model, beta=hp["beta"],
-                                               alpha=hp["alpha"], gamma=hp["gamma"],
-                                               kl_mask_padding=hp["kl_mask_padding"])
+                    loss, parts = compute_loss(method, model, batch, ref_model, beta=hp.beta,
+                                               alpha=hp.alpha, gamma=hp.gamma,
+                                               kl_mask_padding=hp.kl_mask_padding)
                     value = loss.item()
                     if not math.isfinite(value):
                         raise ModelCollapsed(step + 1, f"{method} loss is {value}")
@@ -381,17 +391,17 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
                     step_loss += value / len(group)
                     for k, v in parts.items():
                         step_parts[k] = step_parts.get(k, 0.0) + v / len(group)
-                if hp["max_grad_norm"]:
-                    torch.nn.utils.clip_grad_norm_(params, hp["max_grad_norm"])
+                if hp.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
                 optimizer.step()
                 curves["loss_curve"].append(step_loss)
                 curves["lr"].append(optimizer.param_groups[0]["lr"])
                 for k, v in step_parts.items():
                     curves.setdefault(k, []).append(v)
                 step += 1
-                if step % max(1, hp["check_params_every"]) == 0 or step == total:
+                if step % max(1, hp.check_params_every) == 0 or step == total:
                     check_health(step, watched, reference_norms=ref_norms,
-                                 max_norm_ratio=hp["max_norm_ratio"] or 10.0, loss=step_loss)
+                                 max_norm_ratio=hp.max_norm_ratio or 10.0, loss=step_loss)
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.3f}")
     finally:
@@ -402,18 +412,18 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
             stats.update(curves)
             stats.update(method=method, name=METHOD_NAMES[method], steps=step, total_steps=total,
                          warmup_steps=warmup, wall_time_s=time.perf_counter() - t0,
-                         hparams={k: v for k, v in hp.items() if k != "progress"})
+                         hparams=hp.record(deviations=False))
     return model
 
 
 # --------------------------------------------------------------------------- entry point
-def apply(model, tokenizer, requests, hp: dict, stats: dict | None = None, *, method: str, retain_rows, template,
+def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, method: str, retain_rows, template,
           idk_answers=None):
     """The methods' common entry point: unlearn the forget rows `requests` with `method` and
     hyperparameters `hp` (a BaselineHParams or a dict of its names); retain rows for the methods that use them.
     Returns (model, stats)."""
     stats = {} if stats is None else stats
-    hp = asdict(hp) if is_dataclass(hp) else dict(hp)
+    hp = hp if isinstance(hp, BaselineHParams) else BaselineHParams.paper().replace(**dict(hp))
     model = unlearn(model, tokenizer, method, requests, retain_rows, template=template, idk_answers=idk_answers,
-                    stats=stats, **hp)
+                    stats=stats, hp=hp)
     return model, stats
