@@ -209,15 +209,14 @@ def _rome_inputs(p, sd, target, hp, data_dir):
     return hp, requests, rome_hp, layer_info
 
 
-def edit_prompt_groups(rows, target, edit_tmpl, eval_tmpl, data_dir=None) -> tuple[list[dict], dict | None]:
-    """(the edit requests in `edit_tmpl`, the prompt groups the edit metrics measure): None when the
-    edit is written as the evaluator asks, else {"edit prompt", "evaluator prompt"}, each with the
-    answer start of its own template (chatml: none, raw: a space)."""
-    edit_reqs = data.edit_requests(rows, target, edit_tmpl, data_dir)
+def edit_prompt_groups(rows, target, edit_reqs, edit_tmpl, eval_tmpl, data_dir=None) -> dict | None:
+    """The prompt groups the edit metrics measure for `edit_reqs` (the requests of `rows` in `edit_tmpl`):
+    None when the edit is written as the evaluator asks, else {"edit prompt", "evaluator prompt"}, each
+    with the answer start of its own template (chatml: none, raw: a space)."""
     if edit_tmpl.name == eval_tmpl.name:
-        return edit_reqs, None
-    return edit_reqs, {"edit prompt": (edit_reqs, edit_tmpl.answer_start),
-                       "evaluator prompt": (data.edit_requests(rows, target, eval_tmpl, data_dir), eval_tmpl.answer_start)}
+        return None
+    return {"edit prompt": (edit_reqs, edit_tmpl.answer_start),
+            "evaluator prompt": (data.edit_requests(rows, target, eval_tmpl, data_dir), eval_tmpl.answer_start)}
 
 
 def _rome(p, sd, method, target, hp, data_dir):
@@ -225,7 +224,7 @@ def _rome(p, sd, method, target, hp, data_dir):
     edit_tmpl = prompts.get_template(hp["edit_template"] or p.template)
     hp, requests, rome_hp, layer_info = _rome_inputs(p, sd, target, hp, data_dir)
     rows = sd.forget_rows if hp["n_edits"] is None else sd.forget_rows[:hp["n_edits"]]
-    _, groups = edit_prompt_groups(rows, target, edit_tmpl, eval_tmpl, data_dir)
+    groups = edit_prompt_groups(rows, target, requests, edit_tmpl, eval_tmpl, data_dir)
     loc_items = [(eval_tmpl.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
     edit_metrics: dict = {}
 
@@ -357,8 +356,9 @@ def _wise(p, sd, method, target, hp, data_dir):
     rows = sd.forget_rows[:hp["max_edits"]] if hp["max_edits"] else sd.forget_rows
     if hp["scale_freqs"]:
         hp = {**hp, **wise.scaled_freqs(len(rows), hp["reference_edits"], hp["save_freq"], hp["merge_freq"])}
-    edit_reqs, groups = edit_prompt_groups(rows, target, edit_tmpl, eval_tmpl, data_dir)
-    groups = groups or {"edit prompt": (edit_reqs, edit_tmpl.answer_start)}
+    edit_reqs = data.edit_requests(rows, target, edit_tmpl, data_dir)
+    groups = (edit_prompt_groups(rows, target, edit_reqs, edit_tmpl, eval_tmpl, data_dir)
+              or {"edit prompt": (edit_reqs, edit_tmpl.answer_start)})
     loc_texts, loc_source = wise.wise_locality_texts(sd, edit_tmpl, hp["n_locality"], data_dir)
     probe_prompts = {s: [eval_tmpl.prompt(r["question"]) for r in sd.eval_sets[s]]
                      for s in ("forget", "retain", "real_authors", "world_facts")}   # every set a gate reads
