@@ -9,7 +9,7 @@ from unedit_lib import registry
 
 PKG = Path(__file__).resolve().parents[1] / "unedit_lib"
 BASE = {"hparams", "paths", "prompts", "edit_records", "architecture", "guards", "tokenizer", "reference", "data", "store", "embeddings",
-        "precision", "notebook_parameters", "registry", "presets"}
+        "precision", "notebook_parameters", "registry", "presets", "edit_checkpoint"}
 METHODS = {m.module for m in registry.all_methods() if m.module}     # the modules implementing the registered methods
 # a method split into files along its seams (issue 12: ~600 lines a module): its parts are
 # method-level too, import only the base, and only their own method imports them

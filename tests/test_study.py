@@ -636,3 +636,38 @@ def test_a_forced_ablation_does_not_recompute_the_studys_own_ablations(monkeypat
     assert calls[0] == ("rome-dummy", True) and any("+" in name for name, _ in calls[1:])
     calls.clear()
     assert recipes.wise_ablation_runs("smoke", "dummy", force=True, act_margin_scale=3.0) == {} and not calls
+
+
+def test_a_killed_resumable_run_continues_after_its_last_edit_and_says_so(fake_study):
+    """study.run_unlearning(resumable=True): the checkpoint a killed process left is the rerun's start,
+    under this run's settings only; the record lists the segments and counts their seconds; the
+    committed run leaves no checkpoint behind."""
+    done_by = []
+
+    def edits(kill_after=None):
+        def apply(model, tok, stats, checkpoint):
+            saved = checkpoint.load()
+            start = saved["done"] if saved else 0
+            stats.update(saved["stats"] if saved else {"edited": []})
+            done_by.append(start)
+            for i in range(start, 3):
+                stats["edited"].append(i)
+                checkpoint.save(i + 1, {"w": torch.full((2,), float(i))}, stats)
+                if i + 1 == kill_after:
+                    raise KeyboardInterrupt
+            return model
+        return apply
+
+    ckpt = paths.checkpoint_path("smoke", "gd")
+    with pytest.raises(KeyboardInterrupt):
+        fake_study({"lr": 1e-3}, apply=edits(kill_after=2), resumable=True)
+    assert ckpt.is_file() and store.load_record("smoke", "gd") is None
+    rec = fake_study({"lr": 1e-3}, apply=edits(), resumable=True)
+    assert done_by == [0, 2] and rec["stats"]["edited"] == [0, 1, 2]
+    assert [(s["from_edit"], s["to_edit"]) for s in rec["stats"]["segments"]] == [(0, 2), (2, 3)]
+    assert rec["timings"]["unlearn_s"] >= sum(s["seconds"] for s in rec["stats"]["segments"][:1])
+    assert not ckpt.exists()
+    with pytest.raises(KeyboardInterrupt):        # a checkpoint of other settings is not this run's start
+        fake_study({"lr": 5e-3}, apply=edits(kill_after=1), resumable=True)
+    rec = fake_study({"lr": 2e-3}, apply=edits(), resumable=True, force=True)
+    assert done_by[-1] == 0 and "segments" not in rec["stats"] and not ckpt.exists()

@@ -125,11 +125,11 @@ def with_edit_metrics(run_method, requests, loc_items, answer_start, metrics_out
         return {"pre_rewrite_acc": pre, "pre_rewrite_acc_mean": sum(pre) / len(pre) if pre else None,
                 "n_edits": len(reqs)}
 
-    def apply(model, tok, stats):
+    def apply(model, tok, stats, **kw):          # kw: run_method's own (a checkpoint)
         pre_loc = locality_predictions(model, tok, loc_items, **loc_kw) if loc_items else None
         before = {name: pre_rewrite(model, tok, reqs, start) for name, (reqs, start) in named.items()}
         metrics_out.update(before[None] if groups is None else before)     # kept if the edit collapses
-        model = run_method(model, tok, stats)
+        model = run_method(model, tok, stats, **kw)
         model.eval()
         after = {name: {**before[name], **edit_metrics(model, tok, reqs, loc_items, pre_loc, answer_start=start,
                                                        locality_answer_start=loc_kw["answer_start"])}

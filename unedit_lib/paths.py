@@ -72,6 +72,11 @@ def mom2_cache_dir(preset: str) -> Path:
     return artifacts_dir(preset) / "mom2"
 
 
+def checkpoint_path(preset: str, run: str) -> Path:
+    """A sequential-edit run's state after its last edit (edit_checkpoint), while it runs."""
+    return artifacts_dir(preset) / "checkpoints" / f"{run}.safetensors"
+
+
 def ike_embedding_cache_dir() -> Path:
     """Sentence embeddings of IKE demonstration pools (shared by presets: keyed by content)."""
     return output_dir("artifacts") / "ike_embeddings"

@@ -84,7 +84,8 @@ def run(preset, method: str, target: str | None = None, *, seed: int = 0, force:
     rec, _ = study.run_unlearning(p, name, registry.get(method).label, target, apply, hp=hp, changed=changed,
                                   data_dir=data_dir, force=force, seed=seed, extra=extra, progress=progress,
                                   write_model=registry.code(method, "save", study.write_plain_model),
-                                  watch_eval=registry.code(method, "watch_eval", None))
+                                  watch_eval=registry.code(method, "watch_eval", None),
+                                  resumable=registry.code(method, "resumable", False))
     return rec
 
 
@@ -228,8 +229,8 @@ def _rome(p, sd, method, target, hp, data_dir):
     loc_items = [(eval_tmpl.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
     edit_metrics: dict = {}
 
-    def run_method(model, tok, stats):
-        return rome.apply(model, tok, requests, rome_hp, stats)[0]
+    def run_method(model, tok, stats, checkpoint=None):
+        return rome.apply(model, tok, requests, rome_hp, stats, checkpoint=checkpoint)[0]
 
     apply = em.with_edit_metrics(run_method, requests, loc_items, edit_tmpl.answer_start, edit_metrics, groups,
                                  loc_answer_start=eval_tmpl.answer_start)
@@ -367,15 +368,16 @@ def _wise(p, sd, method, target, hp, data_dir):
     wise_hp["template"] = edit_tmpl
     edit_metrics: dict = {}
 
-    def run_method(model, tok, stats):
-        model, _ = wise.apply(model, tok, edit_reqs, wise_hp, stats, locality_prompts=loc_texts)
+    def run_method(model, tok, stats, checkpoint=None):
+        model, _ = wise.apply(model, tok, edit_reqs, wise_hp, stats, locality_prompts=loc_texts, checkpoint=checkpoint)
         stats["routing"] = wise.routing_report(model, tok, probe_prompts)
         stats["edit_metrics"] = edit_metrics       # filled by with_edit_metrics once run_method returns
         return model
 
-    def apply(model, tok, stats):
+    def apply(model, tok, stats, checkpoint=None):
         model = em.with_edit_metrics(run_method, edit_reqs, loc_items, edit_tmpl.answer_start, edit_metrics,
-                                     groups, loc_answer_start=eval_tmpl.answer_start)(model, tok, stats)
+                                     groups, loc_answer_start=eval_tmpl.answer_start)(model, tok, stats,
+                                                                                      checkpoint=checkpoint)
         adapter = wise.get_side_memory(model)
         if adapter is not None:
             adapter.reset_route()
@@ -407,12 +409,12 @@ def _baseline(p, sd, method, target, hp, data_dir):
 
 # each method's defaults, builder and how its unlearned model is kept (its study settings: study_settings.py)
 for _name in ("rome", "rrome"):              # R-ROME: ROME with consistent keys
-    registry.attach(_name, defaults=functools.partial(_rome_defaults, _name == "rrome"), build=_rome)
+    registry.attach(_name, defaults=functools.partial(_rome_defaults, _name == "rrome"), build=_rome, resumable=True)
 registry.attach("ike", defaults=lambda: _fields(ike.IKEHParams(), ("sentence_model_name",)), build=_ike,
                 save=write_model, load=lambda model, tok, folder: (model, tok, ike.load_prompts(tok, folder)))
 registry.attach("wise", defaults=lambda: _fields(wise.WiseHParams(), _WISE_NOT_SETTINGS), build=_wise,
                 save=write_model, load=lambda model, tok, folder: (wise.load_side_memory(model, folder), tok, None),
-                watch_eval=wise_eval_routes)
+                watch_eval=wise_eval_routes, resumable=True)
 for _name in baselines.METHODS:
     registry.attach(_name, defaults=lambda: _fields(baselines.BaselineHParams(), ("progress",)), build=_baseline)
 

@@ -216,6 +216,8 @@ def _rewrite_io_at(model, tok, layer, texts_and_starts, subject, fact_token="sub
 def _sample(model, tok, start: str, n: int, max_len: int, gen: torch.Generator, top_k: int = 5) -> list[str]:
     """n continuations of `start` by top-k sampling until `max_len` tokens in all (the start's
     tokens, BOS included, count, as rome `generate_fast`'s max_out_len); stops a row at EOS."""
+    if n <= 0:                          # n_gen below the seed words' count: none from this word
+        return []
     device = _device(model)
     prefix = encode_prompt(tok, start)
     rows = [list(prefix) for _ in range(n)]
@@ -491,7 +493,7 @@ def rome_update(model, tok, request: dict, layer: int, templates: list[str], hp:
 
 
 def edit(model, tokenizer, requests, *, hp: RomeHParams | None = None, layer: int | None = None,
-         stats: dict | None = None, **hparams):
+         stats: dict | None = None, checkpoint=None, **hparams):
     """Apply ROME to `requests` one after another, in place; returns the model.
 
     Hyperparameters: `hp` (a RomeHParams; default the paper's, `PAPER_HPARAMS`), with `layer`
@@ -502,7 +504,8 @@ def edit(model, tokenizer, requests, *, hp: RomeHParams | None = None, layer: in
     denominators (k·u); and layer, context_templates, hparams (`RomeHParams.record()` of the
     settings used, the ablation name included). Raises guards.ModelCollapsed(edit_index, reason)
     when the v* loss is non-finite or the edited weight is non-finite / its norm exceeds
-    max_norm_ratio x its norm before the first edit.
+    max_norm_ratio x its norm before the first edit. `checkpoint` (an edit_checkpoint.EditCheckpoint)
+    saves the edited weight and `stats` after every edit, and a rerun continues after its last save.
     """
     if hp is not None and not isinstance(hp, RomeHParams):
         raise TypeError(f"hp must be a rome.RomeHParams (got {type(hp).__name__}); pass single settings as keywords")
@@ -514,7 +517,7 @@ def edit(model, tokenizer, requests, *, hp: RomeHParams | None = None, layer: in
     was_training = model.training
     model.eval()  # no dropout while editing (restored at the end)
     try:
-        _edit_all(model, tokenizer, arch, requests, hp, stats)
+        _edit_all(model, tokenizer, arch, requests, hp, stats, checkpoint)
     finally:
         model.train(was_training)
     return model
@@ -534,20 +537,32 @@ def _second_moment(model, tokenizer, hp: RomeHParams) -> torch.Tensor | None:
                                cache_dir=hp.mom2_cache_dir)
 
 
-def _edit_all(model, tokenizer, arch, requests, hp: RomeHParams, stats):
+def _edit_all(model, tokenizer, arch, requests, hp: RomeHParams, stats, checkpoint=None):
     layer = hp.layer
-    templates = list(hp.context_templates or context_templates(
+    name = arch.mlp_out_name(layer) + ".weight"
+    ref_norms = {name: float(arch.mlp_out_weight(layer).detach().float().norm())}   # before the first edit
+    saved = checkpoint.load() if checkpoint is not None else None
+    done = 0
+    if saved is not None:           # the edits an earlier process made: their weight, their stats
+        done = saved["done"]
+        with torch.no_grad():
+            arch.mlp_out_weight(layer).copy_(saved["tensors"]["weight"])
+        if stats is not None:
+            stats.update(saved["stats"])
+    templates = list(hp.context_templates or (stats or {}).get("context_templates") or context_templates(
         model, tokenizer, hp.context_template_length_params, seed=hp.seed))
     cov = _second_moment(model, tokenizer, hp)
-    name = arch.mlp_out_name(layer) + ".weight"
-    ref_norms = {name: float(arch.mlp_out_weight(layer).detach().float().norm())}
+    stats = {} if stats is None and checkpoint is not None else stats
     if stats is not None:
         stats.update(layer=layer, context_templates=templates, hparams=hp.record())
         for key in ("edit_times_s", "delta_norms", "target_loss", "final_loss", "target_prob", "v_steps",
                     "delta_v_norms", "denominators"):
             stats.setdefault(key, [])
 
-    for i, req in enumerate(tqdm(requests, desc=f"ROME edits (layer {layer})", leave=False, disable=len(requests) < 2)):
+    for i, req in enumerate(tqdm(requests, desc=f"ROME edits (layer {layer})", leave=False, disable=len(requests) < 2,
+                                 initial=done)):
+        if i < done:
+            continue
         t0 = time.perf_counter()
         delta_w, res = rome_update(model, tokenizer, req, layer, templates, hp, cov, edit_index=i)
         arch.add_to_mlp_out_weight(layer, delta_w)
@@ -563,14 +578,16 @@ def _edit_all(model, tokenizer, arch, requests, hp: RomeHParams, stats):
             stats["denominators"].append(res["denominator"])
         check_health(i, [(name, arch.mlp_out_weight(layer))], ref_norms, max_norm_ratio=hp.max_norm_ratio,
                      loss=res["loss"])
+        if checkpoint is not None:
+            checkpoint.save(i + 1, {"weight": arch.mlp_out_weight(layer)}, stats)
 
 
 # --------------------------------------------------------------------------- entry point
-def apply(model, tokenizer, requests, hp, stats: dict | None = None):
+def apply(model, tokenizer, requests, hp, stats: dict | None = None, checkpoint=None):
     """The methods' common entry point: ROME over `requests` one after another, in place, with `hp`
     (a RomeHParams, or a dict of its names). Returns (model, stats); `stats` (given, or a new dict) is
     filled as by `edit`, and keeps what it holds when an edit collapses (ModelCollapsed propagates)."""
     stats = {} if stats is None else stats
     if not isinstance(hp, RomeHParams):
         hp = PAPER_HPARAMS.replace(**dict(hp))   # a dict of RomeHParams names (e.g. a run's settings)
-    return edit(model, tokenizer, requests, hp=hp, stats=stats), stats
+    return edit(model, tokenizer, requests, hp=hp, stats=stats, checkpoint=checkpoint), stats

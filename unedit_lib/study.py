@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from . import evaluate, models, paths, store, uncertainty
+from .edit_checkpoint import EditCheckpoint
 from .guards import ModelCollapsed
 
 RECORD_VERSION = 2   # 2: hp_key, hparams (all settings) and ablation in every record
@@ -389,7 +390,8 @@ def cached(p, run: str, hp: dict | None, changed: dict | None = None, data: dict
 
 def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, hp: dict | None = None,
                    changed: dict | None = None, data_dir=None, force: bool = False, seed: int = 0,
-                   extra: dict | None = None, progress: bool = True, write_model=write_plain_model, watch_eval=None):
+                   extra: dict | None = None, progress: bool = True, write_model=write_plain_model, watch_eval=None,
+                   resumable: bool = False):
     """apply(model, tokenizer, stats) -> the unlearned model, or (model, prompter) for a method
     whose edit is the prompts (IKE: `prompter` gives each question's prompt to the evaluator).
 
@@ -403,6 +405,10 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     the evaluation took: recipes.wise_eval_routes). A cached record under this name made with
     other named settings or from other data raises RunClash unless `force`; with `force` (or a
     stale record) the old result stays as it is until the new one is computed and committed.
+    `resumable`: `apply` also takes checkpoint= (edit_checkpoint.EditCheckpoint, keyed by the run's
+    settings, data and subject model): a rerun after a killed one continues after its last saved
+    edit, `timings.unlearn_s` counts the earlier processes' seconds too and `stats["segments"]`
+    lists them; the checkpoint is deleted once the run is committed.
     """
     p = models.get_preset(preset)
     for kind in ("results", "artifacts"):      # what writers that died left behind
@@ -427,15 +433,21 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     info = {"stats": stats, "subject_model": subject_model_id(p), **(extra or {})}
     common = dict(method=method, target=target, seed=seed, hp=hp, changed=changed, data=data)
     drop = {paths.logs_dir(p.name, run): None, unlearned_path(p, run): None}    # a collapse keeps neither
+    ckpt = None
+    if resumable:
+        ckpt = EditCheckpoint(paths.checkpoint_path(p.name, run), {"run": run, "hp_key": hp_key(hp), "data": data,
+                                                                   "subject_model": info["subject_model"]})
     t0 = time.perf_counter()
     try:
-        result = apply(model, tok, stats)
+        result = apply(model, tok, stats) if ckpt is None else apply(model, tok, stats, checkpoint=ckpt)
     except ModelCollapsed as e:
-        rec = record_for(p, run, collapsed=e.as_record(), timings={"unlearn_s": time.perf_counter() - t0},
+        rec = record_for(p, run, collapsed=e.as_record(), timings={"unlearn_s": _unlearn_s(t0, ckpt, stats)},
                          extra=info, **common)
         store.commit_run(paths.record_path(p.name, run), rec, drop)
+        if ckpt is not None:
+            ckpt.clear()
         return rec, None
-    timings = {"unlearn_s": time.perf_counter() - t0}
+    timings = {"unlearn_s": _unlearn_s(t0, ckpt, stats)}
     model, prompter = result if isinstance(result, tuple) else (result, None)
     watch = None if watch_eval is None else watch_eval(model, stats)
     logs = evaluate.evaluate_model(model, tok, sd.eval_sets, p.template, progress=progress,
@@ -460,4 +472,16 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         store.discard_staged(staged)
         raise
     store.commit_run(paths.record_path(p.name, run), rec, staged)    # the record last: it commits the run
+    if ckpt is not None:
+        ckpt.clear()
     return rec, model
+
+
+def _unlearn_s(t0: float, ckpt, stats: dict) -> float:
+    """Seconds of `apply` in this process, plus those of the earlier processes a resumed run continues
+    (their segments then go into stats["segments"])."""
+    seconds = time.perf_counter() - t0
+    if ckpt is not None and ckpt.record() is not None:
+        stats["segments"] = ckpt.record()
+        seconds += ckpt.seconds_before
+    return seconds

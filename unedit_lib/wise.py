@@ -71,9 +71,9 @@ from .prompts import IGNORE_INDEX, encode_prompt, get_template, pad_batch, pad_i
 from .wise_hparams import (ABLATIONS, ACTIVATION_SCORES, PAPER_FIELDS, ROUTINGS, WiseHParams,  # noqa: F401
                            ablation_overrides, default_layer, scaled_margin_overrides)
 from .wise_memory import (RouteCounts, SideMemoryLayer, activation_score, get_side_memory, install,  # noqa: F401
-                          load_side_memory, logging_routes, main_memory_only, remove, routing_decisions,
-                          routing_report, routing_scores, routing_threshold, save_side_memory, ties_merge,
-                          token_distances)
+                          load_side_memory, logging_routes, main_memory_only, remove, restore_side_memory,
+                          routing_decisions, routing_report, routing_scores, routing_threshold, save_side_memory,
+                          side_memory_state, ties_merge, token_distances)
 
 # --------------------------------------------------------------------------- training batch (§4.2)
 
@@ -297,7 +297,7 @@ def _make_hparams(hparams: dict, existing: WiseHParams | None) -> WiseHParams:
     return existing.replace(**{k: v for k, v in hparams.items() if k != "layer"})
 
 
-def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams):
+def edit(model, tokenizer, requests, *, locality_prompts, stats=None, checkpoint=None, **hparams):
     """Edit `requests` sequentially into a WISE side memory; returns the same model object.
 
     requests: dicts with `prompt` (already in the model's template) and `target`.
@@ -311,9 +311,20 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
     tokens), in_scores_prompt (edit rows, prompt tokens only), out_scores (irrelevant row),
     ft_losses, act_losses, n_iters; and threshold, memory_thresholds, n_memories, layer; and
     hparams (`WiseHParams.record()`: every setting, the ablation name, deviations_from_paper).
+    `checkpoint` (an edit_checkpoint.EditCheckpoint; a first call only) saves the side memory and
+    `stats` after every edit, and a rerun continues after its last save.
     """
     if not locality_prompts:
         raise ValueError("WISE needs locality_prompts (irrelevant x_i for the margin loss, §7 WISE.1)")
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:               # the edits an earlier process made: their side memory, their stats
+        if get_side_memory(model) is not None:
+            raise ValueError("a checkpointed WISE run starts on a model without a side memory")
+        restore_side_memory(model, saved["tensors"], saved["state"])
+        requests = list(requests)[saved["done"]:]
+        if stats is not None:
+            stats.update(saved["stats"])
+    n_before = 0 if saved is None else saved["done"]
     adapter = get_side_memory(model)
     hp = _make_hparams(hparams, adapter.hparams if adapter is not None else None)
     if adapter is None:
@@ -330,6 +341,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
         for k in ("edit_times_s", "loss_curves", "ft_curves", "act_curves", "in_scores", "in_scores_prompt", "out_scores", "ft_losses",
                   "act_losses", "n_iters", "tail_forward"):
             stats.setdefault(k, [])
+    step_0 = adapter.editing_total_cnt
     for request in tqdm(requests, desc="WISE edits", leave=False, disable=len(requests) < 2):   # not a setting
         step = adapter.editing_total_cnt
         t0 = time.perf_counter()
@@ -359,6 +371,9 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
             stats["act_losses"].append(res["act_loss"])
             stats["n_iters"].append(res["n_iter"])
             stats["tail_forward"].append(res["tail_forward"])
+        if checkpoint is not None:
+            tensors, state = side_memory_state(model)
+            checkpoint.save(n_before + adapter.editing_total_cnt - step_0, tensors, stats, state)
     if stats is not None:
         stats["threshold"] = adapter.threshold()
         stats["memory_thresholds"] = [adapter.threshold(i) for i in range(len(adapter.memory_weights))]
@@ -369,14 +384,14 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, **hparams)
 
 
 # --------------------------------------------------------------------------- entry point
-def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, locality_prompts):
+def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, locality_prompts, checkpoint=None):
     """The methods' common entry point: edit `requests` into a WISE side memory with
     hyperparameters `hp` (WiseHParams or a dict of its names) and the irrelevant texts
     `locality_prompts` (x_i of the margin loss). Returns (model, stats), the routing left to
     each forward call."""
     stats = {} if stats is None else stats
     hp = {n: getattr(hp, n) for n in WiseHParams.field_names()} if isinstance(hp, WiseHParams) else dict(hp)
-    edit(model, tokenizer, requests, locality_prompts=locality_prompts, stats=stats, **hp)
+    edit(model, tokenizer, requests, locality_prompts=locality_prompts, stats=stats, checkpoint=checkpoint, **hp)
     adapter = get_side_memory(model)
     if adapter is not None:
         adapter.reset_route()

@@ -18,19 +18,24 @@ saving / loading it (Wang et al. 2024, arXiv 2405.14768; EasyEdit `easyeditor/mo
 4. `install` / `remove` / `get_side_memory` / `main_memory_only`, the routing read-outs
    (`routing_threshold`, `routing_scores`, `routing_decisions`, `routing_report`), and the routes
    forwards take, counted (`logging_routes`, `RouteCounts`; wise.route_watch for an evaluation).
-5. `save_side_memory` / `load_side_memory`: the side memory alone, the main memory being the
-   base model's own weights.
+5. `save_side_memory` / `load_side_memory` (files), `side_memory_state` / `restore_side_memory`
+   (in memory: edit checkpoints): the side memory alone, the main memory being the base model's own.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .architecture import CALL_DEPENDENT, architecture
+from .paths import display_path
+from .store import CorruptFile, write_file, write_json
 from .wise_hparams import WiseHParams, default_layer
 
 # --------------------------------------------------------------------------- activation score (§4.3)
@@ -557,21 +562,12 @@ def routing_report(model, tokenizer, prompts_by_set: dict, batch_size: int = 16)
 # --------------------------------------------------------------------------- saving a side memory
 
 
-def save_side_memory(model, folder) -> None:
-    """Write the installed side memory (current and stored memories, threshold records,
-    hparams, context templates) to `folder` as side_memory.safetensors + side_memory.json;
-    the main memory is the base model's own weights and is not written."""
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    from .store import write_file, write_json
-
+def side_memory_state(model) -> tuple[dict, dict]:
+    """(tensors, JSON state) of the installed side memory: current and stored memories, the gradient
+    mask, threshold records, hparams, context templates; the main memory is the base model's own."""
     adapter = get_side_memory(model)
     if adapter is None:
         raise ValueError("no WISE side memory installed")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {"side_weight": adapter.side_weight.detach().contiguous()}
     for i, w in enumerate(adapter.memory_weights):
         tensors[f"memory_{i}"] = w.detach().contiguous()
@@ -581,48 +577,33 @@ def save_side_memory(model, folder) -> None:
     state = {"hparams": hp, "memory_min_act": adapter.memory_min_act, "min_act": adapter.min_act,
              "editing_total_cnt": adapter.editing_total_cnt, "merge_cnt": adapter.merge_cnt,
              "context_templates": adapter.context_templates}
+    return tensors, state
+
+
+def save_side_memory(model, folder) -> None:
+    """Write the installed side memory (side_memory_state) to `folder` as side_memory.safetensors +
+    side_memory.json."""
+    tensors, state = side_memory_state(model)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     write_file(folder / "side_memory.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     write_json(state, folder / "side_memory.json", allow_nan=True)   # min_act is inf before any edit
 
 
-def load_side_memory(model, folder):
-    """Install the side memory saved by `save_side_memory` on `model` (the unedited base
-    model); returns the model. A truncated or garbled file raises store.CorruptFile naming it
-    and how to re-make the run's model."""
-    import json
-    from pathlib import Path
-
-    from safetensors.torch import load_file
-
-    from .paths import display_path
-    from .store import CorruptFile
-
-    folder = Path(folder)
-    fix = (f"delete {display_path(folder)} and rerun the run's WISE notebook (05) with force=True, or notebook 08 "
-           "with rebuild_missing=True, which re-makes it from its record")
-    if not (folder / "side_memory.json").is_file():
-        raise FileNotFoundError(f"{folder} holds no saved WISE side memory (side_memory.json)")
-    try:
-        state = json.loads((folder / "side_memory.json").read_text())   # ValueError when malformed
-        hp = dict(state["hparams"])
-        if "routing" not in hp:     # a side memory saved without a routing setting was evaluated routed per row
-            hp.update(routing="per_row", ablation="per-row-routing")
-        hp.setdefault("activation_score", "real-tokens")    # saved before the setting: scored on real tokens
-        hparams = WiseHParams(**hp)             # lists (JSON) become tuples
-        counts = (list(state["memory_min_act"]), float(state["min_act"]), state["editing_total_cnt"],
-                  state["merge_cnt"], state["context_templates"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CorruptFile(folder / "side_memory.json", f"not a saved WISE side memory ({type(e).__name__}: {e})",
-                          fix) from None
-    try:
-        tensors = load_file(str(folder / "side_memory.safetensors"))
-    except Exception as e:  # noqa: BLE001 - missing, truncated, or a garbled header (SafetensorError)
-        raise CorruptFile(folder / "side_memory.safetensors", f"unreadable side memory ({e})", fix) from None
+def restore_side_memory(model, tensors: dict, state: dict):
+    """Install on `model` (the unedited base model) the side memory of side_memory_state's
+    (tensors, state); returns the model. A state or tensors of another shape raise ValueError."""
+    hp = dict(state["hparams"])
+    if "routing" not in hp:     # a side memory saved without a routing setting was evaluated routed per row
+        hp.update(routing="per_row", ablation="per-row-routing")
+    hp.setdefault("activation_score", "real-tokens")    # saved before the setting: scored on real tokens
+    hparams = WiseHParams(**hp)             # lists (JSON) become tuples
+    counts = (list(state["memory_min_act"]), float(state["min_act"]), state["editing_total_cnt"],
+              state["merge_cnt"], state["context_templates"])
     adapter = install(model, hparams)
     if tuple(tensors.get("side_weight", torch.empty(0)).shape) != tuple(adapter.side_weight.shape):
         remove(model)
-        raise CorruptFile(folder / "side_memory.safetensors", "no side_weight of shape "
-                          f"{tuple(adapter.side_weight.shape)} (another model's side memory?)", fix)
+        raise ValueError(f"no side_weight of shape {tuple(adapter.side_weight.shape)} (another model's side memory?)")
     with torch.no_grad():
         adapter.side_weight.copy_(tensors["side_weight"])
     n = sum(1 for k in tensors if k.startswith("memory_"))
@@ -632,3 +613,28 @@ def load_side_memory(model, folder):
     (adapter.memory_min_act, adapter.min_act, adapter.editing_total_cnt, adapter.merge_cnt,
      adapter.context_templates) = counts
     return model
+
+
+def load_side_memory(model, folder):
+    """Install the side memory saved by `save_side_memory` on `model` (the unedited base
+    model); returns the model. A truncated or garbled file raises store.CorruptFile naming it
+    and how to re-make the run's model."""
+    folder = Path(folder)
+    fix = (f"delete {display_path(folder)} and rerun the run's WISE notebook (05) with force=True, or notebook 08 "
+           "with rebuild_missing=True, which re-makes it from its record")
+    if not (folder / "side_memory.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no saved WISE side memory (side_memory.json)")
+    try:
+        state = json.loads((folder / "side_memory.json").read_text())   # ValueError when malformed
+    except ValueError as e:
+        raise CorruptFile(folder / "side_memory.json", f"not a saved WISE side memory ({type(e).__name__}: {e})",
+                          fix) from None
+    try:
+        tensors = load_file(str(folder / "side_memory.safetensors"))
+    except Exception as e:  # noqa: BLE001 - missing, truncated, or a garbled header (SafetensorError)
+        raise CorruptFile(folder / "side_memory.safetensors", f"unreadable side memory ({e})", fix) from None
+    try:
+        return restore_side_memory(model, tensors, state)
+    except (KeyError, TypeError, ValueError) as e:
+        name = "side_memory.safetensors" if "side_weight" in str(e) else "side_memory.json"
+        raise CorruptFile(folder / name, f"not a saved WISE side memory ({type(e).__name__}: {e})", fix) from None
