@@ -10,7 +10,7 @@ import pytest
 from unedit_lib import data, gates, models, paths, presets, recipes, registry, study, study_settings, wise
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ("smoke", "tiny", "smollm2", "smollm2-forget05", "paper")
+PRESETS = ("smoke", "tiny", "smollm2", "smollm2-forget05", "smollm2-forget05-ft1", "paper")
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +28,7 @@ CONFIG_HASHES = {
     "tiny": {"float32": ("6f16a6fc15", "b2ee686f41"), "bfloat16": ("b1e378f178", "d49c0dc81a")},
     "smollm2": {"float32": ("157d6204d5", "ad5935bdee"), "bfloat16": ("157d6204d5", "ad5935bdee")},
     "smollm2-forget05": {"float32": ("f2570e88f4", "beeed622e0"), "bfloat16": ("f2570e88f4", "beeed622e0")},
+    "smollm2-forget05-ft1": {"float32": ("590f8383dd", "cc90b2b7b5"), "bfloat16": ("590f8383dd", "cc90b2b7b5")},
     "paper": {"float32": ("8970f455d7", "e6e59cf1bf"), "bfloat16": ("c2ed282ed2", "7434557da5")},
 }
 # ... and study.hp_key of recipes.settings(preset, method), every setting of a run before its inputs
@@ -45,6 +46,9 @@ SETTINGS_KEYS = {
     "smollm2-forget05": {"rome": "eaba2a75a8f52fc4", "rrome": "e2f7fbdd3d966f7f", "ike": "0f398ab752af26c7",
                          "wise": "23ee7bd770a08cfa", "ga": "7e5edac10e3f9dc3", "gd": "7e5edac10e3f9dc3",
                          "kl": "7e5edac10e3f9dc3", "idk": "7e5edac10e3f9dc3", "npo": "7e5edac10e3f9dc3"},
+    "smollm2-forget05-ft1": {"rome": "eaba2a75a8f52fc4", "rrome": "e2f7fbdd3d966f7f", "ike": "0f398ab752af26c7",
+                             "wise": "23ee7bd770a08cfa", "ga": "7e5edac10e3f9dc3", "gd": "7e5edac10e3f9dc3",
+                             "kl": "7e5edac10e3f9dc3", "idk": "7e5edac10e3f9dc3", "npo": "7e5edac10e3f9dc3"},
     "paper": {"rome": "7eec464d7afa8ceb", "rrome": "5a4164cc2cd50c44", "ike": "6eda03cb2554168f", "wise": "8e78e12a99515e50",
               "ga": "715cd2a906b36ba7", "gd": "715cd2a906b36ba7", "kl": "715cd2a906b36ba7", "idk": "715cd2a906b36ba7",
               "npo": "715cd2a906b36ba7"},
