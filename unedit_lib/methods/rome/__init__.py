@@ -1,0 +1,1 @@
+"""ROME and R-ROME (editor.py)."""
