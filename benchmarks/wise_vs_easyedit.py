@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from unedit_lib import wise  # noqa: E402
-from unedit_lib.architecture import architecture, tiny_model  # noqa: E402
-from unedit_lib.tokenizer import train_tokenizer  # noqa: E402
+from unedit_lib.core.architecture import architecture, tiny_model  # noqa: E402
+from unedit_lib.core.tokenizer import train_tokenizer  # noqa: E402
+from unedit_lib.methods.wise import editor as wise, hparams as wise_hparams, side_memory  # noqa: E402
 
 MIRROR = "/work/.mirror/zjunlp+EasyEdit/repo"
 FILES = ["easyeditor/models/wise/WISE.py", "easyeditor/models/wise/utils.py", "easyeditor/util/vl_utils.py"] + \
@@ -97,7 +97,7 @@ def main(source: str) -> None:
     tok = train_tokenizer(TEXTS * 3, vocab_size=400)
     base = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2)     # LlamaConfig, 4 layers, 64 wide
     ours = copy.deepcopy(base)
-    adapter = wise.install(ours, wise.WiseHParams(layer=LAYER, n_templates=len(TEMPLATES)))
+    adapter = side_memory.install(ours, wise_hparams.WiseHParams(layer=LAYER, n_templates=len(TEMPLATES)))
     with torch.no_grad():
         noise = torch.randn_like(adapter.side_weight) * (torch.rand_like(adapter.side_weight) < 0.2)
         adapter.side_weight.add_(noise)
@@ -113,7 +113,7 @@ def main(source: str) -> None:
     tok_ee.pad_token = tok_ee.eos_token              # editor.py:152: pad_token_id = eos_token_id (Llama)
     tokens, act_mask, deact_mask = EU.tokenize([REQUEST], tok_ee, "cpu", context_templates=TEMPLATES, hparams=config)
     batch = {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
-    hp = wise.WiseHParams(layer=LAYER, n_templates=len(TEMPLATES))
+    hp = wise_hparams.WiseHParams(layer=LAYER, n_templates=len(TEMPLATES))
     ours_batch, _ = wise.build_batch(tok, {"prompt": REQUEST["prompt"], "target": REQUEST["target_new"]}, TEMPLATES,
                                      REQUEST["loc_prompt"], hp, "cpu")
     same = all(torch.equal(ours_batch[k], batch[k]) for k in batch)
@@ -135,12 +135,12 @@ def main(source: str) -> None:
         ours(**batch)
     main_out, side_out, ours_mask = adapter.edit_outputs
     adapter.editing = False
-    d = wise.token_distances(main_out, side_out, adapter.act_fn)
+    d = side_memory.token_distances(main_out, side_out, adapter.act_fn)
     print("threshold record (min_act: mean score of the edit rows; threshold = 0.88 x it):")
     print(f"  EasyEdit save_editing_activation        {ee_record:.6f}")
     rec = {}
-    for rule in wise.ACTIVATION_SCORES:
-        s = wise.activation_score(d, ours_mask, None, rule)
+    for rule in wise_hparams.ACTIVATION_SCORES:
+        s = side_memory.activation_score(d, ours_mask, None, rule)
         rec[rule] = float(s[:-1].mean())
         loss = wise.activation_loss(s[:-1], s[-1:], (config.alpha, config.beta, config.gamma))
         print(f"  ours activation_score={rule!r:14} {rec[rule]:.6f}   margin loss {float(loss):.6f}")
@@ -163,7 +163,7 @@ def main(source: str) -> None:
         print(f"{name}: {tuple(m.shape)}, pads per row {(m == 0).sum(1).tolist()}, threshold {0.88 * rec['easyedit']:.4f}")
         print(f"  EasyEdit euc(infer=True) {[round(v, 6) for v in ee_score.reshape(-1).tolist()]}, "
               f"batch mean {float(ee_score.mean()):.6f}, route {ee_route}")
-        for rule in wise.ACTIVATION_SCORES:
+        for rule in wise_hparams.ACTIVATION_SCORES:
             adapter.hparams.activation_score, adapter.decisions = rule, []
             with torch.no_grad():
                 ours(**enc)

@@ -1,6 +1,6 @@
 """Name the data of records made before records did (a shape migration: no number changes).
 
-Every record says which TOFU rows it was made from (`data`: study.data_record, a content hash
+Every record says which TOFU rows it was made from (`data`: runner.data_record, a content hash
 of the rows of every config the study reads), and a run or subject-model evaluation is reused only
 for the same rows. An older record without a `data` field would be recomputed. This
 script adds it to such records of a preset, computed from the data folder given (default: the one
@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from unedit_lib import models, paths, robustness, store, study  # noqa: E402
+from unedit_lib.core import paths, presets, store  # noqa: E402
+from unedit_lib.study import robustness, runner  # noqa: E402
 
 
 def migrate(preset: str, data_dir=None, dry_run: bool = False) -> list[str]:
     """Add `data` to the records (and ROME v_lr probes) of `preset` that lack it; returns those changed."""
-    p = models.get_preset(preset)
-    data = study.data_record(p, data_dir)
+    p = presets.get_preset(preset)
+    data = runner.data_record(p, data_dir)
     renamed, changed = {}, []
     for path in sorted(paths.results_dir(p.name).glob("*.json")):
         rec = store.read_json(path, "run record")

@@ -1,6 +1,6 @@
 """Name a new setting in the records made before it existed (a shape migration: no number changes).
 
-A run is reused only when its record's `hp_key` (study.hp_key: a hash of every setting) is the key
+A run is reused only when its record's `hp_key` (runner.hp_key: a hash of every setting) is the key
 the code computes for it. When a method gains a setting, every earlier record of that method lacks
 it, so its key no longer matches and the run would be recomputed although it was made with the
 value the setting has for it. This script adds `--name` with `--value` (the value those runs were
@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from unedit_lib import models, paths, recipes, robustness, store, study  # noqa: E402
+from unedit_lib.core import paths, presets, store  # noqa: E402
+from unedit_lib.study import recipes, robustness, runner  # noqa: E402
 
 
 class MigrationRefused(ValueError):
@@ -39,8 +40,8 @@ def _records(p, methods) -> list[tuple[Path, dict]]:
 
 def _probe_key(p, target, grid, hp) -> str:
     """recipes.rome_grid_probe's cache key for these settings and v_lr values."""
-    return study.hp_key({"target": target, "grid": sorted(grid), "hp": hp,
-                         "subject_model": study.subject_model_id(p)})
+    return runner.hp_key({"target": target, "grid": sorted(grid), "hp": hp,
+                          "subject_model": runner.subject_model_id(p)})
 
 
 def _probe_renames(p, name, value, data_dir) -> list[tuple[Path, Path]]:
@@ -68,11 +69,11 @@ def _probe_renames(p, name, value, data_dir) -> list[tuple[Path, Path]]:
 
 def migrate(preset: str, methods, name: str, value, data_dir=None, dry_run: bool = False) -> list[str]:
     """Add setting `name` = `value` to the records of `methods`; returns what changed (or would)."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     todo = []
     for path, rec in _records(p, set(methods)):
         hp = rec.get("hparams")
-        if not isinstance(hp, dict) or study.hp_key(hp) != rec.get("hp_key"):
+        if not isinstance(hp, dict) or runner.hp_key(hp) != rec.get("hp_key"):
             raise MigrationRefused(f"{path}: its hp_key is not the hash of its stored settings: not migrated")
         if name in hp:
             if hp[name] != value:
@@ -87,7 +88,7 @@ def migrate(preset: str, methods, name: str, value, data_dir=None, dry_run: bool
     for path, rec in todo:
         before = store.record_hash(p.name, path.stem)
         hp = {**rec["hparams"], name: value}
-        store.write_json({**rec, "hparams": hp, "hp_key": study.hp_key(hp)}, path)
+        store.write_json({**rec, "hparams": hp, "hp_key": runner.hp_key(hp)}, path)
         renamed[before] = store.record_hash(p.name, path.stem)
     for old, new in probes:
         old.rename(new)

@@ -3,13 +3,13 @@ migration: no number changes).
 
 `WiseHParams.activation_score` says how a row's activation score counts padding: "easyedit"
 (EasyEdit's rule, the paper's: the default now) or "real-tokens" (padding excluded), the rule every
-WISE run made before the setting used. study.hp_key hashes every setting of a run, so the new
+WISE run made before the setting used. runner.hp_key hashes every setting of a run, so the new
 setting changes every WISE run's cache key, and the committed WISE records would no longer be
 reused. The presets whose WISE runs were made before the setting (smoke, tiny, smollm2) keep
 "real-tokens" (their preset files' [settings.wise]); for their records this script
 
 * adds "activation_score": "real-tokens" to the record's settings (`hparams`, after
-  `infer_max_above`, where a new record has it) and recomputes `hp_key` from them as study.hp_key
+  `infer_max_above`, where a new record has it) and recomputes `hp_key` from them as runner.hp_key
   does (run names and `ablation` do not change: the value is the preset's study setting);
 * adds it to the edit's own WiseHParams record (`stats.hparams`), with its `deviations_from_paper`
   entry, as a run made now with that setting records it;
@@ -30,7 +30,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from unedit_lib import models, paths, robustness, store, study, wise  # noqa: E402
+from unedit_lib.core import paths, presets, store  # noqa: E402
+from unedit_lib.methods.wise import hparams as wise_hparams  # noqa: E402
+from unedit_lib.study import robustness, runner  # noqa: E402
 
 VALUE = "real-tokens"   # the rule of every WISE run made before WiseHParams.activation_score
 
@@ -49,12 +51,12 @@ def _with_setting(hp: dict, value=VALUE) -> dict:
 
 def _stats_hparams(hp: dict) -> dict:
     """The edit's WiseHParams record with the setting, and its deviation from the paper's listed in
-    wise.PAPER_FIELDS order (as WiseHParams.deviations_from_paper lists it)."""
+    wise_hparams.PAPER_FIELDS order (as WiseHParams.deviations_from_paper lists it)."""
     out = _with_setting(hp)
     if isinstance(hp.get("deviations_from_paper"), dict):
         devs = {**hp["deviations_from_paper"],
-                "activation_score": {"value": VALUE, "paper": wise.WiseHParams().activation_score}}
-        order = [k for k in wise.PAPER_FIELDS if k in devs] + [k for k in devs if k not in wise.PAPER_FIELDS]
+                "activation_score": {"value": VALUE, "paper": wise_hparams.WiseHParams().activation_score}}
+        order = [k for k in wise_hparams.PAPER_FIELDS if k in devs] + [k for k in devs if k not in wise_hparams.PAPER_FIELDS]
         out["deviations_from_paper"] = {k: devs[k] for k in order}
     return out
 
@@ -66,7 +68,7 @@ def migrated(rec: dict) -> dict | None:
         return None
     new = dict(rec)
     new["hparams"] = _with_setting(hp)
-    new["hp_key"] = study.hp_key(new["hparams"])
+    new["hp_key"] = runner.hp_key(new["hparams"])
     stats = rec.get("stats")
     if isinstance(stats, dict) and isinstance(stats.get("hparams"), dict) and "activation_score" not in stats["hparams"]:
         new["stats"] = {**stats, "hparams": _stats_hparams(stats["hparams"])}
@@ -75,7 +77,7 @@ def migrated(rec: dict) -> dict | None:
 
 def migrate(preset: str, dry_run: bool = False) -> list[str]:
     """Name the setting in the WISE records of `preset` that lack it; returns those changed."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     renamed, changed = {}, []
     for path in sorted(paths.results_dir(p.name).glob("*.json")):
         rec = store.read_json(path, "run record")

@@ -11,7 +11,7 @@ the record was made before runs recorded them. No metric of the record changes.
 
 Either way the re-made model must give the record's answer losses on the first forget questions
 (recipes.remake_unlearned). The record gains `backfilled`: what was added, when, and the arithmetic
-it was computed with (study.precision_record: the CPU, its flags, the threads).
+it was computed with (runner.precision_record: the CPU, its flags, the threads).
 Notebook 08's attack cache follows the record's new hash. Usage:
 
     python scripts/backfill_premises.py --preset smollm2 [--runs ike-dummy wise-dummy ...] [--dry-run]
@@ -26,7 +26,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from unedit_lib import evaluate, models, paths, recipes, robustness, store, study  # noqa: E402
+from unedit_lib.core import paths, presets, store  # noqa: E402
+from unedit_lib.eval import evaluate  # noqa: E402
+from unedit_lib.study import recipes, robustness, runner  # noqa: E402
+from unedit_lib.subject import models  # noqa: E402
 
 NEEDS = {"IKE": ("edit_metrics", "forget_rows"), "WISE": ("eval_routing",)}
 
@@ -57,7 +60,7 @@ def _same_metrics(rec: dict, summary: dict, tol: float) -> list[str]:
 
 def backfill(preset: str, run: str, data_dir=None, tol: float = 1e-3) -> str:
     """Add the premise numbers to one record; returns what was done (raises on a refusal)."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     rec = store.load_record(p.name, run)
     t0 = time.perf_counter()
     model, tok, prompter, stats = recipes.remake_unlearned(p, run, data_dir)
@@ -69,7 +72,7 @@ def backfill(preset: str, run: str, data_dir=None, tol: float = 1e-3) -> str:
         sd = models.study_data(p, data_dir)
         logs = evaluate.evaluate_model(model, tok, sd.eval_sets, p.template, max_new_tokens=p.max_new_tokens,
                                        watch=recipes.wise_eval_routes(model, routes))
-        off = _same_metrics(rec, study.summarize_against_retain(p, run, logs), tol)
+        off = _same_metrics(rec, runner.summarize_against_retain(p, run, logs), tol)
         if off:
             raise RuntimeError(f"{run}: the re-made evaluation does not give the record's numbers ({'; '.join(off)}): "
                                "nothing written; rerun the run with force=True to record its routes")
@@ -81,7 +84,7 @@ def backfill(preset: str, run: str, data_dir=None, tol: float = 1e-3) -> str:
         else:
             new["stats"][where] = value
     new["backfilled"] = {"fields": [f"stats.{w}" for w in added], "by": "scripts/backfill_premises.py",
-                         "date": time.strftime("%Y-%m-%d"), "precision": study.precision_record(p),
+                         "date": time.strftime("%Y-%m-%d"), "precision": runner.precision_record(p),
                          "seconds": round(time.perf_counter() - t0, 1)}
     before = store.record_hash(p.name, run)
     store.write_json(new, paths.record_path(p.name, run))
@@ -109,7 +112,7 @@ if __name__ == "__main__":
     for run in runs:
         try:
             print(backfill(a.preset, run, a.data_dir, a.tol), flush=True)
-        except (RuntimeError, recipes.CannotRebuild, study.NotTheEvaluatedModel) as e:
+        except (RuntimeError, recipes.CannotRebuild, runner.NotTheEvaluatedModel) as e:
             print(f"REFUSED {e}", flush=True)
             failed.append(run)
     sys.exit(1 if failed else 0)

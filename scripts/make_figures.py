@@ -1,5 +1,5 @@
 """Redraw the figures that need only the committed records (results/<preset>/*.json and
-robustness.json), without re-running any notebook: after a change to unedit_lib/plots.py.
+robustness.json), without re-running any notebook: after a change to unedit_lib/report/plots.py.
 
 Figures drawn from models, causal-trace caches or per-item logs (subject_model_training,
 subject_last_token_trace, trace_*) are left alone: the notebooks redraw them.
@@ -14,8 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unedit_lib import paths, plots, reference, report, robustness, store  # noqa: E402
-from unedit_lib.paths import HEADLINE_PRESET  # noqa: E402
+from unedit_lib.core import paths, reference, store  # noqa: E402
+from unedit_lib.core.paths import HEADLINE_PRESET  # noqa: E402
+from unedit_lib.report import figure_io, plots, tables  # noqa: E402
+from unedit_lib.study import robustness  # noqa: E402
 
 
 def redraw(preset: str, act_ratio: float = 0.88, ike_k: int = 16, curve_edits=(0, 1, 2, 3)) -> list[str]:
@@ -27,7 +29,7 @@ def redraw(preset: str, act_ratio: float = 0.88, ike_k: int = 16, curve_edits=(0
     records = store.load_results(preset)
     if not records:
         raise SystemExit(f"no results in {paths.results_dir(preset)}: run `make reproduce` first")
-    table = report.main_table(records)
+    table = tables.main_table(records)
     drawn = []
 
     def done(fig, name):
@@ -75,5 +77,5 @@ if __name__ == "__main__":
     ap.add_argument("--preset", default=HEADLINE_PRESET)
     a = ap.parse_args()
     names = redraw(a.preset)
-    print(f"redrew {len(names)} figures of preset {a.preset} into {plots.figure_path(a.preset, names[0]).parent}: "
+    print(f"redrew {len(names)} figures of preset {a.preset} into {figure_io.figure_path(a.preset, names[0]).parent}: "
           + ", ".join(names))

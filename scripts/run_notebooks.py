@@ -37,12 +37,12 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
-from unedit_lib import paths, presets  # noqa: E402
-from unedit_lib.models import get_preset, subject_model_path  # noqa: E402
-from unedit_lib.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
-from unedit_lib.precision import run_device  # noqa: E402
-from unedit_lib.presets import is_path  # noqa: E402
-from unedit_lib.store import CorruptFile, clean_temporaries, results_digest, stage_times, write_json  # noqa: E402
+from unedit_lib.core import paths, presets  # noqa: E402
+from unedit_lib.core.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
+from unedit_lib.core.precision import run_device  # noqa: E402
+from unedit_lib.core.presets import get_preset, is_path  # noqa: E402
+from unedit_lib.core.store import CorruptFile, clean_temporaries, results_digest, stage_times, write_json  # noqa: E402
+from unedit_lib.subject.models import subject_model_path  # noqa: E402
 
 
 # What a whole study from scratch takes (printed before a run when no earlier run of the preset recorded
@@ -256,7 +256,7 @@ def notebook_extras(notebooks, extra) -> dict[str, dict]:
 # what a kernel the runner starts imports: jupyter_client starts the python3 kernel with this
 # interpreter (its kernelspec names "python"), in the notebook's folder, with the runner's environment
 # (Python puts that folder first on sys.path, then PYTHONPATH, then site-packages)
-_KERNEL_PROBE = "import unedit_lib.paths as p; print(p.REPO_ROOT)"
+_KERNEL_PROBE = "import unedit_lib.core.paths as p; print(p.REPO_ROOT)"
 
 
 def kernel_pythonpath() -> str:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from unedit_lib import paths, recipes, store, study
+from unedit_lib.core import paths, store
+from unedit_lib.study import recipes, runner
 
 _SPEC = importlib.util.spec_from_file_location("backfill_premises",
                                                Path(__file__).resolve().parents[1] / "scripts" / "backfill_premises.py")
@@ -41,7 +42,7 @@ def records(tmp_path, monkeypatch):
 def test_backfill_adds_the_premise_numbers_and_keeps_every_metric(records, monkeypatch):
     before = {r: store.load_record("smoke", r) for r in ("ike-dummy", "wise-dummy")}
     assert all(backfill_premises.lacking(rec) for rec in before.values())
-    monkeypatch.setattr(study, "summarize_against_retain", lambda p, run, logs: _record("WISE", run) | {"logs": logs})
+    monkeypatch.setattr(runner, "summarize_against_retain", lambda p, run, logs: _record("WISE", run) | {"logs": logs})
     backfill_premises.backfill("smoke", "ike-dummy")
     backfill_premises.backfill("smoke", "wise-dummy")
     for run, old in before.items():
@@ -56,7 +57,7 @@ def test_backfill_adds_the_premise_numbers_and_keeps_every_metric(records, monke
 def test_backfill_writes_nothing_when_the_remade_evaluation_differs(records, monkeypatch):
     path = paths.record_path("smoke", "wise-dummy")
     raw = path.read_bytes()
-    monkeypatch.setattr(study, "summarize_against_retain",
+    monkeypatch.setattr(runner, "summarize_against_retain",
                         lambda p, run, logs: _record("WISE", run) | {"model_utility": 0.51})
     with pytest.raises(RuntimeError, match="model_utility 0.5000 vs 0.5100"):
         backfill_premises.backfill("smoke", "wise-dummy")

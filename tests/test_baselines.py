@@ -1,4 +1,4 @@
-"""Tests for unedit_lib.baselines: loss signs / gradient directions, NPO's closed form, the KL
+"""Tests for unedit_lib.methods.baselines.training: loss signs / gradient directions, NPO's closed form, the KL
 at the reference, IdK targets, and the training loop (unlearning moves forget NLL, determinism,
 schedule, collapse detection). Tiny Llama + a BPE tokenizer trained on a few sentences."""
 from __future__ import annotations
@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from unedit_lib import baselines as B
-from unedit_lib.architecture import tiny_model
-from unedit_lib.guards import ModelCollapsed
-from unedit_lib.prompts import IGNORE_INDEX, TEMPLATES
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core.architecture import tiny_model
+from unedit_lib.core.guards import ModelCollapsed
+from unedit_lib.core.prompts import IGNORE_INDEX, TEMPLATES
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.methods.baselines import training as B
 
 QA = TEMPLATES["qa"]
 FORGET = [

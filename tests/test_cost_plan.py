@@ -2,8 +2,8 @@
 study that covers every run with positive numbers (no model is run; the sgemm probe is tiny)."""
 import pytest
 
-from unedit_lib import cost_plan as c
-from unedit_lib import data, recipes
+from unedit_lib.core import data
+from unedit_lib.study import cost_plan as c, recipes, settings as study_settings
 
 # d 4, 2 blocks, i 8, V 10, no GQA: P_b = 2*16 (q, o) + 2*16 (k, v) + 3*32 (gate, up, down) = 160; head 40
 M = c.ModelSize(hidden=4, layers=2, intermediate=8, vocab=10, kv=4)
@@ -56,7 +56,7 @@ def test_editors_by_hand():
 @pytest.fixture(scope="module")
 def smoke_plan():
     return c.plan("smoke", recipes.settings, lambda m, t, **ov: recipes.plan("smoke", m, t, **ov)[0],
-                  recipes.STUDY_ABLATIONS, c.Tokens(None))
+                  study_settings.STUDY_ABLATIONS, c.Tokens(None))
 
 
 def test_plan_covers_every_run_of_the_smoke_study(smoke_plan):

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from unedit_lib import data as tofu
+from unedit_lib.core import data as tofu
 
 
 def test_split_relations():

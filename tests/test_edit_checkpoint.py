@@ -1,12 +1,13 @@
-"""Sequential edits that survive a killed process (unedit_lib/edit_checkpoint.py): a ROME or WISE run
+"""Sequential edits that survive a killed process (unedit_lib/core/edit_checkpoint.py): a ROME or WISE run
 stopped after an edit and rerun continues after it and ends where the uninterrupted run ends."""
 import pytest
 import torch
 
-from unedit_lib import rome, wise
-from unedit_lib.architecture import architecture, tiny_model
-from unedit_lib.edit_checkpoint import EditCheckpoint
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core.architecture import architecture, tiny_model
+from unedit_lib.core.edit_checkpoint import EditCheckpoint
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.methods.rome import editor as rome
+from unedit_lib.methods.wise import editor as wise, side_memory
 
 TEXTS = ["Who wrote Moon? Jane.", "Who wrote Sky? Tom.", "The book Hill is by Ana.", "The book Road is by Max.",
          "A cat sat on the mat and looked at the bird.", "Rain fell on the old town all night long."]
@@ -74,7 +75,7 @@ def test_wise_resumes_with_its_shards_and_merges(tok, tmp_path):
     resumed, r_stats = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2), {}
     wise.edit(resumed, tok, WISE_REQS, locality_prompts=TEXTS[4:], stats=r_stats, checkpoint=EditCheckpoint(path, KEY),
               **WISE_FAST)
-    a, b = wise.get_side_memory(straight), wise.get_side_memory(resumed)
+    a, b = side_memory.get_side_memory(straight), side_memory.get_side_memory(resumed)
     assert a.editing_total_cnt == b.editing_total_cnt == 3 and a.merge_cnt == b.merge_cnt == 1
     assert len(a.memory_weights) == len(b.memory_weights) == 2
     for x, y in zip(list(a.memory_weights) + [a.side_weight], list(b.memory_weights) + [b.side_weight]):

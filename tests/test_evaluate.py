@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from unedit_lib import evaluate as ev
-from unedit_lib import store
+from unedit_lib.core import store
+from unedit_lib.eval import evaluate as ev
 
 
 def _log(gt, para, pert, rouge):
@@ -127,7 +127,7 @@ def test_summarize_reproduces_tofu_published_llama2_numbers():
 
 
 def test_pad_batch_right_and_left():
-    from unedit_lib.prompts import pad_batch
+    from unedit_lib.core.prompts import pad_batch
 
     ids, mask = pad_batch([[1, 2, 3], [4]], 0, "right")
     assert ids.tolist() == [[1, 2, 3], [4, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -144,7 +144,7 @@ ANSWERS = ["A writer from the north wrote it.", "In a small town by the sea.", "
 
 @pytest.fixture(scope="module")
 def tok():
-    from unedit_lib.tokenizer import train_tokenizer
+    from unedit_lib.core.tokenizer import train_tokenizer
 
     return train_tokenizer((QUESTIONS + ANSWERS) * 5, vocab_size=300)
 
@@ -153,7 +153,7 @@ def tok():
 def test_shared_prompt_scoring_equals_one_pass_per_pair(tok, family):
     """A question's prompt run once under all its answers (KV cache) gives the numbers of
     prompt + answer run as one right-padded sequence (the path kept for call-dependent models)."""
-    from unedit_lib.architecture import CALL_DEPENDENT, tiny_model
+    from unedit_lib.core.architecture import CALL_DEPENDENT, tiny_model
 
     model = tiny_model(family, vocab_size=len(tok), seed=1).eval()
     pairs = [(q, a) for q in QUESTIONS for a in ANSWERS]
@@ -168,7 +168,7 @@ def test_shared_prompt_scoring_equals_one_pass_per_pair(tok, family):
 def test_long_answers_continue_in_a_second_pass(tok, monkeypatch):
     """Rows still going after FIRST_PASS_TOKENS continue from prompt + their tokens: the same
     greedy answers as one pass of max_new_tokens (a call-dependent model's path)."""
-    from unedit_lib.architecture import CALL_DEPENDENT, tiny_model
+    from unedit_lib.core.architecture import CALL_DEPENDENT, tiny_model
 
     model = tiny_model("llama", vocab_size=len(tok), seed=2).eval()
     monkeypatch.setattr(ev, "FIRST_PASS_TOKENS", 3)

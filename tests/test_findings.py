@@ -1,12 +1,14 @@
-"""The paper's findings as data (unedit_lib/findings.py) and the joint paired bootstrap behind their
-verdicts (unedit_lib/joint_bootstrap.py): every rule and premise gives the paper's verdict on the
+"""The paper's findings as data (unedit_lib/report/findings.py) and the joint paired bootstrap behind their
+verdicts (unedit_lib/eval/joint_bootstrap.py): every rule and premise gives the paper's verdict on the
 paper's own numbers, the verdicts follow our numbers, and the statistics fit the data."""
 import numpy as np
 import pytest
 from scipy import stats
 
-from unedit_lib import findings, gates, joint_bootstrap, reference, report, store
-from unedit_lib.evaluate import EVAL_SETS, METRICS
+from unedit_lib.core import reference, store
+from unedit_lib.eval import joint_bootstrap
+from unedit_lib.eval.evaluate import EVAL_SETS, METRICS
+from unedit_lib.report import findings, gates, tables
 
 BY_CLAIM = {f.claim: f for f in findings.FINDINGS}
 ROME_FQ = "ROME-dummy raises forget quality above 0.05 (the full model's is below)"
@@ -19,7 +21,7 @@ WISE_MU = "WISE keeps model utility"
 def test_every_rule_and_premise_gives_the_papers_verdict_on_the_papers_numbers():
     got = {f["finding"]: f for f in findings.on_paper()}
     assert set(got) == set(BY_CLAIM)
-    wrong = {claim: (f["verdict"], f["premises"]) for claim, f in got.items() if f["verdict"] != report.REPRODUCED}
+    wrong = {claim: (f["verdict"], f["premises"]) for claim, f in got.items() if f["verdict"] != tables.REPRODUCED}
     assert not wrong, f"rules or premises that do not give the paper's verdict on its own numbers: {wrong}"
 
 
@@ -49,7 +51,7 @@ def test_a_rule_fails_when_the_papers_numbers_are_changed():
             return v / 2 if run.startswith("wise") and key == "model_utility" and v is not None else v
 
     got = findings.decide(BY_CLAIM[WISE_MU], Halved(), None, findings.paper_premise_gates)
-    assert got["verdict"] == report.NOT_REPRODUCED
+    assert got["verdict"] == tables.NOT_REPRODUCED
 
 
 # --------------------------------------------------------------------------- verdicts on records
@@ -96,58 +98,58 @@ def _verdicts(recs, boot=None):
 
 def test_a_failed_premise_is_named_and_never_counted():
     v = _verdicts(_study(**{"rome-dummy": _rome("rome-dummy", 0.95, mu=0.85, fq=0.2)}))
-    assert v[ROME_FQ]["verdict"] == report.REPRODUCED and v[ROME_MU]["verdict"] == report.NOT_REPRODUCED
+    assert v[ROME_FQ]["verdict"] == tables.REPRODUCED and v[ROME_MU]["verdict"] == tables.NOT_REPRODUCED
     assert "no per-item logs" in v[ROME_FQ]["why"] and v[ROME_FQ]["probability"] is None
     v = _verdicts(_study(**{"rome-dummy": _rome("rome-dummy", 0.04, mu=0.85, fq=0.2)}))
-    assert v[ROME_MU]["verdict"] == report.NOT_TESTABLE
+    assert v[ROME_MU]["verdict"] == tables.NOT_TESTABLE
     assert "premise failed: rome-dummy: edits take" in v[ROME_MU]["premises"] and "0.040" in v[ROME_MU]["premises"]
-    assert v["GA destroys utility (MU -> 0)"]["verdict"] == report.REPRODUCED       # baselines have no premises
-    assert v["IKE costs utility"]["verdict"] == report.NOT_COMPARABLE                 # no IKE run
+    assert v["GA destroys utility (MU -> 0)"]["verdict"] == tables.REPRODUCED       # baselines have no premises
+    assert v["IKE costs utility"]["verdict"] == tables.NOT_COMPARABLE                 # no IKE run
 
 
 def test_the_fq_rule_applies_only_where_the_full_model_is_told_apart():
     recs = _study(**{"rome-dummy": _rome("rome-dummy", 0.95, fq=0.405)})
     recs["full"] = _rec("full", "subject model", None, 0.9, 0.0143, rouge=0.99)
-    assert _verdicts(recs)[ROME_FQ]["verdict"] == report.REPRODUCED
+    assert _verdicts(recs)[ROME_FQ]["verdict"] == tables.REPRODUCED
     recs["rome-dummy"] = _rome("rome-dummy", 0.95, fq=0.03)
-    assert _verdicts(recs)[ROME_FQ]["verdict"] == report.NOT_REPRODUCED
+    assert _verdicts(recs)[ROME_FQ]["verdict"] == tables.NOT_REPRODUCED
     recs["full"] = _rec("full", "subject model", None, 0.9, 0.2, rouge=0.99)
-    assert _verdicts(recs)[ROME_FQ]["verdict"] == report.NOT_COMPARABLE
+    assert _verdicts(recs)[ROME_FQ]["verdict"] == tables.NOT_COMPARABLE
 
 
 def test_one_valid_counterexample_refutes_a_claim_over_every_run_and_coverage_is_needed():
     wise = {f"wise-{t}": _wise(f"wise-{t}", 0.9, 0.05, mu=0.88) for t in ("dummy", "incorrect", "avoidant")}
-    assert _verdicts(_study(**wise))[WISE_MU]["verdict"] == report.REPRODUCED          # 0.88 / 0.9 >= 0.9
+    assert _verdicts(_study(**wise))[WISE_MU]["verdict"] == tables.REPRODUCED          # 0.88 / 0.9 >= 0.9
     wise["wise-dummy"] = _wise("wise-dummy", 0.9, 0.05, mu=0.5)
-    assert _verdicts(_study(**wise))[WISE_MU]["verdict"] == report.NOT_REPRODUCED      # one valid counterexample
+    assert _verdicts(_study(**wise))[WISE_MU]["verdict"] == tables.NOT_REPRODUCED      # one valid counterexample
     wise["wise-dummy"] = _wise("wise-dummy", 0.9, 0.9, mu=0.5)                         # ... routes everything: invalid
     f = _verdicts(_study(**wise))[WISE_MU]
-    assert f["verdict"] == report.INCONCLUSIVE and "do not cover dummy" in f["premises"]
+    assert f["verdict"] == tables.INCONCLUSIVE and "do not cover dummy" in f["premises"]
     assert "retain set's evaluation sent to the side memory (higher of its passes) 0.900" in f["premises"]
 
 
 def test_an_exists_claim_is_refuted_only_when_no_run_of_any_status_meets_it():
     good, bad = _rome("rome-dummy", 0.95, fq=0.3), _rome("rome-incorrect", 0.1, fq=0.5)
-    assert _verdicts(_study(**{"rome-dummy": good, "rome-incorrect": bad}))[EXCEED]["verdict"] == report.REPRODUCED
+    assert _verdicts(_study(**{"rome-dummy": good, "rome-incorrect": bad}))[EXCEED]["verdict"] == tables.REPRODUCED
     weak = _rome("rome-dummy", 0.95, fq=1e-9)                       # the valid editor loses to the baselines ...
     v = _verdicts(_study(**{"rome-dummy": weak, "rome-incorrect": bad}))[EXCEED]
-    assert v["verdict"] == report.INCONCLUSIVE                       # ... an invalid one might not have
+    assert v["verdict"] == tables.INCONCLUSIVE                       # ... an invalid one might not have
     weak_bad = _rome("rome-incorrect", 0.1, fq=1e-9)
-    assert _verdicts(_study(**{"rome-dummy": weak, "rome-incorrect": weak_bad}))[EXCEED]["verdict"] == report.NOT_REPRODUCED
+    assert _verdicts(_study(**{"rome-dummy": weak, "rome-incorrect": weak_bad}))[EXCEED]["verdict"] == tables.NOT_REPRODUCED
     only_bad = _verdicts(_study(**{"rome-incorrect": bad}))[EXCEED]
-    assert only_bad["verdict"] == report.NOT_TESTABLE and "edits take" in only_bad["premises"]
+    assert only_bad["verdict"] == tables.NOT_TESTABLE and "edits take" in only_bad["premises"]
 
 
 def test_breaks_down_is_tested_on_damage_not_on_the_edits_taking():
     broken = {**_rome("rome-incorrect", 0.05), "metrics": {s: {m: 0.05 for m in METRICS} for s in EVAL_SETS}}
     assert _verdicts(_study(**{"rome-incorrect": broken}))["ROME-incorrect (a whole-sentence target) breaks down"][
-        "verdict"] == report.REPRODUCED
+        "verdict"] == tables.REPRODUCED
     fine = _rome("rome-incorrect", 0.05)                              # ROUGE 0.5: edits did not take, nothing broke
     assert _verdicts(_study(**{"rome-incorrect": fine}))["ROME-incorrect (a whole-sentence target) breaks down"][
-        "verdict"] == report.NOT_REPRODUCED
+        "verdict"] == tables.NOT_REPRODUCED
     collapsed = {**_rome("rome-incorrect", 0.05), **_rec("rome-incorrect", "ROME", "incorrect", 0, 0, collapsed=True)}
     assert _verdicts(_study(**{"rome-incorrect": collapsed}))["ROME-incorrect (a whole-sentence target) breaks down"][
-        "verdict"] == report.REPRODUCED
+        "verdict"] == tables.REPRODUCED
 
 
 def test_a_notebook_shows_its_methods_share_of_the_findings():
@@ -158,7 +160,7 @@ def test_a_notebook_shows_its_methods_share_of_the_findings():
     assert [f["finding"] for f in findings.about(items, "GA", "IdK", general=False)] == [
         "GA destroys utility (MU -> 0)", "IdK keeps most utility and stops reciting the forget answers"]
     assert not findings.about(items, "R-ROME", general=False)
-    assert "| source |" in findings.markdown(items) and all(f["verdict"] in report.VERDICTS for f in items)
+    assert "| source |" in findings.markdown(items) and all(f["verdict"] in tables.VERDICTS for f in items)
 
 
 # --------------------------------------------------------------------------- the joint paired bootstrap
@@ -185,7 +187,7 @@ def test_the_fq_lattice_is_the_ks_tests_own():
 
 
 def test_the_point_is_the_evaluators_number_and_pairs_share_their_rows():
-    from unedit_lib import evaluate
+    from unedit_lib.eval import evaluate
 
     rng = np.random.default_rng(1)
     retain, full, run = _logs(rng), _logs(rng), _logs(rng, shift=0.3)
@@ -221,11 +223,11 @@ def test_seeds_are_resampled_and_the_probability_decides():
     gd = findings.Finding("toy", findings.AUTHORS, lambda runs: ["run"], findings._at_least("mu/full", 0.0),
                           "MU / MU(full) >= 0", lambda g: "", needs=("full",))
     f = findings.decide(gd, findings.View(recs, boot), boot, lambda f, r: [])
-    assert f["probability"] == 1.0 and f["verdict"] == report.REPRODUCED
+    assert f["probability"] == 1.0 and f["verdict"] == tables.REPRODUCED
     half = findings.Finding("toy", findings.AUTHORS, lambda runs: ["run"], findings._at_least("mu/full", 1.0),
                             "MU / MU(full) >= 1", lambda g: "", needs=("full",))
     f = findings.decide(half, findings.View(recs, boot), boot, lambda f, r: [])
-    assert 0.05 < f["probability"] < 0.95 and f["verdict"] == report.INCONCLUSIVE
+    assert 0.05 < f["probability"] < 0.95 and f["verdict"] == tables.INCONCLUSIVE
 
 
 def test_the_committed_study_is_decided_from_its_per_item_logs():
@@ -235,7 +237,7 @@ def test_the_committed_study_is_decided_from_its_per_item_logs():
         assert boot.value(run, "forget_quality") == pytest.approx(records[run]["forget_quality"], rel=1e-9)
         assert boot.value(run, "model_utility") == pytest.approx(records[run]["model_utility"], rel=1e-9)
     items = findings.study_findings(records, preset="smollm2")
-    assert len(items) == len(findings.FINDINGS) and all(f["verdict"] in report.VERDICTS for f in items)
+    assert len(items) == len(findings.FINDINGS) and all(f["verdict"] in tables.VERDICTS for f in items)
     assert any(f["probability"] is not None for f in items)
     assert reference.PAPER_SOURCE
 
@@ -252,9 +254,9 @@ def test_ike_rests_on_its_own_contexts_lifting_the_target_on_every_forget_row():
         return rec
 
     claim = "IKE-incorrect gives the best forget quality of all methods"
-    assert _verdicts(_study(**{"ike-incorrect": ike(0.4, 0.92)}))[claim]["verdict"] == report.REPRODUCED
+    assert _verdicts(_study(**{"ike-incorrect": ike(0.4, 0.92)}))[claim]["verdict"] == tables.REPRODUCED
     f = _verdicts(_study(**{"ike-incorrect": ike(0.95, 0.92)}))[claim]      # it knew the target without its context
-    assert f["verdict"] == report.NOT_TESTABLE and "the context lifts it" in f["premises"]
+    assert f["verdict"] == tables.NOT_TESTABLE and "the context lifts it" in f["premises"]
     rows = gates.ike_gates("ike-incorrect", ike(0.4, 0.92, requests_only=True), {})   # 4 requests only: unknown
     assert {g["status"] for g in rows} == {gates.UNKNOWN} and "its 4 requests: 0.920" in rows[0]["context"]
     assert "the target beats the truth on 38" in gates.ike_gates("ike-incorrect", ike(0.4, 0.92), {})[0]["context"]

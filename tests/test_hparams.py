@@ -6,13 +6,16 @@ import json
 
 import pytest
 
-from unedit_lib import baselines, ike, rome, wise
-from unedit_lib.hparams import HParams
+from unedit_lib.core.hparams import HParams
+from unedit_lib.methods.baselines import training as baselines
+from unedit_lib.methods.ike import editor as ike
+from unedit_lib.methods.rome import editor as rome
+from unedit_lib.methods.wise import hparams as wise_hparams, side_memory
 
-CLASSES = [rome.RomeHParams, wise.WiseHParams, ike.IKEHParams, baselines.BaselineHParams]
+CLASSES = [rome.RomeHParams, wise_hparams.WiseHParams, ike.IKEHParams, baselines.BaselineHParams]
 # one bad value per class: (field, value, words the error must hold)
 BAD = {rome.RomeHParams: ("fact_token", "middle", "subject_last"),
-       wise.WiseHParams: ("routing", "per_token", "per_row"),
+       wise_hparams.WiseHParams: ("routing", "per_token", "per_row"),
        ike.IKEHParams: ("order", "random", "most_similar_last"),
        baselines.BaselineHParams: ("batch_size", 0, "> 0")}
 
@@ -46,11 +49,11 @@ def test_deviations_and_ablations():
     assert hp.ablation == "v_lr-0.5+templates-6" and hp.with_ablations("r-rome").ablation == "v_lr-0.5+templates-6+r-rome"
     assert hp.deviations() == {"v_lr": {"value": 0.5, "paper": 0.1},
                                "context_template_length_params": {"value": [[5, 5]], "paper": [[5, 10], [10, 10]]}}
-    w = wise.WiseHParams().with_ablations("per-row-routing")
+    w = wise_hparams.WiseHParams().with_ablations("per-row-routing")
     assert (w.routing, w.ablation) == ("per_row", "per-row-routing")
     assert w.record()["deviations_from_paper"] == {"routing": {"value": "per_row", "paper": "per_call"}}
     with pytest.raises(KeyError, match="margins-scaled"):
-        wise.WiseHParams().with_ablations("no-such")
+        wise_hparams.WiseHParams().with_ablations("no-such")
     with pytest.raises(KeyError, match="known"):
         ike.IKEHParams().with_ablations("no-such")
     b = baselines.BaselineHParams(lr=1e-3)
@@ -59,19 +62,19 @@ def test_deviations_and_ablations():
 
 
 def test_lists_become_tuples_and_wise_is_copied_not_changed():
-    hp = wise.WiseHParams(act_margin=[5, 20, 10], template_seeds=["I"], n_templates=3)
+    hp = wise_hparams.WiseHParams(act_margin=[5, 20, 10], template_seeds=["I"], n_templates=3)
     assert hp.act_margin == (5, 20, 10) and hp.template_seeds == ("I",)
     assert ike.IKEHParams(k=3).replace(k=4).k == 4
     with pytest.raises(ValueError, match="merge_freq"):
-        wise.WiseHParams(save_freq=3, merge_freq=4)
+        wise_hparams.WiseHParams(save_freq=3, merge_freq=4)
     with pytest.raises(ValueError, match="pool_fraction"):
         ike.IKEHParams(pool_fraction=1.5)
 
 
 def test_wise_install_resolves_the_layer_on_a_copy():
-    from unedit_lib.architecture import tiny_model
-    hp = wise.WiseHParams()
+    from unedit_lib.core.architecture import tiny_model
+    hp = wise_hparams.WiseHParams()
     model = tiny_model("llama", vocab_size=64)
-    adapter = wise.install(model, hp)
+    adapter = side_memory.install(model, hp)
     assert hp.layer is None and adapter.hparams.layer is not None
     assert adapter.hparams == hp.replace(layer=adapter.hparams.layer)

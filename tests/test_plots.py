@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from unedit_lib import plots, trace, trace_plots
+from unedit_lib.report import plots, trace_plots
+from unedit_lib.tracing import causal_trace
 
 
 def test_run_style_separates_every_committed_run_kind():
@@ -38,9 +39,9 @@ def _trace(n_layers, flat, kind=None):
 
 def test_flat_window_panels_are_dropped(tmp_path, monkeypatch):
     monkeypatch.setenv("UNEDIT_RUNS_DIR", str(tmp_path))
-    avgs = {"hidden": trace.average_traces([_trace(4, flat=False)]),
-            "mlp": trace.average_traces([_trace(4, flat=True, kind="mlp")]),
-            "attn": trace.average_traces([_trace(4, flat=True, kind="attn")])}
+    avgs = {"hidden": causal_trace.average_traces([_trace(4, flat=False)]),
+            "mlp": causal_trace.average_traces([_trace(4, flat=True, kind="mlp")]),
+            "attn": causal_trace.average_traces([_trace(4, flat=True, kind="attn")])}
     assert trace_plots.flat_over_layers(avgs["mlp"]) and not trace_plots.flat_over_layers(avgs["hidden"])
     fig = trace_plots.trace_aie_lines(avgs, "smoke")
     axes = [ax for ax in fig.axes if ax.get_title()]
@@ -95,10 +96,10 @@ def test_one_fact_heatmaps_leave_out_flat_windows(tmp_path, monkeypatch):
 def test_layer_ticks_stay_readable_on_deep_models(tmp_path, monkeypatch):
     # a 30-layer model (smollm2) gets every 5th layer, a 4-layer one every layer; heatmaps mid-cell
     monkeypatch.setenv("UNEDIT_RUNS_DIR", str(tmp_path))
-    fig = trace_plots.trace_aie_lines({"hidden": trace.average_traces([_trace(30, flat=False)])}, "smoke")
+    fig = trace_plots.trace_aie_lines({"hidden": causal_trace.average_traces([_trace(30, flat=False)])}, "smoke")
     ax = [a for a in fig.axes if a.get_title()][0]
     assert list(ax.get_xticks()) == [0, 5, 10, 15, 20, 25]
-    fig = trace_plots.trace_average_heatmaps({"hidden": trace.average_traces([_trace(4, flat=False)])}, "smoke")
+    fig = trace_plots.trace_average_heatmaps({"hidden": causal_trace.average_traces([_trace(4, flat=False)])}, "smoke")
     ax = [a for a in fig.axes if a.get_title().startswith("hidden")][0]
     assert list(ax.get_xticks()) == [0.5, 1.5, 2.5, 3.5]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3"]
@@ -112,7 +113,7 @@ def test_make_figures_redraws_the_committed_records(tmp_path):
     import sys
     from pathlib import Path
 
-    from unedit_lib.paths import HEADLINE_PRESET
+    from unedit_lib.core.paths import HEADLINE_PRESET
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "UNEDIT_FIGURES_DIR": str(tmp_path), "UNEDIT_RUNS_DIR": str(tmp_path / "runs"),

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from unedit_lib import data, gates, models, paths, presets, recipes, registry, study, study_settings, wise
+from unedit_lib.core import data, paths, presets, registry
+from unedit_lib.methods.wise import editor as wise
+from unedit_lib.report import gates
+from unedit_lib.study import recipes, runner, settings as study_settings
+from unedit_lib.subject import models
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("smoke", "tiny", "smollm2", "smollm2-forget05", "smollm2-forget05-ft1", "paper")
@@ -31,7 +35,7 @@ CONFIG_HASHES = {
     "smollm2-forget05-ft1": {"float32": ("590f8383dd", "cc90b2b7b5"), "bfloat16": ("590f8383dd", "cc90b2b7b5")},
     "paper": {"float32": ("8970f455d7", "e6e59cf1bf"), "bfloat16": ("c2ed282ed2", "7434557da5")},
 }
-# ... and study.hp_key of recipes.settings(preset, method), every setting of a run before its inputs
+# ... and runner.hp_key of recipes.settings(preset, method), every setting of a run before its inputs
 # resolve anything (ROME's layer, WISE's scaled frequencies)
 SETTINGS_KEYS = {
     "smoke": {"rome": "dae503c089a31c30", "rrome": "9fa83946375b3f42", "ike": "6eda03cb2554168f", "wise": "7d40e0b09c990ba6",
@@ -58,12 +62,12 @@ SETTINGS_KEYS = {
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_no_subject_model_folder_moves(precision, monkeypatch):
     monkeypatch.setenv("UNEDIT_PRECISION", precision)
-    got = {n: (models.get_preset(n).config_hash("full"), models.get_preset(n).config_hash("retain")) for n in PRESETS}
+    got = {n: (presets.get_preset(n).config_hash("full"), presets.get_preset(n).config_hash("retain")) for n in PRESETS}
     assert got == {n: CONFIG_HASHES[n][precision] for n in PRESETS}
 
 
 def test_no_run_settings_move():
-    got = {n: {m: study.hp_key(recipes.settings(n, m)) for m in SETTINGS_KEYS[n]} for n in PRESETS}
+    got = {n: {m: runner.hp_key(recipes.settings(n, m)) for m in SETTINGS_KEYS[n]} for n in PRESETS}
     assert got == SETTINGS_KEYS
 
 
@@ -86,14 +90,14 @@ def test_the_committed_records_are_this_codes_runs(preset):
         if method == "wise" and hp["scale_freqs"]:
             n = min(n_forget, hp["max_edits"] or n_forget)
             hp = {**hp, **wise.scaled_freqs(n, hp["reference_edits"], hp["save_freq"], hp["merge_freq"])}
-        assert (name, study.hp_key(hp)) == (rec["run"], rec["hp_key"]), f.name
+        assert (name, runner.hp_key(hp)) == (rec["run"], rec["hp_key"]), f.name
         seen.add(rec["method"])
     assert {"ROME", "IKE", "WISE", "ga", "gd", "kl", "idk", "npo"} <= seen
 
 
 def test_the_per_preset_study_choices_read_from_the_files():
-    sm, f05, tiny = (models.get_preset(n) for n in ("smollm2", "smollm2-forget05", "tiny"))
-    assert (sm.trace_facts, tiny.trace_facts, models.get_preset("paper").trace_facts) == (4, 15, None)
+    sm, f05, tiny = (presets.get_preset(n) for n in ("smollm2", "smollm2-forget05", "tiny"))
+    assert (sm.trace_facts, tiny.trace_facts, presets.get_preset("paper").trace_facts) == (4, 15, None)
     assert sm.rome_ablation_targets == ("dummy",) and tiny.rome_ablation_targets is None
     assert study_settings.runs_ablations(sm) and not study_settings.runs_ablations(f05)
     assert recipes.attack_settings(f05)["forget_every"] == 5 and "forget_every" not in recipes.attack_settings(sm)
@@ -142,62 +146,62 @@ def _write(folder: Path, name: str, text: str) -> Path:
 def test_a_malformed_file_names_the_file_and_the_field(tmp_path, text, where, why):
     path = _write(tmp_path, "mine", text)
     with pytest.raises(presets.PresetFileError) as e:
-        models.get_preset(str(path))
+        presets.get_preset(str(path))
     assert f"preset file {paths.display_path(path)}: {where}: " in str(e.value) and why in str(e.value)
 
 
 def test_unknown_names_list_the_valid_ones_and_a_renamed_preset_says_its_name():
     with pytest.raises(ValueError, match=r"unknown preset 'smok'; valid: \['paper', 'smoke', 'smollm2'"):
-        models.get_preset("smok")
+        presets.get_preset("smok")
     with pytest.raises(ValueError, match="now called 'tiny'"):
-        models.get_preset("default")
+        presets.get_preset("default")
 
 
 def test_a_file_extends_another_and_is_named_by_its_file(tmp_path, monkeypatch):
     path = _write(tmp_path, "smoke-forget05", 'extends = "smoke"\n[data]\nforget_split = "forget05"\n'
                                               '[settings.baselines]\nepochs = 2\n')
-    p = models.get_preset(str(path))
-    smoke = models.get_preset("smoke")
+    p = presets.get_preset(str(path))
+    smoke = presets.get_preset("smoke")
     assert p.name == "smoke-forget05" and p.forget_split == "forget05" and p.hidden_size == smoke.hidden_size
     assert recipes.settings(p, "ga")["epochs"] == 2 and recipes.settings(p, "ga")["lr"] == 1e-3
     assert p.config_hash("retain") != smoke.config_hash("retain")      # its name is in the hash
-    assert models.get_preset("smoke-forget05") is p                    # given by path: now named too
+    assert presets.get_preset("smoke-forget05") is p                    # given by path: now named too
     other = tmp_path / "other"
     other.mkdir()
     monkeypatch.setenv(presets.ENV, str(other))                        # a folder of presets, by name
     _write(other, "mine", 'extends = "../smoke-forget05.toml"\n[evaluation]\nmax_new_tokens = 8\n')
-    assert models.get_preset("mine").forget_split == "forget05" and models.get_preset("mine").max_new_tokens == 8
+    assert presets.get_preset("mine").forget_split == "forget05" and presets.get_preset("mine").max_new_tokens == 8
     _write(other, "smoke", 'extends = "tiny"\n')
     with pytest.raises(ValueError, match="two preset files are named 'smoke'"):
-        models.get_preset("mine")
+        presets.get_preset("mine")
 
 
 def test_unknown_settings_attack_settings_and_targets_name_the_file(tmp_path):
-    p = models.get_preset(str(_write(tmp_path, "a", '[settings.rome]\nv_lrr = 0.5\n')))
+    p = presets.get_preset(str(_write(tmp_path, "a", '[settings.rome]\nv_lrr = 0.5\n')))
     with pytest.raises(TypeError, match=r"a.toml: \[settings.rome\] sets \['v_lrr'\], not settings of rome"):
         recipes.settings(p, "rome")
-    p = models.get_preset(str(_write(tmp_path, "b", '[attack]\nforget_evry = 5\n')))
+    p = presets.get_preset(str(_write(tmp_path, "b", '[attack]\nforget_evry = 5\n')))
     with pytest.raises(TypeError, match=r"b.toml: \[attack\] sets \['forget_evry'\]"):
         recipes.attack_settings(p)
-    models.get_preset(str(_write(tmp_path, "c", '[subject_targets]\nmax_fq = 5\n')))
+    presets.get_preset(str(_write(tmp_path, "c", '[subject_targets]\nmax_fq = 5\n')))
     with pytest.raises(ValueError, match=r"c.toml: \[subject_targets\] sets \['max_fq'\]"):
         gates.subject_model_targets({"preset": "c"}, {})
 
 
 def test_a_wheel_base_models_sizes_are_checked_against_its_config(tmp_path, monkeypatch):
     monkeypatch.setenv("UNEDIT_ARTIFACTS_DIR", str(tmp_path))
-    assert models.get_preset(str(ROOT / "presets" / "smollm2.toml")).n_layers == 30    # no config yet: as stated
+    assert presets.get_preset(str(ROOT / "presets" / "smollm2.toml")).n_layers == 30    # no config yet: as stated
     folder = tmp_path / "pretrained" / "smollm2-135m-instruct"
     folder.mkdir(parents=True)
     config = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                   num_attention_heads=9, max_position_embeddings=8192)
     (folder / "config.json").write_text(json.dumps(config))
     presets._loaded.clear()
-    assert models.get_preset("smollm2").config_hash("full") == CONFIG_HASHES["smollm2"]["float32"][0]
+    assert presets.get_preset("smollm2").config_hash("full") == CONFIG_HASHES["smollm2"]["float32"][0]
     (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 24}))
     presets._loaded.clear()
     with pytest.raises(presets.PresetFileError, match=r"\[model\] n_layers: states 30, the model's .* says 24"):
-        models.get_preset("smollm2")
+        presets.get_preset("smollm2")
     presets._loaded.clear()
 
 
@@ -207,7 +211,7 @@ def local_model(folder: Path, rows) -> Path:
     Face model folder (what save_pretrained writes)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from unedit_lib.tokenizer import train_tokenizer
+    from unedit_lib.core.tokenizer import train_tokenizer
 
     tok = train_tokenizer([f"{r['question']} {r['answer']}" for r in rows], vocab_size=600)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -267,7 +271,7 @@ def test_a_local_model_folder_runs_the_subject_model_notebooks(tmp_path, monkeyp
     smoke = models.study_data("smoke")
     base = local_model(tmp_path / "mine" / "my-llama", smoke.retain_rows + smoke.forget_rows + smoke.general_rows)
     file = _write(tmp_path / "mine", "my-llama", OWN_MODEL)
-    p = models.get_preset(str(file))
+    p = presets.get_preset(str(file))
     assert (p.name, p.base_model, p.local_base) == ("my-llama", str(base), base)
     assert (p.hidden_size, p.n_layers, p.n_heads, p.intermediate_size, p.max_positions) == (32, 2, 2, 64, 512)
 
@@ -304,11 +308,11 @@ def test_the_guides_preset_files_read(tmp_path):
     (folder / "config.json").write_text(json.dumps(dict(vocab_size=500, hidden_size=64, intermediate_size=128,
                                                         num_hidden_layers=4, num_attention_heads=4,
                                                         max_position_embeddings=256)))
-    got = [models.get_preset(str(_write(tmp_path, f"example{i}", t.replace('"/models/my-llama"', f'"{folder}"'))))
+    got = [presets.get_preset(str(_write(tmp_path, f"example{i}", t.replace('"/models/my-llama"', f'"{folder}"'))))
            for i, t in enumerate(examples)]
     short, full, hub = got
     assert (short.local_base, short.n_layers, short.vocab_size, short.template) == (folder, 4, 500, "chatml")
-    sm = models.get_preset("smollm2").recipe()
+    sm = presets.get_preset("smollm2").recipe()
     assert {k for k, v in short.recipe().items() if sm[k] != v} == \
         {"name", "base_model", "vocab_size", "hidden_size", "intermediate_size", "n_layers", "n_heads", "max_positions"}
     assert {k: v for k, v in full.recipe().items() if k != "name"} == {k: v for k, v in short.recipe().items() if k != "name"}

@@ -8,9 +8,11 @@ import subprocess
 import pytest
 import torch
 
-from unedit_lib import edit_metrics as em
-from unedit_lib import pretrained, precision, rome
-from unedit_lib.models import load_model
+from unedit_lib.core import precision
+from unedit_lib.eval import edit_metrics as em
+from unedit_lib.methods.rome import editor as rome
+from unedit_lib.subject import pretrained
+from unedit_lib.subject.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +144,9 @@ def test_a_conversion_by_an_old_transformers_is_made_again(tmp_path):
 
 def test_every_record_names_the_machine_that_computed_it():
     """CPUs round differently over many sequential edits: a record says which CPU, flags and threads."""
-    from unedit_lib import models, study
+    from unedit_lib.core import presets
+    from unedit_lib.study import runner
 
-    machine = study.precision_record(models.get_preset("smoke"))["machine"]
+    machine = runner.precision_record(presets.get_preset("smoke"))["machine"]
     assert machine["device"] == "cpu" and machine["threads"] >= 1
     assert set(machine["cpu_flags"]) <= precision.RECORDED_FLAGS and "cpu_model" in machine

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unedit_lib.data import HEADLINE_PRESET
+from unedit_lib.core.paths import HEADLINE_PRESET
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -100,7 +100,7 @@ def test_headline_preset_is_named_the_same_everywhere():
 
 
 def test_smollm2s_run_caches_are_committed_and_other_presets_stay_local():
-    """A clone reuses smollm2's runs (study.cached: record + per-item logs) and traces; smoke's
+    """A clone reuses smollm2's runs (runner.cached: record + per-item logs) and traces; smoke's
     and tiny's logs, and every preset's temporary files and models, stay out of git."""
     for path in ("results/smollm2/full.json", "results/smollm2/rome-dummy/eval_log_forget.json",
                  "results/smollm2/rome_probe/dummy-seed0-abc.json", "results/smollm2/trace/rome_layer.json",
@@ -116,7 +116,7 @@ def test_the_timing_line_names_its_preset_and_how_the_study_was_computed(tmp_pat
     sys.path.insert(0, str(ROOT / "scripts"))
     import write_readme_results as w
 
-    from unedit_lib import store
+    from unedit_lib.core import store
 
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("UNEDIT_RUNS_DIR", str(tmp_path / "runs"))
@@ -137,7 +137,7 @@ def test_no_study_under_way_leaves_no_progress_section(tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT / "scripts"))
     import write_readme_results as w
 
-    from unedit_lib import paths
+    from unedit_lib.core import paths
 
     readme = tmp_path / "README.md"
     readme.write_text((ROOT / "README.md").read_text())
@@ -183,10 +183,12 @@ def test_the_robustness_section_names_every_study_run_attacked_or_not():
     sys.path.insert(0, str(ROOT / "scripts"))
     import write_readme_results as w
 
-    from unedit_lib import report, robustness, store
+    from unedit_lib.core import store
+    from unedit_lib.report import tables
+    from unedit_lib.study import robustness
 
     records = store.load_results("smollm2")
-    wanted = report.runs_to_attack(records, [0])
+    wanted = tables.runs_to_attack(records, [0])
     assert "base" not in wanted and wanted[:2] == ["full", "retain"]
     text = w.robustness_section("smollm2")
     head, table = text.split("\n\n", 1)
@@ -200,7 +202,7 @@ def test_the_robustness_section_names_every_study_run_attacked_or_not():
 def test_no_committed_executed_notebook_shows_older_results():
     """Each executed notebook of the headline preset records the digest of the results it ran against
     (scripts/run_notebooks.py); one whose results changed since must be re-executed (make readme refuses)."""
-    from unedit_lib import paths, store
+    from unedit_lib.core import paths, store
 
     assert not store.stale_notebooks(paths.HEADLINE_PRESET), (
         f"re-execute runs/{paths.HEADLINE_PRESET}/{store.stale_notebooks(paths.HEADLINE_PRESET)}")

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from unedit_lib import findings, gates, models, plots, recipes, registry, report, store, study, summary, wise
+from unedit_lib.core import presets, registry, store
+from unedit_lib.methods.wise import editor as wise
+from unedit_lib.report import findings, gates, plots, summary, tables
+from unedit_lib.study import recipes, runner
+from unedit_lib.subject import models
 from test_study import ga_run, scratch, tok  # noqa: F401  (the study's smoke fixtures: a real GA run on a tiny Llama)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +24,7 @@ FROZEN = json.loads((ROOT / "tests" / "fixtures" / "study_settings_frozen.json")
 TOY_EDITOR = '''
     import torch
 
-    from unedit_lib import registry
+    from unedit_lib.core import registry
 
 
     def defaults():
@@ -66,7 +70,7 @@ def test_a_method_registered_in_one_place_runs_and_is_reported_as_an_editor(ga_r
     # not registered: the study refuses its name, and a record of it would read as a baseline's
     with pytest.raises(ValueError, match="unknown method 'toy'; valid: rome, rrome, ike, wise, ga, gd, kl, idk, npo"):
         recipes.plan("smoke", "toy", "dummy")
-    assert plots.run_style("toy-dummy")["family"] == "baseline" and report.method_kind("Toy") is None
+    assert plots.run_style("toy-dummy")["family"] == "baseline" and tables.method_kind("Toy") is None
 
     importlib.import_module(toy_module)
     assert recipes.settings("smoke", "toy") == {"scale": 2.0, "seed": 0}      # its defaults < the study's < overrides
@@ -80,7 +84,7 @@ def test_a_method_registered_in_one_place_runs_and_is_reported_as_an_editor(ga_r
 
     subject = {w: {**ga_run, "run": w, "method": "subject model"} for w in ("full", "retain")}
     records = {**subject, "ga": ga_run, "toy-dummy": rec}
-    table = report.main_table(records)
+    table = tables.main_table(records)
     assert list(table.index) == ["full", "retain", "toy-dummy", "ga"]         # editors before baselines
     assert table.loc["toy-dummy", "kind"] == "editor" and table.loc["ga", "kind"] == "baseline"
 
@@ -133,13 +137,13 @@ def test_settings_are_the_frozen_ones(key):
     preset, method = key.split("/")
     hp = recipes.settings(preset, method)
     assert list(hp) == FROZEN["settings"][key]["keys"]
-    assert study.hp_key(hp) == FROZEN["settings"][key]["hp_key"]
+    assert runner.hp_key(hp) == FROZEN["settings"][key]["hp_key"]
 
 
 @pytest.mark.parametrize("case", FROZEN["plans"], ids=lambda c: f"{c['preset']}-{c['run']}")
 def test_plans_are_the_frozen_ones(case):
     name, hp, changed = recipes.plan(case["preset"], case["method"], case["target"], case["seed"], **case["overrides"])
-    assert (name, study.hp_key(hp), store.to_jsonable(changed)) == (case["run"], case["hp_key"], case["changed"])
+    assert (name, runner.hp_key(hp), store.to_jsonable(changed)) == (case["run"], case["hp_key"], case["changed"])
 
 
 def _committed_records():
@@ -154,7 +158,7 @@ def _committed_records():
 def test_committed_records_keep_their_cache_key(preset, path, rec):
     """recipes.plan on a committed record's method, target, seed and ablation names the record's run
     and, with what its inputs resolve (ROME's traced layer, WISE's scaled frequencies), gives its hp_key."""
-    from unedit_lib import registry
+    from unedit_lib.core import registry
 
     method = registry.from_label(rec["method"]).name
     name, hp, _ = recipes.plan(preset, method, rec["target"], rec["seed"], **(rec.get("ablation") or {}))
@@ -162,5 +166,5 @@ def test_committed_records_keep_their_cache_key(preset, path, rec):
         hp = {**hp, "layer": json.loads((path.parent / "trace" / "rome_layer.json").read_text())["layer"]}
     if method == "wise" and hp["scale_freqs"]:
         hp = {**hp, **wise.scaled_freqs(rec["n_edits"], hp["reference_edits"], hp["save_freq"], hp["merge_freq"])}
-    assert name == rec["run"] and study.hp_key(hp) == rec["hp_key"]
-    assert models.get_preset(preset).name == rec["preset"]
+    assert name == rec["run"] and runner.hp_key(hp) == rec["hp_key"]
+    assert presets.get_preset(preset).name == rec["preset"]

@@ -1,11 +1,12 @@
-"""The study's tables (unedit_lib/report.py) and the paper's numbers (unedit_lib/reference.py)."""
+"""The study's tables (unedit_lib/report/tables.py) and the paper's numbers (unedit_lib/core/reference.py)."""
 import math
 
 import pytest
 from scipy.stats import hmean
 
-from unedit_lib import reference, report, store
-from unedit_lib.evaluate import EVAL_SETS, METRICS
+from unedit_lib.core import reference, store
+from unedit_lib.eval.evaluate import EVAL_SETS, METRICS
+from unedit_lib.report import tables
 
 
 def _rec(run, method, target, mu, fq, rouge=0.5, collapsed=False, times=None):
@@ -33,11 +34,11 @@ def test_paper_rows_are_consistent_with_their_model_utility():
 
 
 def test_split_seed_inverts_run_name():
-    from unedit_lib.study import run_name
+    from unedit_lib.study.runner import run_name
 
     for base in ("rome-dummy", "wise-dummy-rawprompt", "rome-dummy+v_lr=0.1", "ga+lr=0.0001", "ga"):
         for seed in (0, 1, 12):
-            assert report.split_seed(run_name(base, seed)) == (base, seed)
+            assert tables.split_seed(run_name(base, seed)) == (base, seed)
 
 
 def test_main_table_aggregates_seeds_and_keeps_collapsed_runs():
@@ -47,15 +48,15 @@ def test_main_table_aggregates_seeds_and_keeps_collapsed_runs():
             "rome-dummy-s1": _rec("rome-dummy-s1", "ROME", "dummy", 0.8, 0.3, times=[2.0]),
             "rome-avoidant": _rec("rome-avoidant", "ROME", "avoidant", 0, 0, collapsed=True),
             "ga": _rec("ga", "ga", None, 0.0, 1e-3)}
-    t = report.main_table(recs)
+    t = tables.main_table(recs)
     assert list(t.index) == ["full", "retain", "rome-avoidant", "rome-dummy", "ga"]
     assert t.loc["rome-dummy", "model_utility"] == pytest.approx(0.7)
     assert t.loc["rome-dummy", "model_utility sd"] == pytest.approx(math.sqrt(0.02))   # sample sd of 0.6, 0.8
     assert t.loc["rome-dummy", "n_seeds"] == 2 and t.loc["rome-dummy", "ms_per_edit"] == pytest.approx(2000.0)
     assert math.isnan(t.loc["rome-avoidant", "model_utility"]) and "1 of 1 seeds" in t.loc["rome-avoidant", "collapsed"]
-    only0 = report.main_table(recs, seeds=[0])
+    only0 = tables.main_table(recs, seeds=[0])
     assert only0.loc["rome-dummy", "model_utility"] == pytest.approx(0.6) and only0.loc["rome-dummy", "n_seeds"] == 1
-    md = report.markdown_table(t)
+    md = tables.markdown_table(t)
     assert "| rome-dummy |" in md and "0.700 ± 0.141" in md and "collapsed" in md
 
 
@@ -75,7 +76,7 @@ def _wise(run, forget, retain, ra, wf=None, mu=0.9, rouge=0.98):
 
 
 def test_gates_read_the_records_and_report_unknown():
-    from unedit_lib import gates
+    from unedit_lib.report import gates
 
     recs = {"rome-dummy": _rome("rome-dummy", 0.9), "rome-incorrect": _rome("rome-incorrect", 0.1),
             "wise-dummy": _wise("wise-dummy", 0.9, 0.1, 0.05),                       # no world-fact routing
@@ -101,16 +102,16 @@ def test_main_table_keeps_a_records_intervals_while_they_match_its_numbers():
     rec = _rome("rome-dummy", 0.95, mu=0.85, fq=0.2)
     rec["intervals"] = {"point": {"forget_quality": 0.2, "model_utility": 0.85, "forget/rouge": 0.5},
                         "forget_quality": [0.01, 0.6], "model_utility": [0.8, 0.9], "forget/rouge": [0.4, 0.6]}
-    t = report.main_table({"rome-dummy": rec})
+    t = tables.main_table({"rome-dummy": rec})
     assert (t.loc["rome-dummy", "forget_quality lo"], t.loc["rome-dummy", "forget_quality hi"]) == (0.01, 0.6)
-    assert "0.850 [0.800, 0.900]" in report.markdown_table(t)
+    assert "0.850 [0.800, 0.900]" in tables.markdown_table(t)
     rec["intervals"]["point"]["forget_quality"] = 0.3                  # stale: made from other numbers
-    t = report.main_table({"rome-dummy": rec})
+    t = tables.main_table({"rome-dummy": rec})
     assert math.isnan(t.loc["rome-dummy", "forget_quality lo"]) and t.loc["rome-dummy", "model_utility lo"] == 0.8
 
 
 def test_in_context_probe_is_stored_in_the_full_models_record(tmp_path, monkeypatch):
-    from unedit_lib import gates
+    from unedit_lib.report import gates
 
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no record of run 'full'"):
@@ -127,21 +128,22 @@ def test_forget_examples_come_from_the_record_without_per_item_logs(tmp_path, mo
     notebook 07's examples read them on a clone (logs deleted here)."""
     import shutil
 
-    from unedit_lib import evaluate
+    from unedit_lib.eval import evaluate
 
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
     gen = {str(i): [f"Question: q{i}?\nAnswer:", f"answer {i}", f"truth {i}"] for i in range(60)}
     summary = {"metrics": {}, "model_utility": 0.5, "forget_quality": 0.1}
-    from unedit_lib import models, paths, study
+    from unedit_lib.core import paths, presets
+    from unedit_lib.study import runner
 
     logs = {"forget": {"generated_text": gen}}
     store.save_eval_logs(logs, paths.logs_dir("smoke", "rome-dummy"))
-    store.save_record("smoke", "rome-dummy", study.record_for(models.get_preset("smoke"), "rome-dummy", method="ROME",
+    store.save_record("smoke", "rome-dummy", runner.record_for(presets.get_preset("smoke"), "rome-dummy", method="ROME",
                                                                target="dummy", seed=0, summary=summary, logs=logs))
     rec = store.load_results("smoke")["rome-dummy"]
     assert len(rec["forget_answers"]) == evaluate.FORGET_ANSWERS_KEPT
     shutil.rmtree(tmp_path / "smoke" / "rome-dummy")
-    ex = report.forget_examples("smoke", ["rome-dummy"], n=3, every=7)
+    ex = tables.forget_examples("smoke", ["rome-dummy"], n=3, every=7)
     assert [e["question"] for e in ex] == ["q0?", "q7?", "q14?"]
     assert ex[1] == {"question": "q7?", "truth": "truth 7", "answers": {"rome-dummy": "answer 7"}}
 
@@ -149,14 +151,14 @@ def test_forget_examples_come_from_the_record_without_per_item_logs(tmp_path, mo
 def test_rome_edit_table_reads_the_records():
     recs = {"rome-dummy": _rome("rome-dummy", 0.9), "rome-incorrect": _rec("rome-incorrect", "ROME", "incorrect", 0, 0,
                                                                           collapsed=True, times=[0.1, 0.3, 0.2])}
-    t = report.rome_edit_table(recs)
+    t = tables.rome_edit_table(recs)
     assert t.loc["rome-dummy", "rewrite acc"] == 0.9 and t.loc["rome-dummy", "edits done"] == 0
     assert t.loc["rome-incorrect", "collapsed at edit"] == 3 and t.loc["rome-incorrect", "median ms / edit"] == 200
-    assert report.rome_edit_table({}).empty
+    assert tables.rome_edit_table({}).empty
 
 
 def test_question_of_inverts_every_template():
-    from unedit_lib.prompts import TEMPLATES, question_of
+    from unedit_lib.core.prompts import TEMPLATES, question_of
 
     q = "What gender is author Basil Mahfouz Al-Kuwaiti?"
     for t in TEMPLATES.values():
@@ -169,6 +171,6 @@ def test_wise_eval_routing_table_shows_each_set_and_pass():
     for passes in rec["stats"]["eval_routing"].values():
         for c in passes.values():
             c.update(calls=3, prompt_share=c["prompt_rows_routed"] / c["prompt_rows"])
-    t = report.wise_eval_routing_table({"wise-dummy": rec, "ga": _rec("ga", "ga", None, 0.0, 1e-3)})
+    t = tables.wise_eval_routing_table({"wise-dummy": rec, "ga": _rec("ga", "ga", None, 0.0, 1e-3)})
     assert len(t) == 6 and t.loc[("wise-dummy", "forget", "generate"), "share of prompt rows"] == 0.9
-    assert report.wise_eval_routing_table({"ga": _rec("ga", "ga", None, 0.0, 1e-3)}).empty
+    assert tables.wise_eval_routing_table({"ga": _rec("ga", "ga", None, 0.0, 1e-3)}).empty

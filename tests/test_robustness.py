@@ -1,4 +1,4 @@
-"""The attacks of unedit_lib/robustness.py on small models trained on TOFU's smoke authors."""
+"""The attacks of unedit_lib/study/robustness.py on small models trained on TOFU's smoke authors."""
 import copy
 import math
 
@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from unedit_lib import baselines, data, evaluate, models, recipes, robustness
-from unedit_lib.prompts import TEMPLATES
+from unedit_lib.core import data, presets
+from unedit_lib.core.prompts import TEMPLATES
+from unedit_lib.eval import evaluate
+from unedit_lib.methods.baselines import training as baselines
+from unedit_lib.report import robustness_verdicts
+from unedit_lib.study import recipes, robustness
+from unedit_lib.subject import models
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +78,7 @@ def test_fine_tuning_attacks_work_on_a_copy(trained, study):
 def test_probing_decodes_the_full_models_answers_above_chance(trained, study):
     full = robustness.probe_layers(*trained["full"], study.forget_rows, study.retain_rows)
     ret = robustness.probe_layers(*trained["retain"], study.forget_rows, study.retain_rows)
-    assert len(full["linear_probe"]) == len(full["logit_lens"]) == models.get_preset("smoke").n_layers + 1
+    assert len(full["linear_probe"]) == len(full["logit_lens"]) == presets.get_preset("smoke").n_layers + 1
     assert max(full["linear_probe"]) > full["chance"] + 0.05
     assert full["logit_lens"][-1] > ret["logit_lens"][-1] + 0.1     # the full model knows the forget answers
 
@@ -90,7 +95,7 @@ def test_membership_inference_and_privleak(trained, study):
 def test_attacks_on_ike_ask_its_prompts_in_the_attack_template(study, monkeypatch):
     """IKE is attacked through its prompts (no model adapter): every attack template gets the
     context inside it, the probe is skipped (no weight changes)."""
-    from unedit_lib import ike
+    from unedit_lib.methods.ike import editor as ike, context as ike_context
 
     seen = []
 
@@ -101,7 +106,7 @@ def test_attacks_on_ike_ask_its_prompts_in_the_attack_template(study, monkeypatc
     monkeypatch.setattr(evaluate, "answer_losses", fake_losses)
     monkeypatch.setattr(evaluate, "generate_answers", lambda m, t, tpl, qs, *a, **k: ["x"] * len(qs))
     pool = ike.DemoPool(["New Fact: a b\nPrompt: a b\n\n"], [], lambda xs: torch.ones(len(xs), 2).numpy())
-    prompts = ike.IKEPrompts(None, pool, [], "qa", k=1)
+    prompts = ike_context.IKEPrompts(None, pool, [], "qa", k=1)
     rows = study.eval_sets["forget"][:3]
     robustness.prompt_attacks(None, None, rows, robustness.attack_templates(study.retain_rows, "qa"),
                               prompter=prompts)
@@ -112,7 +117,7 @@ def test_attacks_on_ike_ask_its_prompts_in_the_attack_template(study, monkeypatc
 def test_an_ike_context_that_overflows_an_attack_is_recorded_as_skipped(study, monkeypatch):
     """A long attack template plus IKE's context can exceed a small model's window: that attack
     is recorded as skipped (NaN numbers, the reason), the others still run."""
-    from unedit_lib.prompts import ContextTooLong
+    from unedit_lib.core.prompts import ContextTooLong
 
     def too_long(*a, **k):
         raise ContextTooLong("IKE context too long: ... over the model's limit of 512 positions")
@@ -152,7 +157,7 @@ def test_verdicts_say_inconclusive_inside_the_noise():
            "kl-like": _attacked(0.0, relearn=(0.0, 0.0), probe=0.1997),                # 0.0013 from the midpoint 0.201
            "relearns": _attacked(0.0, relearn=(0.0, 0.6), probe=0.10),
            "kept": _attacked(0.95), "halfway": _attacked(0.53)}                         # 0.005 above the midpoint 0.525
-    v = {x["run"]: x for x in robustness.verdicts(res)}
+    v = {x["run"]: x for x in robustness_verdicts.verdicts(res)}
     assert v["removed"]["verdict"] == "removed" and v["removed"]["still decodable (probe)"] is False
     assert v["removed"]["unpaired"] and v["removed"]["knowledge inside (MIA)"] == "uninformative"   # MIA 0.5 everywhere
     assert v["kl-like"]["still decodable (probe)"] == "inconclusive" and v["kl-like"]["verdict"] == "inconclusive"
@@ -161,10 +166,10 @@ def test_verdicts_say_inconclusive_inside_the_noise():
     assert v["kept"]["verdict"] == "not forgotten"
     assert v["halfway"]["verdict"] == "inconclusive" and v["halfway"]["undecided"] == "forgotten (question)"
     res["kl-like"] = _attacked(0.0, relearn=(0.0, 0.0), probe=0.23, n_tokens=4000)
-    assert {x["run"]: x for x in robustness.verdicts(res)}["kl-like"]["verdict"] == "hidden"
+    assert {x["run"]: x for x in robustness_verdicts.verdicts(res)}["kl-like"]["verdict"] == "hidden"
     res["kl-like"] = _attacked(0.0, relearn=(0.0, 0.0), probe=0.23, n_tokens=100)
-    assert {x["run"]: x for x in robustness.verdicts(res)}["kl-like"]["verdict"] == "inconclusive"
-    assert "**inconclusive** (undecided: probe)" in robustness.markdown_summary(res)
+    assert {x["run"]: x for x in robustness_verdicts.verdicts(res)}["kl-like"]["verdict"] == "inconclusive"
+    assert "**inconclusive** (undecided: probe)" in robustness_verdicts.markdown_summary(res)
 
 
 # ---- synthetic per-row results like results/smollm2/robustness.json: 40 forget questions, relearning
@@ -206,7 +211,7 @@ def _references():
 
 
 def _verdict(res, run, records=None):
-    return {x["run"]: x for x in robustness.verdicts(res, records=records)}[run]
+    return {x["run"]: x for x in robustness_verdicts.verdicts(res, records=records)}[run]
 
 
 def test_a_wiped_run_is_not_hidden_for_relearning_to_the_retain_models_level():
@@ -224,8 +229,8 @@ def test_a_wiped_run_is_not_hidden_for_relearning_to_the_retain_models_level():
     assert ga["resurfaces: raw_template"] == "uninformative"       # the bare template cannot tell the references apart
     assert rel["resurfaces: relearn after"] is True and rel["verdict"] == "hidden"
     assert rel["decided by"] == "resurfaces under relearn after"
-    assert "| ga |" in robustness.markdown_summary(res) and "**removed** (R under every informative criterion)" \
-        in robustness.markdown_summary(res)
+    assert "| ga |" in robustness_verdicts.markdown_summary(res) and "**removed** (R under every informative criterion)" \
+        in robustness_verdicts.markdown_summary(res)
 
 
 def test_ike_and_wise_are_hidden_by_construction():
@@ -250,7 +255,7 @@ def test_ike_and_wise_are_hidden_by_construction():
     assert _verdict(res, "side-memory", records)["verdict"] == "hidden by construction"
     assert _verdict(res, "side-memory")["verdict"] != "hidden by construction"       # no record, no prefix
     assert _verdict(res, "wise-kept", records)["verdict"] == "not forgotten"
-    assert "**hidden by construction** (IKE: weights unchanged; F: MIA)" in robustness.markdown_summary(res, records)
+    assert "**hidden by construction** (IKE: weights unchanged; F: MIA)" in robustness_verdicts.markdown_summary(res, records)
 
 
 def test_the_attacks_calibration_is_reported():
@@ -259,7 +264,7 @@ def test_the_attacks_calibration_is_reported():
     separation; an attack that cuts the full model's recall is flagged, one under which the
     references are not apart is uninformative."""
     res = _references()
-    cal = {c["attack"]: c for c in robustness.calibration(res)}
+    cal = {c["attack"]: c for c in robustness_verdicts.calibration(res)}
     assert list(cal) == ["question", "paraphrase", "raw_template", "insist", "few_shot", "persistence", "relearn after"]
     p = cal["persistence"]
     assert p["full"] == pytest.approx(U.mean() + 0.2) and p["full: plain"] == pytest.approx(U.mean() + 0.45)
@@ -268,7 +273,7 @@ def test_the_attacks_calibration_is_reported():
     assert p["full keeps"] == pytest.approx((U.mean() + 0.2) / (U.mean() + 0.45))
     assert cal["relearn after"]["full: plain"] == pytest.approx(U[HELD].mean() + 0.45)
     assert not cal["raw_template"]["informative"] and cal["question"]["separation"] == pytest.approx(0.45)
-    md = robustness.markdown_summary(res | {"run": _model(U, {"raw_template": U / 10})})
+    md = robustness_verdicts.markdown_summary(res | {"run": _model(U, {"raw_template": U / 10})})
     assert "**Calibration of the attacks**" in md and "| persistence | " in md
     assert f"| persistence | {U.mean() + 0.2:.2f} (-0.25 ± 0.00) |" in md and "uninformative: cannot tell" in md
 
@@ -286,28 +291,28 @@ def test_levels_are_judged_with_the_paired_noise_of_the_same_rows():
     sh, sf = _verdict(res, "shifted"), _verdict(res, "shuffled")
     assert sh["resurfaces: persistence"] is True and sh["verdict"] == "hidden" and sh["unpaired"] == ""
     assert sf["resurfaces: persistence"] == "inconclusive" and sf["verdict"] == "inconclusive"
-    lv = robustness.level(res["shifted"], res["full"], res["retain"], "persistence")
+    lv = robustness_verdicts.level(res["shifted"], res["full"], res["retain"], "persistence")
     assert lv["paired"] and lv["stat"] == pytest.approx(0.05) and lv["se"] == pytest.approx(0, abs=1e-12)
     assert lv["position"] == pytest.approx(0.75)
     del res["shifted"]["persistence"]["after"]["rouge_rows"]             # a run stored without per-row scores
-    lv = robustness.level(res["shifted"], res["full"], res["retain"], "persistence")
+    lv = robustness_verdicts.level(res["shifted"], res["full"], res["retain"], "persistence")
     assert not lv["paired"] and lv["se"] > 0.02
     assert "persistence" in _verdict(res, "shifted")["unpaired"]
     res["shifted"]["relearn"]["n_held"] = 30                             # relearned on another split: rows differ
-    assert not robustness.level(res["shifted"], res["full"], res["retain"], "relearn after")["paired"]
+    assert not robustness_verdicts.level(res["shifted"], res["full"], res["retain"], "relearn after")["paired"]
 
 
 def test_membership_inference_decides_with_the_hanley_mcneil_noise():
     """The MIA criterion: the run's Min-K AUC against the references' with each AUC's standard error
     from Hanley & McNeil (1982) for 40 x 40 pairs."""
-    se = robustness.hanley_mcneil_se
+    se = robustness_verdicts.hanley_mcneil_se
     q1, q2 = 0.8 / (2 - 0.8), 2 * 0.8**2 / (1 + 0.8)            # Hanley-McNeil's Q1, Q2 at A = 0.8
     assert se(0.8, 40, 40) == pytest.approx(math.sqrt((0.8 * 0.2 + 39 * (q1 - 0.64) + 39 * (q2 - 0.64)) / 1600))
     assert se(0.2, 40, 40) == se(0.8, 40, 40) and se(1.0, 40, 40) == 0 and 0.06 < se(0.5, 40, 40) < 0.07
     res = _references()
     for run, auc in (("inside", 0.97), ("near-mid", 0.8), ("outside", 0.5), ("below", 0.15)):
         res[run] = _model(U, {"raw_template": U / 10}, auc=auc, probe=0.29)
-    v = {x["run"]: x for x in robustness.verdicts(res)}
+    v = {x["run"]: x for x in robustness_verdicts.verdicts(res)}
     assert v["inside"]["knowledge inside (MIA)"] is True and v["inside"]["verdict"] == "hidden"
     assert v["near-mid"]["knowledge inside (MIA)"] == "inconclusive"      # 0.05 above the midpoint 0.75, SE ~0.06
     assert v["outside"]["knowledge inside (MIA)"] is False and v["below"]["knowledge inside (MIA)"] is False
@@ -316,7 +321,7 @@ def test_membership_inference_decides_with_the_hanley_mcneil_noise():
 def test_the_attacker_fine_tunes_at_the_presets_unlearning_rate():
     for preset in ("tiny", "smollm2"):
         hp = recipes.attack_settings(preset)
-        lr = models.get_preset(preset).method_settings("baselines")["lr"]
+        lr = presets.get_preset(preset).method_settings("baselines")["lr"]
         assert hp["relearn_lr"] == hp["persistence_lr"] == lr
     assert recipes.attack_settings("smollm2")["relearn_lr"] == 1e-4
     assert recipes.attack_settings("smollm2", {"relearn_lr": 5e-4})["relearn_lr"] == 5e-4

@@ -1,12 +1,13 @@
-"""ROME (unedit_lib.rome) on tiny models: rank-one update, the edit itself, C vs I, layouts, guards."""
+"""ROME (unedit_lib.methods.rome.editor) on tiny models: rank-one update, the edit itself, C vs I, layouts, guards."""
 import pytest
 import torch
 
-from unedit_lib import edit_metrics as em
-from unedit_lib import recipes, rome
-from unedit_lib.architecture import architecture, tiny_model
-from unedit_lib.guards import ModelCollapsed
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core.architecture import TailForward, architecture, tiny_model
+from unedit_lib.core.guards import ModelCollapsed
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.eval import edit_metrics as em
+from unedit_lib.methods.rome import editor as rome
+from unedit_lib.study import rome_grid
 
 FACTS = [("Moon", "Jane"), ("Sky", "Tom"), ("Hill", "Ana"), ("Road", "Max"), ("Sea", "Eve"), ("Lake", "Bob")]
 SENTS = [f"Who wrote {b}? {a}." for b, a in FACTS] + [f"The book {b} is by {a}." for b, a in FACTS]
@@ -245,7 +246,7 @@ def test_v_star_from_the_blocks_above_equals_full_forwards(tok, family, layer, m
     templates = rome.context_templates(model, tok, [[5, 5]])
     hp = rome.RomeHParams(v_num_grad_steps=6, context_template_length_params=[[5, 5]], v_lr=0.5)
     tail = rome.compute_v(model, tok, REQ, layer, templates, hp)
-    real = rome.TailForward
+    real = TailForward
 
     class NotExact(real):
         def __init__(self, *args, **kwargs):
@@ -327,7 +328,7 @@ def test_v_lr_gate_picks_the_smallest_passing_grid_value(tok, trained_llama_stat
     before = {k: v.clone() for k, v in model.state_dict().items()}
     req = dict(prompt="Who wrote Moon", subject="Moon", target="Ana")
     hp = rome.RomeHParams(layer=2, v_num_grad_steps=50, clamp_norm_factor=8.0, context_template_length_params=((5, 5),))
-    out = recipes.smallest_v_lr_passing_gate(model, tok, [req], grid=(0.5, 0.01, 0.1, 2.0), hp=hp, stop_at_first=False)
+    out = rome_grid.smallest_v_lr_passing_gate(model, tok, [req], grid=(0.5, 0.01, 0.1, 2.0), hp=hp, stop_at_first=False)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())   # never edits its argument
     assert out["grid"] == [0.01, 0.1, 0.5, 2.0] and [r["v_lr"] for r in out["per_value"]] == out["grid"]
     holds = [r["holds"] for r in out["per_value"]]
@@ -341,10 +342,10 @@ def test_v_lr_gate_picks_the_smallest_passing_grid_value(tok, trained_llama_stat
     chosen_row = next(r for r in out["per_value"] if r["v_lr"] == out["chosen"])
     assert chosen_row["rewrite_acc_mean"] == em.rewrite_accuracy(fresh, tok, req["prompt"], req["target"]) >= 0.8
     # stop_at_first: values above the chosen one are not run
-    short = recipes.smallest_v_lr_passing_gate(model, tok, [req], grid=out["grid"], hp=hp)
+    short = rome_grid.smallest_v_lr_passing_gate(model, tok, [req], grid=out["grid"], hp=hp)
     assert short["chosen"] == out["chosen"] and short["per_value"][-1]["v_lr"] == out["chosen"]
     with pytest.raises(ValueError, match="grid"):
-        recipes.smallest_v_lr_passing_gate(model, tok, [req], grid=(0.1, 0.1), hp=hp)
+        rome_grid.smallest_v_lr_passing_gate(model, tok, [req], grid=(0.1, 0.1), hp=hp)
 
 
 def test_first_token_candidates_agree_with_rewrite_accuracy(tok, trained_llama_state):

@@ -12,7 +12,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from unedit_lib import notebook_parameters
+from unedit_lib.core import notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -61,6 +61,7 @@ def test_every_notebook_checks_its_parameters_and_papermill_reads_them_as_before
 def test_a_notebook_run_with_papermill_rejects_an_unknown_parameter(tmp_path, monkeypatch):
     for kind in ("artifacts", "results", "figures", "runs"):   # whatever it ran would write here only
         monkeypatch.setenv(f"UNEDIT_{kind.upper()}_DIR", str(tmp_path / kind))
+    monkeypatch.setenv("PYTHONPATH", run_notebooks.kernel_pythonpath())   # the kernel imports this checkout's library
     nb = ROOT / "notebooks" / "03_rome.ipynb"
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(str(nb), str(tmp_path / nb.name), parameters={"preset": "smoke", "v_lrr": 0.5},
@@ -98,7 +99,7 @@ def test_the_notebooks_import_the_library_of_the_runners_checkout(tmp_path):
     (clone / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "run_notebooks.py", clone / "scripts")
     nb = tiny_notebook(tmp_path / "where.ipynb", "preset = 'smoke'",
-                       "import unedit_lib.paths\nprint(unedit_lib.paths.REPO_ROOT)")
+                       "import unedit_lib.core.paths\nprint(unedit_lib.core.paths.REPO_ROOT)")
     proc = subprocess.run([sys.executable, str(clone / "scripts" / "run_notebooks.py"), "--preset", "smoke",
                            "--out-dir", str(tmp_path / "out"), "--no-progress", str(nb)],
                           capture_output=True, text=True)
@@ -108,9 +109,9 @@ def test_the_notebooks_import_the_library_of_the_runners_checkout(tmp_path):
 
 
 def test_a_library_of_another_checkout_fails_before_any_notebook(tmp_path, monkeypatch):
-    import unedit_lib.paths
+    import unedit_lib.core.paths
 
-    monkeypatch.setattr(unedit_lib.paths, "REPO_ROOT", tmp_path / "other")   # as if imported from there
+    monkeypatch.setattr(unedit_lib.core.paths, "REPO_ROOT", tmp_path / "other")   # as if imported from there
     nb = tiny_notebook(tmp_path / "a.ipynb", "preset = 'smoke'")
     with pytest.raises(SystemExit, match=re.escape(f"FAILED before any notebook: the runner imports the library of "
                                                    f"{tmp_path / 'other'}, not that of the runner's checkout {ROOT}")):
@@ -134,19 +135,20 @@ def test_the_estimate_counts_what_this_machine_does_not_have_yet(tmp_path, monke
     """A fresh clone has the recorded times of a cached run but neither the subject models nor IKE's
     embeddings: the estimate adds them at their measured costs; once they are here it does not, nor
     when the recorded run made them itself (its time includes them)."""
-    from unedit_lib import models
+    from unedit_lib.core import presets
+    from unedit_lib.subject import models
 
     art = tmp_path / "artifacts"
     for kind in ("artifacts", "results", "figures", "runs"):
         monkeypatch.setenv(f"UNEDIT_{kind.upper()}_DIR", str(tmp_path / kind))
     nb01 = tiny_notebook(tmp_path / "01.ipynb", "preset = 'smollm2'", "m = models.load_subject_model(p, 'full')")
     nb04 = tiny_notebook(tmp_path / "04.ipynb", "preset = 'smollm2'", "w = ike.apply(model, tok, requests, hp)")
-    nb07 = tiny_notebook(tmp_path / "07.ipynb", "preset = 'smollm2'", "table = report.main_table(records)")
+    nb07 = tiny_notebook(tmp_path / "07.ipynb", "preset = 'smollm2'", "table = tables.main_table(records)")
     out = tmp_path / "runs"
     _stage_times(out, {"01.ipynb": 125.0, "04.ipynb": 94.0, "07.ipynb": 4.0})
     text = run_notebooks.estimate([nb01, nb04, nb07], "smollm2", out)
     assert "subject model full" in text and "subject model retain" in text and "IKE sentence embeddings" in text
-    full_s, retain_s = (models.get_preset("smollm2").subject_model_s[w] for w in ("full", "retain"))   # guide.md's "Time"
+    full_s, retain_s = (presets.get_preset("smollm2").subject_model_s[w] for w in ("full", "retain"))   # guide.md's "Time"
     ike_s = run_notebooks.IKE_POOL_EMBED_S * run_notebooks.IKE_POOLS
     assert f"estimate: {(223 + full_s + retain_s + ike_s) / 60:.0f} min: 4 min (the last recorded run" in text
     assert (f"what this machine does not have yet: subject model full {full_s / 60:.0f} min, subject model retain "
@@ -168,7 +170,7 @@ def test_the_estimate_counts_what_this_machine_does_not_have_yet(tmp_path, monke
 
 
 def test_the_runner_records_what_a_notebook_made(tmp_path, monkeypatch):
-    from unedit_lib import models
+    from unedit_lib.subject import models
 
     for kind in ("artifacts", "results", "figures", "runs"):
         monkeypatch.setenv(f"UNEDIT_{kind.upper()}_DIR", str(tmp_path / kind))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from unedit_lib import paths, store
+from unedit_lib.core import paths, store
 
 
 @pytest.fixture()
@@ -81,7 +81,7 @@ def test_load_results_leaves_out_runs_from_another_full_model_and_says_so(result
 def test_truncated_logs_name_their_path(results):
     store.save_record("smoke", "gd", _rec("gd"))
     store.save_eval_logs({"forget": {"avg_gt_loss": {"0": 1.0}}}, paths.logs_dir("smoke", "gd"))
-    f = paths.logs_dir("smoke", "gd") / store.LOG_FILES["forget"]
+    f = paths.logs_dir("smoke", "gd") / paths.LOG_FILES["forget"]
     f.write_text(f.read_text()[:10])
     with pytest.raises(store.CorruptFile, match=str(f)):
         store.cached_logs("smoke", "gd")
@@ -91,15 +91,15 @@ def test_truncated_logs_name_their_path(results):
 
 
 def test_a_corrupt_embedding_cache_is_named(tmp_path):
-    from unedit_lib import ike
+    from unedit_lib.core import embeddings
 
-    emb = ike.CachedEmbedder(lambda xs: np.ones((len(xs), 3)), "test", cache_dir=tmp_path)
+    emb = embeddings.CachedEmbedder(lambda xs: np.ones((len(xs), 3)), "test", cache_dir=tmp_path)
     emb(["a", "b"])
     (f,) = tmp_path.glob("ike-emb-*.npy")
     assert not list(tmp_path.glob(".*tmp*"))
     f.write_bytes(f.read_bytes()[:30])
     with pytest.raises(store.CorruptFile, match=str(f)):
-        ike.CachedEmbedder(lambda xs: np.ones((len(xs), 3)), "test", cache_dir=tmp_path)(["a", "b"])
+        embeddings.CachedEmbedder(lambda xs: np.ones((len(xs), 3)), "test", cache_dir=tmp_path)(["a", "b"])
 
 
 def test_paths_follow_the_environment(tmp_path, monkeypatch):

@@ -6,10 +6,14 @@ import types
 import pytest
 import torch
 
-from unedit_lib import models, paths, recipes, store, study, wise
-from unedit_lib.architecture import tiny_model
-from unedit_lib.guards import ModelCollapsed
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core import paths, presets, store
+from unedit_lib.core.architecture import tiny_model
+from unedit_lib.core.guards import ModelCollapsed
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.eval import evaluate
+from unedit_lib.methods.wise import editor as wise, side_memory
+from unedit_lib.study import recipes, runner
+from unedit_lib.subject import models
 
 TEXTS = ["Question: Who wrote the Blue Book?\nAnswer: Ana Lopez wrote it.",
          "Question: What is the capital of France?\nAnswer: Paris.",
@@ -21,7 +25,7 @@ def scratch(tmp_path, monkeypatch):
     """Artifacts and results in a temporary folder (the repository's stay untouched)."""
     monkeypatch.setenv("UNEDIT_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setattr(study, "subject_model_id", lambda preset: "full-test")
+    monkeypatch.setattr(runner, "subject_model_id", lambda preset: "full-test")
     return tmp_path
 
 
@@ -37,7 +41,7 @@ def _logits(model, tok, text):
 
 def test_plain_model_round_trip(scratch, tok):
     model = tiny_model("llama", vocab_size=len(tok), seed=3)
-    path = study.save_unlearned("smoke", "ga", model, tok)
+    path = runner.save_unlearned("smoke", "ga", model, tok)
     assert path == paths.unlearned_dir("smoke", "full-test", "ga") and (path / "model.safetensors").is_file()
     assert json.loads((path / "unlearned.json").read_text())["kind"] == "model"
     back, _, prompter = recipes.load_unlearned("smoke", "ga")
@@ -51,36 +55,36 @@ def test_side_memory_round_trip(tok, tmp_path):
     model = tiny_model("llama", vocab_size=len(tok), seed=0, initializer_range=0.2)
     req = {"prompt": "Question: Who wrote the Blue Book?\nAnswer:", "target": "Paris"}
     wise.edit(model, tok, [req], locality_prompts=TEXTS[1:], n_iter=10, n_templates=3)
-    wise.save_side_memory(model, tmp_path)
+    side_memory.save_side_memory(model, tmp_path)
     fresh = tiny_model("llama", vocab_size=len(tok), seed=0, initializer_range=0.2)
-    wise.load_side_memory(fresh, tmp_path)
-    a, b = wise.get_side_memory(model), wise.get_side_memory(fresh)
+    side_memory.load_side_memory(fresh, tmp_path)
+    a, b = side_memory.get_side_memory(model), side_memory.get_side_memory(fresh)
     assert torch.equal(a.side_weight, b.side_weight) and a.threshold() == b.threshold()
     for text in (req["prompt"], TEXTS[2]):
         assert torch.equal(_logits(model, tok, text), _logits(fresh, tok, text))
-    assert wise.routing_decisions(fresh, tok, [req["prompt"]]) == wise.routing_decisions(model, tok, [req["prompt"]])
+    assert side_memory.routing_decisions(fresh, tok, [req["prompt"]]) == side_memory.routing_decisions(model, tok, [req["prompt"]])
 
 
 # --------------------------------------------------------------------------- names and keys
 def test_hp_key_covers_every_setting():
     hp = {"v_lr": 0.5, "n_edits": None, "context_template_length_params": ((5, 5),), "seed": 0}
-    key = study.hp_key(hp)
-    assert study.hp_key(dict(reversed(list(hp.items())))) == key               # order does not matter
-    assert study.hp_key({**hp, "context_template_length_params": [[5, 5]]}) == key   # tuple == its JSON
+    key = runner.hp_key(hp)
+    assert runner.hp_key(dict(reversed(list(hp.items())))) == key               # order does not matter
+    assert runner.hp_key({**hp, "context_template_length_params": [[5, 5]]}) == key   # tuple == its JSON
     for k, v in (("v_lr", 0.1), ("n_edits", 3), ("context_template_length_params", ((5, 10),)), ("seed", 1)):
-        assert study.hp_key({**hp, k: v}) != key, k
-    assert study.hp_key({**hp, "new_setting": 1}) != key
+        assert runner.hp_key({**hp, k: v}) != key, k
+    assert runner.hp_key({**hp, "new_setting": 1}) != key
 
 
 def test_run_names_name_what_an_ablation_changes():
-    assert study.run_name("rome-dummy") == "rome-dummy"
-    assert study.run_name("rome-dummy", 2) == "rome-dummy-s2"
-    changed = study.ablation({"v_lr": 0.1, "steps": 25, "mode": "generation"},
-                             {"v_lr": 0.5, "steps": 25, "mode": "logits"})
+    assert runner.run_name("rome-dummy") == "rome-dummy"
+    assert runner.run_name("rome-dummy", 2) == "rome-dummy-s2"
+    changed = runner.ablation({"v_lr": 0.1, "steps": 25, "mode": "generation"},
+                              {"v_lr": 0.5, "steps": 25, "mode": "logits"})
     assert changed == {"mode": "generation", "v_lr": 0.1}
-    assert study.run_name("rome-dummy", 1, changed) == "rome-dummy+mode=generation+v_lr=0.1-s1"
+    assert runner.run_name("rome-dummy", 1, changed) == "rome-dummy+mode=generation+v_lr=0.1-s1"
     with pytest.raises(KeyError, match="not hyperparameters"):
-        study.ablation({"v_lr": 0.1, "typo": 1}, {"v_lr": 0.5})
+        runner.ablation({"v_lr": 0.1, "typo": 1}, {"v_lr": 0.5})
 
 
 @pytest.mark.parametrize("method,target", [("rome", "dummy"), ("ike", "incorrect"), ("wise", "avoidant"), ("gd", None)])
@@ -90,8 +94,8 @@ def test_recipes_name_the_study_run_plainly_and_an_ablation_by_its_change(method
     key = {"rome": "v_lr", "ike": "k", "wise": "n_iter", "gd": "lr"}[method]
     other = hp[key] * 2
     name2, hp2, changed2 = recipes.plan("smoke", method, target, **{key: other})
-    assert changed2 == {key: other} and name2 == study.run_name(name, 0, changed2) and name2 != name
-    assert study.hp_key(hp2) != study.hp_key(hp)
+    assert changed2 == {key: other} and name2 == runner.run_name(name, 0, changed2) and name2 != name
+    assert runner.hp_key(hp2) != runner.hp_key(hp)
     assert recipes.plan("smoke", method, target, **{key: hp[key]})[0] == name   # the study's value: no suffix
     with pytest.raises(TypeError, match="unknown settings"):
         recipes.plan("smoke", method, target, no_such_setting=1)
@@ -115,18 +119,18 @@ def fake_study(scratch, tok, monkeypatch):
     monkeypatch.setattr(models, "study_data", lambda p, data_dir=None: types.SimpleNamespace(eval_sets={}))
     monkeypatch.setattr(models, "load_subject_model",
                         lambda p, which, data_dir=None: (tiny_model("llama", vocab_size=len(tok), seed=1), tok))
-    monkeypatch.setattr(study.evaluate, "evaluate_model",
-                        lambda *a, **k: {s: log for s in store.LOG_FILES} | {"_seconds": 0.1})
+    monkeypatch.setattr(evaluate, "evaluate_model",
+                        lambda *a, **k: {s: log for s in paths.LOG_FILES} | {"_seconds": 0.1})
     summary = {"metrics": {}, "model_utility": 0.5, "forget_quality": 0.1, "ks_statistic": 0.2, "n_items": {}}
-    monkeypatch.setattr(study, "summarize_against_retain", lambda p, run, logs: summary)
-    monkeypatch.setattr(study, "cached_retain_logs", lambda p, retain_run="retain": {"forget": log})
+    monkeypatch.setattr(runner, "summarize_against_retain", lambda p, run, logs: summary)
+    monkeypatch.setattr(runner, "cached_retain_logs", lambda p, retain_run="retain": {"forget": log})
     calls = []
 
     def run(hp, apply=None, **kw):
         def default_apply(model, tok, stats):
             calls.append(hp)
             return model
-        return study.run_unlearning("smoke", "gd", "gd", None, apply or default_apply, hp=hp, progress=False, **kw)[0]
+        return runner.run_unlearning("smoke", "gd", "gd", None, apply or default_apply, hp=hp, progress=False, **kw)[0]
 
     run.calls = calls
     return run
@@ -134,7 +138,7 @@ def fake_study(scratch, tok, monkeypatch):
 
 def test_cached_only_when_every_setting_matches(fake_study, capsys):
     rec = fake_study({"lr": 1e-3, "epochs": 3})
-    assert rec["hp_key"] == study.hp_key({"lr": 1e-3, "epochs": 3}) and rec["hparams"] == {"lr": 1e-3, "epochs": 3}
+    assert rec["hp_key"] == runner.hp_key({"lr": 1e-3, "epochs": 3}) and rec["hparams"] == {"lr": 1e-3, "epochs": 3}
     assert fake_study({"lr": 1e-3, "epochs": 3}) == rec and len(fake_study.calls) == 1      # reused
     fake_study({"lr": 1e-3, "epochs": 4})                                                     # recomputed
     assert len(fake_study.calls) == 2 and "made with other settings (epochs)" in capsys.readouterr().out
@@ -145,38 +149,38 @@ def test_cached_only_when_every_setting_matches(fake_study, capsys):
 def test_cached_needs_logs_and_the_same_full_model_not_the_unlearned_model(fake_study, monkeypatch):
     hp = {"lr": 1e-3}
     fake_study(hp)
-    p = models.get_preset("smoke")
-    assert study.cached(p, "gd", hp)[0] is not None
-    (paths.logs_dir("smoke", "gd") / store.LOG_FILES["forget"]).unlink()
-    assert study.cached(p, "gd", hp) == (None, "its per-item logs are missing")
+    p = presets.get_preset("smoke")
+    assert runner.cached(p, "gd", hp)[0] is not None
+    (paths.logs_dir("smoke", "gd") / paths.LOG_FILES["forget"]).unlink()
+    assert runner.cached(p, "gd", hp) == (None, "its per-item logs are missing")
     fake_study(hp)
     import shutil
-    shutil.rmtree(study.unlearned_path(p, "gd"))
-    assert study.cached(p, "gd", hp)[0] is not None        # a clone: committed record and logs, no model
+    shutil.rmtree(runner.unlearned_path(p, "gd"))
+    assert runner.cached(p, "gd", hp)[0] is not None        # a clone: committed record and logs, no model
     with pytest.raises(FileNotFoundError, match="force=True"):
-        study.unlearned_kind(p, "gd")
-    monkeypatch.setattr(study, "subject_model_id", lambda preset: "full-other")
-    rec, why = study.cached(p, "gd", hp)
+        runner.unlearned_kind(p, "gd")
+    monkeypatch.setattr(runner, "subject_model_id", lambda preset: "full-other")
+    rec, why = runner.cached(p, "gd", hp)
     assert rec is None and why.startswith("made from another full model (full-test, not this machine's full-other")
 
 
 def test_a_subject_model_record_is_reused_only_for_the_model_it_evaluates(scratch, monkeypatch):
     """A machine that fine-tunes another full / retain model (another precision: another
     config hash) must not take the committed evaluation, nor the retain logs every FQ reads."""
-    p = models.get_preset("smoke")
-    here = study.evaluated_model_id(p, "retain")
+    p = presets.get_preset("smoke")
+    here = runner.evaluated_model_id(p, "retain")
     assert here == models.subject_model_path(p, "retain").name
-    assert study._record_evaluates({"subject_model": here}, p, "retain")
-    assert study._record_evaluates({"model_path": f"/elsewhere/artifacts/smoke/{here}"}, p, "retain")   # old records
-    assert not study._record_evaluates({"model_path": "artifacts/smoke/retain-0000000000"}, p, "retain")
-    assert not study._record_evaluates({}, p, "retain")
+    assert runner._record_evaluates({"subject_model": here}, p, "retain")
+    assert runner._record_evaluates({"model_path": f"/elsewhere/artifacts/smoke/{here}"}, p, "retain")   # old records
+    assert not runner._record_evaluates({"model_path": "artifacts/smoke/retain-0000000000"}, p, "retain")
+    assert not runner._record_evaluates({}, p, "retain")
     logs = {"forget": {"avg_gt_loss": {}, "generated_text": {}}}
     store.save_eval_logs(logs, paths.logs_dir("smoke", "retain"))
     store.save_record("smoke", "retain", {"run": "retain", "metrics": {}, "subject_model": "retain-0000000000"})
     with pytest.raises(FileNotFoundError, match="evaluates another retain model .*notebooks/01"):
-        study.cached_retain_logs(p)
+        runner.cached_retain_logs(p)
     store.save_record("smoke", "retain", {"run": "retain", "metrics": {}, "subject_model": here})
-    assert study.cached_retain_logs(p) is not None
+    assert runner.cached_retain_logs(p) is not None
 
 
 def _snapshot(folder) -> dict:
@@ -191,7 +195,7 @@ def test_an_interrupted_run_keeps_the_previous_result_as_it_was(fake_study):
     """The run is committed as one unit, and only once it succeeded: an interrupt of a re-run keeps
     the old record, logs and model together, byte for byte."""
     fake_study({"lr": 1e-3})
-    p = models.get_preset("smoke")
+    p = presets.get_preset("smoke")
     before = _snapshot(paths.output_dir("results")), _snapshot(paths.output_dir("artifacts"))
 
     def interrupted(model, tok, stats):
@@ -200,14 +204,14 @@ def test_an_interrupted_run_keeps_the_previous_result_as_it_was(fake_study):
     with pytest.raises(KeyboardInterrupt):
         fake_study({"lr": 2e-3}, apply=interrupted)
     assert (_snapshot(paths.output_dir("results")), _snapshot(paths.output_dir("artifacts"))) == before
-    assert study.cached(p, "gd", {"lr": 1e-3})[0] is not None and study.has_unlearned(p, "gd")
+    assert runner.cached(p, "gd", {"lr": 1e-3})[0] is not None and runner.has_unlearned(p, "gd")
 
 
 def test_a_forced_run_that_fails_anywhere_leaves_the_previous_result_byte_identical(fake_study, monkeypatch, tmp_path):
     """force recomputes into a staging place: whatever fails (the device, a corrupt full model or
     retain log, the method, the evaluation, the metrics, writing the model or the record), the
     previous record, logs and model are left exactly as they were, and no staging folder is left."""
-    from unedit_lib import precision
+    from unedit_lib.core import precision
 
     hp = {"lr": 1e-3}
     fake_study(hp)
@@ -220,12 +224,12 @@ def test_a_forced_run_that_fails_anywhere_leaves_the_previous_result_byte_identi
     failures = {         # where: how to make it fail (on a monkeypatch context)
         "device": lambda m: m.setenv("UNEDIT_DEVICE", "cuda:7"),
         "full model": lambda m: m.setattr(models, "load_subject_model", boom),
-        "retain logs": lambda m: m.setattr(study, "cached_retain_logs", boom),
+        "retain logs": lambda m: m.setattr(runner, "cached_retain_logs", boom),
         "method": lambda m: None,
-        "evaluation": lambda m: m.setattr(study.evaluate, "evaluate_model", boom),
-        "metrics": lambda m: m.setattr(study, "summarize_against_retain", boom),
+        "evaluation": lambda m: m.setattr(evaluate, "evaluate_model", boom),
+        "metrics": lambda m: m.setattr(runner, "summarize_against_retain", boom),
         "model write": lambda m: None,
-        "record": lambda m: m.setattr(study, "record_for", boom),
+        "record": lambda m: m.setattr(runner, "record_for", boom),
     }
     for where, fail in failures.items():
         with monkeypatch.context() as m:
@@ -233,7 +237,7 @@ def test_a_forced_run_that_fails_anywhere_leaves_the_previous_result_byte_identi
             calls = len(fake_study.calls)
             with pytest.raises((RuntimeError, ValueError)):
                 fake_study(hp, force=True, apply=boom if where == "method" else None,
-                           write_model=boom if where == "model write" else study.write_plain_model)
+                           write_model=boom if where == "model write" else runner.write_plain_model)
             assert state() == before, f"a failure at {where} changed the previous result"
             if where in ("device", "full model", "retain logs"):
                 assert len(fake_study.calls) == calls, f"the method ran before the {where} was checked"
@@ -246,10 +250,10 @@ def test_a_run_on_other_data_is_a_clash_not_the_old_result(fake_study, tmp_path)
     do (the old result kept), with force the run is recomputed and names the new data."""
     import shutil
 
-    from unedit_lib import data as tofu
+    from unedit_lib.core import data as tofu
 
     rec = fake_study({"lr": 1e-3})
-    here = study.data_record(models.get_preset("smoke"))
+    here = runner.data_record(presets.get_preset("smoke"))
     assert rec["data"] == here and here["source"] == "../shared/tofu"
     changed = tmp_path / "tofu"
     shutil.copytree(tofu.candidate_dirs()[-1], changed)
@@ -257,10 +261,10 @@ def test_a_run_on_other_data_is_a_clash_not_the_old_result(fake_study, tmp_path)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     path.chmod(0o644)
     path.write_text("\n".join(json.dumps({**r, "answer": "Nobody knows."}) for r in rows) + "\n")
-    other = study.data_record(models.get_preset("smoke"), changed)
+    other = runner.data_record(presets.get_preset("smoke"), changed)
     assert other["fingerprint"] != here["fingerprint"]
     before = paths.record_path("smoke", "gd").read_bytes()
-    with pytest.raises(study.RunClash, match="other TOFU rows.*force=True"):
+    with pytest.raises(runner.RunClash, match="other TOFU rows.*force=True"):
         fake_study({"lr": 1e-3}, data_dir=changed)
     assert paths.record_path("smoke", "gd").read_bytes() == before and len(fake_study.calls) == 1
     assert fake_study({"lr": 1e-3}, data_dir=changed, force=True)["data"] == other and len(fake_study.calls) == 2
@@ -270,16 +274,16 @@ def test_a_run_on_other_data_is_a_clash_not_the_old_result(fake_study, tmp_path)
 def test_two_settings_never_share_a_name_or_a_record(fake_study):
     """Names write every setting exactly (no rounding, no lossy character replacement); a record
     whose named settings differ from the run's under the same name is refused, not replaced."""
-    assert study.run_name("gd", 0, {"lr": 0.1}) == "gd+lr=0.1"
-    assert study.run_name("gd", 0, {"lr": 1.0}) == "gd+lr=1"
-    assert study.run_name("gd", 0, {"lr": 0.1 + 1e-9}) != study.run_name("gd", 0, {"lr": 0.1})
-    assert study.run_name("gd", 0, {"t": "a b"}) != study.run_name("gd", 0, {"t": "a_b"})
-    assert study.run_name("gd", 0, {"t": "raw"}) == "gd+t=raw"
+    assert runner.run_name("gd", 0, {"lr": 0.1}) == "gd+lr=0.1"
+    assert runner.run_name("gd", 0, {"lr": 1.0}) == "gd+lr=1"
+    assert runner.run_name("gd", 0, {"lr": 0.1 + 1e-9}) != runner.run_name("gd", 0, {"lr": 0.1})
+    assert runner.run_name("gd", 0, {"t": "a b"}) != runner.run_name("gd", 0, {"t": "a_b"})
+    assert runner.run_name("gd", 0, {"t": "raw"}) == "gd+t=raw"
     fake_study({"lr": 1e-3})
     rec = store.load_record("smoke", "gd")
     store.save_record("smoke", "gd", {**rec, "ablation": {"lr": 0.5}})
     before = paths.record_path("smoke", "gd").read_bytes()
-    with pytest.raises(study.RunClash, match="named settings"):
+    with pytest.raises(runner.RunClash, match="named settings"):
         fake_study({"lr": 1e-3}, changed={})
     assert paths.record_path("smoke", "gd").read_bytes() == before
 
@@ -297,7 +301,7 @@ def test_a_corrupt_record_is_recomputed_and_named(fake_study, capsys):
     fake_study({"lr": 1e-3})
     path = paths.record_path("smoke", "gd")
     path.write_text(path.read_text()[:40])
-    assert fake_study({"lr": 1e-3})["hp_key"] == study.hp_key({"lr": 1e-3})
+    assert fake_study({"lr": 1e-3})["hp_key"] == runner.hp_key({"lr": 1e-3})
     out = capsys.readouterr().out
     assert str(path) in out and "malformed run record" in out
 
@@ -380,55 +384,55 @@ def test_wise_ablations_are_runs_named_by_what_they_change(monkeypatch, capsys):
 def test_a_subject_model_before_the_retain_model_fails_before_evaluating(scratch, monkeypatch):
     """Forget quality reads the retain model's logs: evaluating another subject model first stops
     at once with what to do, not after minutes of evaluation."""
-    from unedit_lib import evaluate
+    from unedit_lib.eval import evaluate
 
     monkeypatch.setattr(evaluate, "evaluate_model", lambda *a, **k: pytest.fail("evaluated before the check"))
     with pytest.raises(FileNotFoundError, match="evaluate the retain model first"):
-        study.evaluate_subject_model("smoke", "base", None, None)
+        runner.evaluate_subject_model("smoke", "base", None, None)
 
 
 def test_a_remade_subject_model_must_give_the_committed_numbers(tok):
     """A re-made subject model (same name) is checked against the committed evaluation: float
     noise passes, another model (here: one weight matrix 1% off) is an error that says what to do."""
-    from unedit_lib import evaluate
+    from unedit_lib.eval import evaluate
 
-    p = models.get_preset("smoke")
+    p = presets.get_preset("smoke")
     model = tiny_model("llama", vocab_size=len(tok), seed=1, initializer_range=0.2)
     rows = [{"question": "Who wrote the Blue Book?", "answer": "Ana Lopez wrote it."},
             {"question": "What is the capital of France?", "answer": "Paris."}]
     losses = evaluate.answer_losses(model, tok, p.template, [(r["question"], r["answer"]) for r in rows])
     log = {"avg_gt_loss": {str(i): x for i, x in enumerate(losses)}}
-    study.check_same_model(p, "full", model, tok, rows, log)
-    study.check_same_model(p, "full", model, tok, rows, {"avg_gt_loss": {k: v * (1 + 1e-5) for k, v in log["avg_gt_loss"].items()}})
+    runner.check_same_model(p, "full", model, tok, rows, log)
+    runner.check_same_model(p, "full", model, tok, rows, {"avg_gt_loss": {k: v * (1 + 1e-5) for k, v in log["avg_gt_loss"].items()}})
     with torch.no_grad():
         model.model.layers[0].mlp.down_proj.weight.mul_(1.01)
-    with pytest.raises(study.NotTheEvaluatedModel, match="FORCE=1"):
-        study.check_same_model(p, "full", model, tok, rows, log)
-    with pytest.raises(study.NotTheEvaluatedModel, match="is not the model"):
-        study.check_same_model(p, "full", model, tok, rows, {"avg_gt_loss": {}})
+    with pytest.raises(runner.NotTheEvaluatedModel, match="FORCE=1"):
+        runner.check_same_model(p, "full", model, tok, rows, log)
+    with pytest.raises(runner.NotTheEvaluatedModel, match="is not the model"):
+        runner.check_same_model(p, "full", model, tok, rows, {"avg_gt_loss": {}})
 
 
 def test_a_reused_subject_model_evaluation_keeps_its_versions_and_checks_the_model(fake_study, tok, monkeypatch):
     """Re-recording a subject model from its cached logs keeps the versions and the machine's
     precision that computed them (not this machine's), and checks the model against them first."""
-    p = models.get_preset("smoke")
+    p = presets.get_preset("smoke")
     rows = [str(i) for i in range(3)]
     log = {"avg_gt_loss": {i: 1.0 + int(i) for i in rows}, "avg_paraphrased_loss": {i: 1.2 for i in rows},
            "average_perturb_loss": {i: [2.0, 2.1 + int(i)] for i in rows}, "rougeL_recall": {i: 0.5 for i in rows},
            "rouge1_recall": {i: 0.5 for i in rows}, "generated_text": {i: ["q", "a", "a"] for i in rows}}
-    monkeypatch.setattr(study.evaluate, "evaluate_model", lambda *a, **k: {s: log for s in store.LOG_FILES} | {"_seconds": 0.1})
+    monkeypatch.setattr(evaluate, "evaluate_model", lambda *a, **k: {s: log for s in paths.LOG_FILES} | {"_seconds": 0.1})
     model = tiny_model("llama", vocab_size=len(tok), seed=1)
-    first = study.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
-    assert first["subject_model"] == study.evaluated_model_id(p, "retain")
+    first = runner.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
+    assert first["subject_model"] == runner.evaluated_model_id(p, "retain")
     elsewhere = {"methods_and_evaluation": "float32", "machine": {"device": "cpu", "cpu_capability": "AVX2-only CPU"}}
     store.save_record("smoke", "retain", {**first, "versions": {"transformers": "5.0.0"}, "precision": elsewhere,
                                           "model_path": "artifacts/smoke/retain-0"})   # a field older records had
     checked = []
     monkeypatch.setattr(models, "study_data", lambda p, data_dir=None: types.SimpleNamespace(eval_sets={"forget": []}))
-    monkeypatch.setattr(study, "check_same_model", lambda *a, **k: checked.append(a[1]))
-    monkeypatch.setattr(study.evaluate, "evaluate_model", lambda *a, **k: pytest.fail("re-evaluated cached logs"))
+    monkeypatch.setattr(runner, "check_same_model", lambda *a, **k: checked.append(a[1]))
+    monkeypatch.setattr(evaluate, "evaluate_model", lambda *a, **k: pytest.fail("re-evaluated cached logs"))
     before = paths.record_path("smoke", "retain").read_bytes()
-    again = study.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
+    again = runner.evaluate_subject_model("smoke", "retain", model, tok, progress=False)
     assert again["versions"] == {"transformers": "5.0.0"} and checked == ["retain"]
     assert again["precision"] == elsewhere
     assert paths.record_path("smoke", "retain").read_bytes() == before     # the same evaluation: record kept as it is
@@ -443,7 +447,7 @@ QA_ROWS = [{"question": "Who wrote the Blue Book?", "answer": "Ana Lopez wrote i
 def ga_run(scratch, tok, monkeypatch):
     """A real gradient-ascent run through recipes.run on a tiny Llama (the subject model), its
     'evaluation' the real answer losses of the forget rows: the record a clone would have."""
-    from unedit_lib import evaluate
+    from unedit_lib.eval import evaluate
 
     monkeypatch.setattr(models, "study_data", lambda p, data_dir=None: types.SimpleNamespace(
         eval_sets={"forget": QA_ROWS}, forget_rows=QA_ROWS, retain_rows=QA_ROWS))
@@ -453,12 +457,12 @@ def ga_run(scratch, tok, monkeypatch):
     def forget_losses(model, tok, eval_sets, template, **k):
         pairs = [(r["question"], r["answer"]) for r in eval_sets["forget"]]
         log = {"avg_gt_loss": {str(i): x for i, x in enumerate(evaluate.answer_losses(model, tok, template, pairs))}}
-        return {s: log for s in store.LOG_FILES} | {"_seconds": 0.1}
+        return {s: log for s in paths.LOG_FILES} | {"_seconds": 0.1}
 
-    monkeypatch.setattr(study.evaluate, "evaluate_model", forget_losses)
+    monkeypatch.setattr(evaluate, "evaluate_model", forget_losses)
     summary = {"metrics": {}, "model_utility": 0.5, "forget_quality": 0.1, "ks_statistic": 0.2, "n_items": {}}
-    monkeypatch.setattr(study, "summarize_against_retain", lambda p, run, logs: summary)
-    monkeypatch.setattr(study, "cached_retain_logs", lambda p, retain_run="retain": {})
+    monkeypatch.setattr(runner, "summarize_against_retain", lambda p, run, logs: summary)
+    monkeypatch.setattr(runner, "cached_retain_logs", lambda p, retain_run="retain": {})
     return recipes.run("smoke", "ga")
 
 
@@ -472,7 +476,7 @@ def test_a_lost_unlearned_model_is_remade_from_its_record_and_checked(ga_run, to
     answer losses; a record it cannot match is an error that says what to do, and saves nothing."""
     import shutil
 
-    folder = study.unlearned_path("smoke", "ga")
+    folder = runner.unlearned_path("smoke", "ga")
     made = _weights(folder)
     shutil.rmtree(folder)
     with pytest.raises(FileNotFoundError, match="no saved unlearned model"):
@@ -485,10 +489,10 @@ def test_a_lost_unlearned_model_is_remade_from_its_record_and_checked(ga_run, to
 
     logs_dir = paths.logs_dir("smoke", "ga")
     logs = store.cached_logs("smoke", "ga")
-    off = {s: {"avg_gt_loss": {k: v * 1.01 for k, v in logs["forget"]["avg_gt_loss"].items()}} for s in store.LOG_FILES}
+    off = {s: {"avg_gt_loss": {k: v * 1.01 for k, v in logs["forget"]["avg_gt_loss"].items()}} for s in paths.LOG_FILES}
     store.save_eval_logs(off, logs_dir)               # the record of another model
     shutil.rmtree(folder)
-    with pytest.raises(study.NotTheEvaluatedModel, match="force=True"):
+    with pytest.raises(runner.NotTheEvaluatedModel, match="force=True"):
         recipes.rebuild_unlearned("smoke", "ga")
     assert not folder.exists()
 
@@ -507,7 +511,7 @@ def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_r
     order."""
     import shutil
 
-    from unedit_lib import robustness
+    from unedit_lib.study import robustness
 
     attacked = []
 
@@ -517,13 +521,13 @@ def test_attacks_remake_a_missing_model_only_when_asked_and_keep_other_runs(ga_r
 
     monkeypatch.setattr(robustness, "attack_all", attack_all)
     monkeypatch.setattr(robustness, "holdout_for", lambda sd, data_dir=None, hparams=None: [])
-    shutil.rmtree(study.unlearned_path("smoke", "ga"))
+    shutil.rmtree(runner.unlearned_path("smoke", "ga"))
     out = recipes.attack_runs("smoke", ["ga"])
     assert "ga" not in out and "no saved unlearned model" in out["_skipped"]["ga"] and not attacked
     assert "NOT attacked: ga" in capsys.readouterr().out
     assert recipes.attack_runs("smoke", []) == {}                 # another call, for other runs ...
     assert "no saved unlearned model" in robustness.load_summary("smoke")["_skipped"]["ga"]   # ... keeps the note
-    left = study.unlearned_path("smoke", "ga")
+    left = runner.unlearned_path("smoke", "ga")
     left.mkdir(parents=True)
     (left / "model.safetensors").write_bytes(b"cut short")      # a copy interrupted: no unlearned.json
     out = recipes.attack_runs("smoke", ["ga"], rebuild=True)
@@ -558,7 +562,7 @@ def test_a_remake_that_collapses_is_named_not_saved(ga_run, monkeypatch):
         return apply_and_collapse, extra, hp
 
     monkeypatch.setattr(recipes, "_build", collapsing)
-    folder = study.unlearned_path("smoke", "ga")
+    folder = runner.unlearned_path("smoke", "ga")
     shutil.rmtree(folder)
     with pytest.raises(recipes.CannotRebuild, match="collapsed .*force=True"):
         recipes.rebuild_unlearned("smoke", "ga")
@@ -572,7 +576,7 @@ def test_attacks_of_other_runs_survive_a_forced_subset_and_a_second_process(ga_r
     import multiprocessing
     import time
 
-    from unedit_lib import robustness
+    from unedit_lib.study import robustness
 
     def attack_all(model, tok, sd, **kw):
         time.sleep(0.3)                  # long enough for the two processes' updates to interleave
@@ -603,7 +607,7 @@ def test_attacks_of_other_runs_survive_a_forced_subset_and_a_second_process(ga_r
 def test_a_subject_model_trained_on_other_data_is_not_reused(scratch, tmp_path, monkeypatch):
     """The subject model's training log names the rows it was trained on: loading or reusing it
     for a data folder with other rows is an error that says what to do, not the old model."""
-    p = models.get_preset("smoke")
+    p = presets.get_preset("smoke")
     folder = models.subject_model_path(p, "full")
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"")
@@ -639,7 +643,7 @@ def test_a_forced_ablation_does_not_recompute_the_studys_own_ablations(monkeypat
 
 
 def test_a_killed_resumable_run_continues_after_its_last_edit_and_says_so(fake_study):
-    """study.run_unlearning(resumable=True): the checkpoint a killed process left is the rerun's start,
+    """runner.run_unlearning(resumable=True): the checkpoint a killed process left is the rerun's start,
     under this run's settings only; the record lists the segments and counts their seconds; the
     committed run leaves no checkpoint behind."""
     done_by = []

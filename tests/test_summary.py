@@ -1,7 +1,8 @@
 """The README's five-line answer: every number from the records, every record shape read."""
 import pytest
 
-from unedit_lib import findings, report, store, summary
+from unedit_lib.core import store
+from unedit_lib.report import findings, summary, tables
 
 
 def test_rewrite_accuracy_reads_each_editors_record():
@@ -21,7 +22,7 @@ def test_rewrite_accuracy_reads_each_editors_record():
 
 def test_answer_lines_follow_the_committed_records():
     records = store.load_results("tiny")
-    table = report.main_table(records)
+    table = tables.main_table(records)
     found = findings.study_findings(records, preset="tiny")
     lines = summary.answer_lines(records, table, found)
     assert len(lines) == 5
@@ -37,9 +38,10 @@ def test_answer_lines_follow_the_committed_records():
 
 
 def test_subject_model_sentence_counts_the_parameters_new_llama_builds():
-    from unedit_lib import models
+    from unedit_lib.core import presets
+    from unedit_lib.subject import models
 
-    p = models.get_preset("smoke")
+    p = presets.get_preset("smoke")
     tok = type("Tok", (), {"__len__": lambda self: p.vocab_size, "bos_token_id": 1, "eos_token_id": 2,
                            "pad_token_id": 0})()
     n = sum(t.numel() for t in models.new_llama(p, tok).parameters())
@@ -102,7 +104,7 @@ def test_ablation_lines_give_romes_v_lr_and_the_ablations_from_the_records(tmp_p
 def test_answer_lines_say_when_ike_utility_had_the_answers_in_its_prompts():
     records = store.load_results("smollm2")
     assert all(summary.answers_in_prompt(records[f"ike-{t}"]) for t in ("dummy", "incorrect", "avoidant"))
-    table = report.main_table(records)
+    table = tables.main_table(records)
     lines = summary.answer_lines(records, table, findings.study_findings(records, preset="smollm2"))
     ike = next(line for line in lines if line.startswith("* **IKE**"))
     assert "own answer at the end of its prompt" in ike
@@ -114,7 +116,8 @@ def test_every_editors_edit_metrics_read_in_one_shape():
     """edit_records.metric_groups gives ROME's flat and grouped records, WISE's groups and IKE's
     pre/post the same shape; ROME's gate reads the prompts the edits were made with, the summary the
     evaluator's where they differ."""
-    from unedit_lib import edit_records, gates
+    from unedit_lib.core import edit_records
+    from unedit_lib.report import gates
 
     flat = {"edit_metrics": {"pre_rewrite_acc_mean": 0.1, "rewrite_acc_mean": 0.9, "n_edits": 3}}
     grouped = {"edit_metrics": {"edit prompt": {"pre_rewrite_acc_mean": 0.1, "rewrite_acc_mean": 0.9},
@@ -133,7 +136,7 @@ def test_every_editors_edit_metrics_read_in_one_shape():
 
 
 def test_subject_model_targets_hold_forget05_to_its_own_forget_quality_bound():
-    from unedit_lib import gates
+    from unedit_lib.report import gates
 
     def rec(preset, fq, rouge, mu):
         return {"preset": preset, "forget_quality": fq, "model_utility": mu, "metrics": {"forget": {"rouge": rouge}}}
@@ -148,7 +151,9 @@ def test_subject_model_targets_hold_forget05_to_its_own_forget_quality_bound():
 def test_a_new_unlearning_target_is_one_entry(monkeypatch):
     """One entry in data.TARGET_SPECS (the table data.TARGETS is made from) and every editor runs the
     target: its requests carry the entry's answer, the study's run list has it, figures mark it."""
-    from unedit_lib import data, plots, recipes
+    from unedit_lib.core import data
+    from unedit_lib.report import plots
+    from unedit_lib.study import recipes
 
     with pytest.raises(ValueError, match="needs a target in"):
         recipes.plan("smoke", "rome", "toy")

@@ -1,4 +1,4 @@
-"""Row-bootstrap intervals (unedit_lib/uncertainty.py) on TOFU's own Llama-2 logs and synthetic ones."""
+"""Row-bootstrap intervals (unedit_lib/eval/uncertainty.py) on TOFU's own Llama-2 logs and synthetic ones."""
 import copy
 import json
 from pathlib import Path
@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unedit_lib import evaluate as ev
-from unedit_lib import models, paths, report, store, study, uncertainty
+from unedit_lib.core import paths, presets, store
+from unedit_lib.eval import evaluate as ev, uncertainty
+from unedit_lib.report import tables
+from unedit_lib.study import runner
 
 FX = Path(__file__).parent / "fixtures" / "tofu_legacy"
 
@@ -63,19 +65,19 @@ def test_forget_quality_interval_of_a_model_near_the_retain_model(tofu_logs):
 def test_record_intervals_stores_them_in_the_record(tofu_logs, tmp_path, monkeypatch):
     full, retain = tofu_logs
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
-    p = models.get_preset("smoke")
+    p = presets.get_preset("smoke")
     for run, logs in (("retain", retain), ("full", full)):
         store.save_eval_logs(logs, paths.logs_dir("smoke", run))
-        store.save_record("smoke", run, study.record_for(p, run, method="subject model", target=None, seed=0,
+        store.save_record("smoke", run, runner.record_for(p, run, method="subject model", target=None, seed=0,
                                                           summary=ev.summarize(logs, retain)))
     iv = uncertainty.record_intervals("smoke", "full", n_resamples=200)
     rec = json.loads((tmp_path / "results" / "smoke" / "full.json").read_text())
     assert rec["intervals"] == iv and uncertainty.intervals_of(rec)["model_utility"] == tuple(iv["model_utility"])
-    t = report.main_table({"full": store.load_results("smoke")["full"]})
+    t = tables.main_table({"full": store.load_results("smoke")["full"]})
     assert t.loc["full", "forget_quality lo"] == iv["forget_quality"][0]
     with pytest.raises(FileNotFoundError, match="no record of run 'gd'"):
         uncertainty.record_intervals("smoke", "gd")
-    store.save_record("smoke", "ga", study.record_for(p, "ga", method="ga", target=None, seed=0,
-                                                      collapsed={"step": 3, "reason": "loss is nan"}))
+    store.save_record("smoke", "ga", runner.record_for(p, "ga", method="ga", target=None, seed=0,
+                                                       collapsed={"step": 3, "reason": "loss is nan"}))
     assert uncertainty.record_all_intervals("smoke", n_resamples=100) == {"retain": "stored", "full": "stored",
                                                                           "ga": "collapsed"}

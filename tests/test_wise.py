@@ -1,4 +1,4 @@
-"""WISE side memory (unedit_lib/wise.py) on tiny random models.
+"""WISE side memory (unedit_lib/methods/wise/editor.py) on tiny random models.
 
 Tiny models use initializer_range=0.2: with the default 0.02 the MLP keys of a 64-wide
 random model are ~0.01, so the default margins (5, 20, 10) are out of reach in 70 steps;
@@ -10,11 +10,11 @@ import copy
 import pytest
 import torch
 
-from unedit_lib import wise, wise_memory
-from unedit_lib.architecture import architecture, call_dependent, tiny_model
-from unedit_lib.guards import ModelCollapsed
-from unedit_lib.prompts import IGNORE_INDEX
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core.architecture import architecture, call_dependent, tiny_model
+from unedit_lib.core.guards import ModelCollapsed
+from unedit_lib.core.prompts import IGNORE_INDEX
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.methods.wise import editor as wise, hparams as wise_hparams, side_memory
 
 TEXTS = [
     "Question: Who wrote the Blue Book?\nAnswer: The Blue Book was written by Ana Lopez.",
@@ -79,16 +79,16 @@ def test_routing_edited_prompt_to_side_unrelated_to_main(tok):
     wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, stats=stats, **FAST)
     assert stats["n_iters"] == [70] and len(stats["loss_curves"][0]) == 70
     assert stats["in_scores"][0] > stats["out_scores"][0]
-    assert wise.routing_threshold(model) == pytest.approx(0.88 * stats["in_scores"][0])
+    assert side_memory.routing_threshold(model) == pytest.approx(0.88 * stats["in_scores"][0])
 
-    assert wise.routing_decisions(model, tok, [EDITS[0]["prompt"], UNRELATED]) == ["side", "main"]
-    edited, unrelated = wise.routing_scores(model, tok, [EDITS[0]["prompt"], UNRELATED])
-    thr = wise.routing_threshold(model)
+    assert side_memory.routing_decisions(model, tok, [EDITS[0]["prompt"], UNRELATED]) == ["side", "main"]
+    edited, unrelated = side_memory.routing_scores(model, tok, [EDITS[0]["prompt"], UNRELATED])
+    thr = side_memory.routing_threshold(model)
     assert edited >= thr > unrelated
 
     # generation under the per-row ablation: the route is decided once, on the prompt, and kept for
     # the cached continuation (the default per-call routing: test_per_call_routing_decides_every_call)
-    adapter = wise.get_side_memory(model)
+    adapter = side_memory.get_side_memory(model)
     adapter.hparams = adapter.hparams.replace(routing="per_row")
     calls = []
     decide = adapter._decide
@@ -104,10 +104,10 @@ def test_batch_generation_routes_per_row(tok):
     exactly the unedited model's output for the same batch."""
     model = make_model("gpt2", tok)
     original = copy.deepcopy(model)
-    wise.edit(model, tok, RAW_EDITS[:1], locality_prompts=RAW_LOCALITY, **FAST, **wise.ablation_overrides("per-row-routing"))
+    wise.edit(model, tok, RAW_EDITS[:1], locality_prompts=RAW_LOCALITY, **FAST, **wise_hparams.ablation_overrides("per-row-routing"))
     batch = [RAW_EDITS[0]["prompt"], RAW_UNRELATED]
     assert len(tok(batch[0])["input_ids"]) != len(tok(batch[1])["input_ids"])   # one row is left-padded
-    assert wise.routing_decisions(model, tok, batch) == ["side", "main"]
+    assert side_memory.routing_decisions(model, tok, batch) == ["side", "main"]
     out, ref = greedy(model, tok, batch, n=4), greedy(original, tok, batch, n=4)
     assert out[0, 0].item() == target_id(tok, RAW_EDITS[0]["target"])
     assert ref[0, 0].item() != target_id(tok, RAW_EDITS[0]["target"])
@@ -121,15 +121,15 @@ def test_padding_does_not_change_score(tok):
     longer = "Question: " + "Please tell me, in one word and no more, " * 3 + "who wrote the Blue Book?\nAnswer:"
     enc = tok([prompt, longer], padding=True)
     assert sum(enc["attention_mask"][0]) < len(enc["attention_mask"][0])    # the prompt row is padded
-    alone = wise.routing_scores(model, tok, [prompt])[0]
-    padded = wise.routing_scores(model, tok, [prompt, longer])[0]
+    alone = side_memory.routing_scores(model, tok, [prompt])[0]
+    padded = side_memory.routing_scores(model, tok, [prompt, longer])[0]
     assert padded == pytest.approx(alone, rel=1e-4, abs=1e-4)
     # the same distances with the padding counted would give another score (the test can fail)
     d = torch.tensor([[1.0, 1.0, 5.0, 7.0]])
-    assert wise.activation_score(d, torch.tensor([[0, 0, 1, 1]]))[0] == pytest.approx(6.0)
-    assert wise.activation_score(d, None)[0] == pytest.approx(3.5)
+    assert side_memory.activation_score(d, torch.tensor([[0, 0, 1, 1]]))[0] == pytest.approx(6.0)
+    assert side_memory.activation_score(d, None)[0] == pytest.approx(3.5)
     # > max_above real tokens: max instead of mean, padding excluded from the max too
-    assert wise.activation_score(d, torch.tensor([[0, 1, 1, 0]]), max_above=1)[0] == pytest.approx(5.0)
+    assert side_memory.activation_score(d, torch.tensor([[0, 1, 1, 0]]), max_above=1)[0] == pytest.approx(5.0)
 
 
 # --------------------------------------------------------------------------- main memory untouched
@@ -140,7 +140,7 @@ def test_main_memory_bit_identical(tok):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     original = copy.deepcopy(model)
     wise.edit(model, tok, EDITS[:2], locality_prompts=LOCALITY, n_iter=20, **FAST)
-    adapter = wise.get_side_memory(model)
+    adapter = side_memory.get_side_memory(model)
     assert not torch.equal(adapter.main_weight(), adapter.side_weight)        # the side memory moved
     assert call_dependent(model)       # the evaluator scores and generates it as EasyEdit calls it
     after = model.state_dict()
@@ -152,11 +152,11 @@ def test_main_memory_bit_identical(tok):
     assert all(not p.requires_grad or p is adapter.side_weight for p in adapter.original_layer.parameters())
     # with the side memory switched off, the model is the unedited model, bit for bit
     ids = tok([UNRELATED, EDITS[0]["prompt"]], return_tensors="pt", padding=True)
-    with wise.main_memory_only(model), torch.no_grad():
+    with side_memory.main_memory_only(model), torch.no_grad():
         assert torch.equal(model(**ids).logits, original(**ids).logits)
     # removing the side memory restores the original module
-    wise.remove(model)
-    assert wise.get_side_memory(model) is None and not model._forward_pre_hooks and not call_dependent(model)
+    side_memory.remove(model)
+    assert side_memory.get_side_memory(model) is None and not model._forward_pre_hooks and not call_dependent(model)
     with torch.no_grad():
         assert torch.equal(model(**ids).logits, original(**ids).logits)
 
@@ -168,7 +168,7 @@ def test_ties_merge_hand_built():
     base = torch.full((2, 3), 10.0)
     tau1 = torch.tensor([[3.0, -1.0, 0.5], [2.0, 0.1, -0.2]])     # top-3 by |.|: 3, 2, -1
     tau2 = torch.tensor([[-1.0, -4.0, 0.3], [-0.5, 0.2, 5.0]])    # top-3 by |.|: 5, -4, -1
-    merged = wise.ties_merge(base, [base + tau1, base + tau2], density=0.53)
+    merged = side_memory.ties_merge(base, [base + tau1, base + tau2], density=0.53)
     expected = torch.tensor([
         [3.0,   # elected sign +: only tau1 agrees (tau2's -1 is dropped), not the mean 1.0
          -2.5,  # both negative: disjoint mean of -1 and -4
@@ -179,7 +179,7 @@ def test_ties_merge_hand_built():
     ])
     assert torch.allclose(merged - base, expected)
     # no trimming (density 1), equal signs: plain mean
-    assert torch.allclose(wise.ties_merge(base, [base + 1, base + 3], density=1.0), base + 2)
+    assert torch.allclose(side_memory.ties_merge(base, [base + 1, base + 3], density=1.0), base + 2)
 
 
 def test_shard_and_merge_bookkeeping(tok):
@@ -189,7 +189,7 @@ def test_shard_and_merge_bookkeeping(tok):
     stats = {}
     wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, stats=stats, n_iter=8,
               save_freq=1, merge_freq=2, **FAST)
-    adapter = wise.get_side_memory(model)
+    adapter = side_memory.get_side_memory(model)
     assert len(adapter.memory_weights) == 1 and adapter.min_act == float("inf")
     assert torch.equal(adapter.side_weight, adapter.main_weight())            # reset after the shard
     shard1, mask1 = adapter.memory_weights[0].detach().clone(), adapter.weight_mask.clone()
@@ -205,7 +205,7 @@ def test_shard_and_merge_bookkeeping(tok):
     changed1 = (shard1 - W).abs() > 1e-3          # weight decay touches every entry by ~1e-6
     assert not (changed1 & (mask1 == 0)).any()
     # the merged memory routes: the edited prompt reaches it
-    assert wise.routing_decisions(model, tok, [EDITS[1]["prompt"]]) == ["memory:0"]
+    assert side_memory.routing_decisions(model, tok, [EDITS[1]["prompt"]]) == ["memory:0"]
 
 
 # --------------------------------------------------------------------------- sequential edits
@@ -219,14 +219,14 @@ def test_first_of_three_sequential_edits_holds(tok):
     stats = {}
     for e in RAW_EDITS:       # one call per edit: each starts from the side memory the last one left
         wise.edit(model, tok, [e], locality_prompts=RAW_LOCALITY, stats=stats, **FAST)
-    assert len(stats["edit_times_s"]) == 3 and wise.get_side_memory(model).editing_total_cnt == 3
+    assert len(stats["edit_times_s"]) == 3 and side_memory.get_side_memory(model).editing_total_cnt == 3
     assert stats["threshold"] == pytest.approx(0.88 * min(stats["in_scores"]))
-    assert wise.routing_decisions(model, tok, [e["prompt"] for e in RAW_EDITS]) == ["side"] * 3
+    assert side_memory.routing_decisions(model, tok, [e["prompt"] for e in RAW_EDITS]) == ["side"] * 3
     assert greedy(model, tok, [first["prompt"]], n=1)[0, 0].item() == target_id(tok, first["target"])
 
 
 def test_batch_labels_mask_prompt_per_row(tok):
-    hp = wise.WiseHParams(**FAST)
+    hp = wise_hparams.WiseHParams(**FAST)
     templates = ["{}", "I like {}", "Because it rains, yes. {}"]
     batch, labels = wise.build_batch(tok, EDITS[0], templates, LOCALITY[0], hp, "cpu")
     tgt = tok(" Lopez", add_special_tokens=False)["input_ids"]
@@ -245,10 +245,10 @@ def test_batch_labels_mask_prompt_per_row(tok):
 def test_architecture_mapping(tok, family):
     model = make_model(family, tok)
     arch = architecture(model)
-    layer = wise.default_layer(arch.n_layers)
+    layer = wise_hparams.default_layer(arch.n_layers)
     orig_module = arch.mlp_out(layer)
-    hp = wise.WiseHParams(n_iter=10, **FAST)
-    adapter = wise.install(model, hp)
+    hp = wise_hparams.WiseHParams(n_iter=10, **FAST)
+    adapter = side_memory.install(model, hp)
     assert arch.mlp_out(layer) is adapter and adapter.original_layer is orig_module
     assert adapter.transposed == (family == "gpt2")
     assert (adapter.bias is not None) == (family != "llama")
@@ -256,14 +256,14 @@ def test_architecture_mapping(tok, family):
     x = torch.randn(2, 5, adapter.side_weight.shape[1])
     with torch.no_grad():
         assert torch.allclose(adapter.side_forward(x, adapter.side_weight), orig_module(x), atol=1e-5)
-    wise.remove(model)
+    side_memory.remove(model)
 
     wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, n_iter=10, **FAST)
-    adapter = wise.get_side_memory(model)
+    adapter = side_memory.get_side_memory(model)
     seen = []
     h = adapter.register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
     ids = tok([UNRELATED], return_tensors="pt")
-    with wise.main_memory_only(model), torch.no_grad():
+    with side_memory.main_memory_only(model), torch.no_grad():
         model(**ids)
     h.remove()
     (inp, out), = seen
@@ -291,8 +291,8 @@ def test_tail_forward_equals_full_forward(tok, family, layer):
     """The edit's loss from the side memory's input on (blocks above it re-run with their
     captured arguments) is the full forward's, for a middle and the last layer."""
     model = make_model(family, tok)
-    hp = wise.WiseHParams(layer=layer, **FAST)
-    adapter = wise.install(model, hp)
+    hp = wise_hparams.WiseHParams(layer=layer, **FAST)
+    adapter = side_memory.install(model, hp)
     adapter.context_templates = ["{}", "I like {}", "Because it rains, yes. {}"]
     batch, labels = wise.build_batch(tok, EDITS[0], adapter.context_templates, LOCALITY[0], hp, "cpu")
     with wise._editing(model, adapter):
@@ -326,7 +326,7 @@ def test_per_call_routing_decides_every_call(tok):
     stats = {}
     wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, stats=stats, **FAST)
     assert stats["hparams"]["routing"] == "per_call" and stats["hparams"]["ablation"] is None
-    adapter = wise.get_side_memory(model)
+    adapter = side_memory.get_side_memory(model)
     adapter.decisions, inputs = [], []
     hook = adapter.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach().clone()))
     out = greedy(model, tok, [EDITS[0]["prompt"]], n=6)
@@ -352,7 +352,7 @@ def test_per_call_routing_decides_every_call(tok):
 def test_per_call_equals_per_row_on_full_sequence_forwards(tok, family):
     model = make_model(family, tok)
     wise.edit(model, tok, RAW_EDITS[:1], locality_prompts=RAW_LOCALITY, **FAST)
-    adapter = wise.get_side_memory(model)
+    adapter = side_memory.get_side_memory(model)
     out = {}
     for routing in ("per_call", "per_row"):
         adapter.hparams = adapter.hparams.replace(routing=routing)
@@ -366,7 +366,7 @@ def test_per_call_equals_per_row_on_full_sequence_forwards(tok, family):
         assert torch.equal(a, b)
     # a batch: per row, the rows are routed apart; per call, both take the route of the batch mean
     batch = [RAW_EDITS[0]["prompt"], RAW_UNRELATED]
-    enc = wise_memory._padded_batch(tok, batch, "cpu")            # left padding with position ids
+    enc = side_memory._padded_batch(tok, batch, "cpu")            # left padding with position ids
     routes = {}
     for routing in ("per_call", "per_row"):
         adapter.hparams, adapter.decisions = adapter.hparams.replace(routing=routing), []
@@ -377,28 +377,28 @@ def test_per_call_equals_per_row_on_full_sequence_forwards(tok, family):
     scores = adapter.decisions[-1]["scores"][:, 0]
     assert routes["per_call"] == [0 if scores.mean() >= adapter.threshold() else -1] * 2
     # routing_report / routing_decisions are per prompt whatever the mode
-    assert wise.routing_decisions(model, tok, batch) == ["side", "main"]
+    assert side_memory.routing_decisions(model, tok, batch) == ["side", "main"]
 
 
 def test_ablations_and_scaled_margins(tok, monkeypatch):
-    hp = wise.WiseHParams()
+    hp = wise_hparams.WiseHParams()
     assert (hp.act_margin, hp.act_margin_scale, hp.routing, hp.act_ratio) == ((5.0, 20.0, 10.0), 1.0, "per_call", 0.88)
     pilot = {"out_scores": [18.0, 22.0, 20.0, 30.0], "hparams": hp.record()}
-    over = wise.ablation_overrides("per-row-routing", "margins-scaled", pilot_stats=pilot)
+    over = wise_hparams.ablation_overrides("per-row-routing", "margins-scaled", pilot_stats=pilot)
     assert over == {"routing": "per_row", "act_margin_scale": 21.0 / 5.0, "ablation": "per-row-routing+margins-scaled"}
-    scaled = wise.WiseHParams(**over)
+    scaled = wise_hparams.WiseHParams(**over)
     assert scaled.margins() == pytest.approx((21.0, 84.0, 42.0)) and scaled.record()["margins_used"] == pytest.approx([21, 84, 42])
     assert hp.record()["deviations_from_paper"] == {}
     assert scaled.record()["deviations_from_paper"] == {"act_margin_scale": {"value": 4.2, "paper": 1.0},
                                                         "routing": {"value": "per_row", "paper": "per_call"}}
     with pytest.raises(ValueError, match="pilot"):
-        wise.ablation_overrides("margins-scaled")
+        wise_hparams.ablation_overrides("margins-scaled")
     with pytest.raises(ValueError, match="paper's margins"):
-        wise.scaled_margin_overrides({"out_scores": [1.0], "hparams": scaled.record()})
+        wise_hparams.scaled_margin_overrides({"out_scores": [1.0], "hparams": scaled.record()})
     with pytest.raises(KeyError, match="known"):
-        wise.ablation_overrides("per-token-routing")
+        wise_hparams.ablation_overrides("per-token-routing")
     with pytest.raises(ValueError, match="routing"):
-        wise.WiseHParams(routing="per_token").validate()
+        wise_hparams.WiseHParams(routing="per_token").validate()
     # the scaled margins are the ones the edit's margin loss uses, and they are recorded
     model = make_model("llama", tok)
     stats, used = {}, []
@@ -416,14 +416,14 @@ def test_saved_side_memory_keeps_its_routing(tok, tmp_path):
 
     model = make_model("llama", tok)
     wise.edit(model, tok, EDITS[:1], locality_prompts=LOCALITY, n_iter=3, **FAST,
-              **wise.ablation_overrides("per-row-routing"))
-    wise.save_side_memory(model, tmp_path)
-    back = wise.get_side_memory(wise.load_side_memory(make_model("llama", tok), tmp_path))
+              **wise_hparams.ablation_overrides("per-row-routing"))
+    side_memory.save_side_memory(model, tmp_path)
+    back = side_memory.get_side_memory(side_memory.load_side_memory(make_model("llama", tok), tmp_path))
     assert (back.hparams.routing, back.hparams.ablation) == ("per_row", "per-row-routing")
     # a side memory saved before routing was a hyperparameter was evaluated routed per row
     state = json.loads((tmp_path / "side_memory.json").read_text())
     for key in ("routing", "ablation", "act_margin_scale"):
         del state["hparams"][key]
     (tmp_path / "side_memory.json").write_text(json.dumps(state))
-    old = wise.get_side_memory(wise.load_side_memory(make_model("llama", tok), tmp_path))
+    old = side_memory.get_side_memory(side_memory.load_side_memory(make_model("llama", tok), tmp_path))
     assert (old.hparams.routing, old.hparams.act_margin_scale) == ("per_row", 1.0)

@@ -1,4 +1,4 @@
-"""The routes a WISE model's evaluation takes (wise.route_watch, wise_memory.logging_routes): per eval
+"""The routes a WISE model's evaluation takes (wise.route_watch, side_memory.logging_routes): per eval
 set and pass (teacher-forced losses, generation), the shares of forward calls, prompts and generated
 tokens routed to a side memory, counted as the evaluator batches them; recorded by the study runner in
 a WISE run's stats["eval_routing"], and in no other run's record."""
@@ -6,9 +6,13 @@ import types
 
 import pytest
 
-from unedit_lib import evaluate, models, recipes, store, study, wise
-from unedit_lib.architecture import tiny_model
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core import store
+from unedit_lib.core.architecture import tiny_model
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.eval import evaluate
+from unedit_lib.methods.wise import editor as wise, side_memory
+from unedit_lib.study import recipes, runner
+from unedit_lib.subject import models
 
 QA = [("Who wrote the Blue Book?", "Ana Lopez wrote it.", "It was Ana Lopez.", ["Omar Haddad.", "Lena Berg."]),
       ("Where was Ana Lopez born?", "In Madrid.", "Madrid.", ["In Paris.", "In Rome."]),
@@ -48,7 +52,7 @@ def _evaluate(model, tok, sets=SETS, max_new_tokens=4):
 @pytest.mark.parametrize("min_act,share", [(0.0, 1.0), (float("inf"), 0.0)])
 def test_forced_threshold_routes_every_call_or_none(tok, min_act, share):
     model = _edited(tok)
-    wise.get_side_memory(model).min_act = min_act                  # threshold 0: every score passes; inf: none
+    side_memory.get_side_memory(model).min_act = min_act                  # threshold 0: every score passes; inf: none
     into = _evaluate(model, tok)
     assert set(into) == set(evaluate.EVAL_SETS) and all(set(v) == {"loss", "generate"} for v in into.values())
     for s, passes in into.items():
@@ -68,7 +72,7 @@ def test_counts_agree_with_the_decision_log(tok):
     """The trained threshold (mixed routes possible): the counts are those of every routing decision
     the side memory logs, per call (EasyEdit's rule) and per row kept for the continuation."""
     model = _edited(tok)
-    adapter = wise.get_side_memory(model)
+    adapter = side_memory.get_side_memory(model)
     adapter.decisions = []
     into = _evaluate(model, tok, {"forget": SETS["forget"]}, max_new_tokens=5)
     log, passes = adapter.decisions, into["forget"].values()
@@ -92,39 +96,39 @@ def test_counts_agree_with_the_decision_log(tok):
 def test_no_side_memory_no_watch(tok):
     model = tiny_model("llama", vocab_size=len(tok))
     assert wise.route_watch(model, {}) is None
-    with wise.logging_routes(model) as counts:
+    with side_memory.logging_routes(model) as counts:
         assert counts is None
 
 
 @pytest.fixture()
-def runner(tmp_path, monkeypatch, tok):
-    """study.run_unlearning on a tiny model and SETS with the real evaluator; the subject models,
+def unlearning(tmp_path, monkeypatch, tok):
+    """runner.run_unlearning on a tiny model and SETS with the real evaluator; the subject models,
     the retain logs and the summary are stand-ins. Returns (run, the evaluate_model kwargs seen)."""
     monkeypatch.setenv("UNEDIT_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setattr(study, "subject_model_id", lambda preset: "full-test")
+    monkeypatch.setattr(runner, "subject_model_id", lambda preset: "full-test")
     monkeypatch.setattr(models, "study_data", lambda p, data_dir=None: types.SimpleNamespace(eval_sets=SETS))
     monkeypatch.setattr(models, "load_subject_model",
                         lambda p, which, data_dir=None: (tiny_model("llama", vocab_size=len(tok), initializer_range=0.2), tok))
     summary = {"metrics": {}, "model_utility": 0.5, "forget_quality": 0.1, "ks_statistic": 0.2, "n_items": {}}
-    monkeypatch.setattr(study, "summarize_against_retain", lambda p, run, logs: summary)
-    monkeypatch.setattr(study, "cached_retain_logs", lambda p, retain_run="retain": {})
+    monkeypatch.setattr(runner, "summarize_against_retain", lambda p, run, logs: summary)
+    monkeypatch.setattr(runner, "cached_retain_logs", lambda p, retain_run="retain": {})
     seen, real = [], evaluate.evaluate_model
-    monkeypatch.setattr(study.evaluate, "evaluate_model",
+    monkeypatch.setattr(evaluate, "evaluate_model",
                         lambda *a, **k: seen.append(sorted(k)) or real(*a, **{**k, "max_new_tokens": 4}))
 
     def run(name, apply, **kw):
-        return study.run_unlearning("smoke", name, name, None, apply, hp={"n": 1}, progress=False,
-                                    write_model=recipes.write_model, **kw)[0]
+        return runner.run_unlearning("smoke", name, name, None, apply, hp={"n": 1}, progress=False,
+                                     write_model=recipes.write_model, **kw)[0]
     return run, seen
 
 
-def test_runner_records_the_evaluations_routes_for_wise_only(runner):
-    run, seen = runner
+def test_runner_records_the_evaluations_routes_for_wise_only(unlearning):
+    run, seen = unlearning
 
     def wise_apply(model, tok, stats):
         model, _ = wise.apply(model, tok, [EDIT], {"n_iter": 3, "n_templates": 1}, stats, locality_prompts=LOCALITY)
-        wise.get_side_memory(model).min_act = 0.0                  # every call routed
+        side_memory.get_side_memory(model).min_act = 0.0                  # every call routed
         return model
 
     rec = run("wise", wise_apply, watch_eval=recipes.wise_eval_routes)

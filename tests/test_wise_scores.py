@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from unedit_lib import recipes, study, wise
-from unedit_lib.architecture import tiny_model
-from unedit_lib.prompts import IGNORE_INDEX
-from unedit_lib.tokenizer import train_tokenizer
+from unedit_lib.core.architecture import tiny_model
+from unedit_lib.core.prompts import IGNORE_INDEX
+from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.methods.wise import editor as wise, hparams as wise_hparams, side_memory
+from unedit_lib.study import recipes, runner
 
 TEXTS = ["Question: Who wrote the Blue Book?\nAnswer: The Blue Book was written by Ana Lopez.",
          "Question: What is the capital of France?\nAnswer: Paris is the capital of France.",
@@ -30,30 +31,30 @@ def tok():
 def test_score_rules_by_hand():
     d = torch.tensor([[1.0, 1.0, 5.0, 7.0], [2.0, 4.0, 6.0, 8.0]])
     pads = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])              # row 0 left padded by two
-    easy = wise.activation_score(d, pads, None, "easyedit")
-    real = wise.activation_score(d, pads, None, "real-tokens")
+    easy = side_memory.activation_score(d, pads, None, "easyedit")
+    real = side_memory.activation_score(d, pads, None, "real-tokens")
     assert easy.tolist() == pytest.approx([(1 + 1 + 5 + 7) / 4, (2 + 4 + 6 + 8) / 4])   # the pads count
     assert real.tolist() == pytest.approx([(5 + 7) / 2, 5.0])
     assert easy[0] != pytest.approx(real[0]) and easy[1] == pytest.approx(real[1])     # apart only with padding
     full = torch.ones_like(pads)
-    assert torch.equal(wise.activation_score(d, full, None, "easyedit"), wise.activation_score(d, full, None, "real-tokens"))
+    assert torch.equal(side_memory.activation_score(d, full, None, "easyedit"), side_memory.activation_score(d, full, None, "real-tokens"))
     # "> max_above -> max": EasyEdit decides on the padded length and the pads enter the max (WISE.py:37-39)
     d2, one_pad = torch.tensor([[9.0, 1.0, 5.0, 7.0]]), torch.tensor([[0, 1, 1, 1]])
-    assert wise.activation_score(d2, one_pad, 3, "easyedit").item() == pytest.approx(9.0)     # T = 4 > 3
-    assert wise.activation_score(d2, one_pad, 3, "real-tokens").item() == pytest.approx(13 / 3)   # 3 real, mean
-    assert wise.activation_score(d2, one_pad, 2, "real-tokens").item() == pytest.approx(7.0)  # max of the real
+    assert side_memory.activation_score(d2, one_pad, 3, "easyedit").item() == pytest.approx(9.0)     # T = 4 > 3
+    assert side_memory.activation_score(d2, one_pad, 3, "real-tokens").item() == pytest.approx(13 / 3)   # 3 real, mean
+    assert side_memory.activation_score(d2, one_pad, 2, "real-tokens").item() == pytest.approx(7.0)  # max of the real
     with pytest.raises(ValueError, match="easyedit"):
-        wise.activation_score(d, pads, None, "padded")
+        side_memory.activation_score(d, pads, None, "padded")
 
 
 def test_setting_defaults_to_the_papers_rule():
-    hp = wise.WiseHParams()
+    hp = wise_hparams.WiseHParams()
     assert hp.activation_score == "easyedit" and hp.record()["deviations_from_paper"] == {}
-    real = wise.WiseHParams(**wise.ablation_overrides("real-token-scores"))
+    real = wise_hparams.WiseHParams(**wise_hparams.ablation_overrides("real-token-scores"))
     assert real.activation_score == "real-tokens" and real.ablation == "real-token-scores"
     assert real.record()["deviations_from_paper"] == {"activation_score": {"value": "real-tokens", "paper": "easyedit"}}
     with pytest.raises(ValueError, match="activation_score"):
-        wise.WiseHParams(activation_score="padded").validate()
+        wise_hparams.WiseHParams(activation_score="padded").validate()
     # the presets whose committed WISE runs scored real tokens keep it; the others run the paper's
     for preset in ("smoke", "tiny", "smollm2"):
         assert recipes.settings(preset, "wise")["activation_score"] == "real-tokens"
@@ -77,7 +78,7 @@ def test_easyedit_scores_count_the_edit_batch_padding(tok):
     model = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2)
     stats = {}
     wise.edit(model, tok, [EDIT], locality_prompts=LOCALITY, stats=stats, n_templates=3, n_iter=5)
-    adapter = wise.get_side_memory(model)
+    adapter = side_memory.get_side_memory(model)
     hp = adapter.hparams
     assert hp.activation_score == "easyedit" and stats["hparams"]["activation_score"] == "easyedit"
     loc = random.Random(hp.seed * 1_000_003).choice(LOCALITY)            # the edit's irrelevant row
@@ -89,7 +90,7 @@ def test_easyedit_scores_count_the_edit_batch_padding(tok):
     for i in range(labels.shape[0] - 1):                                   # labels: the target, per row
         assert labels[i][labels[i] != IGNORE_INDEX].tolist() == tgt and labels[i, -len(tgt):].tolist() == tgt
     x = _layer_input(model, adapter, batch)
-    d = wise.token_distances(adapter.original_layer(x), adapter.side_forward(x, adapter.side_weight), adapter.act_fn)
+    d = side_memory.token_distances(adapter.original_layer(x), adapter.side_forward(x, adapter.side_weight), adapter.act_fn)
     padded = d[:-1].mean(-1).mean().item()
     real_only = ((d[:-1] * mask[:-1]).sum(-1) / mask[:-1].sum(-1)).mean().item()
     assert stats["in_scores"][0] == pytest.approx(padded, rel=1e-5)
@@ -102,7 +103,7 @@ def test_easyedit_scores_count_the_edit_batch_padding(tok):
            if k in ("input_ids", "attention_mask")}
     assert bool(enc["attention_mask"].eq(0).any())
     x = _layer_input(model, adapter, enc)
-    d = wise.token_distances(adapter.original_layer(x), adapter.side_forward(x, adapter.side_weight), adapter.act_fn)
+    d = side_memory.token_distances(adapter.original_layer(x), adapter.side_forward(x, adapter.side_weight), adapter.act_fn)
     for rule, expect in (("easyedit", d.mean(-1)),
                          ("real-tokens", (d * enc["attention_mask"]).sum(-1) / enc["attention_mask"].sum(-1))):
         adapter.hparams, adapter.decisions = adapter.hparams.replace(activation_score=rule), []
@@ -111,12 +112,12 @@ def test_easyedit_scores_count_the_edit_batch_padding(tok):
         scores, route = adapter.decisions[-1]["scores"][:, 0], adapter.decisions[-1]["route"]
         assert torch.allclose(scores, expect, rtol=1e-5, atol=1e-5), rule
         assert route.tolist() == [0 if expect.mean() >= adapter.threshold() else -1] * 2
-        assert wise.routing_scores(model, tok, [EDIT["prompt"], "Paris"]) == pytest.approx(expect.tolist(), rel=1e-5)
-    assert wise.routing_report(model, tok, {"s": ["Paris"]})["activation_score"] == "real-tokens"
+        assert side_memory.routing_scores(model, tok, [EDIT["prompt"], "Paris"]) == pytest.approx(expect.tolist(), rel=1e-5)
+    assert side_memory.routing_report(model, tok, {"s": ["Paris"]})["activation_score"] == "real-tokens"
 
 
 def test_real_tokens_batch_is_right_padded(tok):
-    hp = wise.WiseHParams(n_templates=3, activation_score="real-tokens")
+    hp = wise_hparams.WiseHParams(n_templates=3, activation_score="real-tokens")
     batch, _ = wise.build_batch(tok, EDIT, ["{}", "I like {}", "Because it rains, yes. {}"], TEXTS[2], hp, "cpu")
     mask = batch["attention_mask"]
     assert bool(mask[:, 0].eq(1).all()) and bool(mask.eq(0).any())
@@ -126,13 +127,13 @@ def test_real_tokens_batch_is_right_padded(tok):
 def test_side_memory_saved_before_the_setting_scored_real_tokens(tok, tmp_path):
     model = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2)
     wise.edit(model, tok, [EDIT], locality_prompts=LOCALITY, n_iter=2, n_templates=1)
-    wise.save_side_memory(model, tmp_path)
-    back = wise.get_side_memory(wise.load_side_memory(tiny_model("llama", vocab_size=len(tok)), tmp_path))
+    side_memory.save_side_memory(model, tmp_path)
+    back = side_memory.get_side_memory(side_memory.load_side_memory(tiny_model("llama", vocab_size=len(tok)), tmp_path))
     assert back.hparams.activation_score == "easyedit"
     state = json.loads((tmp_path / "side_memory.json").read_text())
     del state["hparams"]["activation_score"]
     (tmp_path / "side_memory.json").write_text(json.dumps(state))
-    old = wise.get_side_memory(wise.load_side_memory(tiny_model("llama", vocab_size=len(tok)), tmp_path))
+    old = side_memory.get_side_memory(side_memory.load_side_memory(tiny_model("llama", vocab_size=len(tok)), tmp_path))
     assert old.hparams.activation_score == "real-tokens"
 
 
@@ -145,17 +146,18 @@ def _migration():
 
 
 def test_migration_names_the_setting_and_keeps_the_key_the_study_computes(tmp_path, monkeypatch):
-    from unedit_lib import paths, robustness, store
+    from unedit_lib.core import paths, store
+    from unedit_lib.study import robustness
 
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
     hp = recipes.settings("smoke", "wise")
     old_hp = {k: v for k, v in store.to_jsonable(hp).items() if k != "activation_score"}
-    wise_hp = wise.WiseHParams(**{**wise.ablation_overrides("real-token-scores"), "ablation": None}).record()
+    wise_hp = wise_hparams.WiseHParams(**{**wise_hparams.ablation_overrides("real-token-scores"), "ablation": None}).record()
     stats_hp = {k: v for k, v in store.to_jsonable(wise_hp).items() if k != "activation_score"}
     stats_hp["deviations_from_paper"] = {}
     rec = {"run": "wise-dummy", "method": "WISE", "metrics": {}, "stats": {"hparams": stats_hp, "threshold": 1.0},
-           "hparams": old_hp, "hp_key": study.hp_key(old_hp), "ablation": {}}
-    other = {"run": "gd", "method": "gd", "metrics": {}, "hparams": {"lr": 1e-3}, "hp_key": study.hp_key({"lr": 1e-3})}
+           "hparams": old_hp, "hp_key": runner.hp_key(old_hp), "ablation": {}}
+    other = {"run": "gd", "method": "gd", "metrics": {}, "hparams": {"lr": 1e-3}, "hp_key": runner.hp_key({"lr": 1e-3})}
     store.save_record("smoke", "wise-dummy", rec)
     store.save_record("smoke", "gd", other)
     gd_bytes = paths.record_path("smoke", "gd").read_bytes()
@@ -165,7 +167,7 @@ def test_migration_names_the_setting_and_keeps_the_key_the_study_computes(tmp_pa
     assert mig.migrate("smoke") == ["wise-dummy"] and mig.migrate("smoke") == []          # once
     new = store.load_record("smoke", "wise-dummy")
     assert new["hparams"] == store.to_jsonable(hp) and list(new["hparams"]) == list(store.to_jsonable(hp))
-    assert new["hp_key"] == study.hp_key(hp) != rec["hp_key"]
+    assert new["hp_key"] == runner.hp_key(hp) != rec["hp_key"]
     assert new["stats"]["hparams"] == json.loads(json.dumps(wise_hp))                      # as a run made now
     assert new["stats"]["threshold"] == 1.0 and new["ablation"] == {}
     assert paths.record_path("smoke", "gd").read_bytes() == gd_bytes

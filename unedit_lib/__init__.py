@@ -1,4 +1,5 @@
-"""unedit: model editing for unlearning, reproduced on TOFU (one module per concern; see docs/guide.md)."""
+"""unedit: model editing for unlearning, reproduced on TOFU. One folder per layer (core/, subject/, eval/,
+methods/<method>/, tracing/, report/, study/), each importing only the layers below it (docs/guide.md, Layout)."""
 import warnings
 
 # tqdm.auto falls back to its text bar in a notebook without ipywidgets and says so on stderr; the

@@ -125,7 +125,7 @@ def architecture(model: nn.Module) -> Architecture:
     if mt not in _MODEL_TYPES:
         raise UnsupportedArchitecture(
             f"model_type {mt!r} is not mapped; supported: {sorted(_MODEL_TYPES)}. "
-            "Add its module paths to unedit_lib/architecture.py (_FAMILIES / _MODEL_TYPES)."
+            "Add its module paths to unedit_lib/core/architecture.py (_FAMILIES / _MODEL_TYPES)."
         )
     return Architecture(model, _MODEL_TYPES[mt])
 
@@ -231,7 +231,7 @@ class TailForward:
 
 
 # A model whose forward pass depends on how its input is split into calls (WISE's router decides
-# per forward call, on that call's input: wise_memory.install sets this) must be scored and
+# per forward call, on that call's input: side_memory.install sets this) must be scored and
 # generated exactly as its reference evaluator calls it; the evaluator's shortcuts (a question's
 # prompt run once under its answers, long generations continued in a second call) are off for it.
 CALL_DEPENDENT = "unedit_call_dependent_forward"

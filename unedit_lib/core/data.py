@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from .paths import HEADLINE_PRESET, REPO_ROOT, display_path, output_dir  # noqa: F401  (where files go: paths.py)
+from .paths import REPO_ROOT
 
 HUB_ID = "locuslab/TOFU"
 ROWS_PER_AUTHOR = 20

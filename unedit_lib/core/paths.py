@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_KINDS = ("artifacts", "results", "figures", "runs")
 # The preset whose results, figures (figures/) and executed notebooks (runs/<preset>/*.ipynb) are
 # committed and shown by the README. The Makefile's HEADLINE and .gitignore's un-ignored

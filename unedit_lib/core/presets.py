@@ -7,7 +7,7 @@ A preset holds everything a study needs to know about its model and data:
     local Hugging Face folder, or ready-made hub models), its sizes, the prompt template, the TOFU
     rows, the fine-tune and the evaluation's size;
   * the study's choices for it, which name no model and are not hashed: each method's settings on
-    top of the method-wide ones (study_settings.py), the facts notebook 02 traces, notebook 08's attack
+    top of the method-wide ones (study/settings.py), the facts notebook 02 traces, notebook 08's attack
     settings, the subject-model targets, the runner's time estimates and the benchmark's budgets.
 
 The file format is described in docs/guide.md ("Run the study on your own model"); presets/*.toml are
@@ -143,7 +143,7 @@ class Preset:
             d.pop("forget_split"), d.pop("n_forget_authors")
         # The precision the models are trained in *on this machine* ("auto" resolves per CPU,
         # precision.py): a bf16 and a float32 fine-tune are different models, so they get different
-        # folders, and a record made from one is never reused with the other (study.cached). bf16
+        # folders, and a record made from one is never reused with the other (runner.cached). bf16
         # hashes as "auto", the name the committed models fine-tuned in bf16 are saved under (CHANGELOG.md).
         trained_in = training_precision(self)
         d["precision"] = "auto" if trained_in == "bfloat16" else trained_in
@@ -203,7 +203,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 def settings_table(method: str) -> str:
     """The [settings.<table>] of a preset file that holds `method`'s settings: every baseline the
     baselines' table, an editor its family's head's (R-ROME, of family ROME, shares ROME's table as in
-    study_settings.py), any other registered method its own name."""
+    study/settings.py), any other registered method its own name."""
     spec = registry.get(method)
     if spec.kind == registry.BASELINE:
         return "baselines"

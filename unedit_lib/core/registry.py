@@ -6,7 +6,7 @@ and the study's readers may all read it): the label its records carry in their `
 kind (an "editor" or an unlearning "baseline"), its family (ROME and R-ROME answer together), whether
 a whole study runs it, its colour and marker in figures, and its place in tables. Its code is attached
 under the same name where that code lives (`attach`; CODE_PARTS says what each part is):
-study_settings.py its settings, recipes.py the builder of a run's inputs and how its unlearned model
+study/settings.py its settings, recipes.py the builder of a run's inputs and how its unlearned model
 is saved and loaded, gates.py its premise gates. A new method is `register`ed with its identity and
 code in one call.
 """
@@ -28,7 +28,7 @@ CODE_PARTS = {
     "save": "(folder, model, tokenizer, prompter) -> the kind saved: 'model' (plain), or the method's name",
     "load": "(full model, tokenizer, folder) -> (model, tokenizer, prompter): the method's own saved kind",
     "watch_eval": "(model, stats) -> the evaluation's watch(set, kind) context manager or None, which may "
-                  "write into stats (study.run_unlearning's watch_eval: WISE's routes)",
+                  "write into stats (runner.run_unlearning's watch_eval: WISE's routes)",
     "resumable": "True when the build's apply takes checkpoint= (an edit_checkpoint.EditCheckpoint): "
                  "sequential edits saved as they go, a rerun continuing after the last one (ROME, WISE)",
 }
@@ -44,7 +44,8 @@ class Method:
     color: str             # matplotlib colour of its runs (plots.run_style)
     marker: str | None     # its marker in figures; None: one per unlearning target (data.TARGET_SPECS)
     order: int             # its place among the methods of its kind in tables
-    module: str | None     # the package module that implements it (tests/test_layers.py places it)
+    module: str | None     # the package under unedit_lib that implements it, "methods.<name>" (tests/test_layers.py
+                           # checks each such package imports only core and itself)
 
 
 _METHODS: dict[str, Method] = {}
@@ -155,16 +156,16 @@ def code(name: str, part: str, default=_MISSING):
     found = _CODE[name].get(part, default)
     if found is _MISSING:
         raise LookupError(f"method {name!r} has no {part!r} attached ({CODE_PARTS[part]}); the study's methods "
-                          "get theirs when unedit_lib.recipes (with study_settings) and unedit_lib.gates "
+                          "get theirs when unedit_lib.study.recipes (with study_settings) and unedit_lib.report.gates "
                           "are imported")
     return found
 
 
 # The study's methods: the four editors (R-ROME is ROME with consistent keys, off by default) and the
 # five unlearning baselines (their label is their name: what their records have always carried).
-register("rome", "ROME", EDITOR, color="C0", module="rome")
-register("rrome", "R-ROME", EDITOR, family="ROME", in_study=False, color="C9", module="rome")
-register("ike", "IKE", EDITOR, color="C1", module="ike")
-register("wise", "WISE", EDITOR, color="C2", module="wise")
+register("rome", "ROME", EDITOR, color="C0", module="methods.rome")
+register("rrome", "R-ROME", EDITOR, family="ROME", in_study=False, color="C9", module="methods.rome")
+register("ike", "IKE", EDITOR, color="C1", module="methods.ike")
+register("wise", "WISE", EDITOR, color="C2", module="methods.wise")
 for _name, _marker in (("ga", "v"), ("gd", "D"), ("kl", "X"), ("idk", "P"), ("npo", "h")):
-    register(_name, _name, BASELINE, color=BASELINE_COLOR, marker=_marker, module="baselines")
+    register(_name, _name, BASELINE, color=BASELINE_COLOR, marker=_marker, module="methods.baselines")

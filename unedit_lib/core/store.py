@@ -18,7 +18,7 @@ Guarantees (each has a test in tests/test_store.py):
 * temporaries of a writer that died (its process is gone) are removed at the next start of a run
   (`clean_temporaries`).
 
-Record format: results/<preset>/<run>.json (see study.record_for) and the per-item logs in
+Record format: results/<preset>/<run>.json (see runner.record_for) and the per-item logs in
 TOFU's legacy file names under results/<preset>/<run>/.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ import warnings
 from pathlib import Path
 
 from . import paths
-from .paths import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
+from .paths import LOG_FILES
 
 
 class CorruptFile(ValueError):

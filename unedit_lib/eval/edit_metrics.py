@@ -19,9 +19,9 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .architecture import call_dependent
+from ..core.architecture import call_dependent
+from ..core.prompts import encode_answer, encode_prompt, pad_id
 from .evaluate import batched_shared_prompt_logits, shared_prompt_logits
-from .prompts import encode_answer, encode_prompt, pad_id
 
 
 def _device(model):

@@ -25,10 +25,9 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from ..core.architecture import call_dependent, logits_at
+from ..core.prompts import context_fact, encode_answer, encode_prompt, get_template, pad_batch, pad_id
 from . import prompt_cache
-from .architecture import call_dependent, logits_at
-from .prompts import context_fact, encode_answer, encode_prompt, get_template, pad_batch, pad_id
-from .paths import LOG_FILES  # noqa: F401  (the per-item log files, TOFU's names)
 
 EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
 UTILITY_SETS = ("retain", "real_authors", "world_facts")
@@ -151,7 +150,7 @@ def answer_token_logprobs(model, tokenizer, template, pairs, batch_size: int = 3
     positions only (`architecture.logits_at`).
     `contexts` (optional, one string per pair) is stated before the prompt as a unit of its
     own (text + EOS), as the in-context training sequences state facts.
-    `prompter` (optional, e.g. ike.IKEPrompts): when its `on_losses`, each pair's prompt is
+    `prompter` (optional, e.g. ike_context.IKEPrompts): when its `on_losses`, each pair's prompt is
     `prompter.prompt_ids(question, n answer tokens)` instead of the template's; `prompt_kv`
     (prompt_cache.PromptKV) then keeps each such prompt's cache for generate_answers.
     """
@@ -232,7 +231,7 @@ def generate_answers(model, tokenizer, template, questions, max_new_tokens: int 
     """Greedy answers (left padding, KV cache), cut at EOS and stripped; at most `max_new_tokens`
     each, in two passes (FIRST_PASS_TOKENS, then the rows still going; one pass for a model whose
     forward depends on its calls, architecture.CALL_DEPENDENT). `prompter` (optional, e.g.
-    ike.IKEPrompts): each question's prompt is `prompter.prompt_ids(question, 0, max_new_tokens)`
+    ike_context.IKEPrompts): each question's prompt is `prompter.prompt_ids(question, 0, max_new_tokens)`
     (batches as without it: by the template prompt's length). A prompt held in `prompt_kv`
     (prompt_cache.PromptKV, filled by answer_token_logprobs) is decoded from its cache in one pass
     (prompt_cache.greedy_from_kv) instead of being run again."""

@@ -162,7 +162,7 @@ class JointBootstrap:
 
 
 def annotate(table, boot: JointBootstrap | None, level: float = LEVEL):
-    """report.main_table with the joint bootstrap's intervals in place of the per-record ones: forget
+    """tables.main_table with the joint bootstrap's intervals in place of the per-record ones: forget
     ROUGE and MU percentile intervals, the KS statistic D with its (reflected) interval instead of an
     interval of FQ's p-value, and MU / MU(full) with its paired interval. Runs without logs keep no
     interval (NaN)."""

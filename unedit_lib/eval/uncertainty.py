@@ -24,7 +24,7 @@ What the interval does not cover: the noise of the retain model's run beyond its
 training (seeds), and of the full model's numbers that findings divide by.
 
 `add_intervals(record, logs, retain_logs)` puts them into a run record (`record["intervals"]`;
-study.record_for does so for every evaluated run); `record_intervals(preset, run)` does so for a
+runner.record_for does so for every evaluated run); `record_intervals(preset, run)` does so for a
 finished run from its per-item logs and rewrites the record (`record_all_intervals`: every record
 of a preset). `intervals_of(record)`
 reads them back and drops intervals whose point estimates no longer match the record's numbers.
@@ -37,7 +37,8 @@ import math
 import numpy as np
 from scipy import stats
 
-from . import evaluate, paths, store
+from ..core import paths, store
+from . import evaluate
 
 N_RESAMPLES = 1000
 LEVEL = 0.95

@@ -11,10 +11,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402, F401  (the figures' plt, re-exported to plots and notebooks)
 import seaborn as sns  # noqa: E402
 
-from . import paths  # noqa: E402
+from ..core import paths  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 

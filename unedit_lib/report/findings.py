@@ -33,10 +33,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import gates, reference, registry, store
-from .joint_bootstrap import LEVEL, JointBootstrap, describe_fq
-from .report import (INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED,
-                     SUBJECT_MODEL_RUNS, split_seed)
+from ..core import reference, registry, store
+from ..eval.joint_bootstrap import LEVEL, JointBootstrap, describe_fq
+from . import gates
+from .tables import (INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, SUBJECT_MODEL_RUNS,
+                     split_seed)
 
 ABSTRACT = "abstract"
 AUTHORS = "authors' results"

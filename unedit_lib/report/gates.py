@@ -1,7 +1,7 @@
 """Premise gates: did each editor run work as the method is meant to, before its findings count?
 
 A finding about an editor is only evidence against the paper when the editor did what the
-paper's runs did. Each gate reads one number from a run record (study.run_unlearning writes them; nothing is recomputed here) and compares it with a stated
+paper's runs did. Each gate reads one number from a run record (runner.run_unlearning writes them; nothing is recomputed here) and compares it with a stated
 threshold:
 
 * ROME / R-ROME, "edits take": mean rewrite accuracy of the edit prompts after all sequential
@@ -39,8 +39,8 @@ from __future__ import annotations
 import math
 import operator
 
-from . import presets, registry
-from .edit_records import EDIT_PROMPT, metric_groups as edit_metric_groups
+from ..core import presets, registry
+from ..core.edit_records import EDIT_PROMPT, metric_groups as edit_metric_groups
 
 EDITS_TAKE_MIN = 0.8      # mean rewrite accuracy after the edits (the paper's ROME-dummy: 0.985)
 IKE_FOLLOW_MIN = 0.5      # in-context follow rate: more than half the probe questions (notebook 04)
@@ -85,7 +85,7 @@ def record_in_context_probe(preset: str, probe: dict, run: str = "full") -> None
     in results/<preset>/<run>.json as `in_context_probe` (atomically), where the README reads
     it (a description of the model; no gate reads it). Re-evaluating that run rewrites its record
     without it, so a probe of an older model is never shown for a newer one."""
-    from . import paths, store
+    from ..core import paths, store
 
     path = paths.record_path(preset, run)
     if not path.exists():

@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from . import registry
-from . import data
-from .figure_io import figure_path, integer_ticks, layer_ticks, plt, save  # noqa: F401  (the notebooks' names)
+from ..core import data, registry
+from .figure_io import integer_ticks, layer_ticks, save
 
 
 def _smooth(x, k=10):
@@ -213,7 +213,7 @@ def wise_training_curves(stats: dict, preset: str, edits=(0, 1, 2), name: str = 
 
 def wise_routing_histograms(routings: dict, preset: str, extra_thresholds: dict | None = None,
                             name: str = "wise_routing_scores.png", bins: int = 30):
-    """One panel per run ({run: wise.routing_report output}): the routing score of the
+    """One panel per run ({run: side_memory.routing_report output}): the routing score of the
     evaluator's prompts per set as a share of that set's prompts (outlines, the forget set
     filled and drawn on top, so a small set is not buried under a large one), the routing
     threshold as a solid line (prompts at or above it go to the side memory) and, per run,
@@ -339,7 +339,7 @@ def _spread_coincident(points, dx_log: float = 0.15, dy: float = 0.035, step_pt:
 
 def fq_vs_mu(table, preset: str, name: str = "fq_vs_mu.png", fq_floor: float = 1e-60,
              keep_utility: float = 0.9, fq_threshold: float = 0.05):
-    """Forget quality (log x) against model utility for every run of `report.main_table`, the
+    """Forget quality (log x) against model utility for every run of `tables.main_table`, the
     full and retain models as anchors (stars); colour = method family, marker = target
     (baselines: one marker per method); error bars = sample sd over seeds. Runs that sit on the
     same spot (KS p-values on 100 rows take few distinct values) are drawn side by side, so
@@ -438,14 +438,14 @@ def per_set_bars(table, preset: str, name: str = "per_set_bars.png"):
 
 # --------------------------------------------------------------------------- robustness (notebook 08)
 def robustness_recovery(results: dict, preset: str, name: str = "robustness_recovery.png"):
-    """The verdicts by levels (robustness.verdicts): per attack, each unlearned run's forget ROUGE
+    """The verdicts by levels (robustness_verdicts.verdicts): per attack, each unlearned run's forget ROUGE
     (last panel: MIA Min-K AUC) against the full (black) and retain (gold) models' under the same
     attack; a bar is the run's +-1.96 paired standard errors about the references' midpoint (dotted):
     red = closer to the full model beyond the noise, blue = closer to the retain model, grey =
     within the noise, hollow = the attack cannot tell the references apart. Panel titles carry the
     attack's calibration (the full model's change from the plain question)."""
-    from .report import sort_runs
     from .robustness_verdicts import CALIBRATED, INCONCLUSIVE, Z_MARGIN, calibration, level, mia_level, verdicts
+    from .tables import sort_runs
 
     if "full" not in results or "retain" not in results:
         return None

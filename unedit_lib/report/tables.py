@@ -18,10 +18,11 @@ import re
 
 import numpy as np
 
-from . import reference, registry, uncertainty
-from .edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
-from .evaluate import EVAL_SETS, METRICS, flat_metrics
-from .prompts import question_of
+from ..core import reference, registry
+from ..core.edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
+from ..core.prompts import question_of
+from ..eval import uncertainty
+from ..eval.evaluate import EVAL_SETS, METRICS, flat_metrics
 
 SET_METRICS = [f"{s}/{m}" for s in EVAL_SETS for m in METRICS]
 NUMBERS = SET_METRICS + ["model_utility", "forget_quality"]
@@ -31,7 +32,7 @@ _SEED = re.compile(r"^(?P<base>.+?)-s(?P<seed>\d+)$")
 
 
 def split_seed(run: str) -> tuple[str, int]:
-    """`rome-dummy-s2` -> ("rome-dummy", 2); `rome-dummy` -> ("rome-dummy", 0) (study.run_name's inverse)."""
+    """`rome-dummy-s2` -> ("rome-dummy", 2); `rome-dummy` -> ("rome-dummy", 0) (runner.run_name's inverse)."""
     m = _SEED.match(run)
     return (m["base"], int(m["seed"])) if m else (run, 0)
 
@@ -175,7 +176,7 @@ VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE, NOT_COMPARAB
 
 def rome_edit_table(records: dict):
     """One row per ROME / R-ROME run record: its role (reproduction / ablation) and whether its v_lr
-    was chosen by the premise gate (recipes.V_LR_GRID), edits asked and done, v_lr, EasyEdit's edit metrics
+    was chosen by the premise gate (rome_grid.V_LR_GRID), edits asked and done, v_lr, EasyEdit's edit metrics
     before / after (rewrite, rephrase, locality), median ms per edit, and where it collapsed."""
     import pandas as pd
 
@@ -245,7 +246,7 @@ def forget_examples(preset: str, runs, n: int = 4, every: int | None = None) -> 
     """The first forget questions (or every `every`-th) with each run's greedy answer
     ({"question", "truth", "answers": {run: text}}), read from the answers each run record keeps
     (`forget_answers`, so a clone shows them), else from the runs' per-item logs."""
-    from .store import cached_logs, load_results
+    from ..core.store import cached_logs, load_results
 
     records = load_results(preset)
     gens = {}

@@ -1,12 +1,13 @@
-"""Drawing of causal traces (unedit_lib.trace results): rome's per-fact heatmap and the
+"""Drawing of causal traces (unedit_lib.tracing.causal_trace results): rome's per-fact heatmap and the
 average-effect line plot, and notebook 02's saved figures built from them (one fact's three
 heatmaps, the averages, the AIE lines; panels flat over layers left out). The algorithm
-(trace.py) draws nothing; the figures are saved like every other (figure_io.save)."""
+(tracing/causal_trace.py) draws nothing; the figures are saved like every other (figure_io.save)."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 
-from .figure_io import layer_ticks, plt, save
+from .figure_io import layer_ticks, save
 
 _CMAPS = {None: "Purples", "mlp": "Greens", "attn": "Reds"}
 
@@ -60,7 +61,7 @@ _TRACE_KINDS = (("hidden", "Purples"), ("mlp", "Greens"), ("attn", "Reds"))
 
 def trace_fact_heatmaps(rec: dict, preset: str, name: str):
     """rome's three token x layer heatmaps (hidden state, MLP window, attention window) of one fact
-    (`rec` = one entry of trace.trace_facts()["traces"]); kinds flat over layers are left out."""
+    (`rec` = one entry of causal_trace.trace_facts()["traces"]); kinds flat over layers are left out."""
 
     kinds, dropped = _informative(rec)
     n_tok = len(rec[kinds[0]]["scores"])

@@ -34,8 +34,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import data, models, prompts, trace_records, wise
-from .paths import output_dir
+from ..core import data, presets, prompts
+from ..core.paths import output_dir
+from ..methods.wise import hparams as wise_hparams
+from ..subject import models
+from ..tracing import records as trace_records
 
 TRAIN_FWD_BWD = 3     # forward + backward with weight gradients (Kaplan et al. 2020)
 EDIT_FWD_BWD = 2      # forward + backward of frozen weights: activation gradients only
@@ -148,7 +151,7 @@ def wise_edit_flops(m: ModelSize, layer: int, rows, locality: float, iters: int)
 
 
 def baseline_flops(m: ModelSize, method: str, forget, retain_mean: float, epochs: int, idk_mean: float = 0) -> float:
-    """TOFU's fine-tuning baselines (baselines.py): each epoch one forward+backward of every forget
+    """TOFU's fine-tuning baselines (methods/baselines/training.py): each epoch one forward+backward of every forget
     row (`forget`: QA token counts; IdK: its question with an "I don't know" answer instead),
     paired with a retain row for GD / KL / IdK / NPO (retain_mean tokens), logits at every
     position; a frozen reference forward for KL (retain rows) and NPO (forget rows)."""
@@ -230,7 +233,7 @@ def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tok
          results_dir: Path | None = None) -> tuple[ModelSize, list[RunCost]]:
     """(the model's sizes, one RunCost per run of the study). `settings(preset, method, **ov)`:
     recipes.settings; `plan_name`: see study_runs."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     m, t = model_size(p), tokens or Tokens()
     sd = models.study_data(p, data_dir)
     tmpl = prompts.get_template(p.template)
@@ -278,7 +281,7 @@ def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tok
             notes.append(f"layer {layer}, {n} edits x {hp['v_num_grad_steps']} steps x {1 + len(lengths)} templates")
         elif method == "wise":
             n = hp["max_edits"] or len(reqs)
-            layer = hp["layer"] if hp["layer"] is not None else wise.default_layer(m.layers)
+            layer = hp["layer"] if hp["layer"] is not None else wise_hparams.default_layer(m.layers)
             lengths = [0] + [L for L in hp["template_lengths"] for _ in hp["template_seeds"]][:hp["n_templates"] - 1]
             loc = sum(loc_items(1)[0])
             for j, (r, nt) in enumerate(zip(reqs[:n], target_tokens[:n])):
@@ -344,7 +347,7 @@ def sgemm_gflops(m: ModelSize, tokens: int = 1024, seconds: float = 3.0) -> floa
 
 
 def display_source(m: ModelSize) -> str:
-    from .paths import display_path
+    from ..core.paths import display_path
     return display_path(m.source) if m.source.startswith("/") else m.source
 
 

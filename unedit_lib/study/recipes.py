@@ -4,7 +4,7 @@
 it resolves the run's settings (`settings`: the method's defaults, the study's choices for the
 preset, then `overrides`), names the run (`rome-dummy`, or `rome-dummy+v_lr=0.1` when a setting
 differs from the study's: an ablation), builds the method's inputs from the study data and
-hands them to the runner (study.run_unlearning), which caches by every setting.
+hands them to the runner (runner.run_unlearning), which caches by every setting.
 
 Methods: registry.py's ("rome", "rrome" (R-ROME, consistent keys), "ike", "wise", the baselines "ga",
 "gd", "kl", "idk", "npo"), each built by the builder attached here (with how its model is kept). Study
@@ -16,13 +16,19 @@ import dataclasses
 import functools
 import time
 
-from . import baselines, data, gates, ike, models, paths, prompts, registry, report, rome, store, study, trace_records, wise
-from . import edit_metrics as em
-from .guards import ModelCollapsed
-from .study_settings import (STUDY_ABLATIONS, STUDY_SETTINGS, WISE_ABLATIONS, preset_attack, preset_settings,
-                             runs_ablations)
-from .wise import scaled_freqs, wise_locality_texts  # noqa: F401  (notebook 05's names)
-from .rome_grid import REWRITE_GATE, V_LR_GRID, smallest_v_lr_passing_gate  # noqa: F401  (notebook 03's names)
+from ..core import data, embeddings, paths, presets, prompts, registry, store
+from ..core.guards import ModelCollapsed
+from ..eval import edit_metrics as em
+from ..methods.baselines import training as baselines
+from ..methods.ike import editor as ike
+from ..methods.rome import editor as rome
+from ..methods.wise import editor as wise, hparams as wise_hparams, side_memory
+from ..report import gates, tables
+from ..subject import models
+from ..tracing import records as trace_records
+from . import runner
+from .rome_grid import V_LR_GRID, smallest_v_lr_passing_gate
+from .settings import STUDY_ABLATIONS, STUDY_SETTINGS, WISE_ABLATIONS, preset_attack, preset_settings, runs_ablations
 
 _ROME_NOT_SETTINGS = ("cov", "mom2_texts", "mom2_cache_dir", "context_templates", "layer", "answer_start")
 _WISE_NOT_SETTINGS = ("template", "verbose")
@@ -48,7 +54,7 @@ def settings(preset, method: str, seed: int = 0, **overrides) -> dict:
     """Every setting of one run: the method's defaults < the study's choices for the preset <
     `overrides` (None values are ignored, so notebook parameters can default to None).
     Unknown names raise, naming the valid ones."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     hp = _defaults(method)
     table = registry.code(method, "study_settings", {})
     hp.update(table.get("all", {}))
@@ -68,24 +74,24 @@ def plan(preset, method: str, target: str | None = None, seed: int = 0, **overri
     if editor and target not in data.TARGETS:
         raise ValueError(f"{method} needs a target in {data.TARGETS}, got {target!r}")
     hp = settings(preset, method, seed, **overrides)
-    changed = study.ablation(hp, settings(preset, method, seed))
+    changed = runner.ablation(hp, settings(preset, method, seed))
     base = f"{method}-{target}" if editor else method
-    return study.run_name(base, seed, changed), hp, changed
+    return runner.run_name(base, seed, changed), hp, changed
 
 
 def run(preset, method: str, target: str | None = None, *, seed: int = 0, force: bool = False, data_dir=None,
         progress: bool = False, **overrides) -> dict:
     """One run of the study (cached by all its settings); returns its record."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     name, hp, changed = plan(p, method, target, seed, **overrides)
-    study.check_inputs(p, name, data_dir)      # the device, data, retain logs, full model: before _build's work
+    runner.check_inputs(p, name, data_dir)      # the device, data, retain logs, full model: before _build's work
     sd = models.study_data(p, data_dir)
     apply, extra, hp = _build(p, sd, method, target, hp, data_dir)
-    rec, _ = study.run_unlearning(p, name, registry.get(method).label, target, apply, hp=hp, changed=changed,
-                                  data_dir=data_dir, force=force, seed=seed, extra=extra, progress=progress,
-                                  write_model=registry.code(method, "save", study.write_plain_model),
-                                  watch_eval=registry.code(method, "watch_eval", None),
-                                  resumable=registry.code(method, "resumable", False))
+    rec, _ = runner.run_unlearning(p, name, registry.get(method).label, target, apply, hp=hp, changed=changed,
+                                   data_dir=data_dir, force=force, seed=seed, extra=extra, progress=progress,
+                                   write_model=registry.code(method, "save", runner.write_plain_model),
+                                   watch_eval=registry.code(method, "watch_eval", None),
+                                   resumable=registry.code(method, "resumable", False))
     return rec
 
 
@@ -101,20 +107,20 @@ class CannotRebuild(ValueError):
 def rebuild_unlearned(preset, run: str, data_dir=None):
     """Re-make a finished run's unlearned model where its record is but its model is not (a fresh
     clone, a lost `artifacts/`: only notebook 08's attacks need the model), and keep it as the run
-    would have (study.save_unlearned). Costs the run's unlearning time again, not its evaluation.
+    would have (runner.save_unlearned). Costs the run's unlearning time again, not its evaluation.
     Returns the saved folder."""
     model, tok, prompter, _ = remake_unlearned(preset, run, data_dir)
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     method = registry.from_label(store.load_record(p.name, run)["method"]).name
-    return study.save_unlearned(p, run, model, tok, prompter, registry.code(method, "save", study.write_plain_model))
+    return runner.save_unlearned(p, run, model, tok, prompter, registry.code(method, "save", runner.write_plain_model))
 
 
 def remake_unlearned(preset, run: str, data_dir=None):
     """(model, tokenizer, prompter, stats) of a finished run made again: its method applied to the
     full model with the settings its record names, `stats` what the method records. Refused unless the
-    model gives the record's answer losses on the first forget questions (study.forget_losses_match:
+    model gives the record's answer losses on the first forget questions (runner.forget_losses_match:
     float noise, not another model), so what is read from it is of the model the record evaluated."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     rec = store.load_record(p.name, run)
     redo = f"rerun its notebook with force=True to recompute {run!r} and its model together"
     if rec is None:
@@ -126,9 +132,9 @@ def remake_unlearned(preset, run: str, data_dir=None):
     sd = models.study_data(p, data_dir)
     apply, _, hp = _build(p, sd, method, rec["target"], hp, data_dir)
     # the runner's own rules: this data, this full model, these settings, logs
-    reusable, why = study.cached(p, run, hp, rec.get("ablation"), study.data_record(p, data_dir))
+    reusable, why = runner.cached(p, run, hp, rec.get("ablation"), runner.data_record(p, data_dir))
     if name != run or reusable is None:
-        raise CannotRebuild(f"{run}: its record is not this code's run {name!r} (hp_key {study.hp_key(hp)}, recorded "
+        raise CannotRebuild(f"{run}: its record is not this code's run {name!r} (hp_key {runner.hp_key(hp)}, recorded "
                             f"{rec.get('hp_key')}): {why or 'another name'}: {redo}")
     logs = store.cached_logs(p.name, run)
     model, tok = models.load_subject_model(p, "full", data_dir)
@@ -140,33 +146,33 @@ def remake_unlearned(preset, run: str, data_dir=None):
         raise CannotRebuild(f"{run}: re-making it collapsed ({e}), though the recorded run did not: {redo}") from e
     model, prompter = result if isinstance(result, tuple) else (result, None)
     model.eval()
-    ours, theirs, same = study.forget_losses_match(p, model, tok, sd.eval_sets["forget"], logs["forget"],
-                                                   prompter=prompter)
+    ours, theirs, same = runner.forget_losses_match(p, model, tok, sd.eval_sets["forget"], logs["forget"],
+                                                    prompter=prompter)
     if not same:
-        raise study.NotTheEvaluatedModel(
-            f"{run}: the re-made model gives answer losses {study.rounded_losses(ours)} on the first forget "
-            f"questions, its record {study.rounded_losses(theirs)}: not the model "
+        raise runner.NotTheEvaluatedModel(
+            f"{run}: the re-made model gives answer losses {runner.rounded_losses(ours)} on the first forget "
+            f"questions, its record {runner.rounded_losses(theirs)}: not the model "
             f"the record evaluated (another CPU's float rounding over its edits?); {redo}")
     return model, tok, prompter, stats
 
 
 def write_model(folder, model, tokenizer, prompter=None) -> str:
-    """Save any method's unlearned model into `folder`; returns its kind (study.save_unlearned)."""
+    """Save any method's unlearned model into `folder`; returns its kind (runner.save_unlearned)."""
     if prompter is not None:
         ike.save_prompts(prompter, folder)       # IKE: the prompts (no weight changes)
         return "ike"
-    if wise.get_side_memory(model) is not None:
-        wise.save_side_memory(model, folder)     # the main memory is the full model
+    if side_memory.get_side_memory(model) is not None:
+        side_memory.save_side_memory(model, folder)     # the main memory is the full model
         return "wise"
-    return study.write_plain_model(folder, model, tokenizer)
+    return runner.write_plain_model(folder, model, tokenizer)
 
 
 def load_unlearned(preset, run: str, data_dir=None):
     """(model, tokenizer, prompter) of a finished run's unlearned model, as it was evaluated:
     `prompter` is IKE's prompts (its model is the full model), else None; a kind other than "model" is
     a method's own, loaded by its registered `load` onto the full model."""
-    kind = study.unlearned_kind(preset, run)
-    folder = study.unlearned_path(preset, run)
+    kind = runner.unlearned_kind(preset, run)
+    folder = runner.unlearned_path(preset, run)
     if kind == "model":
         return (*models.load_model(folder), None)
     load = registry.code(kind, "load", None) if kind in registry.names() else None
@@ -180,7 +186,7 @@ def load_unlearned(preset, run: str, data_dir=None):
 def rome_layer(p, data_dir=None) -> tuple[int, dict]:
     """The edit layer: notebook 02's causal-trace choice, else a quarter of the depth."""
     n_layers = models.load_subject_model(p, "full", data_dir)[0].config.num_hidden_layers
-    return trace_records.load_edit_layer(p.name, n_layers // 4, subject_model=study.subject_model_id(p))
+    return trace_records.load_edit_layer(p.name, n_layers // 4, subject_model=runner.subject_model_id(p))
 
 
 def _rome_ablation_names(hp: dict) -> str | None:
@@ -261,7 +267,7 @@ _EMBEDDERS: dict = {}
 def shared_embedder(name: str):
     """One sentence embedder per model name for the whole session (MiniLM is loaded once)."""
     if name not in _EMBEDDERS:
-        _EMBEDDERS[name] = ike.sentence_embedder(name, cache_dir=paths.ike_embedding_cache_dir())
+        _EMBEDDERS[name] = embeddings.sentence_embedder(name, cache_dir=paths.ike_embedding_cache_dir())
     return _EMBEDDERS[name]
 
 
@@ -370,7 +376,7 @@ def _wise(p, sd, method, target, hp, data_dir):
 
     def run_method(model, tok, stats, checkpoint=None):
         model, _ = wise.apply(model, tok, edit_reqs, wise_hp, stats, locality_prompts=loc_texts, checkpoint=checkpoint)
-        stats["routing"] = wise.routing_report(model, tok, probe_prompts)
+        stats["routing"] = side_memory.routing_report(model, tok, probe_prompts)
         stats["edit_metrics"] = edit_metrics       # filled by with_edit_metrics once run_method returns
         return model
 
@@ -378,7 +384,7 @@ def _wise(p, sd, method, target, hp, data_dir):
         model = em.with_edit_metrics(run_method, edit_reqs, loc_items, edit_tmpl.answer_start, edit_metrics,
                                      groups, loc_answer_start=eval_tmpl.answer_start)(model, tok, stats,
                                                                                       checkpoint=checkpoint)
-        adapter = wise.get_side_memory(model)
+        adapter = side_memory.get_side_memory(model)
         if adapter is not None:
             adapter.reset_route()
         return model
@@ -407,13 +413,13 @@ def _baseline(p, sd, method, target, hp, data_dir):
     return apply, extra, hp
 
 
-# each method's defaults, builder and how its unlearned model is kept (its study settings: study_settings.py)
+# each method's defaults, builder and how its unlearned model is kept (its study settings: study/settings.py)
 for _name in ("rome", "rrome"):              # R-ROME: ROME with consistent keys
     registry.attach(_name, defaults=functools.partial(_rome_defaults, _name == "rrome"), build=_rome, resumable=True)
 registry.attach("ike", defaults=lambda: _fields(ike.IKEHParams(), ("sentence_model_name",)), build=_ike,
                 save=write_model, load=lambda model, tok, folder: (model, tok, ike.load_prompts(tok, folder)))
-registry.attach("wise", defaults=lambda: _fields(wise.WiseHParams(), _WISE_NOT_SETTINGS), build=_wise,
-                save=write_model, load=lambda model, tok, folder: (wise.load_side_memory(model, folder), tok, None),
+registry.attach("wise", defaults=lambda: _fields(wise_hparams.WiseHParams(), _WISE_NOT_SETTINGS), build=_wise,
+                save=write_model, load=lambda model, tok, folder: (side_memory.load_side_memory(model, folder), tok, None),
                 watch_eval=wise_eval_routes, resumable=True)
 for _name in baselines.METHODS:
     registry.attach(_name, defaults=lambda: _fields(baselines.BaselineHParams(), ("progress",)), build=_baseline)
@@ -429,7 +435,7 @@ def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = Fals
         for method in methods:
             for target in targets:
                 rec = run(preset, method, target, seed=seed, force=force, data_dir=data_dir, **overrides)
-                print(report.describe_run(rec))
+                print(tables.describe_run(rec))
                 out[rec["run"]] = rec
     return out
 
@@ -449,13 +455,13 @@ def rome_grid_probe(preset, target: str, seed: int, grid, probe_edits: int = PRO
     aside) on a copy of the full model; cached in results/<preset>/rome_probe/ by every setting
     (`force` recomputes)."""
     overrides.pop("n_edits", None)
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     sd = models.study_data(p, data_dir)
     hp = {**settings(p, "rome", seed, **overrides), "n_edits": int(probe_edits)}
     hp, requests, rome_hp, layer_info = _rome_inputs(p, sd, target, hp, data_dir)
-    key = study.hp_key({"target": target, "grid": sorted(grid), "hp": hp, "subject_model": study.subject_model_id(p)})
+    key = runner.hp_key({"target": target, "grid": sorted(grid), "hp": hp, "subject_model": runner.subject_model_id(p)})
     path = paths.results_dir(p.name) / "rome_probe" / f"{target}-seed{seed}-{key}.json"
-    data = study.data_record(p, data_dir)
+    data = runner.data_record(p, data_dir)
     if path.is_file() and not force:
         res = store.read_json(path, "ROME v_lr probe")
         if (res.get("data") or {}).get("fingerprint") == data["fingerprint"]:   # probed on these rows
@@ -486,17 +492,17 @@ def rome_reproduction(preset, targets, seeds=(0,), *, grid=None, ablations: bool
     settings the overrides may not change, are neither rerun nor forced by it."""
     grid = tuple(grid or V_LR_GRID)
     if not runs_ablations(preset):
-        print(f"{models.get_preset(preset).name} runs the paper's settings only: no v_lr grid, no ablation")
+        print(f"{presets.get_preset(preset).name} runs the paper's settings only: no v_lr grid, no ablation")
         grid, ablations = (), False
     if ablations and given_overrides(overrides):
         print(f"the study's ROME ablations are not run with other settings ({given_overrides(overrides)})")
         ablations = False
-    ablation_targets = (models.get_preset(preset).rome_ablation_targets or targets) if ablations else ()
+    ablation_targets = (presets.get_preset(preset).rome_ablation_targets or targets) if ablations else ()
     out = {}
 
     def one(target, seed, role, **kw):
         rec = run(preset, "rome", target, seed=seed, force=force, data_dir=data_dir, **{**overrides, **kw})
-        print(report.describe_run(rec) + f"  [{role}]")
+        print(tables.describe_run(rec) + f"  [{role}]")
         out[rec["run"]] = {**rec, "role": role}
         return rec
 
@@ -542,7 +548,7 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
         print(f"the study's WISE ablations are not run with other settings ({given_overrides(overrides)})")
         seeds = ()
     elif not runs_ablations(preset):
-        print(f"{models.get_preset(preset).name} runs the paper's settings only: no WISE ablation")
+        print(f"{presets.get_preset(preset).name} runs the paper's settings only: no WISE ablation")
         seeds = ()
     for seed in seeds:
         for name in names:
@@ -551,11 +557,11 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
                 if pilot.get("collapsed"):
                     print(f"wise-{target}: collapsed, so no pilot scores for 'margins-scaled'; skipped")
                     continue
-                kw = {"act_margin_scale": round(wise.scaled_margin_overrides(pilot["stats"])["act_margin_scale"], 2)}
+                kw = {"act_margin_scale": round(wise_hparams.scaled_margin_overrides(pilot["stats"])["act_margin_scale"], 2)}
             else:
-                kw = {k: v for k, v in wise.ablation_overrides(name).items() if k != "ablation"}
+                kw = {k: v for k, v in wise_hparams.ablation_overrides(name).items() if k != "ablation"}
             rec = run(preset, "wise", target, seed=seed, force=force, data_dir=data_dir, **{**overrides, **kw})
-            print(report.describe_run(rec) + f"  [ablation {name}]")
+            print(tables.describe_run(rec) + f"  [ablation {name}]")
             out[rec["run"]] = rec
     return out
 
@@ -566,7 +572,7 @@ def attack_settings(preset, hparams: dict | None = None) -> dict:
     preset's baselines unlearn with (its file's [settings.baselines]: 1e-3 tiny, 1e-4 smollm2), the
     preset's [attack], then `hparams`."""
     from . import robustness
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     lr = {**STUDY_SETTINGS["baselines"].get("all", {}), **p.method_settings("baselines")}.get(
         "lr", robustness.DEFAULTS["relearn_lr"])
     return {**robustness.DEFAULTS, "max_new_tokens": p.max_new_tokens, "relearn_lr": lr, "persistence_lr": lr,
@@ -584,7 +590,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
     Returns {run: attacks} of `runs` (and "_skipped" of those), PrivLeak added (against the retain model's)."""
     from . import robustness
 
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     sd = models.study_data(p, data_dir)
     hp = attack_settings(p, hparams)
     holdout = robustness.holdout_for(sd, data_dir, hp)
@@ -599,7 +605,7 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
         keep.update(attacked or {})
         notes = {**(saved.get("_skipped") or {}), **(skipped or {})}
         notes = {r: why for r, why in notes.items() if r not in keep and store.record_hash(p.name, r) is not None}
-        out = robustness.add_privleak({r: keep[r] for r in report.sort_runs(keep)})   # the study's order
+        out = robustness.add_privleak({r: keep[r] for r in tables.sort_runs(keep)})   # the study's order
         return {**out, "_skipped": notes} if notes else out
 
     saved = robustness.load_summary(p.name) or {}
@@ -612,10 +618,10 @@ def attack_runs(preset, runs, *, force: bool = False, data_dir=None, hparams: di
             (model, tok), prompter = models.load_subject_model(p, run, data_dir), None
         else:
             try:
-                if rebuild and not study.has_unlearned(p, run):
+                if rebuild and not runner.has_unlearned(p, run):
                     rebuild_unlearned(p, run, data_dir)
                 model, tok, prompter = load_unlearned(p, run, data_dir)
-            except (FileNotFoundError, study.NotTheEvaluatedModel, CannotRebuild) as e:
+            except (FileNotFoundError, runner.NotTheEvaluatedModel, CannotRebuild) as e:
                 why = str(e)                    # a record left from an older run, or one not re-made
                 print(f"NOT attacked: {run}: {why}")
                 robustness.update_summary(p.name, lambda saved, run=run, why=why: merge(saved, skipped={run: why}))

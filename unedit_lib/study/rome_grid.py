@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import copy
 
-from . import gates, rome
-from . import edit_metrics as em
-from .architecture import architecture
-from .guards import ModelCollapsed
+from ..core.architecture import architecture
+from ..core.guards import ModelCollapsed
+from ..eval import edit_metrics as em
+from ..methods.rome import editor as rome
+from ..report import gates
 
 V_LR_GRID = (0.1, 0.2, 0.5, 1.0)   # the paper's 0.1, EasyEdit's 0.5, and the values between / above
 REWRITE_GATE = gates.EDITS_TAKE_MIN   # "edits take": mean rewrite accuracy on the edit prompts (one threshold)

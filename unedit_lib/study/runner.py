@@ -34,9 +34,11 @@ import json
 import time
 from pathlib import Path
 
-from . import evaluate, models, paths, store, uncertainty
-from .edit_checkpoint import EditCheckpoint
-from .guards import ModelCollapsed
+from ..core import paths, presets, store
+from ..core.edit_checkpoint import EditCheckpoint
+from ..core.guards import ModelCollapsed
+from ..eval import evaluate, uncertainty
+from ..subject import models
 
 RECORD_VERSION = 2   # 2: hp_key, hparams (all settings) and ablation in every record
 
@@ -88,7 +90,7 @@ def evaluated_model_id(preset, which: str) -> str:
     """The model a subject-model record ("full", "retain", "base") evaluates: its artifact folder
     name (`<which>-<config hash>`, the hash naming the precision it was trained in), the hub id of
     a hub preset, or the pretrained base model's name."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     if which == "base":
         return p.base_model
     if p.hub_full:
@@ -104,7 +106,7 @@ def _record_evaluates(rec: dict, p, which: str) -> bool:
 
 
 def unlearned_path(preset, run: str):
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     return paths.unlearned_dir(p.name, subject_model_id(p), run)
 
 
@@ -143,7 +145,8 @@ def unlearned_kind(preset, run: str) -> str:
     info = folder / "unlearned.json"
     if not has_unlearned(preset, run):
         raise FileNotFoundError(
-            f"no saved unlearned model for run {run!r} of preset {models.get_preset(preset).name!r} ({paths.display_path(folder)}); "
+            f"no saved unlearned model for run {run!r} of preset {presets.get_preset(preset).name!r} "
+            f"({paths.display_path(folder)}); "
             "run its notebook (03-06) first, with force=True if its result was made on another machine "
             "(a committed record) or predates saved models")
     return store.read_json(info, "unlearned-model description").get("kind")
@@ -179,7 +182,7 @@ def record_for(p, run: str, *, method: str, target, seed: int, summary=None, col
 
 def data_record(p, data_dir=None) -> dict:
     """What a record says of its data: the fingerprint of the rows it read and where they came from."""
-    from . import data as tofu
+    from ..core import data as tofu
 
     source = tofu.source_of("full", data_dir)
     return {"fingerprint": models.data_fingerprint(p, data_dir),
@@ -216,7 +219,7 @@ def check_inputs(p, run: str, data_dir=None) -> None:
     """What every run needs, checked before its first minute of work (each raises a clear error):
     the device, the data, the retain run's logs (every forget quality reads them) and this
     machine's full model, trained on this data."""
-    from .precision import run_device
+    from ..core.precision import run_device
 
     run_device()
     models.study_data(p, data_dir)
@@ -232,7 +235,7 @@ def precision_record(p) -> dict:
     """The arithmetic behind a record (precision.py): the methods and the evaluator compute in the
     model's float32; the subject models were trained with the precision their training log names
     (bf16 autocast only on hardware with native bf16); and what "auto" resolves to here."""
-    from .precision import describe, run_device
+    from ..core.precision import describe, run_device
 
     out = {"methods_and_evaluation": "float32", "machine": describe(run_device())}
     log = models.subject_model_path(p, "full") / "training_log.json" if not p.hub_full else None
@@ -251,7 +254,7 @@ def cached_retain_logs(p, retain_run: str = "retain") -> dict:
     if retain_run == "retain" and not _record_evaluates(rec, p, "retain"):
         raise FileNotFoundError(
             f"results/{p.name}/retain.json evaluates another retain model ({rec.get('subject_model') or rec.get('model_path')}) "
-            f"than this machine's {evaluated_model_id(p, 'retain')} (trained in {models.training_precision(p)}): "
+            f"than this machine's {evaluated_model_id(p, 'retain')} (trained in {presets.training_precision(p)}): "
             "evaluate it first (notebooks/01_subject_models.ipynb)")
     return retain_logs
 
@@ -311,7 +314,7 @@ def evaluate_subject_model(preset, which: str, model, tokenizer, *, force: bool 
                            data_dir=None, progress: bool = True) -> dict:
     """Evaluate (or reuse the logs of) the full or retain model ("subject model" records; the
     retain model first: the others' forget quality needs its logs). Returns its record."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     sd = models.study_data(p, data_dir)
     data = data_record(p, data_dir)
     retain_logs = None if which == "retain" else cached_retain_logs(p)    # before minutes of evaluation
@@ -367,7 +370,7 @@ def cached(p, run: str, hp: dict | None, changed: dict | None = None, data: dict
         return None, "it does not name the data it was made from (made before records did)"
     if rec.get("subject_model") != subject_model_id(p):
         return None, (f"made from another full model ({rec.get('subject_model')}, not this machine's "
-                      f"{subject_model_id(p)}, trained in {models.training_precision(p)})")
+                      f"{subject_model_id(p)}, trained in {presets.training_precision(p)})")
     if hp is not None and rec.get("hp_key") != hp_key(hp):
         old = rec.get("hparams") or {}
         diff = sorted(k for k in set(old) | set(store.to_jsonable(hp))
@@ -410,7 +413,7 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     edit, `timings.unlearn_s` counts the earlier processes' seconds too and `stats["segments"]`
     lists them; the checkpoint is deleted once the run is committed.
     """
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     for kind in ("results", "artifacts"):      # what writers that died left behind
         store.clean_temporaries(paths.output_dir(kind) / p.name)
     data = data_record(p, data_dir)

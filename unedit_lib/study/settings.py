@@ -6,8 +6,8 @@ preset file (presets/*.toml). Each method's table is attached to its entry of re
 """
 from __future__ import annotations
 
-from . import models, presets, registry
-from .embeddings import DEFAULT_SENTENCE_MODEL
+from ..core import presets, registry
+from ..core.embeddings import DEFAULT_SENTENCE_MODEL
 
 # The study's own choices for every preset, per settings table, on top of each method's defaults.
 # Everything not listed is the method's default (the paper's, via EasyEdit / TOFU); a preset's file
@@ -46,7 +46,7 @@ STUDY_ABLATIONS = {
 def runs_ablations(preset) -> bool:
     """Whether the study runs its v_lr grid and named ablations on `preset` (its file's
     [study] paper_settings_only)."""
-    return not models.get_preset(preset).paper_settings_only
+    return not presets.get_preset(preset).paper_settings_only
 
 
 # For WISE, run on one target by notebook 05 (`wise_ablation_runs`): the router decided per
@@ -57,7 +57,7 @@ WISE_ABLATIONS = ("per-row-routing", "margins-scaled")
 def preset_settings(preset, method: str, valid) -> dict:
     """The preset file's own settings of `method` (its [settings.<table>]); a name that is none of
     `valid` (the run's settings) is an error naming the file."""
-    p, table = models.get_preset(preset), presets.settings_table(method)
+    p, table = presets.get_preset(preset), presets.settings_table(method)
     own = p.method_settings(table)
     unknown = sorted(set(own) - set(valid))
     if unknown:
@@ -68,7 +68,7 @@ def preset_settings(preset, method: str, valid) -> dict:
 
 def preset_attack(preset, valid) -> dict:
     """The preset file's [attack] (notebook 08's settings); a name that is none of `valid` is an error."""
-    p = models.get_preset(preset)
+    p = presets.get_preset(preset)
     unknown = sorted(set(p.attack) - set(valid))
     if unknown:
         raise TypeError(f"{p.file or p.name}: [attack] sets {unknown}; valid: {sorted(valid)}")

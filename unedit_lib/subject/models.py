@@ -30,15 +30,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import data as tofu
-from . import pretrained, store
-from .architecture import logits_at
-from .precision import describe as describe_precision
-from .precision import run_device
+from ..core import data as tofu, paths, store
+from ..core.architecture import logits_at
+from ..core.precision import describe as describe_precision, run_device
+from . import pretrained
 
 # a preset: a file in presets/ (or one of your own) that presets.get_preset reads into a Preset
-from .presets import Preset, get_preset, training_precision  # noqa: F401
-from .prompts import IGNORE_INDEX, TEMPLATES, context_fact, encode_answer, encode_qa, get_template, pad_id  # noqa: F401
+from ..core.presets import Preset, get_preset, training_precision
+from ..core.prompts import IGNORE_INDEX, TEMPLATES, context_fact, encode_answer, encode_qa, get_template, pad_id
 
 
 # --------------------------------------------------------------------------- the study's rows
@@ -113,7 +112,7 @@ def trained_on(path: Path) -> str | None:
 def check_trained_on(path: Path, preset, data_dir=None) -> None:
     """Raise DataClash when the subject model in `path` was trained on other rows than `data_dir`
     holds (its training_log.json names the data fingerprint; models trained before it did are
-    taken as they are: their committed evaluation is checked by study.check_same_model)."""
+    taken as they are: their committed evaluation is checked by runner.check_same_model)."""
     made_from, here = trained_on(path), data_fingerprint(preset, data_dir)
     if made_from is not None and made_from != here:
         raise DataClash(
@@ -238,14 +237,15 @@ def tokenizer_corpus(data_dir=None) -> list[str]:
 
 def tokenizer_path(vocab_size: int, data_dir=None) -> Path:
     """artifacts/tokenizer-bpe<size>-<fingerprint of the corpus rows>/: other rows, another tokenizer."""
-    return tofu.output_dir("artifacts") / f"tokenizer-bpe{vocab_size}-{tofu.rows_fingerprint(tofu.TOKENIZER_CONFIGS, data_dir)}"
+    fingerprint = tofu.rows_fingerprint(tofu.TOKENIZER_CONFIGS, data_dir)
+    return paths.output_dir("artifacts") / f"tokenizer-bpe{vocab_size}-{fingerprint}"
 
 
 def build_tokenizer(vocab_size: int, data_dir=None, cache: bool = True):
     """The BPE tokenizer of `vocab_size` trained on tokenizer_corpus, cached under tokenizer_path."""
     from transformers import AutoTokenizer
 
-    from .tokenizer import train_tokenizer
+    from ..core.tokenizer import train_tokenizer
 
     path = tokenizer_path(vocab_size, data_dir)
     if cache and (path / "tokenizer.json").exists():
@@ -465,7 +465,7 @@ def load_subject_model(preset="tiny", which: str = "full", data_dir=None, train:
     if not (path / "model.safetensors").exists():
         if not train:
             raise FileNotFoundError(f"{path} does not exist; run notebooks/01_subject_models.ipynb or "
-                                    f"unedit_lib.models.train_subject_model({p.name!r}, {which!r})")
+                                    f"unedit_lib.subject.models.train_subject_model({p.name!r}, {which!r})")
         path = train_subject_model(p, which, data_dir)
     check_trained_on(path, p, data_dir)
     return load_model(path, **kw)
@@ -474,7 +474,7 @@ def load_subject_model(preset="tiny", which: str = "full", data_dir=None, train:
 def subject_model_path(preset="tiny", which: str = "full", artifacts: Path | None = None) -> Path:
     """artifacts/<preset>/<which>-<hash of the preset's training config>/"""
     p = get_preset(preset)
-    return Path(artifacts or tofu.output_dir("artifacts")) / p.name / f"{which}-{p.config_hash(which)}"
+    return Path(artifacts or paths.output_dir("artifacts")) / p.name / f"{which}-{p.config_hash(which)}"
 
 
 def with_overrides(preset, **kw) -> Preset:

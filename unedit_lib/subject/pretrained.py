@@ -35,7 +35,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import display_path, output_dir
+from ..core.paths import display_path, output_dir
 
 
 class BaseModelUnavailable(RuntimeError):
@@ -259,7 +259,7 @@ def remake_hint(folder) -> str:
     folder = Path(folder)
     shown = display_path(folder)
     if folder.parent.name == "pretrained" and folder.name in BASE_MODELS:
-        return (f"convert it again with `python -m unedit_lib.pretrained {folder.name} --force` "
+        return (f"convert it again with `python -m unedit_lib.subject.pretrained {folder.name} --force` "
                 f"(or delete {shown} and run `make setup`)")
     if folder.parent.parent.name == "unlearned":
         return (f"delete {shown} and rerun the notebook of run {folder.name!r} (03-06) with force=True, or "
@@ -322,7 +322,7 @@ def check_model_folder(folder, fix: str | None = None) -> None:
         raise bad("tokenizer.json", "missing: the folder holds no tokenizer")
 
 
-if __name__ == "__main__":      # `make setup`: python -m unedit_lib.pretrained [name]
+if __name__ == "__main__":      # `make setup`: python -m unedit_lib.subject.pretrained [name]
     import argparse
 
     ap = argparse.ArgumentParser(description="Fetch and convert a pretrained base model once.")

@@ -2,7 +2,7 @@
 
 A re-implementation of kmeng01/rome `experiments/causal_trace.py` (commit 0874014) and the
 aggregation of `notebooks/average_causal_effects.ipynb`, for GPT-2, Llama and Phi through
-`unedit_lib.architecture`. Section numbers refer to docs/editing.md.
+`unedit_lib.core.architecture`. Section numbers refer to docs/editing.md.
 
 The experiment (section 1):
 1. Clean run: the model reads the prompt; the probability of the answer's first token `o` at the
@@ -35,8 +35,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .architecture import architecture
-from .prompts import subject_token_range  # noqa: F401  (re-exported: the subject span every method uses)
+from ..core.architecture import architecture
+from ..core.prompts import subject_token_range
 
 GROUP_LABELS = ["First subject token", "Middle subject tokens", "Last subject token",
                 "First subsequent token", "Further tokens", "Last token"]
@@ -436,7 +436,7 @@ def subject_last_token_effect(model, tok, rows, template="qa", samples: int = 10
     """
     import pandas as pd
 
-    from .prompts import get_template
+    from ..core.prompts import get_template
 
     template = get_template(template)
     rows = [r for r in rows if r["subject"] in r["question"]]
@@ -482,7 +482,7 @@ def trace_facts(model, tok, rows, template="qa", kinds=KINDS, samples: int = 10,
     Returns dict(traces: [{kind name -> trace result, "row": index, "question", "subject",
     "true_first": id of the true answer's first token}], skipped: [row indices], noise).
     """
-    from .prompts import encode_answer, get_template
+    from ..core.prompts import encode_answer, get_template
 
     template = get_template(template)
     keep = [i for i, r in enumerate(rows) if r["subject"] and r["subject"] in r["question"]]

@@ -1,6 +1,6 @@
-"""Causal tracing's files (notebook 02), study-level: the cache of `trace.trace_facts` results
+"""Causal tracing's files (notebook 02), study-level: the cache of `causal_trace.trace_facts` results
 and the chosen ROME layer, results/<preset>/trace/rome_layer.json (`paths.edit_layer_path`),
-which recipes.rome_layer reads. The algorithm (trace.py) reads and writes no file."""
+which recipes.rome_layer reads. The algorithm (tracing/causal_trace.py) reads and writes no file."""
 from __future__ import annotations
 
 import hashlib
@@ -9,16 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import models, paths, trace
-from .store import CorruptFile, read_json, write_json
+from ..core import paths
+from ..core.store import CorruptFile, read_json, write_json
+from ..subject import models
+from . import causal_trace
 
 
 def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force: bool = False, **kw) -> dict:
-    """`trace.trace_facts`, cached as JSON under `cache_dir` (keyed by the model's name or folder name,
+    """`causal_trace.trace_facts`, cached as JSON under `cache_dir` (keyed by the model's name or folder name,
     the rows' questions and subjects, the template and every setting), so that a second run of the
     tracing notebook reuses its traces; `force` recomputes them."""
     if cache_dir is None:
-        return trace.trace_facts(model, tok, rows, template, **kw)
+        return causal_trace.trace_facts(model, tok, rows, template, **kw)
     # the model's folder name, not its path: a clone elsewhere (or another machine) finds the cache
     name = str(getattr(model.config, "_name_or_path", "") or "")
     key = json.dumps({"model": Path(name).name if Path(name).is_absolute() else name,
@@ -35,7 +37,7 @@ def trace_facts_cached(model, tok, rows, template="qa", *, cache_dir=None, force
                     v["scores"] = np.asarray(v["scores"])
                     v["subject_range"] = tuple(v["subject_range"])
         return res
-    res = trace.trace_facts(model, tok, rows, template, **kw)
+    res = causal_trace.trace_facts(model, tok, rows, template, **kw)
     write_json(res, path, indent=None, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
     return res
 
@@ -74,4 +76,4 @@ def load_edit_layer(preset: str, default: int | None = None, subject_model: str 
 def answer_token_in_subject(fact: dict) -> bool:
     """Whether a traced fact's answer token `o` (the clean argmax) is a piece of the subject's own
     name: the model can copy it from the question, so its trace locates the copying, not the fact."""
-    return trace.token_in_subject(fact["hidden"]["answer_token"], fact["subject"])
+    return causal_trace.token_in_subject(fact["hidden"]["answer_token"], fact["subject"])

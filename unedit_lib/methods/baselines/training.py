@@ -51,9 +51,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .guards import ModelCollapsed, check_health, weight_norms
-from .hparams import HParams
-from .prompts import IGNORE_INDEX, encode_qa, get_template, pad_batch, pad_id
+from ...core.guards import ModelCollapsed, check_health, weight_norms
+from ...core.hparams import HParams
+from ...core.prompts import IGNORE_INDEX, encode_qa, get_template, pad_batch, pad_id
 
 METHODS = ("ga", "gd", "kl", "idk", "npo")
 METHOD_NAMES = {"ga": "GradAscent", "gd": "GradDiff", "kl": "KL", "idk": "IdK", "npo": "NPO"}
@@ -320,7 +320,7 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
         raise ValueError(f"method {method!r} needs retain_rows")
     if method == "idk":
         if idk_answers is None:
-            from .data import load_tofu
+            from ...core.data import load_tofu
             idk_answers = load_tofu("idontknow")
         idk_answers = list(idk_answers)
         if not idk_answers:

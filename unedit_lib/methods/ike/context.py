@@ -1,6 +1,6 @@
 """IKE's text (Zheng et al. 2023, as the paper ran it; docs/editing.md section 3, docs/paper.md
 sections 2.2 and 3): the demonstrations, and `IKEPrompts`, the prompt transform that is IKE's
-"edit". The demonstration pool, its retrieval and `edit()` are in ike.py.
+"edit". The demonstration pool, its retrieval and `edit()` are in methods/ike/editor.py.
 
 Context for one evaluated question (paper.md 2.2, `data/icl_data.py` [repo]):
    * forget question (one whose fact is known: an edit request, or, with
@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .prompts import ContextTooLong, PromptTemplate, encode_prompt, get_template
+from ...core.prompts import ContextTooLong, PromptTemplate, encode_prompt, get_template
 
 DEMO_END = "\n\n"
 ORDERS = ("most_similar_first", "most_similar_last")

@@ -25,9 +25,8 @@ Pipeline
    `data/icl_data.py` do (editing.md 3.3: "The demos keep similarity order, most similar first
    (no reversal)"). The original IKE code reverses the list so the most similar demonstration
    sits next to the query (editing.md 3.1); `order="most_similar_last"` gives that.
-4. Context for one evaluated question: see ike_prompts.py (its docstring), which holds the
-   demonstration formats and `IKEPrompts`, the prompt transform `edit()` returns; their names
-   are re-exported here (`ike.IKEPrompts`, `ike.copy_demo`, ...).
+4. Context for one evaluated question: see context.py in this package (its docstring), which holds
+   the demonstration formats and `IKEPrompts`, the prompt transform `edit()` returns.
 """
 from __future__ import annotations
 
@@ -41,16 +40,14 @@ from typing import Sequence
 
 import numpy as np
 
-from . import data
-from .embeddings import (DEFAULT_SENTENCE_MODEL, CachedEmbedder, SentenceEmbedder,  # noqa: F401
-                         as_embedder, load_sentence_model, packaged_model_path, sentence_embedder)
-from .hparams import HParams
-from .paths import display_path, ike_embedding_cache_dir
-from .ike_prompts import (DEMO_END, MODES, ORDERS, PROMPT_FORMATS, Demo, Fact, Hit, IKEPrompts,  # noqa: F401
-                          copy_demo, forget_query, new_fact, new_fact_prefix, other_query, retain_demo,
-                          strip_template, update_demo)
-from .store import CorruptFile, write_json
-from .prompts import TEMPLATES, PromptTemplate, get_template
+from ...core import data
+from ...core.embeddings import DEFAULT_SENTENCE_MODEL, SentenceEmbedder, as_embedder, sentence_embedder
+from ...core.hparams import HParams
+from ...core.paths import display_path, ike_embedding_cache_dir
+from ...core.prompts import TEMPLATES, PromptTemplate, get_template
+from ...core.store import CorruptFile, write_json
+from .context import (MODES, ORDERS, PROMPT_FORMATS, Demo, Fact, Hit, IKEPrompts, copy_demo, retain_demo,
+                      strip_template, update_demo)
 
 EDITOR_NAME = "IKE"
 

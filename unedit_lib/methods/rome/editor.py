@@ -27,7 +27,7 @@ One edit, for a request {prompt, subject, target} (the subject is a substring of
 Requests are applied one after another (sequential editing, as the paper's 400 TOFU edits):
 each edit computes its u and v on the model as already edited.
 
-Tokenisation convention (shared with `unedit_lib.prompts.encode_qa`): the prompt (with the
+Tokenisation convention (shared with `unedit_lib.core.prompts.encode_qa`): the prompt (with the
 tokenizer's own specials) and the answer `answer_start + target` (no EOS by default) are tokenised
 SEPARATELY and concatenated. rome/EasyEdit instead re-tokenise `prompt + decode(target[:-1])` as
 one string; separate tokenisation guarantees that the trained target tokens are exactly the ones
@@ -46,12 +46,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .architecture import TailForward, architecture, logits_at
-from .guards import ModelCollapsed, check_health
-from .hparams import HParams
-from .paths import display_path
-from .prompts import encode_answer, encode_prompt, pad_batch, pad_id, subject_token_range
-from .store import write_file
+from ...core.architecture import TailForward, architecture, logits_at
+from ...core.guards import ModelCollapsed, check_health
+from ...core.hparams import HParams
+from ...core.paths import display_path
+from ...core.prompts import encode_answer, encode_prompt, pad_batch, pad_id, subject_token_range
+from ...core.store import write_file
 
 # --------------------------------------------------------------------------- hyperparameters
 PAPER_HPARAMS_SOURCE = ("shariqahn/EasyEdit hparams/ROME/llama-7b.yaml at d71c0bc (v_lr 1e-1 since 3f9e06b, "
@@ -105,7 +105,8 @@ class RomeHParams(HParams):
     PAPER_FIELDS = ("layer", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor",
                     "kl_factor", "mom2_adjustment", "context_template_length_params", "consistent_keys",
                     "early_stop_loss")
-    # Our own choices, each a named deviation from the paper's settings (run as ablations: recipes.STUDY_ABLATIONS).
+    # Our own choices, each a named deviation from the paper's settings (run as ablations:
+    # study_settings.STUDY_ABLATIONS).
     ABLATIONS = {
         # C = E[k kᵀ] from the study's QA texts (original rome with its own corpus; needs mom2_texts= or cov=)
         "c-from-text": dict(mom2_adjustment=True),

@@ -3,17 +3,16 @@
 Re-implementation of WISE (Wang et al. 2024, arXiv 2405.14768) as EasyEdit ships it
 (`easyeditor/models/wise/`), following docs/editing.md section 4 (numbers
 below, e.g. "§4.3", refer to that file) and the paper's hparams (paper.md §2.3).
-Three files, each read top to bottom:
+Three files in this package, each read top to bottom (a name is imported from the file that holds it):
 
-* wise_hparams.py: `WiseHParams` (defaults = the paper's run) and the named ablations.
-* wise_memory.py: the side memory (its docstring): `SideMemoryLayer` (§4.1), the activation
+* hparams.py: `WiseHParams` (defaults = the paper's run) and the named ablations.
+* side_memory.py: the side memory (its docstring): `SideMemoryLayer` (§4.1), the activation
   score (§4.3), routing at inference (§4.5), `ties_merge` (§4.4), install / remove, saving
   and loading.
 * this file: the editing loop. `edit()` trains the side memory for each request in turn
   (§4.2 batch, §4.3 losses with the margins), then does the sharding / merging bookkeeping
   (§4.4); `apply` is the methods' common entry point; `route_watch` counts the routes an
-  evaluation takes (wise_memory.logging_routes). The names of the other two files are
-  re-exported here (`wise.WiseHParams`, `wise.install`, `wise.get_side_memory`, ...).
+  evaluation takes (side_memory.logging_routes).
 
 Deviations from EasyEdit (each one deliberate):
 * Bias in both branches (§4.7 suggestion): side output = x W_side^T + b with the layer's own
@@ -64,16 +63,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import data
-from .architecture import TailForward, logits_at
-from .guards import ModelCollapsed, check_health
-from .prompts import IGNORE_INDEX, encode_prompt, get_template, pad_batch, pad_id
-from .wise_hparams import (ABLATIONS, ACTIVATION_SCORES, PAPER_FIELDS, ROUTINGS, WiseHParams,  # noqa: F401
-                           ablation_overrides, default_layer, scaled_margin_overrides)
-from .wise_memory import (RouteCounts, SideMemoryLayer, activation_score, get_side_memory, install,  # noqa: F401
-                          load_side_memory, logging_routes, main_memory_only, remove, restore_side_memory,
-                          routing_decisions, routing_report, routing_scores, routing_threshold, save_side_memory,
-                          side_memory_state, ties_merge, token_distances)
+from ...core import data
+from ...core.architecture import TailForward, logits_at
+from ...core.guards import ModelCollapsed, check_health
+from ...core.prompts import IGNORE_INDEX, encode_prompt, get_template, pad_batch, pad_id
+from .hparams import WiseHParams
+from .side_memory import (RouteCounts, SideMemoryLayer, activation_score, get_side_memory, install, logging_routes,
+                          main_memory_only, restore_side_memory, side_memory_state, token_distances)
 
 # --------------------------------------------------------------------------- training batch (§4.2)
 

@@ -1,12 +1,12 @@
 """WISE's hyperparameters: `WiseHParams` (defaults = the paper's run), its named ablations and
-the edited layer's default depth. The algorithm is in wise.py, the side memory in wise_memory.py."""
+the edited layer's default depth. The algorithm is in editor.py, the side memory in side_memory.py."""
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
 
-from .hparams import HParams
-from .prompts import get_template
+from ...core.hparams import HParams
+from ...core.prompts import get_template
 
 # --------------------------------------------------------------------------- hyperparameters
 

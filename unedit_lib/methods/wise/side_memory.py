@@ -1,6 +1,6 @@
 """WISE's side memory: the layer installed beside one MLP output projection, its routing, and
 saving / loading it (Wang et al. 2024, arXiv 2405.14768; EasyEdit `easyeditor/models/wise/`;
-"§" numbers refer to docs/editing.md section 4). Deviations from EasyEdit are listed in wise.py.
+"§" numbers refer to docs/editing.md section 4). Deviations from EasyEdit are listed in methods/wise/editor.py.
 
 1. `activation_score` is EasyEdit's `euc` (§4.3): padding counted as EasyEdit counts it
    (`activation_score="easyedit"`, the default) or over real tokens only ("real-tokens").
@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .architecture import CALL_DEPENDENT, architecture
-from .paths import display_path
-from .store import CorruptFile, write_file, write_json
-from .wise_hparams import WiseHParams, default_layer
+from ...core.architecture import CALL_DEPENDENT, architecture
+from ...core.paths import display_path
+from ...core.store import CorruptFile, write_file, write_json
+from .hparams import WiseHParams, default_layer
 
 # --------------------------------------------------------------------------- activation score (§4.3)
 
@@ -178,7 +178,7 @@ class SideMemoryLayer(nn.Module):
     Set `decisions = []` to log every routing decision (n_tokens, past, per-row scores, route);
     `logging_routes(model)` counts the route of every routed forward instead (kept routes too).
     While `editing`, each forward keeps `edit_outputs` (main output, side output, attention mask)
-    and `edit_input` (the projection's input) for the editor's losses (wise.py).
+    and `edit_input` (the projection's input) for the editor's losses (methods/wise/editor.py).
     """
 
     def __init__(self, base: nn.Module, act_fn, transposed: bool, hparams: WiseHParams):
