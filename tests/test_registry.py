@@ -66,7 +66,7 @@ def toy_module(tmp_path, monkeypatch):
         registry.unregister("toy")
 
 
-def test_a_method_registered_in_one_place_runs_and_is_reported_as_an_editor(ga_run, toy_module):  # noqa: F811
+def test_a_method_registered_in_one_place_runs_and_is_reported_as_an_editor(ga_run, toy_module, monkeypatch):  # noqa: F811
     # not registered: the study refuses its name, and a record of it would read as a baseline's
     with pytest.raises(ValueError, match="unknown method 'toy'; valid: rome, rrome, ike, wise, ga, gd, kl, idk, npo"):
         recipes.plan("smoke", "toy", "dummy")
@@ -76,7 +76,10 @@ def test_a_method_registered_in_one_place_runs_and_is_reported_as_an_editor(ga_r
     assert recipes.settings("smoke", "toy") == {"scale": 2.0, "seed": 0}      # its defaults < the study's < overrides
     with pytest.raises(ValueError, match="needs a target"):
         recipes.plan("smoke", "toy", None)                                     # an editor edits towards a target
+    read = []                # a run resolves its preset and reads its study data once, then passes them on
+    monkeypatch.setattr(models, "study_data", lambda p, data_dir=None, _read=models.study_data: read.append(p) or _read(p, data_dir))
     rec = recipes.run("smoke", "toy", "dummy")
+    assert len(read) == 1 and isinstance(read[0], presets.Preset)
     assert (rec["run"], rec["method"], rec["stats"]["norm_ratio"]) == ("toy-dummy", "Toy", pytest.approx(2.0))
     model, _, prompter = recipes.load_unlearned("smoke", "toy-dummy")         # saved as a plain model
     saved = float(dict(model.named_parameters())[rec["stats"]["weight"]].detach().norm())

@@ -84,14 +84,13 @@ def run(preset, method: str, target: str | None = None, *, seed: int = 0, force:
     """One run of the study (cached by all its settings); returns its record."""
     p = presets.get_preset(preset)
     name, hp, changed = plan(p, method, target, seed, **overrides)
-    runner.check_inputs(p, name, data_dir)      # the device, data, retain logs, full model: before _build's work
-    sd = models.study_data(p, data_dir)
+    sd = runner.check_inputs(p, name, data_dir)      # the device, data, retain logs, full model: before _build's work
     apply, extra, hp = _build(p, sd, method, target, hp, data_dir)
     rec, _ = runner.run_unlearning(p, name, registry.get(method).label, target, apply, hp=hp, changed=changed,
                                    data_dir=data_dir, force=force, seed=seed, extra=extra, progress=progress,
                                    write_model=registry.code(method, "save", runner.write_plain_model),
                                    watch_eval=registry.code(method, "watch_eval", None),
-                                   resumable=registry.code(method, "resumable", False))
+                                   resumable=registry.code(method, "resumable", False), study_data=sd)
     return rec
 
 

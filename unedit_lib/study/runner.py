@@ -215,20 +215,21 @@ def refuse_clash(p, run: str, why: str):
                    "other folders to keep both")
 
 
-def check_inputs(p, run: str, data_dir=None) -> None:
+def check_inputs(p, run: str, data_dir=None) -> models.StudyData:
     """What every run needs, checked before its first minute of work (each raises a clear error):
     the device, the data, the retain run's logs (every forget quality reads them) and this
-    machine's full model, trained on this data."""
+    machine's full model, trained on this data. Returns the study data (models.study_data) it read."""
     from ..core.precision import run_device
 
     run_device()
-    models.study_data(p, data_dir)
+    sd = models.study_data(p, data_dir)
     if run != "retain":
         cached_retain_logs(p)
     if not p.hub_full:
         path = models.subject_model_path(p, "full")
         if path.is_dir():
             models.check_trained_on(path, p, data_dir)
+    return sd
 
 
 def precision_record(p) -> dict:
@@ -394,7 +395,7 @@ def cached(p, run: str, hp: dict | None, changed: dict | None = None, data: dict
 def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, hp: dict | None = None,
                    changed: dict | None = None, data_dir=None, force: bool = False, seed: int = 0,
                    extra: dict | None = None, progress: bool = True, write_model=write_plain_model, watch_eval=None,
-                   resumable: bool = False):
+                   resumable: bool = False, study_data: models.StudyData | None = None):
     """apply(model, tokenizer, stats) -> the unlearned model, or (model, prompter) for a method
     whose edit is the prompts (IKE: `prompter` gives each question's prompt to the evaluator).
 
@@ -411,7 +412,9 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     `resumable`: `apply` also takes checkpoint= (edit_checkpoint.EditCheckpoint, keyed by the run's
     settings, data and subject model): a rerun after a killed one continues after its last saved
     edit, `timings.unlearn_s` counts the earlier processes' seconds too and `stats["segments"]`
-    lists them; the checkpoint is deleted once the run is committed.
+    lists them; the checkpoint is deleted once the run is committed. `preset` is a resolved Preset
+    (or a name); `study_data` the study data a caller has checked already (check_inputs), else the
+    inputs are checked here.
     """
     p = presets.get_preset(preset)
     for kind in ("results", "artifacts"):      # what writers that died left behind
@@ -429,8 +432,7 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
             refuse_clash(p, run, why_clash)
         if why != "no result yet":
             print(f"{run}: recomputing, the cached result cannot be reused: {why}")
-    check_inputs(p, run, data_dir)                       # nothing is removed before the run has succeeded
-    sd = models.study_data(p, data_dir)
+    sd = study_data if study_data is not None else check_inputs(p, run, data_dir)   # before any work
     model, tok = models.load_subject_model(p, "full", data_dir)
     stats: dict = {}
     info = {"stats": stats, "subject_model": subject_model_id(p), **(extra or {})}
