@@ -277,3 +277,20 @@ def test_wise_premises_read_the_routes_the_evaluation_took_not_prompts_scored_al
     assert rows["forget prompts routed"]["status"] == gates.FAILS and rows["forget prompts routed"]["value"] < 0.1
     assert rows["retain prompts routed"]["status"] == gates.FAILS
     assert rows["world-fact prompts routed"]["status"] == gates.HOLDS
+
+
+def test_each_verdict_says_how_many_seeds_its_runs_rest_on(monkeypatch):
+    rng = np.random.default_rng(4)
+    retain, full = _logs(rng), _logs(rng)
+    recs = {"full": _rec("full", "subject model", None, 0.9, 1e-6), "run": _rec("run", "gd", None, 0.9, 0.2),
+            "other": _rec("other", "gd", None, 0.9, 0.2)}
+    boot = joint_bootstrap.JointBootstrap({"full": [full], "run": [_logs(rng), _logs(rng), _logs(rng)],
+                                           "other": [_logs(rng)]}, retain, n_resamples=100)
+    both = findings.Finding("toy", findings.AUTHORS, lambda runs: ["run", "other"], findings._at_least("mu/full", 0.0),
+                            "MU / MU(full) >= 0", lambda g: "", needs=("full",))
+    one = findings.Finding("toy", findings.AUTHORS, lambda runs: ["run"], findings._at_least("mu/full", 0.0),
+                           "MU / MU(full) >= 0", lambda g: "", needs=("full",))
+    monkeypatch.setattr(findings, "FINDINGS", [both, one])
+    assert [f["seeds"] for f in findings.evaluate(recs, boot)] == ["1-3", "3"]
+    assert [f["seeds"] for f in findings.evaluate(recs, None)] == ["1", "1"]   # the records' own numbers
+    assert "| seeds |" in findings.markdown(findings.evaluate(recs, boot)[:0])

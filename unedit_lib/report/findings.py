@@ -410,9 +410,15 @@ def decide(finding: Finding, view: View, boot: JointBootstrap | None, gate_of) -
 def evaluate(records: dict, boot: JointBootstrap | None) -> list[dict]:
     """Every finding (FINDINGS) decided on a study's runs ({base run: record}; seeds enter through
     `boot`): one dict per finding with finding, source, paper, ours, probability, verdict, why, runs,
-    premises."""
+    premises, and seeds: how many seeds the runs it reads rest on in `boot` ("1", "3", "1-3"; one seed
+    where a run has no per-item logs: its record's numbers)."""
     view = View(records, boot)
-    return [decide(f, view, boot, lambda f, r: premise_gates(f, r, records)) for f in FINDINGS]
+    rows = [decide(f, view, boot, lambda f, r: premise_gates(f, r, records)) for f in FINDINGS]
+    n_seeds = {} if boot is None else {run: draws.shape[1] for run, draws in boot.seed_draws.items()}
+    for row in rows:
+        counts = sorted({n_seeds.get(r, 1) for r in row["runs"].split(", ") if r}) or [0]
+        row["seeds"] = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return rows
 
 
 def on_paper() -> list[dict]:
@@ -470,10 +476,12 @@ def about(items: list[dict], *names: str, general: bool = True) -> list[dict]:
 
 def markdown(items: list[dict]) -> str:
     """The README's findings table: source, the paper's numbers, ours, the probability that the rule
-    holds (joint paired bootstrap), the verdict and the rule."""
-    lines = ["| finding | source | paper | ours | P(rule holds) | verdict | rule, premises |", "|---|---|---|---|---|---|---|"]
+    holds (joint paired bootstrap), how many seeds its runs rest on, the verdict and the rule."""
+    lines = ["| finding | source | paper | ours | P(rule holds) | seeds | verdict | rule, premises |",
+             "|---|---|---|---|---|---|---|---|"]
     for f in items:
         p = "n/a" if f["probability"] is None else f"{f['probability']:.2f}"
         note = f["why"] + (f"; {f['premises']}" if f["premises"] else "")
-        lines.append(f"| {f['finding']} | {f['source']} | {f['paper']} | {f['ours']} | {p} | **{f['verdict']}** | {note} |")
+        lines.append(f"| {f['finding']} | {f['source']} | {f['paper']} | {f['ours']} | {p} | {f.get('seeds', 'n/a')} "
+                     f"| **{f['verdict']}** | {note} |")
     return "\n".join(lines)
