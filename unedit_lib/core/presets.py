@@ -118,6 +118,7 @@ class Preset:
     trace_facts: int | None = None      # forget facts notebook 02 traces (None: every fact)
     paper_settings_only: bool = False   # no v_lr grid, none of the study's ablations
     rome_ablation_targets: tuple[str, ...] | None = None   # the ROME ablation's targets (None: every target)
+    subject_pairs: tuple[str, ...] = ()  # presets of this recipe fine-tuned with another seed (report/subject_pairs.py)
     attack: Frozen = Frozen()           # notebook 08's settings on top of robustness.DEFAULTS
     subject_targets: Frozen = Frozen()  # gates.SUBJECT_TARGETS this preset sets otherwise
     first_run_s: float | None = None    # the runner's estimate of a whole study from scratch
@@ -161,7 +162,7 @@ class Preset:
         return Path(self.base_model) if self.base_model and Path(self.base_model).is_absolute() else None
 
 
-STUDY_FIELDS = ("settings", "trace_facts", "paper_settings_only", "rome_ablation_targets", "attack",
+STUDY_FIELDS = ("settings", "trace_facts", "paper_settings_only", "rome_ablation_targets", "subject_pairs", "attack",
                 "subject_targets", "first_run_s", "subject_model_s", "budgets", "renamed_from", "file")
 
 
@@ -181,7 +182,7 @@ SECTIONS = {                # table -> the Preset fields it states
     "training": ("seq_len", "epochs", "lr", "min_lr_ratio", "batch_size", "warmup_frac", "weight_decay", "grad_clip",
                  "precision", "seed", "pack", "train_general", "schedule"),
     "evaluation": ("eval_max_rows", "max_new_tokens"),
-    "study": ("trace_facts", "paper_settings_only", "rome_ablation_targets"),
+    "study": ("trace_facts", "paper_settings_only", "rome_ablation_targets", "subject_pairs"),
 }
 SOURCES = ("base_model", "folder", "hub_full", "hub_retain")   # [model]: where the model comes from
 SIZES = ("vocab_size", "hidden_size", "intermediate_size", "n_layers", "n_heads", "max_positions")
