@@ -1,5 +1,7 @@
 """The study runner: unlearned models kept and reloaded, runs committed as one unit, cached
 only when every setting matches, ablations named after what they change."""
+import contextlib
+import functools
 import json
 import types
 
@@ -215,7 +217,10 @@ def test_a_forced_run_that_fails_anywhere_leaves_the_previous_result_byte_identi
 
     hp = {"lr": 1e-3}
     fake_study(hp)
-    state = lambda: (_snapshot(paths.output_dir("results")), _snapshot(paths.output_dir("artifacts")))  # noqa: E731
+
+    def state():        # the result: records, logs, models (a checkpoint of the failed run's work is none of it)
+        return (_snapshot(paths.output_dir("results")),
+                {f: b for f, b in _snapshot(paths.output_dir("artifacts")).items() if "/checkpoints/" not in f})
     before = state()
 
     def boom(*a, **k):
@@ -675,3 +680,52 @@ def test_a_killed_resumable_run_continues_after_its_last_edit_and_says_so(fake_s
         fake_study({"lr": 5e-3}, apply=edits(kill_after=1), resumable=True)
     rec = fake_study({"lr": 2e-3}, apply=edits(), resumable=True, force=True)
     assert done_by[-1] == 0 and "segments" not in rec["stats"] and not ckpt.exists()
+
+
+def test_a_killed_evaluation_continues_with_the_sets_it_had_not_finished(fake_study, monkeypatch, tok):
+    """Every run's evaluation keeps each finished set (checkpoints.EvalCheckpoint): a rerun of the same
+    run on the same model evaluates only the sets left, and what the evaluation wrote into the record's
+    stats for the finished sets (WISE's routes) is kept; another model is evaluated afresh."""
+    evaluated, kill = [], {"after": 2}
+
+    def evaluate_model(model, tok, sets, template, finished=None, on_set=None, watch=None, **kw):
+        logs = {}
+        for name in paths.LOG_FILES:
+            if name in (finished or {}):
+                logs[name] = finished[name]
+                continue
+            with watch(name, "loss"):
+                evaluated.append(name)
+            logs[name] = {"avg_gt_loss": {"0": float(len(evaluated))}}
+            on_set(name, logs[name])
+            if len(evaluated) == kill["after"]:
+                raise KeyboardInterrupt
+        return logs | {"_seconds": 0.5}
+
+    @contextlib.contextmanager
+    def seen(stats, name, kind):
+        yield
+        stats.setdefault("eval_routing", {})[name] = kind
+
+    monkeypatch.setattr(evaluate, "evaluate_model", evaluate_model)
+    watch_eval = lambda model, stats: functools.partial(seen, stats)    # noqa: E731
+    folder = paths.eval_checkpoint_dir("smoke", "gd")
+    with pytest.raises(KeyboardInterrupt):
+        fake_study({"lr": 1e-3}, watch_eval=watch_eval)
+    assert sorted(f.name for f in folder.glob("*.json")) == ["checkpoint.json", "forget.json", "retain.json"]
+    kill["after"] = None
+    rec = fake_study({"lr": 1e-3}, watch_eval=watch_eval)
+    assert evaluated == list(paths.LOG_FILES)                     # each set once, over the two processes
+    assert rec["stats"]["eval_routing"] == dict.fromkeys(paths.LOG_FILES, "loss")
+    first = next(iter(paths.LOG_FILES))
+    assert store.cached_logs("smoke", "gd")[first]["avg_gt_loss"] == {"0": 1.0}       # the killed process's set
+    assert rec["timings"]["eval_s"] >= 0.5 and not folder.exists()
+
+    evaluated.clear()
+    kill["after"] = 1
+    with pytest.raises(KeyboardInterrupt):
+        fake_study({"lr": 2e-3}, watch_eval=watch_eval, force=True)
+    kill["after"] = None          # a model of other weights (another CPU's re-made one) is evaluated afresh
+    monkeypatch.setattr(models, "load_subject_model", lambda p, which, data_dir=None: (tiny_model("llama", vocab_size=len(tok), seed=2), tok))
+    fake_study({"lr": 2e-3}, watch_eval=watch_eval, force=True)
+    assert evaluated == [first] + list(paths.LOG_FILES)

@@ -73,8 +73,13 @@ def mom2_cache_dir(preset: str) -> Path:
 
 
 def checkpoint_path(preset: str, run: str) -> Path:
-    """A sequential-edit run's state after its last edit (edit_checkpoint), while it runs."""
+    """A sequential-edit run's state after its last edit (checkpoints.EditCheckpoint), while it runs."""
     return artifacts_dir(preset) / "checkpoints" / f"{run}.safetensors"
+
+
+def eval_checkpoint_dir(preset: str, run: str) -> Path:
+    """A run's evaluated sets so far (checkpoints.EvalCheckpoint), while it is evaluated."""
+    return artifacts_dir(preset) / "checkpoints" / f"{run}.eval"
 
 
 def ike_embedding_cache_dir() -> Path:

@@ -29,7 +29,7 @@ CODE_PARTS = {
     "load": "(full model, tokenizer, folder) -> (model, tokenizer, prompter): the method's own saved kind",
     "watch_eval": "(model, stats) -> the evaluation's watch(set, kind) context manager or None, which may "
                   "write into stats (runner.run_unlearning's watch_eval: WISE's routes)",
-    "resumable": "True when the build's apply takes checkpoint= (an edit_checkpoint.EditCheckpoint): "
+    "resumable": "True when the build's apply takes checkpoint= (an checkpoints.EditCheckpoint): "
                  "sequential edits saved as they go, a rerun continuing after the last one (ROME, WISE)",
 }
 

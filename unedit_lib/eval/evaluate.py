@@ -355,16 +355,22 @@ def evaluate_set(model, tokenizer, rows, set_name: str, template="qa", max_rows:
 
 
 def evaluate_model(model, tokenizer, eval_sets: dict, template="qa", max_rows: int | None = None,
-                   progress: bool = True, **kw) -> dict:
-    """Logs for every eval set given ({"forget": rows, "retain": rows, ...}); timing included.
-    `kw`: evaluate_set's (e.g. `watch(set_name, kind)`, a context manager around each pass)."""
+                   progress: bool = True, finished: dict | None = None, on_set=None, **kw) -> dict:
+    """Logs for every eval set given ({"forget": rows, "retain": rows, ...}); timing included (of the
+    sets evaluated here). `finished`: logs of sets evaluated already (a checkpoint's), taken as they
+    are; `on_set(name, log)` is called after each set evaluated here. `kw`: evaluate_set's (e.g.
+    `watch(set_name, kind)`, a context manager around each pass)."""
     model.eval()
     logs = {}
     t0 = time.time()
     for name in EVAL_SETS:
-        if name in eval_sets:
+        if name in (finished or {}):
+            logs[name] = finished[name]
+        elif name in eval_sets:
             logs[name] = evaluate_set(model, tokenizer, eval_sets[name], name, template, max_rows,
                                       progress=progress, **kw)
+            if on_set is not None:
+                on_set(name, logs[name])
     logs["_seconds"] = round(time.time() - t0, 2)
     return logs
 

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from ..core import paths, presets, store
-from ..core.edit_checkpoint import EditCheckpoint
+from ..core.checkpoints import EditCheckpoint, EvalCheckpoint, model_digest
 from ..core.guards import ModelCollapsed
 from ..eval import evaluate, uncertainty
 from ..subject import models
@@ -409,10 +409,12 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     the evaluation took: recipes.wise_eval_routes). A cached record under this name made with
     other named settings or from other data raises RunClash unless `force`; with `force` (or a
     stale record) the old result stays as it is until the new one is computed and committed.
-    `resumable`: `apply` also takes checkpoint= (edit_checkpoint.EditCheckpoint, keyed by the run's
+    `resumable`: `apply` also takes checkpoint= (checkpoints.EditCheckpoint, keyed by the run's
     settings, data and subject model): a rerun after a killed one continues after its last saved
     edit, `timings.unlearn_s` counts the earlier processes' seconds too and `stats["segments"]`
-    lists them; the checkpoint is deleted once the run is committed. `preset` is a resolved Preset
+    lists them; the checkpoint is deleted once the run is committed. Every run's evaluation keeps each
+    finished set (checkpoints.EvalCheckpoint, keyed by the run and the evaluated model's weights): a
+    rerun after a kill evaluates only the sets left, and `timings.eval_s` counts the earlier ones. `preset` is a resolved Preset
     (or a name); `study_data` the study data a caller has checked already (check_inputs), else the
     inputs are checked here.
     """
@@ -438,10 +440,9 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     info = {"stats": stats, "subject_model": subject_model_id(p), **(extra or {})}
     common = dict(method=method, target=target, seed=seed, hp=hp, changed=changed, data=data)
     drop = {paths.logs_dir(p.name, run): None, unlearned_path(p, run): None}    # a collapse keeps neither
-    ckpt = None
+    ckpt, key = None, {"run": run, "hp_key": hp_key(hp), "data": data, "subject_model": info["subject_model"]}
     if resumable:
-        ckpt = EditCheckpoint(paths.checkpoint_path(p.name, run), {"run": run, "hp_key": hp_key(hp), "data": data,
-                                                                   "subject_model": info["subject_model"]})
+        ckpt = EditCheckpoint(paths.checkpoint_path(p.name, run), key)
     t0 = time.perf_counter()
     try:
         result = apply(model, tok, stats) if ckpt is None else apply(model, tok, stats, checkpoint=ckpt)
@@ -454,10 +455,15 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         return rec, None
     timings = {"unlearn_s": _unlearn_s(t0, ckpt, stats)}
     model, prompter = result if isinstance(result, tuple) else (result, None)
+    # the sets a killed process evaluated on this very model are reused (and what they wrote into stats)
+    eval_ckpt = EvalCheckpoint(paths.eval_checkpoint_dir(p.name, run), {**key, "model": model_digest(model)})
+    finished = eval_ckpt.start(stats)
     watch = None if watch_eval is None else watch_eval(model, stats)
     logs = evaluate.evaluate_model(model, tok, sd.eval_sets, p.template, progress=progress,
-                                   max_new_tokens=p.max_new_tokens, prompter=prompter,
+                                   max_new_tokens=p.max_new_tokens, prompter=prompter, finished=finished,
+                                   on_set=lambda name, log: eval_ckpt.save_set(name, log, stats),
                                    **({} if watch is None else {"watch": watch}))
+    logs["_seconds"] = round(logs["_seconds"] + eval_ckpt.seconds_before, 2)
     timings["eval_s"] = logs["_seconds"]
     try:
         summary = summarize_against_retain(p, run, logs)
@@ -465,6 +471,9 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         rec = record_for(p, run, collapsed={"step": "evaluation", "reason": str(e)}, timings=timings,
                          extra=info, **common)
         store.commit_run(paths.record_path(p.name, run), rec, drop)
+        for done in (ckpt, eval_ckpt):
+            if done is not None:
+                done.clear()
         return rec, None
     staged = {}
     try:
@@ -477,8 +486,9 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
         store.discard_staged(staged)
         raise
     store.commit_run(paths.record_path(p.name, run), rec, staged)    # the record last: it commits the run
-    if ckpt is not None:
-        ckpt.clear()
+    for done in (ckpt, eval_ckpt):
+        if done is not None:
+            done.clear()
     return rec, model
 
 

@@ -505,7 +505,7 @@ def edit(model, tokenizer, requests, *, hp: RomeHParams | None = None, layer: in
     denominators (k·u); and layer, context_templates, hparams (`RomeHParams.record()` of the
     settings used, the ablation name included). Raises guards.ModelCollapsed(edit_index, reason)
     when the v* loss is non-finite or the edited weight is non-finite / its norm exceeds
-    max_norm_ratio x its norm before the first edit. `checkpoint` (an edit_checkpoint.EditCheckpoint)
+    max_norm_ratio x its norm before the first edit. `checkpoint` (an checkpoints.EditCheckpoint)
     saves the edited weight and `stats` after every edit, and a rerun continues after its last save.
     """
     if hp is not None and not isinstance(hp, RomeHParams):

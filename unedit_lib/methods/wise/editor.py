@@ -307,7 +307,7 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, checkpoint
     tokens), in_scores_prompt (edit rows, prompt tokens only), out_scores (irrelevant row),
     ft_losses, act_losses, n_iters; and threshold, memory_thresholds, n_memories, layer; and
     hparams (`WiseHParams.record()`: every setting, the ablation name, deviations_from_paper).
-    `checkpoint` (an edit_checkpoint.EditCheckpoint; a first call only) saves the side memory and
+    `checkpoint` (an checkpoints.EditCheckpoint; a first call only) saves the side memory and
     `stats` after every edit, and a rerun continues after its last save.
     """
     if not locality_prompts:

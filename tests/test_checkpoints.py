@@ -1,10 +1,10 @@
-"""Sequential edits that survive a killed process (unedit_lib/core/edit_checkpoint.py): a ROME or WISE run
+"""Sequential edits that survive a killed process (unedit_lib/core/checkpoints.py): a ROME or WISE run
 stopped after an edit and rerun continues after it and ends where the uninterrupted run ends."""
 import pytest
 import torch
 
 from unedit_lib.core.architecture import architecture, tiny_model
-from unedit_lib.core.edit_checkpoint import EditCheckpoint
+from unedit_lib.core.checkpoints import EditCheckpoint
 from unedit_lib.core.tokenizer import train_tokenizer
 from unedit_lib.methods.rome import editor as rome
 from unedit_lib.methods.wise import editor as wise, side_memory
@@ -100,3 +100,13 @@ def test_a_checkpoint_of_other_settings_or_a_garbled_file_starts_afresh(tok, tmp
     assert ckpt.record() is None and len(stats["edit_times_s"]) == 1      # made in one go: no segments
     ckpt.clear()
     assert not path.exists()
+
+
+def test_the_evaluation_checkpoint_is_keyed_by_the_models_weights():
+    from unedit_lib.core.checkpoints import model_digest
+
+    a, b = tiny_model("llama", vocab_size=50), tiny_model("llama", vocab_size=50)
+    assert model_digest(a) == model_digest(b)
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-6       # another CPU's rounding in one weight
+    assert model_digest(a) != model_digest(b)

@@ -1,0 +1,146 @@
+"""Runs that survive a killed process. On forget05 a ROME or WISE run's sequential edits cost 1-5
+hours on 2 CPU cores and IKE's evaluation, with its long contexts, as much: longer than a working
+session. So the edit loop saves its state after every edit (EditCheckpoint) and the evaluation its
+logs after every set (EvalCheckpoint), and a rerun of the same run continues after the last save.
+
+EditCheckpoint, one file per run, artifacts/<preset>/checkpoints/<run>.safetensors: the method's
+tensors (ROME: the edited weight; WISE: its side memory) and, in the metadata, the number of edits
+done, the per-edit statistics so far, the seconds they took and the CPUs they ran on, and the run's
+cache key. EvalCheckpoint, one folder per run, artifacts/<preset>/checkpoints/<run>.eval/: each
+finished set's log, keyed by the run's cache key and a digest of the evaluated model's weights (a
+model re-made on another CPU differs by rounding and is evaluated afresh). A checkpoint of another
+key is ignored and overwritten; the runner deletes both once the run's record is committed. A
+resumed run computes what the uninterrupted one computes (tests/test_checkpoints.py), but its
+segments may have run on other CPUs: the record lists them (stats["segments"]).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from . import precision, store
+
+_META = "unedit_checkpoint"
+
+
+class EditCheckpoint:
+    """save(done, tensors, stats, state) after each edit; load() -> the last save of this key, or None."""
+
+    def __init__(self, path, key: dict):
+        self.path = Path(path)
+        self.key = json.loads(json.dumps(key, sort_keys=True, default=str))   # as it reads back from JSON
+        self.seconds_before = 0.0        # unlearning time of earlier segments (load)
+        self.segments: list[dict] = []   # the segments up to the last save (load: those of earlier processes)
+        self._earlier: list[dict] = []
+        self._resumed = False
+        self._t0 = time.perf_counter()
+        info = precision.describe()
+        self._machine = {k: info.get(k) for k in ("cpu_model", "cpu_flags", "threads")}
+
+    def load(self) -> dict | None:
+        """{"done": edits done, "tensors", "stats", "state"} of the last save, or None when there is
+        none or it belongs to another key (then it is left to be overwritten)."""
+        if not self.path.is_file():
+            return None
+        try:
+            from safetensors import safe_open
+            with safe_open(str(self.path), framework="pt") as f:
+                meta = json.loads(f.metadata()[_META])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # noqa: BLE001 - truncated, garbled or foreign file: start afresh
+            print(f"{self.path.name}: unreadable checkpoint ({type(e).__name__}: {e}); starting from the first edit")
+            return None
+        if meta.get("key") != self.key:
+            print(f"{self.path.name}: checkpoint of other settings, data or model; starting from the first edit")
+            return None
+        self.seconds_before = float(meta["seconds"])
+        self.segments = self._earlier = list(meta["segments"])
+        self._resumed = True
+        self._t0 = time.perf_counter()
+        print(f"{self.path.name}: resuming after edit {meta['done']} ({self.seconds_before:.0f} s done before)")
+        return {"done": int(meta["done"]), "tensors": tensors, "stats": meta["stats"], "state": meta["state"]}
+
+    def save(self, done: int, tensors: dict[str, torch.Tensor], stats: dict, state: dict | None = None) -> None:
+        """Atomically replace the file with the method's `tensors` and `state` (JSON) and the run's
+        `stats` after `done` edits."""
+        earlier = self._earlier
+        segments = earlier + [{"from_edit": earlier[-1]["to_edit"] if earlier else 0, "to_edit": done,
+                               "seconds": time.perf_counter() - self._t0, **self._machine}]
+        meta = {"key": self.key, "done": done, "seconds": self.seconds_before + segments[-1]["seconds"],
+                "segments": segments, "stats": stats, "state": state}
+        from safetensors.torch import save_file
+        body = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        text = json.dumps(meta, default=float)       # allow_nan: WISE's min_act is inf before a shard's first edit
+        store.write_file(self.path, lambda tmp: save_file(body, str(tmp), metadata={_META: text}))
+        self.segments = segments
+
+    def record(self) -> list[dict] | None:
+        """The segments a resumed run was made in (None for a run made in one go)."""
+        return self.segments if self._resumed else None
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def model_digest(model) -> str:
+    """sha256 of every parameter and buffer of `model` (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+class EvalCheckpoint:
+    """start(stats) -> the logs of the sets a killed process finished; save_set(name, log, stats) after
+    each set. `stats` is the run's record stats: what the evaluation writes there (WISE's routes, IKE's
+    prompt counters) for the finished sets is restored, so the record holds every set's."""
+
+    def __init__(self, folder, key: dict):
+        self.folder = Path(folder)
+        self.key = json.loads(json.dumps(key, sort_keys=True, default=str))
+        self.seconds_before = 0.0       # evaluation time of the finished sets (start)
+        self._meta: dict = {}
+        self._t0 = time.perf_counter()
+
+    def start(self, stats: dict) -> dict:
+        meta_path = self.folder / "checkpoint.json"
+        try:
+            meta = store.read_json(meta_path, "evaluation checkpoint") if meta_path.is_file() else None
+            logs = {n: store.read_json(self.folder / f"{n}.json", "set log") for n in (meta or {}).get("sets", [])}
+        except store.CorruptFile as e:
+            print(f"{self.folder.name}: unreadable evaluation checkpoint ({e}); evaluating every set")
+            meta = None
+        if meta is not None and meta.get("key") == self.key:
+            for k, v in meta["stats_after"].items():       # what the evaluation wrote into stats
+                if meta["stats_before"].get(k) != v:
+                    stats[k] = v
+            self._meta, self.seconds_before = meta, float(meta["seconds"])
+            if logs:
+                print(f"{self.folder.name}: evaluated sets reused: {', '.join(logs)} ({self.seconds_before:.0f} s)")
+            self._t0 = time.perf_counter()
+            return logs
+        if meta is not None:
+            print(f"{self.folder.name}: evaluation checkpoint of another run or model; evaluating every set")
+        self.clear()
+        before = store.to_jsonable(stats)
+        self._meta = {"key": self.key, "sets": [], "seconds": 0.0, "stats_before": before, "stats_after": before}
+        store.write_json(self._meta, meta_path, allow_nan=True)
+        self._t0 = time.perf_counter()
+        return {}
+
+    def save_set(self, name: str, log: dict, stats: dict) -> None:
+        """The set's log first, then the checkpoint that names it: a kill between the two loses the set."""
+        store.write_json(log, self.folder / f"{name}.json", allow_nan=True)
+        self._meta.update(sets=self._meta["sets"] + [name], stats_after=store.to_jsonable(stats),
+                          seconds=self.seconds_before + time.perf_counter() - self._t0)
+        store.write_json(self._meta, self.folder / "checkpoint.json", allow_nan=True)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
