@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unedit_lib.core import paths, store  # noqa: E402
+from unedit_lib.core import paths, presets, store  # noqa: E402
 from unedit_lib.core.paths import HEADLINE_PRESET  # noqa: E402
 from unedit_lib.eval import joint_bootstrap  # noqa: E402
 from unedit_lib.report import findings, gates, summary, tables  # noqa: E402
@@ -212,6 +212,8 @@ def main():
     ap.add_argument("--check", action="store_true", help="exit 1 when the README differs from the results")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split()] if a.seeds else None
+    if seeds is not None:       # and the runs the preset file repeats with its extra seeds
+        seeds = presets.get_preset(a.preset).study_seeds(seeds)
     stale = store.stale_notebooks(a.preset) if a.preset == HEADLINE_PRESET else []
     if stale:
         raise SystemExit(f"runs/{a.preset}/{', '.join(stale)} show{'s' if len(stale) == 1 else ''} other results than "
@@ -226,7 +228,8 @@ def main():
     new = _replace(new, "notebooks", notebooks_section(a.preset))
     new = _replace(new, "ablations", ablations_section(a.preset))
     under_way = paths.IN_PROGRESS_PRESET if paths.IN_PROGRESS_PRESET != a.preset else None
-    new = _replace(new, "progress", progress_section(under_way, seeds) if under_way else "")
+    new = _replace(new, "progress", progress_section(under_way, seeds and presets.get_preset(under_way).study_seeds(seeds))
+                   if under_way else "")
     rob = robustness_section(a.preset)    # never another preset's attacks under this preset's heading
     new = _replace(new, "robustness", rob if rob is not None else
                    f"*Notebook 08 has not run on preset `{a.preset}` yet (no `results/{a.preset}/robustness.json`).*")

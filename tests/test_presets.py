@@ -318,3 +318,30 @@ def test_the_guides_preset_files_read(tmp_path):
     assert {k: v for k, v in full.recipe().items() if k != "name"} == {k: v for k, v in short.recipe().items() if k != "name"}
     assert full.method_settings("baselines") == {"lr": 1e-4} and full.trace_facts == 4
     assert hub.hub_full == "you/tofu-full-model" and hub.base_model is None and hub.forget_split == "forget10"
+
+
+def test_a_preset_repeats_the_runs_it_names_with_its_extra_seeds(monkeypatch):
+    p = presets.get_preset("smollm2-forget05")
+    assert p.extra_seeds == (1, 2) and "ga" in p.extra_seed_runs and not presets.get_preset("smollm2-forget05-ft1").extra_seeds
+    assert p.study_seeds([0]) == [0, 1, 2] and p.seeds_of("ga", [0]) == [0, 1, 2] and p.seeds_of("rome-dummy", [0]) == [0]
+    made = []
+    monkeypatch.setattr(recipes, "run", lambda p, m, t, seed, **kw: made.append((seed, m, t)) or {"run": f"{m}-{seed}"})
+    monkeypatch.setattr(recipes.tables, "describe_run", lambda rec: rec["run"])
+    recipes.run_grid(p, ["ga", "npo"], seeds=[0])
+    assert made == [(0, "ga", None), (0, "npo", None), (1, "ga", None), (1, "npo", None), (2, "ga", None), (2, "npo", None)]
+    made.clear()
+    recipes.run_grid(p, "wise", ["dummy", "incorrect"], seeds=[0])          # not named: seed 0 only
+    assert made == [(0, "wise", "dummy"), (0, "wise", "incorrect")]
+    made.clear()
+    recipes.run_grid(p, "ga", seeds=[0], lr=3e-4)                             # an ablation is not repeated
+    assert made == [(0, "ga", None)]
+
+
+def test_extra_seed_runs_must_be_study_runs(tmp_path):
+    f = tmp_path / "bad-seeds.toml"
+    f.write_text('extends = "smoke"\n[study]\nextra_seeds = [1]\nextra_seed_runs = ["memit-dummy"]\n')
+    with pytest.raises(presets.PresetFileError, match="'memit-dummy' is no study run"):
+        presets.get_preset(str(f))
+    f.write_text('extends = "smoke"\n[study]\nextra_seeds = [-1]\n')
+    with pytest.raises(presets.PresetFileError, match="a list of seeds"):
+        presets.get_preset(str(f))

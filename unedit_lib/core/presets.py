@@ -119,6 +119,8 @@ class Preset:
     paper_settings_only: bool = False   # no v_lr grid, none of the study's ablations
     rome_ablation_targets: tuple[str, ...] | None = None   # the ROME ablation's targets (None: every target)
     subject_pairs: tuple[str, ...] = ()  # presets of this recipe fine-tuned with another seed (report/subject_pairs.py)
+    extra_seeds: tuple[int, ...] = ()   # seeds the study repeats the runs of `extra_seed_runs` with (beside seed 0)
+    extra_seed_runs: tuple[str, ...] = ()   # those runs' names (e.g. "ga", "wise-dummy")
     attack: Frozen = Frozen()           # notebook 08's settings on top of robustness.DEFAULTS
     subject_targets: Frozen = Frozen()  # gates.SUBJECT_TARGETS this preset sets otherwise
     first_run_s: float | None = None    # the runner's estimate of a whole study from scratch
@@ -152,6 +154,14 @@ class Preset:
         d["name"] = self.renamed_from or d["name"]      # a renamed preset keeps its models
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
+    def study_seeds(self, seeds) -> list[int]:
+        """The seeds the study's tables read: `seeds` and the preset's extra seeds."""
+        return sorted(set(seeds) | set(self.extra_seeds))
+
+    def seeds_of(self, run: str, seeds) -> list[int]:
+        """The seeds a study run is made with: `seeds`, and the extra seeds where the preset names the run."""
+        return sorted(set(seeds) | (set(self.extra_seeds) if run in self.extra_seed_runs else set()))
+
     def method_settings(self, table: str) -> dict:
         """The study's settings of one settings table ("rome", "ike", "wise", "baselines") for this preset."""
         return thaw(self.settings.get(table, Frozen()))
@@ -162,7 +172,8 @@ class Preset:
         return Path(self.base_model) if self.base_model and Path(self.base_model).is_absolute() else None
 
 
-STUDY_FIELDS = ("settings", "trace_facts", "paper_settings_only", "rome_ablation_targets", "subject_pairs", "attack",
+STUDY_FIELDS = ("settings", "trace_facts", "paper_settings_only", "rome_ablation_targets", "subject_pairs", "extra_seeds",
+                "extra_seed_runs", "attack",
                 "subject_targets", "first_run_s", "subject_model_s", "budgets", "renamed_from", "file")
 
 
@@ -182,7 +193,8 @@ SECTIONS = {                # table -> the Preset fields it states
     "training": ("seq_len", "epochs", "lr", "min_lr_ratio", "batch_size", "warmup_frac", "weight_decay", "grad_clip",
                  "precision", "seed", "pack", "train_general", "schedule"),
     "evaluation": ("eval_max_rows", "max_new_tokens"),
-    "study": ("trace_facts", "paper_settings_only", "rome_ablation_targets", "subject_pairs"),
+    "study": ("trace_facts", "paper_settings_only", "rome_ablation_targets", "subject_pairs", "extra_seeds",
+              "extra_seed_runs"),
 }
 SOURCES = ("base_model", "folder", "hub_full", "hub_retain")   # [model]: where the model comes from
 SIZES = ("vocab_size", "hidden_size", "intermediate_size", "n_layers", "n_heads", "max_positions")
@@ -239,9 +251,11 @@ def _value(file, where: str, name: str, v):
     ok = {"str": isinstance(v, str), "int": isinstance(v, int) and not isinstance(v, bool),
           "float": isinstance(v, (int, float)) and not isinstance(v, bool), "bool": isinstance(v, bool),
           "tuple[int, int]": isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v),
-          "tuple[str, ...]": isinstance(v, list) and all(isinstance(x, str) for x in v)}.get(base)
+          "tuple[str, ...]": isinstance(v, list) and all(isinstance(x, str) for x in v),
+          "tuple[int, ...]": isinstance(v, list) and all(type(x) is int and x >= 0 for x in v)}.get(base)
     if not ok:
         want = {"tuple[int, int]": "two integers, e.g. [1, 3]", "tuple[str, ...]": 'a list of names, e.g. ["dummy"]',
+                "tuple[int, ...]": "a list of seeds, e.g. [1, 2]",
                 "float": "a number", "int": "an integer", "str": "a string", "bool": "true or false"}[base]
         alt = ' or "all"' if name in ALL_IS_NONE else ""
         raise PresetFileError(file, where, f"expected {want}{alt}, got {v!r}")
@@ -323,6 +337,10 @@ def load(file) -> Preset:
                 valid = list(names_ + (SOURCES if section == "model" else ()))
                 raise PresetFileError(file, f"[{section}] {k}", f"belongs in [{home}]" if home else
                                       f"not a field of [{section}]; valid: {valid}")
+    for run in kw.get("extra_seed_runs", ()):
+        if run.split("-")[0] not in registry.names():
+            raise PresetFileError(file, "[study] extra_seed_runs", f"{run!r} is no study run: a run name starts with "
+                                                                   f"a method ({', '.join(registry.names())})")
     _source(file, raw.get("model", {}), kw)
     settings = raw.get("settings", {})
     for k, v in settings.items():

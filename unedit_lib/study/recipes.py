@@ -426,16 +426,17 @@ for _name in baselines.METHODS:
 
 def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = False, data_dir=None,
              **overrides) -> dict:
-    """`run` for every seed x method x target (the notebooks' one call per method or group of
-    methods); prints one line per run and returns {run name: record}."""
-    methods = [methods] if isinstance(methods, str) else list(methods)
+    """`run` for every seed x method x target (the notebooks' one call per method or group of methods),
+    then a study run the preset names in `extra_seed_runs` with its `extra_seeds`; prints a line per run."""
+    p, methods = presets.get_preset(preset), [methods] if isinstance(methods, str) else list(methods)
+    todo = [(seed, m, t) for seed in seeds for m in methods for t in targets]
+    todo += [(seed, m, t) for seed in sorted(set(p.extra_seeds) - set(seeds)) for m in methods for t in targets
+             if not given_overrides(overrides) and seed in p.seeds_of(m if t is None else f"{m}-{t}", seeds)]
     out = {}
-    for seed in seeds:
-        for method in methods:
-            for target in targets:
-                rec = run(preset, method, target, seed=seed, force=force, data_dir=data_dir, **overrides)
-                print(tables.describe_run(rec))
-                out[rec["run"]] = rec
+    for seed, method, target in todo:
+        rec = run(p, method, target, seed=seed, force=force, data_dir=data_dir, **overrides)
+        print(tables.describe_run(rec))
+        out[rec["run"]] = rec
     return out
 
 
