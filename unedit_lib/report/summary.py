@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ..core import data, reference, registry
+from ..core import data, presets, reference, registry
 from ..core.edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
 from .tables import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
 
@@ -224,6 +224,12 @@ def progress_lines(preset: str, records: dict) -> list[str]:
                      f"edits take; the premise table below says whether theirs did): {', '.join(f'`{r}`' for r in grid_runs)}.")
     if ablations:
         lines.append(f"* **Ablations** done: {', '.join(f'`{r}`' for r in ablations)}.")
+    p = presets.get_preset(preset)
+    seeded = [f"{r}-s{s}" for s in p.extra_seeds for r in p.extra_seed_runs]
+    if seeded:
+        made = [r for r in seeded if r in records]
+        lines.append(f"* **Extra seeds** ({', '.join(map(str, p.extra_seeds))}) of {', '.join(f'`{r}`' for r in p.extra_seed_runs)}"
+                     f": {len(made)} of {len(seeded)} runs done.")
     return lines + premise_lines(preset, records)
 
 
