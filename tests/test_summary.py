@@ -164,3 +164,11 @@ def test_a_new_unlearning_target_is_one_entry(monkeypatch):
     assert req["target"] == "no comment"
     assert {"rome-toy", "ike-toy", "wise-toy"} <= set(summary.study_runs())
     assert plots.run_style("wise-toy")["marker"] == "P" and plots.run_style("wise-toy")["target"] == "toy"
+
+
+def test_progress_lines_count_the_extra_seed_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
+    records = {"full": _rec(0.9, 1e-18, 0.40), "retain": _rec(0.3, 1.0, 0.41), "ga": {}, "ga-s1": {}, "kl-s2": {}}
+    seeded = [line for line in summary.progress_lines("smollm2-forget05", records) if "Extra seeds" in line]
+    assert seeded == ["* **Extra seeds** (1, 2) of `ga`, `gd`, `kl`, `idk`, `npo`: 2 of 10 runs done."]
+    assert not [line for line in summary.progress_lines("smollm2", records) if "Extra seeds" in line]
