@@ -2,7 +2,7 @@
 study that covers every run with positive numbers (no model is run; the sgemm probe is tiny)."""
 import pytest
 
-from unedit_lib.core import data
+from unedit_lib.core import data, presets
 from unedit_lib.study import cost_plan as c, recipes, settings as study_settings
 
 # d 4, 2 blocks, i 8, V 10, no GQA: P_b = 2*16 (q, o) + 2*16 (k, v) + 3*32 (gate, up, down) = 160; head 40
@@ -83,3 +83,11 @@ def test_table_and_a_tiny_probe(smoke_plan):
     made = any(r.measured for r in runs)       # results/smoke/ holds records when other tests made them
     assert len(lines) == len(runs) + 3 + made and lines[len(runs) + 2].startswith("total: ")
     assert c.cpu_name()
+
+
+def test_the_plan_counts_the_runs_repeated_with_extra_seeds():
+    p = presets.get_preset("smollm2-forget05")
+    runs = c.study_runs(p, lambda m, t, **ov: m if t is None else f"{m}-{t}", {})
+    seeded = [r for r in runs if r[0].endswith(("-s1", "-s2"))]
+    assert [r[0] for r in seeded] == [f"{m}-s{s}" for s in (1, 2) for m in ("ga", "gd", "kl", "idk", "npo")]
+    assert all(r[1] in ("ga", "gd", "kl", "idk", "npo") and r[2] is None for r in seeded)

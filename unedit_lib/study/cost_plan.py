@@ -217,8 +217,9 @@ class RunCost:
 
 def study_runs(p, plan_name, ablations: dict) -> list[tuple[str, str, str | None, dict]]:
     """(run, method, target, overrides): the subject models' evaluations, every editor x target,
-    the ROME ablation (`ablations`: STUDY_ABLATIONS, on the preset's rome_ablation_targets) and the five
-    baselines. `plan_name(method, target, **ov)` names a run (recipes.plan(...)[0])."""
+    the ROME ablation (`ablations`: STUDY_ABLATIONS, on the preset's rome_ablation_targets), the five
+    baselines and the runs the preset repeats with its extra seeds (`<run>-s<seed>`). `plan_name(method,
+    target, **ov)` names a run (recipes.plan(...)[0])."""
     out = [("full", "eval", None, {}), ("retain", "eval", None, {})]
     for method in ("rome", "ike", "wise"):
         for target in data.TARGETS:
@@ -226,7 +227,12 @@ def study_runs(p, plan_name, ablations: dict) -> list[tuple[str, str, str | None
         for ov in (ablations.get(method, {}) if not p.paper_settings_only else {}).values():
             for target in p.rome_ablation_targets or data.TARGETS:
                 out.append((plan_name(method, target, **ov), method, target, ov))
-    return out + [(plan_name(m, None), m, None, {}) for m in ("ga", "gd", "kl", "idk", "npo")]
+    out += [(plan_name(m, None), m, None, {}) for m in ("ga", "gd", "kl", "idk", "npo")]
+    for seed in p.extra_seeds:
+        for run in p.extra_seed_runs:
+            method, _, target = run.partition("-")
+            out.append((f"{run}-s{seed}", method, target or None, {}))
+    return out
 
 
 def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tokens | None = None, data_dir=None,
