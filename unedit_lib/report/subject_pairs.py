@@ -36,7 +36,7 @@ def pairs(preset) -> list[presets.Preset]:
 
 
 def _first_seeds(records: dict) -> dict:
-    """{base run: the record of its lowest seed}, collapsed runs and ablations left out."""
+    """{base run: the record of its lowest seed}, collapsed runs left out (store.load_results leaves out ablations)."""
     out: dict = {}
     for run in sorted(records, key=lambda r: split_seed(r)[1]):
         if not records[run].get("collapsed"):
