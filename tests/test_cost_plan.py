@@ -87,7 +87,7 @@ def test_table_and_a_tiny_probe(smoke_plan):
 
 def test_the_plan_counts_the_runs_repeated_with_extra_seeds():
     p = presets.get_preset("smollm2-forget05")
-    runs = c.study_runs(p, lambda m, t, **ov: m if t is None else f"{m}-{t}", {})
+    runs = c.study_runs(p, lambda m, t, **ov: recipes.plan(p, m, t, **ov)[0], {})
     seeded = [r for r in runs if r[0].endswith(("-s1", "-s2"))]
     assert [r[0] for r in seeded] == [f"{m}-s{s}" for s in (1, 2) for m in ("ga", "gd", "kl", "idk", "npo")]
     assert all(r[1] in ("ga", "gd", "kl", "idk", "npo") and r[2] is None for r in seeded)

@@ -28,12 +28,17 @@ from . import precision, store
 _META = "unedit_checkpoint"
 
 
+def _as_read_back(key: dict) -> dict:
+    """A checkpoint's key as it reads back from its JSON (tuples as lists, other objects as strings)."""
+    return json.loads(json.dumps(key, sort_keys=True, default=str))
+
+
 class EditCheckpoint:
     """save(done, tensors, stats, state) after each edit; load() -> the last save of this key, or None."""
 
     def __init__(self, path, key: dict):
         self.path = Path(path)
-        self.key = json.loads(json.dumps(key, sort_keys=True, default=str))   # as it reads back from JSON
+        self.key = _as_read_back(key)
         self.seconds_before = 0.0        # unlearning time of earlier segments (load)
         self.segments: list[dict] = []   # the segments up to the last save (load: those of earlier processes)
         self._earlier: list[dict] = []
@@ -104,7 +109,7 @@ class EvalCheckpoint:
 
     def __init__(self, folder, key: dict):
         self.folder = Path(folder)
-        self.key = json.loads(json.dumps(key, sort_keys=True, default=str))
+        self.key = _as_read_back(key)
         self.seconds_before = 0.0       # evaluation time of the finished sets (start)
         self._meta: dict = {}
         self._t0 = time.perf_counter()

@@ -37,7 +37,7 @@ from ..core import reference, registry, store
 from ..eval.joint_bootstrap import LEVEL, JointBootstrap, describe_fq
 from . import gates
 from .tables import (INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, SUBJECT_MODEL_RUNS,
-                     split_seed)
+                     base_records, split_seed)
 
 ABSTRACT = "abstract"
 AUTHORS = "authors' results"
@@ -447,14 +447,6 @@ def of_seeds(records: dict, seeds=None) -> dict:
     """The records of the runs of `seeds` (None: all), and the subject models' whatever their seed."""
     return {r: rec for r, rec in records.items()
             if seeds is None or split_seed(r)[1] in set(seeds) or split_seed(r)[0] in SUBJECT_MODEL_RUNS}
-
-
-def base_records(records: dict) -> dict:
-    """{base run: the record of its lowest seed} (the numbers a rule reads without logs)."""
-    out: dict = {}
-    for run in sorted(records, key=lambda r: split_seed(r)[1]):
-        out.setdefault(split_seed(run)[0], records[run])
-    return out
 
 
 def study_findings(records: dict, seeds=None, preset: str | None = None, boot: JointBootstrap | None = None) -> list[dict]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core import presets, store
-from .tables import NOT_COMPARABLE, NOT_TESTABLE, SUBJECT_MODEL_RUNS, split_seed
+from .tables import NOT_COMPARABLE, NOT_TESTABLE, SUBJECT_MODEL_RUNS, base_records
 
 METRICS = {"forget_quality": lambda r: r.get("forget_quality"), "model_utility": lambda r: r.get("model_utility"),
            "forget_rouge": lambda r: (((r.get("metrics") or {}).get("forget") or {}).get("rouge"))}
@@ -35,21 +35,15 @@ def pairs(preset) -> list[presets.Preset]:
     return out
 
 
-def _first_seeds(records: dict) -> dict:
-    """{base run: the record of its lowest seed}, collapsed runs left out (store.load_results leaves out ablations)."""
-    out: dict = {}
-    for run in sorted(records, key=lambda r: split_seed(r)[1]):
-        if not records[run].get("collapsed"):
-            out.setdefault(split_seed(run)[0], records[run])
-    return out
-
-
 def metric_table(preset, records_of: dict | None = None) -> pd.DataFrame:
     """One row per run made on at least two pairs (the subject models first): each metric on each pair
     (columns (metric, preset)) and its spread over the pairs (max - min). `records_of` ({preset name:
     records}) stands in for store.load_results."""
     ps = pairs(preset)
-    recs = {q.name: _first_seeds((records_of or {}).get(q.name) or store.load_results(q.name)) for q in ps}
+    recs = {}
+    for q in ps:        # each run's lowest seed; a collapsed run has no numbers
+        records = (records_of or {}).get(q.name) or store.load_results(q.name)
+        recs[q.name] = base_records({r: rec for r, rec in records.items() if not rec.get("collapsed")})
     runs = [r for r in dict.fromkeys(r for q in ps for r in recs[q.name])
             if sum(r in recs[q.name] for q in ps) >= 2]
     order = {r: i for i, r in enumerate(SUBJECT_MODEL_RUNS)}      # full, retain, base (evaluated against retain)

@@ -14,7 +14,7 @@ import math
 
 from ..core import data, presets, reference, registry
 from ..core.edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
-from .tables import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
+from .tables import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS, split_seed
 
 BASELINE_FINDINGS = ("GA ", "GD ", "KL ", "IdK ", "NPO ")   # findings about one baseline start with its name
 
@@ -225,9 +225,9 @@ def progress_lines(preset: str, records: dict) -> list[str]:
     if ablations:
         lines.append(f"* **Ablations** done: {', '.join(f'`{r}`' for r in ablations)}.")
     p = presets.get_preset(preset)
-    seeded = [f"{r}-s{s}" for s in p.extra_seeds for r in p.extra_seed_runs]
+    seeded = {(r, s) for s in p.extra_seeds for r in p.extra_seed_runs}
     if seeded:
-        made = [r for r in seeded if r in records]
+        made = seeded & {split_seed(r) for r in records}
         lines.append(f"* **Extra seeds** ({', '.join(map(str, p.extra_seeds))}) of {', '.join(f'`{r}`' for r in p.extra_seed_runs)}"
                      f": {len(made)} of {len(seeded)} runs done.")
     return lines + premise_lines(preset, records)

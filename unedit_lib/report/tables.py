@@ -37,6 +37,14 @@ def split_seed(run: str) -> tuple[str, int]:
     return (m["base"], int(m["seed"])) if m else (run, 0)
 
 
+def base_records(records: dict) -> dict:
+    """{base run: the record of its lowest seed} (the numbers a rule reads without logs)."""
+    out: dict = {}
+    for run in sorted(records, key=lambda r: split_seed(r)[1]):
+        out.setdefault(split_seed(run)[0], records[run])
+    return out
+
+
 def edit_ms(rec: dict) -> float | None:
     """Median wall time of one edit in ms (editors that record per-edit times), else None."""
     times = (rec.get("stats") or {}).get("edit_times_s")

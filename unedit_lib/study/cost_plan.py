@@ -218,8 +218,8 @@ class RunCost:
 def study_runs(p, plan_name, ablations: dict) -> list[tuple[str, str, str | None, dict]]:
     """(run, method, target, overrides): the subject models' evaluations, every editor x target,
     the ROME ablation (`ablations`: STUDY_ABLATIONS, on the preset's rome_ablation_targets), the five
-    baselines and the runs the preset repeats with its extra seeds (`<run>-s<seed>`). `plan_name(method,
-    target, **ov)` names a run (recipes.plan(...)[0])."""
+    baselines and the runs the preset repeats with its extra seeds. `plan_name(method, target, seed=0, **ov)`
+    names a run (recipes.plan(...)[0])."""
     out = [("full", "eval", None, {}), ("retain", "eval", None, {})]
     for method in ("rome", "ike", "wise"):
         for target in data.TARGETS:
@@ -231,7 +231,7 @@ def study_runs(p, plan_name, ablations: dict) -> list[tuple[str, str, str | None
     for seed in p.extra_seeds:
         for run in p.extra_seed_runs:
             method, _, target = run.partition("-")
-            out.append((f"{run}-s{seed}", method, target or None, {}))
+            out.append((plan_name(method, target or None, seed=seed), method, target or None, {}))
     return out
 
 
