@@ -1,11 +1,12 @@
-"""Sequential edits that survive a killed process (unedit_lib/core/checkpoints.py): a ROME or WISE run
-stopped after an edit and rerun continues after it and ends where the uninterrupted run ends."""
+"""Runs that survive a killed process (unedit_lib/core/checkpoints.py): a ROME or WISE run stopped after
+an edit, or a baseline after an epoch, and rerun continues after it and ends where the uninterrupted run ends."""
 import pytest
 import torch
 
 from unedit_lib.core.architecture import architecture, tiny_model
 from unedit_lib.core.checkpoints import EditCheckpoint
 from unedit_lib.core.tokenizer import train_tokenizer
+from unedit_lib.methods.baselines import training as baselines
 from unedit_lib.methods.rome import editor as rome
 from unedit_lib.methods.wise import editor as wise, side_memory
 
@@ -82,6 +83,32 @@ def test_wise_resumes_with_its_shards_and_merges(tok, tmp_path):
         assert torch.equal(x, y)
     assert a.memory_min_act == b.memory_min_act
     assert _per_edit(r_stats) == _per_edit(s_stats)
+
+
+@pytest.mark.parametrize("method", ["npo", "idk"])      # a frozen reference; random IdK answers and retain rows
+def test_a_baseline_resumes_after_its_last_saved_epoch(tok, method, tmp_path):
+    forget = [{"question": r["prompt"], "answer": r["target"]} for r in ROME_REQS]
+    retain = [{"question": t[:12], "answer": t[12:]} for t in TEXTS]
+    fast = dict(method=method, retain_rows=retain, template="qa", idk_answers=["I don't know.", "No idea."],
+                hp={"epochs": 3, "batch_size": 2, "grad_accum": 1, "lr": 1e-2, "warmup_epochs": 0.5, "progress": False})
+
+    def model():          # GPT-2's dropout draws from torch's generator: the checkpoint must carry its state
+        return tiny_model("gpt2", vocab_size=len(tok))
+
+    straight, s_stats = model(), {}
+    baselines.apply(straight, tok, forget, stats=s_stats, **fast)
+    path = tmp_path / f"{method}.safetensors"
+    with pytest.raises(Killed):          # after epoch 1 of 3
+        baselines.apply(model(), tok, forget, stats={}, checkpoint=KilledAfter(path, KEY, 1), **fast)
+    torch.manual_seed(123)               # the rerun's process starts with other random state
+    resumed, r_stats, ckpt = model(), {}, EditCheckpoint(path, KEY)
+    baselines.apply(resumed, tok, forget, stats=r_stats, checkpoint=ckpt, **fast)
+    for (n, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):
+        assert torch.equal(a, b), n
+    moved = model()
+    assert not all(torch.equal(a, b) for a, b in zip(straight.parameters(), moved.parameters()))  # it trained
+    assert r_stats["loss_curve"] == s_stats["loss_curve"] and r_stats["steps"] == s_stats["steps"] == 6
+    assert [(s["from_edit"], s["to_edit"]) for s in ckpt.record()] == [(0, 1), (1, 3)]
 
 
 def test_a_checkpoint_of_other_settings_or_a_garbled_file_starts_afresh(tok, tmp_path, capsys):

@@ -30,7 +30,8 @@ CODE_PARTS = {
     "watch_eval": "(model, stats) -> the evaluation's watch(set, kind) context manager or None, which may "
                   "write into stats (runner.run_unlearning's watch_eval: WISE's routes)",
     "resumable": "True when the build's apply takes checkpoint= (an checkpoints.EditCheckpoint): "
-                 "sequential edits saved as they go, a rerun continuing after the last one (ROME, WISE)",
+                 "sequential edits (ROME, WISE) or epochs (the baselines) saved as they go, a rerun "
+                 "continuing after the last one",
 }
 
 

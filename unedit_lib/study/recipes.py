@@ -6,9 +6,8 @@ preset, then `overrides`), names the run (`rome-dummy`, or `rome-dummy+v_lr=0.1`
 differs from the study's: an ablation), builds the method's inputs from the study data and
 hands them to the runner (runner.run_unlearning), which caches by every setting.
 
-Methods: registry.py's ("rome", "rrome" (R-ROME, consistent keys), "ike", "wise", the baselines "ga",
-"gd", "kl", "idk", "npo"), each built by the builder attached here (with how its model is kept). Study
-choices that differ from the method's published defaults are named where they are set (STUDY_SETTINGS).
+Methods: registry.py's (rome, rrome (R-ROME), ike, wise, the baselines ga gd kl idk npo), each built by the
+builder attached here, with how its model is kept; the study's choices per preset: study/settings.py.
 """
 from __future__ import annotations
 
@@ -402,9 +401,9 @@ def wise_eval_routes(model, stats):
 def _baseline(p, sd, method, target, hp, data_dir):
     idk = data.load_tofu("idontknow", data_dir) if method == "idk" else None
 
-    def apply(model, tok, stats):
-        return baselines.apply(model, tok, sd.forget_rows, {**hp, "progress": False}, stats, method=method,
-                               retain_rows=sd.retain_rows, template=p.template, idk_answers=idk)[0]
+    def apply(model, tok, stats, checkpoint=None):
+        return baselines.apply(model, tok, sd.forget_rows, {**hp, "progress": False}, stats, checkpoint=checkpoint,
+                               method=method, retain_rows=sd.retain_rows, template=p.template, idk_answers=idk)[0]
 
     extra = {"baseline": baselines.METHOD_NAMES[method], "n_forget_rows": len(sd.forget_rows),
              "n_retain_rows": len(sd.retain_rows),
@@ -421,7 +420,8 @@ registry.attach("wise", defaults=lambda: _fields(wise_hparams.WiseHParams(), _WI
                 save=write_model, load=lambda model, tok, folder: (side_memory.load_side_memory(model, folder), tok, None),
                 watch_eval=wise_eval_routes, resumable=True)
 for _name in baselines.METHODS:
-    registry.attach(_name, defaults=lambda: _fields(baselines.BaselineHParams(), ("progress",)), build=_baseline)
+    registry.attach(_name, build=_baseline, resumable=True,
+                    defaults=lambda: _fields(baselines.BaselineHParams(), ("progress",)))
 
 
 def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = False, data_dir=None,

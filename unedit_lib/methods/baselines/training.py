@@ -293,7 +293,7 @@ def _watched_params(model, n: int = 4):
 # --------------------------------------------------------------------------- training loop
 def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template,
             idk_answers=None, stats: dict | None = None, ref_model=None, hp: BaselineHParams | None = None,
-            **hparams):
+            checkpoint=None, **hparams):
     """Unlearn `forget_rows` from `model` in place with one of METHODS; returns the model.
 
     `forget_rows` / `retain_rows`: TOFU rows (dicts with "question", "answer").
@@ -305,6 +305,9 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
     `hp`: a BaselineHParams (default TOFU's), overridden by any of its fields given as keywords
     (lr, epochs, batch_size, grad_accum, weight_decay, warmup_epochs, max_grad_norm, seed, beta,
     alpha, gamma, kl_mask_padding, max_length, check_params_every, max_norm_ratio, progress).
+    `checkpoint` (an checkpoints.EditCheckpoint, its unit an epoch) saves after every epoch the
+    weights, AdamW's moments, both random generators and the curves; a rerun with it continues after
+    the last saved epoch and ends where the uninterrupted run ends (tests/test_checkpoints.py).
 
     Raises ModelCollapsed(step, reason) when a loss or a watched parameter becomes non-finite.
     """
@@ -358,13 +361,19 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
     ref_norms = weight_norms(watched) if hp.max_norm_ratio else None
 
     curves: dict[str, list[float]] = {"loss_curve": [], "lr": []}
+    saved = checkpoint.load() if checkpoint is not None else None
+    first_epoch = 0
+    if saved is not None:       # the epochs an earlier process trained (the reference was taken above, before)
+        first_epoch = saved["done"]
+        _restore_training_state(model, optimizer, rng, saved)
+        curves = saved["stats"]
     was_training = model.training
     model.train()
-    step = 0  # optimizer steps completed; ModelCollapsed reports the 1-based step that failed
+    step = first_epoch * per_epoch  # optimizer steps completed; ModelCollapsed reports the 1-based step that failed
     from tqdm.auto import tqdm
-    bar = tqdm(total=total, desc=f"unlearn[{method}]", disable=not hp.progress, leave=False)
+    bar = tqdm(total=total, initial=step, desc=f"unlearn[{method}]", disable=not hp.progress, leave=False)
     try:
-        for _epoch in range(hp.epochs):
+        for epoch in range(first_epoch, hp.epochs):
             # one epoch = the forget set in shuffled order, each item with a fresh random retain row
             order = list(range(n))
             rng.shuffle(order)
@@ -404,6 +413,9 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
                                  max_norm_ratio=hp.max_norm_ratio or 10.0, loss=step_loss)
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.3f}")
+            if checkpoint is not None:
+                tensors, state = _training_state(model, optimizer, rng)
+                checkpoint.save(epoch + 1, tensors, curves, state)
     finally:
         bar.close()
         model.train(was_training)
@@ -411,19 +423,48 @@ def unlearn(model, tokenizer, method: str, forget_rows, retain_rows, *, template
         if stats is not None:
             stats.update(curves)
             stats.update(method=method, name=METHOD_NAMES[method], steps=step, total_steps=total,
-                         warmup_steps=warmup, wall_time_s=time.perf_counter() - t0,
+                         warmup_steps=warmup,
+                         wall_time_s=time.perf_counter() - t0 + (checkpoint.seconds_before if saved else 0.0),
                          hparams=hp.record(deviations=False))
     return model
 
 
+def _training_state(model, optimizer, rng: random.Random) -> tuple[dict, dict]:
+    """What an epoch boundary must keep for the next epochs to run as if uninterrupted: the trained
+    parameters, AdamW's per-parameter state, torch's and the shuffling generator's states."""
+    tensors = {f"param.{n}": p for n, p in model.named_parameters() if p.requires_grad}
+    opt = optimizer.state_dict()
+    for i, per_param in opt["state"].items():
+        tensors.update({f"optimizer.{i}.{k}": v for k, v in per_param.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    return tensors, {"param_groups": opt["param_groups"], "rng": rng.getstate()}
+
+
+def _restore_training_state(model, optimizer, rng: random.Random, saved: dict) -> None:
+    tensors, state = saved["tensors"], saved["state"]
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                p.copy_(tensors[f"param.{n}"])
+    per_param: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optimizer."):
+            _, i, name = k.split(".", 2)
+            per_param.setdefault(int(i), {})[name] = v
+    optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    version, internal, gauss = state["rng"]            # JSON gave lists back for Random's tuples
+    rng.setstate((version, tuple(internal), gauss))
+
+
 # --------------------------------------------------------------------------- entry point
 def apply(model, tokenizer, requests, hp, stats: dict | None = None, *, method: str, retain_rows, template,
-          idk_answers=None):
+          idk_answers=None, checkpoint=None):
     """The methods' common entry point: unlearn the forget rows `requests` with `method` and
     hyperparameters `hp` (a BaselineHParams or a dict of its names); retain rows for the methods that use them.
     Returns (model, stats)."""
     stats = {} if stats is None else stats
     hp = hp if isinstance(hp, BaselineHParams) else BaselineHParams.paper().replace(**dict(hp))
     model = unlearn(model, tokenizer, method, requests, retain_rows, template=template, idk_answers=idk_answers,
-                    stats=stats, hp=hp)
+                    stats=stats, hp=hp, checkpoint=checkpoint)
     return model, stats
