@@ -157,6 +157,22 @@ def test_unknown_names_list_the_valid_ones_and_a_renamed_preset_says_its_name():
         presets.get_preset("default")
 
 
+def test_a_record_naming_a_renamed_preset_by_its_former_name_reads_the_preset(tmp_path, monkeypatch):
+    """A renamed preset's records keep its former name in their `preset` field (their files stay as they
+    were made); what reads that field reads the preset by its name now (presets.current_name)."""
+    (tmp_path / "fq-strict.toml").write_text('renamed_from = "fq-old"\nextends = "smoke"\n'
+                                             '[subject_targets]\nmax_forget_quality = 1e-6\n')
+    monkeypatch.setenv(presets.ENV, str(tmp_path))
+    assert presets.current_name("fq-old") == "fq-strict"
+    assert [presets.current_name(n) for n in ("smoke", "no-such-preset", None)] == ["smoke", "no-such-preset", None]
+    with pytest.raises(ValueError, match="'fq-old' is now called 'fq-strict'"):
+        presets.get_preset("fq-old")
+    full = {"preset": "fq-old", "metrics": {"forget": {"rouge": 1.0}}, "model_utility": 0.5, "forget_quality": 1e-5}
+    ret = {**full, "metrics": {"forget": {"rouge": 0.1}}, "forget_quality": 1.0}
+    fq = next(r for r in gates.subject_model_targets(full, ret) if "quality" in r["target"])
+    assert fq["limit"] == "<= 1e-06" and not fq["holds"]        # fq-strict's own target, read by its former name
+
+
 def test_a_file_extends_another_and_is_named_by_its_file(tmp_path, monkeypatch):
     path = _write(tmp_path, "smoke-forget05", 'extends = "smoke"\n[data]\nforget_split = "forget05"\n'
                                               '[settings.baselines]\nepochs = 2\n')

@@ -470,12 +470,34 @@ def get_preset(preset) -> Preset:
         return p
     files = preset_files()
     if preset not in files:
-        for other, f in files.items():
-            try:
-                if _cached(f).renamed_from == preset:
-                    raise ValueError(f"preset {preset!r} is now called {other!r} (the same settings and models): "
-                                     f"use {other!r}")
-            except PresetFileError:
-                continue
+        other = _renamed_to(preset)
+        if other is not None:
+            raise ValueError(f"preset {preset!r} is now called {other!r} (the same settings and models): "
+                             f"use {other!r}")
         raise ValueError(f"unknown preset {preset!r}; valid: {sorted(files)} (or the path of a preset file)")
     return _cached(files[preset])
+
+
+def _renamed_to(name: str) -> str | None:
+    """The name of the preset whose file says it was called `name` (`renamed_from`), None if none does."""
+    files = preset_files()
+    if name in files:
+        return None
+    for other, f in files.items():
+        try:
+            if _cached(f).renamed_from == name:
+                return other
+        except PresetFileError:
+            continue
+    return None
+
+
+def current_name(name):
+    """The preset a record names, by the name it has now. A renamed preset's records keep its former name
+    (`renamed_from`) in their `preset` field: their files are left as they were made, since notebook 08
+    keys each run's attacks by a hash of its record's file (store.record_hash) and each executed notebook
+    the digest of the records it showed (store.results_digest). What reads a record's `preset` reads it
+    through this; any other name (or a file's path, or None) is returned as it is."""
+    if not isinstance(name, str) or is_path(name):
+        return name
+    return _renamed_to(name) or name

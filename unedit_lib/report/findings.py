@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core import reference, registry, store
+from ..core import presets, reference, registry, store
 from ..eval.joint_bootstrap import LEVEL, JointBootstrap, describe_fq
 from . import gates
 from .tables import (INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, SUBJECT_MODEL_RUNS,
@@ -453,7 +453,8 @@ def study_findings(records: dict, seeds=None, preset: str | None = None, boot: J
     """`evaluate` on a preset's study records (store.load_results) of `seeds` with their joint bootstrap
     (`boot`, if the caller has made it: study_bootstrap of the same records)."""
     kept = of_seeds(records, seeds)
-    preset = preset or next((rec.get("preset") for rec in records.values() if rec.get("preset")), None)
+    preset = preset or presets.current_name(next((rec.get("preset") for rec in records.values() if rec.get("preset")),
+                                                 None))
     if boot is None and preset:
         boot = study_bootstrap(preset, kept)
     return evaluate(base_records(kept), boot)

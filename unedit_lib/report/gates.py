@@ -226,10 +226,11 @@ SUBJECT_TARGETS = dict(full_forget_rouge=0.8, forget_rouge_gap=0.4, max_forget_q
 
 
 def _preset_targets(name) -> dict:
-    """The [subject_targets] of a preset's file (none for a record without a preset)."""
+    """The [subject_targets] of a preset's file (none for a record without a preset; a record's former
+    preset name is read as the preset's name now: presets.current_name)."""
     if name is None:
         return {}
-    p = presets.get_preset(name)
+    p = presets.get_preset(presets.current_name(name))
     unknown = sorted(set(p.subject_targets) - set(SUBJECT_TARGETS))
     if unknown:
         raise ValueError(f"{p.file or p.name}: [subject_targets] sets {unknown}; valid: {sorted(SUBJECT_TARGETS)}")
