@@ -167,6 +167,9 @@ def test_a_record_naming_a_renamed_preset_by_its_former_name_reads_the_preset(tm
     assert [presets.current_name(n) for n in ("smoke", "no-such-preset", None)] == ["smoke", "no-such-preset", None]
     with pytest.raises(ValueError, match="'fq-old' is now called 'fq-strict'"):
         presets.get_preset("fq-old")
+    (tmp_path / "mine.toml").write_text('extends = "fq-old"\n')
+    with pytest.raises(presets.PresetFileError, match="extends: preset 'fq-old' is now called 'fq-strict': extend"):
+        presets.get_preset(str(tmp_path / "mine.toml"))
     full = {"preset": "fq-old", "metrics": {"forget": {"rouge": 1.0}}, "model_utility": 0.5, "forget_quality": 1e-5}
     ret = {**full, "metrics": {"forget": {"rouge": 0.1}}, "forget_quality": 1.0}
     fq = next(r for r in gates.subject_model_targets(full, ret) if "quality" in r["target"])

@@ -296,7 +296,9 @@ def _raw(file: Path, seen: tuple = ()) -> dict:
         raise PresetFileError(file, "extends", f"expected a preset name or a file path, got {parent!r}")
     parent_file = (file.parent / parent).resolve() if parent.endswith(".toml") else preset_files().get(parent)
     if parent_file is None or not parent_file.is_file():
-        raise PresetFileError(file, "extends", f"no preset {parent!r}; valid: {names()} or a .toml path")
+        now = None if parent.endswith(".toml") else _renamed_to(parent)
+        raise PresetFileError(file, "extends", f"preset {parent!r} is now called {now!r}: extend {now!r}" if now else
+                              f"no preset {parent!r}; valid: {names()} or a .toml path")
     base = {k: v for k, v in _raw(parent_file, seen + (file,)).items() if k not in NOT_INHERITED}
     if isinstance(model, dict) and any(k in model for k in SOURCES) and isinstance(base.get("model"), dict):
         # another source: none of the parent's source or sizes
