@@ -9,7 +9,7 @@ updates the record hashes by which notebook 08 caches its attacks (robustness.js
 those attacks stay the attacks of these records. Records that already name their data are left as
 they are. Usage:
 
-    python scripts/add_data_fingerprints.py --preset smollm2 [--data-dir PATH] [--dry-run]
+    python scripts/add_data_fingerprints.py --preset smollm2-forget01 [--data-dir PATH] [--dry-run]
 """
 from __future__ import annotations
 

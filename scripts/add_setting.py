@@ -11,7 +11,7 @@ they probed) are renamed to the key the code now computes, after checking their 
 without the setting. Notebook 08's attack cache (robustness.json `source`: record hashes) follows.
 Usage:
 
-    python scripts/add_setting.py --preset smollm2 --methods ROME R-ROME --name edit_template --value null [--dry-run]
+    python scripts/add_setting.py --preset smollm2-forget01 --methods ROME R-ROME --name edit_template --value null [--dry-run]
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ migration: no number changes).
 (EasyEdit's rule, the paper's: the default now) or "real-tokens" (padding excluded), the rule every
 WISE run made before the setting used. runner.hp_key hashes every setting of a run, so the new
 setting changes every WISE run's cache key, and the committed WISE records would no longer be
-reused. The presets whose WISE runs were made before the setting (smoke, tiny, smollm2) keep
+reused. The presets whose WISE runs were made before the setting (smoke, tiny, smollm2-forget01) keep
 "real-tokens" (their preset files' [settings.wise]); for their records this script
 
 * adds "activation_score": "real-tokens" to the record's settings (`hparams`, after
@@ -19,7 +19,7 @@ reused. The presets whose WISE runs were made before the setting (smoke, tiny, s
 Records that already name the setting, and every other record, are left as they are. Run it only
 on records made before the setting. Usage:
 
-    python scripts/add_wise_activation_score.py --preset smollm2 [--dry-run]
+    python scripts/add_wise_activation_score.py --preset smollm2-forget01 [--dry-run]
 
 (UNEDIT_RESULTS_DIR=<folder> points it at another results folder, e.g. a copy to try it on.)
 """

@@ -14,7 +14,7 @@ Either way the re-made model must give the record's answer losses on the first f
 it was computed with (runner.precision_record: the CPU, its flags, the threads).
 Notebook 08's attack cache follows the record's new hash. Usage:
 
-    python scripts/backfill_premises.py --preset smollm2 [--runs ike-dummy wise-dummy ...] [--dry-run]
+    python scripts/backfill_premises.py --preset smollm2-forget01 [--runs ike-dummy wise-dummy ...] [--dry-run]
 
 Default runs: every IKE and WISE record of the preset that lacks its premise numbers (ablations too).
 """

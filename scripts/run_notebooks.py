@@ -52,7 +52,7 @@ from unedit_lib.subject.models import subject_model_path  # noqa: E402
 # file's [runner] first_run_s and subject_model_s, measured on 2 CPU cores.
 # Embedding one IKE demonstration pool with all-MiniLM-L6-v2, one pool per target (notebook 04's three): the
 # largest `stats.time_pool_embed_s` of the committed IKE records (results/tiny/ike-avoidant.json, 8.4 s;
-# smollm2's 5.8-7.2 s).
+# smollm2-forget01's 5.8-7.2 s).
 IKE_POOL_EMBED_S = 8.4
 IKE_POOLS = 3
 # what a notebook's source calls when it makes them: a missing subject model is trained by

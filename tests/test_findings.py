@@ -231,12 +231,12 @@ def test_seeds_are_resampled_and_the_probability_decides():
 
 
 def test_the_committed_study_is_decided_from_its_per_item_logs():
-    records = store.load_results("smollm2")
-    boot = findings.study_bootstrap("smollm2", records)
+    records = store.load_results("smollm2-forget01")
+    boot = findings.study_bootstrap("smollm2-forget01", records)
     for run in ("full", "rome-dummy", "ike-incorrect", "gd"):
         assert boot.value(run, "forget_quality") == pytest.approx(records[run]["forget_quality"], rel=1e-9)
         assert boot.value(run, "model_utility") == pytest.approx(records[run]["model_utility"], rel=1e-9)
-    items = findings.study_findings(records, preset="smollm2")
+    items = findings.study_findings(records, preset="smollm2-forget01")
     assert len(items) == len(findings.FINDINGS) and all(f["verdict"] in tables.VERDICTS for f in items)
     assert any(f["probability"] is not None for f in items)
     assert reference.PAPER_SOURCE

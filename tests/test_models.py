@@ -134,9 +134,9 @@ def test_the_renamed_tiny_preset_keeps_the_models_its_records_name(monkeypatch):
 
 def test_a_model_trained_in_another_precision_is_another_model(monkeypatch):
     """"auto" resolves per machine (bf16 only with native bf16 units): a bf16 and a float32 fine-tune
-    differ, so their folders (and every record's subject_model) differ. smollm2 pins float32, so
+    differ, so their folders (and every record's subject_model) differ. smollm2-forget01 pins float32, so
     its models, and its committed study, are the same on every CPU."""
-    tiny, smollm2 = presets.get_preset("tiny"), presets.get_preset("smollm2")
+    tiny, smollm2 = presets.get_preset("tiny"), presets.get_preset("smollm2-forget01")
     hashes = {}
     for precision in ("float32", "bfloat16"):
         monkeypatch.setenv("UNEDIT_PRECISION", precision)

@@ -14,7 +14,7 @@ from unedit_lib.study import recipes, runner, settings as study_settings
 from unedit_lib.subject import models
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ("smoke", "tiny", "smollm2", "smollm2-forget05", "smollm2-forget05-ft1", "paper")
+PRESETS = ("smoke", "tiny", "smollm2-forget01", "smollm2-forget05", "smollm2-forget05-ft1", "paper")
 
 
 @pytest.fixture(autouse=True)
@@ -25,12 +25,12 @@ def _forget_given_files():
 
 # The committed presets' cache keys: a preset file (or loader) change that moves one leaves that preset's
 # models or runs behind. The subject models' folder hashes (full, retain) in each training precision
-# ("auto" resolves per machine; smollm2 pins float32): artifacts/smollm2/full-157d6204d5 and
+# ("auto" resolves per machine; smollm2-forget01 pins float32): artifacts/smollm2-forget01/full-157d6204d5 and
 # retain-ad5935bdee, tiny's bf16 full-b1e378f178 (results/tiny/full.json's model_path) among them ...
 CONFIG_HASHES = {
     "smoke": {"float32": ("ca65ceba25", "91dae633d5"), "bfloat16": ("42fdfe6a2a", "bbf89811ce")},
     "tiny": {"float32": ("6f16a6fc15", "b2ee686f41"), "bfloat16": ("b1e378f178", "d49c0dc81a")},
-    "smollm2": {"float32": ("157d6204d5", "ad5935bdee"), "bfloat16": ("157d6204d5", "ad5935bdee")},
+    "smollm2-forget01": {"float32": ("157d6204d5", "ad5935bdee"), "bfloat16": ("157d6204d5", "ad5935bdee")},
     "smollm2-forget05": {"float32": ("f2570e88f4", "beeed622e0"), "bfloat16": ("f2570e88f4", "beeed622e0")},
     "smollm2-forget05-ft1": {"float32": ("590f8383dd", "cc90b2b7b5"), "bfloat16": ("590f8383dd", "cc90b2b7b5")},
     "paper": {"float32": ("8970f455d7", "e6e59cf1bf"), "bfloat16": ("c2ed282ed2", "7434557da5")},
@@ -44,7 +44,7 @@ SETTINGS_KEYS = {
     "tiny": {"rome": "7eec464d7afa8ceb", "rrome": "5a4164cc2cd50c44", "ike": "6eda03cb2554168f", "wise": "0a31fccba63adfc2",
              "ga": "a43080d2a3b9e0af", "gd": "a43080d2a3b9e0af", "kl": "a43080d2a3b9e0af", "idk": "a43080d2a3b9e0af",
              "npo": "a43080d2a3b9e0af"},
-    "smollm2": {"rome": "7eec464d7afa8ceb", "rrome": "5a4164cc2cd50c44", "ike": "6eda03cb2554168f",
+    "smollm2-forget01": {"rome": "7eec464d7afa8ceb", "rrome": "5a4164cc2cd50c44", "ike": "6eda03cb2554168f",
                 "wise": "0a31fccba63adfc2", "ga": "7e5edac10e3f9dc3", "gd": "7e5edac10e3f9dc3", "kl": "7e5edac10e3f9dc3",
                 "idk": "7e5edac10e3f9dc3", "npo": "7e5edac10e3f9dc3"},
     "smollm2-forget05": {"rome": "eaba2a75a8f52fc4", "rrome": "e2f7fbdd3d966f7f", "ike": "0f398ab752af26c7",
@@ -66,12 +66,44 @@ def test_no_subject_model_folder_moves(precision, monkeypatch):
     assert got == {n: CONFIG_HASHES[n][precision] for n in PRESETS}
 
 
+def test_the_forget01_study_was_called_smollm2_and_reuses_the_records_made_under_that_name(tmp_path):
+    """smollm2-forget01 was called smollm2 (renamed_from): its models keep their folders (CONFIG_HASHES), the
+    old name says the new one, and its committed records, whose `preset` field still says "smollm2" (their
+    files are as they were made), are reused by the runner's cache, read as this preset's by gates and
+    findings, and keep notebook 08's attacks (keyed by each record file's hash)."""
+    from unedit_lib.core import store
+    from unedit_lib.report import findings
+    from unedit_lib.study import robustness
+
+    with pytest.raises(ValueError, match="'smollm2' is now called 'smollm2-forget01'"):
+        presets.get_preset("smollm2")
+    (tmp_path / "mine.toml").write_text('extends = "smollm2"\n')
+    with pytest.raises(presets.PresetFileError, match="extends: preset 'smollm2' is now called 'smollm2-forget01'"):
+        presets.get_preset(str(tmp_path / "mine.toml"))
+    p = presets.get_preset("smollm2-forget01")
+    assert p.renamed_from == "smollm2" and presets.current_name("smollm2") == p.name
+    records = store.load_results(p.name, include_ablations=True)
+    assert {rec["preset"] for rec in records.values()} == {"smollm2"}
+    data = runner.data_record(p)
+    for run in ("ga", "npo", "ike-dummy"):
+        rec = records[run]
+        name, hp, changed = recipes.plan(p, registry.from_label(rec["method"]).name, rec["target"], rec["seed"])
+        got, why = runner.cached(p, run, hp, changed, data)
+        assert name == run and got == rec, f"{run}: {why}"
+    full, ret, base = records["full"], records["retain"], records["base"]
+    assert gates.subject_model_targets(full, ret, base) == gates.subject_model_targets({**full, "preset": p.name}, ret, base)
+    study = store.load_results(p.name)
+    assert findings.study_findings(study, [0]) == findings.study_findings(study, [0], preset=p.name)
+    attacks = {r: v for r, v in robustness.load_summary(p.name).items() if not r.startswith("_")}
+    assert attacks and all(v["source"] == store.record_hash(p.name, r) for r, v in attacks.items())
+
+
 def test_no_run_settings_move():
     got = {n: {m: runner.hp_key(recipes.settings(n, m)) for m in SETTINGS_KEYS[n]} for n in PRESETS}
     assert got == SETTINGS_KEYS
 
 
-@pytest.mark.parametrize("preset", ["smollm2", "tiny"])
+@pytest.mark.parametrize("preset", ["smollm2-forget01", "tiny"])
 def test_the_committed_records_are_this_codes_runs(preset):
     """Every committed ROME, IKE, WISE and baseline record is the run recipes.plan names with the settings
     it resolves now (ROME's layer from notebook 02's rome_layer.json, WISE's frequencies scaled to the
@@ -96,7 +128,7 @@ def test_the_committed_records_are_this_codes_runs(preset):
 
 
 def test_the_per_preset_study_choices_read_from_the_files():
-    sm, f05, tiny = (presets.get_preset(n) for n in ("smollm2", "smollm2-forget05", "tiny"))
+    sm, f05, tiny = (presets.get_preset(n) for n in ("smollm2-forget01", "smollm2-forget05", "tiny"))
     assert (sm.trace_facts, tiny.trace_facts, presets.get_preset("paper").trace_facts) == (4, 15, None)
     assert sm.rome_ablation_targets == ("dummy",) and tiny.rome_ablation_targets is None
     assert study_settings.runs_ablations(sm) and not study_settings.runs_ablations(f05)
@@ -105,8 +137,8 @@ def test_the_per_preset_study_choices_read_from_the_files():
     full = {"preset": f05.name, "metrics": {"forget": {"rouge": 1.0}}, "model_utility": 0.5, "forget_quality": 1e-3}
     ret = {"preset": f05.name, "metrics": {"forget": {"rouge": 0.1}}, "model_utility": 0.5, "forget_quality": 1.0}
     fq = lambda rec: next(r for r in gates.subject_model_targets(rec, ret) if "quality" in r["target"])  # noqa: E731
-    assert fq(full)["limit"] == "<= 0.0001" and fq({**full, "preset": "smollm2"})["limit"] == "<= 0.01"
-    # the forget05 study inherits smollm2's recipe (another split) and baselines' lr, not its measured times
+    assert fq(full)["limit"] == "<= 0.0001" and fq({**full, "preset": "smollm2-forget01"})["limit"] == "<= 0.01"
+    # the forget05 study inherits smollm2-forget01's recipe (another split) and baselines' lr, not its measured times
     differ = {k for k, v in f05.recipe().items() if sm.recipe()[k] != v}
     assert differ == {"name", "forget_split"} and recipes.settings(f05, "ga")["lr"] == 1e-4
     assert f05.first_run_s is None and not f05.subject_model_s and not f05.budgets and sm.subject_model_s["full"] == 480
@@ -151,7 +183,7 @@ def test_a_malformed_file_names_the_file_and_the_field(tmp_path, text, where, wh
 
 
 def test_unknown_names_list_the_valid_ones_and_a_renamed_preset_says_its_name():
-    with pytest.raises(ValueError, match=r"unknown preset 'smok'; valid: \['paper', 'smoke', 'smollm2'"):
+    with pytest.raises(ValueError, match=r"unknown preset 'smok'; valid: \['paper', 'smoke', 'smollm2-forget01'"):
         presets.get_preset("smok")
     with pytest.raises(ValueError, match="now called 'tiny'"):
         presets.get_preset("default")
@@ -209,18 +241,18 @@ def test_unknown_settings_attack_settings_and_targets_name_the_file(tmp_path):
 
 def test_a_wheel_base_models_sizes_are_checked_against_its_config(tmp_path, monkeypatch):
     monkeypatch.setenv("UNEDIT_ARTIFACTS_DIR", str(tmp_path))
-    assert presets.get_preset(str(ROOT / "presets" / "smollm2.toml")).n_layers == 30    # no config yet: as stated
+    assert presets.get_preset(str(ROOT / "presets" / "smollm2-forget01.toml")).n_layers == 30    # no config yet: as stated
     folder = tmp_path / "pretrained" / "smollm2-135m-instruct"
     folder.mkdir(parents=True)
     config = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                   num_attention_heads=9, max_position_embeddings=8192)
     (folder / "config.json").write_text(json.dumps(config))
     presets._loaded.clear()
-    assert presets.get_preset("smollm2").config_hash("full") == CONFIG_HASHES["smollm2"]["float32"][0]
+    assert presets.get_preset("smollm2-forget01").config_hash("full") == CONFIG_HASHES["smollm2-forget01"]["float32"][0]
     (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 24}))
     presets._loaded.clear()
     with pytest.raises(presets.PresetFileError, match=r"\[model\] n_layers: states 30, the model's .* says 24"):
-        presets.get_preset("smollm2")
+        presets.get_preset("smollm2-forget01")
     presets._loaded.clear()
 
 
@@ -316,7 +348,7 @@ def test_a_local_model_folder_runs_the_subject_model_notebooks(tmp_path, monkeyp
 
 def test_the_guides_preset_files_read(tmp_path):
     """docs/guide.md's example files ("Run the study on your own model") are valid preset files: the local
-    folder's sizes come from its config.json, and the shortest file is smollm2's recipe on that folder."""
+    folder's sizes come from its config.json, and the shortest file is smollm2-forget01's recipe on that folder."""
     import re
 
     text = (ROOT / "docs" / "guide.md").read_text().split("## Run the study on your own model")[1].split("\n## ")[0]
@@ -331,7 +363,7 @@ def test_the_guides_preset_files_read(tmp_path):
            for i, t in enumerate(examples)]
     short, full, hub = got
     assert (short.local_base, short.n_layers, short.vocab_size, short.template) == (folder, 4, 500, "chatml")
-    sm = presets.get_preset("smollm2").recipe()
+    sm = presets.get_preset("smollm2-forget01").recipe()
     assert {k for k, v in short.recipe().items() if sm[k] != v} == \
         {"name", "base_model", "vocab_size", "hidden_size", "intermediate_size", "n_layers", "n_heads", "max_positions"}
     assert {k: v for k, v in full.recipe().items() if k != "name"} == {k: v for k, v in short.recipe().items() if k != "name"}

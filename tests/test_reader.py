@@ -99,16 +99,16 @@ def test_headline_preset_is_named_the_same_everywhere():
     assert _git_ignored("runs/smoke/00_data.ipynb"), "executed notebooks of other presets must stay ignored"
 
 
-def test_smollm2s_run_caches_are_committed_and_other_presets_stay_local():
-    """A clone reuses smollm2's runs (runner.cached: record + per-item logs) and traces; smoke's
+def test_smollm2_forget01s_run_caches_are_committed_and_other_presets_stay_local():
+    """A clone reuses smollm2-forget01's runs (runner.cached: record + per-item logs) and traces; smoke's
     and tiny's logs, and every preset's temporary files and models, stay out of git."""
-    for path in ("results/smollm2/full.json", "results/smollm2/rome-dummy/eval_log_forget.json",
-                 "results/smollm2/rome_probe/dummy-seed0-abc.json", "results/smollm2/trace/rome_layer.json",
-                 "results/smollm2/trace/traces-0123456789ab.json"):
+    for path in ("results/smollm2-forget01/full.json", "results/smollm2-forget01/rome-dummy/eval_log_forget.json",
+                 "results/smollm2-forget01/rome_probe/dummy-seed0-abc.json", "results/smollm2-forget01/trace/rome_layer.json",
+                 "results/smollm2-forget01/trace/traces-0123456789ab.json"):
         assert not _git_ignored(path), f"{path} is git-ignored: a clone would recompute that run"
     for path in ("results/tiny/rome-dummy/eval_log_forget.json", "results/smoke/full.json",
-                 "results/tiny/trace/traces-0123456789ab.json", "results/smollm2/_tmp123.json",
-                 "results/smollm2/.lock", "results/smollm2/full/.eval_log.json.tmp4242", "artifacts/smollm2/full-3fca075985/model.safetensors"):
+                 "results/tiny/trace/traces-0123456789ab.json", "results/smollm2-forget01/_tmp123.json",
+                 "results/smollm2-forget01/.lock", "results/smollm2-forget01/full/.eval_log.json.tmp4242", "artifacts/smollm2-forget01/full-3fca075985/model.safetensors"):
         assert _git_ignored(path), f"{path} is not git-ignored"
 
 
@@ -187,12 +187,12 @@ def test_the_robustness_section_names_every_study_run_attacked_or_not():
     from unedit_lib.report import tables
     from unedit_lib.study import robustness
 
-    records = store.load_results("smollm2")
+    records = store.load_results("smollm2-forget01")
     wanted = tables.runs_to_attack(records, [0])
     assert "base" not in wanted and wanted[:2] == ["full", "retain"]
-    text = w.robustness_section("smollm2")
+    text = w.robustness_section("smollm2-forget01")
     head, table = text.split("\n\n", 1)
-    attacked = set(robustness.load_summary("smollm2"))
+    attacked = set(robustness.load_summary("smollm2-forget01"))
     named = head.split("**not attacked yet**: ")[1].split(" (")[0].split(".")[0]
     for run in wanted[2:]:
         assert (f"| {run} |" in table) == (run in attacked), run

@@ -150,7 +150,7 @@ def test_plans_are_the_frozen_ones(case):
 
 
 def _committed_records():
-    for preset in ("smollm2", "tiny"):
+    for preset in ("smollm2-forget01", "tiny"):
         for path in sorted((ROOT / "results" / preset).glob("*.json")):
             rec = json.loads(path.read_text())
             if rec.get("hp_key"):
@@ -170,4 +170,4 @@ def test_committed_records_keep_their_cache_key(preset, path, rec):
     if method == "wise" and hp["scale_freqs"]:
         hp = {**hp, **wise.scaled_freqs(rec["n_edits"], hp["reference_edits"], hp["save_freq"], hp["merge_freq"])}
     assert name == rec["run"] and runner.hp_key(hp) == rec["hp_key"]
-    assert presets.get_preset(preset).name == rec["preset"]
+    assert presets.current_name(rec["preset"]) == presets.get_preset(preset).name    # or its former name (renamed_from)

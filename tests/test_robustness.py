@@ -172,7 +172,7 @@ def test_verdicts_say_inconclusive_inside_the_noise():
     assert "**inconclusive** (undecided: probe)" in robustness_verdicts.markdown_summary(res)
 
 
-# ---- synthetic per-row results like results/smollm2/robustness.json: 40 forget questions, relearning
+# ---- synthetic per-row results like results/smollm2-forget01/robustness.json: 40 forget questions, relearning
 # on every 10th and scored on the other 36; U = each question's difficulty, shared by every model
 N_ROWS = 40
 U = np.random.default_rng(0).uniform(0.0, 0.5, N_ROWS)
@@ -319,12 +319,12 @@ def test_membership_inference_decides_with_the_hanley_mcneil_noise():
 
 
 def test_the_attacker_fine_tunes_at_the_presets_unlearning_rate():
-    for preset in ("tiny", "smollm2"):
+    for preset in ("tiny", "smollm2-forget01"):
         hp = recipes.attack_settings(preset)
         lr = presets.get_preset(preset).method_settings("baselines")["lr"]
         assert hp["relearn_lr"] == hp["persistence_lr"] == lr
-    assert recipes.attack_settings("smollm2")["relearn_lr"] == 1e-4
-    assert recipes.attack_settings("smollm2", {"relearn_lr": 5e-4})["relearn_lr"] == 5e-4
+    assert recipes.attack_settings("smollm2-forget01")["relearn_lr"] == 1e-4
+    assert recipes.attack_settings("smollm2-forget01", {"relearn_lr": 5e-4})["relearn_lr"] == 5e-4
 
 
 def test_forget05_attacks_a_fixed_spread_subset_and_forget01_keeps_its_settings():
@@ -339,7 +339,7 @@ def test_forget05_attacks_a_fixed_spread_subset_and_forget01_keeps_its_settings(
                   for a in range(10)]
     assert per_author == [4] * 10
     assert len(robustness.holdout_for(sd, None, hp)) == 40
-    for preset in ("tiny", "smollm2"):
+    for preset in ("tiny", "smollm2-forget01"):
         assert "forget_every" not in recipes.attack_settings(preset)
     with pytest.raises(TypeError, match="unknown robustness hyperparameters"):
         robustness.attack_all(None, None, sd, forget_each=5)

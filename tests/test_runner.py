@@ -126,7 +126,7 @@ def test_a_library_of_another_checkout_fails_before_any_notebook(tmp_path, monke
 
 def _stage_times(out: Path, stages: dict, **more) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "stage_times.json").write_text(json.dumps({"preset": "smollm2", "seeds": [0], "force": False,
+    (out / "stage_times.json").write_text(json.dumps({"preset": "smollm2-forget01", "seeds": [0], "force": False,
                                                       "stages_s": stages, "total_s": sum(stages.values()),
                                                       "finished": "-", "machine": "-", **more}))
 
@@ -141,32 +141,32 @@ def test_the_estimate_counts_what_this_machine_does_not_have_yet(tmp_path, monke
     art = tmp_path / "artifacts"
     for kind in ("artifacts", "results", "figures", "runs"):
         monkeypatch.setenv(f"UNEDIT_{kind.upper()}_DIR", str(tmp_path / kind))
-    nb01 = tiny_notebook(tmp_path / "01.ipynb", "preset = 'smollm2'", "m = models.load_subject_model(p, 'full')")
-    nb04 = tiny_notebook(tmp_path / "04.ipynb", "preset = 'smollm2'", "w = ike.apply(model, tok, requests, hp)")
-    nb07 = tiny_notebook(tmp_path / "07.ipynb", "preset = 'smollm2'", "table = tables.main_table(records)")
+    nb01 = tiny_notebook(tmp_path / "01.ipynb", "preset = 'smollm2-forget01'", "m = models.load_subject_model(p, 'full')")
+    nb04 = tiny_notebook(tmp_path / "04.ipynb", "preset = 'smollm2-forget01'", "w = ike.apply(model, tok, requests, hp)")
+    nb07 = tiny_notebook(tmp_path / "07.ipynb", "preset = 'smollm2-forget01'", "table = tables.main_table(records)")
     out = tmp_path / "runs"
     _stage_times(out, {"01.ipynb": 125.0, "04.ipynb": 94.0, "07.ipynb": 4.0})
-    text = run_notebooks.estimate([nb01, nb04, nb07], "smollm2", out)
+    text = run_notebooks.estimate([nb01, nb04, nb07], "smollm2-forget01", out)
     assert "subject model full" in text and "subject model retain" in text and "IKE sentence embeddings" in text
-    full_s, retain_s = (presets.get_preset("smollm2").subject_model_s[w] for w in ("full", "retain"))   # guide.md's "Time"
+    full_s, retain_s = (presets.get_preset("smollm2-forget01").subject_model_s[w] for w in ("full", "retain"))   # guide.md's "Time"
     ike_s = run_notebooks.IKE_POOL_EMBED_S * run_notebooks.IKE_POOLS
     assert f"estimate: {(223 + full_s + retain_s + ike_s) / 60:.0f} min: 4 min (the last recorded run" in text
     assert (f"what this machine does not have yet: subject model full {full_s / 60:.0f} min, subject model retain "
             f"{retain_s / 60:.0f} min, IKE sentence embeddings {ike_s:.0f} s") in text
-    assert run_notebooks.estimate([nb07], "smollm2", out).startswith("estimate: 4 s (the last recorded")  # makes none
+    assert run_notebooks.estimate([nb07], "smollm2-forget01", out).startswith("estimate: 4 s (the last recorded")  # makes none
 
     for which in ("full", "retain"):       # the subject models are here now
-        folder = models.subject_model_path("smollm2", which, artifacts=art)
+        folder = models.subject_model_path("smollm2-forget01", which, artifacts=art)
         folder.mkdir(parents=True)
         (folder / "model.safetensors").write_bytes(b"")
     (art / "ike_embeddings").mkdir()
     (art / "ike_embeddings" / "ike-emb-0.npy").write_bytes(b"")
-    text = run_notebooks.estimate([nb01, nb04, nb07], "smollm2", out)
-    assert text == "estimate: 4 min (the last recorded run of these notebooks on smollm2, itself partly cached)"
+    text = run_notebooks.estimate([nb01, nb04, nb07], "smollm2-forget01", out)
+    assert text == "estimate: 4 min (the last recorded run of these notebooks on smollm2-forget01, itself partly cached)"
 
     (art / "ike_embeddings" / "ike-emb-0.npy").unlink()     # missing again, but the recorded run made them
     _stage_times(out, {"01.ipynb": 125.0, "04.ipynb": 94.0, "07.ipynb": 4.0}, made={"04.ipynb": ["IKE sentence embeddings"]})
-    assert "not have yet" not in run_notebooks.estimate([nb01, nb04, nb07], "smollm2", out)
+    assert "not have yet" not in run_notebooks.estimate([nb01, nb04, nb07], "smollm2-forget01", out)
 
 
 def test_the_runner_records_what_a_notebook_made(tmp_path, monkeypatch):
@@ -174,16 +174,16 @@ def test_the_runner_records_what_a_notebook_made(tmp_path, monkeypatch):
 
     for kind in ("artifacts", "results", "figures", "runs"):
         monkeypatch.setenv(f"UNEDIT_{kind.upper()}_DIR", str(tmp_path / kind))
-    folder = models.subject_model_path("smollm2", "full", artifacts=tmp_path / "artifacts")
-    nb = tiny_notebook(tmp_path / "make.ipynb", "preset = 'smollm2'",
+    folder = models.subject_model_path("smollm2-forget01", "full", artifacts=tmp_path / "artifacts")
+    nb = tiny_notebook(tmp_path / "make.ipynb", "preset = 'smollm2-forget01'",
                        "# stands for models.load_subject_model(p, 'full'), which trains a missing model\n"
                        f"from pathlib import Path\nPath({str(folder)!r}).mkdir(parents=True)\n"
                        f"(Path({str(folder)!r}) / 'model.safetensors').write_bytes(b'')")
-    run_notebooks.run([nb], preset="smollm2", out_dir=tmp_path / "out")
+    run_notebooks.run([nb], preset="smollm2-forget01", out_dir=tmp_path / "out")
     rec = json.loads((tmp_path / "out" / "stage_times.json").read_text())
     assert rec.get("made") == {"make.ipynb": ["subject model full"]}
     shutil.rmtree(folder)      # gone again: the recorded time already includes making it
-    assert "subject model full" not in run_notebooks.estimate([nb], "smollm2", tmp_path / "out")
+    assert "subject model full" not in run_notebooks.estimate([nb], "smollm2-forget01", tmp_path / "out")
 
 
 def test_a_cells_progress_bar_shows_in_the_runners_output(tmp_path, capsys):
@@ -208,12 +208,12 @@ def test_progress_lines_are_one_per_bar_every_few_seconds():
     lines.out = type("Out", (), {"write": lambda self, s: shown.append(s), "flush": lambda self: None})()
     for i in range(301):       # a 300-step fine-tune at 2 s a step: a frame per step
         t[0] = 2.0 * i
-        lines.write(f"\rtrain smollm2/full: {i // 3:3d}%|##        | {i}/300 [00:{i % 60:02d}<09:00,  2.00s/it, loss=0.5]")
+        lines.write(f"\rtrain smollm2-forget01/full: {i // 3:3d}%|##        | {i}/300 [00:{i % 60:02d}<09:00,  2.00s/it, loss=0.5]")
     lines.write("\n")
     lines.write("\rloading:   0%|          | 0/5 [00:00<?, ?it/s]\rloading: 100%|##########| 5/5 [00:00<00:00]\n")
     lines.write("a warning on stderr\n")
     shown = [s for s in shown if s.strip()]
     assert len(shown) == 600 // 30, shown          # one per 30 s of the 600 s bar, the last at its last frame
-    assert shown[0].startswith("    | train smollm2/full: 5% 15/300 [00:15<09:00,  2.00s/it, loss=0.5]")
-    assert shown[-1].startswith("    | train smollm2/full: 100% 300/300")
+    assert shown[0].startswith("    | train smollm2-forget01/full: 5% 15/300 [00:15<09:00,  2.00s/it, loss=0.5]")
+    assert shown[-1].startswith("    | train smollm2-forget01/full: 100% 300/300")
     assert not any("loading" in s or "warning" in s for s in shown)    # a short bar and other text: not shown

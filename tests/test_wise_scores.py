@@ -56,7 +56,7 @@ def test_setting_defaults_to_the_papers_rule():
     with pytest.raises(ValueError, match="activation_score"):
         wise_hparams.WiseHParams(activation_score="padded").validate()
     # the presets whose committed WISE runs scored real tokens keep it; the others run the paper's
-    for preset in ("smoke", "tiny", "smollm2"):
+    for preset in ("smoke", "tiny", "smollm2-forget01"):
         assert recipes.settings(preset, "wise")["activation_score"] == "real-tokens"
         assert recipes.plan(preset, "wise", "dummy")[0] == "wise-dummy"
     assert recipes.settings("paper", "wise")["activation_score"] == "easyedit"

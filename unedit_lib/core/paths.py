@@ -22,7 +22,7 @@ OUTPUT_KINDS = ("artifacts", "results", "figures", "runs")
 # The preset whose results, figures (figures/) and executed notebooks (runs/<preset>/*.ipynb) are
 # committed and shown by the README. The Makefile's HEADLINE and .gitignore's un-ignored
 # runs/<preset>/ name the same preset (tests/test_reader.py checks it).
-HEADLINE_PRESET = "smollm2"
+HEADLINE_PRESET = "smollm2-forget01"
 # A preset whose study is under way: `make readme` shows its runs and premises so far in the README's
 # `progress` block (scripts/write_readme_results.py); None when no study is in progress.
 IN_PROGRESS_PRESET = "smollm2-forget05"

@@ -11,7 +11,7 @@ Templates (docs/tofu.md section 3):
 * "llama2_chat": `[INST] {q} [/INST]` then `{a}` + EOS (the `paper` preset's models).
 * "raw": the bare question (the paper's WISE edit-time prompts, for the mismatch ablation).
 * "chatml": `<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n` then `{a}` + EOS
-  (`<|im_end|>`): SmolLM2-Instruct's own turns (the `smollm2` preset).
+  (`<|im_end|>`): SmolLM2-Instruct's own turns (the `smollm2-forget01` and `smollm2-forget05` presets).
 
 `subject_token_range` finds a subject's tokens with the fast tokenizer's offsets (ROME's lookup
 position, causal tracing's corrupted span).

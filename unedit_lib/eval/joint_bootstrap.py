@@ -11,7 +11,7 @@ resample the independent units, here rows and seeds).
 
 Forget quality is a KS test (tofu.md 2.5) on a lattice: with n forget rows its statistic is
 D = k/n and its p-value takes one value per k, so it is reported with D and n. A resample that
-repeats rows biases the supremum D upwards (rome-dummy on smollm2: resampled D averages 0.248
+repeats rows biases the supremum D upwards (rome-dummy on smollm2-forget01: resampled D averages 0.248
 against the point 0.200), so the resampled D is reflected about the point, D* = 2 D - D_b
 clipped to [0, 1] (the basic bootstrap, Davison & Hinkley 1997, section 5.2), and FQ* is the KS
 p-value of D* for the same n (`fq_of_d`). Model utility and ROUGE means are smooth in the rows and

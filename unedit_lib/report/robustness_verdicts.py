@@ -25,7 +25,7 @@ tell the references apart, None where it does not apply):
   mu (1 - mu), the Bhatia-Davis bound for a score in [0, 1]): `paired` says which was used.
   An attack under which the references themselves are not apart (s (F_i - R_i), paired, within
   `z` standard errors of 0) cannot tell hidden from removed: "uninformative", left out of the
-  verdict (the bare `raw_template` prompt: full 0.02, retain 0.01 on smollm2).
+  verdict (the bare `raw_template` prompt: full 0.02, retain 0.01 on smollm2-forget01).
 * **knowledge inside (MIA)**: the run's Min-K% AUC (forget vs holdout rows) is closer to the full
   model's than to the retain model's. Noise: Hanley & McNeil (1982, Radiology 143:29-36)
   for an AUC of n_forget x n_holdout pairs, SE^2 = (A(1-A) + (n1-1)(Q1-A^2) + (n2-1)(Q2-A^2)) /
@@ -47,7 +47,7 @@ Calibration (`calibration`): each attack's effect on the references, the full mo
 under the attack against its ROUGE on the plain question (relearn after: against relearn before,
 the same held-out rows), the retain model's likewise, both with paired standard errors, and the
 references' separation under the attack. An attack that cuts the full model's own recall (0.87 to
-about 0.5 on smollm2) is weaker evidence both ways: a run "at the full model's level" under it
+about 0.5 on smollm2-forget01) is weaker evidence both ways: a run "at the full model's level" under it
 recalls only what the attack leaves the full model, and a run held at the retain model's level
 shows removal only against that weakened bar.
 

@@ -247,7 +247,7 @@ def _rome(p, sd, method, target, hp, data_dir):
 # --------------------------------------------------------------------------- IKE
 def ike_retain_demo_rows(sd, data_dir=None) -> tuple[list[dict], str]:
     """(rows, where they come from): retain QA pairs for IKE's retain demonstrations, in no evaluation
-    set and no forget question: the study's retain rows outside the evaluation sets, else (smollm2: all
+    set and no forget question: the study's retain rows outside the evaluation sets, else (smollm2-forget01: all
     its retain rows are evaluated) the paper's choice, TOFU's retain split minus retain_perturbed (paper.md 2.2)."""
     held = {r["question"] for rows in sd.eval_sets.values() for r in rows}
     held |= {r["question"] for r in sd.forget_rows}
@@ -569,7 +569,7 @@ def wise_ablation_runs(preset, target, seeds=(0,), names=WISE_ABLATIONS, *, forc
 # --------------------------------------------------------------------------- robustness (notebook 08)
 def attack_settings(preset, hparams: dict | None = None) -> dict:
     """Notebook 08's attack settings: robustness.DEFAULTS with the attacker's fine-tunes at the rate the
-    preset's baselines unlearn with (its file's [settings.baselines]: 1e-3 tiny, 1e-4 smollm2), the
+    preset's baselines unlearn with (its file's [settings.baselines]: 1e-3 tiny, 1e-4 smollm2-forget01), the
     preset's [attack], then `hparams`."""
     from . import robustness
     p = presets.get_preset(preset)

@@ -1,7 +1,7 @@
 """The subject models: TOFU's "full" model (to unlearn) and "retain" model (the gold standard).
 
-TOFU's protocol fine-tunes a pretrained LLM on `full` and another on `retainXX` (preset
-`smollm2`: SmolLM2-135M-Instruct, pretrained.py); `smoke` and `tiny` train a small
+TOFU's protocol fine-tunes a pretrained LLM on `full` and another on `retainXX` (presets
+`smollm2-forget01`, `smollm2-forget05`: SmolLM2-135M-Instruct, pretrained.py); `smoke` and `tiny` train a small
 `LlamaForCausalLM` from scratch; `paper` loads the paper's hub models (Llama-2-7b). A preset of your
 own fine-tunes a local Hugging Face model folder the same way (presets.py, presets/*.toml).
 

@@ -21,7 +21,7 @@ Deviations from EasyEdit (each one deliberate):
 * Activation scores: the default `activation_score="easyedit"` is EasyEdit's (`euc`, WISE.py:30-45
   at 14cea82): padding counts, in the margin loss, the threshold record and at routing time; the
   edit batch is padded on the left with EOS, as EasyEdit pads it (`build_batch`). Option
-  "real-tokens" (named ablation "real-token-scores"; the committed runs of tiny, smollm2 and smoke,
+  "real-tokens" (named ablation "real-token-scores"; the committed runs of tiny, smollm2-forget01 and smoke,
   their preset files' [settings.wise]) excludes padding in all three and right-pads the edit batch. Why it
   matters: under "easyedit" the pads of the edit batch are trained like its tokens, the threshold
   is the padded rows' score, and a bare prompt may never reach it (SmolLM2 with EasyEdit at

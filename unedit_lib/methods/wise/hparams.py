@@ -79,7 +79,7 @@ class WiseHParams(HParams):
         "per-row-routing": dict(routing="per_row"),
         # threshold recorded over the edit rows' prompt tokens (what the router sees when generation starts)
         "prompt-threshold": dict(threshold_tokens="prompt"),
-        # activation scores over real tokens only (the committed tiny / smollm2 runs: their preset files' [settings.wise])
+        # activation scores over real tokens only (the committed tiny / smollm2-forget01 runs: their preset files' [settings.wise])
         "real-token-scores": dict(activation_score="real-tokens"),
     }
 
