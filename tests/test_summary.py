@@ -172,3 +172,19 @@ def test_progress_lines_count_the_extra_seed_runs(tmp_path, monkeypatch):
     seeded = [line for line in summary.progress_lines("smollm2-forget05", records) if "Extra seeds" in line]
     assert seeded == ["* **Extra seeds** (1, 2) of `ga`, `gd`, `kl`, `idk`, `npo`: 2 of 10 runs done."]
     assert not [line for line in summary.progress_lines("smollm2-forget01", records) if "Extra seeds" in line]
+
+
+def test_progress_lines_say_what_the_subject_model_pair_has_made(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
+    records = {"full": _rec(0.9, 1e-18, 0.40), "retain": _rec(0.3, 1.0, 0.41)}
+
+    def pair_line():
+        found = [line for line in summary.progress_lines("smollm2-forget05", records) if "Subject-model pair" in line]
+        assert len(found) == 1 and "`smollm2-forget05-ft1`" in found[0] and "seed 1" in found[0]
+        return found[0]
+
+    assert pair_line().endswith("subject models not made yet; 0 runs made.")
+    for run in ("full", "retain", "ga", "wise-dummy", "wise-dummy+edit_template=chatml"):
+        store.write_json({"run": run, "metrics": {}}, tmp_path / "smollm2-forget05-ft1" / f"{run}.json")
+    assert pair_line().endswith("subject models evaluated; 2 runs made (`wise-dummy`, `ga`).")
+    assert not [line for line in summary.progress_lines("smollm2-forget01", records) if "Subject-model pair" in line]

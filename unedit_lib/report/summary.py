@@ -209,6 +209,7 @@ def study_runs() -> list[str]:
 def progress_lines(preset: str, records: dict) -> list[str]:
     """Markdown bullets for a preset whose study is still running (the README's `progress`
     block): which study runs exist, then `premise_lines`. Every number from the records."""
+    from ..core import store
     from ..core.store import is_ablation, is_grid_run
 
     grid_runs = sorted(r for r in records if is_grid_run(r))
@@ -230,6 +231,13 @@ def progress_lines(preset: str, records: dict) -> list[str]:
         made = seeded & {split_seed(r) for r in records}
         lines.append(f"* **Extra seeds** ({', '.join(map(str, p.extra_seeds))}) of {', '.join(f'`{r}`' for r in p.extra_seed_runs)}"
                      f": {len(made)} of {len(seeded)} runs done.")
+    for pair in p.subject_pairs:
+        theirs = {r for r, rec in store.load_results(pair, include_ablations=True).items() if not is_ablation(r, rec)}
+        runs = [r for r in study_runs() if r in theirs]
+        lines.append(f"* **Subject-model pair** `{pair}` (this recipe fine-tuned with seed {presets.get_preset(pair).seed}; "
+                     "notebook 07 sets the runs both pairs made side by side): subject models "
+                     + ("evaluated" if {"full", "retain"} <= theirs else "not made yet") + f"; {len(runs)} runs made"
+                     + (f" ({', '.join(f'`{r}`' for r in runs)})" if runs else "") + ".")
     return lines + premise_lines(preset, records)
 
 
@@ -288,6 +296,7 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
     """The README's `ablations` block: for each ROME run with the paper's settings, whether its
     v_lr let the edits take, and where it did not, the grid probe and the `+v_lr=` run; then the
     ablation records of `results/<preset>/` by name. `records` includes the ablations."""
+    from ..core import store
     from ..core.store import is_ablation, is_grid_run
     from . import gates
 
