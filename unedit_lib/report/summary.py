@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 
-from ..core import data, presets, reference, registry
+from ..core import data, paths, presets, reference, registry, store
 from ..core.edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
+from ..core.store import is_ablation, is_grid_run
 from .tables import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS, split_seed
 
 BASELINE_FINDINGS = ("GA ", "GD ", "KL ", "IdK ", "NPO ")   # findings about one baseline start with its name
@@ -91,9 +92,8 @@ def scratch_parameter_count(p) -> int:
 def subject_model_sentence(preset_name: str, records: dict) -> str:
     """Which model the results are about, read from the preset (its file in presets/) and the full
     model's record: pretrained and fine-tuned, or trained from scratch; its size; the forget set."""
-    from ..core.presets import get_preset
 
-    p = get_preset(preset_name)
+    p = presets.get_preset(preset_name)
     arch = f"{p.n_layers} layers, hidden size {p.hidden_size}, vocabulary {p.vocab_size}"
     if p.local_base:
         what = f"the pretrained model of the folder {p.local_base.name} ({arch}) fine-tuned on TOFU by TOFU's protocol"
@@ -114,10 +114,9 @@ def subject_model_sentence(preset_name: str, records: dict) -> str:
 def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[str]:
     """The README's first screen: three plain sentences generated from the verdicts (`found`:
     findings.study_findings): what was found, on which model and data, how much to trust it."""
-    from ..core.presets import get_preset
 
     n = {v: sum(f["verdict"] == v for f in found) for v in VERDICTS}
-    p = get_preset(preset_name)
+    p = presets.get_preset(preset_name)
     claim = lambda word: next((f for f in found if f["source"] == "abstract" and word in f["finding"]), None)  # noqa: E731
     beat, damage = claim("exceed"), claim("No method")
     abstract = "; ".join(f"{what} is **{f['verdict']}**" + (f" (P = {f['probability']:.2f})" if f["probability"] is not None else "")
@@ -209,8 +208,6 @@ def study_runs() -> list[str]:
 def progress_lines(preset: str, records: dict) -> list[str]:
     """Markdown bullets for a preset whose study is still running (the README's `progress`
     block): which study runs exist, then `premise_lines`. Every number from the records."""
-    from ..core import store
-    from ..core.store import is_ablation, is_grid_run
 
     grid_runs = sorted(r for r in records if is_grid_run(r))
     ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not is_grid_run(r))
@@ -273,7 +270,6 @@ _PROBE_IGNORES = ("v_lr", "n_edits", "ablation", "seed")
 def _rome_probe_for(preset: str, target: str, run_hp: dict) -> dict | None:
     """The cached v_lr probe (`recipes.rome_grid_probe`, results/<preset>/rome_probe/) made with
     the settings of the study run `run_hp` (every setting both record, v_lr and n_edits aside)."""
-    from ..core import paths, store
 
     for f in sorted((paths.results_dir(preset) / "rome_probe").glob(f"{target}-seed*.json")):
         probe = store.read_json(f, "ROME v_lr probe")
@@ -296,8 +292,6 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
     """The README's `ablations` block: for each ROME run with the paper's settings, whether its
     v_lr let the edits take, and where it did not, the grid probe and the `+v_lr=` run; then the
     ablation records of `results/<preset>/` by name. `records` includes the ablations."""
-    from ..core import store
-    from ..core.store import is_ablation, is_grid_run
     from . import gates
 
     lines = []
