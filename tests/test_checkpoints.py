@@ -86,7 +86,7 @@ def test_wise_resumes_with_its_shards_and_merges(tok, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["npo", "idk"])      # a frozen reference; random IdK answers and retain rows
-def test_a_baseline_resumes_after_its_last_saved_epoch(tok, method, tmp_path):
+def test_a_baseline_resumes_after_its_last_saved_epoch(tok, method, tmp_path, capsys):
     forget = [{"question": r["prompt"], "answer": r["target"]} for r in ROME_REQS]
     retain = [{"question": t[:12], "answer": t[12:]} for t in TEXTS]
     fast = dict(method=method, retain_rows=retain, template="qa", idk_answers=["I don't know.", "No idea."],
@@ -101,8 +101,9 @@ def test_a_baseline_resumes_after_its_last_saved_epoch(tok, method, tmp_path):
     with pytest.raises(Killed):          # after epoch 1 of 3
         baselines.apply(model(), tok, forget, stats={}, checkpoint=KilledAfter(path, KEY, 1), **fast)
     torch.manual_seed(123)               # the rerun's process starts with other random state
-    resumed, r_stats, ckpt = model(), {}, EditCheckpoint(path, KEY)
+    resumed, r_stats, ckpt = model(), {}, EditCheckpoint(path, KEY, unit="epoch")
     baselines.apply(resumed, tok, forget, stats=r_stats, checkpoint=ckpt, **fast)
+    assert "resuming after epoch 1 " in capsys.readouterr().out
     for (n, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):
         assert torch.equal(a, b), n
     moved = model()

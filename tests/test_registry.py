@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unedit_lib.core import presets, registry, store
+from unedit_lib.core import presets, registry, run_names, store
 from unedit_lib.methods.wise import editor as wise
 from unedit_lib.report import findings, gates, plots, summary, tables
 from unedit_lib.study import recipes, runner
@@ -123,7 +123,7 @@ def test_the_registry_refuses_what_would_break_run_names_and_lookups():
         registry.attach("rome", builder=None)
     with pytest.raises(ValueError, match="no method records the label 'GA'; valid: ROME, R-ROME"):
         registry.from_label("GA")
-    assert registry.of_run("npo+lr=1e-05-s1").name == "npo" and registry.of_run("full") is None
+    assert registry.of_prefix(run_names.prefix("npo+lr=1e-05-s1")).name == "npo" and registry.of_prefix("full") is None
     assert "new" not in registry.names()
 
 

@@ -33,12 +33,21 @@ def test_paper_rows_are_consistent_with_their_model_utility():
     assert reference.paper_row("npo") is None and reference.paper_edit_metrics("rome-dummy")["rewrite_acc"] == 0.985
 
 
-def test_split_seed_inverts_run_name():
-    from unedit_lib.study.runner import run_name
+def test_a_run_name_reads_back_as_it_was_written():
+    """run_names is the one grammar: every reader gets back the method, target, settings and seed."""
+    from unedit_lib.core import run_names
 
     for base in ("rome-dummy", "wise-dummy-rawprompt", "rome-dummy+v_lr=0.1", "ga+lr=0.0001", "ga"):
         for seed in (0, 1, 12):
-            assert tables.split_seed(run_name(base, seed)) == (base, seed)
+            assert run_names.split_seed(run_names.run_name(base, seed)) == (base, seed)
+    for method, target in (("rome", "dummy"), ("ike", "avoidant"), ("ga", None), ("npo", None)):
+        for seed in (0, 2):
+            for changed in ({}, {"v_lr": 0.1, "layers": [5, 6]}):
+                run = run_names.run_name(run_names.base_name(method, target), seed, changed)
+                assert run_names.parts(run) == (method, target, seed), run
+                assert run_names.is_variant(run) == bool(changed), run
+    assert run_names.parts("wise-dummy-rawprompt-s1") == ("wise", "dummy", 1)
+    assert run_names.parts("full") == ("full", None, 0)
 
 
 def test_main_table_aggregates_seeds_and_keeps_collapsed_runs():

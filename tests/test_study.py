@@ -8,7 +8,7 @@ import types
 import pytest
 import torch
 
-from unedit_lib.core import paths, presets, store
+from unedit_lib.core import paths, presets, run_names, store
 from unedit_lib.core.architecture import tiny_model
 from unedit_lib.core.guards import ModelCollapsed
 from unedit_lib.core.tokenizer import train_tokenizer
@@ -79,12 +79,12 @@ def test_hp_key_covers_every_setting():
 
 
 def test_run_names_name_what_an_ablation_changes():
-    assert runner.run_name("rome-dummy") == "rome-dummy"
-    assert runner.run_name("rome-dummy", 2) == "rome-dummy-s2"
+    assert run_names.run_name("rome-dummy") == "rome-dummy"
+    assert run_names.run_name("rome-dummy", 2) == "rome-dummy-s2"
     changed = runner.ablation({"v_lr": 0.1, "steps": 25, "mode": "generation"},
                               {"v_lr": 0.5, "steps": 25, "mode": "logits"})
     assert changed == {"mode": "generation", "v_lr": 0.1}
-    assert runner.run_name("rome-dummy", 1, changed) == "rome-dummy+mode=generation+v_lr=0.1-s1"
+    assert run_names.run_name("rome-dummy", 1, changed) == "rome-dummy+mode=generation+v_lr=0.1-s1"
     with pytest.raises(KeyError, match="not hyperparameters"):
         runner.ablation({"v_lr": 0.1, "typo": 1}, {"v_lr": 0.5})
 
@@ -96,7 +96,7 @@ def test_recipes_name_the_study_run_plainly_and_an_ablation_by_its_change(method
     key = {"rome": "v_lr", "ike": "k", "wise": "n_iter", "gd": "lr"}[method]
     other = hp[key] * 2
     name2, hp2, changed2 = recipes.plan("smoke", method, target, **{key: other})
-    assert changed2 == {key: other} and name2 == runner.run_name(name, 0, changed2) and name2 != name
+    assert changed2 == {key: other} and name2 == run_names.run_name(name, 0, changed2) and name2 != name
     assert runner.hp_key(hp2) != runner.hp_key(hp)
     assert recipes.plan("smoke", method, target, **{key: hp[key]})[0] == name   # the study's value: no suffix
     with pytest.raises(TypeError, match="unknown settings"):
@@ -279,11 +279,11 @@ def test_a_run_on_other_data_is_a_clash_not_the_old_result(fake_study, tmp_path)
 def test_two_settings_never_share_a_name_or_a_record(fake_study):
     """Names write every setting exactly (no rounding, no lossy character replacement); a record
     whose named settings differ from the run's under the same name is refused, not replaced."""
-    assert runner.run_name("gd", 0, {"lr": 0.1}) == "gd+lr=0.1"
-    assert runner.run_name("gd", 0, {"lr": 1.0}) == "gd+lr=1"
-    assert runner.run_name("gd", 0, {"lr": 0.1 + 1e-9}) != runner.run_name("gd", 0, {"lr": 0.1})
-    assert runner.run_name("gd", 0, {"t": "a b"}) != runner.run_name("gd", 0, {"t": "a_b"})
-    assert runner.run_name("gd", 0, {"t": "raw"}) == "gd+t=raw"
+    assert run_names.run_name("gd", 0, {"lr": 0.1}) == "gd+lr=0.1"
+    assert run_names.run_name("gd", 0, {"lr": 1.0}) == "gd+lr=1"
+    assert run_names.run_name("gd", 0, {"lr": 0.1 + 1e-9}) != run_names.run_name("gd", 0, {"lr": 0.1})
+    assert run_names.run_name("gd", 0, {"t": "a b"}) != run_names.run_name("gd", 0, {"t": "a_b"})
+    assert run_names.run_name("gd", 0, {"t": "raw"}) == "gd+t=raw"
     fake_study({"lr": 1e-3})
     rec = store.load_record("smoke", "gd")
     store.save_record("smoke", "gd", {**rec, "ablation": {"lr": 0.5}})

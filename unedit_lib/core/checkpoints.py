@@ -36,10 +36,12 @@ def _as_read_back(key: dict) -> dict:
 
 
 class EditCheckpoint:
-    """save(done, tensors, stats, state) after each edit; load() -> the last save of this key, or None."""
+    """save(done, tensors, stats, state) after each edit (or epoch: `unit`, the word its messages
+    count in); load() -> the last save of this key, or None."""
 
-    def __init__(self, path, key: dict):
+    def __init__(self, path, key: dict, unit: str = "edit"):
         self.path = Path(path)
+        self.unit = unit
         self.key = _as_read_back(key)
         self.seconds_before = 0.0        # unlearning time of earlier segments (load)
         self.segments: list[dict] = []   # the segments up to the last save (load: those of earlier processes)
@@ -60,16 +62,16 @@ class EditCheckpoint:
                 meta = json.loads(f.metadata()[_META])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:  # noqa: BLE001 - truncated, garbled or foreign file: start afresh
-            print(f"{self.path.name}: unreadable checkpoint ({type(e).__name__}: {e}); starting from the first edit")
+            print(f"{self.path.name}: unreadable checkpoint ({type(e).__name__}: {e}); starting from the first {self.unit}")
             return None
         if meta.get("key") != self.key:
-            print(f"{self.path.name}: checkpoint of other settings, data or model; starting from the first edit")
+            print(f"{self.path.name}: checkpoint of other settings, data or model; starting from the first {self.unit}")
             return None
         self.seconds_before = float(meta["seconds"])
         self.segments = self._earlier = list(meta["segments"])
         self._resumed = True
         self._t0 = time.perf_counter()
-        print(f"{self.path.name}: resuming after edit {meta['done']} ({self.seconds_before:.0f} s done before)")
+        print(f"{self.path.name}: resuming after {self.unit} {meta['done']} ({self.seconds_before:.0f} s done before)")
         return {"done": int(meta["done"]), "tensors": tensors, "stats": meta["stats"], "state": meta["state"]}
 
     def save(self, done: int, tensors: dict[str, torch.Tensor], stats: dict, state: dict | None = None) -> None:

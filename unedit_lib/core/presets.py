@@ -30,7 +30,7 @@ try:
 except ModuleNotFoundError:     # Python 3.10: the same parser as a package (pyproject.toml installs it there)
     import tomli as tomllib
 
-from . import paths, registry
+from . import paths, registry, run_names
 from .precision import resolve as resolve_precision
 from .prompts import TEMPLATES
 
@@ -340,7 +340,7 @@ def load(file) -> Preset:
                 raise PresetFileError(file, f"[{section}] {k}", f"belongs in [{home}]" if home else
                                       f"not a field of [{section}]; valid: {valid}")
     for run in kw.get("extra_seed_runs", ()):
-        if run.split("-")[0] not in registry.names():
+        if run_names.prefix(run) not in registry.names():
             raise PresetFileError(file, "[study] extra_seed_runs", f"{run!r} is no study run: a run name starts with "
                                                                    f"a method ({', '.join(registry.names())})")
     _source(file, raw.get("model", {}), kw)

@@ -128,14 +128,9 @@ def from_label(label) -> Method:
     return spec
 
 
-def prefix(run: str) -> str:
-    """A run name's method prefix: `rome` of `rome-dummy+v_lr=0.5-s1`, `npo` of `npo+lr=1e-05`."""
-    return str(run).partition("+")[0].split("-")[0]
-
-
-def of_run(run: str) -> Method | None:
-    """The method a run name starts with, else None (subject models, unknown prefixes)."""
-    return _METHODS.get(prefix(run))
+def of_prefix(prefix: str) -> Method | None:
+    """The method of a run name's prefix (run_names.prefix), else None (subject models, unknown prefixes)."""
+    return _METHODS.get(prefix)
 
 
 def families() -> list[tuple[str, tuple[str, ...]]]:

@@ -33,11 +33,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..core import presets, reference, registry, store
+from ..core import presets, reference, registry, run_names, store
 from ..eval.joint_bootstrap import LEVEL, JointBootstrap, describe_fq
 from . import gates
 from .tables import (INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, SUBJECT_MODEL_RUNS,
-                     base_records, split_seed)
+                     base_records)
 
 ABSTRACT = "abstract"
 AUTHORS = "authors' results"
@@ -79,7 +79,7 @@ class Finding:
 
 
 def _family(prefix: str):
-    return lambda runs: [r for r in runs if r.split("-")[0] == prefix and "+" not in r]
+    return lambda runs: [r for r in runs if run_names.prefix(r) == prefix and not run_names.is_variant(r)]
 
 
 def _only(run: str):
@@ -89,7 +89,7 @@ def _only(run: str):
 def _editors(runs):
     """The runs of the editors a study runs (registry.py; not R-ROME), study settings only."""
     study_editors = registry.names(registry.EDITOR, in_study=True)
-    return [r for r in runs if r.split("-")[0] in study_editors and "+" not in r]
+    return [r for r in runs if run_names.prefix(r) in study_editors and not run_names.is_variant(r)]
 
 
 def _unlearning_runs(runs):
@@ -302,7 +302,7 @@ PAPER_GATES = {"edits take": ("rewrite_acc", ">=", gates.EDITS_TAKE_MIN),
 def paper_premise_gates(finding: Finding, run: str) -> list[dict]:
     """The same premise read on the paper's run (PAPER_GATES over reference.paper_edit_metrics)."""
     em = reference.paper_edit_metrics(run) or {}
-    spec = registry.of_run(run)
+    spec = registry.of_prefix(run_names.prefix(run))
     wanted = PREMISES.get(finding.premise or "", {}).get(spec.label if spec else "", ())
     out = []
     for short in wanted:
@@ -392,7 +392,7 @@ def decide(finding: Finding, view: View, boot: JointBootstrap | None, gate_of) -
         row["why"] += " (no per-item logs: read at the point, no probability)"
     if decided >= LEVEL:
         uncovered = [] if finding.quantifier == EXISTS else \
-            [g for g in finding.cover if not any(g in (r.split("-")[0], r.split("-")[-1]) for r in valid)]
+            [g for g in finding.cover if not any(g in (run_names.prefix(r), run_names.target(r)) for r in valid)]
         if uncovered:
             row["premises"] += ("; " if row["premises"] else "") + \
                 f"the valid runs do not cover {', '.join(uncovered)}, which the paper tested"
@@ -439,14 +439,14 @@ def study_bootstrap(preset: str, records: dict, retain_run: str = "retain", **kw
     for run, rec in records.items():
         logs = None if rec.get("collapsed") else store.cached_logs(preset, run)
         if logs is not None:
-            runs.setdefault(split_seed(run)[0], []).append(logs)
+            runs.setdefault(run_names.split_seed(run)[0], []).append(logs)
     return JointBootstrap(runs, retain, **kw) if runs else None
 
 
 def of_seeds(records: dict, seeds=None) -> dict:
     """The records of the runs of `seeds` (None: all), and the subject models' whatever their seed."""
     return {r: rec for r, rec in records.items()
-            if seeds is None or split_seed(r)[1] in set(seeds) or split_seed(r)[0] in SUBJECT_MODEL_RUNS}
+            if seeds is None or run_names.seed_of(r) in set(seeds) or run_names.split_seed(r)[0] in SUBJECT_MODEL_RUNS}
 
 
 def study_findings(records: dict, seeds=None, preset: str | None = None, boot: JointBootstrap | None = None) -> list[dict]:

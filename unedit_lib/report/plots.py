@@ -4,13 +4,12 @@ figures are in trace_plots.py."""
 from __future__ import annotations
 
 import math
-import re
 
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from ..core import data, registry
+from ..core import data, registry, run_names
 from .figure_io import integer_ticks, layer_ticks, save
 
 
@@ -35,18 +34,18 @@ def run_style(run: str) -> dict:
     (`rome-dummy`, `rome-dummy+v_lr=0.5`, `ga`, `full`; a seed suffix `-s1` is ignored; settings
     after a `+` make a variant of the run before it). `family`: its method's family in registry.py for
     an editor, "baseline" for an unlearning baseline (and a prefix no method has); `method`: its label."""
-    base, plus, _ = str(run).partition("+")
-    parts = [x for x in base.split("-") if not re.fullmatch(r"s\d+", x)]
-    if parts[0] in SUBJECT_COLORS:          # the fine-tuned models and the pretrained one before them (base)
-        return {"family": "subject model", "method": None, "target": None, "color": SUBJECT_COLORS[parts[0]],
+    parts = run_names.base_parts(run)
+    head = parts[0]
+    if head in SUBJECT_COLORS:          # the fine-tuned models and the pretrained one before them (base)
+        return {"family": "subject model", "method": None, "target": None, "color": SUBJECT_COLORS[head],
                 "marker": "*", "variant": False, "ls": "-", "fill": True}
-    spec = registry.of_run(run)
+    spec = registry.of_prefix(head)
     editor = spec is not None and spec.kind == registry.EDITOR
     target = parts[1] if editor and len(parts) > 1 else None
-    variant = bool(plus) or len(parts) > (2 if editor else 1)
+    variant = run_names.is_variant(run) or len(parts) > (2 if editor else 1)
     marker = (data.TARGET_SPECS[target].marker if target in data.TARGET_SPECS else "D") if editor else (spec and spec.marker) or "D"
     color = spec.color if spec else registry.BASELINE_COLOR
-    return {"family": spec.family if editor else registry.BASELINE, "method": spec.label if spec else parts[0],
+    return {"family": spec.family if editor else registry.BASELINE, "method": spec.label if spec else head,
             "target": target, "color": _shade(color, target), "marker": marker,
             "variant": variant, "ls": "--" if variant else "-", "fill": not variant}
 

@@ -66,6 +66,8 @@ import math
 
 import numpy as np
 
+from ..core import run_names
+
 RESURFACING = ("paraphrase", "raw_template", "insist", "few_shot", "persistence")   # without forget data
 LEVEL_ATTACKS = RESURFACING + ("relearn after",)
 CALIBRATED = ("question",) + LEVEL_ATTACKS
@@ -245,7 +247,7 @@ def method_of(run: str, records: dict | None = None) -> str | None:
     rec = (records or {}).get(run) or {}
     if rec.get("method"):
         return rec["method"]
-    prefix = str(run).split("-")[0].split("+")[0]
+    prefix = run_names.prefix(run)
     return {"ike": "IKE", "wise": "WISE", "rome": "ROME"}.get(prefix, prefix)
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 
-from ..core import data, paths, presets, reference, registry, store
+from ..core import data, paths, presets, reference, registry, run_names, store
 from ..core.edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
 from ..core.store import is_ablation, is_grid_run
-from .tables import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS, split_seed
+from .tables import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
 
 BASELINE_FINDINGS = ("GA ", "GD ", "KL ", "IdK ", "NPO ")   # findings about one baseline start with its name
 
@@ -123,7 +123,7 @@ def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[
                          for what, f in (("its claim that editing can beat the unlearning baselines in forget quality", beat),
                                          ("its claim that no method forgets without damaging the model", damage)) if f)
     n_forget = ((records.get("full") or {}).get("n_items") or {}).get("forget")
-    seeds = sorted({int(r.rsplit("-s", 1)[1]) if "-s" in r and r.rsplit("-s", 1)[1].isdigit() else 0 for r in records})
+    seeds = sorted({run_names.seed_of(r) for r in records})
     if p.local_base:
         model = f"{p.local_base.name} fine-tuned on TOFU"
     elif p.base_model:
@@ -169,7 +169,7 @@ def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
             rec = records.get(r) or {}
             pre, paper = pre_rewrite_accuracy(rec), reference.paper_edit_metrics(r)
             notes = ([f"before {_pct(pre)}"] if pre is not None else []) + ([f"paper {_pct(paper['rewrite_acc'])}"] if paper else [])
-            took.append(f"{r.split('-', 1)[1]} {_pct(rewrite_accuracy(rec))}" + (f" ({'; '.join(notes)})" if notes else ""))
+            took.append(f"{run_names.target(r)} {_pct(rewrite_accuracy(rec))}" + (f" ({'; '.join(notes)})" if notes else ""))
         rep, tested, untestable = _findings_of(found, family)
         lines.append(f"* **{family}** — edit took (rewrite accuracy after editing): {', '.join(took)}; "
                      f"{_forget_part(table, runs_, full, retain)}; "
@@ -201,7 +201,7 @@ def study_runs() -> list[str]:
     study runs (registry.py; R-ROME is off by default, notebook 03's rrome_targets) with each
     target, then each unlearning baseline."""
 
-    return ([f"{m}-{t}" for m in registry.names(registry.EDITOR, in_study=True) for t in data.TARGETS]
+    return ([run_names.base_name(m, t) for m in registry.names(registry.EDITOR, in_study=True) for t in data.TARGETS]
             + list(registry.names(registry.BASELINE, in_study=True)))
 
 
@@ -225,7 +225,7 @@ def progress_lines(preset: str, records: dict) -> list[str]:
     p = presets.get_preset(preset)
     seeded = {(r, s) for s in p.extra_seeds for r in p.extra_seed_runs}
     if seeded:
-        made = seeded & {split_seed(r) for r in records}
+        made = seeded & {run_names.split_seed(r) for r in records}
         lines.append(f"* **Extra seeds** ({', '.join(map(str, p.extra_seeds))}) of {', '.join(f'`{r}`' for r in p.extra_seed_runs)}"
                      f": {len(made)} of {len(seeded)} runs done.")
     for pair in p.subject_pairs:

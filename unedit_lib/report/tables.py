@@ -14,13 +14,13 @@ the paper's numbers, which live in reference.py.
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
 from ..core import reference, registry
 from ..core.edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
 from ..core.prompts import question_of
+from ..core.run_names import prefix, split_seed
 from ..eval import uncertainty
 from ..eval.evaluate import EVAL_SETS, METRICS, flat_metrics
 
@@ -28,15 +28,6 @@ SET_METRICS = [f"{s}/{m}" for s in EVAL_SETS for m in METRICS]
 NUMBERS = SET_METRICS + ["model_utility", "forget_quality"]
 SUBJECT_MODEL_RUNS = registry.SUBJECT_MODEL_RUNS   # the subject models' records (base: the pretrained model)
 SUBJECT_MODEL = "subject model"                     # their records' `method`
-_SEED = re.compile(r"^(?P<base>.+?)-s(?P<seed>\d+)$")
-
-
-def split_seed(run: str) -> tuple[str, int]:
-    """`rome-dummy-s2` -> ("rome-dummy", 2); `rome-dummy` -> ("rome-dummy", 0) (runner.run_name's inverse)."""
-    m = _SEED.match(run)
-    return (m["base"], int(m["seed"])) if m else (run, 0)
-
-
 def base_records(records: dict) -> dict:
     """{base run: the record of its lowest seed} (the numbers a rule reads without logs)."""
     out: dict = {}
@@ -54,7 +45,7 @@ def edit_ms(rec: dict) -> float | None:
 def _sort_key(base: str):
     """Subject models, then the registered methods in the registry's order (editors, baselines), then the rest."""
     order = SUBJECT_MODEL_RUNS + registry.names()
-    head = registry.prefix(base)
+    head = prefix(base)
     return (order.index(head) if head in order else len(order), base)
 
 

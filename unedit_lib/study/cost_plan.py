@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import data, presets, prompts
+from ..core import data, presets, prompts, run_names
 from ..core.paths import output_dir
 from ..methods.wise import hparams as wise_hparams
 from ..subject import models
@@ -230,8 +230,8 @@ def study_runs(p, plan_name, ablations: dict) -> list[tuple[str, str, str | None
     out += [(plan_name(m, None), m, None, {}) for m in ("ga", "gd", "kl", "idk", "npo")]
     for seed in p.extra_seeds:
         for run in p.extra_seed_runs:
-            method, _, target = run.partition("-")
-            out.append((plan_name(method, target or None, seed=seed), method, target or None, {}))
+            method, target = run_names.prefix(run), run_names.target(run)
+            out.append((plan_name(method, target, seed=seed), method, target, {}))
     return out
 
 

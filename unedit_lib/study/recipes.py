@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import time
 
-from ..core import data, embeddings, paths, presets, prompts, registry, store
+from ..core import data, embeddings, paths, presets, prompts, registry, run_names, store
 from ..core.guards import ModelCollapsed
 from ..eval import edit_metrics as em
 from ..methods.baselines import training as baselines
@@ -74,8 +74,7 @@ def plan(preset, method: str, target: str | None = None, seed: int = 0, **overri
         raise ValueError(f"{method} needs a target in {data.TARGETS}, got {target!r}")
     hp = settings(preset, method, seed, **overrides)
     changed = runner.ablation(hp, settings(preset, method, seed))
-    base = f"{method}-{target}" if editor else method
-    return runner.run_name(base, seed, changed), hp, changed
+    return run_names.run_name(run_names.base_name(method, target if editor else None), seed, changed), hp, changed
 
 
 def run(preset, method: str, target: str | None = None, *, seed: int = 0, force: bool = False, data_dir=None,
@@ -431,7 +430,7 @@ def run_grid(preset, methods, targets=(None,), seeds=(0,), *, force: bool = Fals
     p, methods = presets.get_preset(preset), [methods] if isinstance(methods, str) else list(methods)
     todo = [(seed, m, t) for seed in seeds for m in methods for t in targets]
     todo += [(seed, m, t) for seed in sorted(set(p.extra_seeds) - set(seeds)) for m in methods for t in targets
-             if not given_overrides(overrides) and seed in p.seeds_of(m if t is None else f"{m}-{t}", seeds)]
+             if not given_overrides(overrides) and seed in p.seeds_of(run_names.base_name(m, t), seeds)]
     out = {}
     for seed, method, target in todo:
         rec = run(p, method, target, seed=seed, force=force, data_dir=data_dir, **overrides)

@@ -34,7 +34,7 @@ import json
 import time
 from pathlib import Path
 
-from ..core import paths, presets, store
+from ..core import paths, presets, registry, run_names, store
 from ..core.checkpoints import EditCheckpoint, EvalCheckpoint, model_digest
 from ..core.guards import ModelCollapsed
 from ..eval import evaluate, uncertainty
@@ -57,27 +57,6 @@ def ablation(hp: dict, study_hp: dict) -> dict:
     if unknown:
         raise KeyError(f"settings {unknown} are not hyperparameters of this run; valid: {sorted(b)}")
     return {k: hp[k] for k in sorted(a) if a[k] != b.get(k)}
-
-
-def _value_name(v) -> str:
-    """A setting's value as a run name writes it, exactly: `0.5`, `1` (for 1.0), `0.10000001`
-    (never rounded into another value's name); text outside [A-Za-z0-9._-] is replaced and a
-    short hash of the original added, so two values never share a name."""
-    if isinstance(v, float):
-        short = f"{v:g}"
-        return short if float(short) == v else repr(v)
-    if isinstance(v, (list, tuple)):
-        return "-".join(_value_name(x) for x in v)
-    text = str(v)
-    clean = "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
-    return clean if clean == text else f"{clean}_{hashlib.sha256(text.encode()).hexdigest()[:6]}"
-
-
-def run_name(base: str, seed: int = 0, changed: dict | None = None) -> str:
-    """`rome-dummy` (study settings, seed 0), `rome-dummy-s1` (seed 1),
-    `rome-dummy+v_lr=0.1` (an ablation: each changed setting named), `rome-dummy+v_lr=0.1-s1`."""
-    suffix = "".join(f"+{k}={_value_name(v)}" for k, v in (changed or {}).items())
-    return f"{base}{suffix}" + ("" if seed == 0 else f"-s{seed}")
 
 
 # --------------------------------------------------------------------------- unlearned models
@@ -442,7 +421,8 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     drop = {paths.logs_dir(p.name, run): None, unlearned_path(p, run): None}    # a collapse keeps neither
     ckpt, key = None, {"run": run, "hp_key": hp_key(hp), "data": data, "subject_model": info["subject_model"]}
     if resumable:
-        ckpt = EditCheckpoint(paths.checkpoint_path(p.name, run), key)
+        unit = "epoch" if run_names.prefix(run) in registry.names(registry.BASELINE) else "edit"   # what a save counts
+        ckpt = EditCheckpoint(paths.checkpoint_path(p.name, run), key, unit=unit)
     t0 = time.perf_counter()
     try:
         result = apply(model, tok, stats) if ckpt is None else apply(model, tok, stats, checkpoint=ckpt)
