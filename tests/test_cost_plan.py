@@ -81,8 +81,22 @@ def test_table_and_a_tiny_probe(smoke_plan):
     assert gflops > 0
     lines = c.table(runs, gflops)
     made = any(r.measured for r in runs)       # results/smoke/ holds records when other tests made them
-    assert len(lines) == len(runs) + 3 + made and lines[len(runs) + 2].startswith("total: ")
+    left = made and not all(r.measured for r in runs)
+    assert len(lines) == len(runs) + 3 + made + left and lines[len(runs) + 2].startswith("total: ")
     assert c.cpu_name()
+
+
+def test_the_table_projects_what_is_left_at_the_share_achieved():
+    """Two runs made at half the probe's rate: the runs left cost twice their projection."""
+    rate = 1e9      # 1 GFLOP/s
+    runs = [c.RunCost("a", "ga", 100e9, 50e9, measured={"unlearn_s": 200.0, "eval_s": 100.0}),
+            c.RunCost("b", "gd", 40e9, 60e9, measured={"unlearn_s": 80.0, "eval_s": 120.0}),
+            c.RunCost("c", "kl", 300e9, 60e9), c.RunCost("d", "npo", 30e9, 10e9)]
+    lines = c.table(runs, rate / 1e9)
+    assert "50% of the probe's throughput achieved" in lines[-2]
+    assert lines[-1].startswith("still to run: 2") and "projected 400 s = 0.1 h" in lines[-1]
+    assert "at the 50% achieved so far 0.2 h of one process" in lines[-1]
+    assert not c.table(runs[:2], 1.0)[-1].startswith("still to run")
 
 
 def test_the_plan_counts_the_runs_repeated_with_extra_seeds():

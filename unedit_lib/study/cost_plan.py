@@ -391,7 +391,13 @@ def table(runs: list[RunCost], gflops: float) -> list[str]:
                  f"{tot[2]:.0f} s = {tot[2] / 3600:.2f} h")
     n_made = sum(1 for r in runs if r.measured)
     if n_made:
+        share = tot[3] / tot[4]
         lines.append(f"{'runs made: ' + str(n_made):<46s} projected {tot[3]:.0f} s (at recorded steps), measured "
                      f"{tot[4]:.0f} s: "
-                     f"{100 * tot[3] / tot[4]:.0f}% of the probe's throughput achieved")
+                     f"{100 * share:.0f}% of the probe's throughput achieved")
+        left = [r for r in runs if not r.measured]
+        if left:    # what the rest costs: at the probe, and at the share the made runs achieved
+            s = sum(r.unlearn_flops + r.eval_flops for r in left) / rate
+            lines.append(f"{'still to run: ' + str(len(left)):<46s} projected {s:.0f} s = {s / 3600:.1f} h; at the "
+                         f"{100 * share:.0f}% achieved so far {s / share / 3600:.1f} h of one process")
     return lines
