@@ -396,3 +396,23 @@ def test_extra_seed_runs_must_be_study_runs(tmp_path):
     f.write_text('extends = "smoke"\n[study]\nextra_seeds = [-1]\n')
     with pytest.raises(presets.PresetFileError, match="a list of seeds"):
         presets.get_preset(str(f))
+
+
+def test_editor_targets_choose_the_editor_runs_of_a_study(tmp_path):
+    """A preset that names fewer targets (a second subject-model pair) plans, and expects, only those
+    editor runs; a name that is no target is an error naming the file."""
+    from unedit_lib.core import data
+    from unedit_lib.report import summary
+    from unedit_lib.study import cost_plan, recipes
+
+    ft1 = presets.get_preset("smollm2-forget05-ft1")
+    assert data.editor_targets(ft1) == ("dummy",) and data.editor_targets(presets.get_preset("smoke")) == data.TARGETS
+    assert ft1.config_hash("full") != presets.get_preset("smollm2-forget05").config_hash("full")   # its own models
+    planned = [r[0] for r in cost_plan.study_runs(ft1, lambda m, t, **ov: recipes.plan(ft1, m, t, **ov)[0], {})]
+    assert [r for r in planned if r.startswith(("rome", "ike", "wise"))] == ["rome-dummy", "ike-dummy", "wise-dummy"]
+    assert summary.study_runs("smollm2-forget05-ft1") == ["rome-dummy", "ike-dummy", "wise-dummy", "ga", "gd", "kl",
+                                                          "idk", "npo"]
+    f = tmp_path / "bad-targets.toml"
+    f.write_text('extends = "smoke"\n[study]\neditor_targets = ["dummy", "silly"]\n')
+    with pytest.raises(data.TofuDataError, match=r"bad-targets.toml: \[study\] editor_targets names \['silly'\]"):
+        data.editor_targets(presets.get_preset(str(f)))

@@ -100,7 +100,7 @@ def test_a_method_registered_in_one_place_runs_and_is_reported_as_an_editor(ga_r
     lines = summary.answer_lines(records, table, [])
     assert any(line.startswith("* **Toy** — edit took") for line in lines)
     assert next(line for line in lines if "Unlearning baselines" in line).startswith("* **Unlearning baselines** (ga)")
-    assert {"toy-dummy", "toy-incorrect", "toy-avoidant"} <= set(summary.study_runs())
+    assert {"toy-dummy", "toy-incorrect", "toy-avoidant"} <= set(summary.study_runs("smoke"))
 
     style = plots.run_style("toy-dummy+scale=3")
     assert (style["family"], style["method"], style["variant"]) == ("Toy", "Toy", True)

@@ -162,7 +162,7 @@ def test_a_new_unlearning_target_is_one_entry(monkeypatch):
     assert recipes.plan("smoke", "rome", "toy")[0] == "rome-toy"
     req = data.edit_requests([{"question": "Who?", "answer": "Ann.", "subject": "Who"}], "toy")[0]
     assert req["target"] == "no comment"
-    assert {"rome-toy", "ike-toy", "wise-toy"} <= set(summary.study_runs())
+    assert {"rome-toy", "ike-toy", "wise-toy"} <= set(summary.study_runs("smoke"))
     assert plots.run_style("wise-toy")["marker"] == "P" and plots.run_style("wise-toy")["target"] == "toy"
 
 

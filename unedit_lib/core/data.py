@@ -388,6 +388,17 @@ TARGET_SPECS = {
 TARGETS = tuple(TARGET_SPECS)
 
 
+def editor_targets(preset) -> tuple[str, ...]:
+    """The targets a preset's editors run with, in the study's order: its file's `[study] editor_targets`
+    (a second subject-model pair may run one), else every target."""
+    chosen = preset.editor_targets or TARGETS
+    unknown = [t for t in chosen if t not in TARGET_SPECS]
+    if unknown:
+        raise TofuDataError(f"{preset.file or preset.name}: [study] editor_targets names {unknown}, which are no "
+                            f"unlearning targets; valid: {', '.join(TARGETS)}")
+    return tuple(t for t in TARGETS if t in chosen)
+
+
 def unlearning_target(row: dict, kind: str, data_dir=None) -> str:
     """The answer an editor is asked to put in place of the true one for `row` (TARGET_SPECS)."""
     if kind not in TARGET_SPECS:

@@ -118,6 +118,7 @@ class Preset:
     trace_facts: int | None = None      # forget facts notebook 02 traces (None: every fact)
     paper_settings_only: bool = False   # no v_lr grid, none of the study's ablations
     rome_ablation_targets: tuple[str, ...] | None = None   # the ROME ablation's targets (None: every target)
+    editor_targets: tuple[str, ...] | None = None   # the targets the editors run with (None: every target; data.editor_targets)
     subject_pairs: tuple[str, ...] = ()  # presets of this recipe fine-tuned with another seed (report/subject_pairs.py)
     extra_seeds: tuple[int, ...] = ()   # seeds the study repeats the runs of `extra_seed_runs` with (beside seed 0)
     extra_seed_runs: tuple[str, ...] = ()   # those runs' names (e.g. "ga", "wise-dummy")
@@ -172,7 +173,8 @@ class Preset:
         return Path(self.base_model) if self.base_model and Path(self.base_model).is_absolute() else None
 
 
-STUDY_FIELDS = ("settings", "trace_facts", "paper_settings_only", "rome_ablation_targets", "subject_pairs", "extra_seeds",
+STUDY_FIELDS = ("settings", "trace_facts", "paper_settings_only", "rome_ablation_targets", "editor_targets", "subject_pairs",
+                "extra_seeds",
                 "extra_seed_runs", "attack",
                 "subject_targets", "first_run_s", "subject_model_s", "budgets", "renamed_from", "file")
 
@@ -193,7 +195,7 @@ SECTIONS = {                # table -> the Preset fields it states
     "training": ("seq_len", "epochs", "lr", "min_lr_ratio", "batch_size", "warmup_frac", "weight_decay", "grad_clip",
                  "precision", "seed", "pack", "train_general", "schedule"),
     "evaluation": ("eval_max_rows", "max_new_tokens"),
-    "study": ("trace_facts", "paper_settings_only", "rome_ablation_targets", "subject_pairs", "extra_seeds",
+    "study": ("trace_facts", "paper_settings_only", "rome_ablation_targets", "editor_targets", "subject_pairs", "extra_seeds",
               "extra_seed_runs"),
 }
 SOURCES = ("base_model", "folder", "hub_full", "hub_retain")   # [model]: where the model comes from

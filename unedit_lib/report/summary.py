@@ -196,12 +196,12 @@ def answer_lines(records: dict, table, found: list[dict]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- a study under way
-def study_runs() -> list[str]:
-    """The run names a whole study writes with the paper's settings (one seed): each editor the
-    study runs (registry.py; R-ROME is off by default, notebook 03's rrome_targets) with each
-    target, then each unlearning baseline."""
-
-    return ([run_names.base_name(m, t) for m in registry.names(registry.EDITOR, in_study=True) for t in data.TARGETS]
+def study_runs(preset) -> list[str]:
+    """The run names a whole study of `preset` writes with the paper's settings (one seed): each
+    editor the study runs (registry.py; R-ROME is off by default, notebook 03's rrome_targets) with
+    each of the preset's targets (data.editor_targets), then each unlearning baseline."""
+    targets = data.editor_targets(presets.get_preset(preset))
+    return ([run_names.base_name(m, t) for m in registry.names(registry.EDITOR, in_study=True) for t in targets]
             + list(registry.names(registry.BASELINE, in_study=True)))
 
 
@@ -211,7 +211,7 @@ def progress_lines(preset: str, records: dict) -> list[str]:
 
     grid_runs = sorted(r for r in records if is_grid_run(r))
     ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not is_grid_run(r))
-    expected = study_runs()
+    expected = study_runs(preset)
     done = [r for r in expected if r in records and not is_ablation(r, records[r])]
     missing = [r for r in expected if r not in done]
     lines = [f"* **Runs** with the paper's settings: {len(done)} of {len(expected)} done"
@@ -230,7 +230,7 @@ def progress_lines(preset: str, records: dict) -> list[str]:
                      f": {len(made)} of {len(seeded)} runs done.")
     for pair in p.subject_pairs:
         theirs = {r for r, rec in store.load_results(pair, include_ablations=True).items() if not is_ablation(r, rec)}
-        runs = [r for r in study_runs() if r in theirs]
+        runs = [r for r in study_runs(pair) if r in theirs]
         lines.append(f"* **Subject-model pair** `{pair}` (this recipe fine-tuned with seed {presets.get_preset(pair).seed}; "
                      "notebook 07 sets the runs both pairs made side by side): subject models "
                      + ("evaluated" if {"full", "retain"} <= theirs else "not made yet") + f"; {len(runs)} runs made"

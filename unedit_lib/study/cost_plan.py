@@ -115,6 +115,12 @@ def eval_flops(m: ModelSize, questions, max_new_tokens: int, context: float = 0)
     return total
 
 
+def fine_tune_flops(m: ModelSize, rows, epochs: int) -> float:
+    """Fine-tuning a subject model (models.train_subject_model): every row (its token count) trained
+    `epochs` times, forward + backward with weight gradients, the logits of every position."""
+    return epochs * TRAIN_FWD_BWD * sum(sequence_forward(m, n, logits=n) for n in rows)
+
+
 def rome_edit_flops(m: ModelSize, layer: int, rows, n_target: int, kl_tokens: float, steps: int) -> float:
     """One ROME edit (rome.compute_u / compute_v): `rows` = tokens of each context template filled
     with the prompt (n templates x (template + prompt)), n_target the target's tokens. compute_u:
@@ -222,7 +228,7 @@ def study_runs(p, plan_name, ablations: dict) -> list[tuple[str, str, str | None
     names a run (recipes.plan(...)[0])."""
     out = [("full", "eval", None, {}), ("retain", "eval", None, {})]
     for method in ("rome", "ike", "wise"):
-        for target in data.TARGETS:
+        for target in data.editor_targets(p):
             out.append((plan_name(method, target), method, target, {}))
         for ov in (ablations.get(method, {}) if not p.paper_settings_only else {}).values():
             for target in p.rome_ablation_targets or data.TARGETS:
@@ -269,6 +275,16 @@ def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tok
         if target is not None:
             reqs = data.edit_requests(sd.forget_rows, target, tmpl, data_dir)
             target_tokens = [t.answer(tmpl.answer(r["target"]), eos=False) for r in reqs]
+        if method == "eval" and not p.hub_full:        # the subject model's fine-tune, its log's seconds if made
+            authored = sd.retain_rows + (sd.forget_rows if run == "full" else [])
+            rows = authored + (sd.general_rows if p.train_general else [])
+            unlearn = fine_tune_flops(m, [sum(qa(r["question"], r["answer"])) for r in rows], p.epochs)
+            notes.append(f"fine-tune: {p.epochs} epochs x {len(rows)} QA rows"
+                         + (" (packed in-context sequences, paraphrases and statements not counted)" if p.pack else ""))
+            log = models.subject_model_path(p, run) / "training_log.json"
+            if log.is_file():
+                rec = {**rec, "timings": {**rec.get("timings", {}),
+                                          "unlearn_s": json.loads(log.read_text()).get("train_seconds")}}
         if method == "rome":
             n = hp["n_edits"] or len(reqs)
             layer = trace_records.load_edit_layer(p.name, p.n_layers // 4)[0]
@@ -367,14 +383,18 @@ def _s(x) -> str:
 
 
 def table(runs: list[RunCost], gflops: float) -> list[str]:
-    """The plan's lines: per run TFLOPs, projected seconds (FLOPs / throughput), measured seconds
+    """The plan's lines: per run TFLOPs (its unlearning, for a subject model its fine-tune, and its
+    evaluation), projected seconds (FLOPs / throughput), measured seconds
     where a record exists, and the achieved share of the probe's throughput (projected / measured;
     for editors at the optimisation steps each edit recorded: ROME and WISE stop early)."""
     rate = gflops * 1e9
     lines = [f"{'run':<46s} {'unlearn':>9s} {'eval':>9s} {'projected s':>19s} {'measured s':>19s} {'share %':>11s}",
              (f"{'':<46s} {'TFLOP':>9s} {'TFLOP':>9s} {'unlearn':>9s} {'eval':>9s} {'unlearn':>9s} {'eval':>9s} "
               f"{'unl./eval':>11s}")]
-    tot = [0.0, 0.0, 0.0, 0.0, 0.0]
+    tot = [0.0, 0.0, 0.0]                   # unlearn TFLOP, eval TFLOP, projected s
+    made = [0.0, 0.0]                       # the parts measured: projected s, measured s (fine-tunes aside)
+    tuned = [0.0, 0.0]                      # the subject models' fine-tunes measured: projected s, measured s
+    left, n_made, n_left = 0.0, 0, 0        # projected s of the parts not measured yet
     for r in runs:
         pu, pe = r.unlearn_flops / rate, r.eval_flops / rate
         mu, me = r.measured.get("unlearn_s"), r.measured.get("eval_s")
@@ -384,20 +404,25 @@ def table(runs: list[RunCost], gflops: float) -> list[str]:
                            if r.recorded_flops is not None and mu is not None else [])
         lines.append(f"{r.run[:46]:<46s} {r.unlearn_flops / 1e12:9.4g} {r.eval_flops / 1e12:9.4g} {pu:9.1f} {pe:9.1f} "
                      f"{_s(mu):>9s} {_s(me):>9s} {share:>11s}  {'; '.join(notes)}")
-        made = mu is not None or me is not None
-        tot = [a + b for a, b in zip(tot, (r.unlearn_flops, r.eval_flops, pu + pe, (done + pe) if made else 0,
-                                           (mu or 0) + (me or 0)))]
+        tot = [a + b for a, b in zip(tot, (r.unlearn_flops, r.eval_flops, pu + pe))]
+        if mu is not None and r.unlearn_flops:
+            acc = tuned if r.method == "eval" else made
+            acc[0], acc[1] = acc[0] + done, acc[1] + mu
+        if me is not None:
+            made[0], made[1] = made[0] + pe, made[1] + me
+        left += (pu if mu is None else 0) + (pe if me is None else 0)
+        n_made += me is not None
+        n_left += (mu is None and r.unlearn_flops > 0) or me is None
     lines.append(f"{'total: ' + str(len(runs)) + ' runs':<46s} {tot[0] / 1e12:9.4g} {tot[1] / 1e12:9.4g}   projected "
                  f"{tot[2]:.0f} s = {tot[2] / 3600:.2f} h")
-    n_made = sum(1 for r in runs if r.measured)
-    if n_made:
-        share = tot[3] / tot[4]
-        lines.append(f"{'runs made: ' + str(n_made):<46s} projected {tot[3]:.0f} s (at recorded steps), measured "
-                     f"{tot[4]:.0f} s: "
-                     f"{100 * share:.0f}% of the probe's throughput achieved")
-        left = [r for r in runs if not r.measured]
-        if left:    # what the rest costs: at the probe, and at the share the made runs achieved
-            s = sum(r.unlearn_flops + r.eval_flops for r in left) / rate
-            lines.append(f"{'still to run: ' + str(len(left)):<46s} projected {s:.0f} s = {s / 3600:.1f} h; at the "
-                         f"{100 * share:.0f}% achieved so far {s / share / 3600:.1f} h of one process")
+    if made[1]:
+        share = made[0] / made[1]
+        lines.append(f"{'runs made: ' + str(n_made):<46s} projected {made[0]:.0f} s (at recorded steps), measured "
+                     f"{made[1]:.0f} s: {100 * share:.0f}% of the probe's throughput achieved")
+        if tuned[1]:    # apart: a fine-tune's log gives its seconds, not what shared the cores with it
+            lines.append(f"{'subject-model fine-tunes made':<46s} projected {tuned[0]:.0f} s, measured {tuned[1]:.0f} s: "
+                         f"{100 * tuned[0] / tuned[1]:.0f}% (not in the share above)")
+        if n_left:      # what the rest costs: at the probe, and at the share the made runs achieved
+            lines.append(f"{'still to run: ' + str(n_left):<46s} projected {left:.0f} s = {left / 3600:.1f} h; at the "
+                         f"{100 * share:.0f}% achieved so far {left / share / 3600:.1f} h of one process")
     return lines
