@@ -188,3 +188,16 @@ def test_progress_lines_say_what_the_subject_model_pair_has_made(tmp_path, monke
         store.write_json({"run": run, "metrics": {}}, tmp_path / "smollm2-forget05-ft1" / f"{run}.json")
     assert pair_line().endswith("subject models evaluated; 2 runs made (`wise-dummy`, `ga`).")
     assert not [line for line in summary.progress_lines("smollm2-forget01", records) if "Subject-model pair" in line]
+
+
+def test_an_abstract_claim_held_on_too_few_runs_says_which_runs_it_lacks():
+    """P >= 0.95 with the paper's targets not covered is "inconclusive"; the sentence says why."""
+    records = store.load_results("tiny")
+    found = [{"source": "abstract", "finding": "No method forgets without damaging the model", "verdict": "inconclusive",
+              "probability": 1.0, "uncovered": ["rome", "ike"]},
+             {"source": "abstract", "finding": "Editing can exceed the baselines", "verdict": "inconclusive",
+              "probability": 0.5}]
+    first = summary.plain_sentences("tiny", records, found)[0]
+    assert ("no method forgets without damaging the model is **inconclusive** (P = 1.00; its valid runs do not "
+            "cover rome, ike, which the paper tested)") in first
+    assert "forget quality is **inconclusive** (P = 0.50)" in first

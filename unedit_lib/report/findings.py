@@ -394,6 +394,7 @@ def decide(finding: Finding, view: View, boot: JointBootstrap | None, gate_of) -
         uncovered = [] if finding.quantifier == EXISTS else \
             [g for g in finding.cover if not any(g in (run_names.prefix(r), run_names.target(r)) for r in valid)]
         if uncovered:
+            row["uncovered"] = uncovered
             row["premises"] += ("; " if row["premises"] else "") + \
                 f"the valid runs do not cover {', '.join(uncovered)}, which the paper tested"
         return {**row, "verdict": INCONCLUSIVE if uncovered else REPRODUCED}
