@@ -138,6 +138,36 @@ def fake_study(scratch, tok, monkeypatch):
     return run
 
 
+def test_a_second_process_on_the_same_run_waits_and_reuses_its_result(fake_study, capsys):
+    """Two computations of one run (two notebooks, two `make reproduce`): the second waits for the
+    first's commit and reuses it, instead of computing it again beside it."""
+    import threading
+    import time
+
+    started, go, out, text = threading.Event(), threading.Event(), {}, []
+
+    def slow(model, tok, stats):
+        started.set()
+        go.wait(30)
+        return model
+
+    first = threading.Thread(target=lambda: out.setdefault("first", fake_study({"lr": 1e-3}, apply=slow)))
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=lambda: out.setdefault("second", fake_study({"lr": 1e-3})))
+    second.start()
+    for _ in range(300):        # the second one says it waits (flock: each open file is its own lock holder)
+        text.append(capsys.readouterr().out)
+        if "gd: another process is computing this run; waiting" in "".join(text):
+            break
+        time.sleep(0.05)
+    assert "waiting for it to finish" in "".join(text) and "second" not in out
+    go.set()
+    first.join(30)
+    second.join(30)
+    assert out["second"] == out["first"] and fake_study.calls == []       # reused: its own apply never ran
+
+
 def test_cached_only_when_every_setting_matches(fake_study, capsys):
     rec = fake_study({"lr": 1e-3, "epochs": 3})
     assert rec["hp_key"] == runner.hp_key({"lr": 1e-3, "epochs": 3}) and rec["hparams"] == {"lr": 1e-3, "epochs": 3}

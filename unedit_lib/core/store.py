@@ -180,12 +180,17 @@ def discard_staged(folders: dict) -> None:
 
 
 @contextlib.contextmanager
-def locked(path):
-    """An exclusive lock on `path` (through `.<name>.lock` beside it) for read-change-write."""
+def locked(path, waiting: str | None = None):
+    """An exclusive lock on `path` (through `.<name>.lock` beside it) for read-change-write, or for
+    a whole run. `waiting`: printed when another process holds it, before this one waits."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if waiting is None else fcntl.LOCK_NB))
+        except BlockingIOError:
+            print(waiting, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:

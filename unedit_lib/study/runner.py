@@ -413,6 +413,20 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
             refuse_clash(p, run, why_clash)
         if why != "no result yet":
             print(f"{run}: recomputing, the cached result cannot be reused: {why}")
+    # one process computes a run at a time: a second one (another notebook, a second `make reproduce`)
+    # waits, then reuses what the first committed
+    with store.locked(paths.checkpoint_path(p.name, run),
+                      waiting=f"{run}: another process is computing this run; waiting for it to finish"):
+        if not force and (rec := cached(p, run, hp, changed, data)[0]) is not None:
+            return rec, None
+        return _compute_run(p, run, method, target, apply, hp=hp, changed=changed, data=data, data_dir=data_dir,
+                            seed=seed, extra=extra, progress=progress, write_model=write_model,
+                            watch_eval=watch_eval, resumable=resumable, study_data=study_data)
+
+
+def _compute_run(p, run: str, method: str, target: str | None, apply, *, hp, changed, data, data_dir, seed, extra,
+                 progress, write_model, watch_eval, resumable, study_data):
+    """run_unlearning's work once no cached result serves: unlearn, evaluate, commit."""
     sd = study_data if study_data is not None else check_inputs(p, run, data_dir)   # before any work
     model, tok = models.load_subject_model(p, "full", data_dir)
     stats: dict = {}
