@@ -174,9 +174,7 @@ class Preset:
 
 
 STUDY_FIELDS = ("settings", "trace_facts", "paper_settings_only", "rome_ablation_targets", "editor_targets", "subject_pairs",
-                "extra_seeds",
-                "extra_seed_runs", "attack",
-                "subject_targets", "first_run_s", "subject_model_s", "budgets", "renamed_from", "file")
+                "extra_seeds", "extra_seed_runs", "attack", "subject_targets", "first_run_s", "subject_model_s", "budgets", "renamed_from", "file")
 
 
 def training_precision(preset) -> str:

@@ -111,6 +111,15 @@ def subject_model_sentence(preset_name: str, records: dict) -> str:
             + (f" ({n} questions)" if n else "") + ".")
 
 
+def _probability_note(f: dict) -> str:
+    """` (P = 0.46)` after a verdict; where the rule held on runs that lack targets the paper
+    tested (findings.decide: then "inconclusive"), which ones."""
+    if f["probability"] is None:
+        return ""
+    lacks = f"; its valid runs do not cover {', '.join(f['uncovered'])}, which the paper tested" if f.get("uncovered") else ""
+    return f" (P = {f['probability']:.2f}{lacks})"
+
+
 def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[str]:
     """The README's first screen: three plain sentences generated from the verdicts (`found`:
     findings.study_findings): what was found, on which model and data, how much to trust it."""
@@ -119,10 +128,7 @@ def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[
     p = presets.get_preset(preset_name)
     claim = lambda word: next((f for f in found if f["source"] == "abstract" and word in f["finding"]), None)  # noqa: E731
     beat, damage = claim("exceed"), claim("No method")
-    abstract = "; ".join(f"{what} is **{f['verdict']}**" + (f" (P = {f['probability']:.2f}" if f["probability"] is not None else "")
-                         + (f"; its valid runs do not cover {', '.join(f['uncovered'])}, which the paper tested"
-                            if f.get("uncovered") and f["probability"] is not None else "")
-                         + (")" if f["probability"] is not None else "")
+    abstract = "; ".join(f"{what} is **{f['verdict']}**" + _probability_note(f)
                          for what, f in (("its claim that editing can beat the unlearning baselines in forget quality", beat),
                                          ("its claim that no method forgets without damaging the model", damage)) if f)
     n_forget = ((records.get("full") or {}).get("n_items") or {}).get("forget")
