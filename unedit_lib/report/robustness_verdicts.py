@@ -66,7 +66,7 @@ import math
 
 import numpy as np
 
-from ..core import run_names
+from ..core import registry, run_names
 
 RESURFACING = ("paraphrase", "raw_template", "insist", "few_shot", "persistence")   # without forget data
 LEVEL_ATTACKS = RESURFACING + ("relearn after",)
@@ -243,12 +243,13 @@ def calibration(results: dict, z: float = Z_MARGIN) -> list[dict]:
 
 
 def method_of(run: str, records: dict | None = None) -> str | None:
-    """The run's method: its study record's `method`, else its name's prefix (ike-* IKE, wise-* WISE, rome-* ROME)."""
+    """The run's method: its study record's `method`, else the label the registry gives its name's
+    prefix (ike-* IKE, wise-* WISE, rome-* ROME, a baseline its name), else the prefix."""
     rec = (records or {}).get(run) or {}
     if rec.get("method"):
         return rec["method"]
-    prefix = run_names.prefix(run)
-    return {"ike": "IKE", "wise": "WISE", "rome": "ROME"}.get(prefix, prefix)
+    spec = registry.of_prefix(run_names.prefix(run))
+    return spec.label if spec else run_names.prefix(run)
 
 
 def mia_level(res: dict, F: dict, R: dict, z: float = Z_MARGIN) -> dict:
