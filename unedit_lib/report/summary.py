@@ -92,7 +92,6 @@ def scratch_parameter_count(p) -> int:
 def subject_model_sentence(preset_name: str, records: dict) -> str:
     """Which model the results are about, read from the preset (its file in presets/) and the full
     model's record: pretrained and fine-tuned, or trained from scratch; its size; the forget set."""
-
     p = presets.get_preset(preset_name)
     arch = f"{p.n_layers} layers, hidden size {p.hidden_size}, vocabulary {p.vocab_size}"
     if p.local_base:
@@ -123,7 +122,6 @@ def _probability_note(f: dict) -> str:
 def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[str]:
     """The README's first screen: three plain sentences generated from the verdicts (`found`:
     findings.study_findings): what was found, on which model and data, how much to trust it."""
-
     n = {v: sum(f["verdict"] == v for f in found) for v in VERDICTS}
     p = presets.get_preset(preset_name)
     claim = lambda word: next((f for f in found if f["source"] == "abstract" and word in f["finding"]), None)  # noqa: E731
@@ -217,7 +215,6 @@ def study_runs(preset) -> list[str]:
 def progress_lines(preset: str, records: dict) -> list[str]:
     """Markdown bullets for a preset whose study is still running (the README's `progress`
     block): which study runs exist, then `premise_lines`. Every number from the records."""
-
     grid_runs = sorted(r for r in records if is_grid_run(r))
     ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not is_grid_run(r))
     expected = study_runs(preset)
@@ -279,7 +276,6 @@ _PROBE_IGNORES = ("v_lr", "n_edits", "ablation", "seed")
 def _rome_probe_for(preset: str, target: str, run_hp: dict) -> dict | None:
     """The cached v_lr probe (`recipes.rome_grid_probe`, results/<preset>/rome_probe/) made with
     the settings of the study run `run_hp` (every setting both record, v_lr and n_edits aside)."""
-
     for f in sorted((paths.results_dir(preset) / "rome_probe").glob(f"{target}-seed*.json")):
         probe = store.read_json(f, "ROME v_lr probe")
         hp = probe.get("hparams") or {}
