@@ -231,17 +231,26 @@ def ike_eval_stage(p, n_rows: int):
               f"{diff:.2e}; mean prompt {np.mean([len(prompter.prompt_ids(r['question'])) for r in sd.eval_sets[set_name][:n_rows]]):.0f} tokens")
 
 
-def plan_stage(p, probe_s: float = 3.0):
-    """The cost plan (cost_plan.py): FLOPs per run, the sgemm probe, projected vs measured time."""
+def study_plan(p):
+    """(model sizes, one cost_plan.RunCost per run of the study on preset `p`, the Tokens counted with):
+    cost_plan.plan wired to the study's settings and run names (recipes, settings)."""
     from unedit_lib.study import cost_plan, recipes, settings as study_settings
 
-    tok = cost_plan.cached_tokenizer(p)
+    tokens = cost_plan.Tokens(cost_plan.cached_tokenizer(p))
     size, runs = cost_plan.plan(p.name, recipes.settings, lambda m, t, **ov: recipes.plan(p.name, m, t, **ov)[0],
-                                study_settings.STUDY_ABLATIONS if study_settings.runs_ablations(p) else {}, cost_plan.Tokens(tok))
+                                study_settings.STUDY_ABLATIONS if study_settings.runs_ablations(p) else {}, tokens)
+    return size, runs, tokens
+
+
+def plan_stage(p, probe_s: float = 3.0):
+    """The cost plan (cost_plan.py): FLOPs per run, the sgemm probe, projected vs measured time."""
+    from unedit_lib.study import cost_plan
+
+    size, runs, tokens = study_plan(p)
     print(f"plan: model {size.layers} layers, hidden {size.hidden}, intermediate {size.intermediate}, vocab "
           f"{size.vocab}, kv {size.kv}: {size.layers * size.block_params / 1e6:.1f} M block + "
           f"{size.head_params / 1e6:.1f} M head parameters ({cost_plan.display_source(size)})")
-    print(f"plan: tokens counted with {cost_plan.Tokens(tok).how}; generation at its max_new_tokens "
+    print(f"plan: tokens counted with {tokens.how}; generation at its max_new_tokens "
           f"{p.max_new_tokens} per question (an upper bound)")
     gflops = cost_plan.sgemm_gflops(size, seconds=probe_s)
     print(f"plan: sgemm probe {gflops:.1f} GFLOP/s float32 on {cost_plan.machine()}")

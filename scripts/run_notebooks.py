@@ -10,7 +10,8 @@ the notebook and the cell that failed and exits non-zero. Finished work is cache
 library (models under artifacts/, results under results/), so a second run is quick;
 `--force` redoes it. The estimate printed before the first notebook is the last recorded run of
 these notebooks plus, at measured costs, what this machine does not have yet (the subject models
-to fine-tune, IKE's sentence embeddings). While a cell runs, a progress bar of it that runs longer
+to fine-tune, IKE's sentence embeddings), else the preset file's time of a whole study, else the
+preset's cost plan (`planned`). While a cell runs, a progress bar of it that runs longer
 than PROGRESS_EVERY_S seconds (fine-tuning steps, sequential edits) shows as a line that often,
 and its last frame; the rest of a cell's output stays in the executed notebook. Each `-p NAME=VALUE` goes to the notebooks whose parameters cell declares
 NAME; a NAME that no notebook of the run declares is an error before any notebook runs. The
@@ -86,7 +87,7 @@ def missing_work(notebooks, preset: str) -> dict[str, float | None]:
 
 
 def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
 def estimate(notebooks, preset: str, out_dir: Path, missing: dict | None = None) -> str:
@@ -112,7 +113,29 @@ def estimate(notebooks, preset: str, out_dir: Path, missing: dict | None = None)
     first = get_preset(preset).first_run_s
     if first:
         return f"estimate: about {first / 60:.0f} min from scratch on 2 CPU cores (less with cached work)"
-    return "estimate: unknown for this preset"
+    return planned(preset)
+
+
+def planned(preset: str, probe_s: float = 1.0) -> str:
+    """The estimate of a preset that neither a recorded run nor its file times: its cost plan
+    (`make bench STAGES=plan`; benchmarks/bench.py's `study_plan`), the runs of the whole preset still
+    to make at this machine's sgemm probe and at the share of it that the runs made so far achieved."""
+    from benchmarks.bench import study_plan
+    from unedit_lib.study import cost_plan
+
+    try:
+        size, runs, _ = study_plan(get_preset(preset))
+    except (OSError, KeyError, ValueError) as e:        # no data set here: nothing to count tokens of
+        return f"estimate: unknown for this preset (no cost plan: {e})"
+    gflops = cost_plan.sgemm_gflops(size, seconds=probe_s)
+    n_left, left, made, measured = cost_plan.still_to_run(runs, gflops)
+    if not n_left:
+        return f"estimate: the cost plan of {preset} has every run made (the notebooks reuse them)"
+    at_share = (f", {_duration(left * measured / made)} at the {100 * made / measured:.0f}% of it that the runs "
+                f"made so far achieved" if measured else "")
+    return (f"estimate: no recorded run of these notebooks on {preset}; its cost plan prices the {n_left} runs "
+            f"of the whole preset still to make at {_duration(left)} at this machine's sgemm probe "
+            f"({gflops:.0f} GFLOP/s){at_share} (per run: make bench PRESET={preset} STAGES=plan)")
 
 
 # --------------------------------------------------------------------------- a cell's progress

@@ -382,6 +382,23 @@ def _s(x) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
+def still_to_run(runs: list[RunCost], gflops: float) -> tuple[int, float, float, float]:
+    """(how many runs lack a measured part, their projected seconds at `gflops`; the projected and the
+    measured seconds of the parts measured, fine-tunes aside: a fine-tune's log gives its seconds, not
+    what shared the cores with it). Projected / measured is the share of the probe's throughput achieved."""
+    rate, left, n_left, made, measured = gflops * 1e9, 0.0, 0, 0.0, 0.0
+    for r in runs:
+        mu, me = r.measured.get("unlearn_s"), r.measured.get("eval_s")
+        if mu is not None and r.unlearn_flops and r.method != "eval":   # the work done (editors: the steps made)
+            made += (r.recorded_flops if r.recorded_flops is not None else r.unlearn_flops) / rate
+            measured += mu
+        if me is not None:
+            made, measured = made + r.eval_flops / rate, measured + me
+        left += (r.unlearn_flops / rate if mu is None else 0) + (r.eval_flops / rate if me is None else 0)
+        n_left += (mu is None and r.unlearn_flops > 0) or me is None
+    return n_left, left, made, measured
+
+
 def table(runs: list[RunCost], gflops: float) -> list[str]:
     """The plan's lines: per run TFLOPs (its unlearning, for a subject model its fine-tune, and its
     evaluation), projected seconds (FLOPs / throughput), measured seconds
@@ -392,9 +409,7 @@ def table(runs: list[RunCost], gflops: float) -> list[str]:
              (f"{'':<46s} {'TFLOP':>9s} {'TFLOP':>9s} {'unlearn':>9s} {'eval':>9s} {'unlearn':>9s} {'eval':>9s} "
               f"{'unl./eval':>11s}")]
     tot = [0.0, 0.0, 0.0]                   # unlearn TFLOP, eval TFLOP, projected s
-    made = [0.0, 0.0]                       # the parts measured: projected s, measured s (fine-tunes aside)
     tuned = [0.0, 0.0]                      # the subject models' fine-tunes measured: projected s, measured s
-    left, n_made, n_left = 0.0, 0, 0        # projected s of the parts not measured yet
     for r in runs:
         pu, pe = r.unlearn_flops / rate, r.eval_flops / rate
         mu, me = r.measured.get("unlearn_s"), r.measured.get("eval_s")
@@ -405,20 +420,16 @@ def table(runs: list[RunCost], gflops: float) -> list[str]:
         lines.append(f"{r.run[:46]:<46s} {r.unlearn_flops / 1e12:9.4g} {r.eval_flops / 1e12:9.4g} {pu:9.1f} {pe:9.1f} "
                      f"{_s(mu):>9s} {_s(me):>9s} {share:>11s}  {'; '.join(notes)}")
         tot = [a + b for a, b in zip(tot, (r.unlearn_flops, r.eval_flops, pu + pe))]
-        if mu is not None and r.unlearn_flops:
-            acc = tuned if r.method == "eval" else made
-            acc[0], acc[1] = acc[0] + done, acc[1] + mu
-        if me is not None:
-            made[0], made[1] = made[0] + pe, made[1] + me
-        left += (pu if mu is None else 0) + (pe if me is None else 0)
-        n_made += me is not None
-        n_left += (mu is None and r.unlearn_flops > 0) or me is None
+        if mu is not None and r.unlearn_flops and r.method == "eval":
+            tuned[0], tuned[1] = tuned[0] + done, tuned[1] + mu
     lines.append(f"{'total: ' + str(len(runs)) + ' runs':<46s} {tot[0] / 1e12:9.4g} {tot[1] / 1e12:9.4g}   projected "
                  f"{tot[2]:.0f} s = {tot[2] / 3600:.2f} h")
-    if made[1]:
-        share = made[0] / made[1]
-        lines.append(f"{'runs made: ' + str(n_made):<46s} projected {made[0]:.0f} s (at recorded steps), measured "
-                     f"{made[1]:.0f} s: {100 * share:.0f}% of the probe's throughput achieved")
+    n_left, left, made, measured = still_to_run(runs, gflops)
+    if measured:
+        share = made / measured
+        lines.append(f"{'runs made: ' + str(sum(r.measured.get('eval_s') is not None for r in runs)):<46s} projected "
+                     f"{made:.0f} s (at recorded steps), measured {measured:.0f} s: {100 * share:.0f}% of the probe's "
+                     f"throughput achieved")
         if tuned[1]:    # apart: a fine-tune's log gives its seconds, not what shared the cores with it
             lines.append(f"{'subject-model fine-tunes made':<46s} projected {tuned[0]:.0f} s, measured {tuned[1]:.0f} s: "
                          f"{100 * tuned[0] / tuned[1]:.0f}% (not in the share above)")
