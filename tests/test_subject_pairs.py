@@ -58,3 +58,7 @@ def test_numbers_and_verdicts_side_by_side_and_where_the_pairs_disagree(tmp_path
     rome = "ROME-dummy raises forget quality above 0.05 (the full model's is below)"
     assert verdicts.loc[rome, "pairs agree"].startswith("n/a")            # pair b has no ROME run to decide it
     assert verdicts.loc["IdK keeps most utility and stops reciting the forget answers", "pairs agree"] == "yes"
+    n, same = subject_pairs.agreement(decided)       # the README's count: the rows that two pairs decide
+    column = verdicts["pairs agree"]
+    assert (n, same) == ((~column.str.startswith("n/a")).sum(), (column == "yes").sum())
+    assert 0 < same < n                                   # GA's utility finding is one they disagree on

@@ -201,3 +201,20 @@ def test_an_abstract_claim_held_on_too_few_runs_says_which_runs_it_lacks():
     assert ("no method forgets without damaging the model is **inconclusive** (P = 1.00; its valid runs do not "
             "cover rome, ike, which the paper tested)") in first
     assert "forget quality is **inconclusive** (P = 0.50)" in first
+
+
+def test_the_seeds_each_run_rests_on_and_what_refitting_the_subject_models_did():
+    one = {r: {} for r in ("full", "retain", "ga", "rome-dummy")}
+    assert summary.seeds_phrase(one) == "1 seed"
+    three = {**one, **{f"{r}-s{s}": {} for r in ("ga", "rome-dummy") for s in (1, 2)}}
+    assert summary.seeds_phrase(three) == "3 seeds"
+    baselines = {**one, "ga-s1": {}, "ga-s2": {}, "gd": {}, "gd-s1": {}, "gd-s2": {}}
+    assert summary.seeds_phrase(baselines) == "seeds 0-2 for `ga`, `gd` and 1 seed for the other runs"
+
+    records = store.load_results("tiny")
+    found = findings.study_findings(records, preset="tiny")
+    trust = summary.plain_sentences("tiny", records, found, (["tiny-ft1"], 9, 7))[2]
+    assert ("not over CPUs, whose noise we have seen move single runs; the subject models fine-tuned again "
+            "(`tiny-ft1`) decide 9 of the findings too, with the same verdict on 7 of them (notebook 07)") in trust
+    for refit in (None, (["tiny-ft1"], 0, 0)):          # no other pair, or one without runs that decide
+        assert "not over fine-tuning seeds or CPUs" in summary.plain_sentences("tiny", records, found, refit)[2]

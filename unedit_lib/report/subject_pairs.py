@@ -68,20 +68,31 @@ def label(q: presets.Preset) -> str:
     return f"{q.name} (seed {q.seed})"
 
 
+def _decisions(decided: dict, i: int) -> list[str]:
+    """The verdicts of finding `i` on the pairs that could decide it ("not comparable" and "not testable
+    here" decide nothing)."""
+    return [rows[i]["verdict"] for rows in decided.values() if rows[i]["verdict"] not in (NOT_COMPARABLE, NOT_TESTABLE)]
+
+
+def agreement(decided: dict) -> tuple[int, int]:
+    """(how many findings at least two pairs decide, on how many of those every pair's verdict is the
+    same): `decided` as in verdict_table."""
+    both = [set(v) for i in range(len(next(iter(decided.values()), []))) if len(v := _decisions(decided, i)) >= 2]
+    return len(both), sum(len(v) == 1 for v in both)
+
+
 def verdict_table(decided: dict) -> pd.DataFrame:
     """Each finding decided on each pair's runs side by side: `decided` is {label(pair): that pair's
     findings.study_findings rows}; per pair the verdict and P(rule holds), and whether the pairs that
-    could decide it agree ("not comparable" and "not testable here" decide nothing)."""
+    could decide it agree."""
     names = list(decided)
     rows = []
     for i, first in enumerate(decided[names[0]]):
         row = {"finding": first["finding"]}
-        verdicts = []
         for name in names:
             item = decided[name][i]
             row[name] = item["verdict"] + (f" (P {item['probability']:.2f})" if item["probability"] is not None else "")
-            if item["verdict"] not in (NOT_COMPARABLE, NOT_TESTABLE):
-                verdicts.append(item["verdict"])
+        verdicts = _decisions(decided, i)
         row["pairs agree"] = ("n/a: fewer than two pairs decide it" if len(verdicts) < 2 else
                               "yes" if len(set(verdicts)) == 1 else "no")
         rows.append(row)

@@ -119,9 +119,46 @@ def _probability_note(f: dict) -> str:
     return f" (P = {f['probability']:.2f}{lacks})"
 
 
-def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[str]:
+def seeds_phrase(records: dict) -> str:
+    """How many seeds the runs rest on: "1 seed", "3 seeds", or, where the runs differ (a preset's
+    `extra_seed_runs`), "seeds 0-2 for `ga`, `gd` and 1 seed for the other runs"."""
+    of_base: dict[str, set] = {}
+    for run in records:
+        base, seed = run_names.split_seed(run)
+        if base not in registry.SUBJECT_MODEL_RUNS:
+            of_base.setdefault(base, set()).add(seed)
+    counts = sorted({len(v) for v in of_base.values()} or {1})
+
+    def n_seeds(n: int) -> str:
+        return f"{n} seed{'s' if n != 1 else ''}"
+    if len(counts) == 1:
+        return n_seeds(counts[0])
+    most = max(counts)
+    many = [b for b, v in of_base.items() if len(v) == most]
+    seeds = sorted(set().union(*(of_base[b] for b in many)))
+    span = (f"seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1))
+            else "seeds " + ", ".join(map(str, seeds)))
+    rest = " or ".join(n_seeds(n) for n in counts if n != most)
+    return f"{span} for {', '.join(f'`{b}`' for b in many)} and {rest} for the other runs"
+
+
+def _pairs_sentence(refit: tuple[list[str], int, int] | None) -> str:
+    """What fine-tuning the subject models again did to the verdicts (`refit`: see plain_sentences),
+    where another pair decides any finding; else that the bootstrap does not cover it."""
+    if refit and refit[1]:
+        others, n, same = refit
+        return (f"not over CPUs, whose noise we have seen move single runs; the subject models fine-tuned again "
+                f"({', '.join(f'`{o}`' for o in others)}) decide {n} of the findings too, with the same verdict on "
+                f"{same} of them (notebook 07)")
+    return "not over fine-tuning seeds or CPUs, whose noise we have seen move single runs"
+
+
+def plain_sentences(preset_name: str, records: dict, found: list[dict],
+                    refit: tuple[list[str], int, int] | None = None) -> list[str]:
     """The README's first screen: three plain sentences generated from the verdicts (`found`:
-    findings.study_findings): what was found, on which model and data, how much to trust it."""
+    findings.study_findings): what was found, on which model and data, how much to trust it. `refit`:
+    the preset's other subject-model pairs (the same recipe fine-tuned with another seed), how many
+    findings they decide too and on how many the verdicts agree (subject_pairs.agreement)."""
     n = {v: sum(f["verdict"] == v for f in found) for v in VERDICTS}
     p = presets.get_preset(preset_name)
     claim = lambda word: next((f for f in found if f["source"] == "abstract" and word in f["finding"]), None)  # noqa: E731
@@ -130,7 +167,6 @@ def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[
                          for what, f in (("its claim that editing can beat the unlearning baselines in forget quality", beat),
                                          ("its claim that no method forgets without damaging the model", damage)) if f)
     n_forget = ((records.get("full") or {}).get("n_items") or {}).get("forget")
-    seeds = sorted({run_names.seed_of(r) for r in records})
     if p.local_base:
         model = f"{p.local_base.name} fine-tuned on TOFU"
     elif p.base_model:
@@ -146,11 +182,10 @@ def plain_sentences(preset_name: str, records: dict, found: list[dict]) -> list[
         f"{n[NOT_REPRODUCED]} are not; {n[INCONCLUSIVE]} are inconclusive, {n[NOT_TESTABLE]} cannot be tested here "
         f"because the editor did not do what the finding relies on, and {n[NOT_COMPARABLE]} lack a run"
         + (f". Of the abstract, {abstract}." if abstract else "."),
-        f"**On what.** {model}, unlearning TOFU's `{p.forget_split}` ({n_forget} questions), with {len(seeds)} "
-        f"seed{'s' if len(seeds) != 1 else ''}; the paper's numbers come from Llama-2-7b on forget10 (300 evaluated rows).",
+        f"**On what.** {model}, unlearning TOFU's `{p.forget_split}` ({n_forget} questions), with "
+        f"{seeds_phrase(records)}; the paper's numbers come from Llama-2-7b on forget10 (300 evaluated rows).",
         f"**How much to trust it.** The probabilities are over the {n_forget} evaluated forget questions and the "
-        f"utility rows only (one joint paired bootstrap), not over fine-tuning seeds or CPUs, whose noise we have seen "
-        f"move single runs; with {n_forget} rows forget quality moves in steps of 1/{n_forget} of its KS statistic, so "
+        f"utility rows only (one joint paired bootstrap), {_pairs_sentence(refit)}; with {n_forget} rows forget quality moves in steps of 1/{n_forget} of its KS statistic, so "
         f"{wide} of the {len(found)} verdicts stay open, and {from_results} of the findings are our readings of the "
         "authors' released results rather than sentences of the paper.",
     ]
