@@ -238,7 +238,8 @@ def study_plan(p):
 
     tokens = cost_plan.Tokens(cost_plan.cached_tokenizer(p))
     size, runs = cost_plan.plan(p.name, recipes.settings, lambda m, t, **ov: recipes.plan(p.name, m, t, **ov)[0],
-                                study_settings.STUDY_ABLATIONS if study_settings.runs_ablations(p) else {}, tokens)
+                                study_settings.STUDY_ABLATIONS if study_settings.runs_ablations(p) else {}, tokens,
+                                attack_settings=recipes.attack_settings)
     return size, runs, tokens
 
 

@@ -53,10 +53,29 @@ def test_editors_by_hand():
     assert two - one == 2 * (1376 + 160)
 
 
+def test_attacks_by_hand():
+    """Notebook 08 on one row of a 2-token prompt and a 1-token answer everywhere, 1 generated token,
+    1 step per fine-tune, every row relearned (none held out)."""
+    one = [(2, 1)]
+    rows = {k: one for k in ("question", "paraphrase", "raw_template", "insist", "few_shot", "probe_train", "holdout")}
+    rows |= {"relearn_train": [3], "persistence_train": [3]}
+    hp = {"max_new_tokens": 1, "relearn_every": 1, "relearn_steps": 1, "persistence_steps": 1}
+    score, tune = 2192 + 1376 + 816, 3 * 2352          # test_eval_by_hand's question; 3 x a 3-token row with logits
+    # 6 scores (question, persistence's after, paraphrase, 3 templates) + 2 fine-tunes + MIA's 2 rows (3 tokens,
+    # 1 logit row) + the probe: 2 rows with every logit, X^T X and the solve (d + 1 = 5) a layer (3), the
+    # logit lens 2 blocks x 2 x 40 x 1 token
+    probe = 2 * 2352 + 3 * (2 * 1 * 25 + 2 * 125 / 3) + 2 * 2 * 40
+    assert c.attack_flops(M, rows, hp) == pytest.approx(6 * score + 2 * tune + 2 * 2192 + probe)
+    # IKE (a 1-token context): the scores as test_eval_by_hand's, MIA over 4 tokens, no probe
+    assert c.attack_flops(M, rows, hp, context=1) == pytest.approx(6 * (2112 + 848 + 848) + 2 * tune + 2 * 2960)
+    two = c.attack_flops(M, rows, {**hp, "relearn_steps": 2}) - c.attack_flops(M, rows, hp)
+    assert two == pytest.approx(tune)                  # linear in the steps
+
+
 @pytest.fixture(scope="module")
 def smoke_plan():
     return c.plan("smoke", recipes.settings, lambda m, t, **ov: recipes.plan("smoke", m, t, **ov)[0],
-                  study_settings.STUDY_ABLATIONS, c.Tokens(None))
+                  study_settings.STUDY_ABLATIONS, c.Tokens(None), attack_settings=recipes.attack_settings)
 
 
 def test_plan_covers_every_run_of_the_smoke_study(smoke_plan):
@@ -69,11 +88,15 @@ def test_plan_covers_every_run_of_the_smoke_study(smoke_plan):
     assert any(n.startswith("rome-") and "mom2_adjustment=True" in n for n in names)   # the ROME ablation
     for r in runs:
         assert r.eval_flops > 0, r.run
-        assert r.unlearn_flops > 0, r.run            # the subject models': their fine-tunes
+        assert r.unlearn_flops > 0 or r.method == "attack", r.run   # the subject models': their fine-tunes
     by = {r.run: r for r in runs}
     assert by["full"].unlearn_flops > by["retain"].unlearn_flops and "fine-tune" in by["full"].notes[0]
     assert by["ike-dummy"].eval_flops > by["full"].eval_flops          # the contexts cost
     assert by["gd"].unlearn_flops > by["ga"].unlearn_flops             # + the retain rows
+    attacked = [n.removesuffix(": attacks") for n in names if n.endswith(": attacks")]   # notebook 08's models
+    assert attacked == ["full", "retain"] + [r.run for r in runs if r.method not in ("eval", "attack")
+                                             and "+" not in r.run and not r.run.endswith(("-s1", "-s2"))]
+    assert by["ike-dummy: attacks"].eval_flops > by["rome-dummy: attacks"].eval_flops   # its contexts
 
 
 def test_table_and_a_tiny_probe(smoke_plan):
@@ -82,7 +105,7 @@ def test_table_and_a_tiny_probe(smoke_plan):
     assert gflops > 0
     lines = c.table(runs, gflops)
     assert lines[len(runs) + 2].startswith("total: ")   # then what is made and left, where results/smoke/ holds records
-    assert all(x.startswith(("runs made", "subject-model fine-tunes", "still to run")) for x in lines[len(runs) + 3:])
+    assert all(x.startswith(("made: ", "subject-model fine-tunes", "still to run")) for x in lines[len(runs) + 3:])
     assert c.cpu_name()
 
 
@@ -94,9 +117,9 @@ def test_the_table_projects_what_is_left_at_the_share_achieved():
             c.RunCost("full", "eval", 20e9, 30e9, measured={"unlearn_s": 400.0}),   # fine-tuned, not evaluated yet
             c.RunCost("c", "kl", 300e9, 60e9), c.RunCost("d", "npo", 30e9, 10e9)]
     lines = c.table(runs, rate / 1e9)
-    assert "runs made: 2 " in lines[-3] and "50% of the probe's throughput achieved" in lines[-3]
+    assert "made: 2 runs " in lines[-3] and "50% of the probe's throughput achieved" in lines[-3]
     assert "projected 20 s, measured 400 s: 5% (not in the share above)" in lines[-2]   # kept out of the share
-    assert lines[-1].startswith("still to run: 3") and "projected 430 s = 0.1 h" in lines[-1]
+    assert lines[-1].startswith("still to run: 3 runs ") and "projected 430 s = 0.1 h" in lines[-1]
     assert "at the 50% achieved so far 0.2 h of one process" in lines[-1]
     assert not c.table(runs[:2], 1.0)[-1].startswith("still to run")
 

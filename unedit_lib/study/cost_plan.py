@@ -39,6 +39,7 @@ from ..core.paths import output_dir
 from ..methods.wise import hparams as wise_hparams
 from ..subject import models
 from ..tracing import records as trace_records
+from . import robustness
 
 TRAIN_FWD_BWD = 3     # forward + backward with weight gradients (Kaplan et al. 2020)
 EDIT_FWD_BWD = 2      # forward + backward of frozen weights: activation gradients only
@@ -178,6 +179,36 @@ def edit_metrics_flops(m: ModelSize, requests, locality, context: float = 0, gro
     return 3 * groups * req + 2 * loc
 
 
+
+def attack_flops(m: ModelSize, rows: dict, hp: dict, context: float = 0) -> float:
+    """Notebook 08's attacks on one model (robustness.attack_all). `rows`: token counts, (prompt, answer)
+    pairs of the attacked forget rows under each prompt ("question", "paraphrase", "raw_template",
+    "insist", "few_shot"), of "probe_train" (the retain evaluation set) and "holdout" (MIA), and the
+    QA lengths the two fine-tunes train on ("relearn_train", "persistence_train"); `context`: IKE's
+    (IKE is not probed). Each score is one answer scored, then greedy generation (eval_flops); the
+    fine-tunes are `steps` full-batch forward+backward passes; the probe a forward of every row with
+    its hidden states, per layer the logit lens (the LM head on every forget answer token) and the
+    ridge's X^T X and solve (its right-hand sides, one per answer token class, neglected)."""
+    def score(qs):
+        return eval_flops(m, [(p, [a]) for p, a in qs], hp["max_new_tokens"], context)
+
+    def tune(lengths, steps):
+        return steps * TRAIN_FWD_BWD * sum(sequence_forward(m, n, logits=n) for n in lengths)
+
+    question = rows["question"]
+    held = [qa for i, qa in enumerate(question) if i % hp["relearn_every"]]
+    total = 2 * score(question) + score(rows["paraphrase"])               # question; persistence's after
+    total += sum(score(rows[t]) for t in ("raw_template", "insist", "few_shot"))
+    total += 2 * score(held) + tune(rows["relearn_train"], hp["relearn_steps"])
+    total += tune(rows["persistence_train"], hp["persistence_steps"])
+    total += sum(sequence_forward(m, context + p + a, logits=a) for p, a in question + rows["holdout"])   # MIA
+    if not context:
+        total += sum(sequence_forward(m, p + a, logits=p + a) for p, a in question + rows["probe_train"])
+        d1, n_train = m.hidden + 1, sum(a for _, a in rows["probe_train"])
+        total += (m.layers + 1) * (2 * n_train * d1 * d1 + 2 * d1 ** 3 / 3)
+        total += m.layers * 2 * m.head_params * sum(a for _, a in question)
+    return total
+
 # --------------------------------------------------------------------------- token counts
 class Tokens:
     """Token counts of texts: the preset's tokenizer, or len / CHARS_PER_TOKEN without one."""
@@ -242,9 +273,10 @@ def study_runs(p, plan_name, ablations: dict) -> list[tuple[str, str, str | None
 
 
 def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tokens | None = None, data_dir=None,
-         results_dir: Path | None = None) -> tuple[ModelSize, list[RunCost]]:
-    """(the model's sizes, one RunCost per run of the study). `settings(preset, method, **ov)`:
-    recipes.settings; `plan_name`: see study_runs."""
+         results_dir: Path | None = None, attack_settings=None) -> tuple[ModelSize, list[RunCost]]:
+    """(the model's sizes, one RunCost per run of the study, then with `attack_settings(preset)`
+    (recipes.attack_settings) one per model notebook 08 attacks, `<run>: attacks`, its cost as the
+    evaluation's). `settings(preset, method, **ov)`: recipes.settings; `plan_name`: see study_runs."""
     p = presets.get_preset(preset)
     m, t = model_size(p), tokens or Tokens()
     sd = models.study_data(p, data_dir)
@@ -264,7 +296,7 @@ def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tok
     a_mean = sum(t.answer(r["answer"], eos=False) for r in sd.retain_rows) / len(sd.retain_rows)
     loc_items = lambda n: [qa(r["question"], r["answer"]) for r in sd.eval_sets["retain"][:n]]    # noqa: E731
     rdir = Path(results_dir or output_dir("results") / p.name)
-    out = []
+    out, contexts = [], {}
     for run, method, target, ov in study_runs(p, plan_name, ablations or {}):
         hp = settings(p.name, method, **ov) if method != "eval" else {}
         unlearn, ev, notes = 0.0, plain_eval, []
@@ -322,6 +354,7 @@ def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tok
             unlearn = edit_metrics_flops(m, [(t.prompt(r["prompt"]), nt) for r, nt in zip(reqs, target_tokens)],
                                          loc_items(hp["n_locality"]), context=context)
             notes.append(f"context ~{context:.0f} tokens ({hp['k']} demonstrations)")
+            contexts[run] = context
         elif method != "eval":
             idk = data.load_tofu("idontknow", data_dir) if method == "idk" else []
             idk_mean = sum(t.prompt(tmpl.prompt(r["question"])) for r in sd.forget_rows) / len(sd.forget_rows) + \
@@ -332,7 +365,41 @@ def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tok
             unlearn += extra
             recorded = recorded + extra if recorded is not None else None
         out.append(RunCost(run, method, unlearn, ev, notes, rec.get("timings", {}), recorded))
+    if attack_settings is not None:
+        out += attack_costs(p, m, t, attack_settings(p.name), sets, sd, [r.run for r in out], contexts,
+                            rdir, data_dir)
     return m, out
+
+
+def attack_costs(p, m: ModelSize, t: Tokens, hp: dict, sets: dict, sd, runs: list[str], contexts: dict, rdir: Path,
+                 data_dir=None) -> list[RunCost]:
+    """Notebook 08's attacks (attack_flops) on the full and retain models and every study run of seed 0
+    (tables.runs_to_attack: no ablations, no extra seeds), measured by results/<preset>/robustness.json."""
+    tmpl, raw = prompts.get_template(p.template), prompts.get_template("raw")
+    forget = sets["forget"][::hp["forget_every"]] if hp.get("forget_every") else sets["forget"]
+    retain_qa = [t.prompt(tmpl.prompt(r["question"])) + t.answer(tmpl.answer(r["answer"])) for r in sd.retain_rows]
+    retain_mean = sum(retain_qa) / len(retain_qa)
+    prompt = lambda q, extra=0: t.prompt(tmpl.prompt(q)) + extra                                     # noqa: E731
+    answer = lambda r: t.answer(tmpl.answer(r["answer"]))                                            # noqa: E731
+    insist = t.answer(robustness.INSIST, eos=False)
+    holdout = data.load_tofu(p.forget_split.replace("forget", "holdout"), data_dir)[:len(forget)]
+    rows = {"question": [(prompt(r["question"]), answer(r)) for r in forget],
+            "paraphrase": [(prompt(r.get("paraphrased_question") or r["question"]), answer(r)) for r in forget],
+            "raw_template": [(t.prompt(raw.prompt(r["question"])), t.answer(raw.answer(r["answer"]))) for r in forget],
+            "insist": [(prompt(r["question"], insist), answer(r)) for r in forget],
+            "few_shot": [(prompt(r["question"], hp["n_few_shot"] * retain_mean), answer(r)) for r in forget],
+            "relearn_train": [sum(qa) for qa in [(prompt(r["question"]), answer(r)) for r in forget][::hp["relearn_every"]]],
+            "persistence_train": [retain_mean] * min(hp["persistence_rows"], len(retain_qa)),
+            "probe_train": [(prompt(r["question"]), answer(r)) for r in sets["retain"]],
+            "holdout": [(prompt(r["question"]), answer(r)) for r in holdout]}
+    path = rdir / "robustness.json"
+    measured = json.loads(path.read_text()) if path.is_file() else {}
+    attacked = ["full", "retain"] + [r for r in runs if r not in ("full", "retain") and run_names.seed_of(r) == 0
+                                     and not run_names.is_variant(r)]
+    note = f"{len(forget)} forget rows attacked"
+    return [RunCost(f"{run}: attacks", "attack", 0.0, attack_flops(m, rows, hp, contexts.get(run, 0)), [note],
+                    {"eval_s": ((measured.get(run) or {}).get("timings") or {}).get("total_s")})
+            for run in attacked]
 
 
 # --------------------------------------------------------------------------- this machine
@@ -382,11 +449,23 @@ def _s(x) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
+def _count(runs: list[RunCost]) -> str:
+    """"17 runs", or "17 runs + 16 attacked models" where notebook 08's attacks are planned."""
+    n_attacks = sum(r.method == "attack" for r in runs)
+    return f"{len(runs) - n_attacks} runs" + (f" + {n_attacks} attacked models" if n_attacks else "")
+
+
+def left_runs(runs: list[RunCost]) -> list[RunCost]:
+    """The runs (and attacked models) with a part not measured yet."""
+    return [r for r in runs if (r.measured.get("unlearn_s") is None and r.unlearn_flops > 0)
+            or r.measured.get("eval_s") is None]
+
+
 def still_to_run(runs: list[RunCost], gflops: float) -> tuple[int, float, float, float]:
     """(how many runs lack a measured part, their projected seconds at `gflops`; the projected and the
     measured seconds of the parts measured, fine-tunes aside: a fine-tune's log gives its seconds, not
     what shared the cores with it). Projected / measured is the share of the probe's throughput achieved."""
-    rate, left, n_left, made, measured = gflops * 1e9, 0.0, 0, 0.0, 0.0
+    rate, left, made, measured = gflops * 1e9, 0.0, 0.0, 0.0
     for r in runs:
         mu, me = r.measured.get("unlearn_s"), r.measured.get("eval_s")
         if mu is not None and r.unlearn_flops and r.method != "eval":   # the work done (editors: the steps made)
@@ -395,8 +474,7 @@ def still_to_run(runs: list[RunCost], gflops: float) -> tuple[int, float, float,
         if me is not None:
             made, measured = made + r.eval_flops / rate, measured + me
         left += (r.unlearn_flops / rate if mu is None else 0) + (r.eval_flops / rate if me is None else 0)
-        n_left += (mu is None and r.unlearn_flops > 0) or me is None
-    return n_left, left, made, measured
+    return len(left_runs(runs)), left, made, measured
 
 
 def table(runs: list[RunCost], gflops: float) -> list[str]:
@@ -422,18 +500,18 @@ def table(runs: list[RunCost], gflops: float) -> list[str]:
         tot = [a + b for a, b in zip(tot, (r.unlearn_flops, r.eval_flops, pu + pe))]
         if mu is not None and r.unlearn_flops and r.method == "eval":
             tuned[0], tuned[1] = tuned[0] + done, tuned[1] + mu
-    lines.append(f"{'total: ' + str(len(runs)) + ' runs':<46s} {tot[0] / 1e12:9.4g} {tot[1] / 1e12:9.4g}   projected "
+    lines.append(f"{'total: ' + _count(runs):<46s} {tot[0] / 1e12:9.4g} {tot[1] / 1e12:9.4g}   projected "
                  f"{tot[2]:.0f} s = {tot[2] / 3600:.2f} h")
     n_left, left, made, measured = still_to_run(runs, gflops)
     if measured:
         share = made / measured
-        lines.append(f"{'runs made: ' + str(sum(r.measured.get('eval_s') is not None for r in runs)):<46s} projected "
+        lines.append(f"{'made: ' + _count([r for r in runs if r.measured.get('eval_s') is not None]):<46s} projected "
                      f"{made:.0f} s (at recorded steps), measured {measured:.0f} s: {100 * share:.0f}% of the probe's "
                      f"throughput achieved")
         if tuned[1]:    # apart: a fine-tune's log gives its seconds, not what shared the cores with it
             lines.append(f"{'subject-model fine-tunes made':<46s} projected {tuned[0]:.0f} s, measured {tuned[1]:.0f} s: "
                          f"{100 * tuned[0] / tuned[1]:.0f}% (not in the share above)")
         if n_left:      # what the rest costs: at the probe, and at the share the made runs achieved
-            lines.append(f"{'still to run: ' + str(n_left):<46s} projected {left:.0f} s = {left / 3600:.1f} h; at the "
+            lines.append(f"{'still to run: ' + _count(left_runs(runs)):<46s} projected {left:.0f} s = {left / 3600:.1f} h; at the "
                          f"{100 * share:.0f}% achieved so far {left / share / 3600:.1f} h of one process")
     return lines
