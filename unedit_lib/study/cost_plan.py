@@ -179,7 +179,6 @@ def edit_metrics_flops(m: ModelSize, requests, locality, context: float = 0, gro
     return 3 * groups * req + 2 * loc
 
 
-
 def attack_flops(m: ModelSize, rows: dict, hp: dict, context: float = 0) -> float:
     """Notebook 08's attacks on one model (robustness.attack_all). `rows`: token counts, (prompt, answer)
     pairs of the attacked forget rows under each prompt ("question", "paraphrase", "raw_template",
@@ -208,6 +207,7 @@ def attack_flops(m: ModelSize, rows: dict, hp: dict, context: float = 0) -> floa
         total += (m.layers + 1) * (2 * n_train * d1 * d1 + 2 * d1 ** 3 / 3)
         total += m.layers * 2 * m.head_params * sum(a for _, a in question)
     return total
+
 
 # --------------------------------------------------------------------------- token counts
 class Tokens:
@@ -512,6 +512,7 @@ def table(runs: list[RunCost], gflops: float) -> list[str]:
             lines.append(f"{'subject-model fine-tunes made':<46s} projected {tuned[0]:.0f} s, measured {tuned[1]:.0f} s: "
                          f"{100 * tuned[0] / tuned[1]:.0f}% (not in the share above)")
         if n_left:      # what the rest costs: at the probe, and at the share the made runs achieved
-            lines.append(f"{'still to run: ' + _count(left_runs(runs)):<46s} projected {left:.0f} s = {left / 3600:.1f} h; at the "
+            lines.append(f"{'still to run: ' + _count(left_runs(runs)):<46s} projected {left:.0f} s = "
+                         f"{left / 3600:.1f} h; at the "
                          f"{100 * share:.0f}% achieved so far {left / share / 3600:.1f} h of one process")
     return lines
