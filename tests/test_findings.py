@@ -135,7 +135,13 @@ def test_an_exists_claim_is_refuted_only_when_no_run_of_any_status_meets_it():
     v = _verdicts(_study(**{"rome-dummy": weak, "rome-incorrect": bad}))[EXCEED]
     assert v["verdict"] == tables.INCONCLUSIVE                       # ... an invalid one might not have
     weak_bad = _rome("rome-incorrect", 0.1, fq=1e-9)
-    assert _verdicts(_study(**{"rome-dummy": weak, "rome-incorrect": weak_bad}))[EXCEED]["verdict"] == tables.NOT_REPRODUCED
+    partial = _verdicts(_study(**{"rome-dummy": weak, "rome-incorrect": weak_bad}))[EXCEED]
+    assert partial["verdict"] == tables.INCONCLUSIVE                  # editors and a target not made: one might
+    assert "no run of ike, wise, avoidant, which the paper tested, is made" in partial["premises"]
+    rest = {"rome-avoidant": _rome("rome-avoidant", 0.1, fq=1e-9), "ike-dummy": _rec("ike-dummy", "IKE", "dummy", 0.4, 1e-9),
+            "wise-dummy": _rec("wise-dummy", "WISE", "dummy", 0.4, 1e-9)}
+    every = _verdicts(_study(**{"rome-dummy": weak, "rome-incorrect": weak_bad, **rest}))[EXCEED]
+    assert every["verdict"] == tables.NOT_REPRODUCED                 # every editor and target made, none exceeds
     only_bad = _verdicts(_study(**{"rome-incorrect": bad}))[EXCEED]
     assert only_bad["verdict"] == tables.NOT_TESTABLE and "edits take" in only_bad["premises"]
 

@@ -201,6 +201,9 @@ def test_an_abstract_claim_held_on_too_few_runs_says_which_runs_it_lacks():
     assert ("no method forgets without damaging the model is **inconclusive** (P = 1.00; its valid runs do not "
             "cover rome, ike, which the paper tested)") in first
     assert "forget quality is **inconclusive** (P = 0.50)" in first
+    found[1] |= {"probability": 0.0, "unmade": ["ike", "avoidant"]}     # refuted so far, but not on every editor
+    assert ("forget quality is **inconclusive** (P = 0.00; no run of ike, avoidant, which the paper tested, is made)"
+            in summary.plain_sentences("tiny", records, found)[0])
 
 
 def test_the_seeds_each_run_rests_on_and_what_refitting_the_subject_models_did():

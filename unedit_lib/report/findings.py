@@ -17,7 +17,8 @@ the finding to rest on it (`PREMISES`, read by gates.py from the run's record).
 * "reproduced" when that probability is at least LEVEL (0.95) and the valid runs cover every
   target the paper tested; "not reproduced" when it is at most 1 - LEVEL (one valid
   counterexample refutes an EACH claim; an EXISTS claim is refuted when no run of any status
-  meets it); "inconclusive" in between, or when the valid runs do not cover the paper's targets;
+  meets it and its runs reach every editor and target the paper tested); "inconclusive" in between,
+  or when the valid runs do not cover the paper's targets (EACH) or its runs not (EXISTS);
   "not testable here" when no valid run can decide (the failed premises named); "not comparable"
   when a run it needs is missing or has no such number.
 Without per-item logs (a preset whose logs are not committed) the rule is read at the point and
@@ -151,7 +152,8 @@ FINDINGS = (
             _exceeds_baselines, "an editor run's FQ above the best of GA, GD, KL and IdK",
             lambda g: f"IKE-incorrect FQ {_p(g, 'ike-incorrect', 'forget_quality')} > best baseline (IdK) "
                       f"{_p(g, 'idk', 'forget_quality')}",
-            show=("forget_quality",), quantifier=EXISTS, premise="edit acts", needs=PAPER_BASELINES),
+            show=("forget_quality",), quantifier=EXISTS, premise="edit acts", needs=PAPER_BASELINES,
+            cover=("rome", "ike", "wise") + TARGETS),
     Finding("ROME-dummy raises forget quality above 0.05 (the full model's is below)", AUTHORS, _only("rome-dummy"),
             lambda m, r: None if m(r, "forget_quality") is None else m(r, "forget_quality") > 0.05,
             "FQ > 0.05 (not told apart from the retain model at 5%) where the full model's FQ < 0.05",
@@ -400,11 +402,19 @@ def decide(finding: Finding, view: View, boot: JointBootstrap | None, gate_of) -
         return {**row, "verdict": INCONCLUSIVE if uncovered else REPRODUCED}
     if decided > 1 - LEVEL:
         return {**row, "verdict": INCONCLUSIVE}
-    if finding.quantifier == EXISTS and len(valid) < len(runs):
-        # an untested setting might show it: refuted only when no run of any status does
-        p_any = _probability(finding, view, boot, runs)
-        any_run = p_any if p_any is not None else float(bool(_holds_all(finding, view, runs)))
-        return {**row, "verdict": NOT_REPRODUCED if any_run <= 1 - LEVEL else INCONCLUSIVE}
+    if finding.quantifier == EXISTS:
+        # an untested setting might show it: refuted only when no run of any status does, and the runs
+        # reach every editor and target the paper tested (one not made yet might show it)
+        unmade = [g for g in finding.cover if not any(g in (run_names.prefix(r), run_names.target(r)) for r in runs)]
+        if unmade:
+            row["unmade"] = unmade
+            row["premises"] += ("; " if row["premises"] else "") + \
+                f"no run of {', '.join(unmade)}, which the paper tested, is made"
+            return {**row, "verdict": INCONCLUSIVE}
+        if len(valid) < len(runs):
+            p_any = _probability(finding, view, boot, runs)
+            any_run = p_any if p_any is not None else float(bool(_holds_all(finding, view, runs)))
+            return {**row, "verdict": NOT_REPRODUCED if any_run <= 1 - LEVEL else INCONCLUSIVE}
     return {**row, "verdict": NOT_REPRODUCED}
 
 

@@ -111,11 +111,13 @@ def subject_model_sentence(preset_name: str, records: dict) -> str:
 
 
 def _probability_note(f: dict) -> str:
-    """` (P = 0.46)` after a verdict; where the rule held on runs that lack targets the paper
-    tested (findings.decide: then "inconclusive"), which ones."""
+    """` (P = 0.46)` after a verdict; where the rule held on runs that lack targets the paper tested,
+    or an existential claim failed while editors or targets the paper tested have no run yet
+    (findings.decide: both "inconclusive"), which ones."""
     if f["probability"] is None:
         return ""
-    lacks = f"; its valid runs do not cover {', '.join(f['uncovered'])}, which the paper tested" if f.get("uncovered") else ""
+    lacks = (f"; its valid runs do not cover {', '.join(f['uncovered'])}, which the paper tested" if f.get("uncovered")
+             else f"; no run of {', '.join(f['unmade'])}, which the paper tested, is made" if f.get("unmade") else "")
     return f" (P = {f['probability']:.2f}{lacks})"
 
 
