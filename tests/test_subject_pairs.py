@@ -62,3 +62,6 @@ def test_numbers_and_verdicts_side_by_side_and_where_the_pairs_disagree(tmp_path
     column = verdicts["pairs agree"]
     assert (n, same) == ((~column.str.startswith("n/a")).sum(), (column == "yes").sum())
     assert 0 < same < n                                   # GA's utility finding is one they disagree on
+    short = {k: [{**row, "verdict": "inconclusive", "unmade": ["ike"]} if row["finding"] == GA_UTILITY else row
+                 for row in rows] for k, rows in decided.items()}
+    assert subject_pairs.agreement(short) == (n - 1, same)     # runs not made decide nothing

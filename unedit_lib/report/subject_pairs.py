@@ -69,9 +69,11 @@ def label(q: presets.Preset) -> str:
 
 
 def _decisions(decided: dict, i: int) -> list[str]:
-    """The verdicts of finding `i` on the pairs that could decide it ("not comparable" and "not testable
-    here" decide nothing)."""
-    return [rows[i]["verdict"] for rows in decided.values() if rows[i]["verdict"] not in (NOT_COMPARABLE, NOT_TESTABLE)]
+    """The verdicts of finding `i` on the pairs that could decide it: "not comparable", "not testable
+    here" and an "inconclusive" for want of runs of a target or editor the paper tested (a pair that
+    makes one run of each editor, `editor_targets`) decide nothing."""
+    return [rows[i]["verdict"] for rows in decided.values() if rows[i]["verdict"] not in (NOT_COMPARABLE, NOT_TESTABLE)
+            and not rows[i].get("uncovered") and not rows[i].get("unmade")]
 
 
 def agreement(decided: dict) -> tuple[int, int]:
