@@ -57,8 +57,10 @@ def test_ikes_forget_row_lift_by_hand():
     # one row: prompt 2, target 1, truth 1 token; a 1-token context: context + prompt (3 tokens, no logits)
     # 2112, each answer after 3 cached 848; without: the prompt 1376, each answer after 2 cached 816
     assert c.context_lift_flops(M, [(2, 1, 1)], context=1) == 2112 + 2 * 848 + 1376 + 2 * 816
-    # an edit request with a context counts the context's own pass: 1 + 2 + 1 tokens, 1 logit row
-    assert c.edit_metrics_flops(M, [(2, 1)], [], context=1) == 3 * c.sequence_forward(M, 4, logits=1)
+    # an edit request: before the edit without the context (2 + 1 tokens), rewrite and rephrase after it with
+    # the context's own pass (1 + 2 + 1 tokens), 1 logit row each
+    assert c.edit_metrics_flops(M, [(2, 1)], [], context=1) == 2192 + 2 * c.sequence_forward(M, 4, logits=1)
+    assert c.edit_metrics_flops(M, [(2, 1)], [(2, 1)]) == 5 * 2192       # no context: 3 request + 2 locality passes
 
 
 def test_attacks_by_hand():

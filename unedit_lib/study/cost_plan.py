@@ -174,11 +174,11 @@ def baseline_flops(m: ModelSize, method: str, forget, retain_mean: float, epochs
 
 def edit_metrics_flops(m: ModelSize, requests, locality, context: float = 0, groups: int = 1) -> float:
     """edit_metrics.with_edit_metrics: rewrite accuracy before, rewrite + rephrase after (per
-    group of requests), locality before and after; one forward of each (prompt, answer), with IKE's
-    `context` (each prompt retrieves its own: its pass is counted too)."""
-    req = sum(sequence_forward(m, context + p + a, logits=a) for p, a in requests)
-    loc = sum(sequence_forward(m, context + p + a, logits=a) for p, a in locality)
-    return 3 * groups * req + 2 * loc
+    group of requests), locality before and after; one forward of each (prompt, answer), those after
+    with IKE's `context` (each prompt retrieves its own: its pass is counted too)."""
+    def passes(items, c):
+        return sum(sequence_forward(m, c + p + a, logits=a) for p, a in items)
+    return groups * (passes(requests, 0) + 2 * passes(requests, context)) + passes(locality, 0) + passes(locality, context)
 
 
 def context_lift_flops(m: ModelSize, rows, context: float) -> float:
