@@ -368,6 +368,11 @@ def _premise_text(bad: list[dict]) -> str:
                      for g in bad)
 
 
+def _not_reached(finding: Finding, runs) -> list[str]:
+    """The finding's `cover` groups (methods, targets) that none of `runs` belongs to."""
+    return [g for g in finding.cover if not any(g in (run_names.prefix(r), run_names.target(r)) for r in runs)]
+
+
 def decide(finding: Finding, view: View, boot: JointBootstrap | None, gate_of) -> dict:
     """One finding on the runs `view` reads (a study's, or the paper's); `gate_of(finding, run)`
     gives a run's premise gates."""
@@ -393,8 +398,7 @@ def decide(finding: Finding, view: View, boot: JointBootstrap | None, gate_of) -
     if p is None:
         row["why"] += " (no per-item logs: read at the point, no probability)"
     if decided >= LEVEL:
-        uncovered = [] if finding.quantifier == EXISTS else \
-            [g for g in finding.cover if not any(g in (run_names.prefix(r), run_names.target(r)) for r in valid)]
+        uncovered = [] if finding.quantifier == EXISTS else _not_reached(finding, valid)
         if uncovered:
             row["uncovered"] = uncovered
             row["premises"] += ("; " if row["premises"] else "") + \
@@ -405,7 +409,7 @@ def decide(finding: Finding, view: View, boot: JointBootstrap | None, gate_of) -
     if finding.quantifier == EXISTS:
         # an untested setting might show it: refuted only when no run of any status does, and the runs
         # reach every editor and target the paper tested (one not made yet might show it)
-        unmade = [g for g in finding.cover if not any(g in (run_names.prefix(r), run_names.target(r)) for r in runs)]
+        unmade = _not_reached(finding, runs)
         if unmade:
             row["unmade"] = unmade
             row["premises"] += ("; " if row["premises"] else "") + \

@@ -261,6 +261,11 @@ class RunCost:
     measured: dict = field(default_factory=dict)   # timings of results/<preset>/<run>.json, if made
     recorded_flops: float | None = None   # unlearn_flops at the steps each edit made (early stops), if recorded
 
+    @property
+    def done_flops(self) -> float:
+        """The unlearning work its measured time did: at the recorded steps where recorded."""
+        return self.recorded_flops if self.recorded_flops is not None else self.unlearn_flops
+
 
 def study_runs(p, plan_name, ablations: dict) -> list[tuple[str, str, str | None, dict]]:
     """(run, method, target, overrides): the subject models' evaluations, every editor x target,
@@ -399,12 +404,13 @@ def attack_costs(p, m: ModelSize, t: Tokens, hp: dict, sets: dict, sd, runs: lis
     answer = lambda r: t.answer(tmpl.answer(r["answer"]))                                            # noqa: E731
     insist = t.answer(robustness.INSIST, eos=False)
     holdout = data.load_tofu(p.forget_split.replace("forget", "holdout"), data_dir)[:len(forget)]
-    rows = {"question": [(prompt(r["question"]), answer(r)) for r in forget],
+    question = [(prompt(r["question"]), answer(r)) for r in forget]
+    rows = {"question": question,
             "paraphrase": [(prompt(r.get("paraphrased_question") or r["question"]), answer(r)) for r in forget],
             "raw_template": [(t.prompt(raw.prompt(r["question"])), t.answer(raw.answer(r["answer"]))) for r in forget],
             "insist": [(prompt(r["question"], insist), answer(r)) for r in forget],
             "few_shot": [(prompt(r["question"], hp["n_few_shot"] * retain_mean), answer(r)) for r in forget],
-            "relearn_train": [sum(qa) for qa in [(prompt(r["question"]), answer(r)) for r in forget][::hp["relearn_every"]]],
+            "relearn_train": [p + a for p, a in question[::hp["relearn_every"]]],
             "persistence_train": [retain_mean] * min(hp["persistence_rows"], len(retain_qa)),
             "probe_train": [(prompt(r["question"]), answer(r)) for r in sets["retain"]],
             "holdout": [(prompt(r["question"]), answer(r)) for r in holdout]}
@@ -485,7 +491,7 @@ def still_to_run(runs: list[RunCost], gflops: float) -> tuple[int, float, float,
     for r in runs:
         mu, me = r.measured.get("unlearn_s"), r.measured.get("eval_s")
         if mu is not None and r.unlearn_flops and r.method != "eval":   # the work done (editors: the steps made)
-            made += (r.recorded_flops if r.recorded_flops is not None else r.unlearn_flops) / rate
+            made += r.done_flops / rate
             measured += mu
         if me is not None:
             made, measured = made + r.eval_flops / rate, measured + me
@@ -507,7 +513,7 @@ def table(runs: list[RunCost], gflops: float) -> list[str]:
     for r in runs:
         pu, pe = r.unlearn_flops / rate, r.eval_flops / rate
         mu, me = r.measured.get("unlearn_s"), r.measured.get("eval_s")
-        done = (r.recorded_flops if r.recorded_flops is not None else r.unlearn_flops) / rate   # the work done
+        done = r.done_flops / rate
         share = "/".join("-" if not x else f"{100 * p / x:.0f}" for p, x in ((done, mu), (pe, me)))
         notes = r.notes + ([f"at the recorded steps {r.recorded_flops / 1e12:.4g} TFLOP = {done:.1f} s"]
                            if r.recorded_flops is not None and mu is not None else [])
