@@ -219,5 +219,8 @@ def test_the_seeds_each_run_rests_on_and_what_refitting_the_subject_models_did()
     trust = summary.plain_sentences("tiny", records, found, (["tiny-ft1"], 9, 7))[2]
     assert ("not over CPUs, whose noise we have seen move single runs; the subject models fine-tuned again "
             "(`tiny-ft1`) decide 9 of the findings too, with the same verdict on 7 of them (notebook 07)") in trust
+    n = {v: sum(f["verdict"] == v for f in found) for v in summary.VERDICTS}
+    assert (f"({n[summary.INCONCLUSIVE]} inconclusive, {n[summary.NOT_TESTABLE]} not testable, "
+            f"{n[summary.NOT_COMPARABLE]} without a run)") in trust     # why each stays open, not "so" the lattice
     for refit in (None, (["tiny-ft1"], 0, 0)):          # no other pair, or one without runs that decide
         assert "not over fine-tuning seeds or CPUs" in summary.plain_sentences("tiny", records, found, refit)[2]

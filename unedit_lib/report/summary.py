@@ -188,9 +188,10 @@ def plain_sentences(preset_name: str, records: dict, found: list[dict],
         f"{seeds_phrase(records)}; the paper's numbers come from Llama-2-7b on forget10 (300 evaluated rows).",
         f"**How much to trust it.** The probabilities are over the {n_forget} evaluated forget questions and the "
         f"utility rows only (one joint paired bootstrap), {_pairs_sentence(refit)}; with {n_forget} rows forget "
-        f"quality moves in steps of 1/{n_forget} of its KS statistic, so "
-        f"{wide} of the {len(found)} verdicts stay open, and {from_results} of the findings are our readings of the "
-        "authors' released results rather than sentences of the paper.",
+        f"quality moves in steps of 1/{n_forget} of its KS statistic. {wide} of the {len(found)} verdicts stay open "
+        f"({n[INCONCLUSIVE]} inconclusive, {n[NOT_TESTABLE]} not testable, {n[NOT_COMPARABLE]} without a run), and "
+        f"{from_results} of the findings are our readings of the authors' released results rather than sentences "
+        "of the paper.",
     ]
 
 
