@@ -6,6 +6,8 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 # the committed preset: = unedit_lib.core.paths.HEADLINE_PRESET and the runs/<it>/ that .gitignore un-ignores
 HEADLINE := smollm2-forget01
+# earlier headline studies kept committed beside it: = unedit_lib.core.paths.EARLIER_PRESETS
+EARLIER  :=
 PRESET  ?= $(HEADLINE)
 SEEDS   ?= 0
 FORCE   ?= 0
@@ -48,5 +50,5 @@ bench: setup                 ## timings of each stage on $(PRESET) (not a test);
 strip: setup                 ## strip outputs from the committed notebooks
 	$(VENV)/bin/nbstripout --keep-id notebooks/*.ipynb
 
-clean-runs:                  ## remove executed notebooks of every preset but the committed headline one
-	find runs -mindepth 1 -maxdepth 1 ! -name $(HEADLINE) -exec rm -rf {} +
+clean-runs:                  ## remove executed notebooks of every preset but the committed ones (HEADLINE, EARLIER)
+	find runs -mindepth 1 -maxdepth 1 $(foreach p,$(HEADLINE) $(EARLIER),! -name $(p)) -exec rm -rf {} +

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
 from unedit_lib.core import paths, presets  # noqa: E402
-from unedit_lib.core.paths import HEADLINE_PRESET, output_dir, runs_dir  # noqa: E402
+from unedit_lib.core.paths import HEADLINE_PRESET, committed_presets, output_dir, runs_dir  # noqa: E402
 from unedit_lib.core.precision import run_device  # noqa: E402
 from unedit_lib.core.presets import get_preset, is_path  # noqa: E402
 from unedit_lib.core.store import CorruptFile, clean_temporaries, results_digest, stage_times, write_json  # noqa: E402
@@ -478,5 +478,5 @@ if __name__ == "__main__":
     a = ap.parse_args()
     run(a.notebooks, a.preset, a.seeds, a.force, a.out_dir, extra=parse_params(a.param), progress=not a.no_progress,
         progress_every_s=a.progress_every)
-    if a.preset == HEADLINE_PRESET and a.out_dir is None:
-        print(f"executed notebooks in runs/{a.preset}/ (committed for the headline preset: `git add runs/{a.preset}`)")
+    if a.preset in committed_presets() and a.out_dir is None:
+        print(f"executed notebooks in runs/{a.preset}/ (committed for this preset: `git add runs/{a.preset}`)")

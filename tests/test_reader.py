@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from unedit_lib.core.paths import HEADLINE_PRESET
+from unedit_lib.core.paths import EARLIER_PRESETS, HEADLINE_PRESET, committed_presets
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-EXECUTED = ROOT / "runs" / HEADLINE_PRESET
 
 
 def _tracked(path: Path) -> bool:
@@ -22,17 +21,19 @@ def _tracked(path: Path) -> bool:
     return out.returncode == 0
 
 
-def _committed_executed():
-    return [EXECUTED / nb.name for nb in NOTEBOOKS if (EXECUTED / nb.name).exists() and _tracked(EXECUTED / nb.name)]
+def _committed_executed(preset: str):
+    folder = ROOT / "runs" / preset
+    return [folder / nb.name for nb in NOTEBOOKS if (folder / nb.name).exists() and _tracked(folder / nb.name)]
 
 
-def test_committed_executed_notebooks_have_outputs_and_no_errors():
-    executed = _committed_executed()
-    if not executed:
-        pytest.skip(f"no executed notebook committed under runs/{HEADLINE_PRESET}/ yet: "
-                    f"`make reproduce` on the headline preset writes them, then `git add runs/{HEADLINE_PRESET}`")
-    missing = [nb.name for nb in NOTEBOOKS if EXECUTED / nb.name not in executed]
-    assert not missing, f"runs/{HEADLINE_PRESET}/ lacks executed copies of {missing}"
+@pytest.mark.parametrize("preset", committed_presets())
+def test_committed_executed_notebooks_have_outputs_and_no_errors(preset):
+    executed = _committed_executed(preset)
+    if not executed and preset == HEADLINE_PRESET:
+        pytest.skip(f"no executed notebook committed under runs/{preset}/ yet: "
+                    f"`make reproduce` on the headline preset writes them, then `git add runs/{preset}`")
+    missing = [nb.name for nb in NOTEBOOKS if ROOT / "runs" / preset / nb.name not in executed]
+    assert not missing, f"runs/{preset}/ lacks executed copies of {missing}"
     images = {}
     for path in executed:
         cells = json.loads(path.read_text())["cells"]
@@ -92,10 +93,15 @@ def _git_ignored(path: str) -> bool:
 def test_headline_preset_is_named_the_same_everywhere():
     make = (ROOT / "Makefile").read_text()
     assert re.search(rf"^HEADLINE := {HEADLINE_PRESET}$", make, re.M), "Makefile HEADLINE != paths.HEADLINE_PRESET"
+    earlier = re.search(r"^EARLIER +:=(.*)$", make, re.M)
+    assert earlier and tuple(earlier.group(1).split()) == EARLIER_PRESETS, "Makefile EARLIER != paths.EARLIER_PRESETS"
     ignore = (ROOT / ".gitignore").read_text().splitlines()
-    assert f"!runs/{HEADLINE_PRESET}/" in ignore and f"!runs/{HEADLINE_PRESET}/[0-9][0-9]_*.ipynb" in ignore, \
-        f".gitignore must un-ignore runs/{HEADLINE_PRESET}/ (the committed executed notebooks)"
-    assert not _git_ignored(f"runs/{HEADLINE_PRESET}/00_data.ipynb"), f"runs/{HEADLINE_PRESET}/00_data.ipynb is git-ignored"
+    for preset in committed_presets():
+        assert f"!runs/{preset}/" in ignore and f"!runs/{preset}/[0-9][0-9]_*.ipynb" in ignore, \
+            f".gitignore must un-ignore runs/{preset}/ (the committed executed notebooks)"
+        assert not _git_ignored(f"runs/{preset}/00_data.ipynb"), f"runs/{preset}/00_data.ipynb is git-ignored"
+    for preset in EARLIER_PRESETS:          # the README's earlier block shows their figures from runs/<p>/figures/
+        assert not _git_ignored(f"runs/{preset}/figures/fq_vs_mu.png"), f"runs/{preset}/figures/ is git-ignored"
     assert _git_ignored("runs/smoke/00_data.ipynb"), "executed notebooks of other presets must stay ignored"
 
 
@@ -199,10 +205,30 @@ def test_the_robustness_section_names_every_study_run_attacked_or_not():
         assert (run in named.split(", ")) == (run not in attacked), run
 
 
-def test_no_committed_executed_notebook_shows_older_results():
-    """Each executed notebook of the headline preset records the digest of the results it ran against
+@pytest.mark.parametrize("preset", committed_presets())
+def test_no_committed_executed_notebook_shows_older_results(preset):
+    """Each executed notebook of a committed preset records the digest of the results it ran against
     (scripts/run_notebooks.py); one whose results changed since must be re-executed (make readme refuses)."""
-    from unedit_lib.core import paths, store
+    from unedit_lib.core import store
 
-    assert not store.stale_notebooks(paths.HEADLINE_PRESET), (
-        f"re-execute runs/{paths.HEADLINE_PRESET}/{store.stale_notebooks(paths.HEADLINE_PRESET)}")
+    assert not store.stale_notebooks(preset), f"re-execute runs/{preset}/{store.stale_notebooks(preset)}"
+
+
+def test_an_earlier_study_keeps_its_answer_table_and_ablations_in_the_readme(tmp_path, monkeypatch):
+    """After the headline moves on, an earlier study (paths.EARLIER_PRESETS) keeps a README block of its
+    own, from its own records; without one the block is empty, and one without results is a clear error."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import write_readme_results as w
+
+    from unedit_lib.core import store
+
+    assert w.earlier_section(()) == ""
+    text = w.earlier_section(("tiny",))
+    assert text.startswith("### The `tiny` study, kept beside the headline")
+    assert "**What we found.**" in text and "| rome-dummy |" in text and "`rome-dummy`:" in text
+    assert text.count("| full |") == 1 and "[runs/tiny/](runs/tiny/)" in text
+    assert "| +" not in text.split("Its ROME v_lr")[0]          # ablation records only in the ablation lines
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
+    with pytest.raises(SystemExit, match="earlier study 'tiny'.*has no results"):
+        w.earlier_section(("tiny",))
+    assert store.load_results("tiny") == {}

@@ -23,9 +23,19 @@ OUTPUT_KINDS = ("artifacts", "results", "figures", "runs")
 # committed and shown by the README. The Makefile's HEADLINE and .gitignore's un-ignored
 # runs/<preset>/ name the same preset (tests/test_reader.py checks it).
 HEADLINE_PRESET = "smollm2-forget01"
+# Studies that were the headline once and stay committed under their own name beside it: results/<p>/,
+# the executed notebooks runs/<p>/*.ipynb with their figures runs/<p>/figures/, and the README's
+# `earlier` block (its answer, main table and ablations). The Makefile's EARLIER and .gitignore name
+# the same presets (tests/test_reader.py checks it).
+EARLIER_PRESETS: tuple[str, ...] = ()
 # A preset whose study is under way: `make readme` shows its runs and premises so far in the README's
 # `progress` block (scripts/write_readme_results.py); None when no study is in progress.
 IN_PROGRESS_PRESET = "smollm2-forget05"
+
+
+def committed_presets() -> tuple[str, ...]:
+    """The presets whose executed notebooks are committed: the headline, then the earlier studies."""
+    return (HEADLINE_PRESET, *EARLIER_PRESETS)
 
 
 def output_dir(kind: str) -> Path:
