@@ -128,12 +128,12 @@ def planned(preset: str, probe_s: float = 1.0) -> str:
     except (OSError, KeyError, ValueError) as e:        # no data set here: nothing to count tokens of
         return f"estimate: unknown for this preset (no cost plan: {e})"
     gflops = cost_plan.sgemm_gflops(size, seconds=probe_s)
-    n_left, left, made, measured = cost_plan.still_to_run(runs, gflops)
-    if not n_left:
+    to_run, left, made, measured = cost_plan.still_to_run(runs, gflops)
+    if not to_run:
         return f"estimate: the cost plan of {preset} has every run made (the notebooks reuse them)"
     at_share = (f", {_duration(left * measured / made)} at the {100 * made / measured:.0f}% of it that the runs "
                 f"made so far achieved" if measured else "")
-    return (f"estimate: no recorded run of these notebooks on {preset}; its cost plan prices the {n_left} runs "
+    return (f"estimate: no recorded run of these notebooks on {preset}; its cost plan prices the {to_run} "
             f"of the whole preset still to make at {_duration(left)} at this machine's sgemm probe "
             f"({gflops:.0f} GFLOP/s){at_share} (per run: make bench PRESET={preset} STAGES=plan)")
 

@@ -176,14 +176,15 @@ def test_an_untimed_preset_is_estimated_by_its_cost_plan(tmp_path, monkeypatch):
     from unedit_lib.study import cost_plan as c
 
     runs = [c.RunCost("ga", "ga", 100e9, 50e9, measured={"unlearn_s": 200.0, "eval_s": 100.0}),   # half the rate
-            c.RunCost("gd", "gd", 3000e9, 600e9), c.RunCost("kl", "kl", 3000e9, 600e9)]
+            c.RunCost("gd", "gd", 3000e9, 600e9), c.RunCost("kl", "kl", 3000e9, 600e9),
+            c.RunCost("full: attacks", "attack", 0.0, 1800e9)]
     monkeypatch.setattr(bench, "study_plan", lambda p: (None, runs, None))
     monkeypatch.setattr(c, "sgemm_gflops", lambda size, seconds: 1.0)
     assert run_notebooks.get_preset("smollm2-forget05").first_run_s is None
     text = run_notebooks.estimate([NOTEBOOKS[3]], "smollm2-forget05", tmp_path)
     assert text == ("estimate: no recorded run of these notebooks on smollm2-forget05; its cost plan prices the 2 "
-                    "runs of the whole preset still to make at 2.0 h at this machine's sgemm probe (1 GFLOP/s), "
-                    "4.0 h at the 50% of it that the runs made so far achieved "
+                    "runs + 1 attacked model of the whole preset still to make at 2.5 h at this machine's sgemm probe "
+                    "(1 GFLOP/s), 5.0 h at the 50% of it that the runs made so far achieved "
                     "(per run: make bench PRESET=smollm2-forget05 STAGES=plan)")
     monkeypatch.setattr(bench, "study_plan", lambda p: (None, runs[:1], None))
     assert "has every run made" in run_notebooks.estimate([NOTEBOOKS[3]], "smollm2-forget05", tmp_path)

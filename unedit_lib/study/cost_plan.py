@@ -471,10 +471,12 @@ def _s(x) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
-def _count(runs: list[RunCost]) -> str:
+def count_runs(runs: list[RunCost]) -> str:
     """"17 runs", or "17 runs + 16 attacked models" where notebook 08's attacks are planned."""
     n_attacks = sum(r.method == "attack" for r in runs)
-    return f"{len(runs) - n_attacks} runs" + (f" + {n_attacks} attacked models" if n_attacks else "")
+    n_runs = len(runs) - n_attacks
+    return (f"{n_runs} run{'s' * (n_runs != 1)}"
+            + (f" + {n_attacks} attacked model{'s' * (n_attacks != 1)}" if n_attacks else ""))
 
 
 def left_runs(runs: list[RunCost]) -> list[RunCost]:
@@ -483,8 +485,9 @@ def left_runs(runs: list[RunCost]) -> list[RunCost]:
             or r.measured.get("eval_s") is None]
 
 
-def still_to_run(runs: list[RunCost], gflops: float) -> tuple[int, float, float, float]:
-    """(how many runs lack a measured part, their projected seconds at `gflops`; the projected and the
+def still_to_run(runs: list[RunCost], gflops: float) -> tuple[str, float, float, float]:
+    """(the runs that lack a measured part, counted as count_runs says them ("" when none), their
+    projected seconds at `gflops`; the projected and the
     measured seconds of the parts measured, fine-tunes aside: a fine-tune's log gives its seconds, not
     what shared the cores with it). Projected / measured is the share of the probe's throughput achieved."""
     rate, left, made, measured = gflops * 1e9, 0.0, 0.0, 0.0
@@ -496,7 +499,8 @@ def still_to_run(runs: list[RunCost], gflops: float) -> tuple[int, float, float,
         if me is not None:
             made, measured = made + r.eval_flops / rate, measured + me
         left += (r.unlearn_flops / rate if mu is None else 0) + (r.eval_flops / rate if me is None else 0)
-    return len(left_runs(runs)), left, made, measured
+    rest = left_runs(runs)
+    return (count_runs(rest) if rest else ""), left, made, measured
 
 
 def table(runs: list[RunCost], gflops: float) -> list[str]:
@@ -522,19 +526,19 @@ def table(runs: list[RunCost], gflops: float) -> list[str]:
         tot = [a + b for a, b in zip(tot, (r.unlearn_flops, r.eval_flops, pu + pe))]
         if mu is not None and r.unlearn_flops and r.method == "eval":
             tuned[0], tuned[1] = tuned[0] + done, tuned[1] + mu
-    lines.append(f"{'total: ' + _count(runs):<46s} {tot[0] / 1e12:9.4g} {tot[1] / 1e12:9.4g}   projected "
+    lines.append(f"{'total: ' + count_runs(runs):<46s} {tot[0] / 1e12:9.4g} {tot[1] / 1e12:9.4g}   projected "
                  f"{tot[2]:.0f} s = {tot[2] / 3600:.2f} h")
-    n_left, left, made, measured = still_to_run(runs, gflops)
+    to_run, left, made, measured = still_to_run(runs, gflops)
     if measured:
         share = made / measured
-        lines.append(f"{'made: ' + _count([r for r in runs if r.measured.get('eval_s') is not None]):<46s} projected "
+        lines.append(f"{'made: ' + count_runs([r for r in runs if r.measured.get('eval_s') is not None]):<46s} projected "
                      f"{made:.0f} s (at recorded steps), measured {measured:.0f} s: {100 * share:.0f}% of the probe's "
                      f"throughput achieved")
         if tuned[1]:    # apart: a fine-tune's log gives its seconds, not what shared the cores with it
             lines.append(f"{'subject-model fine-tunes made':<46s} projected {tuned[0]:.0f} s, measured {tuned[1]:.0f} s: "
                          f"{100 * tuned[0] / tuned[1]:.0f}% (not in the share above)")
-        if n_left:      # what the rest costs: at the probe, and at the share the made runs achieved
-            lines.append(f"{'still to run: ' + _count(left_runs(runs)):<46s} projected {left:.0f} s = "
+        if to_run:      # what the rest costs: at the probe, and at the share the made runs achieved
+            lines.append(f"{'still to run: ' + to_run:<46s} projected {left:.0f} s = "
                          f"{left / 3600:.1f} h; at the "
                          f"{100 * share:.0f}% achieved so far {left / share / 3600:.1f} h of one process")
     return lines
