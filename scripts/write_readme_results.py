@@ -253,8 +253,9 @@ def main():
     seeds = [int(s) for s in a.seeds.split()] if a.seeds else None
     if seeds is not None:       # and the runs the preset file repeats with its extra seeds
         seeds = presets.get_preset(a.preset).study_seeds(seeds)
-    earlier = paths.EARLIER_PRESETS if a.preset == HEADLINE_PRESET else ()
-    for shown in (a.preset, *earlier) if a.preset == HEADLINE_PRESET else ():
+    committed = paths.committed_presets() if a.preset == HEADLINE_PRESET else ()    # their notebooks are committed
+    earlier = committed[1:]
+    for shown in committed:
         stale = store.stale_notebooks(shown)
         if stale:
             raise SystemExit(f"runs/{shown}/{', '.join(stale)} show{'s' if len(stale) == 1 else ''} other results than "
