@@ -99,6 +99,13 @@ def test_ablation_lines_give_romes_v_lr_and_the_ablations_from_the_records(tmp_p
     assert avoidant == "`rome-avoidant`: not run yet."
     assert ablations == ("Ablation records in `results/smollm2-forget01/` (notebooks 03 and 05 show them): "
                          "`rome-dummy+mom2_adjustment=True+v_lr=0.5`, `wise-dummy+routing=per_row`.")
+    # a preset that runs the paper's settings only promises no grid run and no ablation
+    study_runs = {r: rec for r, rec in records.items() if "+" not in r}
+    dummy, incorrect, avoidant, ablations = summary.ablation_lines("smollm2-forget05", study_runs)
+    assert incorrect == ("`rome-incorrect`: the paper's v_lr 0.1 does not let the edits take (rewrite accuracy 0.30); "
+                         "no v_lr grid on this preset (its file's `[study] paper_settings_only`).")
+    assert ablations == ("`smollm2-forget05` runs the paper's settings only (its file's `[study] paper_settings_only`): "
+                         "no ablation run.")
 
 
 def test_answer_lines_say_when_ike_utility_had_the_answers_in_its_prompts():

@@ -338,6 +338,7 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
     ablation records of `results/<preset>/` by name. `records` includes the ablations."""
     from . import gates
 
+    paper_only = presets.get_preset(preset).paper_settings_only     # no v_lr grid, no ablation
     lines = []
     for target in data.TARGETS:
         run = f"rome-{target}"
@@ -348,6 +349,10 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
         v_lr, acc = (rec.get("hparams") or {}).get("v_lr"), rewrite_accuracy(rec)
         if gates.rome_edits_take(run, rec):
             lines.append(f"`{run}`: the paper's v_lr {v_lr} lets the edits take (rewrite accuracy {_num(acc)}).")
+            continue
+        if paper_only:
+            lines.append(f"`{run}`: the paper's v_lr {v_lr} does not let the edits take (rewrite accuracy {_num(acc)}); "
+                         "no v_lr grid on this preset (its file's `[study] paper_settings_only`).")
             continue
         probe = _rome_probe_for(preset, target, rec.get("hparams") or {})
         tried = ("; the probe on its first {} edits: {}".format(
@@ -360,6 +365,10 @@ def ablation_lines(preset: str, records: dict) -> list[str]:
                                 else (" (no grid value lets them take)." if probe and probe.get("chosen") is None
                                       else "; no grid run yet.")))
     ablations = sorted(r for r, rec in records.items() if is_ablation(r, rec) and not is_grid_run(r))
+    if paper_only and not ablations:
+        lines.append(f"`{preset}` runs the paper's settings only (its file's `[study] paper_settings_only`): no "
+                     "ablation run.")
+        return lines
     lines.append((f"Ablation records in `results/{preset}/` (notebooks 03 and 05 show them): "
                   + ", ".join(f"`{r}`" for r in ablations) + ".") if ablations
                  else f"No ablation run in `results/{preset}/` yet (notebooks 03 and 05 run them).")
