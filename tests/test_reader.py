@@ -103,6 +103,11 @@ def test_headline_preset_is_named_the_same_everywhere():
     for preset in EARLIER_PRESETS:          # the README's earlier block shows their figures from runs/<p>/figures/
         assert not _git_ignored(f"runs/{preset}/figures/fq_vs_mu.png"), f"runs/{preset}/figures/ is git-ignored"
     assert _git_ignored("runs/smoke/00_data.ipynb"), "executed notebooks of other presets must stay ignored"
+    for nb in NOTEBOOKS:                    # a reader stepping through a notebook gets the headline study
+        params = next("".join(c["source"]) for c in json.loads(nb.read_text())["cells"]
+                      if "parameters" in c.get("metadata", {}).get("tags", []))
+        assert re.search(rf'^preset = "{HEADLINE_PRESET}"  # {HEADLINE_PRESET} \(the study\)', params, re.M), \
+            f"{nb.name}: its parameters cell's default preset is not the headline {HEADLINE_PRESET}"
 
 
 def test_smollm2_forget01s_run_caches_are_committed_and_other_presets_stay_local():
