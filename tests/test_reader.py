@@ -159,6 +159,16 @@ def test_no_study_under_way_leaves_no_progress_section(tmp_path, monkeypatch):
     assert "<!-- progress:begin -->\n\n<!-- progress:end -->" in text and "study so far" not in text
 
 
+def test_a_study_under_way_shows_the_joint_bootstraps_intervals_as_the_headline_does():
+    """The progress block's table: FQ with its statistic D's joint-bootstrap interval, never the per-record
+    row-bootstrap interval of FQ's p-value (eval/uncertainty.py: biased by resampling)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import write_readme_results as w
+
+    table = w.progress_section("tiny", None).split("| run |", 1)[1]
+    assert table.startswith(" Forget ROUGE") and "| MU / MU(full) | FQ | KS D |" in table.splitlines()[0]
+
+
 def test_a_preset_without_attacks_shows_no_other_presets_attacks(tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT / "scripts"))
     import write_readme_results as w
@@ -232,6 +242,7 @@ def test_an_earlier_study_keeps_its_answer_table_and_ablations_in_the_readme(tmp
     assert text.startswith("### The `tiny` study, kept beside the headline")
     assert "**What we found.**" in text and "| rome-dummy |" in text and "`rome-dummy`:" in text
     assert text.count("| full |") == 1 and "[runs/tiny/](runs/tiny/)" in text
+    assert "| MU / MU(full) | FQ | KS D |" in text      # the joint bootstrap's columns, as the headline's table
     assert "| +" not in text.split("Its ROME v_lr")[0]          # ablation records only in the ablation lines
     monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path / "results"))
     with pytest.raises(SystemExit, match="earlier study 'tiny'.*has no results"):
