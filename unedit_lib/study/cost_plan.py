@@ -487,9 +487,9 @@ def left_runs(runs: list[RunCost]) -> list[RunCost]:
 
 def still_to_run(runs: list[RunCost], gflops: float) -> tuple[str, float, float, float]:
     """(the runs that lack a measured part, counted as count_runs says them ("" when none), their
-    projected seconds at `gflops`; the projected and the
-    measured seconds of the parts measured, fine-tunes aside: a fine-tune's log gives its seconds, not
-    what shared the cores with it). Projected / measured is the share of the probe's throughput achieved."""
+    projected seconds at `gflops`; the projected and the measured seconds of the parts measured,
+    fine-tunes aside: a fine-tune's log gives its seconds, not what shared the cores with it).
+    Projected / measured is the share of the probe's throughput achieved."""
     rate, left, made, measured = gflops * 1e9, 0.0, 0.0, 0.0
     for r in runs:
         mu, me = r.measured.get("unlearn_s"), r.measured.get("eval_s")
