@@ -3,11 +3,14 @@ edit_metrics.target_vs_truth on a tiny random Llama, and the forget05 split whos
 from __future__ import annotations
 
 
+import functools
+
 import numpy as np
 import pytest
 
-from unedit_lib.core import presets
+from unedit_lib.core import presets, registry
 from unedit_lib.core.architecture import tiny_model
+from unedit_lib.core.checkpoints import EditCheckpoint
 from unedit_lib.core.data import load_tofu
 from unedit_lib.core.prompts import TEMPLATES, encode_prompt
 from unedit_lib.core.tokenizer import train_tokenizer
@@ -115,7 +118,8 @@ def smoke():
     return sd
 
 
-def test_the_ike_run_records_every_forget_row(smoke, monkeypatch):
+def _ike_run(smoke, monkeypatch):
+    """(apply, model, tok) of the smoke study's ike-incorrect run on a tiny random Llama."""
     monkeypatch.setattr(recipes, "shared_embedder", lambda name: bow_embedder())
     p = presets.get_preset("smoke")
     rows = smoke.forget_rows + smoke.retain_rows
@@ -123,7 +127,12 @@ def test_the_ike_run_records_every_forget_row(smoke, monkeypatch):
     tok = train_tokenizer(texts, vocab_size=600)
     model = tiny_model("llama", vocab_size=len(tok), seed=0, max_position_embeddings=4096)
     hp = recipes.settings("smoke", "ike", k=2)
-    apply, _, hp = recipes._ike(p, smoke, "ike", "incorrect", hp, None)
+    apply, _, hp = recipes._build(p, smoke, "ike", "incorrect", hp, None)
+    return apply, model, tok
+
+
+def test_the_ike_run_records_every_forget_row(smoke, monkeypatch):
+    apply, model, tok = _ike_run(smoke, monkeypatch)
     stats: dict = {}
     _, prompts = apply(model, tok, stats)
     em_ = stats["edit_metrics"]
@@ -152,3 +161,48 @@ def test_the_ike_run_records_every_forget_row(smoke, monkeypatch):
                                                                            answer_start=QA.answer_start)
         assert f"New Fact: {r['question']} {target}\nPrompt: {r['question']}" in probe.augment_prompt(prompt)
         assert prompts.prefix_for(prompt) == probe.prefix_for(prompt)      # the evaluator's context
+
+
+class Killed(Exception):
+    pass
+
+
+class KilledAfter(EditCheckpoint):
+    """A checkpoint whose process dies right after the save of `n` scored rows."""
+
+    def __init__(self, path, key, n):
+        super().__init__(path, key)
+        self.n = n
+
+    def save(self, done, tensors, stats, state=None):
+        super().save(done, tensors, stats, state)
+        if done == self.n:
+            raise Killed
+
+
+def test_a_killed_ike_run_resumes_after_its_last_scored_rows(smoke, monkeypatch, tmp_path, capsys):
+    apply, model, tok = _ike_run(smoke, monkeypatch)
+    straight: dict = {}
+    apply(model, tok, straight)                                                   # 6 rows in one chunk of 20
+    monkeypatch.setattr(em, "context_lift", functools.partial(em.context_lift, chunk=2))     # cut: 3 chunks
+    path, key = tmp_path / "ike-incorrect.safetensors", {"run": "ike-incorrect", "hp_key": "abc"}
+    with pytest.raises(Killed):
+        apply(model, tok, {}, checkpoint=KilledAfter(path, key, 4))
+    monkeypatch.setattr(em, "edit_metrics", lambda *a, **k: pytest.fail("the saved edit metrics are recomputed"))
+    scored, real = [], em.target_vs_truth
+
+    def spy(model, tok, rows, **k):
+        scored.extend(rows if k.get("prompter") is not None else [])
+        return real(model, tok, rows, **k)
+
+    monkeypatch.setattr(em, "target_vs_truth", spy)
+    resumed, unit = {}, registry.code("ike", "resumable")
+    ckpt = EditCheckpoint(path, key, unit=unit)
+    apply(model, tok, resumed, checkpoint=ckpt)
+    assert f"resuming after {unit} 4 " in capsys.readouterr().out
+    assert len(scored) == 2                                                     # rows 5 and 6 only
+    assert [(s["from_edit"], s["to_edit"]) for s in ckpt.record()] == [(0, 4), (4, 6)]
+    a, b = straight["edit_metrics"], resumed["edit_metrics"]
+    untimed = lambda d: {k: v for k, v in d.items() if not k.startswith("time")}      # noqa: E731
+    assert untimed(a) == {**untimed(b), "forget_rows": a["forget_rows"]}             # the killed run's, kept
+    assert untimed(a["forget_rows"]) == untimed(b["forget_rows"]) and b["forget_rows"]["n"] == 6

@@ -1,18 +1,20 @@
 """Runs that survive a killed process. On forget05 a ROME or WISE run's sequential edits cost 1-10
 hours on 2 CPU cores, a baseline's training 1-2 hours and IKE's evaluation, with its long contexts,
 as much: longer than a working session. So the edit loop saves its state after every edit, the
-baselines' training after every epoch (EditCheckpoint), and the evaluation its logs after every set
-(EvalCheckpoint), and a rerun of the same run continues after the last save.
+baselines' training after every epoch, IKE its forget rows scored with their contexts as it goes
+(EditCheckpoint), and the evaluation its logs after every set (EvalCheckpoint), and a rerun of the
+same run continues after the last save.
 
 EditCheckpoint, one file per run, artifacts/<preset>/checkpoints/<run>.safetensors: the method's
 tensors (ROME: the edited weight; WISE: its side memory; a baseline: its weights, AdamW's moments and
-torch's generator) and, in the metadata, the number of units done (edits; a baseline's epochs, which
-the segments' from_edit/to_edit then count), the statistics so far, the seconds they took and the
+torch's generator; IKE: none) and, in the metadata, the number of units done (edits; a baseline's
+epochs or IKE's scored rows, which the segments' from_edit/to_edit then count), the statistics so
+far, the method's state (IKE: its scored rows), the seconds they took and the
 CPUs they ran on, and the run's cache key. EvalCheckpoint, one folder per run, artifacts/<preset>/checkpoints/<run>.eval/: each
 finished set's log, keyed by the run's cache key and a digest of the evaluated model's weights (a
 model re-made on another CPU differs by rounding and is evaluated afresh). A checkpoint of another
 key is ignored and overwritten; the runner deletes both once the run's record is committed. A
-resumed run computes what the uninterrupted one computes (tests/test_checkpoints.py), but its
+resumed run computes what the uninterrupted one computes (tests/test_checkpoints.py, test_ike_forget_rows.py), but its
 segments may have run on other CPUs: the record lists them (stats["segments"]).
 """
 from __future__ import annotations

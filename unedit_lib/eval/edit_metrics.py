@@ -219,15 +219,33 @@ def target_vs_truth(model, tok, rows, *, answer_start: str = " ", prompter=None,
 
 
 def context_lift(model, tok, requests, prompter, *, answer_start: str = " ", progress: bool = False,
-                 desc: str = "rows") -> dict:
+                 desc: str = "rows", done: dict | None = None, on_chunk=None, chunk: int = 20) -> dict:
     """`target_vs_truth` of requests (data.edit_requests: prompt, target, ground_truth) with
     `prompter`'s context and without any context (the model alone): per-row lists
     "<rewrite_acc | target_beats_truth | target_logprob | truth_logprob>_<with | without>_context",
     their "means" (and "rewrite_acc_lift", with minus without), "counts" (rows where the target
-    beats the truth, rows with every target token the argmax), "n", what "logprob" is, and timings."""
+    beats the truth, rows with every target token the argmax), "n", what "logprob" is, and timings.
+    The rows with context (IKE: ~1,000-token passes, an hour and more on forget05) go `chunk` at a time:
+    `on_chunk(partial)` before the first and after each, and `done` (a partial it was given) skips the rows
+    a killed process scored. Each context pass runs alone (answer_set_logits), so cutting changes no
+    number. The prompter's counters of cut contexts (IKEPrompts.stats["eval"]) are counted over the rows."""
     rows = [(r["prompt"], r["target"], r["ground_truth"]) for r in requests]
-    runs = {"with_context": target_vs_truth(model, tok, rows, answer_start=answer_start, prompter=prompter,
-                                            progress=progress, desc=f"{desc} with context"),
+    ev = (getattr(prompter, "stats", None) or {}).get("eval", {})
+    counters = [k for k in ("truncated_rows", "dropped_demos") if k in ev]     # two prompts a row: target, truth
+    if prompter is not None:                  # one retrieval for every row, as uncut: each chunk reuses it
+        prompter.prepare([prompter.question_of(p) for p, _, _ in rows])
+    part = {"rewrite_acc": [], "target_beats_truth": [], "target_logprob": [], "truth_logprob": [], "time_s": 0.0,
+            **{k: 0 for k in counters}, **(done or {})}
+    if on_chunk is not None and not done:
+        on_chunk(part)
+    for s in range(len(part["rewrite_acc"]), len(rows), chunk):
+        before = dict(ev)
+        res = target_vs_truth(model, tok, rows[s:s + chunk], answer_start=answer_start, prompter=prompter,
+                              progress=progress, desc=f"{desc} with context, {s + 1}-{min(s + chunk, len(rows))}")
+        part = {k: part[k] + (ev[k] - before[k] if k in counters else res[k]) for k in part}
+        if on_chunk is not None:
+            on_chunk(part)
+    runs = {"with_context": part,
             "without_context": target_vs_truth(model, tok, rows, answer_start=answer_start, progress=progress,
                                                desc=f"{desc} without context")}
     out: dict = {"n": len(rows),
@@ -244,5 +262,5 @@ def context_lift(model, tok, requests, prompter, *, answer_start: str = " ", pro
                      **{f"rewrite_acc_1_{name}": sum(a == 1.0 for a in res["rewrite_acc"]) for name, res in runs.items()}}
     times = {f"time_{name}_s": res["time_s"] for name, res in runs.items()}
     total = sum(times.values())
-    out.update(times, time_s=total, time_per_row_s=total / len(rows) if rows else None)
+    out.update(times, time_s=total, time_per_row_s=total / len(rows) if rows else None, **{k: part[k] for k in counters})
     return out

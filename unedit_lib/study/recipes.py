@@ -294,39 +294,39 @@ def _ike(p, sd, method, target, hp, data_dir):
     loc_items = [(template.prompt(r["question"]), r["answer"]) for r in sd.eval_sets["retain"][:hp["n_locality"]]]
     start = {"answer_start": template.answer_start}     # the answer as the evaluator scores it (chatml: no space)
 
-    def apply(model, tok, stats):
-        t0 = time.perf_counter()
-        pool = s["pool"]()
-        pre_loc = em.locality_predictions(model, tok, loc_items, **start)
-        pre = em.edit_metrics(model, tok, requests, **start)
-        prompts, _ = ike.apply(model, tok, requests, hp, stats, pool=pool, answers=s["answers"], template=template)
+    def apply(model, tok, stats, checkpoint=None):
+        # IKE's edit is its prompts (seconds); its edit metrics and scored forget rows go into `checkpoint` as made
+        saved = checkpoint and checkpoint.load()
+        prompts, _ = ike.apply(model, tok, requests, hp, stats, pool=s["pool"](), answers=s["answers"], template=template)
         stats.update({"target": target, "pool_fraction": hp["pool_fraction"], "n_pool_rows": len(s["pool_rows"]),
                       "n_request_rows": len(s["request_rows"]), "retain_demo_source": s["retain_source"],
                       "n_retain_demo_rows": len(s["retain_rows"]),
                       "embedding_cache_dir": paths.display_path(paths.ike_embedding_cache_dir())})
-        t1 = time.perf_counter()
         probe = ike.edit_metric_prompts(prompts)
-        post = em.edit_metrics(model, tok, requests, loc_items, pre_loc, prompter=probe, **start)
-        stats["edit_metrics"] = {
-            "answer_start": template.answer_start,
-            "pre": {m: pre.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc")},
-            "post": {m: post.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc", "locality")},
-            "per_request": {m: post.get(m) for m in ("rewrite_acc", "rephrase_acc", "locality")},
-            "context_truncations": probe.stats["eval"]["truncated_rows"], "n_locality": len(loc_items),
-            "time_s": time.perf_counter() - t1}
-        # Every forget row the evaluator asks, not only the requests: its target with the context the evaluator
-        # retrieves for it (the probe shares the run's pool, facts, k, order, template; retrieval ignores the
-        # prompt format) and without any. Question last as EasyEdit scores edits: the evaluator's "paper" format
-        # also puts " {target}" after the question. The counters count prompts: two a row (target, truth).
-        ev, before = probe.stats["eval"], dict(probe.stats["eval"])
-        fr = em.context_lift(model, tok, s["forget_requests"], probe, progress=True, desc="IKE forget rows", **start)
-        asked = {r["question"] for r in requests}
-        fr["request_row"] = [r["question"] in asked for r in s["forget_requests"]]
+        if saved:
+            stats["edit_metrics"] = saved["stats"]["edit_metrics"]
+        else:
+            pre_loc, pre = em.locality_predictions(model, tok, loc_items, **start), em.edit_metrics(model, tok, requests, **start)
+            t1 = time.perf_counter()
+            post = em.edit_metrics(model, tok, requests, loc_items, pre_loc, prompter=probe, **start)
+            stats["edit_metrics"] = {
+                "answer_start": template.answer_start,
+                "pre": {m: pre.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc")},
+                "post": {m: post.get(f"{m}_mean") for m in ("rewrite_acc", "rephrase_acc", "locality")},
+                "per_request": {m: post.get(m) for m in ("rewrite_acc", "rephrase_acc", "locality")},
+                "context_truncations": probe.stats["eval"]["truncated_rows"], "n_locality": len(loc_items),
+                "time_s": time.perf_counter() - t1}
+        save = lambda rows: checkpoint and checkpoint.save(len(rows["rewrite_acc"]), {}, {   # noqa: E731
+            "edit_metrics": stats["edit_metrics"]}, rows)
+        # Every forget row the evaluator asks, not only the requests: its target with the context the evaluator retrieves
+        # (the probe shares the run's pool, facts, k, order, template; retrieval ignores the prompt format) and without
+        # any; question last, as EasyEdit scores edits (the evaluator's "paper" format puts " {target}" after it too).
+        fr = em.context_lift(model, tok, s["forget_requests"], probe, progress=True, desc="IKE forget rows",
+                             done=saved and saved["state"], on_chunk=save, **start)
+        fr["request_row"] = [r["question"] in {q["question"] for q in requests} for r in s["forget_requests"]]
         fr["counts"]["request_rows"] = sum(fr["request_row"])
-        fr.update(prompts="ike.edit_metric_prompts: each row's retrieved context, question last (EasyEdit's)",
-                  **{k: ev[k] - before[k] for k in ("truncated_rows", "dropped_demos")})
+        fr["prompts"] = "ike.edit_metric_prompts: each row's retrieved context, question last (EasyEdit's)"
         stats["edit_metrics"]["forget_rows"] = fr
-        stats["time_apply_s"] = time.perf_counter() - t0
         return model, prompts                    # IKE changes no weight: its edit is the prompts
 
     return apply, {}, hp
@@ -414,7 +414,8 @@ def _baseline(p, sd, method, target, hp, data_dir):
 for _name in ("rome", "rrome"):              # R-ROME: ROME with consistent keys
     registry.attach(_name, defaults=functools.partial(_rome_defaults, _name == "rrome"), build=_rome, resumable=True)
 registry.attach("ike", defaults=lambda: _fields(ike.IKEHParams(), ("sentence_model_name",)), build=_ike,
-                save=write_model, load=lambda model, tok, folder: (model, tok, ike.load_prompts(tok, folder)))
+                save=write_model, load=lambda model, tok, folder: (model, tok, ike.load_prompts(tok, folder)),
+                resumable="forget row scored with its context")
 registry.attach("wise", defaults=lambda: _fields(wise_hparams.WiseHParams(), _WISE_NOT_SETTINGS), build=_wise,
                 save=write_model, load=lambda model, tok, folder: (side_memory.load_side_memory(model, folder), tok, None),
                 watch_eval=wise_eval_routes, resumable=True)

@@ -374,7 +374,7 @@ def cached(p, run: str, hp: dict | None, changed: dict | None = None, data: dict
 def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, hp: dict | None = None,
                    changed: dict | None = None, data_dir=None, force: bool = False, seed: int = 0,
                    extra: dict | None = None, progress: bool = True, write_model=write_plain_model, watch_eval=None,
-                   resumable: bool = False, study_data: models.StudyData | None = None):
+                   resumable: bool | str = False, study_data: models.StudyData | None = None):
     """apply(model, tokenizer, stats) -> the unlearned model, or (model, prompter) for a method
     whose edit is the prompts (IKE: `prompter` gives each question's prompt to the evaluator).
 
@@ -388,7 +388,8 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     the evaluation took: recipes.wise_eval_routes). A cached record under this name made with
     other named settings or from other data raises RunClash unless `force`; with `force` (or a
     stale record) the old result stays as it is until the new one is computed and committed.
-    `resumable`: `apply` also takes checkpoint= (checkpoints.EditCheckpoint, keyed by the run's
+    `resumable` (True, or the word its saves count in: registry.CODE_PARTS): `apply` also takes
+    checkpoint= (checkpoints.EditCheckpoint, keyed by the run's
     settings, data and subject model): a rerun after a killed one continues after its last saved
     edit, `timings.unlearn_s` counts the earlier processes' seconds too and `stats["segments"]`
     lists them; the checkpoint is deleted once the run is committed. Every run's evaluation keeps each
@@ -435,7 +436,8 @@ def _compute_run(p, run: str, method: str, target: str | None, apply, *, hp, cha
     drop = {paths.logs_dir(p.name, run): None, unlearned_path(p, run): None}    # a collapse keeps neither
     ckpt, key = None, {"run": run, "hp_key": hp_key(hp), "data": data, "subject_model": info["subject_model"]}
     if resumable:
-        unit = "epoch" if run_names.prefix(run) in registry.names(registry.BASELINE) else "edit"   # what a save counts
+        unit = resumable if isinstance(resumable, str) else (      # what a save counts
+            "epoch" if run_names.prefix(run) in registry.names(registry.BASELINE) else "edit")
         ckpt = EditCheckpoint(paths.checkpoint_path(p.name, run), key, unit=unit)
     t0 = time.perf_counter()
     try:
