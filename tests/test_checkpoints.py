@@ -44,11 +44,23 @@ def tok():
     return train_tokenizer(TEXTS * 5, vocab_size=300)
 
 
+def _bars(module, monkeypatch) -> list:
+    """The progress bars `module` opens from now on."""
+    bars, real = [], module.tqdm
+
+    def spy(*a, **k):
+        bars.append(real(*a, **k))
+        return bars[-1]
+
+    monkeypatch.setattr(module, "tqdm", spy)
+    return bars
+
+
 def _per_edit(stats):
     return {k: v for k, v in stats.items() if k not in ("edit_times_s", "segments")}
 
 
-def test_rome_resumes_after_the_last_saved_edit(tok, tmp_path):
+def test_rome_resumes_after_the_last_saved_edit(tok, tmp_path, monkeypatch):
     straight, s_stats = tiny_model("llama", vocab_size=len(tok)), {}
     rome.edit(straight, tok, ROME_REQS, stats=s_stats, **ROME_FAST)
 
@@ -57,7 +69,9 @@ def test_rome_resumes_after_the_last_saved_edit(tok, tmp_path):
         rome.edit(tiny_model("llama", vocab_size=len(tok)), tok, ROME_REQS, stats={}, checkpoint=KilledAfter(path, KEY, 2),
                   **ROME_FAST)
     resumed, r_stats, ckpt = tiny_model("llama", vocab_size=len(tok)), {}, EditCheckpoint(path, KEY)
+    bars = _bars(rome, monkeypatch)
     rome.edit(resumed, tok, ROME_REQS, stats=r_stats, checkpoint=ckpt, **ROME_FAST)
+    assert bars[-1].n == bars[-1].total == 3                 # the progress counts each edit once
     assert torch.equal(architecture(resumed).mlp_out_weight(2), architecture(straight).mlp_out_weight(2))
     assert _per_edit(r_stats) == _per_edit(s_stats)
     assert len(r_stats["edit_times_s"]) == 3
@@ -65,7 +79,7 @@ def test_rome_resumes_after_the_last_saved_edit(tok, tmp_path):
     assert ckpt.seconds_before > 0 and ckpt.record()[0]["cpu_model"] == ckpt.record()[1]["cpu_model"]
 
 
-def test_wise_resumes_with_its_shards_and_merges(tok, tmp_path):
+def test_wise_resumes_with_its_shards_and_merges(tok, tmp_path, monkeypatch):
     straight, s_stats = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2), {}
     wise.edit(straight, tok, WISE_REQS, locality_prompts=TEXTS[4:], stats=s_stats, **WISE_FAST)
 
@@ -74,8 +88,10 @@ def test_wise_resumes_with_its_shards_and_merges(tok, tmp_path):
         wise.edit(tiny_model("llama", vocab_size=len(tok), initializer_range=0.2), tok, WISE_REQS,
                   locality_prompts=TEXTS[4:], stats={}, checkpoint=KilledAfter(path, KEY, 1), **WISE_FAST)
     resumed, r_stats = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2), {}
+    bars = _bars(wise, monkeypatch)
     wise.edit(resumed, tok, WISE_REQS, locality_prompts=TEXTS[4:], stats=r_stats, checkpoint=EditCheckpoint(path, KEY),
               **WISE_FAST)
+    assert [(b.n, b.total) for b in bars if b.desc.startswith("WISE edits")] == [(3, 3)]
     a, b = side_memory.get_side_memory(straight), side_memory.get_side_memory(resumed)
     assert a.editing_total_cnt == b.editing_total_cnt == 3 and a.merge_cnt == b.merge_cnt == 1
     assert len(a.memory_weights) == len(b.memory_weights) == 2

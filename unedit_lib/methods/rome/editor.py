@@ -560,10 +560,8 @@ def _edit_all(model, tokenizer, arch, requests, hp: RomeHParams, stats, checkpoi
                     "delta_v_norms", "denominators"):
             stats.setdefault(key, [])
 
-    for i, req in enumerate(tqdm(requests, desc=f"ROME edits (layer {layer})", leave=False, disable=len(requests) < 2,
-                                 initial=done)):
-        if i < done:
-            continue
+    for i, req in tqdm(list(enumerate(requests))[done:], desc=f"ROME edits (layer {layer})", leave=False,
+                       disable=len(requests) < 2, total=len(requests), initial=done):
         t0 = time.perf_counter()
         delta_w, res = rome_update(model, tokenizer, req, layer, templates, hp, cov, edit_index=i)
         arch.add_to_mlp_out_weight(layer, delta_w)

@@ -338,7 +338,8 @@ def edit(model, tokenizer, requests, *, locality_prompts, stats=None, checkpoint
                   "act_losses", "n_iters", "tail_forward"):
             stats.setdefault(k, [])
     step_0 = adapter.editing_total_cnt
-    for request in tqdm(requests, desc="WISE edits", leave=False, disable=len(requests) < 2):   # not a setting
+    for request in tqdm(requests, desc="WISE edits", leave=False, disable=len(requests) < 2,    # not a setting
+                        total=n_before + len(requests), initial=n_before):
         step = adapter.editing_total_cnt
         t0 = time.perf_counter()
         if step % hp.save_freq == 0 or adapter.weight_mask is None:     # fresh subspace per shard
