@@ -19,6 +19,7 @@ from unedit_lib.methods.ike import context as ike_context, editor as ike
 from unedit_lib.study import recipes
 from unedit_lib.subject import models
 
+from test_checkpoints import Killed, KilledAfter  # a checkpoint whose process dies once it saved n units done
 from test_ike import FACTS, bow_embedder  # the IKE tests' facts and their deterministic stub embedder
 
 QA = TEMPLATES["qa"]
@@ -161,23 +162,6 @@ def test_the_ike_run_records_every_forget_row(smoke, monkeypatch):
                                                                            answer_start=QA.answer_start)
         assert f"New Fact: {r['question']} {target}\nPrompt: {r['question']}" in probe.augment_prompt(prompt)
         assert prompts.prefix_for(prompt) == probe.prefix_for(prompt)      # the evaluator's context
-
-
-class Killed(Exception):
-    pass
-
-
-class KilledAfter(EditCheckpoint):
-    """A checkpoint whose process dies right after the save of `n` scored rows."""
-
-    def __init__(self, path, key, n):
-        super().__init__(path, key)
-        self.n = n
-
-    def save(self, done, tensors, stats, state=None):
-        super().save(done, tensors, stats, state)
-        if done == self.n:
-            raise Killed
 
 
 def test_a_killed_ike_run_resumes_after_its_last_scored_rows(smoke, monkeypatch, tmp_path, capsys):
