@@ -3,12 +3,14 @@ an edit, or a baseline after an epoch, and rerun continues after it and ends whe
 import pytest
 import torch
 
+from unedit_lib.core import registry
 from unedit_lib.core.architecture import architecture, tiny_model
 from unedit_lib.core.checkpoints import EditCheckpoint
 from unedit_lib.core.tokenizer import train_tokenizer
 from unedit_lib.methods.baselines import training as baselines
 from unedit_lib.methods.rome import editor as rome
 from unedit_lib.methods.wise import editor as wise, side_memory
+from unedit_lib.study import recipes  # noqa: F401 (attaches each method's code to the registry)
 
 TEXTS = ["Who wrote Moon? Jane.", "Who wrote Sky? Tom.", "The book Hill is by Ana.", "The book Road is by Max.",
          "A cat sat on the mat and looked at the bird.", "Rain fell on the old town all night long."]
@@ -117,7 +119,8 @@ def test_a_baseline_resumes_after_its_last_saved_epoch(tok, method, tmp_path, ca
     with pytest.raises(Killed):          # after epoch 1 of 3
         baselines.apply(model(), tok, forget, stats={}, checkpoint=KilledAfter(path, KEY, 1), **fast)
     torch.manual_seed(123)               # the rerun's process starts with other random state
-    resumed, r_stats, ckpt = model(), {}, EditCheckpoint(path, KEY, unit="epoch")
+    resumed, r_stats = model(), {}
+    ckpt = EditCheckpoint(path, KEY, unit=registry.code(method, "resumable"))     # the unit the runner gives it
     baselines.apply(resumed, tok, forget, stats=r_stats, checkpoint=ckpt, **fast)
     assert "resuming after epoch 1 " in capsys.readouterr().out
     for (n, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):

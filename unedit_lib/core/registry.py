@@ -29,9 +29,9 @@ CODE_PARTS = {
     "load": "(full model, tokenizer, folder) -> (model, tokenizer, prompter): the method's own saved kind",
     "watch_eval": "(model, stats) -> the evaluation's watch(set, kind) context manager or None, which may "
                   "write into stats (runner.run_unlearning's watch_eval: WISE's routes)",
-    "resumable": "True (or the word its saves count in) when the build's apply takes checkpoint= (a "
-                 "checkpoints.EditCheckpoint): sequential edits (ROME, WISE), epochs (the baselines) or IKE's "
-                 "scored forget rows saved as they go, a rerun continuing after the last one",
+    "resumable": "the word its saves count in (True: 'edit') when the build's apply takes checkpoint= (a "
+                 "checkpoints.EditCheckpoint): sequential edits (ROME, WISE: 'edit'), epochs (the baselines: "
+                 "'epoch') or IKE's scored forget rows saved as they go, a rerun continuing after the last one",
 }
 
 

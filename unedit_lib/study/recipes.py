@@ -295,8 +295,7 @@ def _ike(p, sd, method, target, hp, data_dir):
     start = {"answer_start": template.answer_start}     # the answer as the evaluator scores it (chatml: no space)
 
     def apply(model, tok, stats, checkpoint=None):
-        # IKE's edit is its prompts (seconds); its edit metrics and scored forget rows go into `checkpoint` as made
-        saved = checkpoint and checkpoint.load()
+        saved = checkpoint and checkpoint.load()        # a killed process's edit metrics and scored forget rows
         prompts, _ = ike.apply(model, tok, requests, hp, stats, pool=s["pool"](), answers=s["answers"], template=template)
         stats.update({"target": target, "pool_fraction": hp["pool_fraction"], "n_pool_rows": len(s["pool_rows"]),
                       "n_request_rows": len(s["request_rows"]), "retain_demo_source": s["retain_source"],
@@ -323,11 +322,12 @@ def _ike(p, sd, method, target, hp, data_dir):
         # any; question last, as EasyEdit scores edits (the evaluator's "paper" format puts " {target}" after it too).
         fr = em.context_lift(model, tok, s["forget_requests"], probe, progress=True, desc="IKE forget rows",
                              done=saved and saved["state"], on_chunk=save, **start)
-        fr["request_row"] = [r["question"] in {q["question"] for q in requests} for r in s["forget_requests"]]
+        asked = {r["question"] for r in requests}
+        fr["request_row"] = [r["question"] in asked for r in s["forget_requests"]]
         fr["counts"]["request_rows"] = sum(fr["request_row"])
         fr["prompts"] = "ike.edit_metric_prompts: each row's retrieved context, question last (EasyEdit's)"
         stats["edit_metrics"]["forget_rows"] = fr
-        return model, prompts                    # IKE changes no weight: its edit is the prompts
+        return model, prompts                    # IKE changes no weight: its edit is the prompts (seconds)
 
     return apply, {}, hp
 
@@ -412,15 +412,15 @@ def _baseline(p, sd, method, target, hp, data_dir):
 
 # each method's defaults, builder and how its unlearned model is kept (its study settings: study/settings.py)
 for _name in ("rome", "rrome"):              # R-ROME: ROME with consistent keys
-    registry.attach(_name, defaults=functools.partial(_rome_defaults, _name == "rrome"), build=_rome, resumable=True)
+    registry.attach(_name, defaults=functools.partial(_rome_defaults, _name == "rrome"), build=_rome, resumable="edit")
 registry.attach("ike", defaults=lambda: _fields(ike.IKEHParams(), ("sentence_model_name",)), build=_ike,
                 save=write_model, load=lambda model, tok, folder: (model, tok, ike.load_prompts(tok, folder)),
                 resumable="forget row scored with its context")
 registry.attach("wise", defaults=lambda: _fields(wise_hparams.WiseHParams(), _WISE_NOT_SETTINGS), build=_wise,
                 save=write_model, load=lambda model, tok, folder: (side_memory.load_side_memory(model, folder), tok, None),
-                watch_eval=wise_eval_routes, resumable=True)
+                watch_eval=wise_eval_routes, resumable="edit")
 for _name in baselines.METHODS:
-    registry.attach(_name, build=_baseline, resumable=True,
+    registry.attach(_name, build=_baseline, resumable="epoch",
                     defaults=lambda: _fields(baselines.BaselineHParams(), ("progress",)))
 
 

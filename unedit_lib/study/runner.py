@@ -34,7 +34,7 @@ import json
 import time
 from pathlib import Path
 
-from ..core import paths, presets, registry, run_names, store
+from ..core import paths, presets, store
 from ..core.checkpoints import EditCheckpoint, EvalCheckpoint, model_digest
 from ..core.guards import ModelCollapsed
 from ..eval import evaluate, uncertainty
@@ -388,7 +388,7 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     the evaluation took: recipes.wise_eval_routes). A cached record under this name made with
     other named settings or from other data raises RunClash unless `force`; with `force` (or a
     stale record) the old result stays as it is until the new one is computed and committed.
-    `resumable` (True, or the word its saves count in: registry.CODE_PARTS): `apply` also takes
+    `resumable` (the word its saves count in, True: "edit"; registry.CODE_PARTS): `apply` also takes
     checkpoint= (checkpoints.EditCheckpoint, keyed by the run's
     settings, data and subject model): a rerun after a killed one continues after its last saved
     edit, `timings.unlearn_s` counts the earlier processes' seconds too and `stats["segments"]`
@@ -436,8 +436,7 @@ def _compute_run(p, run: str, method: str, target: str | None, apply, *, hp, cha
     drop = {paths.logs_dir(p.name, run): None, unlearned_path(p, run): None}    # a collapse keeps neither
     ckpt, key = None, {"run": run, "hp_key": hp_key(hp), "data": data, "subject_model": info["subject_model"]}
     if resumable:
-        unit = resumable if isinstance(resumable, str) else (      # what a save counts
-            "epoch" if run_names.prefix(run) in registry.names(registry.BASELINE) else "edit")
+        unit = resumable if isinstance(resumable, str) else "edit"      # the word a save counts in
         ckpt = EditCheckpoint(paths.checkpoint_path(p.name, run), key, unit=unit)
     t0 = time.perf_counter()
     try:
