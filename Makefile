@@ -13,7 +13,7 @@ SEEDS   ?= 0
 FORCE   ?= 0
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: setup test reproduce readme figures lab bench strip clean-runs
+.PHONY: setup test reproduce readme figures lab bench park strip clean-runs
 
 BASE_MODEL := artifacts/pretrained/smollm2-135m-instruct/source.json
 
@@ -46,6 +46,9 @@ lab: setup                   ## JupyterLab on notebooks/
 
 bench: setup                 ## timings of each stage on $(PRESET) (not a test); STAGES=reproduce times the whole study afresh, STAGES=plan prints each run's FLOPs and projected time first
 	$(PY) benchmarks/bench.py --preset $(PRESET) $(if $(STAGES),--stages $(STAGES))
+
+park: setup                  ## copy the $(PRESET) runs under way (ROME's, WISE's checkpoints) to results/$(PRESET)/in_progress/: commit it and a fresh clone continues them
+	$(PY) scripts/park_checkpoints.py --preset $(PRESET)
 
 strip: setup                 ## strip outputs from the committed notebooks
 	$(VENV)/bin/nbstripout --keep-id notebooks/*.ipynb

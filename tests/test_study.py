@@ -3,6 +3,7 @@ only when every setting matches, ablations named after what they change."""
 import contextlib
 import functools
 import json
+import shutil
 import types
 
 import pytest
@@ -710,6 +711,41 @@ def test_a_killed_resumable_run_continues_after_its_last_edit_and_says_so(fake_s
         fake_study({"lr": 5e-3}, apply=edits(kill_after=1), resumable=True)
     rec = fake_study({"lr": 2e-3}, apply=edits(), resumable=True, force=True)
     assert done_by[-1] == 0 and "segments" not in rec["stats"] and not ckpt.exists()
+
+
+def test_a_parked_run_continues_on_a_fresh_clone(fake_study, capsys):
+    """checkpoints.park copies a killed run's checkpoint into results/<preset>/in_progress/ (committed):
+    with artifacts/ gone, as on the next session's fresh clone, the rerun continues after its last
+    edit from that copy; each segment names the subject model it ran on; the commit removes the copy."""
+    from unedit_lib.core import checkpoints
+
+    def edits(kill_after=None):
+        def apply(model, tok, stats, checkpoint):
+            saved = checkpoint.load()
+            start = saved["done"] if saved else 0
+            stats.update(saved["stats"] if saved else {"edited": []})
+            for i in range(start, 3):
+                stats["edited"].append(i)
+                checkpoint.save(i + 1, {"w": torch.full((2,), float(i))}, stats)
+                if i + 1 == kill_after:
+                    raise KeyboardInterrupt
+            return model
+        return apply
+
+    with pytest.raises(KeyboardInterrupt):
+        fake_study({"lr": 1e-3}, apply=edits(kill_after=2), resumable=True)
+    assert checkpoints.park("smoke", max_mb=1e-6) == []            # over the size limit: not parked
+    assert "not parked" in capsys.readouterr().out
+    parked = paths.parked_checkpoint_path("smoke", "gd")
+    assert checkpoints.park("smoke") == [parked] and parked.is_file()
+    assert checkpoints.park("smoke") == []                          # as far on already: left as it is
+    shutil.rmtree(paths.artifacts_dir("smoke"))                     # the next session's fresh clone
+    rec = fake_study({"lr": 1e-3}, apply=edits(), resumable=True)
+    assert "resuming after edit 2 (parked in " in capsys.readouterr().out
+    assert rec["stats"]["edited"] == [0, 1, 2]
+    assert [(s["from_edit"], s["to_edit"]) for s in rec["stats"]["segments"]] == [(0, 2), (2, 3)]
+    assert all(len(s["subject_digest"]) == 16 for s in rec["stats"]["segments"])
+    assert not parked.exists() and not paths.checkpoint_path("smoke", "gd").exists()
 
 
 def test_a_killed_evaluation_continues_with_the_sets_it_had_not_finished(fake_study, monkeypatch, tok):

@@ -16,6 +16,12 @@ model re-made on another CPU differs by rounding and is evaluated afresh). A che
 key is ignored and overwritten; the runner deletes both once the run's record is committed. A
 resumed run computes what the uninterrupted one computes (tests/test_checkpoints.py, test_ike_forget_rows.py), but its
 segments may have run on other CPUs: the record lists them (stats["segments"]).
+
+A run longer than a working session outlives its artifacts/ when the next session starts from a fresh
+clone: park() copies its EditCheckpoint (ROME's, WISE's: a few MB) to results/<preset>/in_progress/,
+which is committed, and load() resumes from that copy too. The fresh clone re-makes the subject model
+(runner.check_same_model holds it to the committed evaluation within float rounding), so each segment
+names the digest of the subject model it ran on.
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from . import precision, store
+from . import paths, precision, store
 
 _META = "unedit_checkpoint"
 
@@ -41,8 +47,9 @@ class EditCheckpoint:
     """save(done, tensors, stats, state) after each edit (or epoch: `unit`, the word its messages
     count in); load() -> the last save of this key, or None."""
 
-    def __init__(self, path, key: dict, unit: str = "edit"):
+    def __init__(self, path, key: dict, unit: str = "edit", parked=None, subject: str | None = None):
         self.path = Path(path)
+        self.parked = None if parked is None else Path(parked)    # a committed copy (park): read too
         self.unit = unit
         self.key = _as_read_back(key)
         self.seconds_before = 0.0        # unlearning time of earlier segments (load)
@@ -52,28 +59,43 @@ class EditCheckpoint:
         self._t0 = time.perf_counter()
         info = precision.describe()
         self._machine = {k: info.get(k) for k in ("cpu_model", "cpu_flags", "threads")}
+        if subject is not None:          # the subject model's weights (model_digest): a fresh clone re-makes it
+            self._machine["subject_digest"] = subject
 
-    def load(self) -> dict | None:
-        """{"done": edits done, "tensors", "stats", "state"} of the last save, or None when there is
-        none or it belongs to another key (then it is left to be overwritten)."""
-        if not self.path.is_file():
+    def _read(self, path: Path) -> tuple[dict, dict] | None:
+        """(metadata, tensors) of the save at `path` when it is this key's, else None (said why)."""
+        if not path.is_file():
             return None
         try:
             from safetensors import safe_open
-            with safe_open(str(self.path), framework="pt") as f:
+            with safe_open(str(path), framework="pt") as f:
                 meta = json.loads(f.metadata()[_META])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:  # noqa: BLE001 - truncated, garbled or foreign file: start afresh
-            print(f"{self.path.name}: unreadable checkpoint ({type(e).__name__}: {e}); starting from the first {self.unit}")
+            print(f"{path.name}: unreadable checkpoint ({type(e).__name__}: {e}); not resumed from")
             return None
         if meta.get("key") != self.key:
-            print(f"{self.path.name}: checkpoint of other settings, data or model; starting from the first {self.unit}")
+            print(f"{paths.display_path(path)}: checkpoint of other settings, data or model; not resumed from")
             return None
+        return meta, tensors
+
+    def load(self) -> dict | None:
+        """{"done": edits done, "tensors", "stats", "state"} of the last save, or None when there is
+        none or it belongs to another key (then it is left to be overwritten). Of this file and the
+        parked copy, the one further on is resumed."""
+        there = [where for where in (self.path, self.parked) if where is not None and where.is_file()]
+        found = [(r, where) for where in there if (r := self._read(where))]
+        if not found:
+            if there:
+                print(f"{self.path.name}: starting from the first {self.unit}")
+            return None
+        (meta, tensors), where = max(found, key=lambda f: int(f[0][0]["done"]))
         self.seconds_before = float(meta["seconds"])
         self.segments = self._earlier = list(meta["segments"])
         self._resumed = True
         self._t0 = time.perf_counter()
-        print(f"{self.path.name}: resuming after {self.unit} {meta['done']} ({self.seconds_before:.0f} s done before)")
+        parked = "" if where == self.path else f" (parked in {paths.display_path(where)})"
+        print(f"{self.path.name}: resuming after {self.unit} {meta['done']}{parked} ({self.seconds_before:.0f} s done before)")
         return {"done": int(meta["done"]), "tensors": tensors, "stats": meta["stats"], "state": meta["state"]}
 
     def save(self, done: int, tensors: dict[str, torch.Tensor], stats: dict, state: dict | None = None) -> None:
@@ -95,7 +117,9 @@ class EditCheckpoint:
         return self.segments if self._resumed else None
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        for where in (self.path, self.parked):
+            if where is not None:
+                where.unlink(missing_ok=True)
 
 
 def model_digest(model) -> str:
@@ -155,3 +179,37 @@ class EvalCheckpoint:
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# ROME's edited weight or WISE's side memory (forget05: 3.5 MB each), not a baseline's weights and AdamW
+# moments (SmolLM2: ~1.6 GB), which a session finishes anyway (forget05: 1-2 hours)
+PARK_MAX_MB = 64
+
+
+def _saved_meta(path: Path) -> dict:
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()[_META])
+
+
+def park(preset: str, max_mb: float = PARK_MAX_MB) -> list[Path]:
+    """Copy each EditCheckpoint of `preset` (artifacts/<preset>/checkpoints/) of at most `max_mb` to
+    results/<preset>/in_progress/ (paths.parked_checkpoint_path), to be committed: a run longer than
+    a working session then continues on the next session's fresh clone, whose runner resumes from the
+    copy (EditCheckpoint.load) and deletes it with the run's commit. Returns the copies made."""
+    folder = paths.artifacts_dir(preset) / "checkpoints"
+    made = []
+    for src in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        run, mb = src.stem, src.stat().st_size / 2**20
+        if mb > max_mb:
+            print(f"{run}: {mb:.0f} MB, more than the {max_mb:g} MB a parked checkpoint may take: not parked "
+                  "(a run of this size finishes within a session, or starts again on the next)")
+            continue
+        meta, dest = _saved_meta(src), paths.parked_checkpoint_path(preset, run)
+        if dest.is_file() and (old := _saved_meta(dest))["key"] == meta["key"] and old["done"] >= meta["done"]:
+            print(f"{run}: the parked checkpoint is as far on ({old['done']} done); left as it is")
+            continue
+        store.write_file(dest, lambda tmp, src=src: shutil.copyfile(src, tmp))
+        print(f"{run}: parked after {meta['done']} done ({meta['seconds']:.0f} s) in {paths.display_path(dest)}")
+        made.append(dest)
+    return made

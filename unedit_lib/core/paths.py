@@ -119,6 +119,12 @@ def edit_layer_path(preset: str) -> Path:
     return trace_dir(preset) / "rome_layer.json"
 
 
+def parked_checkpoint_path(preset: str, run: str) -> Path:
+    """results/<preset>/in_progress/<run>.safetensors: a run's EditCheckpoint committed so that a
+    session (a fresh clone) continues a run longer than one (checkpoints.park)."""
+    return results_dir(preset) / "in_progress" / f"{run}.safetensors"
+
+
 def robustness_path(preset: str) -> Path:
     return results_dir(preset) / "robustness.json"
 

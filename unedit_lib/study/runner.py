@@ -392,7 +392,9 @@ def run_unlearning(preset, run: str, method: str, target: str | None, apply, *, 
     checkpoint= (checkpoints.EditCheckpoint, keyed by the run's
     settings, data and subject model): a rerun after a killed one continues after its last saved
     edit, `timings.unlearn_s` counts the earlier processes' seconds too and `stats["segments"]`
-    lists them; the checkpoint is deleted once the run is committed. Every run's evaluation keeps each
+    lists them (each with the CPU and the subject model's digest it ran on); a copy parked in
+    results/<preset>/in_progress/ (checkpoints.park: a run longer than a session, continued on a fresh
+    clone) is resumed from too; both are deleted once the run is committed. Every run's evaluation keeps each
     finished set (checkpoints.EvalCheckpoint, keyed by the run and the evaluated model's weights): a
     rerun after a kill evaluates only the sets left, and `timings.eval_s` counts the earlier ones. `preset` is a resolved Preset
     (or a name); `study_data` the study data a caller has checked already (check_inputs), else the
@@ -437,7 +439,8 @@ def _compute_run(p, run: str, method: str, target: str | None, apply, *, hp, cha
     ckpt, key = None, {"run": run, "hp_key": hp_key(hp), "data": data, "subject_model": info["subject_model"]}
     if resumable:
         unit = resumable if isinstance(resumable, str) else "edit"      # the word a save counts in
-        ckpt = EditCheckpoint(paths.checkpoint_path(p.name, run), key, unit=unit)
+        ckpt = EditCheckpoint(paths.checkpoint_path(p.name, run), key, unit=unit,
+                              parked=paths.parked_checkpoint_path(p.name, run), subject=model_digest(model))
     t0 = time.perf_counter()
     try:
         result = apply(model, tok, stats) if ckpt is None else apply(model, tok, stats, checkpoint=ckpt)
