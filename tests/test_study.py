@@ -739,6 +739,7 @@ def test_a_parked_run_continues_on_a_fresh_clone(fake_study, capsys):
     parked = paths.parked_checkpoint_path("smoke", "gd")
     assert checkpoints.park("smoke") == [parked] and parked.is_file()
     assert checkpoints.park("smoke") == []                          # as far on already: left as it is
+    assert [(r["run"], r["done"], r["unit"]) for r in checkpoints.parked_runs("smoke")] == [("gd", 2, "edit")]
     shutil.rmtree(paths.artifacts_dir("smoke"))                     # the next session's fresh clone
     rec = fake_study({"lr": 1e-3}, apply=edits(), resumable=True)
     assert "resuming after edit 2 (parked in " in capsys.readouterr().out
@@ -746,6 +747,7 @@ def test_a_parked_run_continues_on_a_fresh_clone(fake_study, capsys):
     assert [(s["from_edit"], s["to_edit"]) for s in rec["stats"]["segments"]] == [(0, 2), (2, 3)]
     assert all(len(s["subject_digest"]) == 16 for s in rec["stats"]["segments"])
     assert not parked.exists() and not paths.checkpoint_path("smoke", "gd").exists()
+    assert checkpoints.parked_runs("smoke") == []
 
 
 def test_a_killed_evaluation_continues_with_the_sets_it_had_not_finished(fake_study, monkeypatch, tok):

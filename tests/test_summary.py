@@ -231,3 +231,20 @@ def test_the_seeds_each_run_rests_on_and_what_refitting_the_subject_models_did()
             f"{n[summary.NOT_COMPARABLE]} without a run)") in trust     # why each stays open, not "so" the lattice
     for refit in (None, (["tiny-ft1"], 0, 0)):          # no other pair, or one without runs that decide
         assert "not over fine-tuning seeds or CPUs" in summary.plain_sentences("tiny", records, found, refit)[2]
+
+
+def test_progress_lines_name_the_parked_runs(tmp_path, monkeypatch):
+    """A run parked for the next session (checkpoints.park) shows in the README's progress block with
+    how far it got, read from the committed copy."""
+    import torch
+
+    from unedit_lib.core import paths
+    from unedit_lib.core.checkpoints import EditCheckpoint
+
+    monkeypatch.setenv("UNEDIT_RESULTS_DIR", str(tmp_path))
+    records = {"full": _rec(0.9, 1e-18, 0.40), "retain": _rec(0.3, 1.0, 0.41)}
+    assert not [line for line in summary.progress_lines("smollm2-forget05", records) if "Under way" in line]
+    EditCheckpoint(paths.parked_checkpoint_path("smollm2-forget05", "rome-incorrect"), {"run": "rome-incorrect"}).save(
+        84, {"w": torch.zeros(2)}, {})
+    parked = [line for line in summary.progress_lines("smollm2-forget05", records) if "Under way" in line]
+    assert len(parked) == 1 and "`rome-incorrect` after edit 84 (0.0 h so far)" in parked[0]

@@ -104,7 +104,7 @@ class EditCheckpoint:
         earlier = self._earlier
         segments = earlier + [{"from_edit": earlier[-1]["to_edit"] if earlier else 0, "to_edit": done,
                                "seconds": time.perf_counter() - self._t0, **self._machine}]
-        meta = {"key": self.key, "done": done, "seconds": self.seconds_before + segments[-1]["seconds"],
+        meta = {"key": self.key, "done": done, "unit": self.unit, "seconds": self.seconds_before + segments[-1]["seconds"],
                 "segments": segments, "stats": stats, "state": state}
         from safetensors.torch import save_file
         body = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
@@ -213,3 +213,15 @@ def park(preset: str, max_mb: float = PARK_MAX_MB) -> list[Path]:
         print(f"{run}: parked after {meta['done']} done ({meta['seconds']:.0f} s) in {paths.display_path(dest)}")
         made.append(dest)
     return made
+
+
+def parked_runs(preset: str) -> list[dict]:
+    """The runs of `preset` parked in results/<preset>/in_progress/ (park): each one's run name, units
+    done, unit ("edit", ...) and seconds so far, from the copy's metadata."""
+    folder = paths.parked_checkpoint_path(preset, "x").parent
+    found = []
+    for f in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        meta = _saved_meta(f)
+        found.append({"run": f.stem, "done": int(meta["done"]), "unit": meta.get("unit", "unit"),
+                      "seconds": float(meta["seconds"])})
+    return found

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ..core import data, paths, presets, reference, registry, run_names, store
+from ..core import checkpoints, data, paths, presets, reference, registry, run_names, store
 from ..core.edit_records import EDIT_PROMPT, EVALUATOR_PROMPT, metric_groups
 from ..core.store import is_ablation, is_grid_run
 from .tables import INCONCLUSIVE, NOT_COMPARABLE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, VERDICTS
@@ -262,6 +262,10 @@ def progress_lines(preset: str, records: dict) -> list[str]:
     lines = [f"* **Runs** with the paper's settings: {len(done)} of {len(expected)} done"
              + (f" ({', '.join(f'`{r}`' for r in done)})" if done else "")
              + (f"; still to run: {', '.join(f'`{r}`' for r in missing)}" if missing else "") + "."]
+    if parked := checkpoints.parked_runs(preset):
+        lines.append("* **Under way**, parked in `results/" + preset + "/in_progress/` (a later session continues "
+                     "each after its last save, `make park`): " + ", ".join(
+                         f"`{r['run']}` after {r['unit']} {r['done']} ({r['seconds'] / 3600:.1f} h so far)" for r in parked) + ".")
     if grid_runs:
         lines.append(f"* **ROME grid runs** (the next v_lr of the stated grid, run where the paper's did not let the "
                      f"edits take; the premise table below says whether theirs did): {', '.join(f'`{r}`' for r in grid_runs)}.")
