@@ -678,25 +678,29 @@ def test_a_forced_ablation_does_not_recompute_the_studys_own_ablations(monkeypat
     assert recipes.wise_ablation_runs("smoke", "dummy", force=True, act_margin_scale=3.0) == {} and not calls
 
 
+def _three_edits(done_by: list, kill_after=None):
+    """A resumable apply of 3 edits that saves after each (appending where it started to `done_by`) and
+    dies after edit `kill_after`."""
+    def apply(model, tok, stats, checkpoint):
+        saved = checkpoint.load()
+        start = saved["done"] if saved else 0
+        stats.update(saved["stats"] if saved else {"edited": []})
+        done_by.append(start)
+        for i in range(start, 3):
+            stats["edited"].append(i)
+            checkpoint.save(i + 1, {"w": torch.full((2,), float(i))}, stats)
+            if i + 1 == kill_after:
+                raise KeyboardInterrupt
+        return model
+    return apply
+
+
 def test_a_killed_resumable_run_continues_after_its_last_edit_and_says_so(fake_study):
     """runner.run_unlearning(resumable=True): the checkpoint a killed process left is the rerun's start,
     under this run's settings only; the record lists the segments and counts their seconds; the
     committed run leaves no checkpoint behind."""
     done_by = []
-
-    def edits(kill_after=None):
-        def apply(model, tok, stats, checkpoint):
-            saved = checkpoint.load()
-            start = saved["done"] if saved else 0
-            stats.update(saved["stats"] if saved else {"edited": []})
-            done_by.append(start)
-            for i in range(start, 3):
-                stats["edited"].append(i)
-                checkpoint.save(i + 1, {"w": torch.full((2,), float(i))}, stats)
-                if i + 1 == kill_after:
-                    raise KeyboardInterrupt
-            return model
-        return apply
+    edits = functools.partial(_three_edits, done_by)
 
     ckpt = paths.checkpoint_path("smoke", "gd")
     with pytest.raises(KeyboardInterrupt):
@@ -719,18 +723,7 @@ def test_a_parked_run_continues_on_a_fresh_clone(fake_study, capsys):
     edit from that copy; each segment names the subject model it ran on; the commit removes the copy."""
     from unedit_lib.core import checkpoints
 
-    def edits(kill_after=None):
-        def apply(model, tok, stats, checkpoint):
-            saved = checkpoint.load()
-            start = saved["done"] if saved else 0
-            stats.update(saved["stats"] if saved else {"edited": []})
-            for i in range(start, 3):
-                stats["edited"].append(i)
-                checkpoint.save(i + 1, {"w": torch.full((2,), float(i))}, stats)
-                if i + 1 == kill_after:
-                    raise KeyboardInterrupt
-            return model
-        return apply
+    edits = functools.partial(_three_edits, [])
 
     with pytest.raises(KeyboardInterrupt):
         fake_study({"lr": 1e-3}, apply=edits(kill_after=2), resumable=True)
