@@ -1,8 +1,12 @@
 """The cost plan (issue 37): its FLOP formulas by hand on a tiny config, and a plan of the smoke
 study that covers every run with positive numbers (no model is run; the sgemm probe is tiny)."""
+import dataclasses
+
 import pytest
 
 from unedit_lib.core import data, presets
+from unedit_lib.core.checkpoints import EditCheckpoint
+from unedit_lib.subject import models
 from unedit_lib.study import cost_plan as c, recipes, settings as study_settings
 
 # d 4, 2 blocks, i 8, V 10, no GQA: P_b = 2*16 (q, o) + 2*16 (k, v) + 3*32 (gate, up, down) = 160; head 40
@@ -140,3 +144,19 @@ def test_the_plan_counts_the_runs_repeated_with_extra_seeds():
     seeded = [r for r in runs if r[0].endswith(("-s1", "-s2"))]
     assert [r[0] for r in seeded] == [f"{m}-s{s}" for s in (1, 2) for m in ("ga", "gd", "kl", "idk", "npo")]
     assert all(r[1] in ("ga", "gd", "kl", "idk", "npo") and r[2] is None for r in seeded)
+
+
+def test_a_run_under_way_costs_only_what_is_left(tmp_path, monkeypatch):
+    """A checkpoint (here a parked copy: checkpoints.park) of a run without a record: the plan says how far it
+    got and counts only the rest of its unlearning in what is still to run."""
+    monkeypatch.setenv("UNEDIT_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    rdir = tmp_path / "smoke"
+    EditCheckpoint(rdir / "in_progress" / "rome-dummy.safetensors", {"run": "rome-dummy"}).save(1, {}, {})
+    name = lambda m, t, **ov: recipes.plan("smoke", m, t, **ov)[0]     # noqa: E731
+    by = {r.run: r for r in c.plan("smoke", recipes.settings, name, tokens=c.Tokens(None), results_dir=rdir)[1]}
+    n = recipes.settings("smoke", "rome")["n_edits"] or len(models.study_data("smoke").forget_rows)
+    assert by["rome-dummy"].left_share == pytest.approx(1 - 1 / n) and by["wise-dummy"].left_share == 1
+    assert f"under way: edit 1 of {n} saved" in "; ".join(by["rome-dummy"].notes)
+    whole = c.still_to_run([dataclasses.replace(by["rome-dummy"], left_share=1.0)], 1.0)[1]
+    part = c.still_to_run([by["rome-dummy"]], 1.0)[1]
+    assert whole - part == pytest.approx(by["rome-dummy"].unlearn_flops / n / 1e9)

@@ -215,13 +215,18 @@ def park(preset: str, max_mb: float = PARK_MAX_MB) -> list[Path]:
     return made
 
 
+def progress(path) -> dict | None:
+    """How far the run saved at `path` got: {"run", "done" (units), "unit" ("edit", ...), "seconds"}, from
+    the checkpoint's metadata; None when there is no readable checkpoint there."""
+    path = Path(path)
+    try:
+        meta = _saved_meta(path)
+    except Exception:  # noqa: BLE001 - missing, truncated or foreign: nothing under way there
+        return None
+    return {"run": path.stem, "done": int(meta["done"]), "unit": meta.get("unit", "unit"), "seconds": float(meta["seconds"])}
+
+
 def parked_runs(preset: str) -> list[dict]:
-    """The runs of `preset` parked in results/<preset>/in_progress/ (park): each one's run name, units
-    done, unit ("edit", ...) and seconds so far, from the copy's metadata."""
+    """progress() of each run of `preset` parked in results/<preset>/in_progress/ (park)."""
     folder = paths.parked_checkpoint_path(preset, "x").parent
-    found = []
-    for f in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
-        meta = _saved_meta(f)
-        found.append({"run": f.stem, "done": int(meta["done"]), "unit": meta.get("unit", "unit"),
-                      "seconds": float(meta["seconds"])})
-    return found
+    return [r for f in (sorted(folder.glob("*.safetensors")) if folder.is_dir() else []) if (r := progress(f))]

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import data, presets, prompts, run_names
+from ..core import checkpoints, data, paths, presets, prompts, run_names
 from ..core.paths import output_dir
 from ..methods.ike import editor as ike_editor
 from ..methods.wise import hparams as wise_hparams
@@ -260,6 +260,7 @@ class RunCost:
     notes: list = field(default_factory=list)
     measured: dict = field(default_factory=dict)   # timings of results/<preset>/<run>.json, if made
     recorded_flops: float | None = None   # unlearn_flops at the steps each edit made (early stops), if recorded
+    left_share: float = 1.0    # the share of its unlearning still to do: a run under way (a checkpoint) has done some
 
     @property
     def done_flops(self) -> float:
@@ -385,11 +386,25 @@ def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tok
         if method in ("rome", "wise"):
             unlearn += extra
             recorded = recorded + extra if recorded is not None else None
-        out.append(RunCost(run, method, unlearn, ev, notes, rec.get("timings", {}), recorded))
+        left_share = 1.0
+        if not rec and method != "eval" and (under_way := _under_way(p, run, rdir)):
+            units = n if method in ("rome", "wise") else len(rows) if method == "ike" else hp["epochs"]
+            left_share = max(0.0, 1 - under_way["done"] / units)
+            notes.append(f"under way: {under_way['unit']} {under_way['done']} of {units} saved ({under_way['seconds']:.0f} s), "
+                         f"{100 * left_share:.0f}% of its unlearning left")
+        out.append(RunCost(run, method, unlearn, ev, notes, rec.get("timings", {}), recorded, left_share))
     if attack_settings is not None:
         out += attack_costs(p, m, t, attack_settings(p.name), sets, sd, [r.run for r in out], contexts,
                             rdir, data_dir)
     return m, out
+
+
+def _under_way(p, run: str, rdir: Path) -> dict | None:
+    """checkpoints.progress of the run's checkpoint (artifacts/), or of its parked copy (results/<preset>/in_progress/),
+    whichever is further on; None when it has neither."""
+    found = [g for f in (paths.checkpoint_path(p.name, run), rdir / "in_progress" / f"{run}.safetensors")
+             if (g := checkpoints.progress(f))]
+    return max(found, key=lambda g: g["done"]) if found else None
 
 
 def attack_costs(p, m: ModelSize, t: Tokens, hp: dict, sets: dict, sd, runs: list[str], contexts: dict, rdir: Path,
@@ -498,7 +513,7 @@ def still_to_run(runs: list[RunCost], gflops: float) -> tuple[str, float, float,
             measured += mu
         if me is not None:
             made, measured = made + r.eval_flops / rate, measured + me
-        left += (r.unlearn_flops / rate if mu is None else 0) + (r.eval_flops / rate if me is None else 0)
+        left += (r.left_share * r.unlearn_flops / rate if mu is None else 0) + (r.eval_flops / rate if me is None else 0)
     rest = left_runs(runs)
     return (count_runs(rest) if rest else ""), left, made, measured
 
