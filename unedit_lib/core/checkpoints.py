@@ -64,8 +64,6 @@ class EditCheckpoint:
 
     def _read(self, path: Path) -> tuple[dict, dict] | None:
         """(metadata, tensors) of the save at `path` when it is this key's, else None (said why)."""
-        if not path.is_file():
-            return None
         try:
             from safetensors import safe_open
             with safe_open(str(path), framework="pt") as f:

@@ -119,10 +119,11 @@ def edit_layer_path(preset: str) -> Path:
     return trace_dir(preset) / "rome_layer.json"
 
 
-def parked_checkpoint_path(preset: str, run: str) -> Path:
-    """results/<preset>/in_progress/<run>.safetensors: a run's EditCheckpoint committed so that a
-    session (a fresh clone) continues a run longer than one (checkpoints.park)."""
-    return results_dir(preset) / "in_progress" / f"{run}.safetensors"
+def parked_checkpoint_path(preset: str, run: str, results: Path | None = None) -> Path:
+    """results/<preset>/in_progress/<run>.safetensors (or under `results`, a preset's results folder given
+    apart): a run's EditCheckpoint committed so that a session (a fresh clone) continues a run longer
+    than one (checkpoints.park)."""
+    return (results or results_dir(preset)) / "in_progress" / f"{run}.safetensors"
 
 
 def robustness_path(preset: str) -> Path:

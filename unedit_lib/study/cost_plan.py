@@ -402,7 +402,7 @@ def plan(preset, settings, plan_name, ablations: dict | None = None, tokens: Tok
 def _under_way(p, run: str, rdir: Path) -> dict | None:
     """checkpoints.progress of the run's checkpoint (artifacts/), or of its parked copy (results/<preset>/in_progress/),
     whichever is further on; None when it has neither."""
-    found = [g for f in (paths.checkpoint_path(p.name, run), rdir / "in_progress" / f"{run}.safetensors")
+    found = [g for f in (paths.checkpoint_path(p.name, run), paths.parked_checkpoint_path(p.name, run, rdir))
              if (g := checkpoints.progress(f))]
     return max(found, key=lambda g: g["done"]) if found else None
 
